@@ -1,0 +1,93 @@
+"""The API port (default 8080): health, readiness, Prometheus metrics and read-only SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from api.sql import ReadOnlySql, SqlError
+from ingest.auth import ApiKeys, key_from_headers
+
+# Parameters of ClickHouse's HTTP interface that this endpoint reads; other settings are ignored
+# (the session is read-only and could not take them anyway).
+_QUERY_PARAMS = ("query", "database", "default_format")
+
+
+def _sql_key(request: Request) -> str | None:
+    """The API key, as any ClickHouse client would send a password."""
+    auth = request.headers.get("authorization", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            return base64.b64decode(auth[6:]).decode().partition(":")[2] or None
+        except ValueError:
+            return None
+    return (
+        key_from_headers(request.headers)
+        or request.headers.get("x-clickhouse-key")
+        or request.query_params.get("password")
+    )
+
+
+def api_app(keys: ApiKeys, sql: ReadOnlySql, ready: Callable[[], bool]) -> Starlette:
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        if ready():
+            return PlainTextResponse("ready")
+        return PlainTextResponse("not ready: storage is failing", status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def ping(request: Request) -> Response:
+        return PlainTextResponse("Ok.\n")
+
+    async def query(request: Request) -> Response:
+        project_id = keys.project_for(_sql_key(request))
+        if project_id is None:
+            return PlainTextResponse(
+                "Code: 516. Authentication failed: missing or unknown API key "
+                "(send it as the password, 'Authorization: Bearer <key>' or 'X-ClickHouse-Key').\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="inferline"'},
+            )
+        text = request.query_params.get("query", "")
+        if request.method == "POST":
+            body = (await request.body()).decode("utf-8", errors="replace")
+            # As in ClickHouse: the URL part, then the body.
+            text = f"{text}\n{body}" if text else body
+        params = {k[6:]: v for k, v in request.query_params.items() if k.startswith("param_")}
+        try:
+            body, fmt = await asyncio.to_thread(
+                sql.run, project_id, text, request.query_params.get("default_format"), params
+            )
+        except SqlError as e:
+            return PlainTextResponse(str(e) + "\n", status_code=e.status, headers={"X-ClickHouse-Exception-Code": "0"})
+        return Response(
+            body,
+            media_type="text/plain; charset=UTF-8",
+            headers={
+                "X-ClickHouse-Format": fmt,
+                "X-ClickHouse-Timezone": "UTC",
+                "X-ClickHouse-Summary": orjson.dumps({"read_rows": "0", "written_rows": "0"}).decode(),
+            },
+        )
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            Route("/ping", ping),
+            Route("/", query, methods=["GET", "POST"]),
+        ]
+    )

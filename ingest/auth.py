@@ -1,0 +1,107 @@
+"""API keys → projects. Keys are stored hashed (SHA-256) in the `api_keys` table so every
+receiver of a deployment sees the same set; the project id is always taken from the key, never
+from the payload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import structlog
+from clickhouse_connect.driver.client import Client
+
+log = structlog.get_logger()
+
+PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_PROJECT = "default"
+DEFAULT_KEY_FILE = "default_api_key"
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """`Authorization: Bearer <key>` or `x-api-key: <key>` (header names lowercase)."""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return headers.get("x-api-key") or None
+
+
+class ApiKeys:
+    def __init__(self, client: Client, database: str = "default", refresh_s: float = 30.0) -> None:
+        self._client = client
+        self._database = database
+        self._refresh_s = refresh_s
+        self._projects: dict[str, str] = {}
+        self._loaded_at = 0.0
+        self._miss_reload_at = 0.0
+
+    def load(self) -> None:
+        rows = self._client.query(
+            f"SELECT key_sha256, argMax(project_id, created_at), argMax(revoked, created_at) "
+            f"FROM `{self._database}`.api_keys GROUP BY key_sha256"
+        ).result_rows
+        self._projects = {digest: project for digest, project, revoked in rows if not revoked}
+        self._loaded_at = time.monotonic()
+
+    def project_for(self, key: str | None) -> str | None:
+        if not key:
+            return None
+        now = time.monotonic()
+        if now - self._loaded_at > self._refresh_s:
+            self.load()
+        project = self._projects.get(_digest(key))
+        # A key made moments ago by another process: look again, but at most once a second.
+        if project is None and now > self._miss_reload_at:
+            self._miss_reload_at = now + 1.0
+            self.load()
+            project = self._projects.get(_digest(key))
+        return project
+
+    def create(self, project_id: str, name: str = "") -> str:
+        if not PROJECT_ID.match(project_id):
+            raise ValueError("project id: 1-64 characters of letters, digits, '_', '.', '-'")
+        key = "il_" + secrets.token_urlsafe(32)
+        self._client.insert(
+            f"`{self._database}`.api_keys",
+            [[_digest(key), project_id, name, False]],
+            column_names=["key_sha256", "project_id", "name", "revoked"],
+        )
+        self._projects[_digest(key)] = project_id
+        return key
+
+    def revoke(self, key: str) -> None:
+        project = self.project_for(key)
+        if project is None:
+            raise KeyError("unknown key")
+        self._client.insert(
+            f"`{self._database}`.api_keys",
+            [[_digest(key), project, "", True]],
+            column_names=["key_sha256", "project_id", "name", "revoked"],
+        )
+        self._projects.pop(_digest(key), None)
+
+    def is_empty(self) -> bool:
+        return not self._projects
+
+
+def ensure_default_key(keys: ApiKeys, data_dir: Path) -> str | None:
+    """On the first start: create the default project's key, keep it in the data directory
+    (readable by the owner only) and return it so the caller prints it once."""
+    keys.load()
+    if not keys.is_empty():
+        return None
+    key = keys.create(DEFAULT_PROJECT, "default key, created on first start")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / DEFAULT_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key

@@ -1,0 +1,28 @@
+"""What a receiver hands a decoded, authenticated request to.
+
+Embedded mode: the processor chain and the ClickHouse writer (`pipeline.embedded`).
+Distributed mode: the raw Kafka topics. Either way `export_*` returns only once the data reached
+the durable point, and raises `pipeline.errors.Retryable` when it could not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+
+@dataclass(slots=True)
+class ExportResult:
+    """Records rejected individually (OTLP partial success) and why."""
+
+    rejected: int = 0
+    message: str = ""
+
+
+class Sink(Protocol):
+    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult: ...
+
+    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult: ...

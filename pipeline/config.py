@@ -1,0 +1,97 @@
+"""Service configuration: environment variables (prefix `INFERLINE_`), optionally a YAML file.
+
+pydantic-settings validates everything at start, so a typo fails loudly before a port opens.
+`CLICKHOUSE_URL` and `KAFKA_BOOTSTRAP_SERVERS` are also read without the prefix because that is
+how the rest of the ecosystem spells them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class BatchSettings(BaseModel):
+    max_rows: int = Field(10_000, ge=1, description="flush a table's batch at this many rows")
+    max_delay_s: float = Field(1.0, gt=0, description="flush a batch this long after its first row")
+    max_pending_rows: int = Field(200_000, ge=1, description="rows waiting for storage before refusing")
+
+
+class ProcessorSettings(BaseModel):
+    """The enrichment chain after normalisation: order and per-stage options."""
+
+    chain: list[str] = Field(default_factory=lambda: ["pricing", "pii", "sentiment"])
+    pricing: dict[str, Any] = Field(default_factory=dict)
+    pii: dict[str, Any] = Field(default_factory=dict)
+    sentiment: dict[str, Any] = Field(default_factory=dict)
+    tenant_keys: list[str] = Field(default_factory=list, description="extra attributes naming the tenant")
+    join_window_s: float = 30.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INFERLINE_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path("data")
+    clickhouse_url: str = Field(
+        "", validation_alias=AliasChoices("INFERLINE_CLICKHOUSE_URL", "CLICKHOUSE_URL", "clickhouse_url")
+    )
+    clickhouse_database: str = "default"
+    kafka_bootstrap_servers: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "INFERLINE_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"
+        ),
+    )
+    host: str = "0.0.0.0"
+    grpc_port: int = 4317
+    http_port: int = 4318
+    api_port: int = 8080
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="decompressed OTLP body limit")
+    retention_days: int = Field(180, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    config_file: Path | None = Field(None, description="optional YAML file with the same keys")
+
+    @property
+    def resolved_clickhouse_url(self) -> str:
+        return self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the YAML file, which beats defaults.
+        return init_settings, env_settings, _YamlSource(settings_cls, env_settings)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by INFERLINE_CONFIG_FILE (or config_file passed in)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        path = os.environ.get("INFERLINE_CONFIG_FILE")
+        if not path:
+            return {}
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        return loaded

@@ -1,0 +1,117 @@
+"""Starting and stopping the all-in-one (embedded) service: OTLP gRPC and HTTP receivers, the
+processor chain, the batch writer and the API port, in one process and one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Generator
+
+import structlog
+import uvicorn
+
+from api.app import api_app
+from api.sql import ReadOnlySql
+from ingest.auth import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
+from ingest.otlp_grpc import otlp_grpc_server
+from ingest.otlp_http import otlp_http_app
+from pipeline.config import Settings
+from pipeline.embedded import EmbeddedSink
+from processors.chain import ProcessorChain
+from storage.clickhouse import connect
+from storage.inserter import Inserter
+from storage.schema import migrate
+from storage.writer import BatchWriter
+
+log = structlog.get_logger()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service stops all servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def print_first_key(key: str, settings: Settings) -> None:
+    """The one time the default key is shown (it is also kept, owner-only, in the data dir)."""
+    path = settings.data_dir / DEFAULT_KEY_FILE
+    print(
+        "\n  Created project 'default' and its API key (kept in "
+        f"{path}):\n\n      {key}\n\n"
+        f"  Send OTLP with:  OTEL_EXPORTER_OTLP_HEADERS='authorization=Bearer {key}'\n",
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
+    write_client = connect(url, database)
+    migrate(write_client, database, settings.retention_days)
+    keys = ApiKeys(connect(url, database), database)
+    first_key = ensure_default_key(keys, settings.data_dir)
+    if first_key:
+        print_first_key(first_key, settings)
+
+    writer = BatchWriter(
+        Inserter(write_client, database),
+        max_rows=settings.batch.max_rows,
+        max_delay_s=settings.batch.max_delay_s,
+        max_pending_rows=settings.batch.max_pending_rows,
+    )
+    writer.start()
+    sink = EmbeddedSink(ProcessorChain(settings.processors), writer)
+    sql = ReadOnlySql(url, database)
+
+    grpc_server = otlp_grpc_server(sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes)
+    await grpc_server.start()
+    http_servers = [
+        _Server(
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=10,
+            )
+        )
+        for app, port in (
+            (otlp_http_app(sink, keys, settings.max_request_bytes), settings.http_port),
+            (api_app(keys, sql, lambda: writer.healthy), settings.api_port),
+        )
+    ]
+    serving = [asyncio.create_task(s.serve()) for s in http_servers]
+    log.info(
+        "inferline started",
+        mode="embedded",
+        otlp_grpc=settings.grpc_port,
+        otlp_http=settings.http_port,
+        api=settings.api_port,
+        clickhouse=url.split("@")[-1],
+    )
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
+
+    log.info("stopping: finishing accepted requests")
+    for s in http_servers:
+        s.should_exit = True
+    await grpc_server.stop(grace=10)
+    await asyncio.gather(*serving, return_exceptions=True)
+    await writer.close()  # flushes everything accepted
+    sink.close()
+    sql.close()
+    write_client.close()
+    log.info("stopped")

@@ -1,0 +1,61 @@
+"""The processor stage: normalise GenAI spans into inference rows, turn spans and logs into
+their table rows, then run the configured enrichment chain (pricing, PII, sentiment, ...).
+
+The same object runs in the embedded service and in the Kafka processor role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from pipeline.config import ProcessorSettings
+from pipeline.records import Batch, LogRecord, Span
+from processors.base import Processor
+from processors.normalise import GenAINormaliser
+from processors.otel_rows import log_row, trace_row
+
+log = structlog.get_logger()
+
+
+def build_processor(name: str, options: dict[str, Any]) -> Processor:
+    """The registry of enrichment stages, by the name used in `processors.chain`."""
+    if name == "pricing":
+        from processors.pricing import Pricer, PricingConfig
+
+        return Pricer(PricingConfig.model_validate(options))
+    if name == "pii":
+        from processors.pii import PiiConfig, PiiMasker
+
+        return PiiMasker(PiiConfig.model_validate(options))
+    if name == "sentiment":
+        from processors.sentiment import SentimentConfig, SentimentProcessor
+
+        return SentimentProcessor(SentimentConfig.model_validate(options))
+    raise ValueError(f"unknown processor {name!r} in processors.chain (known: pricing, pii, sentiment)")
+
+
+class ProcessorChain:
+    def __init__(self, settings: ProcessorSettings | None = None) -> None:
+        settings = settings or ProcessorSettings()
+        normaliser_options: dict[str, Any] = {"join_window_s": settings.join_window_s}
+        if settings.tenant_keys:
+            normaliser_options["tenant_keys"] = tuple(settings.tenant_keys)
+        self.normaliser = GenAINormaliser(**normaliser_options)
+        self.stages: list[Processor] = []
+        for name in settings.chain:
+            options = getattr(settings, name, None) or {}
+            if options.get("enabled", True) is False:
+                continue
+            self.stages.append(build_processor(name, options))
+
+    def run(self, spans: list[Span], logs: list[LogRecord]) -> Batch:
+        batch = Batch(
+            inferences=self.normaliser.normalise(spans, logs),
+            spans=[trace_row(s) for s in spans],
+            logs=[log_row(r) for r in logs],
+        )
+        for stage in self.stages:
+            stage.process(batch)
+        return batch

@@ -1,0 +1,66 @@
+"""Column-oriented inserts of a `Batch` into its three tables, with replay-safe retries."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import structlog
+from clickhouse_connect.driver.client import Client
+
+from pipeline.records import Batch, Row
+from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
+
+log = structlog.get_logger()
+
+# Columns holding structured values that are stored as JSON text.
+_JSON_COLUMNS = frozenset({"prompt_messages", "response_messages"})
+
+
+def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[list[Any]]]:
+    names, data = [], []
+    for col in table.insert_columns:
+        name, empty = col.name, col.empty
+        values = [row.get(name, empty) for row in rows]
+        if name in _JSON_COLUMNS:
+            values = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
+        elif empty is not None:  # NULL is only legal in Nullable columns
+            values = [empty if v is None else v for v in values]
+        names.append(name)
+        data.append(values)
+    return names, data
+
+
+class Inserter:
+    """Inserts each table's rows in one block. The dedup token makes a retried or replayed
+    insert of the same block a no-op in ClickHouse (`non_replicated_deduplication_window`)."""
+
+    def __init__(self, client: Client, database: str = "default", retries: int = 2, backoff_s: float = 0.2):
+        self._client = client
+        self._database = database
+        self._retries = retries
+        self._backoff_s = backoff_s
+
+    def insert(self, batch: Batch, token: str) -> None:
+        for table, rows in ((OTEL_TRACES, batch.spans), (OTEL_LOGS, batch.logs), (LLM_INFERENCES, batch.inferences)):
+            if rows:
+                self._insert_table(table, rows, f"{token}:{table.name}")
+
+    def _insert_table(self, table: Table, rows: list[Row], token: str) -> None:
+        names, data = to_columns(table, rows)
+        for attempt in range(self._retries + 1):
+            try:
+                self._client.insert(
+                    f"`{self._database}`.`{table.name}`",
+                    data,
+                    column_names=names,
+                    column_oriented=True,
+                    settings={"insert_deduplication_token": token},
+                )
+                return
+            except Exception as e:
+                if attempt == self._retries:
+                    raise
+                log.warning("insert failed, retrying", table=table.name, attempt=attempt + 1, error=str(e)[:200])
+                time.sleep(self._backoff_s * (2**attempt))

@@ -1,0 +1,267 @@
+"""Table definitions and versioned, idempotent migrations.
+
+Column lists live here once: the DDL is generated from them and the writer uses them for column
+order and for the value a row leaves out. `otel_traces` / `otel_logs` keep the OTel Collector
+ClickHouse exporter's column names and types (plus `ProjectId`, `PiiFound`, `EventName`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str
+    codec: str = ""
+    default_expr: str = ""  # DEFAULT expression: the writer never sends such a column
+
+    @property
+    def empty(self) -> Any:
+        """The value a row that lacks this column gets."""
+        t = self.type
+        if t.startswith("Nullable"):
+            return None
+        if t.startswith("Map"):
+            return {}
+        if t.startswith("Array"):
+            return []
+        if t == "Bool":
+            return False
+        if "String" in t:
+            return ""
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    engine: str
+    indexes: tuple[str, ...] = ()
+
+    @property
+    def insert_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if not c.default_expr)
+
+    def ddl(self, database: str, retention_days: int) -> str:
+        cols = []
+        for c in self.columns:
+            line = f"    `{c.name}` {c.type}"
+            if c.default_expr:
+                line += f" DEFAULT {c.default_expr}"
+            if c.codec:
+                line += f" CODEC({c.codec})"
+            cols.append(line)
+        body = ",\n".join(cols + [f"    INDEX {ix}" for ix in self.indexes])
+        engine = self.engine.format(retention_days=retention_days)
+        return f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}`\n(\n{body}\n)\n{engine}"
+
+
+Z = "ZSTD(1)"
+_ATTR_MAP = "Map(LowCardinality(String), String)"
+# Replays of one batch (a retried insert, a writer restarted before its Kafka commit) carry the
+# same insert_deduplication_token; this window makes plain MergeTree drop them.
+_SETTINGS = "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000"
+
+OTEL_TRACES = Table(
+    "otel_traces",
+    (
+        Column("Timestamp", "DateTime64(9)", "Delta, ZSTD(1)"),
+        Column("TraceId", "String", Z),
+        Column("SpanId", "String", Z),
+        Column("ParentSpanId", "String", Z),
+        Column("TraceState", "String", Z),
+        Column("SpanName", "LowCardinality(String)", Z),
+        Column("SpanKind", "LowCardinality(String)", Z),
+        Column("ServiceName", "LowCardinality(String)", Z),
+        Column("ResourceAttributes", _ATTR_MAP, Z),
+        Column("ScopeName", "String", Z),
+        Column("ScopeVersion", "String", Z),
+        Column("SpanAttributes", _ATTR_MAP, Z),
+        Column("Duration", "UInt64", Z),
+        Column("StatusCode", "LowCardinality(String)", Z),
+        Column("StatusMessage", "String", Z),
+        Column("Events.Timestamp", "Array(DateTime64(9))", Z),
+        Column("Events.Name", "Array(LowCardinality(String))", Z),
+        Column("Events.Attributes", f"Array({_ATTR_MAP})", Z),
+        Column("Links.TraceId", "Array(String)", Z),
+        Column("Links.SpanId", "Array(String)", Z),
+        Column("Links.TraceState", "Array(String)", Z),
+        Column("Links.Attributes", f"Array({_ATTR_MAP})", Z),
+        Column("ProjectId", "LowCardinality(String)", Z),
+        Column("PiiFound", "Map(LowCardinality(String), UInt32)", Z),
+    ),
+    "ENGINE = MergeTree\nPARTITION BY toDate(Timestamp)\n"
+    "ORDER BY (ProjectId, ServiceName, SpanName, toDateTime(Timestamp))\n"
+    "TTL toDateTime(Timestamp) + toIntervalDay({retention_days})\n" + _SETTINGS,
+    (
+        "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
+        "idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+        "idx_duration Duration TYPE minmax GRANULARITY 1",
+    ),
+)
+
+OTEL_LOGS = Table(
+    "otel_logs",
+    (
+        Column("Timestamp", "DateTime64(9)", "Delta(8), ZSTD(1)"),
+        Column("TimestampTime", "DateTime", default_expr="toDateTime(Timestamp)"),
+        Column("TraceId", "String", Z),
+        Column("SpanId", "String", Z),
+        Column("TraceFlags", "UInt8"),
+        Column("SeverityText", "LowCardinality(String)", Z),
+        Column("SeverityNumber", "UInt8"),
+        Column("ServiceName", "LowCardinality(String)", Z),
+        Column("Body", "String", Z),
+        Column("ResourceSchemaUrl", "LowCardinality(String)", Z),
+        Column("ResourceAttributes", _ATTR_MAP, Z),
+        Column("ScopeSchemaUrl", "LowCardinality(String)", Z),
+        Column("ScopeName", "String", Z),
+        Column("ScopeVersion", "LowCardinality(String)", Z),
+        Column("ScopeAttributes", _ATTR_MAP, Z),
+        Column("LogAttributes", _ATTR_MAP, Z),
+        Column("EventName", "String", Z),
+        Column("ProjectId", "LowCardinality(String)", Z),
+        Column("PiiFound", "Map(LowCardinality(String), UInt32)", Z),
+    ),
+    "ENGINE = MergeTree\nPARTITION BY toDate(TimestampTime)\n"
+    "PRIMARY KEY (ProjectId, ServiceName, TimestampTime)\n"
+    "ORDER BY (ProjectId, ServiceName, TimestampTime, Timestamp)\n"
+    "TTL TimestampTime + toIntervalDay({retention_days})\n" + _SETTINGS,
+    (
+        "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
+        "idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+    ),
+)
+
+_DEC = "Nullable(Decimal(18, 12))"
+LLM_INFERENCES = Table(
+    "llm_inferences",
+    (
+        Column("project_id", "LowCardinality(String)"),
+        Column("inference_id", "UUID"),
+        Column("trace_id", "String", Z),
+        Column("span_id", "String", Z),
+        Column("parent_span_id", "String", Z),
+        Column("start_time", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
+        Column("end_time", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
+        Column("latency_ms", "Float64"),
+        Column("ttft_ms", "Nullable(Float64)"),
+        Column("provider", "LowCardinality(String)"),
+        Column("model", "LowCardinality(String)"),
+        Column("request_model", "LowCardinality(String)"),
+        Column("response_id", "String", Z),
+        Column("operation", "LowCardinality(String)"),
+        Column("convention", "LowCardinality(String)"),
+        Column("success", "Bool"),
+        Column("error_type", "LowCardinality(String)"),
+        Column("status_message", "String", Z),
+        Column("input_tokens", "UInt64"),
+        Column("output_tokens", "UInt64"),
+        Column("cache_read_tokens", "UInt64"),
+        Column("cache_write_tokens", "UInt64"),
+        Column("reasoning_tokens", "UInt64"),
+        Column("total_tokens", "UInt64"),
+        Column("input_cost_usd", _DEC),
+        Column("output_cost_usd", _DEC),
+        Column("total_cost_usd", _DEC),
+        Column("price_status", "LowCardinality(String)"),
+        Column("prompt_messages", "String", "ZSTD(3)"),
+        Column("response_messages", "String", "ZSTD(3)"),
+        Column("streaming", "Bool"),
+        Column("finish_reasons", "Array(LowCardinality(String))"),
+        Column("temperature", "Nullable(Float64)"),
+        Column("top_p", "Nullable(Float64)"),
+        Column("max_tokens", "Nullable(UInt32)"),
+        Column("user_id", "String", Z),
+        Column("session_id", "String", Z),
+        Column("tenant_id", "LowCardinality(String)"),
+        Column("service_name", "LowCardinality(String)"),
+        Column("environment", "LowCardinality(String)"),
+        Column("server_address", "LowCardinality(String)"),
+        Column("agent_name", "LowCardinality(String)"),
+        Column("tags", _ATTR_MAP, Z),
+        Column("labels", "Array(String)", Z),
+        Column("pii_found", "Map(LowCardinality(String), UInt32)"),
+        Column("prompt_sentiment", "Nullable(Float32)"),
+        Column("prompt_sentiment_label", "LowCardinality(String)"),
+        Column("response_sentiment", "Nullable(Float32)"),
+        Column("response_sentiment_label", "LowCardinality(String)"),
+        Column("version", "UInt64"),
+        Column("ingested_at", "DateTime64(3, 'UTC')", default_expr="now64(3)"),
+    ),
+    # ReplacingMergeTree(version): a replayed row, or a later row carrying content that arrived
+    # in log records after the span, replaces the earlier one for the same inference_id.
+    "ENGINE = ReplacingMergeTree(version)\nPARTITION BY toDate(start_time)\n"
+    "ORDER BY (project_id, toStartOfHour(start_time), model, inference_id)\n"
+    "TTL toDateTime(start_time) + toIntervalDay({retention_days})\n" + _SETTINGS,
+    (
+        "idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
+        "idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 4",
+        "idx_session_id session_id TYPE bloom_filter(0.01) GRANULARITY 4",
+        "idx_latency latency_ms TYPE minmax GRANULARITY 1",
+    ),
+)
+
+API_KEYS = Table(
+    "api_keys",
+    (
+        Column("key_sha256", "String"),
+        Column("project_id", "LowCardinality(String)"),
+        Column("name", "String"),
+        Column("created_at", "DateTime64(3, 'UTC')", default_expr="now64(3)"),
+        Column("revoked", "Bool"),
+    ),
+    "ENGINE = ReplacingMergeTree(created_at)\nORDER BY key_sha256",
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES, API_KEYS)}
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+def migrations(database: str, retention_days: int) -> list[Migration]:
+    """Every schema change ever made, in order. Append; never edit a released one."""
+    return [
+        Migration(
+            1,
+            "otel_traces, otel_logs, llm_inferences, api_keys",
+            tuple(t.ddl(database, retention_days) for t in TABLES.values()),
+        ),
+    ]
+
+
+def migrate(client: Any, database: str = "default", retention_days: int = 180) -> list[int]:
+    """Apply the migrations not yet recorded in `schema_migrations`. Safe to run concurrently-ish
+    and repeatedly: every statement is idempotent, and the record is written after it ran."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS `{database}`.schema_migrations "
+        "(version UInt32, description String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {r[0] for r in client.query(f"SELECT version FROM `{database}`.schema_migrations").result_rows}
+    applied = []
+    for m in migrations(database, retention_days):
+        if m.version in done:
+            continue
+        for statement in m.statements:
+            client.command(statement)
+        client.insert(
+            f"`{database}`.schema_migrations", [[m.version, m.description]], column_names=["version", "description"]
+        )
+        log.info("schema migrated", version=m.version, description=m.description)
+        applied.append(m.version)
+    return applied

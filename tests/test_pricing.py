@@ -1,0 +1,124 @@
+"""Pricing: exact costs from the bundled genai-prices table, overrides, provided and unknown."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pipeline.records import Batch
+from processors.pricing import Pricer, PricingConfig
+
+
+def row(model: str, provider: str, input_tokens: int, output_tokens: int, **extra: object) -> dict:
+    base = {
+        "model": model,
+        "request_model": model,
+        "provider": provider,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "start_time": 1_755_684_000_000_000_000,
+        "price_status": "",
+    }
+    base.update(extra)
+    return base
+
+
+def priced(*rows: dict, config: PricingConfig | None = None) -> list[dict]:
+    batch = Batch(inferences=list(rows))
+    Pricer(config).process(batch)
+    return batch.inferences
+
+
+def test_openai_cached_input_is_priced_at_the_cache_rate() -> None:
+    # 176 uncached × $0.15/M + 1024 cached × $0.075/M; 85 output × $0.60/M
+    [r] = priced(row("gpt-4o-mini-2024-07-18", "openai", 1200, 85, cache_read_tokens=1024))
+    assert r["input_cost_usd"] == Decimal("0.0001032")
+    assert r["output_cost_usd"] == Decimal("0.000051")
+    assert r["total_cost_usd"] == Decimal("0.0001542")
+    assert r["price_status"] == "priced"
+
+
+def test_anthropic_cache_read_and_write() -> None:
+    # 400 uncached × $3/M + 600 read × $0.30/M + 1000 write × $3.75/M; 120 × $15/M
+    [r] = priced(
+        row("claude-sonnet-4-5-20250929", "anthropic", 2000, 120, cache_read_tokens=600, cache_write_tokens=1000)
+    )
+    assert r["input_cost_usd"] == Decimal("0.00513")
+    assert r["output_cost_usd"] == Decimal("0.0018")
+    assert r["total_cost_usd"] == Decimal("0.00693")
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "usd_per_million_input"),
+    [
+        ("gcp.gemini", "gemini-2.0-flash", "0.1"),
+        ("aws.bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0", "3"),
+        ("mistral_ai", "mistral-large-latest", "2"),
+        ("x_ai", "grok-3", "3"),
+        ("azure.ai.openai", "gpt-4o", "2.5"),
+    ],
+)
+def test_otel_provider_names_map_to_the_price_table(provider: str, model: str, usd_per_million_input: str) -> None:
+    [r] = priced(row(model, provider, 1_000_000, 0))
+    assert r["total_cost_usd"] == Decimal(usd_per_million_input)
+
+
+def test_long_context_tier_applies() -> None:
+    # Claude Sonnet 4.5 charges $6/M input above 200k input tokens.
+    [r] = priced(row("claude-sonnet-4-5", "anthropic", 1_000_000, 0))
+    assert r["total_cost_usd"] == Decimal("6")
+
+
+def test_unknown_model_gets_null_cost_and_is_counted() -> None:
+    pricer = Pricer()
+    batch = Batch(
+        inferences=[row("llama-3-70b-instruct", "vllm", 100, 10), row("my-private-model", "", 100, 10)]
+    )
+    pricer.process(batch)
+    for r in batch.inferences:
+        assert r["price_status"] == "unknown_model"
+        assert r["total_cost_usd"] is None and r["input_cost_usd"] is None
+    assert pricer.unknown_models == {"vllm/llama-3-70b-instruct": 1, "/my-private-model": 1}
+
+
+def test_provided_cost_is_kept() -> None:
+    [r] = priced(row("gpt-4.1-mini", "openai", 14, 3, total_cost_usd=Decimal("0.0000104"), price_status="provided"))
+    assert r["total_cost_usd"] == Decimal("0.0000104")
+    assert r["price_status"] == "provided"
+
+
+def test_override_file_prices_self_hosted_models(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(
+        "models:\n"
+        "  - model: 'llama-3*'\n"
+        "    provider: vllm\n"
+        "    input_mtok: 0.5\n"
+        "    output_mtok: 1.0\n"
+        "    cache_read_mtok: 0.05\n"
+    )
+    config = PricingConfig(overrides_file=prices)
+    [r, other_provider] = priced(
+        row("llama-3-70b-instruct", "vllm", 3000, 500, cache_read_tokens=2000),
+        row("llama-3-70b-instruct", "other", 3000, 500),
+        config=config,
+    )
+    # 1000 × 0.5/M + 2000 × 0.05/M = 0.0006; 500 × 1/M = 0.0005
+    assert r["input_cost_usd"] == Decimal("0.0006")
+    assert r["total_cost_usd"] == Decimal("0.0011")
+    assert r["price_status"] == "override"
+    assert other_provider["price_status"] == "unknown_model"
+
+
+def test_override_beats_the_table_for_negotiated_prices() -> None:
+    config = PricingConfig.model_validate(
+        {"overrides": [{"model": "gpt-4o-mini*", "input_mtok": "0.10", "output_mtok": "0.40"}]}
+    )
+    [r] = priced(row("gpt-4o-mini-2024-07-18", "openai", 1_000_000, 1_000_000), config=config)
+    assert r["total_cost_usd"] == Decimal("0.5")
+    assert r["price_status"] == "override"
