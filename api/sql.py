@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import Any, Protocol
 
-from clickhouse_connect.driver.client import Client
-
+from ingest.auth import PROJECT_ID
 from storage.clickhouse import connect
 
 # Table → the column holding the project id.
@@ -85,53 +84,99 @@ def check_tables(ast: str, database: str) -> None:
                 raise SqlError(403, f"table function {function.group(1)}() is not allowed through this endpoint")
 
 
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_ESCAPES = {"b": "\b", "f": "\f", "r": "\r", "n": "\n", "t": "\t", "0": "\0", "a": "\a", "v": "\v"}
+
+
+def unescape_param(value: str) -> str:
+    """Query parameters arrive in ClickHouse's escaped text form (`param_x=it\\'s`)."""
+    return _UNESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), value)
+
+
+class _Session(Protocol):
+    def __call__(self, query: str, fmt: str, params: dict[str, str]) -> bytes: ...
+
+
 class ReadOnlySql:
-    """One read-only client per project, made on first use."""
+    """One read-only session per project, made on first use.
+
+    chDB: a connection of the service's own engine (chDB allows several per process), bound to
+    the project with SET before `readonly` seals it. ClickHouse server: a clickhouse-connect
+    client whose every query carries the same settings.
+    """
 
     def __init__(self, url: str, database: str) -> None:
         self._url = url
         self._database = database
-        self._clients: dict[str, Client] = {}
+        self._sessions: dict[str, tuple[_Session, threading.Lock]] = {}
+        self._closers: list[Any] = []
         self._lock = threading.Lock()
 
-    def _client(self, project_id: str) -> Client:
-        with self._lock:
-            client = self._clients.get(project_id)
-            if client is None:
-                filters = ", ".join(
-                    f"'{self._database}.{table}': '{column} = \\'{project_id}\\''"
-                    for table, column in PROJECT_TABLES.items()
-                )
-                # Order matters: the filter must be set before readonly forbids setting anything.
-                settings = {"additional_table_filters": "{" + filters + "}", "readonly": "1"}
-                client = connect(self._url, self._database, settings)
-                self._clients[project_id] = client
-            return client
+    def _filters(self, project_id: str) -> str:
+        if not PROJECT_ID.match(project_id):  # ids are validated at creation; never interpolate others
+            raise SqlError(403, "invalid project id")
+        pairs = ", ".join(
+            f"'{self._database}.{table}': '{column} = \\'{project_id}\\''"
+            for table, column in PROJECT_TABLES.items()
+        )
+        return "{" + pairs + "}"
 
-    def run(self, project_id: str, query: str, default_format: str | None, params: dict[str, Any]) -> tuple[bytes, str]:
+    def _session(self, project_id: str) -> tuple[_Session, threading.Lock]:
+        with self._lock:
+            found = self._sessions.get(project_id)
+            if found is None:
+                found = (self._open(project_id), threading.Lock())
+                self._sessions[project_id] = found
+            return found
+
+    def _open(self, project_id: str) -> _Session:
+        filters = self._filters(project_id)
+        if self._url.startswith("chdb:"):
+            import chdb
+
+            path = self._url.split("://", 1)[1] or ":memory:"
+            conn = chdb.connect(path)
+            self._closers.append(conn)
+            conn.query(f"USE `{self._database}`")
+            conn.query(f"SET additional_table_filters = {filters}")
+            conn.query("SET readonly = 1")  # last: from here on no setting can change
+
+            def run_chdb(query: str, fmt: str, params: dict[str, str]) -> bytes:
+                return conn.query(query, fmt, params=params).bytes() or b""
+
+            return run_chdb
+        client = connect(self._url, self._database, {"additional_table_filters": filters, "readonly": "1"})
+        self._closers.append(client)
+
+        def run_http(query: str, fmt: str, params: dict[str, str]) -> bytes:
+            return client.raw_query(query, parameters=params or None, fmt=fmt)
+
+        return run_http
+
+    def run(self, project_id: str, query: str, default_format: str | None, params: dict[str, str]) -> tuple[bytes, str]:
         """Run one read query for a project; returns (body, format)."""
         query, fmt = split_format(query.strip())
         if not query:
             raise SqlError(400, "empty query")
         fmt = fmt or default_format or "TabSeparated"
-        client = self._client(project_id)
-        try:
-            ast = client.raw_query(f"EXPLAIN AST {query}", parameters=params or None, fmt="TabSeparatedRaw")
-        except Exception as e:
-            raise SqlError(400, _clickhouse_message(e)) from None
-        check_tables(ast.decode(errors="replace"), self._database)
-        try:
-            return client.raw_query(query, parameters=params or None, fmt=fmt), fmt
-        except Exception as e:
-            message = _clickhouse_message(e)
-            status = 403 if "READONLY" in message or "readonly" in message else 400
-            if status == 403:
-                message = "this endpoint is read-only: " + message
-            raise SqlError(status, message) from None
+        params = {k: unescape_param(v) for k, v in params.items()}
+        session, lock = self._session(project_id)
+        with lock:
+            try:
+                ast = session(f"EXPLAIN AST {query}", "TabSeparatedRaw", params)
+                check_tables(ast.decode(errors="replace"), self._database)
+                return session(query, fmt, params), fmt
+            except SqlError:
+                raise
+            except Exception as e:
+                message = _clickhouse_message(e)
+                if "READONLY" in message:
+                    raise SqlError(403, "this endpoint is read-only: " + message) from None
+                raise SqlError(400, message) from None
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
+        for closer in self._closers:
+            closer.close()
 
 
 def _clickhouse_message(e: Exception) -> str:

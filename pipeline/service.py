@@ -106,6 +106,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
 
     log.info("stopping: finishing accepted requests")
+    writer.drain()
     for s in http_servers:
         s.should_exit = True
     await grpc_server.stop(grace=10)

@@ -34,6 +34,7 @@ class BatchWriter:
         self._in_flight = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._draining = False
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
         self.healthy = True  # False after a failed flush, until one succeeds
@@ -76,7 +77,7 @@ class BatchWriter:
                 await self._wake.wait()
                 continue
             remaining = self._first_at + self._max_delay_s - time.monotonic()
-            if len(self._batch) < self._max_rows and remaining > 0 and not self._closing:
+            if len(self._batch) < self._max_rows and remaining > 0 and not (self._closing or self._draining):
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), remaining)
@@ -115,6 +116,12 @@ class BatchWriter:
             self._in_flight -= n
             metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
             metrics.PENDING_ROWS.set(self.pending_rows)
+
+    def drain(self) -> None:
+        """From now on flush as soon as rows arrive: a stopping service should not hold the
+        requests still in flight for the batch delay."""
+        self._draining = True
+        self._wake.set()
 
     async def close(self) -> None:
         """Flush everything accepted, then stop."""

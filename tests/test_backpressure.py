@@ -1,0 +1,139 @@
+"""Overload and storage failure: the sender gets a retryable status, nothing is acknowledged
+that was not stored, and memory stays bounded. Runs the real receivers and a real chDB store
+in this process, so the store can be broken on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from ingest.auth import ApiKeys
+from ingest.otlp_grpc import otlp_grpc_server
+from ingest.otlp_http import otlp_http_app
+from pipeline.embedded import EmbeddedSink
+from processors.chain import ProcessorChain
+from storage.clickhouse import connect
+from storage.inserter import Inserter
+from storage.schema import migrate
+from storage.writer import BatchWriter
+from tests.conftest import free_port
+from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    path: Path = tmp_path_factory.mktemp("chdb") / "clickhouse"
+    client = connect(f"chdb://{path}")
+    migrate(client)
+    keys = ApiKeys(client)
+    key = keys.create("backpressure")
+    yield client, keys, key
+    client.close()
+
+
+async def _post(app, key: str, body: bytes) -> httpx.Response:  # type: ignore[no-untyped-def]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        return await http.post(
+            "/v1/traces",
+            content=body,
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        )
+
+
+def _writer(client, max_pending_rows: int = 1000) -> BatchWriter:  # type: ignore[no-untyped-def]
+    return BatchWriter(
+        Inserter(client, retries=0), max_rows=1000, max_delay_s=0.01, max_pending_rows=max_pending_rows
+    )
+
+
+def test_overload_is_refused_with_429_and_retry_after(store: tuple) -> None:
+    client, keys, key = store
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        writer = _writer(client, max_pending_rows=5)
+        writer.start()
+        app = otlp_http_app(EmbeddedSink(ProcessorChain(), writer), keys, 1 << 20)
+        spans = [json_span(GENAI_ATTRIBUTES, name=f"s{i}") for i in range(4)]  # 4 spans + 4 inferences
+        too_many = await _post(app, key, traces_json(spans))
+        fits = await _post(app, key, traces_json(spans[:2]))
+        await writer.close()
+        return too_many, fits
+
+    too_many, fits = asyncio.run(scenario())
+    assert too_many.status_code == 429
+    assert too_many.headers["retry-after"] == "1"
+    assert "retry later" in too_many.json()["message"]
+    assert fits.status_code == 200
+
+
+def test_storage_down_is_503_and_nothing_is_lost_on_retry(store: tuple) -> None:
+    client, keys, key = store
+    span = json_span(GENAI_ATTRIBUTES, name="storage down")
+    body = traces_json([span])
+
+    async def send() -> httpx.Response:
+        writer = _writer(client)
+        writer.start()
+        app = otlp_http_app(EmbeddedSink(ProcessorChain(), writer), keys, 1 << 20)
+        try:
+            return await _post(app, key, body)
+        finally:
+            await writer.close()
+
+    client.command("DETACH TABLE otel_traces")
+    try:
+        down = asyncio.run(send())
+    finally:
+        client.command("ATTACH TABLE otel_traces")
+    assert down.status_code == 503
+    assert down.headers["retry-after"] == "5"
+    assert "retry later" in down.json()["message"]
+
+    assert asyncio.run(send()).status_code == 200  # the sender's retry
+    count = client.command(f"SELECT count() FROM otel_traces WHERE TraceId = '{span['traceId']}'")
+    assert count == 1
+    assert client.command(f"SELECT count() FROM llm_inferences WHERE trace_id = '{span['traceId']}'") == 1
+
+
+def test_grpc_storage_down_is_unavailable_with_retry_info(store: tuple) -> None:
+    client, keys, key = store
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = b"\x01" * 16, b"\x02" * 8, "grpc storage down"
+
+    async def scenario() -> grpc.RpcError:
+        writer = _writer(client)
+        writer.start()
+        port = free_port()
+        server = otlp_grpc_server(EmbeddedSink(ProcessorChain(), writer), keys, f"127.0.0.1:{port}", 1 << 20)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+                try:
+                    await call(request.SerializeToString(), metadata=(("x-api-key", key),), timeout=10)
+                except grpc.RpcError as e:
+                    return e
+                raise AssertionError("export succeeded while storage was down")
+        finally:
+            await server.stop(None)
+            await writer.close()
+
+    client.command("DETACH TABLE otel_traces")
+    try:
+        error = asyncio.run(scenario())
+    finally:
+        client.command("ATTACH TABLE otel_traces")
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    details = dict(error.trailing_metadata())["grpc-status-details-bin"]
+    retry = error_details_pb2.RetryInfo()
+    status_pb2.Status.FromString(details).details[0].Unpack(retry)
+    assert retry.retry_delay.seconds == 5

@@ -1,0 +1,89 @@
+"""The read-only SQL endpoint: a ClickHouse client against the running embedded store."""
+
+from __future__ import annotations
+
+import clickhouse_connect
+import httpx
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from tests.conftest import Service
+from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
+
+
+def send(service: Service, key: str, span: dict) -> None:
+    r = httpx.post(
+        f"{service.http_url}/v1/traces",
+        content=traces_json([span]),
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_clickhouse_connect_client_works(service: Service) -> None:
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=service.api_port, password=service.key)
+    assert client.query("SELECT 1 + 1").result_rows == [(2,)]
+    assert client.command("SELECT version()")
+    send(service, service.key, json_span(GENAI_ATTRIBUTES, name="sql-client"))
+    result = client.query(
+        "SELECT model, count() AS n, quantile(0.95)(latency_ms) AS p95, sum(total_cost_usd) AS cost "
+        "FROM llm_inferences GROUP BY model"
+    )
+    assert result.column_names == ("model", "n", "p95", "cost")
+    assert result.result_rows[0][0] == "gpt-4o-mini-2024-07-18"
+
+
+def test_curl_style_get(service: Service) -> None:
+    r = httpx.get(f"{service.api_url}/?query=SELECT+1", headers={"Authorization": f"Bearer {service.key}"})
+    assert r.status_code == 200 and r.text == "1\n"
+    r = httpx.get(f"{service.api_url}/", params={"query": "SELECT 1 AS x FORMAT JSONEachRow"},
+                  auth=("default", service.key))
+    assert r.json() == {"x": 1}
+
+
+def test_sql_needs_a_key(service: Service) -> None:
+    r = httpx.get(f"{service.api_url}/?query=SELECT+1")
+    assert r.status_code == 401
+    r = httpx.get(f"{service.api_url}/?query=SELECT+1", headers={"Authorization": "Bearer il_wrong"})
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("INSERT INTO llm_inferences (project_id) VALUES ('x')", "read-only"),
+        ("CREATE TABLE t (x Int8) ENGINE = Memory", "read-only"),
+        ("DROP TABLE llm_inferences", "read-only"),
+        ("ALTER TABLE llm_inferences DELETE WHERE 1", "read-only"),
+        ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "not allowed"),
+        ("SELECT * FROM merge('default', 'llm_inferences')", "not allowed"),
+        ("SELECT * FROM api_keys", "not readable"),
+        ("SELECT * FROM system.parts", "not readable"),
+        ("SELECT 1 SETTINGS readonly = 0", "read-only"),
+    ],
+)
+def test_only_reads_of_the_data_tables_run(service: Service, query: str, says: str) -> None:
+    r = httpx.post(f"{service.api_url}/", content=query, headers={"Authorization": f"Bearer {service.key}"})
+    assert r.status_code in (400, 403), r.text
+    assert says in r.text
+
+
+def test_a_key_reads_only_its_projects_rows(service: Service) -> None:
+    other_key = service.extra_keys["other"]
+    mine, theirs = json_span(GENAI_ATTRIBUTES, name="mine"), json_span(GENAI_ATTRIBUTES, name="theirs")
+    send(service, service.key, mine)
+    send(service, other_key, theirs)
+    query = (
+        f"SELECT trace_id, project_id FROM llm_inferences WHERE trace_id IN "
+        f"('{mine['traceId']}', '{theirs['traceId']}')"
+    )
+    assert service.sql(query) == f"{mine['traceId']}\tdefault\n"
+    assert service.sql(query, key=other_key) == f"{theirs['traceId']}\tother\n"
+    # Qualified names, subqueries and the other tables are filtered the same way.
+    assert service.sql(
+        f"SELECT count() FROM (SELECT * FROM default.otel_traces WHERE TraceId = '{theirs['traceId']}')"
+    ) == "0\n"
+    other = clickhouse_connect.get_client(host="127.0.0.1", port=service.api_port, password=other_key)
+    assert other.query("SELECT DISTINCT ProjectId FROM otel_traces").result_rows == [("other",)]
+    with pytest.raises(DatabaseError):
+        other.query("SELECT * FROM api_keys")
