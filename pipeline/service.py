@@ -42,7 +42,7 @@ def print_first_key(key: str, settings: Settings) -> None:
     print(
         "\n  Created project 'default' and its API key (kept in "
         f"{path}):\n\n      {key}\n\n"
-        f"  Send OTLP with:  OTEL_EXPORTER_OTLP_HEADERS='authorization=Bearer {key}'\n",
+        f"  Send OTLP with:  OTEL_EXPORTER_OTLP_HEADERS='x-api-key={key}'\n",
         file=sys.stdout,
         flush=True,
     )
