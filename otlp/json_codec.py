@@ -42,14 +42,44 @@ _INT_TYPES = frozenset(
 _FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
 
 # A field plan: (proto field name, kind, repeated, sub-descriptor or enum descriptor)
-_MESSAGE, _HEX, _BYTES, _INT, _FLOAT, _BOOL, _STRING, _ENUM = range(8)
+_MESSAGE, _HEX, _BYTES, _INT, _FLOAT, _BOOL, _STRING, _ENUM, _KEY_VALUES = range(9)
+
+
+_KEY_VALUE = "opentelemetry.proto.common.v1.KeyValue"
+
+
+def _any_value(value: dict[str, Any]) -> dict[str, Any]:
+    for key, x in value.items():
+        if key in ("stringValue", "string_value"):
+            if type(x) is not str:
+                raise TypeError(key)
+            return {"string_value": x}
+        if key in ("intValue", "int_value"):
+            return {"int_value": _scalar(x, _INT, None, "")}
+        if key in ("doubleValue", "double_value"):
+            return {"double_value": _scalar(x, _FLOAT, None, "")}
+        if key in ("boolValue", "bool_value"):
+            return {"bool_value": _scalar(x, _BOOL, None, "")}
+        if key in ("arrayValue", "array_value"):
+            return {"array_value": {"values": [_any_value(v) for v in x.get("values") or ()]}}
+        if key in ("kvlistValue", "kvlist_value"):
+            return {"kvlist_value": {"values": _key_values(x.get("values") or ())}}
+        if key in ("bytesValue", "bytes_value"):
+            return {"bytes_value": _scalar(x, _BYTES, None, "")}
+    return {}  # an empty AnyValue is legal
+
+
+def _key_values(kvs: list[Any]) -> list[dict[str, Any]]:
+    return [{"key": kv.get("key", ""), "value": _any_value(kv.get("value") or {})} for kv in kvs]
 
 
 @cache
 def _plan(descriptor: Descriptor) -> dict[str, tuple[str, int, bool, Any]]:
     plan: dict[str, tuple[str, int, bool, Any]] = {}
     for f in descriptor.fields:
-        if f.type == FieldDescriptor.TYPE_MESSAGE:
+        if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.full_name == _KEY_VALUE and f.is_repeated:
+            kind, sub = _KEY_VALUES, f.message_type  # attributes: most of a span, so a dedicated path
+        elif f.type == FieldDescriptor.TYPE_MESSAGE:
             kind, sub = _MESSAGE, f.message_type
         elif f.type == FieldDescriptor.TYPE_BYTES:
             kind, sub = (_HEX if f.name in _HEX_FIELDS else _BYTES), None
@@ -123,9 +153,8 @@ def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
     raise AssertionError(kind)
 
 
-def _walk(obj: Any, descriptor: Descriptor, path: str) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise OtlpDecodeError(f"{path or 'body'}: expected a JSON object, got {type(obj).__name__}")
+def _walk(obj: Any, descriptor: Descriptor) -> dict[str, Any]:
+    """The fast walk: no path bookkeeping. Any problem raises; `_locate` then finds where."""
     plan = _plan(descriptor)
     out: dict[str, Any] = {}
     for key, value in obj.items():
@@ -133,19 +162,44 @@ def _walk(obj: Any, descriptor: Descriptor, path: str) -> dict[str, Any]:
         if entry is None or value is None:
             continue  # unknown fields are ignored, per the OTLP/JSON rules
         name, kind, repeated, sub = entry
+        if repeated and type(value) is not list:
+            raise TypeError(key)
+        if kind == _KEY_VALUES:
+            out[name] = _key_values(value)
+        elif kind == _MESSAGE:
+            out[name] = [_walk(v, sub) for v in value] if repeated else _walk(value, sub)
+        elif kind == _STRING and not repeated and type(value) is str:
+            out[name] = value
+        elif repeated:
+            out[name] = [_scalar(v, kind, sub, "") for v in value]
+        else:
+            out[name] = _scalar(value, kind, sub, "")
+    return out
+
+
+def _locate(obj: Any, descriptor: Descriptor, path: str) -> None:
+    """The slow walk, only after the fast one failed: raises OtlpDecodeError naming the JSON path."""
+    if not isinstance(obj, dict):
+        raise OtlpDecodeError(f"{path or 'body'}: expected a JSON object, got {type(obj).__name__}")
+    plan = _plan(descriptor)
+    for key, value in obj.items():
+        entry = plan.get(key)
+        if entry is None or value is None:
+            continue
+        name, kind, repeated, sub = entry
         where = f"{path}.{key}" if path else key
         if repeated:
             if not isinstance(value, list):
                 raise OtlpDecodeError(f"{where}: expected an array")
-            if kind == _MESSAGE:
-                out[name] = [_walk(v, sub, f"{where}[{i}]") for i, v in enumerate(value)]
-            else:
-                out[name] = [_scalar(v, kind, sub, f"{where}[{i}]") for i, v in enumerate(value)]
+            for i, v in enumerate(value):
+                if kind in (_MESSAGE, _KEY_VALUES):
+                    _locate(v, sub, f"{where}[{i}]")
+                else:
+                    _scalar(v, kind, sub, f"{where}[{i}]")
         elif kind == _MESSAGE:
-            out[name] = _walk(value, sub, where)
+            _locate(value, sub, where)
         else:
-            out[name] = _scalar(value, kind, sub, where)
-    return out
+            _scalar(value, kind, sub, where)
 
 
 def decode_json(body: bytes, message_type: type[Message]) -> Message:
@@ -156,7 +210,13 @@ def decode_json(body: bytes, message_type: type[Message]) -> Message:
         tree = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise OtlpDecodeError(f"invalid JSON: {e}") from None
-    fields = _walk(tree, message_type.DESCRIPTOR, "")
+    try:
+        if not isinstance(tree, dict):
+            raise TypeError
+        fields = _walk(tree, message_type.DESCRIPTOR)
+    except (OtlpDecodeError, TypeError, AttributeError, ValueError, KeyError):
+        _locate(tree, message_type.DESCRIPTOR, "")
+        raise OtlpDecodeError("invalid OTLP/JSON structure") from None
     try:
         return message_type(**fields)
     except (TypeError, ValueError) as e:  # e.g. an out-of-range integer

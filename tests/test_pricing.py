@@ -122,3 +122,38 @@ def test_override_beats_the_table_for_negotiated_prices() -> None:
     [r] = priced(row("gpt-4o-mini-2024-07-18", "openai", 1_000_000, 1_000_000), config=config)
     assert r["total_cost_usd"] == Decimal("0.5")
     assert r["price_status"] == "override"
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("openai", "gpt-4o-mini"),
+        ("openai", "gpt-4.1"),
+        ("openai", "o3-mini"),
+        ("anthropic", "claude-3-5-haiku-20241022"),
+        ("anthropic", "claude-opus-4-1"),
+        ("gcp.gemini", "gemini-2.5-flash"),
+        ("groq", "llama-3.3-70b-versatile"),
+        ("deepseek", "deepseek-chat"),
+    ],
+)
+@pytest.mark.parametrize(("input_tokens", "cache_read", "cache_write", "output"), [(5000, 0, 0, 300), (9000, 4000, 2000, 1)])
+def test_fast_path_agrees_with_genai_prices(
+    provider: str, model: str, input_tokens: int, cache_read: int, cache_write: int, output: int
+) -> None:
+    from datetime import UTC, datetime
+
+    from genai_prices import Usage
+    from genai_prices.data_snapshot import get_snapshot
+
+    from processors.pricing import PROVIDER_IDS
+
+    r = row(model, provider, input_tokens, output, cache_read_tokens=cache_read, cache_write_tokens=cache_write)
+    [r] = priced(r)
+    info = get_snapshot().find_provider_model(model, None, PROVIDER_IDS[provider], None)[1]
+    reference = info.get_prices(datetime.fromtimestamp(r["start_time"] / 1e9, tz=UTC)).calc_price(
+        Usage(input_tokens=input_tokens, cache_read_tokens=cache_read or None,
+              cache_write_tokens=cache_write or None, output_tokens=output)
+    )
+    assert r["total_cost_usd"] == reference["total_price"].quantize(Decimal("1e-12"))
+    assert r["input_cost_usd"] == reference["input_price"].quantize(Decimal("1e-12"))
