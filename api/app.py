@@ -71,7 +71,9 @@ def api_app(keys: ApiKeys, sql: ReadOnlySql, ready: Callable[[], bool]) -> Starl
                 sql.run, project_id, text, request.query_params.get("default_format"), params
             )
         except SqlError as e:
-            return PlainTextResponse(str(e) + "\n", status_code=e.status, headers={"X-ClickHouse-Exception-Code": "0"})
+            return PlainTextResponse(
+                str(e) + "\n", status_code=e.status, headers={"X-ClickHouse-Exception-Code": "0"}
+            )
         return Response(
             body,
             media_type="text/plain; charset=UTF-8",

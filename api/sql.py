@@ -41,7 +41,9 @@ SAFE_SYSTEM_TABLES = frozenset(
         "contributors",
     }
 )
-SAFE_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generateSeries", "values", "null"})
+SAFE_TABLE_FUNCTIONS = frozenset(
+    {"numbers", "numbers_mt", "zeros", "zeros_mt", "generateSeries", "values", "null"}
+)
 
 _FORMAT_CLAUSE = re.compile(r"\s+FORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
 _TABLE_IDENTIFIER = re.compile(r"^\s*TableIdentifier (\S+)")
@@ -75,13 +77,18 @@ def check_tables(ast: str, database: str) -> None:
                 continue
             if db == "system" and table in SAFE_SYSTEM_TABLES:
                 continue
-            raise SqlError(403, f"table {name} is not readable through this endpoint; "
-                                f"readable: {', '.join(sorted(PROJECT_TABLES))}")
+            raise SqlError(
+                403,
+                f"table {name} is not readable through this endpoint; "
+                f"readable: {', '.join(sorted(PROJECT_TABLES))}",
+            )
         expr = _TABLE_EXPRESSION.match(line)
         if expr and i + 1 < len(lines):
             function = _FUNCTION.match(lines[i + 1])
             if function and function.group(1) not in SAFE_TABLE_FUNCTIONS:
-                raise SqlError(403, f"table function {function.group(1)}() is not allowed through this endpoint")
+                raise SqlError(
+                    403, f"table function {function.group(1)}() is not allowed through this endpoint"
+                )
 
 
 _UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
@@ -153,7 +160,9 @@ class ReadOnlySql:
 
         return run_http
 
-    def run(self, project_id: str, query: str, default_format: str | None, params: dict[str, str]) -> tuple[bytes, str]:
+    def run(
+        self, project_id: str, query: str, default_format: str | None, params: dict[str, str]
+    ) -> tuple[bytes, str]:
         """Run one read query for a project; returns (body, format)."""
         query, fmt = split_format(query.strip())
         if not query:

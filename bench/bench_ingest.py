@@ -15,16 +15,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from google.protobuf import json_format  # noqa: E402
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp.flatten import flatten_spans  # noqa: E402
-from otlp.json_codec import decode_json, decode_protobuf  # noqa: E402
-from pipeline.config import ProcessorSettings  # noqa: E402
-from processors.chain import ProcessorChain  # noqa: E402
-from storage.inserter import to_columns  # noqa: E402
-from storage.schema import LLM_INFERENCES, OTEL_TRACES  # noqa: E402
-from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json  # noqa: E402
+from otlp.flatten import flatten_spans
+from otlp.json_codec import decode_json, decode_protobuf
+from pipeline.config import ProcessorSettings
+from processors.chain import ProcessorChain
+from storage.inserter import to_columns
+from storage.schema import LLM_INFERENCES, OTEL_TRACES
+from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
 
 SPANS_PER_REQUEST = 100
 
@@ -47,22 +47,32 @@ def main() -> None:
     proto = request.SerializeToString()
     print(f"request: {SPANS_PER_REQUEST} GenAI spans, {len(body)} bytes JSON, {len(proto)} bytes protobuf")
 
-    ours = timed("OTLP/JSON decode: orjson + walk", lambda: decode_json(body, ExportTraceServiceRequest),
-                 SPANS_PER_REQUEST)
-    theirs = timed("OTLP/JSON decode: protobuf json_format",
-                   lambda: json_format.Parse(body, ExportTraceServiceRequest(), ignore_unknown_fields=True),
-                   SPANS_PER_REQUEST, repeat=5)
+    ours = timed(
+        "OTLP/JSON decode: orjson + walk",
+        lambda: decode_json(body, ExportTraceServiceRequest),
+        SPANS_PER_REQUEST,
+    )
+    theirs = timed(
+        "OTLP/JSON decode: protobuf json_format",
+        lambda: json_format.Parse(body, ExportTraceServiceRequest(), ignore_unknown_fields=True),
+        SPANS_PER_REQUEST,
+        repeat=5,
+    )
     print(f"  -> the walk is {theirs / ours:.1f}x faster than json_format")
     timed("protobuf decode", lambda: decode_protobuf(proto, ExportTraceServiceRequest), SPANS_PER_REQUEST)
     timed("flatten to Span objects", lambda: flatten_spans(request, "p"), SPANS_PER_REQUEST)
     spans = flatten_spans(request, "p").records
     for chain in (["pricing"], ["pricing", "pii", "sentiment"]):
         processor = ProcessorChain(ProcessorSettings(chain=chain))
-        timed(f"normalise + rows + {'+'.join(chain)}", lambda p=processor: p.run(spans, []), SPANS_PER_REQUEST)
+        timed(
+            f"normalise + rows + {'+'.join(chain)}", lambda p=processor: p.run(spans, []), SPANS_PER_REQUEST
+        )
     batch = ProcessorChain(ProcessorSettings(chain=["pricing"])).run(spans, [])
-    timed("column build (otel_traces + llm_inferences)",
-          lambda: (to_columns(OTEL_TRACES, batch.spans), to_columns(LLM_INFERENCES, batch.inferences)),
-          SPANS_PER_REQUEST)
+    timed(
+        "column build (otel_traces + llm_inferences)",
+        lambda: (to_columns(OTEL_TRACES, batch.spans), to_columns(LLM_INFERENCES, batch.inferences)),
+        SPANS_PER_REQUEST,
+    )
 
 
 if __name__ == "__main__":

@@ -31,10 +31,21 @@ for model, latency in (("gpt-4o-mini", 0.4), ("claude-sonnet-4-5", 0.9)):
                 "gen_ai.usage.cache_read.input_tokens": 1024,
                 "gen_ai.usage.output_tokens": 85,
                 "gen_ai.input.messages": json.dumps(
-                    [{"role": "user", "parts": [{"type": "text", "content": "What is the capital of France?"}]}]
+                    [
+                        {
+                            "role": "user",
+                            "parts": [{"type": "text", "content": "What is the capital of France?"}],
+                        }
+                    ]
                 ),
                 "gen_ai.output.messages": json.dumps(
-                    [{"role": "assistant", "parts": [{"type": "text", "content": "Paris."}], "finish_reason": "stop"}]
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": "Paris."}],
+                            "finish_reason": "stop",
+                        }
+                    ]
                 ),
             }
         )

@@ -8,8 +8,8 @@ from __future__ import annotations
 import grpc
 import structlog
 from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -107,7 +107,9 @@ def otlp_grpc_server(sink: Sink, keys: ApiKeys, address: str, max_request_bytes:
             grpc.method_handlers_generic_handler(
                 "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": traces}
             ),
-            grpc.method_handlers_generic_handler("opentelemetry.proto.collector.logs.v1.LogsService", {"Export": logs}),
+            grpc.method_handlers_generic_handler(
+                "opentelemetry.proto.collector.logs.v1.LogsService", {"Export": logs}
+            ),
         )
     )
     server.add_insecure_port(address)

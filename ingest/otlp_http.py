@@ -42,7 +42,9 @@ def _status_body(code: int, message: str, as_json: bool) -> bytes:
     return status_pb2.Status(code=code, message=message).SerializeToString()
 
 
-def _error(http_status: int, code: int, message: str, as_json: bool, headers: dict[str, str] | None = None) -> Response:
+def _error(
+    http_status: int, code: int, message: str, as_json: bool, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         _status_body(code, message, as_json),
         status_code=http_status,
@@ -129,12 +131,20 @@ def otlp_http_app(sink: Sink, keys: ApiKeys, max_request_bytes: int) -> Starlett
 
     async def traces(request: Request) -> Response:
         return await handle(
-            request, ExportTraceServiceRequest, ExportTraceServiceResponse, "rejected_spans", sink.export_spans
+            request,
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+            "rejected_spans",
+            sink.export_spans,
         )
 
     async def logs(request: Request) -> Response:
         return await handle(
-            request, ExportLogsServiceRequest, ExportLogsServiceResponse, "rejected_log_records", sink.export_logs
+            request,
+            ExportLogsServiceRequest,
+            ExportLogsServiceResponse,
+            "rejected_log_records",
+            sink.export_logs,
         )
 
     async def metrics_not_supported(request: Request) -> Response:

@@ -85,7 +85,9 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
                         attributes=attributes(s.attributes),
                         events=[Event(e.time_unix_nano, e.name, attributes(e.attributes)) for e in s.events],
                         links=[
-                            Link(lk.trace_id.hex(), lk.span_id.hex(), lk.trace_state, attributes(lk.attributes))
+                            Link(
+                                lk.trace_id.hex(), lk.span_id.hex(), lk.trace_state, attributes(lk.attributes)
+                            )
                             for lk in s.links
                         ],
                         resource=resource,

@@ -77,7 +77,11 @@ def _key_values(kvs: list[Any]) -> list[dict[str, Any]]:
 def _plan(descriptor: Descriptor) -> dict[str, tuple[str, int, bool, Any]]:
     plan: dict[str, tuple[str, int, bool, Any]] = {}
     for f in descriptor.fields:
-        if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.full_name == _KEY_VALUE and f.is_repeated:
+        if (
+            f.type == FieldDescriptor.TYPE_MESSAGE
+            and f.message_type.full_name == _KEY_VALUE
+            and f.is_repeated
+        ):
             kind, sub = _KEY_VALUES, f.message_type  # attributes: most of a span, so a dedicated path
         elif f.type == FieldDescriptor.TYPE_MESSAGE:
             kind, sub = _MESSAGE, f.message_type
@@ -186,7 +190,7 @@ def _locate(obj: Any, descriptor: Descriptor, path: str) -> None:
         entry = plan.get(key)
         if entry is None or value is None:
             continue
-        name, kind, repeated, sub = entry
+        _, kind, repeated, sub = entry
         where = f"{path}.{key}" if path else key
         if repeated:
             if not isinstance(value, list):

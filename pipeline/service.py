@@ -74,7 +74,9 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     sink = EmbeddedSink(ProcessorChain(settings.processors), writer)
     sql = ReadOnlySql(url, database)
 
-    grpc_server = otlp_grpc_server(sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes)
+    grpc_server = otlp_grpc_server(
+        sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes
+    )
     await grpc_server.start()
     http_servers = [
         _Server(

@@ -22,6 +22,7 @@ from genai_prices.data_snapshot import get_snapshot
 from pydantic import BaseModel, Field
 
 from pipeline import metrics
+from pipeline.logging import error_summary
 from pipeline.records import Batch, Row
 
 log = structlog.get_logger()
@@ -74,7 +75,9 @@ class PriceOverride(BaseModel):
         uncached = max(row["input_tokens"] - cache_read - cache_write, 0)
         read_price = self.input_mtok if self.cache_read_mtok is None else self.cache_read_mtok
         write_price = self.input_mtok if self.cache_write_mtok is None else self.cache_write_mtok
-        input_cost = (uncached * self.input_mtok + cache_read * read_price + cache_write * write_price) / _MTOK
+        input_cost = (
+            uncached * self.input_mtok + cache_read * read_price + cache_write * write_price
+        ) / _MTOK
         return input_cost, row["output_tokens"] * self.output_mtok / _MTOK
 
 
@@ -97,6 +100,8 @@ _NOT_FOUND = object()
 def _varies_within_a_day(info: Any) -> bool:
     prices = info.prices if isinstance(info.prices, list) else []
     return any(type(p.constraint).__name__ == "TimeOfDateConstraint" for p in prices)
+
+
 _LINEAR = frozenset({"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"})
 
 
@@ -147,13 +152,15 @@ class Pricer:
                 try:
                     self.price(row)
                 except Exception as e:  # one odd row never costs the batch
-                    log.warning("pricing failed", model=row.get("model"), error=str(e)[:200])
+                    log.warning("pricing failed", model=row.get("model"), error=error_summary(e))
                     row["price_status"] = "error"
             metrics.INFERENCES.labels(row["price_status"]).inc()
 
     def price(self, row: Row) -> None:
         model, provider = row.get("model") or "", row.get("provider") or ""
-        override = self._override_for(model, provider) or self._override_for(row.get("request_model") or "", provider)
+        override = self._override_for(model, provider) or self._override_for(
+            row.get("request_model") or "", provider
+        )
         if override is not None:
             self._set(row, *override.cost(row), "override")
             return

@@ -9,6 +9,7 @@ import orjson
 import structlog
 from clickhouse_connect.driver.client import Client
 
+from pipeline.logging import error_summary
 from pipeline.records import Batch, Row
 from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
 
@@ -43,7 +44,11 @@ class Inserter:
         self._backoff_s = backoff_s
 
     def insert(self, batch: Batch, token: str) -> None:
-        for table, rows in ((OTEL_TRACES, batch.spans), (OTEL_LOGS, batch.logs), (LLM_INFERENCES, batch.inferences)):
+        for table, rows in (
+            (OTEL_TRACES, batch.spans),
+            (OTEL_LOGS, batch.logs),
+            (LLM_INFERENCES, batch.inferences),
+        ):
             if rows:
                 self._insert_table(table, rows, f"{token}:{table.name}")
 
@@ -62,5 +67,7 @@ class Inserter:
             except Exception as e:
                 if attempt == self._retries:
                     raise
-                log.warning("insert failed, retrying", table=table.name, attempt=attempt + 1, error=str(e)[:200])
+                log.warning(
+                    "insert failed, retrying", table=table.name, attempt=attempt + 1, error=error_summary(e)
+                )
                 time.sleep(self._backoff_s * (2**attempt))

@@ -68,7 +68,9 @@ Z = "ZSTD(1)"
 _ATTR_MAP = "Map(LowCardinality(String), String)"
 # Replays of one batch (a retried insert, a writer restarted before its Kafka commit) carry the
 # same insert_deduplication_token; this window makes plain MergeTree drop them.
-_SETTINGS = "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000"
+_SETTINGS = (
+    "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000"
+)
 
 OTEL_TRACES = Table(
     "otel_traces",
@@ -260,7 +262,9 @@ def migrate(client: Any, database: str = "default", retention_days: int = 180) -
         for statement in m.statements:
             client.command(statement)
         client.insert(
-            f"`{database}`.schema_migrations", [[m.version, m.description]], column_names=["version", "description"]
+            f"`{database}`.schema_migrations",
+            [[m.version, m.description]],
+            column_names=["version", "description"],
         )
         log.info("schema migrated", version=m.version, description=m.description)
         applied.append(m.version)

@@ -8,6 +8,7 @@ at once with `Overloaded` instead of queueing, which the receivers turn into a r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ import structlog
 
 from pipeline import metrics
 from pipeline.errors import Overloaded, Unavailable
+from pipeline.logging import error_summary
 from pipeline.records import Batch
 from storage.inserter import Inserter
 
@@ -79,10 +81,8 @@ class BatchWriter:
             remaining = self._first_at + self._max_delay_s - time.monotonic()
             if len(self._batch) < self._max_rows and remaining > 0 and not (self._closing or self._draining):
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), remaining)
-                except TimeoutError:
-                    pass
                 continue
             await self._flush()
 
@@ -99,7 +99,7 @@ class BatchWriter:
         except Exception as e:
             self.healthy = False
             metrics.FLUSHES.labels("error").inc()
-            log.error("flush failed", rows=n, error=str(e)[:300])
+            log.error("flush failed", rows=n, error=error_summary(e))
             for w in waiters:
                 if not w.done():
                     w.set_exception(Unavailable("storage unavailable, retry later"))

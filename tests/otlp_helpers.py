@@ -29,7 +29,8 @@ GENAI_ATTRIBUTES: dict[str, Any] = {
     "gen_ai.usage.output_tokens": 85,
     "gen_ai.conversation.id": "conv_7f3a",
     "user.id": "u_123",
-    "gen_ai.input.messages": '[{"role":"user","parts":[{"type":"text","content":"What is the capital of France?"}]}]',
+    "gen_ai.input.messages": '[{"role":"user","parts":[{"type":"text",'
+    '"content":"What is the capital of France?"}]}]',
     "gen_ai.output.messages": '[{"role":"assistant","parts":[{"type":"text","content":"Paris."}],'
     '"finish_reason":"stop"}]',
 }
@@ -117,8 +118,11 @@ def json_span(
         span["parentSpanId"] = parent_span_id
     if events:
         span["events"] = [
-            {"name": e["name"], "timeUnixNano": str(e.get("timeUnixNano", start_ns)),
-             "attributes": key_values(e.get("attributes", {}))}
+            {
+                "name": e["name"],
+                "timeUnixNano": str(e.get("timeUnixNano", start_ns)),
+                "attributes": key_values(e.get("attributes", {})),
+            }
             for e in events
         ]
     return span

@@ -62,9 +62,7 @@ def shifted(ex: dict[str, Any], start_ns: int) -> tuple[dict[str, Any], int]:
         at = datetime.fromisoformat(raw.replace("Z", "+00:00")) + timedelta(microseconds=delta // 1000)
         iso = at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         attributes["langfuse.observation.completion_start_time"] = orjson.dumps(iso).decode()
-    events = [
-        {**e, "timeUnixNano": e.get("timeUnixNano", old_start) + delta} for e in span.get("events", [])
-    ]
+    events = [{**e, "timeUnixNano": e.get("timeUnixNano", old_start) + delta} for e in span.get("events", [])]
     end = span.get("endTimeUnixNano", old_start + 1_000_000_000) + delta
     return {"attributes": attributes, "events": events, "name": span["name"], "end_ns": end}, delta
 
@@ -130,12 +128,27 @@ def test_parent_spans_do_not_double_count(service: Service) -> None:
     }
     parent_attributes["ai.operationId"] = "ai.streamText"
     parent_attributes["operation.name"] = "ai.streamText support-chat"
-    parent = json_span(parent_attributes, trace_id=trace_id, span_id=parent_id, name="ai.streamText", kind=1,
-                       start_ns=start_ns - 1000, end_ns=moved["end_ns"] + 1000)
-    child = json_span(moved["attributes"], trace_id=trace_id, parent_span_id=parent_id, name=moved["name"],
-                      kind=1, start_ns=start_ns, end_ns=moved["end_ns"], events=moved["events"])
-    send(service, "/v1/traces", traces_json([parent, child], scope="ai"))
-    assert service.sql(f"SELECT count(), sum(input_tokens) FROM llm_inferences WHERE trace_id = '{trace_id}'") == (
-        "1\t900\n"
+    parent = json_span(
+        parent_attributes,
+        trace_id=trace_id,
+        span_id=parent_id,
+        name="ai.streamText",
+        kind=1,
+        start_ns=start_ns - 1000,
+        end_ns=moved["end_ns"] + 1000,
     )
+    child = json_span(
+        moved["attributes"],
+        trace_id=trace_id,
+        parent_span_id=parent_id,
+        name=moved["name"],
+        kind=1,
+        start_ns=start_ns,
+        end_ns=moved["end_ns"],
+        events=moved["events"],
+    )
+    send(service, "/v1/traces", traces_json([parent, child], scope="ai"))
+    assert service.sql(
+        f"SELECT count(), sum(input_tokens) FROM llm_inferences WHERE trace_id = '{trace_id}'"
+    ) == ("1\t900\n")
     assert service.sql(f"SELECT count() FROM otel_traces WHERE TraceId = '{trace_id}'") == "2\n"

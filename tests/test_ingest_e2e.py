@@ -14,7 +14,15 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from tests.conftest import Service
-from tests.otlp_helpers import GENAI_COST, logs_json, new_span_id, new_trace_id, sdk_spans, traces_json, json_span
+from tests.otlp_helpers import (
+    GENAI_COST,
+    json_span,
+    logs_json,
+    new_span_id,
+    new_trace_id,
+    sdk_spans,
+    traces_json,
+)
 
 
 def sql_client(service: Service, key: str | None = None):  # type: ignore[no-untyped-def]
@@ -45,7 +53,10 @@ def test_http_protobuf_from_the_sdk_becomes_a_priced_inference(service: Service)
     assert row["model"] == "gpt-4o-mini-2024-07-18" and row["request_model"] == "gpt-4o-mini"
     assert row["provider"] == "openai" and row["operation"] == "chat"
     assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"], row["total_tokens"]) == (
-        1200, 1024, 85, 1285,
+        1200,
+        1024,
+        85,
+        1285,
     )
     assert row["total_cost_usd"] == Decimal(GENAI_COST)
     assert row["price_status"] == "priced"
@@ -55,11 +66,15 @@ def test_http_protobuf_from_the_sdk_becomes_a_priced_inference(service: Service)
     assert row["tenant_id"] == "acme" and row["service_name"] == "checkout-bot"
     assert orjson.loads(row["response_messages"])[0]["content"] == "Paris."
 
-    traces = sql_client(service).query(
-        "SELECT SpanKind, ServiceName, ProjectId, SpanAttributes['gen_ai.usage.input_tokens'], Duration "
-        "FROM otel_traces WHERE TraceId = {t:String}",
-        parameters={"t": trace_id},
-    ).result_rows
+    traces = (
+        sql_client(service)
+        .query(
+            "SELECT SpanKind, ServiceName, ProjectId, SpanAttributes['gen_ai.usage.input_tokens'], Duration "
+            "FROM otel_traces WHERE TraceId = {t:String}",
+            parameters={"t": trace_id},
+        )
+        .result_rows
+    )
     assert traces == [("Client", "checkout-bot", "default", "1200", 1_900_000_000)]
 
 
@@ -74,10 +89,14 @@ def test_grpc_from_the_sdk_with_gzip(service: Service) -> None:
     assert exporter.export(spans) == SpanExportResult.SUCCESS
     exporter.shutdown()
     trace_ids = [f"{s.context.trace_id:032x}" for s in spans]
-    rows = sql_client(service).query(
-        "SELECT count(), sum(total_cost_usd) FROM llm_inferences WHERE trace_id IN {t:Array(String)}",
-        parameters={"t": trace_ids},
-    ).result_rows
+    rows = (
+        sql_client(service)
+        .query(
+            "SELECT count(), sum(total_cost_usd) FROM llm_inferences WHERE trace_id IN {t:Array(String)}",
+            parameters={"t": trace_ids},
+        )
+        .result_rows
+    )
     assert rows == [(3, Decimal(GENAI_COST) * 3)]
 
 
@@ -114,13 +133,28 @@ def test_hand_built_json_with_log_events_joins_content(service: Service) -> None
     )
     logs = logs_json(
         [
-            {"traceId": trace_id, "spanId": span_id, "eventName": "gen_ai.system.message",
-             "body": {"content": "You are a helpful bot"}},
-            {"traceId": trace_id, "spanId": span_id, "attributes": {"event.name": "gen_ai.user.message"},
-             "body": {"content": "Tell me a joke about OpenTelemetry"}},
-            {"traceId": trace_id, "spanId": span_id, "eventName": "gen_ai.choice",
-             "body": {"index": 0, "finish_reason": "end_turn",
-                      "message": {"content": "Why did the span cross the road?"}}},
+            {
+                "traceId": trace_id,
+                "spanId": span_id,
+                "eventName": "gen_ai.system.message",
+                "body": {"content": "You are a helpful bot"},
+            },
+            {
+                "traceId": trace_id,
+                "spanId": span_id,
+                "attributes": {"event.name": "gen_ai.user.message"},
+                "body": {"content": "Tell me a joke about OpenTelemetry"},
+            },
+            {
+                "traceId": trace_id,
+                "spanId": span_id,
+                "eventName": "gen_ai.choice",
+                "body": {
+                    "index": 0,
+                    "finish_reason": "end_turn",
+                    "message": {"content": "Why did the span cross the road?"},
+                },
+            },
         ]
     )
     headers = {"authorization": f"Bearer {service.key}", "content-type": "application/json"}
@@ -140,11 +174,19 @@ def test_hand_built_json_with_log_events_joins_content(service: Service) -> None
     assert prompt[1]["content"] == "Tell me a joke about OpenTelemetry"
     assert orjson.loads(row["response_messages"])[0]["content"] == "Why did the span cross the road?"
 
-    logs_rows = sql_client(service).query(
-        "SELECT EventName, Body FROM otel_logs WHERE TraceId = {t:String} ORDER BY Timestamp, EventName",
-        parameters={"t": trace_id},
-    ).result_rows
-    assert sorted(e for e, _ in logs_rows) == ["gen_ai.choice", "gen_ai.system.message", "gen_ai.user.message"]
+    logs_rows = (
+        sql_client(service)
+        .query(
+            "SELECT EventName, Body FROM otel_logs WHERE TraceId = {t:String} ORDER BY Timestamp, EventName",
+            parameters={"t": trace_id},
+        )
+        .result_rows
+    )
+    assert sorted(e for e, _ in logs_rows) == [
+        "gen_ai.choice",
+        "gen_ai.system.message",
+        "gen_ai.user.message",
+    ]
     assert any("Tell me a joke" in body for _, body in logs_rows)
 
 
@@ -155,8 +197,12 @@ def test_p95_latency_by_model_in_sql(service: Service) -> None:
         endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
     )
     assert exporter.export(spans) == SpanExportResult.SUCCESS
-    rows = sql_client(service).query(
-        "SELECT model, count(), quantileExact(0.95)(latency_ms), max(latency_ms) FROM llm_inferences "
-        "WHERE service_name = 'p95-bot' GROUP BY model"
-    ).result_rows
+    rows = (
+        sql_client(service)
+        .query(
+            "SELECT model, count(), quantileExact(0.95)(latency_ms), max(latency_ms) FROM llm_inferences "
+            "WHERE service_name = 'p95-bot' GROUP BY model"
+        )
+        .result_rows
+    )
     assert rows == [("gpt-4o-mini-2024-07-18", 21, 100.0, 5000.0)]

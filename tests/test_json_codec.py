@@ -28,7 +28,10 @@ def span_json(**span_fields: object) -> bytes:
             {"key": "gen_ai.request.temperature", "value": {"doubleValue": 0.2}},
             {"key": "gen_ai.request.stream", "value": {"boolValue": True}},
             {"key": "tags", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": 2}]}}},
-            {"key": "meta", "value": {"kvlistValue": {"values": [{"key": "k", "value": {"stringValue": "v"}}]}}},
+            {
+                "key": "meta",
+                "value": {"kvlistValue": {"values": [{"key": "k", "value": {"stringValue": "v"}}]}},
+            },
             {"key": "raw", "value": {"bytesValue": "aGVsbG8="}},
         ],
         "status": {"code": 2, "message": "boom"},
@@ -120,9 +123,11 @@ def test_log_records_keep_event_name_and_body() -> None:
                                     "spanId": SPAN_ID,
                                     "eventName": "gen_ai.user.message",
                                     "severityNumber": 9,
-                                    "body": {"kvlistValue": {"values": [
-                                        {"key": "content", "value": {"stringValue": "hi"}}
-                                    ]}},
+                                    "body": {
+                                        "kvlistValue": {
+                                            "values": [{"key": "content", "value": {"stringValue": "hi"}}]
+                                        }
+                                    },
                                 }
                             ]
                         }

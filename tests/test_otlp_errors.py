@@ -21,7 +21,9 @@ from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-def post(service: Service, body: bytes, content_type: str = "application/json", **headers: str) -> httpx.Response:
+def post(
+    service: Service, body: bytes, content_type: str = "application/json", **headers: str
+) -> httpx.Response:
     h = {"authorization": f"Bearer {service.key}", "content-type": content_type, **headers}
     return httpx.post(f"{service.http_url}/v1/traces", content=body, headers=h, timeout=30)
 
@@ -40,7 +42,9 @@ def auth(service: Service) -> tuple:
 
 def test_missing_and_unknown_keys_are_401(service: Service) -> None:
     body = traces_json([json_span(GENAI_ATTRIBUTES)])
-    r = httpx.post(f"{service.http_url}/v1/traces", content=body, headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{service.http_url}/v1/traces", content=body, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 401 and "API key" in r.json()["message"]
     r = post(service, body, authorization="Bearer il_not_a_key")
     assert r.status_code == 401
@@ -112,7 +116,9 @@ def test_partial_success_counts_rejected_spans_and_keeps_the_rest(service: Servi
     request = ExportTraceServiceRequest()
     span = request.resource_spans.add().scope_spans.add().spans.add()
     span.trace_id, span.span_id, span.name = bytes(16), b"\x01" * 8, "zero trace id"
-    response = ExportTraceServiceResponse.FromString(grpc_export(service, request.SerializeToString(), auth(service)))
+    response = ExportTraceServiceResponse.FromString(
+        grpc_export(service, request.SerializeToString(), auth(service))
+    )
     assert response.partial_success.rejected_spans == 1
 
 
@@ -125,7 +131,9 @@ def test_empty_requests_succeed(service: Service) -> None:
 
 def test_zstd_and_chunked_bodies_are_accepted(service: Service) -> None:
     span = json_span(GENAI_ATTRIBUTES, name="zstd")
-    r = post(service, zstandard.ZstdCompressor().compress(traces_json([span])), **{"content-encoding": "zstd"})
+    r = post(
+        service, zstandard.ZstdCompressor().compress(traces_json([span])), **{"content-encoding": "zstd"}
+    )
     assert r.status_code == 200, r.text
 
     chunked = json_span(GENAI_ATTRIBUTES, name="chunked")

@@ -46,7 +46,14 @@ def test_openai_cached_input_is_priced_at_the_cache_rate() -> None:
 def test_anthropic_cache_read_and_write() -> None:
     # 400 uncached × $3/M + 600 read × $0.30/M + 1000 write × $3.75/M; 120 × $15/M
     [r] = priced(
-        row("claude-sonnet-4-5-20250929", "anthropic", 2000, 120, cache_read_tokens=600, cache_write_tokens=1000)
+        row(
+            "claude-sonnet-4-5-20250929",
+            "anthropic",
+            2000,
+            120,
+            cache_read_tokens=600,
+            cache_write_tokens=1000,
+        )
     )
     assert r["input_cost_usd"] == Decimal("0.00513")
     assert r["output_cost_usd"] == Decimal("0.0018")
@@ -63,7 +70,9 @@ def test_anthropic_cache_read_and_write() -> None:
         ("azure.ai.openai", "gpt-4o", "2.5"),
     ],
 )
-def test_otel_provider_names_map_to_the_price_table(provider: str, model: str, usd_per_million_input: str) -> None:
+def test_otel_provider_names_map_to_the_price_table(
+    provider: str, model: str, usd_per_million_input: str
+) -> None:
     [r] = priced(row(model, provider, 1_000_000, 0))
     assert r["total_cost_usd"] == Decimal(usd_per_million_input)
 
@@ -87,7 +96,9 @@ def test_unknown_model_gets_null_cost_and_is_counted() -> None:
 
 
 def test_provided_cost_is_kept() -> None:
-    [r] = priced(row("gpt-4.1-mini", "openai", 14, 3, total_cost_usd=Decimal("0.0000104"), price_status="provided"))
+    [r] = priced(
+        row("gpt-4.1-mini", "openai", 14, 3, total_cost_usd=Decimal("0.0000104"), price_status="provided")
+    )
     assert r["total_cost_usd"] == Decimal("0.0000104")
     assert r["price_status"] == "provided"
 
@@ -137,7 +148,9 @@ def test_override_beats_the_table_for_negotiated_prices() -> None:
         ("deepseek", "deepseek-chat"),
     ],
 )
-@pytest.mark.parametrize(("input_tokens", "cache_read", "cache_write", "output"), [(5000, 0, 0, 300), (9000, 4000, 2000, 1)])
+@pytest.mark.parametrize(
+    ("input_tokens", "cache_read", "cache_write", "output"), [(5000, 0, 0, 300), (9000, 4000, 2000, 1)]
+)
 def test_fast_path_agrees_with_genai_prices(
     provider: str, model: str, input_tokens: int, cache_read: int, cache_write: int, output: int
 ) -> None:
@@ -148,12 +161,18 @@ def test_fast_path_agrees_with_genai_prices(
 
     from processors.pricing import PROVIDER_IDS
 
-    r = row(model, provider, input_tokens, output, cache_read_tokens=cache_read, cache_write_tokens=cache_write)
+    r = row(
+        model, provider, input_tokens, output, cache_read_tokens=cache_read, cache_write_tokens=cache_write
+    )
     [r] = priced(r)
     info = get_snapshot().find_provider_model(model, None, PROVIDER_IDS[provider], None)[1]
     reference = info.get_prices(datetime.fromtimestamp(r["start_time"] / 1e9, tz=UTC)).calc_price(
-        Usage(input_tokens=input_tokens, cache_read_tokens=cache_read or None,
-              cache_write_tokens=cache_write or None, output_tokens=output)
+        Usage(
+            input_tokens=input_tokens,
+            cache_read_tokens=cache_read or None,
+            cache_write_tokens=cache_write or None,
+            output_tokens=output,
+        )
     )
     assert r["total_cost_usd"] == reference["total_price"].quantize(Decimal("1e-12"))
     assert r["input_cost_usd"] == reference["input_price"].quantize(Decimal("1e-12"))

@@ -31,7 +31,9 @@ def test_data_and_keys_survive_a_restart(tmp_path: Path) -> None:
     try:
         assert service.key == key
         assert key not in service.stdout  # not printed again
-        assert service.sql(f"SELECT count() FROM llm_inferences WHERE trace_id = '{span['traceId']}'") == "1\n"
+        assert (
+            service.sql(f"SELECT count() FROM llm_inferences WHERE trace_id = '{span['traceId']}'") == "1\n"
+        )
     finally:
         assert service.stop() == 0
 

@@ -36,8 +36,11 @@ def test_clickhouse_connect_client_works(service: Service) -> None:
 def test_curl_style_get(service: Service) -> None:
     r = httpx.get(f"{service.api_url}/?query=SELECT+1", headers={"Authorization": f"Bearer {service.key}"})
     assert r.status_code == 200 and r.text == "1\n"
-    r = httpx.get(f"{service.api_url}/", params={"query": "SELECT 1 AS x FORMAT JSONEachRow"},
-                  auth=("default", service.key))
+    r = httpx.get(
+        f"{service.api_url}/",
+        params={"query": "SELECT 1 AS x FORMAT JSONEachRow"},
+        auth=("default", service.key),
+    )
     assert r.json() == {"x": 1}
 
 
@@ -80,9 +83,12 @@ def test_a_key_reads_only_its_projects_rows(service: Service) -> None:
     assert service.sql(query) == f"{mine['traceId']}\tdefault\n"
     assert service.sql(query, key=other_key) == f"{theirs['traceId']}\tother\n"
     # Qualified names, subqueries and the other tables are filtered the same way.
-    assert service.sql(
-        f"SELECT count() FROM (SELECT * FROM default.otel_traces WHERE TraceId = '{theirs['traceId']}')"
-    ) == "0\n"
+    assert (
+        service.sql(
+            f"SELECT count() FROM (SELECT * FROM default.otel_traces WHERE TraceId = '{theirs['traceId']}')"
+        )
+        == "0\n"
+    )
     other = clickhouse_connect.get_client(host="127.0.0.1", port=service.api_port, password=other_key)
     assert other.query("SELECT DISTINCT ProjectId FROM otel_traces").result_rows == [("other",)]
     with pytest.raises(DatabaseError):
