@@ -105,3 +105,51 @@ def ensure_default_key(keys: ApiKeys, data_dir: Path) -> str | None:
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key
+
+
+class StaticKeys:
+    """Keys given in configuration ("key=project,key2=project2" or a file with one `key=project`
+    per line; blank lines and '#' comments allowed). Lets a distributed receiver authenticate
+    without a connection to the writer's store. Same interface as `ApiKeys`."""
+
+    def __init__(self, pairs: Mapping[str, str]) -> None:
+        for project in pairs.values():
+            if not PROJECT_ID.match(project):
+                raise ValueError(f"invalid project id {project!r} in static API keys")
+        self._projects = {_digest(k): p for k, p in pairs.items()}
+
+    @classmethod
+    def parse(cls, spec: str = "", path: Path | None = None) -> StaticKeys:
+        items = spec.split(",")
+        if path is not None:
+            items += path.read_text(encoding="utf-8").splitlines()
+        pairs: dict[str, str] = {}
+        for item in items:
+            item = item.strip()
+            if not item or item.startswith("#"):
+                continue
+            key, sep, project = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError("static API keys: expected key=project")
+            pairs[key.strip()] = project.strip()
+        return cls(pairs)
+
+    def project_for(self, key: str | None) -> str | None:
+        return self._projects.get(_digest(key)) if key else None
+
+    def is_empty(self) -> bool:
+        return not self._projects
+
+
+class AnyKeys:
+    """The first key source that knows the key wins (static keys, then the api_keys table)."""
+
+    def __init__(self, *sources: StaticKeys | ApiKeys) -> None:
+        self._sources = sources
+
+    def project_for(self, key: str | None) -> str | None:
+        for source in self._sources:
+            project = source.project_for(key)
+            if project is not None:
+                return project
+        return None

@@ -32,6 +32,41 @@ class ProcessorSettings(BaseModel):
     join_window_s: float = 30.0
 
 
+class KafkaSettings(BaseModel):
+    """Distributed mode (`KAFKA_BOOTSTRAP_SERVERS` set): topics, groups and client options.
+    Defaults and meaning are documented in docs/kafka-topics.md and docs/deploy.md."""
+
+    raw_spans_topic: str = "otlp_spans"  # the OTel Collector kafka exporter's default names
+    raw_logs_topic: str = "otlp_logs"
+    inferences_topic: str = "inferline.inferences"
+    spans_topic: str = "inferline.spans"
+    logs_topic: str = "inferline.logs"
+    dlq_topic: str = "inferline.dlq"
+    processor_group: str = "inferline-processor"
+    writer_group: str = "inferline-writer"
+    # Used only when a role creates missing topics at start (best effort; brokers that refuse
+    # CreateTopics fall back to their auto-creation).
+    create_topics: bool = True
+    raw_partitions: int = Field(12, ge=1, description="both raw topics: keep them equal (trace co-location)")
+    enriched_partitions: int = Field(12, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    partition_key: Literal["trace_id", "none"] = "trace_id"
+    max_message_bytes: int = Field(1_000_000, ge=10_000, description="the broker's message.max.bytes or less")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    linger_ms: int = Field(5, ge=0)
+    delivery_timeout_s: float = Field(10.0, gt=0, description="receiver: wait for Kafka acks")
+    max_pending_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="receiver: unacked bytes cap")
+    project_header: str = "inferline-project"
+    default_project: str = Field("default", description="project for raw messages without the project header")
+    max_poll_records: int = Field(500, ge=1)
+    client_id: str = "inferline"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERLINE_", env_nested_delimiter="__", extra="ignore")
 
@@ -55,6 +90,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     batch: BatchSettings = Field(default_factory=BatchSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    # Static API keys, "key=project,key2=project2": a distributed receiver authenticates without
+    # opening the writer's store. Keys in a ClickHouse server's api_keys table work as well.
+    api_keys: str = ""
+    api_keys_file: Path | None = Field(None, description="file with one key=project per line")
     config_file: Path | None = Field(None, description="optional YAML file with the same keys")
 
     @property

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from ingest.auth import ApiKeys
 from ingest.otlp_grpc import otlp_grpc_server
 from ingest.otlp_http import otlp_http_app
+from pipeline.config import ProcessorSettings
 from pipeline.embedded import EmbeddedSink
 from processors.chain import ProcessorChain
 from storage.clickhouse import connect
@@ -25,6 +26,9 @@ from storage.schema import migrate
 from storage.writer import BatchWriter
 from tests.conftest import free_port
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
+
+# This module is about the writer path; enrichment stages are tested on their own.
+PRICING_ONLY = ProcessorSettings(chain=["pricing"])
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,7 @@ def test_overload_is_refused_with_429_and_retry_after(store: tuple) -> None:
     async def scenario() -> tuple[httpx.Response, httpx.Response]:
         writer = _writer(client, max_pending_rows=5)
         writer.start()
-        app = otlp_http_app(EmbeddedSink(ProcessorChain(), writer), keys, 1 << 20)
+        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
         spans = [json_span(GENAI_ATTRIBUTES, name=f"s{i}") for i in range(4)]  # 4 spans + 4 inferences
         too_many = await _post(app, key, traces_json(spans))
         fits = await _post(app, key, traces_json(spans[:2]))
@@ -82,7 +86,7 @@ def test_storage_down_is_503_and_nothing_is_lost_on_retry(store: tuple) -> None:
     async def send() -> httpx.Response:
         writer = _writer(client)
         writer.start()
-        app = otlp_http_app(EmbeddedSink(ProcessorChain(), writer), keys, 1 << 20)
+        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
         try:
             return await _post(app, key, body)
         finally:
@@ -113,7 +117,9 @@ def test_grpc_storage_down_is_unavailable_with_retry_info(store: tuple) -> None:
         writer = _writer(client)
         writer.start()
         port = free_port()
-        server = otlp_grpc_server(EmbeddedSink(ProcessorChain(), writer), keys, f"127.0.0.1:{port}", 1 << 20)
+        server = otlp_grpc_server(
+            EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, f"127.0.0.1:{port}", 1 << 20
+        )
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
