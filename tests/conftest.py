@@ -122,7 +122,6 @@ def make_service(tmp: Path, **env_overrides: str) -> Service:
         "INFERLINE_API_PORT": str(api_port),
         "INFERLINE_BATCH__MAX_DELAY_S": "0.05",
         "PYTHONUNBUFFERED": "1",
-        "INFERLINE_PROCESSORS__CHAIN": '["pricing"]',  # TEMP
         **env_overrides,
     }
     env.pop("CLICKHOUSE_URL", None)

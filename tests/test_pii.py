@@ -1,0 +1,481 @@
+"""Labeled tests for PII masking: every detector's positives, lookalikes that must survive
+byte-for-byte, multilingual and emoji context, modes, config, and the processor on a Batch."""
+
+from __future__ import annotations
+
+import copy
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from pipeline.records import Batch
+from processors import pii as pii_module
+from processors.pii import PiiConfig, PiiMasker
+from processors.pii_detectors import iban_ok, luhn_ok
+
+
+@pytest.fixture(scope="module")
+def masker() -> PiiMasker:
+    return PiiMasker()
+
+
+@pytest.fixture(scope="module")
+def fallback_masker() -> PiiMasker:
+    """The same detectors without Hyperscan: the `re` fallback must give identical results."""
+    saved = pii_module._hs
+    pii_module._hs = None
+    try:
+        return PiiMasker()
+    finally:
+        pii_module._hs = saved
+
+
+@pytest.fixture(params=["hyperscan", "fallback"])
+def any_masker(request: pytest.FixtureRequest, masker: PiiMasker, fallback_masker: PiiMasker) -> PiiMasker:
+    return masker if request.param == "hyperscan" else fallback_masker
+
+
+def test_hyperscan_engine_is_in_use(masker: PiiMasker) -> None:
+    assert masker._engine.db is not None, "hyperscan is installed in the venv; the fast path must be used"
+
+
+# --- positives: (text, the exact value that must be replaced, type) ------------------------------
+
+_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+
+POSITIVES = [
+    # EMAIL
+    ("Contact jane.doe@example.com today", "jane.doe@example.com", "EMAIL"),
+    ("mail: J.Smith+news@mail.co.uk.", "J.Smith+news@mail.co.uk", "EMAIL"),
+    ("<bob_99@sub.example-corp.io>", "bob_99@sub.example-corp.io", "EMAIL"),
+    # PHONE: international and national formats
+    ("call +1 415 555 0132 now", "+1 415 555 0132", "PHONE"),
+    ("office (415) 555-0132.", "(415) 555-0132", "PHONE"),
+    ("London 020 7946 0958", "020 7946 0958", "PHONE"),
+    ("intl +44 20 7946 0958", "+44 20 7946 0958", "PHONE"),
+    ("Berlin +49 30 123456", "+49 30 123456", "PHONE"),
+    ("US 415-555-0132", "415-555-0132", "PHONE"),
+    ("dotted 415.555.0132", "415.555.0132", "PHONE"),
+    ("Paris +33 1 23 45 67 89", "+33 1 23 45 67 89", "PHONE"),
+    ("mobile 06 12 34 56 78", "06 12 34 56 78", "PHONE"),
+    ("Tokyo +81 3-1234-5678", "+81 3-1234-5678", "PHONE"),
+    ("e164:+14155550132", "+14155550132", "PHONE"),
+    # CREDIT_CARD (Luhn-valid)
+    ("card 4111 1111 1111 1111 exp", "4111 1111 1111 1111", "CREDIT_CARD"),
+    ("card 4111-1111-1111-1111", "4111-1111-1111-1111", "CREDIT_CARD"),
+    ("visa 4012888888881881", "4012888888881881", "CREDIT_CARD"),
+    ("amex 3782 822463 10005", "3782 822463 10005", "CREDIT_CARD"),
+    ("amex 378282246310005", "378282246310005", "CREDIT_CARD"),
+    ("mc 5555555555554444", "5555555555554444", "CREDIT_CARD"),
+    # US_SSN
+    ("ssn 123-45-6789", "123-45-6789", "US_SSN"),
+    ("SSN: 078 05 1120", "078 05 1120", "US_SSN"),
+    # IBAN (mod-97 valid)
+    ("IBAN DE89 3704 0044 0532 0130 00 please", "DE89 3704 0044 0532 0130 00", "IBAN"),
+    ("iban GB82WEST12345698765432", "GB82WEST12345698765432", "IBAN"),
+    ("FR14 2004 1010 0505 0001 3M02 606 FIN", "FR14 2004 1010 0505 0001 3M02 606", "IBAN"),
+    # IP_ADDRESS
+    ("server 192.168.1.10 down", "192.168.1.10", "IP_ADDRESS"),
+    ("from 8.8.8.8:53", "8.8.8.8", "IP_ADDRESS"),
+    ("url http://10.0.0.1/x", "10.0.0.1", "IP_ADDRESS"),
+    ("v6 2001:db8::8a2e:370:7334 ok", "2001:db8::8a2e:370:7334", "IP_ADDRESS"),
+    ("link fe80::1ff:fe23:4567:890a", "fe80::1ff:fe23:4567:890a", "IP_ADDRESS"),
+    (
+        "full 2001:0db8:85a3:0000:0000:8a2e:0370:7334.",
+        "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "IP_ADDRESS",
+    ),
+    # SECRET
+    ("key sk-abcdefghij1234567890ABCDEFGH", "sk-abcdefghij1234567890ABCDEFGH", "SECRET"),
+    ("OPENAI_API_KEY=sk-proj-Xy12abCD34efGH56ijKL78mnOP90", "sk-proj-Xy12abCD34efGH56ijKL78mnOP90", "SECRET"),
+    (
+        "anthropic sk-ant-api03-AbC123dEf456GhI789jKl012-_x",
+        "sk-ant-api03-AbC123dEf456GhI789jKl012-_x",
+        "SECRET",
+    ),
+    ("aws AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE", "SECRET"),
+    ("sts ASIAY34FZKBOKMUTVV7A", "ASIAY34FZKBOKMUTVV7A", "SECRET"),
+    ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "SECRET"),
+    ("gh gho_16C7e42F292c6912E7710c838347Ae178B4a", "gho_16C7e42F292c6912E7710c838347Ae178B4a", "SECRET"),
+    (
+        "pat github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123456789ABCDEF",
+        "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123456789ABCDEF",
+        "SECRET",
+    ),
+    ("slack xoxb-1234567890-0987654321-AbCdEfGhIj", "xoxb-1234567890-0987654321-AbCdEfGhIj", "SECRET"),
+    ("Authorization: Bearer abc123def456ghi789", "abc123def456ghi789", "SECRET"),
+    (f"jwt {_JWT} end", _JWT, "SECRET"),
+    (
+        "k=-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7\nq1w2e3==\n-----END RSA PRIVATE KEY----- tail",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7\nq1w2e3==\n-----END RSA PRIVATE KEY-----",
+        "SECRET",
+    ),
+    (
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+        "SECRET",
+    ),
+    # URL_CREDENTIALS: only the userinfo
+    ("dsn postgres://admin:s3cr3t@db.internal:5432/app", "admin:s3cr3t", "URL_CREDENTIALS"),
+    ("https://user:p%40ss@example.com/path", "user:p%40ss", "URL_CREDENTIALS"),
+]
+
+
+@pytest.mark.parametrize(("text", "value", "pii_type"), POSITIVES, ids=[p[0][:40] for p in POSITIVES])
+def test_positive(any_masker: PiiMasker, text: str, value: str, pii_type: str) -> None:
+    masked, counts = any_masker.mask_text(text)
+    assert masked == text.replace(value, f"<{pii_type}>"), masked
+    assert counts == {pii_type: 1}
+
+
+# --- lookalikes: must come back byte-for-byte ------------------------------------------------------
+
+NEGATIVES = [
+    "Your order 1234567 shipped",
+    "ticket #A-99812 and #123-456-7890",
+    "request 123e4567-e89b-12d3-a456-426614174000 failed",
+    "at 2025-08-20T10:05:00.250Z and 2025-08-20 10:05:00",
+    "date 01.02.2025, 20.08.2025, 2025/08/20",
+    "upgraded from 1.2.3 to v2.10.0-rc1 (build 10.0.19045)",
+    "card-like 4111111111111112 fails Luhn",
+    "card-like 4111 1111 1111 1112 fails Luhn",
+    "prices $1,234.56 and 19.99 EUR and 1.299,00 €",
+    "used 1200 tokens in 350 ms, 42 retries",
+    "trace 4bf92f3577b34da6a3ce929d0e0e4736 span 00f067aa0ba902b7",
+    "nanos 1724150700250000000 since epoch",
+    "invalid SSNs 000-12-3456, 666-12-3456, 912-34-5678, 123-00-4567, 123-45-0000",
+    "not an IBAN: DE89 3704 0044 0532 0130 01 (bad checksum)",
+    "octets 256.1.1.1 and 999.10.10.10",
+    "clock 10:05:00 and MAC 00:1a:2b:3c:4d:5e",
+    "C++ std::vector<int> and Foo::Bar",
+    "kebab sk-learn and task-management-and-scheduling-system",
+    "Bearer authentication is configured in the gateway",
+    "short numbers 42, 7, 2025 and +1",
+    "image logo@2x.png and @mention and user@localhost",
+    "AKIA short AKIA1234 and ghp_short",
+    "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A\n-----END PUBLIC KEY-----",
+    "https://example.com/path?x=1:2@ and ftp://host/file",
+    "ratio 3:2 and scores 4-2-1",
+    "phone-like 123-456-7890 starts with 1",
+]
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_lookalike_untouched(any_masker: PiiMasker, text: str) -> None:
+    masked, counts = any_masker.mask_text(text)
+    assert masked == text
+    assert counts == {}
+
+
+def test_realistic_record_masks_only_pii(masker: PiiMasker) -> None:
+    text = (
+        "Hi, I'm trying to reconcile order 1234567 (ref #A-99812) placed on 2025-08-20T10:05:00.250Z. "
+        "The invoice says $1,234.56 plus 19.99 EUR shipping; the model used 1200 tokens. We upgraded "
+        "from 1.2.3 to v2.10.0-rc1, trace 4bf92f3577b34da6a3ce929d0e0e4736. Email me at jane@example.com "
+        "or call +1 415 555 0132; card 4111 1111 1111 1111; refund to DE89 3704 0044 0532 0130 00."
+    )
+    masked, counts = masker.mask_text(text)
+    assert counts == {"EMAIL": 1, "PHONE": 1, "CREDIT_CARD": 1, "IBAN": 1}
+    for value in ("jane@example.com", "415 555 0132", "4111 1111", "DE89"):
+        assert value not in masked
+    for keep in (
+        "1234567",
+        "#A-99812",
+        "2025-08-20T10:05:00.250Z",
+        "$1,234.56",
+        "19.99 EUR",
+        "1200 tokens",
+        "1.2.3",
+        "v2.10.0-rc1",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+    ):
+        assert keep in masked
+
+
+# --- multilingual and emoji context ------------------------------------------------------------
+
+MULTILINGUAL = [
+    (
+        "Bitte überweisen Sie an DE89 3704 0044 0532 0130 00 und schreiben Sie an mueller@beispiel.de.",
+        {"IBAN": 1, "EMAIL": 1},
+        ["DE89 3704", "beispiel.de"],
+    ),
+    ("Sie erreichen mich unter +49 30 123456, vielen Dank für Ihre Geduld.", {"PHONE": 1}, ["123456"]),
+    (
+        "Merci de m'appeler au 06 12 34 56 78 ou d'écrire à jean.dupont@exemple.fr.",
+        {"PHONE": 1, "EMAIL": 1},
+        ["06 12 34", "jean.dupont@exemple.fr"],
+    ),
+    (
+        "メールはtanaka@example.co.jpです。電話は+81 3-1234-5678までお願いします。",
+        {"EMAIL": 1, "PHONE": 1},
+        ["tanaka@example.co.jp", "1234-5678"],
+    ),
+    (
+        "Mi tarjeta es 4111 1111 1111 1111 y mi correo es ana@ejemplo.es, ¡gracias!",
+        {"CREDIT_CARD": 1, "EMAIL": 1},
+        ["4111", "ana@ejemplo.es"],
+    ),
+    ("Thanks 😀jane@example.com😀 and 📞 +1 415 555 0132 🙏", {"EMAIL": 1, "PHONE": 1}, ["jane@", "0132"]),
+]
+
+
+@pytest.mark.parametrize(("text", "counts", "gone"), MULTILINGUAL, ids=[m[0][:20] for m in MULTILINGUAL])
+def test_multilingual_and_emoji(
+    any_masker: PiiMasker, text: str, counts: dict[str, int], gone: list[str]
+) -> None:
+    masked, found = any_masker.mask_text(text)
+    assert found == counts
+    for value in gone:
+        assert value not in masked
+    # Everything around the PII survives: the non-ASCII letters and emoji are all still there.
+    assert [c for c in text if not c.isascii()] == [c for c in masked if not c.isascii()]
+
+
+def test_japanese_email_boundaries(masker: PiiMasker) -> None:
+    masked, _ = masker.mask_text("メールはjane@example.comです")
+    assert masked == "メールは<EMAIL>です"
+
+
+# --- modes, hashing, config --------------------------------------------------------------------
+
+
+def test_mode_drop() -> None:
+    m = PiiMasker(PiiConfig(mode="drop"))
+    assert m.mask_text("mail jane@example.com now") == ("mail  now", {"EMAIL": 1})
+
+
+def test_mode_hash_is_stable_and_keyed() -> None:
+    a = PiiMasker(PiiConfig(mode="hash", hash_key="k1"))
+    b = PiiMasker(PiiConfig(mode="hash", hash_key="k1"))
+    c = PiiMasker(PiiConfig(mode="hash", hash_key="k2"))
+    text = "mail jane@example.com and JANE@example.com, call +1 415 555 0132"
+    ma, counts = a.mask_text(text)
+    assert counts == {"EMAIL": 2, "PHONE": 1}
+    tokens = [t.strip(",") for t in ma.split() if t.startswith("<")]
+    email1, email2 = tokens[:2]
+    assert email1 == email2  # same value (case-normalised) -> same token
+    assert email1.startswith("<EMAIL:") and len(email1) == len("<EMAIL:") + 8 + 1
+    assert b.mask_text(text)[0] == ma  # stable across instances (and restarts)
+    assert c.mask_text(text)[0] != ma  # different key -> different token
+    # Different formatting of one phone number joins too.
+    assert a.mask_text("+1 415 555 0132")[0] == a.mask_text("+1-415-555-0132")[0]
+    assert a.mask_text("a@example.com")[0] != a.mask_text("b@example.com")[0]
+
+
+def test_hash_mode_requires_key() -> None:
+    with pytest.raises(ValidationError):
+        PiiConfig(mode="hash")
+
+
+def test_custom_pattern() -> None:
+    m = PiiMasker(PiiConfig(custom_patterns=[{"name": "employee_id", "regex": r"\bEMP-\d{6}\b"}]))
+    assert m.mask_text("ask EMP-123456 or EMP-12") == ("ask <EMPLOYEE_ID> or EMP-12", {"EMPLOYEE_ID": 1})
+
+
+def test_custom_pattern_with_lookaround_falls_back_to_re() -> None:
+    m = PiiMasker(PiiConfig(custom_patterns=[{"name": "ticket", "regex": r"(?<=ticket )\d{5}"}]))
+    assert m.mask_text("see ticket 12345 now") == ("see ticket <TICKET> now", {"TICKET": 1})
+
+
+def test_invalid_custom_regex_rejected() -> None:
+    with pytest.raises(ValidationError):
+        PiiConfig(custom_patterns=[{"name": "bad", "regex": "(unclosed"}])
+
+
+def test_allow_list() -> None:
+    m = PiiMasker(PiiConfig(allow_list=["support@example.com"]))
+    masked, counts = m.mask_text("write support@example.com or jane@example.com")
+    assert masked == "write support@example.com or <EMAIL>"
+    assert counts == {"EMAIL": 1}
+
+
+def test_disabled_detector_dict_and_list() -> None:
+    text = "mail jane@example.com call +1 415 555 0132"
+    no_email = PiiMasker(PiiConfig(detectors={"EMAIL": False}))
+    assert no_email.mask_text(text) == ("mail jane@example.com call <PHONE>", {"PHONE": 1})
+    only_email = PiiMasker(PiiConfig(detectors=["email"]))
+    assert only_email.mask_text(text) == ("mail <EMAIL> call +1 415 555 0132", {"EMAIL": 1})
+    with pytest.raises(ValidationError):
+        PiiConfig(detectors={"PASSPORT": True})
+
+
+def test_validators() -> None:
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert iban_ok("DE89370400440532013000") and not iban_ok("DE89370400440532013001")
+
+
+def test_json_string_is_masked_per_leaf(masker: PiiMasker) -> None:
+    # A newline escape right before the address must not be eaten ("\njane" is not the local part).
+    value = orjson.dumps([{"role": "user", "content": "hi\njane@example.com\n+1 415 555 0132"}]).decode()
+    counts: dict[str, int] = {}
+    masked = masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS)
+    assert orjson.loads(masked) == [{"role": "user", "content": "hi\n<EMAIL>\n<PHONE>"}]
+    assert counts == {"EMAIL": 1, "PHONE": 1}
+    clean = orjson.dumps({"role": "user", "content": "no pii here\n"}).decode()
+    assert masker._mask_str(clean, {}, pii_module.MESSAGE_SKIP_KEYS) is clean
+
+
+# --- the processor on a batch ------------------------------------------------------------------
+
+EMAIL, PHONE, CARD, KEY = (
+    "jane@example.com",
+    "+1 415 555 0132",
+    "4111 1111 1111 1111",
+    "sk-proj-Xy12abCD34efGH56ijKL78",
+)
+
+
+def _batch() -> Batch:
+    inference = {
+        "user_id": "jane@example.com",  # an identifier column: not masked
+        "session_id": "sess-415-555-0132",
+        "prompt_messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": f"I'm {EMAIL}, call {PHONE}"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_1", "name": "lookup", "arguments": orjson.dumps({"card": CARD}).decode()}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": f"found {EMAIL}"},
+        ],
+        "response_messages": [
+            {"role": "assistant", "content": f"Your key {KEY} is exposed", "reasoning": f"user wrote {PHONE}"}
+        ],
+    }
+    span = {
+        "SpanAttributes": {
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.prompt.0.content": f"mail {EMAIL}",
+            "gen_ai.input.messages": orjson.dumps([{"role": "user", "content": f"call {PHONE}"}]).decode(),
+            "input.value": f"card {CARD}",
+            "http.client_ip": "10.0.0.1",  # not configured: untouched
+            "user.email": EMAIL,  # not configured by default: untouched
+        },
+        "Events.Attributes": [
+            {"gen_ai.completion": f"key {KEY}", "event.name": "done"},
+            {"exception.message": f"failed for {EMAIL}"},  # not configured: untouched
+        ],
+    }
+    log = {
+        "Body": orjson.dumps({"content": f"reach me at {EMAIL}"}).decode(),
+        "LogAttributes": {"traceloop.entity.output": f"call {PHONE}", "service": "api"},
+    }
+    return Batch(inferences=[inference], spans=[span], logs=[log])
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []
+
+
+def test_processor_masks_every_field(masker: PiiMasker) -> None:
+    batch = _batch()
+    masker.process(batch)
+    inf, span, log = batch.inferences[0], batch.spans[0], batch.logs[0]
+
+    assert inf["pii_found"] == {"EMAIL": 2, "PHONE": 2, "CREDIT_CARD": 1, "SECRET": 1}
+    for field in ("prompt_messages", "response_messages"):
+        for s in _strings(inf[field]):
+            for value in (EMAIL, PHONE, CARD, KEY):
+                assert value not in s
+    assert inf["user_id"] == "jane@example.com" and inf["session_id"] == "sess-415-555-0132"
+    assert inf["prompt_messages"][1] == {"role": "user", "content": "I'm <EMAIL>, call <PHONE>"}
+    call = inf["prompt_messages"][2]["tool_calls"][0]
+    assert call["id"] == "call_1" and call["name"] == "lookup"
+    assert orjson.loads(call["arguments"]) == {"card": "<CREDIT_CARD>"}
+    assert inf["response_messages"][0]["reasoning"] == "user wrote <PHONE>"
+
+    attrs = span["SpanAttributes"]
+    assert span["PiiFound"] == {"EMAIL": 1, "PHONE": 1, "CREDIT_CARD": 1, "SECRET": 1}
+    assert attrs["gen_ai.prompt.0.content"] == "mail <EMAIL>"
+    assert orjson.loads(attrs["gen_ai.input.messages"]) == [{"role": "user", "content": "call <PHONE>"}]
+    assert attrs["input.value"] == "card <CREDIT_CARD>"
+    assert attrs["gen_ai.request.model"] == "gpt-4o"
+    assert attrs["http.client_ip"] == "10.0.0.1" and attrs["user.email"] == EMAIL
+    assert span["Events.Attributes"][0] == {"gen_ai.completion": "key <SECRET>", "event.name": "done"}
+    assert span["Events.Attributes"][1] == {"exception.message": f"failed for {EMAIL}"}
+
+    assert log["PiiFound"] == {"EMAIL": 1, "PHONE": 1}
+    assert orjson.loads(log["Body"]) == {"content": "reach me at <EMAIL>"}
+    assert log["LogAttributes"] == {"traceloop.entity.output": "call <PHONE>", "service": "api"}
+
+
+def test_processor_extra_attribute_globs() -> None:
+    m = PiiMasker(PiiConfig(attributes=["user.email", "exception.*"]))
+    batch = _batch()
+    m.process(batch)
+    span = batch.spans[0]
+    assert span["SpanAttributes"]["user.email"] == "<EMAIL>"
+    assert span["SpanAttributes"]["http.client_ip"] == "10.0.0.1"
+    assert span["Events.Attributes"][1] == {"exception.message": "failed for <EMAIL>"}
+    assert span["PiiFound"]["EMAIL"] == 3
+
+
+def test_processor_rows_without_pii_get_empty_counts(masker: PiiMasker) -> None:
+    batch = Batch(
+        inferences=[{"prompt_messages": [{"role": "user", "content": "hello"}], "response_messages": []}],
+        spans=[{"SpanAttributes": {"gen_ai.prompt": "what is 2+2?"}, "Events.Attributes": []}],
+        logs=[{"Body": "", "LogAttributes": {}}],
+    )
+    before = copy.deepcopy(batch)
+    masker.process(batch)
+    assert batch.inferences[0]["pii_found"] == {} and batch.spans[0]["PiiFound"] == {}
+    assert batch.logs[0]["PiiFound"] == {}
+    assert batch.inferences[0]["prompt_messages"] == before.inferences[0]["prompt_messages"]
+
+
+def test_processor_disabled() -> None:
+    batch = _batch()
+    PiiMasker(PiiConfig(enabled=False)).process(batch)
+    assert batch.inferences[0]["prompt_messages"][1]["content"] == f"I'm {EMAIL}, call {PHONE}"
+    assert "pii_found" not in batch.inferences[0]
+
+
+def test_bad_row_is_redacted_not_raised(masker: PiiMasker, monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = _batch()
+    good = {"prompt_messages": [{"role": "user", "content": f"hi {EMAIL}"}]}
+    batch.inferences.append(good)
+    calls = {"n": 0}
+    original = masker.mask_value
+
+    def boom(value: object, counts: dict[str, int], skip: frozenset[str] = frozenset()) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return original(value, counts, skip)
+
+    monkeypatch.setattr(masker, "mask_value", boom)
+    masker.process(batch)
+    bad = batch.inferences[0]
+    assert bad["pii_found"] == {"ERROR": 1}
+    assert all(
+        s == "<REDACTED>" or s in ("system", "user", "assistant", "tool", "call_1", "lookup")
+        for s in _strings(bad["prompt_messages"])
+    )
+    assert good["pii_found"] == {"EMAIL": 1}
+
+
+def test_bad_span_redacts_only_content_attributes(masker: PiiMasker, monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = _batch()
+
+    def boom(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(masker, "_mask_attributes", boom)
+    masker.process(batch)
+    span = batch.spans[0]
+    assert span["PiiFound"] == {"ERROR": 1}
+    attrs = span["SpanAttributes"]
+    assert attrs["gen_ai.prompt.0.content"] == "<REDACTED>" and attrs["input.value"] == "<REDACTED>"
+    assert attrs["gen_ai.request.model"] == "gpt-4o"
+    assert span["Events.Attributes"][0] == {"gen_ai.completion": "<REDACTED>", "event.name": "done"}

@@ -1,0 +1,282 @@
+"""Labeled tests for sentiment: accuracy on a hand-labeled set, specific clear cases, agreement
+with the reference vaderSentiment, and the processor's four columns."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from pydantic import ValidationError
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from pipeline.records import Batch
+from processors.sentiment import (
+    SentimentConfig,
+    SentimentProcessor,
+    SentimentScorer,
+    clip,
+    label_for,
+)
+
+POS, NEU, NEG = "positive", "neutral", "negative"
+
+# Hand-labeled: what a person reading the feedback/prompt would say. Some are hard for a lexicon
+# model on purpose (sarcasm, domain words); MIN_ACCURACY below leaves room for those.
+LABELED: list[tuple[str, str]] = [
+    # plain positive / negative
+    ("Thanks, this answer was really helpful!", POS),
+    ("Great explanation, exactly what I needed.", POS),
+    ("I love how clear and concise this is.", POS),
+    ("Perfect, works like a charm.", POS),
+    ("The response was wrong and useless.", NEG),
+    ("This is terrible, the code crashes immediately.", NEG),
+    ("I hate that it ignored my question.", NEG),
+    ("Awful answer, completely broken.", NEG),
+    # neutral / factual
+    ("Please summarise the attached document in three bullet points.", NEU),
+    ("What is the capital of France?", NEU),
+    ("Convert this JSON to YAML.", NEU),
+    ("The meeting is at 3pm in room 4.", NEU),
+    ("Okay.", NEU),
+    ("List the files in the current directory.", NEU),
+    # negation
+    ("This is not good at all.", NEG),
+    ("The answer wasn't helpful.", NEG),
+    ("Not bad at all, actually.", POS),
+    ("I don't hate it.", POS),
+    ("It never works.", NEG),
+    ("Nothing about this was useful.", NEG),
+    # boosters and dampeners
+    ("The answer was extremely good.", POS),
+    ("It was slightly disappointing.", NEG),
+    ("Really awful formatting.", NEG),
+    ("Kind of helpful, I guess.", POS),
+    # ALL CAPS and punctuation emphasis
+    ("This is GREAT!!!", POS),
+    ("WORST answer EVER!!", NEG),
+    ("Why is it so slow??", NEU),
+    ("Amazing work!", POS),
+    # contrastive "but"
+    ("The code is fine, but the explanation is terrible.", NEG),
+    ("It was slow, but the result is excellent.", POS),
+    # emoji and emoticons
+    ("Thanks 😀", POS),
+    ("😡😡 useless bot", NEG),
+    ("Works now :)", POS),
+    ("Still broken :(", NEG),
+    ("👍", POS),
+    ("💔 it stopped working", NEG),
+    # multilingual text where VADER's English lexicon still applies (loanwords, emoji, mixed)
+    ("Super, merci beaucoup! 😀", POS),
+    ("Das ist ein Problem, sehr bad.", NEG),
+    ("Muy bien, perfect!", POS),
+    ("ありがとう 👍 great", POS),
+    ("C'est nul, horrible.", NEG),
+    ("Die Antwort ist okay.", POS),
+    # chatbot-style domain text
+    ("I'm frustrated, the API keeps failing with errors.", NEG),
+    ("Happy to help! Let me know if you have other questions.", POS),
+    ("Sorry, I can't help with that request.", NEG),
+    ("The deployment succeeded and all tests pass.", POS),
+    ("Excellent, thank you so much!", POS),
+    ("This is a waste of time.", NEG),
+    ("Translate 'good morning' into Spanish.", NEU),  # a request; VADER scores the quoted "good"
+    ("Set the timeout to 30 seconds and retry twice.", NEU),
+]
+
+# The labels are a person's, not VADER's, so a lexicon model misses some. Known misses (VADER's
+# behaviour, reproduced exactly): "It never works." and "Nothing about this was useful." (no
+# lexicon word / negation of a positive word out of range), "Please summarise the attached
+# document ..." and "Okay." (mildly positive lexicon words), "👍" ("thumbs up" is not in the
+# lexicon), "💔 ..." ("broken heart": broken -2.1 + heart +2.2), "Die Antwort ist okay." (German
+# "die" read as English "die"), "Translate 'good morning' ..." (quoted words count). 42/50 = 84%.
+MIN_ACCURACY = 0.8
+
+
+@pytest.fixture(scope="module")
+def scorer() -> SentimentScorer:
+    return SentimentScorer()
+
+
+@pytest.fixture(scope="module")
+def reference() -> SentimentIntensityAnalyzer:
+    return SentimentIntensityAnalyzer()
+
+
+def test_labeled_set_size() -> None:
+    assert len(LABELED) >= 40
+    assert {label for _, label in LABELED} == {POS, NEU, NEG}
+
+
+def test_accuracy_on_labeled_set(scorer: SentimentScorer) -> None:
+    wrong = [(text, want, scorer.score(text)) for text, want in LABELED if scorer.score(text)[1] != want]
+    accuracy = 1 - len(wrong) / len(LABELED)
+    assert accuracy >= MIN_ACCURACY, f"accuracy {accuracy:.2%}, wrong: {wrong}"
+
+
+CLEAR_CASES = [
+    ("Thanks, this answer was really helpful!", POS),
+    ("This is terrible, the code crashes immediately.", NEG),
+    ("What is the capital of France?", NEU),
+    ("This is not good at all.", NEG),
+    ("Not bad at all, actually.", POS),
+    ("The code is fine, but the explanation is terrible.", NEG),
+    ("It was slow, but the result is excellent.", POS),
+    ("Thanks 😀", POS),
+    ("😡😡 useless bot", NEG),
+    ("Still broken :(", NEG),
+    ("", NEU),
+    ("   ", NEU),
+]
+
+
+@pytest.mark.parametrize(("text", "label"), CLEAR_CASES)
+def test_clear_cases(scorer: SentimentScorer, text: str, label: str) -> None:
+    compound, got = scorer.score(text)
+    assert got == label
+    assert -1.0 <= compound <= 1.0
+
+
+def test_rules_move_the_score_the_right_way(scorer: SentimentScorer) -> None:
+    good = scorer.compound("The answer was good.")
+    assert scorer.compound("The answer was very good.") > good  # booster
+    assert scorer.compound("The answer was somewhat good.") < good  # dampener
+    assert scorer.compound("The answer was GOOD.") > good  # caps emphasis (mixed case)
+    assert scorer.compound("The answer was good!!!") > good  # exclamation
+    assert scorer.compound("The answer was not good.") < 0  # negation
+    assert scorer.compound("The answer was not really that good.") < 0  # negation 3 tokens back
+    assert scorer.compound("Great 😀") > scorer.compound("Great")  # emoji description adds valence
+
+
+def test_score_range_and_normalisation(scorer: SentimentScorer) -> None:
+    compound, label = scorer.score("love love love love love love love love love love!!!!")
+    assert 0.95 < compound <= 1.0 and label == POS
+    compound, label = scorer.score("hate hate hate hate hate hate hate hate!!!!")
+    assert -1.0 <= compound < -0.95 and label == NEG
+
+
+def test_label_thresholds() -> None:
+    assert label_for(0.05) == POS and label_for(0.0499) == NEU
+    assert label_for(-0.05) == NEG and label_for(-0.0499) == NEU
+
+
+def test_agreement_with_reference_on_labeled_set(
+    scorer: SentimentScorer, reference: SentimentIntensityAnalyzer
+) -> None:
+    agree = sum(
+        scorer.score(text)[1] == label_for(reference.polarity_scores(text)["compound"]) for text, _ in LABELED
+    )
+    assert agree / len(LABELED) == 1.0
+    for text, _ in LABELED:
+        assert scorer.compound(text) == pytest.approx(
+            reference.polarity_scores(text)["compound"], abs=1e-4
+        ), text
+
+
+def test_agreement_with_reference_on_random_text(
+    scorer: SentimentScorer, reference: SentimentIntensityAnalyzer
+) -> None:
+    """Random word salads over the lexicon plus rule trigger words: exercises every rule combination
+    ("but" with repeated values, negations at each distance, idioms, caps, punctuation)."""
+    rng = random.Random(20250820)
+    vocab = list(scorer.lexicon)[::7] + [
+        "not", "very", "but", "BUT", "no", "never", "so", "this", "kind", "of", "least", "at", "the",
+        "without", "doubt", "isn't", "EXTREMELY", "GOOD", "BAD", "!", "?", "sort", "really", "kiss",
+        "death", "yeah", "right", "bad", "ass", ":)", ":(", "😀", "😡", "👍", "nor", "or", "n't",
+    ] * 10  # fmt: skip
+    mismatches = []
+    for _ in range(2000):
+        text = " ".join(rng.choice(vocab) for _ in range(rng.randint(1, 25))) + rng.choice(
+            ["", "!", "??", "."]
+        )
+        want = reference.polarity_scores(text)["compound"]
+        got = scorer.compound(text)
+        if abs(got - want) > 1e-4:
+            mismatches.append((text, want, got))
+    assert not mismatches, mismatches[:5]
+
+
+def test_clip_keeps_head_and_tail() -> None:
+    text = "Thanks so much! " + "filler words here " * 200 + "But this is still broken."
+    clipped = clip(text, 100)
+    assert len(clipped) <= 110
+    assert clipped.startswith("Thanks so much!") and clipped.endswith("still broken.")
+    assert clip("short", 100) == "short"
+
+
+# --- the processor --------------------------------------------------------------------------
+
+
+def _row(prompt_messages: object, response_messages: object) -> dict[str, object]:
+    return {"prompt_messages": prompt_messages, "response_messages": response_messages, "user_id": "u1"}
+
+
+def test_processor_sets_four_columns() -> None:
+    row = _row(
+        [
+            {"role": "system", "content": "You are a terrible, awful assistant."},  # not the prompt
+            {"role": "user", "content": "I love this product"},  # not the last user message
+            {"role": "assistant", "content": "Glad to hear!"},
+            {"role": "user", "content": "This answer is useless and wrong."},
+        ],
+        [{"role": "assistant", "content": "Happy to help, great question!"}],
+    )
+    SentimentProcessor().process(Batch(inferences=[row]))
+    assert row["prompt_sentiment_label"] == NEG and row["prompt_sentiment"] < -0.05
+    assert row["response_sentiment_label"] == POS and row["response_sentiment"] > 0.05
+    scorer = SentimentScorer()
+    assert row["prompt_sentiment"] == scorer.compound("This answer is useless and wrong.")
+
+
+def test_processor_content_parts_and_missing_text() -> None:
+    parts_row = _row(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Thanks, great work"}, {"type": "image_url"}],
+            }
+        ],
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "name": "f", "arguments": "{}"}],
+            }
+        ],
+    )
+    empty_row = _row([], None)
+    SentimentProcessor().process(Batch(inferences=[parts_row, empty_row]))
+    assert parts_row["prompt_sentiment_label"] == POS
+    assert parts_row["response_sentiment"] is None and parts_row["response_sentiment_label"] == ""
+    assert empty_row["prompt_sentiment"] is None and empty_row["prompt_sentiment_label"] == ""
+    assert empty_row["response_sentiment"] is None and empty_row["response_sentiment_label"] == ""
+
+
+def test_processor_fields_and_max_chars() -> None:
+    long_response = "Terrible. " + "neutral filler text " * 300 + " Excellent, wonderful, great!"
+    row = _row(
+        [{"role": "user", "content": "Great, thanks!"}], [{"role": "assistant", "content": long_response}]
+    )
+    SentimentProcessor(SentimentConfig(fields=["response"], max_chars=200)).process(Batch(inferences=[row]))
+    assert row["prompt_sentiment"] is None and row["prompt_sentiment_label"] == ""
+    # Only head and tail are scored: "Terrible" and the positive ending, not 6,000 chars of filler.
+    assert row["response_sentiment"] == SentimentScorer().compound(clip(long_response, 200))
+    assert row["response_sentiment_label"] == POS
+
+
+def test_processor_disabled_and_config_validation() -> None:
+    row = _row([{"role": "user", "content": "great"}], [])
+    SentimentProcessor(SentimentConfig(enabled=False)).process(Batch(inferences=[row]))
+    assert "prompt_sentiment" not in row
+    with pytest.raises(ValidationError):
+        SentimentConfig(fields=["title"])
+    with pytest.raises(ValidationError):
+        SentimentConfig(max_chars=0)
+
+
+def test_processor_survives_bad_row() -> None:
+    bad = _row([{"role": "user", "content": 12345}], "not a list")
+    good = _row([{"role": "user", "content": "awful"}], [])
+    SentimentProcessor().process(Batch(inferences=[bad, good]))
+    assert bad["prompt_sentiment"] is None and bad["response_sentiment"] is None
+    assert good["prompt_sentiment_label"] == NEG
