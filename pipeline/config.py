@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     api_port: int = 8080
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="decompressed OTLP body limit")
     retention_days: int = Field(180, ge=1)
+    mask_at_receiver: bool = Field(
+        False, description="mask PII in the OTLP request before it leaves the receiver (raw Kafka topics)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     batch: BatchSettings = Field(default_factory=BatchSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)

@@ -15,11 +15,14 @@ import uvicorn
 from api.app import api_app
 from api.sql import ReadOnlySql
 from ingest.auth import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
+from ingest.masking_sink import MaskingSink
 from ingest.otlp_grpc import otlp_grpc_server
 from ingest.otlp_http import otlp_http_app
+from ingest.sink import Sink
 from pipeline.config import Settings
 from pipeline.embedded import EmbeddedSink
 from processors.chain import ProcessorChain
+from processors.pii import PiiConfig, PiiMasker
 from storage.clickhouse import connect
 from storage.inserter import Inserter
 from storage.schema import migrate
@@ -71,7 +74,11 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         max_pending_rows=settings.batch.max_pending_rows,
     )
     writer.start()
-    sink = EmbeddedSink(ProcessorChain(settings.processors), writer)
+    chain = ProcessorChain(settings.processors)
+    embedded = EmbeddedSink(chain, writer)
+    sink: Sink = embedded
+    if settings.mask_at_receiver:
+        sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
     sql = ReadOnlySql(url, database)
 
     grpc_server = otlp_grpc_server(
@@ -114,7 +121,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     await grpc_server.stop(grace=10)
     await asyncio.gather(*serving, return_exceptions=True)
     await writer.close()  # flushes everything accepted
-    sink.close()
+    embedded.close()
     sql.close()
     write_client.close()
     log.info("stopped")
