@@ -1,0 +1,201 @@
+"""Distributed mode: one role per process (or all of them), Kafka as the bus between stages.
+
+    receiver   OTLP gRPC + HTTP → raw topics (ingest.kafka_sink)
+    processor  raw topics → ProcessorChain → enriched topics (processors.kafka_worker)
+    writer     enriched topics → ClickHouse (storage.kafka_writer); also serves the API port
+               (read-only SQL), since it is the one process that owns a chDB store
+
+Every role serves /healthz, /readyz and /metrics on the API port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from ingest.auth import AnyKeys, ApiKeys, StaticKeys
+from pipeline.config import Settings
+from pipeline.kafka import ensure_topics
+from pipeline.service import _Server
+
+log = structlog.get_logger()
+
+ROLES = ("receiver", "processor", "writer", "all")
+
+
+def health_app(ready: Callable[[], bool]) -> Starlette:
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        if ready():
+            return PlainTextResponse("ready")
+        return PlainTextResponse("not ready: Kafka or storage not reachable", status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+    )
+
+
+def _static_keys(settings: Settings) -> StaticKeys:
+    return StaticKeys.parse(settings.api_keys, settings.api_keys_file)
+
+
+def _server(app: Any, settings: Settings, port: int) -> _Server:
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+        )
+    )
+
+
+async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = None) -> None:
+    if role not in ROLES:
+        raise SystemExit(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+    bootstrap = settings.kafka_bootstrap_servers
+    if not bootstrap:
+        raise SystemExit(f"--role {role} needs KAFKA_BOOTSTRAP_SERVERS (distributed mode runs on Kafka)")
+    ks = settings.kafka
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    receives = role in ("receiver", "all")
+    processes = role in ("processor", "all")
+    writes = role in ("writer", "all")
+    topics: dict[str, int] = {}
+    if receives or processes:
+        topics |= {ks.raw_spans_topic: ks.raw_partitions, ks.raw_logs_topic: ks.raw_partitions}
+    if processes or writes:
+        topics |= {t: ks.enriched_partitions for t in (ks.inferences_topic, ks.spans_topic, ks.logs_topic)}
+        topics[ks.dlq_topic] = 1
+    await ensure_topics(ks, bootstrap, topics)
+
+    # Stages stop after the receivers: what was accepted is handed on before the process exits.
+    workers_stop = asyncio.Event()
+    workers: list[asyncio.Task[None]] = []
+    ready: list[Callable[[], bool]] = []
+    servers: list[_Server] = []
+    closers: list[Callable[[], Any]] = []
+    grpc_server = None
+    sink = None
+    url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
+
+    if writes:
+        from api.app import api_app
+        from api.sql import ReadOnlySql
+        from storage.clickhouse import connect
+        from storage.kafka_writer import KafkaWriter
+        from storage.schema import migrate
+
+        client = connect(url, database)
+        migrate(client, database, settings.retention_days)  # the writer owns the schema
+        writer = KafkaWriter(settings, bootstrap, client)
+        workers.append(asyncio.create_task(writer.run(workers_stop), name="writer"))
+        ready.append(lambda: writer.ready and writer.healthy)
+        sql = ReadOnlySql(url, database)
+        api_keys = AnyKeys(_static_keys(settings), ApiKeys(connect(url, database), database))
+        servers.append(
+            _server(api_app(api_keys, sql, lambda: all(r() for r in ready)), settings, settings.api_port)
+        )
+        closers += [sql.close, client.close]
+    else:
+        servers.append(_server(health_app(lambda: all(r() for r in ready)), settings, settings.api_port))
+
+    if processes:
+        from processors.kafka_worker import KafkaProcessor
+
+        processor = KafkaProcessor(settings, bootstrap)
+        workers.append(asyncio.create_task(processor.run(workers_stop), name="processor"))
+        ready.append(lambda: processor.ready)
+
+    if receives:
+        from ingest.kafka_sink import KafkaSink
+        from ingest.otlp_grpc import otlp_grpc_server
+        from ingest.otlp_http import otlp_http_app
+
+        static = _static_keys(settings)
+        if settings.clickhouse_url.startswith(("http://", "https://")):
+            from storage.clickhouse import connect
+
+            keys: Any = AnyKeys(static, ApiKeys(connect(settings.clickhouse_url, database), database))
+        elif static.is_empty():
+            raise SystemExit(
+                "the receiver needs API keys: set INFERLINE_API_KEYS (key=project,...) or "
+                "INFERLINE_API_KEYS_FILE, or CLICKHOUSE_URL of a ClickHouse server holding the api_keys table"
+            )
+        else:
+            keys = static
+        sink = KafkaSink(ks, bootstrap)
+        sink.start()
+        ready.append(lambda: sink.ready)
+        front: Any = sink
+        if settings.mask_at_receiver:  # unmasked content never reaches the raw topics
+            from ingest.masking_sink import MaskingSink
+            from processors.pii import PiiConfig, PiiMasker
+
+            front = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
+        grpc_server = otlp_grpc_server(
+            front, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes
+        )
+        await grpc_server.start()
+        servers.append(
+            _server(otlp_http_app(front, keys, settings.max_request_bytes), settings, settings.http_port)
+        )
+
+    serving = [asyncio.create_task(s.serve()) for s in servers]
+    log.info(
+        "inferline started",
+        mode="distributed",
+        role=role,
+        kafka=bootstrap,
+        otlp_grpc=settings.grpc_port if receives else None,
+        otlp_http=settings.http_port if receives else None,
+        api=settings.api_port,
+    )
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopped, *serving, *workers], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not stopped and not task.cancelled() and task.exception() is not None:
+            log.error("a stage failed; stopping", task=task.get_name(), error=repr(task.exception())[:300])
+
+    log.info("stopping: finishing accepted requests")
+    if grpc_server is not None:
+        await grpc_server.stop(grace=10)
+    for s in servers[1:]:  # OTLP HTTP first; the API port last
+        s.should_exit = True
+    await asyncio.gather(*serving[1:], return_exceptions=True)
+    if sink is not None:
+        await sink.close()
+    workers_stop.set()
+    results = await asyncio.gather(*workers, return_exceptions=True)
+    servers[0].should_exit = True
+    await asyncio.gather(*serving, return_exceptions=True)
+    for close in closers:
+        close()
+    failed = [r for r in results if isinstance(r, BaseException)]
+    log.info("stopped")
+    if failed:
+        raise SystemExit(1)

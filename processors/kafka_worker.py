@@ -1,0 +1,244 @@
+"""The processor role: raw topics (otlp_proto) → the same `ProcessorChain` as embedded mode →
+one JSON message per record on the enriched topic of its kind.
+
+At-least-once: offsets are committed only after every enriched (and dead-letter) record of the
+polled batch was acknowledged by Kafka. A raw message that cannot be decoded or processed goes to
+the dead-letter topic with the error and its source coordinates; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from ingest.auth import PROJECT_ID
+from otlp.flatten import flatten_logs, flatten_spans
+from pipeline.config import Settings
+from pipeline.kafka import (
+    H_CONTENT_TYPE,
+    H_DLQ_ERROR,
+    H_DLQ_OFFSET,
+    H_DLQ_PARTITION,
+    H_DLQ_STAGE,
+    H_DLQ_TOPIC,
+    H_KIND,
+    H_SCHEMA,
+    JSON,
+    KIND_INFERENCE,
+    KIND_LOG,
+    KIND_SPAN,
+    MESSAGE_OVERHEAD,
+    SCHEMA_VERSION,
+    encode_row,
+    header,
+    make_consumer,
+    make_producer,
+    start_client,
+    stop_client,
+)
+from pipeline.records import Batch, LogRecord, Row, Span
+from processors.chain import ProcessorChain
+
+log = structlog.get_logger()
+
+Outgoing = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]  # topic, key, value, headers
+
+
+@dataclass(slots=True)
+class _Parsed:
+    message: ConsumerRecord
+    spans: list[Span] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+
+
+class LockingListener(ConsumerRebalanceListener):
+    """Holds a rebalance until the batch in progress is published and committed, so a partition
+    changes hands at a committed offset (fewer replays), never in the middle of a batch."""
+
+    def __init__(self, lock: asyncio.Lock, on_assigned: Any = None) -> None:
+        self._lock = lock
+        self._on_assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self._on_assigned is not None:
+            self._on_assigned(assigned)
+
+
+def _fit_row(row: Row, limit: int) -> bytes:
+    """The row's JSON, with its largest values emptied while it exceeds the message limit: the
+    record (ids, tokens, cost) still reaches the writer, only oversized content is cut."""
+    value = encode_row(row)
+    if len(value) <= limit:
+        return value
+    row = dict(row)
+    sizes = sorted(((len(encode_row({k: v})), k) for k, v in row.items()), reverse=True)
+    for _, k in sizes:
+        v = row[k]
+        row[k] = (
+            {} if isinstance(v, dict) else [] if isinstance(v, list) else "[truncated: too large for Kafka]"
+        )
+        value = encode_row(row)
+        if len(value) <= limit:
+            break
+    log.warning("enriched record truncated to fit the Kafka message limit", limit=limit)
+    return value
+
+
+class KafkaProcessor:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self._settings = settings
+        self._ks = ks = settings.kafka
+        self._chain = ProcessorChain(settings.processors)
+        self._bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer
+        self._producer: AIOKafkaProducer
+        # One thread: the normaliser's join caches are not thread-safe, and the event loop stays
+        # free for heartbeats and produce acknowledgements while a batch is processed.
+        self._cpu = ThreadPoolExecutor(1, thread_name_prefix="process")
+        self._lock = asyncio.Lock()
+        self._limit = ks.max_message_bytes - MESSAGE_OVERHEAD
+        self.ready = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ks = self._ks
+        producer = await start_client(lambda: make_producer(ks, self._bootstrap), stop)
+        if producer is None:
+            return
+        consumer = await start_client(lambda: make_consumer(ks, self._bootstrap, ks.processor_group), stop)
+        if consumer is None:
+            await stop_client(producer)
+            return
+        self._producer, self._consumer = producer, consumer
+        self._consumer.subscribe(
+            [ks.raw_spans_topic, ks.raw_logs_topic], listener=LockingListener(self._lock)
+        )
+        self.ready = True
+        log.info(
+            "processor started", topics=[ks.raw_spans_topic, ks.raw_logs_topic], group=ks.processor_group
+        )
+        try:
+            while not stop.is_set():
+                polled = await self._consumer.getmany(timeout_ms=500, max_records=ks.max_poll_records)
+                if polled:
+                    async with self._lock:
+                        await self._handle(polled, stop)
+        finally:
+            self.ready = False
+            await stop_client(self._consumer)
+            await stop_client(self._producer)
+            self._cpu.shutdown(wait=True)
+
+    async def _handle(self, polled: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event) -> None:
+        messages = [m for records in polled.values() for m in records]
+        loop = asyncio.get_running_loop()
+        outgoing = await loop.run_in_executor(self._cpu, self._process, messages)
+        delay = 0.5
+        while True:
+            try:
+                acks = [
+                    await self._producer.send(topic, value, key=key, headers=headers)
+                    for topic, key, value, headers in outgoing
+                ]
+                await asyncio.gather(*acks)
+                break
+            except Exception as e:
+                # Not committed: retry the same records (duplicates are possible, loss is not).
+                log.error("producing enriched records failed, retrying", error=repr(e)[:200])
+                if stop.is_set():
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        try:
+            await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in polled.items()})
+        except Exception as e:
+            # Rebalanced meanwhile: the next owner processes these again (at-least-once).
+            log.warning("offset commit failed; records will be processed again", error=repr(e)[:200])
+
+    # -- CPU part, in the worker thread --------------------------------------------------------
+
+    def _process(self, messages: list[ConsumerRecord]) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        parsed: list[_Parsed] = []
+        for m in messages:
+            try:
+                parsed.append(self._parse(m))
+            except Exception as e:
+                outgoing.append(self._dead_letter(m, "decode", e))
+        try:
+            batch = self._chain.run([s for p in parsed for s in p.spans], [r for p in parsed for r in p.logs])
+        except Exception:
+            # Find the message at fault: run them one by one, the failing ones to the DLQ.
+            batch = Batch()
+            for p in parsed:
+                try:
+                    one = self._chain.run(p.spans, p.logs)
+                except Exception as e:
+                    outgoing.append(self._dead_letter(p.message, "process", e))
+                    continue
+                batch.inferences += one.inferences
+                batch.spans += one.spans
+                batch.logs += one.logs
+        ks = self._ks
+        for topic, kind, rows, trace_col, project_col in (
+            (ks.inferences_topic, KIND_INFERENCE, batch.inferences, "trace_id", "project_id"),
+            (ks.spans_topic, KIND_SPAN, batch.spans, "TraceId", "ProjectId"),
+            (ks.logs_topic, KIND_LOG, batch.logs, "TraceId", "ProjectId"),
+        ):
+            for row in rows:
+                headers = [
+                    (H_SCHEMA, SCHEMA_VERSION),
+                    (H_KIND, kind),
+                    (H_CONTENT_TYPE, JSON),
+                    (ks.project_header, row[project_col].encode()),
+                ]
+                trace_id = row[trace_col]
+                outgoing.append(
+                    (topic, trace_id.encode() if trace_id else None, _fit_row(row, self._limit), headers)
+                )
+        return outgoing
+
+    def _parse(self, m: ConsumerRecord) -> _Parsed:
+        ks = self._ks
+        raw_project = header(m.headers, ks.project_header)
+        project = raw_project.decode() if raw_project else ks.default_project
+        if not PROJECT_ID.match(project):
+            raise ValueError(f"invalid project id in header {ks.project_header!r}")
+        if m.value is None:
+            raise ValueError("message has no value")
+        p = _Parsed(m)
+        if m.topic == ks.raw_spans_topic:
+            p.spans = flatten_spans(ExportTraceServiceRequest.FromString(m.value), project).records
+        else:
+            p.logs = flatten_logs(ExportLogsServiceRequest.FromString(m.value), project).records
+        return p
+
+    def _dead_letter(self, m: ConsumerRecord, stage: str, error: Exception) -> Outgoing:
+        log.warning(
+            "raw message to the dead-letter topic",
+            topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            stage=stage,
+            error=repr(error)[:300],
+        )
+        headers = [
+            *list(m.headers or ()),
+            (H_DLQ_ERROR, f"{type(error).__name__}: {error}"[:2000].encode()),
+            (H_DLQ_STAGE, stage.encode()),
+            (H_DLQ_TOPIC, m.topic.encode()),
+            (H_DLQ_PARTITION, str(m.partition).encode()),
+            (H_DLQ_OFFSET, str(m.offset).encode()),
+        ]
+        return (self._ks.dlq_topic, m.key, m.value, headers)

@@ -1,0 +1,239 @@
+"""Kafka test plumbing: a real Kafka-protocol broker (librdkafka's mock cluster, or Apache Kafka and
+a ClickHouse server through testcontainers when Docker works) and role processes.
+
+`python -m tests.kafka_helpers` runs a mock cluster in its own process (prints its address, lives
+until killed), so a test can take the broker away from under a running receiver.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+PROCESSOR_CHAIN = '["pricing"]'  # the enrichments that exist on every checkout
+APACHE_KAFKA_IMAGE = "apache/kafka:3.9.1"
+
+
+def docker_available() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def mock_cluster() -> tuple[Any, str]:
+    """librdkafka's mock cluster in this process. The returned producer owns the cluster: keep it
+    referenced for as long as the broker is needed."""
+    import confluent_kafka
+
+    owner = confluent_kafka.Producer({"test.mock.num.brokers": 1, "log_level": 3})
+    brokers = owner.list_topics(timeout=10).brokers
+    return owner, ",".join(f"{b.host}:{b.port}" for b in brokers.values())
+
+
+class MockBrokerProcess:
+    """A mock cluster in a child process, for tests that kill the broker."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.kafka_helpers"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.bootstrap = self.process.stdout.readline().strip()
+        if not self.bootstrap:
+            raise RuntimeError("mock broker process did not start")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@dataclass
+class Backend:
+    """Where Kafka and ClickHouse are for one test module."""
+
+    name: str
+    bootstrap: str
+    clickhouse_url: str  # "" = the writer's own chDB store under its data dir
+    keep: list[Any] = field(default_factory=list)  # objects that must stay alive (mock owner, containers)
+
+    def close(self) -> None:
+        for thing in reversed(self.keep):
+            stop = getattr(thing, "stop", None)
+            if callable(stop):
+                stop()
+        self.keep.clear()
+
+
+def start_backend(name: str) -> Backend:
+    if name == "mock":
+        owner, bootstrap = mock_cluster()
+        return Backend("mock", bootstrap, "", [owner])
+    if not docker_available():
+        pytest.skip("Docker is not available (`docker info` failed): real Kafka/ClickHouse variant skipped")
+    from testcontainers.clickhouse import ClickHouseContainer
+
+    kafka, bootstrap = apache_kafka()
+    clickhouse = ClickHouseContainer("clickhouse/clickhouse-server:24.8", port=8123).start()
+    host, port = clickhouse.get_container_host_ip(), clickhouse.get_exposed_port(8123)
+    url = f"http://{clickhouse.username}:{clickhouse.password}@{host}:{port}"
+    return Backend("docker", bootstrap, url, [kafka, clickhouse])
+
+
+def apache_kafka() -> tuple[Any, str]:
+    """A single-node KRaft Apache Kafka (the apache/kafka image). The advertised listener must be
+    the address clients use, so the host port is chosen before the container starts."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    port = free_port()
+    container = DockerContainer(APACHE_KAFKA_IMAGE).with_bind_ports(9092, port)
+    for k, v in {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_NUM_PARTITIONS": "4",
+    }.items():
+        container.with_env(k, v)
+    container.start()
+    wait_for_logs(container, "Kafka Server started", timeout=120)
+    return container, f"127.0.0.1:{port}"
+
+
+def role_env(tmp: Path, bootstrap: str, clickhouse_url: str = "", **overrides: str) -> dict[str, str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("INFERLINE_", "OTEL_"))},
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "INFERLINE_DATA_DIR": str(tmp / "data"),
+        "INFERLINE_HOST": "127.0.0.1",
+        "INFERLINE_BATCH__MAX_DELAY_S": "0.2",
+        "INFERLINE_PROCESSORS__CHAIN": PROCESSOR_CHAIN,
+        "INFERLINE_KAFKA__LINGER_MS": "1",
+        "PYTHONUNBUFFERED": "1",
+        **overrides,
+    }
+    env.pop("CLICKHOUSE_URL", None)
+    if clickhouse_url:
+        env["CLICKHOUSE_URL"] = clickhouse_url
+    return env
+
+
+@dataclass
+class Role:
+    """One `inferline run --role X` process."""
+
+    role: str
+    env: dict[str, str]
+    log_dir: Path
+    api_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.role}-{self.api_port}-{self.starts}.log"
+
+    def start(self, wait_ready: bool = True, timeout: float = 60, **extra_env: str) -> Role:
+        self.starts += 1
+        env = {
+            **self.env,
+            "INFERLINE_API_PORT": str(self.api_port),
+            "INFERLINE_GRPC_PORT": str(self.grpc_port),
+            "INFERLINE_HTTP_PORT": str(self.http_port),
+            **extra_env,
+        }
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "run", "--role", self.role],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        path = "/readyz" if wait_ready else "/healthz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.role} exited with {self.process.returncode}: {self.logs()[-3000:]}"
+                )
+            try:
+                if httpx.get(self.api_url + path, timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.role} did not become ready: {self.logs()[-3000:]}")
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.process is not None
+        code = self.process.wait(timeout=timeout)
+        self._log.close()
+        return code
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.wait_exit(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.wait_exit(10)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def sql(self, query: str, key: str) -> str:
+        """The writer role serves the read-only SQL API (it owns the chDB store in tests)."""
+        r = httpx.post(
+            self.api_url + "/", content=query, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        return r.text.strip()
+
+
+if __name__ == "__main__":
+    owner, address = mock_cluster()
+    print(address, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        owner.poll(1.0)

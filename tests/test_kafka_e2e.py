@@ -1,0 +1,241 @@
+"""Distributed mode end to end: receiver, processor and writer as separate OS processes on a real
+Kafka-protocol broker; OTLP from the real SDK exporters; a confluent-kafka consumer downstream;
+a writer killed between its ClickHouse insert and its Kafka commit, restarted, leaving exactly one
+row per span."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import confluent_kafka
+import httpx
+import orjson
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from processors.normalise import inference_id
+from storage.kafka_writer import FAULT_CRASH_AFTER_INSERT, FAULT_EXIT_CODE
+from tests.conftest import wait_for
+from tests.kafka_helpers import Backend, Role, role_env, start_backend
+from tests.otlp_helpers import GENAI_COST, json_span, new_span_id, new_trace_id, sdk_spans, traces_json
+
+pytestmark = pytest.mark.timeout(240)
+
+KEY, PROJECT = "test-key-kafka-e2e", "proj-kafka"
+INFERENCES, SPANS, DLQ = "inferline.inferences", "inferline.spans", "inferline.dlq"
+
+
+@dataclass
+class Pipeline:
+    backend: Backend
+    receiver: Role
+    processor: Role
+    writer: Role
+
+
+@pytest.fixture(scope="module", params=["mock", "docker"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """librdkafka's mock cluster + the writer's chDB; or Apache Kafka + ClickHouse server (Docker)."""
+    b = start_backend(request.param)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def pipeline(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    tmp = tmp_path_factory.mktemp(f"kafka-{backend.name}")
+    env = role_env(tmp, backend.bootstrap, backend.clickhouse_url, INFERLINE_API_KEYS=f"{KEY}={PROJECT}")
+    roles = [Role(name, env, tmp) for name in ("processor", "writer", "receiver")]
+    started: list[Role] = []
+    try:
+        for r in roles:
+            # The first writer crashes after its first insert, before committing (test-only hook).
+            extra = {FAULT_CRASH_AFTER_INSERT: "1"} if r.role == "writer" else {}
+            started.append(r.start(**extra))
+        yield Pipeline(backend, roles[2], roles[0], roles[1])
+    finally:
+        for r in reversed(started):
+            r.stop()
+
+
+def _consume(bootstrap: str, topic: str, want, timeout: float = 60):  # type: ignore[no-untyped-def]
+    """A downstream consumer as a user would write it (confluent-kafka, its own group)."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"downstream-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    found = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            m = consumer.poll(0.5)
+            if m is None or m.error():
+                continue
+            if want(m):
+                found.append(m)
+                if len(found) >= want.count:
+                    break
+    finally:
+        consumer.close()
+    return found
+
+
+class _Want:
+    def __init__(self, predicate, count: int = 1) -> None:  # type: ignore[no-untyped-def]
+        self.predicate, self.count = predicate, count
+
+    def __call__(self, m) -> bool:  # type: ignore[no-untyped-def]
+        return self.predicate(m)
+
+
+def _writer_caught_up(bootstrap: str, topics: list[str]) -> bool:
+    """The writer group's committed offsets are at the end of every enriched partition."""
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "inferline-writer"})
+    try:
+        md = c.list_topics(timeout=10)
+        tps = [
+            confluent_kafka.TopicPartition(t, p)
+            for t in topics
+            if t in md.topics
+            for p in md.topics[t].partitions
+        ]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=10)}
+        for tp in tps:
+            _, high = c.get_watermark_offsets(tp, timeout=10)
+            if high > 0 and committed[(tp.topic, tp.partition)] != high:
+                return False
+        return True
+    finally:
+        c.close()
+
+
+def _export(receiver: Role, genai_count: int, plain_count: int) -> tuple[int, set[str]]:
+    """Real SDK exporters, gRPC for the GenAI spans and HTTP for the others. Returns the number of
+    spans and the inference ids they must produce."""
+    headers = {"authorization": f"Bearer {KEY}"}
+    genai = sdk_spans(count=genai_count)
+    plain = sdk_spans(attributes={"http.route": "/checkout"}, name="GET /checkout", count=plain_count)
+    grpc_exporter = GrpcSpanExporter(endpoint=receiver.grpc_target, insecure=True, headers=headers)
+    http_exporter = HttpSpanExporter(endpoint=f"{receiver.http_url}/v1/traces", headers=headers)
+    assert grpc_exporter.export(genai) == SpanExportResult.SUCCESS
+    assert http_exporter.export(plain) == SpanExportResult.SUCCESS
+    grpc_exporter.shutdown()
+    http_exporter.shutdown()
+    ids = {inference_id(PROJECT, f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}") for s in genai}
+    return len(genai) + len(plain), ids
+
+
+def _enriched_inferences(bootstrap: str, ids: set[str]) -> list[dict]:
+    """Downstream: the enriched inferences, read by a different Kafka client than ours."""
+    got = _consume(
+        bootstrap, INFERENCES, _Want(lambda m: orjson.loads(m.value())["inference_id"] in ids, len(ids))
+    )
+    assert len(got) == len(ids)
+    records = []
+    for m in got:
+        record = orjson.loads(m.value())
+        assert dict(m.headers())["schema-version"] == b"1"
+        assert dict(m.headers())["record-kind"] == b"inference"
+        assert m.key().decode() == record["trace_id"]
+        records.append(record)
+    return records
+
+
+def test_end_to_end_with_writer_killed_between_insert_and_commit(pipeline: Pipeline) -> None:
+    p = pipeline
+    spans_1, ids_1 = _export(p.receiver, genai_count=3, plain_count=2)
+    for record in _enriched_inferences(p.backend.bootstrap, ids_1):
+        assert record["project_id"] == PROJECT
+        assert record["price_status"] == "priced"
+        assert Decimal(record["total_cost_usd"]) == Decimal(GENAI_COST)
+
+    # The first writer inserted a batch, then died before committing its offsets.
+    assert p.writer.wait_exit(timeout=90) == FAULT_EXIT_CODE, p.writer.logs()[-3000:]
+    assert "fault injection" in p.writer.logs()
+
+    # More data arrives while it is down: a naive restart would batch [committed, new end) and
+    # re-insert the first batch under a different token. The recorded plan prevents that.
+    spans_2, ids_2 = _export(p.receiver, genai_count=2, plain_count=1)
+    _enriched_inferences(p.backend.bootstrap, ids_2)
+    p.writer.start()
+    assert wait_for(lambda: _writer_caught_up(p.backend.bootstrap, [INFERENCES, SPANS]), timeout=90)
+
+    # Exactly one row per span (no FINAL: a duplicate would show).
+    spans, inferences = spans_1 + spans_2, len(ids_1 | ids_2)
+    assert p.writer.sql("SELECT count(), uniqExact(SpanId) FROM otel_traces", KEY) == f"{spans}\t{spans}"
+    assert p.writer.sql("SELECT count() FROM llm_inferences", KEY) == str(inferences)
+    cost = p.writer.sql("SELECT toString(sum(total_cost_usd)) FROM llm_inferences", KEY)
+    assert Decimal(cost) == Decimal(GENAI_COST) * inferences
+    assert "replaying a recorded batch plan" in p.writer.logs()
+
+
+def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipeline) -> None:
+    p = pipeline
+    producer = confluent_kafka.Producer({"bootstrap.servers": p.backend.bootstrap})
+    delivered = {}
+
+    def on_delivery(err, msg) -> None:  # type: ignore[no-untyped-def]
+        assert err is None, err
+        delivered.update(partition=msg.partition(), offset=msg.offset())
+
+    garbage = b"\x0a\xff\xff\xff this is not an ExportTraceServiceRequest"
+    producer.produce(
+        "otlp_spans",
+        garbage,
+        key=b"junk",
+        headers=[("inferline-project", PROJECT.encode())],
+        on_delivery=on_delivery,
+    )
+    producer.flush(10)
+    assert delivered
+
+    # A valid request after it still flows.
+    trace_id = new_trace_id()
+    body = traces_json(
+        [json_span({"http.route": "/after-garbage"}, trace_id=trace_id, span_id=new_span_id())]
+    )
+    r = httpx.post(
+        f"{p.receiver.http_url}/v1/traces",
+        content=body,
+        headers={"content-type": "application/json", "authorization": f"Bearer {KEY}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+
+    dead = _consume(p.backend.bootstrap, DLQ, _Want(lambda m: m.value() == garbage))
+    assert len(dead) == 1
+    h = dict(dead[0].headers())
+    assert h["inferline-dlq-source-topic"] == b"otlp_spans"
+    assert int(h["inferline-dlq-source-partition"]) == delivered["partition"]
+    assert int(h["inferline-dlq-source-offset"]) == delivered["offset"]
+    assert h["inferline-dlq-stage"] == b"decode"
+    assert h["inferline-dlq-error"]
+    assert h["inferline-project"] == PROJECT.encode()
+    assert dead[0].key() == b"junk"
+
+    after = _consume(
+        p.backend.bootstrap, SPANS, _Want(lambda m: orjson.loads(m.value())["TraceId"] == trace_id)
+    )
+    assert len(after) == 1
+    assert dict(after[0].headers())["record-kind"] == b"span"
+
+
+def test_unknown_key_is_refused(pipeline: Pipeline) -> None:
+    r = httpx.post(
+        f"{pipeline.receiver.http_url}/v1/traces",
+        content=traces_json([json_span({})]),
+        headers={"content-type": "application/json", "authorization": "Bearer nope"},
+        timeout=30,
+    )
+    assert r.status_code == 401

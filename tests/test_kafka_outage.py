@@ -1,0 +1,103 @@
+"""A receiver whose Kafka is unreachable answers with OTLP's retryable statuses (HTTP 503 with
+Retry-After, gRPC UNAVAILABLE) within the configured delivery timeout, never a success."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otlp.json_codec import decode_json
+from tests.conftest import free_port
+from tests.kafka_helpers import MockBrokerProcess, Role, apache_kafka, docker_available, role_env
+from tests.otlp_helpers import json_span, traces_json
+
+pytestmark = pytest.mark.timeout(180)
+
+KEY, PROJECT = "test-key-outage", "proj-outage"
+HEADERS = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+
+
+class _DockerKafka:
+    def __init__(self) -> None:
+        self.container, self.bootstrap = apache_kafka()
+
+    def kill(self) -> None:
+        if self.container is not None:
+            self.container.stop()
+            self.container = None
+
+
+@pytest.fixture(params=["mock", "docker"])
+def broker(request: pytest.FixtureRequest) -> Iterator[MockBrokerProcess | _DockerKafka]:
+    if request.param == "docker" and not docker_available():
+        pytest.skip("Docker is not available (`docker info` failed): real Kafka variant skipped")
+    b = MockBrokerProcess() if request.param == "mock" else _DockerKafka()
+    yield b
+    b.kill()
+
+
+def _receiver(tmp: Path, bootstrap: str) -> Role:
+    env = role_env(
+        tmp,
+        bootstrap,
+        INFERLINE_API_KEYS=f"{KEY}={PROJECT}",
+        INFERLINE_KAFKA__DELIVERY_TIMEOUT_S="2",
+        INFERLINE_KAFKA__CREATE_TOPICS="false",
+    )
+    return Role("receiver", env, tmp)
+
+
+def _grpc_export(target: str) -> grpc.StatusCode:
+    request = ExportTraceServiceRequest()
+    request.CopyFrom(decode_json(traces_json([json_span({"k": "v"})]), ExportTraceServiceRequest))
+    with grpc.insecure_channel(target) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        try:
+            stub.Export(request, metadata=(("authorization", f"Bearer {KEY}"),), timeout=30)
+        except grpc.RpcError as e:
+            return e.code()
+    return grpc.StatusCode.OK
+
+
+def _http_export(receiver: Role) -> httpx.Response:
+    return httpx.post(
+        f"{receiver.http_url}/v1/traces",
+        content=traces_json([json_span({"k": "v"})]),
+        headers=HEADERS,
+        timeout=30,
+    )
+
+
+def test_broker_outage_gives_retryable_errors(
+    broker: MockBrokerProcess | _DockerKafka, tmp_path: Path
+) -> None:
+    receiver = _receiver(tmp_path, broker.bootstrap).start()
+    try:
+        assert _http_export(receiver).status_code == 200
+        assert _grpc_export(receiver.grpc_target) == grpc.StatusCode.OK
+
+        broker.kill()
+        r = _http_export(receiver)
+        assert r.status_code == 503, r.text
+        assert int(r.headers["retry-after"]) > 0
+        assert _grpc_export(receiver.grpc_target) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        assert receiver.stop() == 0, receiver.logs()[-3000:]
+
+
+def test_receiver_starts_without_kafka_and_refuses_retryably(tmp_path: Path) -> None:
+    receiver = _receiver(tmp_path, f"127.0.0.1:{free_port()}").start(wait_ready=False)
+    try:
+        assert httpx.get(receiver.api_url + "/readyz", timeout=5).status_code == 503
+        r = _http_export(receiver)
+        assert r.status_code == 503, r.text
+        assert "retry-after" in r.headers
+        assert _grpc_export(receiver.grpc_target) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        assert receiver.stop() == 0, receiver.logs()[-3000:]

@@ -1,0 +1,100 @@
+"""The receiver's split of an OTLP request into raw Kafka messages: per trace id, within the
+message size limit, every valid record exactly once, resource and scope kept."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from ingest.kafka_sink import split_request
+from otlp.json_codec import decode_json
+from tests.otlp_helpers import logs_json, new_span_id, new_trace_id
+
+
+def _request(traces: list[str], per_trace: int, attr_bytes: int = 200) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    for service in ("svc-a", "svc-b"):
+        rs = request.resource_spans.add()
+        rs.resource.attributes.add(key="service.name").value.string_value = service
+        for scope in ("scope-1", "scope-2"):
+            ss = rs.scope_spans.add()
+            ss.scope.name = scope
+            for trace_id in traces:
+                for _ in range(per_trace):
+                    span = ss.spans.add()
+                    span.trace_id = bytes.fromhex(trace_id)
+                    span.span_id = bytes.fromhex(new_span_id())
+                    span.name = f"{service}/{scope}"
+                    span.attributes.add(key="pad").value.string_value = "x" * attr_bytes
+    return request
+
+
+def _spans(messages: list[tuple[bytes | None, bytes]]) -> list[tuple[bytes | None, str, str, bytes]]:
+    out = []
+    for key, value in messages:
+        part = ExportTraceServiceRequest.FromString(value)
+        for rs in part.resource_spans:
+            service = rs.resource.attributes[0].value.string_value
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    assert s.name == f"{service}/{ss.scope.name}"  # resource and scope kept
+                    out.append((key, service, ss.scope.name, s.span_id))
+    return out
+
+
+def test_one_message_per_trace_keyed_by_trace_id() -> None:
+    traces = [new_trace_id() for _ in range(3)]
+    split = split_request(_request(traces, per_trace=2), by_trace=True, max_bytes=1_000_000)
+    assert split.rejected == 0
+    assert sorted(k.decode() for k, _ in split.messages) == sorted(traces)
+    for key, value in split.messages:
+        part = ExportTraceServiceRequest.FromString(value)
+        assert {
+            s.trace_id.hex() for rs in part.resource_spans for ss in rs.scope_spans for s in ss.spans
+        } == {key.decode()}
+    assert len(_spans(split.messages)) == 3 * 2 * 4
+
+
+def test_large_requests_are_split_to_the_limit_and_nothing_is_lost() -> None:
+    trace = new_trace_id()
+    request = _request([trace], per_trace=50, attr_bytes=500)
+    limit = 6_000
+    assert request.ByteSize() > 10 * limit
+    for by_trace in (True, False):
+        split = split_request(request, by_trace=by_trace, max_bytes=limit)
+        assert split.rejected == 0
+        assert all(len(v) <= limit for _, v in split.messages)
+        got = _spans(split.messages)
+        original = [s.span_id for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        assert sorted(s[3] for s in got) == sorted(original)
+        assert {k for k, *_ in got} == ({trace.encode()} if by_trace else {None})
+
+
+def test_a_record_over_the_limit_and_invalid_ids_are_reported_not_published() -> None:
+    request = _request([new_trace_id()], per_trace=1, attr_bytes=10)
+    huge = request.resource_spans[0].scope_spans[0].spans.add()
+    huge.trace_id = bytes.fromhex(new_trace_id())
+    huge.span_id = bytes.fromhex(new_span_id())
+    huge.attributes.add(key="pad").value.string_value = "x" * 50_000
+    bad = request.resource_spans[0].scope_spans[0].spans.add()
+    bad.trace_id = bytes(16)
+    bad.span_id = bytes.fromhex(new_span_id())
+    split = split_request(request, by_trace=True, max_bytes=10_000)
+    assert split.rejected == 2
+    assert "trace_id" in split.error
+    assert len(_spans(split.messages)) == 4  # the four valid small spans
+
+
+def test_logs_are_keyed_by_trace_id_and_uncorrelated_logs_have_no_key() -> None:
+    trace, span = new_trace_id(), new_span_id()
+    body = logs_json(
+        [
+            {"traceId": trace, "spanId": span, "body": "content"},
+            {"traceId": "", "spanId": "", "body": "plain"},
+        ]
+    )
+    request = decode_json(body, ExportLogsServiceRequest)
+    split = split_request(request, by_trace=True, max_bytes=1_000_000)
+    assert sorted((k or b"") for k, _ in split.messages) == [b"", trace.encode()]
+    for _, value in split.messages:
+        assert len(ExportLogsServiceRequest.FromString(value).resource_logs[0].scope_logs[0].log_records) == 1
