@@ -21,7 +21,6 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 
-PROCESSOR_CHAIN = '["pricing"]'  # the enrichments that exist on every checkout
 APACHE_KAFKA_IMAGE = "apache/kafka:3.9.1"
 
 
@@ -131,7 +130,6 @@ def role_env(tmp: Path, bootstrap: str, clickhouse_url: str = "", **overrides: s
         "INFERLINE_DATA_DIR": str(tmp / "data"),
         "INFERLINE_HOST": "127.0.0.1",
         "INFERLINE_BATCH__MAX_DELAY_S": "0.2",
-        "INFERLINE_PROCESSORS__CHAIN": PROCESSOR_CHAIN,
         "INFERLINE_KAFKA__LINGER_MS": "1",
         "PYTHONUNBUFFERED": "1",
         **overrides,

@@ -23,7 +23,16 @@ from processors.normalise import inference_id
 from storage.kafka_writer import FAULT_CRASH_AFTER_INSERT, FAULT_EXIT_CODE
 from tests.conftest import wait_for
 from tests.kafka_helpers import Backend, Role, role_env, start_backend
-from tests.otlp_helpers import GENAI_COST, json_span, new_span_id, new_trace_id, sdk_spans, traces_json
+from tests.otlp_helpers import (
+    GENAI_COST,
+    json_span,
+    logs_json,
+    new_span_id,
+    new_trace_id,
+    sdk_spans,
+    traces_json,
+)
+from tests.pii_samples import LOOKALIKES, PII, PROMPT, RESPONSE
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -50,7 +59,14 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 @pytest.fixture(scope="module")
 def pipeline(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     tmp = tmp_path_factory.mktemp(f"kafka-{backend.name}")
-    env = role_env(tmp, backend.bootstrap, backend.clickhouse_url, INFERLINE_API_KEYS=f"{KEY}={PROJECT}")
+    # Masking at the receiver too: the raw topics must then hold no PII either.
+    env = role_env(
+        tmp,
+        backend.bootstrap,
+        backend.clickhouse_url,
+        INFERLINE_API_KEYS=f"{KEY}={PROJECT}",
+        INFERLINE_MASK_AT_RECEIVER="true",
+    )
     roles = [Role(name, env, tmp) for name in ("processor", "writer", "receiver")]
     started: list[Role] = []
     try:
@@ -239,3 +255,49 @@ def test_unknown_key_is_refused(pipeline: Pipeline) -> None:
         timeout=30,
     )
     assert r.status_code == 401
+
+
+def test_no_pii_in_raw_or_enriched_topics(pipeline: Pipeline) -> None:
+    """Content with PII goes in; neither the raw topic (masked at the receiver) nor any enriched
+    record carries it, while lookalikes survive unchanged."""
+    trace_id, span_id = new_trace_id(), new_span_id()
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 120,
+        "gen_ai.usage.output_tokens": 30,
+        "gen_ai.input.messages": orjson.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": PROMPT}]}]
+        ).decode(),
+        "gen_ai.output.messages": orjson.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": RESPONSE}], "finish_reason": "stop"}]
+        ).decode(),
+    }
+    span = json_span(attributes, trace_id=trace_id, span_id=span_id, name="chat gpt-4o-mini")
+    log = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "eventName": "gen_ai.user.message",
+        "body": {"content": f"reach me at {PII['EMAIL']}"},
+    }
+    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+    for path, body in (("/v1/traces", traces_json([span])), ("/v1/logs", logs_json([log]))):
+        r = httpx.post(f"{pipeline.receiver.http_url}{path}", content=body, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+
+    bootstrap = pipeline.backend.bootstrap
+    ours = _Want(lambda m: m.key() is not None and m.key().decode() == trace_id)
+    messages = {
+        topic: _consume(bootstrap, topic, ours)
+        for topic in ("otlp_spans", "otlp_logs", INFERENCES, SPANS, "inferline.logs")
+    }
+    for topic, found in messages.items():
+        assert found, f"nothing for the trace on {topic}"
+    everything = b"".join(m.value() for found in messages.values() for m in found)
+    for kind, value in PII.items():
+        assert value.encode() not in everything, f"{kind} reached Kafka"
+    enriched = b"".join(m.value() for m in messages[INFERENCES])
+    for lookalike in LOOKALIKES:
+        assert lookalike.encode() in enriched, f"lookalike {lookalike!r} was altered"
+    assert b"<CREDIT_CARD>" in enriched and b"<EMAIL>" in everything
