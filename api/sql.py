@@ -22,7 +22,12 @@ from ingest.auth import PROJECT_ID
 from storage.clickhouse import connect
 
 # Table → the column holding the project id.
-PROJECT_TABLES = {"llm_inferences": "project_id", "otel_traces": "ProjectId", "otel_logs": "ProjectId"}
+PROJECT_TABLES = {
+    "llm_inferences": "project_id",
+    "llm_inferences_by_minute": "project_id",
+    "otel_traces": "ProjectId",
+    "otel_logs": "ProjectId",
+}
 SAFE_SYSTEM_TABLES = frozenset(
     {
         "one",

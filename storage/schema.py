@@ -242,7 +242,57 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
             "otel_traces, otel_logs, llm_inferences, api_keys",
             tuple(t.ddl(database, retention_days) for t in TABLES.values()),
         ),
+        Migration(2, "llm_inferences_by_minute rollup", _rollup_statements(database, retention_days)),
     ]
+
+
+def _rollup_statements(database: str, retention_days: int) -> tuple[str, ...]:
+    """Per-minute aggregates by project, model and provider, kept by a materialized view, so
+    dashboards read thousands of rows instead of millions. Only `version = 1` rows feed it: later
+    versions of an inference only add content that arrived in log records, and counting them
+    would count the call twice."""
+    db = f"`{database}`"
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {db}.llm_inferences_by_minute
+(
+    `project_id` LowCardinality(String),
+    `minute` DateTime('UTC'),
+    `model` LowCardinality(String),
+    `provider` LowCardinality(String),
+    `calls` SimpleAggregateFunction(sum, UInt64),
+    `errors` SimpleAggregateFunction(sum, UInt64),
+    `unpriced_calls` SimpleAggregateFunction(sum, UInt64),
+    `input_tokens` SimpleAggregateFunction(sum, UInt64),
+    `output_tokens` SimpleAggregateFunction(sum, UInt64),
+    `cache_read_tokens` SimpleAggregateFunction(sum, UInt64),
+    `cost_usd` SimpleAggregateFunction(sum, Decimal(38, 12)),
+    `latency_ms` AggregateFunction(quantilesTDigest(0.5, 0.9, 0.95, 0.99), Float64),
+    `ttft_ms` AggregateFunction(quantilesTDigest(0.5, 0.9, 0.95, 0.99), Float64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (project_id, minute, model, provider)
+TTL minute + toIntervalDay({retention_days})""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.llm_inferences_by_minute_mv
+TO {db}.llm_inferences_by_minute AS
+SELECT
+    project_id,
+    toStartOfMinute(start_time) AS minute,
+    model,
+    provider,
+    count() AS calls,
+    countIf(NOT success) AS errors,
+    countIf(total_cost_usd IS NULL) AS unpriced_calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    toDecimal128(sum(ifNull(total_cost_usd, 0)), 12) AS cost_usd,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(latency_ms) AS latency_ms,
+    quantilesTDigestStateIf(0.5, 0.9, 0.95, 0.99)(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL) AS ttft_ms
+FROM {db}.llm_inferences
+WHERE version = 1
+GROUP BY project_id, minute, model, provider""",
+    )
 
 
 def migrate(client: Any, database: str = "default", retention_days: int = 180) -> list[int]:

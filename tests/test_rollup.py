@@ -1,0 +1,57 @@
+"""The per-minute rollup agrees with the inference table it summarises, and a call whose content
+arrived later (a second row version) is counted once."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+
+from tests.conftest import Service
+from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, new_span_id, new_trace_id, traces_json
+
+
+def send(service: Service, path: str, body: bytes) -> None:
+    headers = {"x-api-key": service.key, "content-type": "application/json"}
+    assert httpx.post(f"{service.http_url}{path}", content=body, headers=headers).status_code == 200
+
+
+def test_rollup_matches_the_inference_table(service: Service) -> None:
+    spans = [json_span(GENAI_ATTRIBUTES, name="chat", end_ns=None, start_ns=None) for _ in range(9)] + [
+        json_span(GENAI_ATTRIBUTES, name="failed", status_code=2)
+    ]
+    unknown = dict(
+        GENAI_ATTRIBUTES, **{"gen_ai.response.model": "in-house-llm", "gen_ai.provider.name": "vllm"}
+    )
+    spans.append(json_span(unknown, name="self-hosted"))
+    send(service, "/v1/traces", traces_json(spans))
+
+    # Content arriving after its span rewrites the inference (version 2); the rollup must not count it twice.
+    trace_id, span_id = new_trace_id(), new_span_id()
+    no_content = {k: v for k, v in GENAI_ATTRIBUTES.items() if not k.endswith("messages")}
+    send(service, "/v1/traces", traces_json([json_span(no_content, trace_id=trace_id, span_id=span_id)]))
+    log = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "eventName": "gen_ai.user.message",
+        "body": {"content": "hi"},
+    }
+    send(service, "/v1/logs", logs_json([log]))
+    versions = f"SELECT version FROM llm_inferences WHERE trace_id = '{trace_id}' ORDER BY version"
+    assert service.sql(versions) == "1\n2\n"
+
+    base = service.sql(
+        "SELECT count(), countIf(NOT success), countIf(total_cost_usd IS NULL), sum(input_tokens), "
+        "sum(output_tokens), sum(total_cost_usd) FROM llm_inferences FINAL FORMAT JSONCompactEachRow"
+    )
+    rollup = service.sql(
+        "SELECT sum(calls), sum(errors), sum(unpriced_calls), sum(input_tokens), sum(output_tokens), "
+        "sum(cost_usd) FROM llm_inferences_by_minute FORMAT JSONCompactEachRow"
+    )
+    assert orjson.loads(rollup) == orjson.loads(base)
+    assert orjson.loads(rollup)[:3] == [12, 1, 1]
+
+    by_model = service.sql(
+        "SELECT model, sum(calls), round(quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(latency_ms)[3]) "
+        "FROM llm_inferences_by_minute GROUP BY model ORDER BY model"
+    )
+    assert by_model == "gpt-4o-mini-2024-07-18\t11\t1900\nin-house-llm\t1\t1900\n"
