@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from api.sql import ReadOnlySql, SqlError
+from api.sql import ReadOnlySql
+from api.sql_guard import SqlError
 from ingest.auth import ApiKeys, key_from_headers
 
 # Parameters of ClickHouse's HTTP interface that this endpoint reads; other settings are ignored

@@ -4,12 +4,13 @@ chDB lets one process own a data directory, so analysts reach the running servic
 `clickhouse_connect.get_client(host=..., port=8080, password=KEY)` or
 `curl -H 'Authorization: Bearer KEY' 'http://localhost:8080/?query=SELECT+1'`.
 
-Three fences, each enough to stop a different thing:
-1. every query runs on a client whose session is `readonly=1` (no writes, no DDL, no table
-   functions that touch files or the network, no changing settings, including these);
+Fences, each stopping a different thing:
+1. every query runs in a session that is `readonly = 1` (no writes, no DDL, no changing settings,
+   these included) with limits on time, memory and result size, so one query cannot take the
+   engine (and with it ingest) down;
 2. `additional_table_filters` on that session limits each data table to the key's project;
-3. the query's AST (`EXPLAIN AST`) may name only the data tables, a few harmless system tables
-   and generator table functions, so nothing (e.g. `merge()`) reads around the filters.
+3. before it runs, `api.sql_guard` checks the query is one SELECT or DESCRIBE that names only
+   readable tables and harmless functions (nothing reads around the filters or touches files).
 """
 
 from __future__ import annotations
@@ -18,83 +19,9 @@ import re
 import threading
 from typing import Any, Protocol
 
+from api.sql_guard import PROJECT_TABLES, SqlError, check_ast, check_single_statement, split_format
 from ingest.auth import PROJECT_ID
 from storage.clickhouse import connect
-
-# Table → the column holding the project id.
-PROJECT_TABLES = {
-    "llm_inferences": "project_id",
-    "llm_inferences_by_minute": "project_id",
-    "otel_traces": "ProjectId",
-    "otel_logs": "ProjectId",
-}
-SAFE_SYSTEM_TABLES = frozenset(
-    {
-        "one",
-        "numbers",
-        "numbers_mt",
-        "zeros",
-        "settings",
-        "functions",
-        "table_functions",
-        "formats",
-        "data_type_families",
-        "time_zones",
-        "build_options",
-        "aggregate_function_combinators",
-        "collations",
-        "contributors",
-    }
-)
-SAFE_TABLE_FUNCTIONS = frozenset(
-    {"numbers", "numbers_mt", "zeros", "zeros_mt", "generateSeries", "values", "null"}
-)
-
-_FORMAT_CLAUSE = re.compile(r"\s+FORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
-_TABLE_IDENTIFIER = re.compile(r"^\s*TableIdentifier (\S+)")
-_TABLE_EXPRESSION = re.compile(r"^(\s*)TableExpression")
-_FUNCTION = re.compile(r"^\s*Function (\w+)")
-
-
-class SqlError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def split_format(query: str) -> tuple[str, str | None]:
-    """`SELECT 1 FORMAT JSON` → (`SELECT 1`, `JSON`)."""
-    match = _FORMAT_CLAUSE.search(query)
-    if match:
-        return query[: match.start()], match.group(1)
-    return query.rstrip().rstrip(";"), None
-
-
-def check_tables(ast: str, database: str) -> None:
-    """Raise SqlError(403) when the AST reads anything outside the allowed set."""
-    lines = ast.splitlines()
-    for i, line in enumerate(lines):
-        ident = _TABLE_IDENTIFIER.match(line)
-        if ident:
-            name = ident.group(1)
-            db, _, table = name.rpartition(".")
-            if db in ("", database) and table in PROJECT_TABLES:
-                continue
-            if db == "system" and table in SAFE_SYSTEM_TABLES:
-                continue
-            raise SqlError(
-                403,
-                f"table {name} is not readable through this endpoint; "
-                f"readable: {', '.join(sorted(PROJECT_TABLES))}",
-            )
-        expr = _TABLE_EXPRESSION.match(line)
-        if expr and i + 1 < len(lines):
-            function = _FUNCTION.match(lines[i + 1])
-            if function and function.group(1) not in SAFE_TABLE_FUNCTIONS:
-                raise SqlError(
-                    403, f"table function {function.group(1)}() is not allowed through this endpoint"
-                )
-
 
 _UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _ESCAPES = {"b": "\b", "f": "\f", "r": "\r", "n": "\n", "t": "\t", "0": "\0", "a": "\a", "v": "\v"}
@@ -117,9 +44,23 @@ class ReadOnlySql:
     client whose every query carries the same settings.
     """
 
-    def __init__(self, url: str, database: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        max_execution_s: int = 30,
+        max_memory_bytes: int = 2 << 30,
+        max_result_bytes: int = 256 << 20,
+    ) -> None:
         self._url = url
         self._database = database
+        self._limits = {
+            "max_execution_time": str(max_execution_s),
+            "max_memory_usage": str(max_memory_bytes),
+            "max_result_bytes": str(max_result_bytes),
+            "result_overflow_mode": "throw",
+        }
         self._sessions: dict[str, tuple[_Session, threading.Lock]] = {}
         self._closers: list[Any] = []
         self._lock = threading.Lock()
@@ -151,13 +92,17 @@ class ReadOnlySql:
             self._closers.append(conn)
             conn.query(f"USE `{self._database}`")
             conn.query(f"SET additional_table_filters = {filters}")
+            for name, value in self._limits.items():
+                conn.query(f"SET {name} = '{value}'")
             conn.query("SET readonly = 1")  # last: from here on no setting can change
 
             def run_chdb(query: str, fmt: str, params: dict[str, str]) -> bytes:
                 return conn.query(query, fmt, params=params).bytes() or b""
 
             return run_chdb
-        client = connect(self._url, self._database, {"additional_table_filters": filters, "readonly": "1"})
+        client = connect(
+            self._url, self._database, {"additional_table_filters": filters, **self._limits, "readonly": "1"}
+        )
         self._closers.append(client)
 
         def run_http(query: str, fmt: str, params: dict[str, str]) -> bytes:
@@ -169,6 +114,7 @@ class ReadOnlySql:
         self, project_id: str, query: str, default_format: str | None, params: dict[str, str]
     ) -> tuple[bytes, str]:
         """Run one read query for a project; returns (body, format)."""
+        check_single_statement(query)
         query, fmt = split_format(query.strip())
         if not query:
             raise SqlError(400, "empty query")
@@ -178,7 +124,7 @@ class ReadOnlySql:
         with lock:
             try:
                 ast = session(f"EXPLAIN AST {query}", "TabSeparatedRaw", params)
-                check_tables(ast.decode(errors="replace"), self._database)
+                check_ast(ast.decode(errors="replace"), self._database)
                 return session(query, fmt, params), fmt
             except SqlError:
                 raise

@@ -21,6 +21,14 @@ class BatchSettings(BaseModel):
     max_pending_rows: int = Field(200_000, ge=1, description="rows waiting for storage before refusing")
 
 
+class SqlSettings(BaseModel):
+    """Limits of one query on the read-only SQL endpoint, so no query can take the engine down."""
+
+    max_execution_s: int = Field(30, ge=1)
+    max_memory_bytes: int = Field(2 << 30, ge=1 << 20)
+    max_result_bytes: int = Field(256 << 20, ge=1 << 10)
+
+
 class ProcessorSettings(BaseModel):
     """The enrichment chain after normalisation: order and per-stage options."""
 
@@ -92,6 +100,7 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    sql: SqlSettings = Field(default_factory=SqlSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     # Static API keys, "key=project,key2=project2": a distributed receiver authenticates without

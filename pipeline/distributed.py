@@ -115,7 +115,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         writer = KafkaWriter(settings, bootstrap, client)
         workers.append(asyncio.create_task(writer.run(workers_stop), name="writer"))
         ready.append(lambda: writer.ready and writer.healthy)
-        sql = ReadOnlySql(url, database)
+        sql = ReadOnlySql(url, database, **settings.sql.model_dump())
         api_keys = AnyKeys(_static_keys(settings), ApiKeys(connect(url, database), database))
         servers.append(
             _server(api_app(api_keys, sql, lambda: all(r() for r in ready)), settings, settings.api_port)

@@ -79,7 +79,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     sink: Sink = embedded
     if settings.mask_at_receiver:
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
-    sql = ReadOnlySql(url, database)
+    sql = ReadOnlySql(url, database, **settings.sql.model_dump())
 
     grpc_server = otlp_grpc_server(
         sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes

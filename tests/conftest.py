@@ -121,6 +121,7 @@ def make_service(tmp: Path, **env_overrides: str) -> Service:
         "INFERLINE_HTTP_PORT": str(http_port),
         "INFERLINE_API_PORT": str(api_port),
         "INFERLINE_BATCH__MAX_DELAY_S": "0.05",
+        "INFERLINE_SQL__MAX_EXECUTION_S": "3",
         "PYTHONUNBUFFERED": "1",
         **env_overrides,
     }

@@ -63,12 +63,44 @@ def test_sql_needs_a_key(service: Service) -> None:
         ("SELECT * FROM api_keys", "not readable"),
         ("SELECT * FROM system.parts", "not readable"),
         ("SELECT 1 SETTINGS readonly = 0", "read-only"),
+        ("SELECT 1 SETTINGS max_threads = 1", "read-only"),
+        ("SELECT 1; SELECT * FROM api_keys", "one statement"),
+        ("SELECT 1; SELECT project_id FROM merge('default', '^llm_inferences$')", "one statement"),
+        ("SELECT file('default_api_key')", "file() is not allowed"),
+        ("SELECT 'x' INTO OUTFILE '/tmp/inferline-pwn' APPEND", "INTO OUTFILE"),
+        ("SHOW PROCESSLIST", "only SELECT"),
+        ("SHOW TABLES", "only SELECT"),
+        ("SHOW CREATE TABLE api_keys", "only SELECT"),
+        ("SELECT 1 WHERE 'x' IN api_keys", "not readable"),
+        ("SELECT 1 WHERE 'x' IN default.schema_migrations", "not readable"),
+        ("SELECT dictGet('d', 'a', 1)", "not allowed"),
+        ("SELECT * FROM system.processes", "not readable"),
+        ("EXPLAIN SELECT 1", "only SELECT"),
+        ("SELECT count() FROM numbers(100000000000)", "TIMEOUT_EXCEEDED"),
     ],
 )
 def test_only_reads_of_the_data_tables_run(service: Service, query: str, says: str) -> None:
-    r = httpx.post(f"{service.api_url}/", content=query, headers={"Authorization": f"Bearer {service.key}"})
+    r = httpx.post(
+        f"{service.api_url}/", content=query, headers={"Authorization": f"Bearer {service.key}"}, timeout=60
+    )
     assert r.status_code in (400, 403), r.text
     assert says in r.text
+
+
+def test_resource_limits_stop_runaway_queries_not_the_service(service: Service) -> None:
+    r = httpx.post(
+        f"{service.api_url}/",
+        content="SELECT length(groupArray(repeat('x', 100000))) FROM numbers(100000)",  # ~6 GiB
+        headers={"Authorization": f"Bearer {service.key}"},
+        timeout=120,
+    )
+    assert r.status_code == 400 and "MEMORY_LIMIT_EXCEEDED" in r.text, r.text
+    assert httpx.get(f"{service.api_url}/healthz").status_code == 200
+    assert service.sql("SELECT 1") == "1\n"
+
+
+def test_describe_of_a_data_table_works(service: Service) -> None:
+    assert "total_cost_usd\tNullable(Decimal(18, 12))" in service.sql("DESCRIBE TABLE llm_inferences")
 
 
 def test_a_key_reads_only_its_projects_rows(service: Service) -> None:
