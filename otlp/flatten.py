@@ -15,6 +15,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from pipeline.records import Event, Link, LogRecord, Span
 
+# DateTime64(9) ends in 2262: a later time is malformed, rejected as its own record.
+MAX_TIME_NS = (1 << 63) - 1
+
 
 def any_value(v: AnyValue) -> Any:
     which = v.WhichOneof("value")
@@ -69,6 +72,9 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
                 if s.parent_span_id and len(s.parent_span_id) != 8:
                     out.reject(f"span {s.name!r}: parent_span_id must be 8 bytes")
                     continue
+                if s.start_time_unix_nano > MAX_TIME_NS or s.end_time_unix_nano > MAX_TIME_NS:
+                    out.reject(f"span {s.name!r}: timestamp beyond the year 2262")
+                    continue
                 append(
                     Span(
                         project_id=project_id,
@@ -115,6 +121,9 @@ def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattene
                 if r.span_id and len(r.span_id) != 8:
                     out.reject("log record: span_id must be 8 bytes when set")
                     continue
+                if r.time_unix_nano > MAX_TIME_NS or r.observed_time_unix_nano > MAX_TIME_NS:
+                    out.reject("log record: timestamp beyond the year 2262")
+                    continue
                 append(
                     LogRecord(
                         project_id=project_id,
@@ -124,7 +133,7 @@ def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattene
                         span_id=r.span_id.hex(),
                         flags=r.flags & 0xFF,
                         severity_text=r.severity_text,
-                        severity_number=r.severity_number,
+                        severity_number=r.severity_number if 0 <= r.severity_number <= 24 else 0,
                         body=any_value(r.body),
                         attributes=attributes(r.attributes),
                         event_name=r.event_name,

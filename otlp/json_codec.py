@@ -39,6 +39,7 @@ _INT_TYPES = frozenset(
         FieldDescriptor.TYPE_SINT32,
     }
 )
+_INT_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 _FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
 
 # A field plan: (proto field name, kind, repeated, sub-descriptor or enum descriptor)
@@ -112,15 +113,19 @@ def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
         if isinstance(value, bool):
             raise OtlpDecodeError(f"{path}: expected an integer, got a boolean")
         if isinstance(value, int):
-            return value
-        if isinstance(value, str):
+            number = value
+        elif isinstance(value, str):
             try:
-                return int(value)
+                number = int(value)
             except ValueError:
                 raise OtlpDecodeError(f"{path}: {value[:40]!r} is not an integer") from None
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise OtlpDecodeError(f"{path}: expected an integer, got {type(value).__name__}")
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        else:
+            raise OtlpDecodeError(f"{path}: expected an integer, got {type(value).__name__}")
+        if not _INT_MIN <= number <= _UINT64_MAX:
+            raise OtlpDecodeError(f"{path}: {number} does not fit in 64 bits")
+        return number
     if kind == _HEX:
         if not isinstance(value, str):
             raise OtlpDecodeError(f"{path}: expected a hex string")

@@ -10,3 +10,8 @@ ROWS_WRITTEN = Counter("inferline_rows_written_total", "rows committed to ClickH
 FLUSHES = Counter("inferline_flushes_total", "batch flushes", ["outcome"])
 FLUSH_SECONDS = Histogram("inferline_flush_seconds", "time to insert one batch")
 PENDING_ROWS = Gauge("inferline_pending_rows", "rows waiting for storage")
+VALUES_OUT_OF_RANGE = Counter(
+    "inferline_values_out_of_range_total",
+    "inserts where values beyond a column's range were emptied",
+    ["table", "column"],
+)

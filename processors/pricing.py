@@ -95,6 +95,11 @@ class PricingConfig(BaseModel):
 
 
 _NOT_FOUND = object()
+_COST_LIMIT = Decimal(1_000_000)  # what Decimal(18, 12) holds; no single call costs that much
+
+
+def _plausible(cost: Any) -> bool:
+    return isinstance(cost, Decimal) and cost.is_finite() and 0 <= cost < _COST_LIMIT
 
 
 def _varies_within_a_day(info: Any) -> bool:
@@ -148,7 +153,14 @@ class Pricer:
 
     def process(self, batch: Batch) -> None:
         for row in batch.inferences:
-            if row.get("price_status") != "provided":
+            if row.get("price_status") == "provided" and not _plausible(row.get("total_cost_usd")):
+                row["total_cost_usd"] = row["input_cost_usd"] = row["output_cost_usd"] = None
+                row["price_status"] = ""  # an impossible carried cost: price it ourselves instead
+            if row.get("price_status") == "provided":
+                for column in ("input_cost_usd", "output_cost_usd", "total_cost_usd"):
+                    if isinstance(row.get(column), Decimal):
+                        row[column] = row[column].quantize(_SCALE)
+            else:
                 try:
                     self.price(row)
                 except Exception as e:  # one odd row never costs the batch
@@ -205,6 +217,10 @@ class Pricer:
 
     @staticmethod
     def _set(row: Row, input_cost: Decimal, output_cost: Decimal, status: str) -> None:
+        if not _plausible(input_cost + output_cost):  # absurd token counts: no cost is better than a wrong one
+            row["input_cost_usd"] = row["output_cost_usd"] = row["total_cost_usd"] = None
+            row["price_status"] = "error"
+            return
         input_cost, output_cost = input_cost.quantize(_SCALE), output_cost.quantize(_SCALE)
         row["input_cost_usd"] = input_cost
         row["output_cost_usd"] = output_cost

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import structlog
 from clickhouse_connect.driver.client import Client
 
+from pipeline import metrics
 from pipeline.logging import error_summary
 from pipeline.records import Batch, Row
-from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
+from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Column, Table
 
 log = structlog.get_logger()
 
@@ -28,9 +30,39 @@ def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[list[Any]
             values = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
         elif empty is not None:  # NULL is only legal in Nullable columns
             values = [empty if v is None else v for v in values]
+        limits = col.limits
+        if limits is not None and values:
+            values = _fit(table.name, col, values, limits)
         names.append(name)
         data.append(values)
     return names, data
+
+
+def _fit(table: str, col: Column, values: list[Any], limits: tuple[Any, Any]) -> list[Any]:
+    """Values the column cannot hold (a token count of 1e25, a severity of 300) become the empty
+    value, counted in a metric: one absurd value must not fail the insert of everyone's batch.
+    The common case, everything in range, costs a min() and a max() at C speed."""
+    lo, hi = limits
+    nested = col.type.startswith("Array(")
+    try:
+        flat = [v for vs in values for v in vs] if nested else values
+        present = [v for v in flat if v is not None] if col.type.startswith("Nullable(") else flat
+        if not present or (lo <= min(present) and max(present) <= hi):
+            return values
+    except TypeError:
+        pass  # a value of the wrong type: checked one by one below
+    empty = col.empty if not nested else 0
+
+    def ok(v: Any) -> bool:
+        return isinstance(v, (int, Decimal)) and not isinstance(v, bool) and lo <= v <= hi
+
+    if nested:
+        fitted = [[v if ok(v) else empty for v in vs] for vs in values]
+    else:
+        fitted = [v if v is None or ok(v) else empty for v in values]
+    metrics.VALUES_OUT_OF_RANGE.labels(table, col.name).inc()
+    log.warning("values out of the column's range were emptied", table=table, column=col.name)
+    return fitted
 
 
 class Inserter:

@@ -8,6 +8,7 @@ ClickHouse exporter's column names and types (plus `ProjectId`, `PiiFound`, `Eve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -37,6 +38,25 @@ class Column:
         if "String" in t:
             return ""
         return 0
+
+    @property
+    def limits(self) -> tuple[Any, Any] | None:
+        """(lowest, highest) value the column can hold, for the types a bad input can overflow."""
+        t = self.type.removeprefix("Nullable(").removeprefix("Array(")
+        if t.startswith("DateTime64(9"):
+            return 0, (1 << 63) - 1  # unix ns; the type ends in 2262
+        if t.startswith("Decimal(18, 12)"):
+            return -_DECIMAL_18_12, _DECIMAL_18_12
+        return _UINT_LIMITS.get(t.rstrip(")"))
+
+
+_DECIMAL_18_12 = Decimal("999999.999999999999")
+_UINT_LIMITS = {
+    "UInt8": (0, 255),
+    "UInt16": (0, 65535),
+    "UInt32": (0, (1 << 32) - 1),
+    "UInt64": (0, (1 << 64) - 1),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from storage.inserter import Inserter
 from storage.schema import migrate
 from storage.writer import BatchWriter
 from tests.conftest import free_port
-from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
+from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, traces_json
 
 # This module is about the writer path; enrichment stages are tested on their own.
 PRICING_ONLY = ProcessorSettings(chain=["pricing"])
@@ -143,3 +143,64 @@ def test_grpc_storage_down_is_unavailable_with_retry_info(store: tuple) -> None:
     retry = error_details_pb2.RetryInfo()
     status_pb2.Status.FromString(details).details[0].Unpack(retry)
     assert retry.retry_delay.seconds == 5
+
+
+def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple) -> None:
+    """One sender's absurd values share a batch with another project's clean spans: both are
+    accepted, the clean rows are intact and the absurd values are emptied, not the batch failed."""
+    client, keys, key = store
+    other_key = keys.create("clean-neighbour")
+    poisoned_attributes = dict(
+        GENAI_ATTRIBUTES,
+        **{
+            "gen_ai.request.max_tokens": 5_000_000_000,  # > UInt32
+            "gen_ai.usage.input_tokens": "20000000000000000000",  # > UInt64
+            "gen_ai.usage.cost": 1e7,  # > Decimal(18, 12)
+        },
+    )
+    poisoned = json_span(poisoned_attributes, name="poisoned")
+    clean = json_span(GENAI_ATTRIBUTES, name="clean")
+    bad_log = {
+        "traceId": poisoned["traceId"],
+        "spanId": poisoned["spanId"],
+        "body": "severity out of range",
+    }
+    logs_body = logs_json([bad_log]).replace(b'"body"', b'"severityNumber":300,"body"')
+
+    async def scenario() -> list[int]:
+        writer = BatchWriter(
+            Inserter(client, retries=0), max_rows=1000, max_delay_s=0.2, max_pending_rows=1000
+        )
+        writer.start()
+        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            headers = {"content-type": "application/json"}
+            responses = await asyncio.gather(
+                http.post(
+                    "/v1/traces", content=traces_json([poisoned]), headers={**headers, "x-api-key": key}
+                ),
+                http.post("/v1/logs", content=logs_body, headers={**headers, "x-api-key": key}),
+                http.post(
+                    "/v1/traces", content=traces_json([clean]), headers={**headers, "x-api-key": other_key}
+                ),
+            )
+        await writer.close()
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(scenario()) == [200, 200, 200]
+    row = client.query(
+        "SELECT input_tokens, max_tokens, total_cost_usd, price_status FROM llm_inferences "
+        f"WHERE trace_id = '{poisoned['traceId']}'"
+    ).result_rows
+    # The carried cost is impossible, so the span is priced; its token count makes that cost
+    # impossible too: no cost ("error") rather than a wrong one, and the count itself emptied.
+    assert row == [(0, None, None, "error")]
+    assert (
+        client.command(f"SELECT SeverityNumber FROM otel_logs WHERE TraceId = '{poisoned['traceId']}'") == 0
+    )
+    clean_row = client.query(
+        "SELECT project_id, input_tokens, max_tokens FROM llm_inferences "
+        f"WHERE trace_id = '{clean['traceId']}'"
+    ).result_rows
+    assert clean_row == [("clean-neighbour", 1200, 256)]
