@@ -19,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from ingest.admission import Admission
 from ingest.auth import ApiKeys, key_from_headers
 from ingest.sink import Sink
 from otlp.errors import OtlpDecodeError
@@ -60,20 +61,29 @@ def _export_handler(
     rejected_field: str,
     sink: Sink,
     keys: ApiKeys,
+    admission: Admission,
 ) -> grpc.RpcMethodHandler:
     """A unary Export handler that decodes the request itself, so a malformed payload gets
     INVALID_ARGUMENT with a reason (gRPC's own deserializer would answer INTERNAL)."""
 
     async def export(body: bytes, context: grpc.aio.ServicerContext) -> Message:
         project_id = await _authenticate(keys, context)
+        held = len(body)
         try:
-            request = decode_protobuf(body, request_type)
-        except OtlpDecodeError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP payload: {e}")
-        try:
-            result = await getattr(sink, sink_method)(request, project_id)
+            admission.acquire(held)
         except Retryable as e:
             await _refuse(context, e)
+        try:
+            try:
+                request = decode_protobuf(body, request_type)
+            except OtlpDecodeError as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP payload: {e}")
+            try:
+                result = await getattr(sink, sink_method)(request, project_id)
+            except Retryable as e:
+                await _refuse(context, e)
+        finally:
+            admission.release(held)
         response = response_type()
         if result.rejected:
             partial = response.partial_success  # type: ignore[attr-defined]
@@ -88,19 +98,41 @@ def _export_handler(
     )
 
 
-def otlp_grpc_server(sink: Sink, keys: ApiKeys, address: str, max_request_bytes: int) -> grpc.aio.Server:
+def otlp_grpc_server(
+    sink: Sink,
+    keys: ApiKeys,
+    address: str,
+    max_request_bytes: int,
+    admission: Admission | None = None,
+    max_concurrent_rpcs: int = 256,
+) -> grpc.aio.Server:
+    admission = admission or Admission(max_bytes=max(64 << 20, max_request_bytes))
     server = grpc.aio.server(
+        # Past this many calls gRPC answers RESOURCE_EXHAUSTED before reading any message.
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             # Larger messages get RESOURCE_EXHAUSTED from gRPC itself, before any decoding.
             ("grpc.max_receive_message_length", max_request_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
-        ]
+        ],
     )
     traces = _export_handler(
-        "export_spans", ExportTraceServiceRequest, ExportTraceServiceResponse, "rejected_spans", sink, keys
+        "export_spans",
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+        "rejected_spans",
+        sink,
+        keys,
+        admission,
     )
     logs = _export_handler(
-        "export_logs", ExportLogsServiceRequest, ExportLogsServiceResponse, "rejected_log_records", sink, keys
+        "export_logs",
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+        "rejected_log_records",
+        sink,
+        keys,
+        admission,
     )
     server.add_generic_rpc_handlers(
         (

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ingest.admission import Admission
 from ingest.auth import ApiKeys, key_from_headers
 from ingest.bodies import BodyTooLarge, UnsupportedEncoding, decompress, read_limited
 from ingest.sink import ExportResult, Sink
@@ -73,7 +74,29 @@ def _camel(name: str) -> str:
 Export = Callable[[Any, str], Awaitable[ExportResult]]
 
 
-def otlp_http_app(sink: Sink, keys: ApiKeys, max_request_bytes: int) -> Starlette:
+def _declared_length(header: str | None, limit: int) -> int:
+    """What to reserve before reading: the declared length, or the limit for a chunked body."""
+    try:
+        return min(max(int(header), 0), limit) if header else limit
+    except ValueError:
+        return limit
+
+
+def _refused(e: Retryable, as_json: bool) -> Response:
+    return _error(
+        e.http_status,
+        code_pb2.UNAVAILABLE,
+        f"{e}; retry later",
+        as_json,
+        {"Retry-After": str(e.retry_after_s)},
+    )
+
+
+def otlp_http_app(
+    sink: Sink, keys: ApiKeys, max_request_bytes: int, admission: Admission | None = None
+) -> Starlette:
+    admission = admission or Admission(max_bytes=max(64 << 20, max_request_bytes))
+
     async def handle(
         request: Request,
         request_type: type[Message],
@@ -99,27 +122,36 @@ def otlp_http_app(sink: Sink, keys: ApiKeys, max_request_bytes: int) -> Starlett
                 f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
                 True,
             )
+        # Hold a share of the in-flight budget from before the body is read until the answer.
+        held = _declared_length(request.headers.get("content-length"), max_request_bytes)
         try:
-            body = await read_limited(request.stream(), max_request_bytes)
-            body = decompress(body, request.headers.get("content-encoding", ""), max_request_bytes)
-            message = decode_json(body, request_type) if as_json else decode_protobuf(body, request_type)
-        except BodyTooLarge as e:
-            return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json)
-        except UnsupportedEncoding as e:
-            return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json)
-        except (OtlpDecodeError, ValueError) as e:
-            return _error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP payload: {e}", as_json)
-        try:
-            result = await export(message, project_id)
+            admission.acquire(held)
         except Retryable as e:
-            log.warning("export refused", reason=type(e).__name__, project_id=project_id)
-            return _error(
-                e.http_status,
-                code_pb2.UNAVAILABLE,
-                f"{e}; retry later",
-                as_json,
-                {"Retry-After": str(e.retry_after_s)},
-            )
+            return _refused(e, as_json)
+        try:
+            try:
+                body = await read_limited(request.stream(), max_request_bytes)
+                body = decompress(body, request.headers.get("content-encoding", ""), max_request_bytes)
+                if len(body) > held:  # decompressed: take the difference too
+                    admission.acquire(len(body) - held)
+                    held = len(body)
+                message = decode_json(body, request_type) if as_json else decode_protobuf(body, request_type)
+            except BodyTooLarge as e:
+                return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json)
+            except UnsupportedEncoding as e:
+                return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json)
+            except Retryable as e:
+                return _refused(e, as_json)
+            except (OtlpDecodeError, ValueError) as e:
+                return _error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP payload: {e}", as_json)
+            del body
+            try:
+                result = await export(message, project_id)
+            except Retryable as e:
+                log.warning("export refused", reason=type(e).__name__, project_id=project_id)
+                return _refused(e, as_json)
+        finally:
+            admission.release(held)
         response = response_type()
         if result.rejected:
             partial = response.partial_success  # type: ignore[attr-defined]

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     http_port: int = 4318
     api_port: int = 8080
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="decompressed OTLP body limit")
+    max_inflight_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1024,
+        description="request bytes being handled at once, past which requests get 429",
+    )
     retention_days: int = Field(180, ge=1)
     mask_at_receiver: bool = Field(
         False, description="mask PII in the OTLP request before it leaves the receiver (raw Kafka topics)"

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from ingest.admission import Admission
 from ingest.auth import AnyKeys, ApiKeys, StaticKeys
 from pipeline.config import Settings
 from pipeline.kafka import ensure_topics
@@ -157,12 +158,17 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             from processors.pii import PiiConfig, PiiMasker
 
             front = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
+        admission = Admission(settings.max_inflight_bytes)  # shared by both receivers
         grpc_server = otlp_grpc_server(
-            front, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes
+            front, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes, admission
         )
         await grpc_server.start()
         servers.append(
-            _server(otlp_http_app(front, keys, settings.max_request_bytes), settings, settings.http_port)
+            _server(
+                otlp_http_app(front, keys, settings.max_request_bytes, admission),
+                settings,
+                settings.http_port,
+            )
         )
 
     serving = [asyncio.create_task(s.serve()) for s in servers]

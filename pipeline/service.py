@@ -14,6 +14,7 @@ import uvicorn
 
 from api.app import api_app
 from api.sql import ReadOnlySql
+from ingest.admission import Admission
 from ingest.auth import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
 from ingest.masking_sink import MaskingSink
 from ingest.otlp_grpc import otlp_grpc_server
@@ -81,8 +82,9 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
     sql = ReadOnlySql(url, database, **settings.sql.model_dump())
 
+    admission = Admission(settings.max_inflight_bytes)  # shared by both receivers
     grpc_server = otlp_grpc_server(
-        sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes
+        sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes, admission
     )
     await grpc_server.start()
     http_servers = [
@@ -98,7 +100,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
             )
         )
         for app, port in (
-            (otlp_http_app(sink, keys, settings.max_request_bytes), settings.http_port),
+            (otlp_http_app(sink, keys, settings.max_request_bytes, admission), settings.http_port),
             (api_app(keys, sql, lambda: writer.healthy), settings.api_port),
         )
     ]

@@ -14,6 +14,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from ingest.admission import Admission
 from ingest.auth import ApiKeys
 from ingest.otlp_grpc import otlp_grpc_server
 from ingest.otlp_http import otlp_http_app
@@ -204,3 +205,33 @@ def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple) -> None:
         f"WHERE trace_id = '{clean['traceId']}'"
     ).result_rows
     assert clean_row == [("clean-neighbour", 1200, 256)]
+
+
+def test_requests_beyond_the_inflight_budget_are_refused_before_reading(store: tuple) -> None:
+    """While one request holds the in-flight byte budget (waiting for its batch), the next is
+    refused at once with 429 instead of being read into memory."""
+    client, keys, key = store
+    body = traces_json([json_span(GENAI_ATTRIBUTES, name=f"budget {i}") for i in range(3)])
+
+    async def scenario() -> list[httpx.Response]:
+        writer = BatchWriter(
+            Inserter(client, retries=0), max_rows=1000, max_delay_s=0.5, max_pending_rows=1000
+        )
+        writer.start()
+        admission = Admission(max_bytes=len(body) + 100)
+        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20, admission)
+        transport = httpx.ASGITransport(app=app)
+        headers = {"content-type": "application/json", "x-api-key": key}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            first = asyncio.create_task(http.post("/v1/traces", content=body, headers=headers))
+            await asyncio.sleep(0.1)  # the first is now waiting for its batch, holding its bytes
+            second = await http.post("/v1/traces", content=body, headers=headers)
+            responses = [await first, second]
+        assert admission.used == 0  # every share given back
+        await writer.close()
+        return responses
+
+    first, second = asyncio.run(scenario())
+    assert first.status_code == 200
+    assert second.status_code == 429 and second.headers["retry-after"] == "1"
+    assert "in flight" in second.json()["message"]
