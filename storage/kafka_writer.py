@@ -44,6 +44,7 @@ from pipeline.kafka import (
     start_client,
     stop_client,
 )
+from pipeline.logging import error_summary
 from pipeline.records import Batch, Row
 from storage.inserter import Inserter
 from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
@@ -268,7 +269,7 @@ class KafkaWriter:
             # whatever part of this flush did reach ClickHouse is not written twice.
             self.healthy = False
             metrics.FLUSHES.labels("error").inc()
-            log.error("flush failed; re-reading from the committed offsets", error=repr(e)[:300])
+            log.error("flush failed; re-reading from the committed offsets", error=error_summary(e))
             await self._rewind()
             await asyncio.sleep(1.0)
             return False

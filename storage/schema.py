@@ -120,8 +120,12 @@ OTEL_TRACES = Table(
         Column("ProjectId", "LowCardinality(String)", Z),
         Column("PiiFound", "Map(LowCardinality(String), UInt32)", Z),
     ),
-    "ENGINE = MergeTree\nPARTITION BY toDate(Timestamp)\n"
-    "ORDER BY (ProjectId, ServiceName, SpanName, toDateTime(Timestamp))\n"
+    # Replacing, keyed to the span: a replay (a sender retrying after a partly failed batch, a
+    # processor restarted before its commit) collapses on merge and is exact under FINAL. The
+    # primary index stays the exporter's; the ids only extend the sort order.
+    "ENGINE = ReplacingMergeTree\nPARTITION BY toDate(Timestamp)\n"
+    "PRIMARY KEY (ProjectId, ServiceName, SpanName, toDateTime(Timestamp))\n"
+    "ORDER BY (ProjectId, ServiceName, SpanName, toDateTime(Timestamp), TraceId, SpanId)\n"
     "TTL toDateTime(Timestamp) + toIntervalDay({retention_days})\n" + _SETTINGS,
     (
         "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
@@ -153,9 +157,11 @@ OTEL_LOGS = Table(
         Column("ProjectId", "LowCardinality(String)", Z),
         Column("PiiFound", "Map(LowCardinality(String), UInt32)", Z),
     ),
-    "ENGINE = MergeTree\nPARTITION BY toDate(TimestampTime)\n"
+    # Log records have no id: the same time, span, severity and body make the same record.
+    "ENGINE = ReplacingMergeTree\nPARTITION BY toDate(TimestampTime)\n"
     "PRIMARY KEY (ProjectId, ServiceName, TimestampTime)\n"
-    "ORDER BY (ProjectId, ServiceName, TimestampTime, Timestamp)\n"
+    "ORDER BY (ProjectId, ServiceName, TimestampTime, Timestamp, TraceId, SpanId, SeverityNumber,"
+    " cityHash64(Body))\n"
     "TTL TimestampTime + toIntervalDay({retention_days})\n" + _SETTINGS,
     (
         "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",

@@ -235,3 +235,33 @@ def test_requests_beyond_the_inflight_budget_are_refused_before_reading(store: t
     assert first.status_code == 200
     assert second.status_code == 429 and second.headers["retry-after"] == "1"
     assert "in flight" in second.json()["message"]
+
+
+def test_a_retry_after_a_partly_committed_batch_is_harmless(store: tuple) -> None:
+    """The span table took the batch, the inference table did not: the sender is told to retry,
+    and its retry leaves one span under FINAL (replays collapse on merge)."""
+    client, keys, key = store
+    span = json_span(GENAI_ATTRIBUTES, name="partly committed")
+    body = traces_json([span])
+
+    async def send() -> int:
+        writer = _writer(client)
+        writer.start()
+        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
+        try:
+            return (await _post(app, key, body)).status_code
+        finally:
+            await writer.close()
+
+    client.command("DETACH TABLE llm_inferences")
+    try:
+        assert asyncio.run(send()) == 503
+    finally:
+        client.command("ATTACH TABLE llm_inferences")
+    assert asyncio.run(send()) == 200  # the sender's retry
+    trace = f"TraceId = '{span['traceId']}'"
+    assert client.command(f"SELECT count() FROM otel_traces WHERE {trace}") == 2  # before a merge
+    assert client.command(f"SELECT count() FROM otel_traces FINAL WHERE {trace}") == 1
+    client.command("OPTIMIZE TABLE otel_traces FINAL")
+    assert client.command(f"SELECT count() FROM otel_traces WHERE {trace}") == 1
+    assert client.command(f"SELECT count() FROM llm_inferences WHERE trace_id = '{span['traceId']}'") == 1
