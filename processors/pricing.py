@@ -217,7 +217,7 @@ class Pricer:
 
     @staticmethod
     def _set(row: Row, input_cost: Decimal, output_cost: Decimal, status: str) -> None:
-        if not _plausible(input_cost + output_cost):  # absurd token counts: no cost is better than a wrong one
+        if not _plausible(input_cost + output_cost):  # absurd token counts: no cost beats a wrong one
             row["input_cost_usd"] = row["output_cost_usd"] = row["total_cost_usd"] = None
             row["price_status"] = "error"
             return
