@@ -8,12 +8,15 @@ import hashlib
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
 from clickhouse_connect.driver.client import Client
+
+from pipeline.logging import error_summary
 
 log = structlog.get_logger()
 
@@ -35,6 +38,10 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
 
 
 class ApiKeys:
+    """Keys from the `api_keys` table, cached. The cache is refreshed in the background every
+    `refresh_s` (so revocations reach every receiver), and at once, at most once a second, for an
+    unknown key (one just made by another process). A failing store leaves the cache in use."""
+
     def __init__(self, client: Client, database: str = "default", refresh_s: float = 30.0) -> None:
         self._client = client
         self._database = database
@@ -42,26 +49,49 @@ class ApiKeys:
         self._projects: dict[str, str] = {}
         self._loaded_at = 0.0
         self._miss_reload_at = 0.0
+        self._lock = threading.Lock()  # one query at a time on the client
+        self._refreshing = False
 
     def load(self) -> None:
-        rows = self._client.query(
-            f"SELECT key_sha256, argMax(project_id, created_at), argMax(revoked, created_at) "
-            f"FROM `{self._database}`.api_keys GROUP BY key_sha256"
-        ).result_rows
+        with self._lock:
+            rows = self._client.query(
+                f"SELECT key_sha256, argMax(project_id, created_at), argMax(revoked, created_at) "
+                f"FROM `{self._database}`.api_keys GROUP BY key_sha256"
+            ).result_rows
         self._projects = {digest: project for digest, project, revoked in rows if not revoked}
         self._loaded_at = time.monotonic()
+
+    def _try_load(self) -> None:
+        try:
+            self.load()
+        except Exception as e:
+            log.warning("could not refresh API keys; using the cached set", error=error_summary(e))
+
+    def _refresh_in_background(self) -> None:
+        if self._refreshing:
+            return
+        self._refreshing = True
+
+        def refresh() -> None:
+            try:
+                self._try_load()
+            finally:
+                self._refreshing = False
+
+        threading.Thread(target=refresh, name="api-keys-refresh", daemon=True).start()
 
     def project_for(self, key: str | None) -> str | None:
         if not key:
             return None
         now = time.monotonic()
-        if now - self._loaded_at > self._refresh_s:
-            self.load()
+        if not self._loaded_at:
+            self._try_load()
+        elif now - self._loaded_at > self._refresh_s:
+            self._refresh_in_background()
         project = self._projects.get(_digest(key))
-        # A key made moments ago by another process: look again, but at most once a second.
         if project is None and now > self._miss_reload_at:
             self._miss_reload_at = now + 1.0
-            self.load()
+            self._try_load()
             project = self._projects.get(_digest(key))
         return project
 
