@@ -84,11 +84,7 @@ def _export_handler(
                 await _refuse(context, e)
         finally:
             admission.release(held)
-        response = response_type()
-        if result.rejected:
-            partial = response.partial_success  # type: ignore[attr-defined]
-            setattr(partial, rejected_field, result.rejected)
-            partial.error_message = result.message
+        response = result.response(response_type, rejected_field)
         return response
 
     return grpc.unary_unary_rpc_method_handler(

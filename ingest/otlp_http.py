@@ -152,11 +152,7 @@ def otlp_http_app(
                 return _refused(e, as_json)
         finally:
             admission.release(held)
-        response = response_type()
-        if result.rejected:
-            partial = response.partial_success  # type: ignore[attr-defined]
-            setattr(partial, rejected_field, result.rejected)
-            partial.error_message = result.message
+        response = result.response(response_type, rejected_field)
         if as_json:
             return Response(_response_json(response, rejected_field), media_type=JSON)
         return Response(response.SerializeToString(), media_type=PROTOBUF)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -20,6 +21,15 @@ class ExportResult:
 
     rejected: int = 0
     message: str = ""
+
+    def response(self, response_type: type[Message], rejected_field: str) -> Message:
+        """The Export*ServiceResponse that tells the sender, with partial_success when needed."""
+        response = response_type()
+        if self.rejected:
+            partial = response.partial_success  # type: ignore[attr-defined]
+            setattr(partial, rejected_field, self.rejected)
+            partial.error_message = self.message
+        return response
 
 
 class Sink(Protocol):

@@ -28,7 +28,7 @@ from ingest.admission import Admission
 from ingest.auth import AnyKeys, ApiKeys, StaticKeys
 from pipeline.config import Settings
 from pipeline.kafka import ensure_topics
-from pipeline.service import _Server
+from pipeline.service import http_server
 
 log = structlog.get_logger()
 
@@ -56,18 +56,8 @@ def _static_keys(settings: Settings) -> StaticKeys:
     return StaticKeys.parse(settings.api_keys, settings.api_keys_file)
 
 
-def _server(app: Any, settings: Settings, port: int) -> _Server:
-    return _Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=10,
-        )
-    )
+def _server(app: Any, settings: Settings, port: int) -> uvicorn.Server:
+    return http_server(app, settings.host, port)
 
 
 async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = None) -> None:
@@ -98,7 +88,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     workers_stop = asyncio.Event()
     workers: list[asyncio.Task[None]] = []
     ready: list[Callable[[], bool]] = []
-    servers: list[_Server] = []
+    servers: list[uvicorn.Server] = []
     closers: list[Callable[[], Any]] = []
     grpc_server = None
     sink = None

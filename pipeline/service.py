@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Generator
+from typing import Any
 
 import structlog
 import uvicorn
@@ -38,6 +39,20 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def http_server(app: Any, host: str, port: int) -> uvicorn.Server:
+    """An HTTP server for one of our ASGI apps: no access log, no lifespan, graceful stop."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=10,
+    )
+    return _Server(config)
 
 
 def print_first_key(key: str, settings: Settings) -> None:
@@ -88,17 +103,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     )
     await grpc_server.start()
     http_servers = [
-        _Server(
-            uvicorn.Config(
-                app,
-                host=settings.host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=10,
-            )
-        )
+        http_server(app, settings.host, port)
         for app, port in (
             (otlp_http_app(sink, keys, settings.max_request_bytes, admission), settings.http_port),
             (api_app(keys, sql, lambda: writer.healthy), settings.api_port),
