@@ -37,18 +37,29 @@ def _sql_key(request: Request) -> str | None:
     )
 
 
-def api_app(keys: ApiKeys, sql: ReadOnlySql, ready: Callable[[], bool]) -> Starlette:
+def health_routes(ready: Callable[[], bool]) -> list[Route]:
+    """/healthz (the process answers), /readyz (its durable point takes data), /metrics."""
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> Response:
         if ready():
             return PlainTextResponse("ready")
-        return PlainTextResponse("not ready: storage is failing", status_code=503)
+        return PlainTextResponse("not ready: storage or Kafka is failing", status_code=503)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+
+
+def health_app(ready: Callable[[], bool]) -> Starlette:
+    """The API port of a role that serves no SQL."""
+    return Starlette(routes=health_routes(ready))
+
+
+def api_app(keys: ApiKeys, sql: ReadOnlySql, ready: Callable[[], bool]) -> Starlette:
     async def ping(request: Request) -> Response:
         return PlainTextResponse("Ok.\n")
 
@@ -87,9 +98,7 @@ def api_app(keys: ApiKeys, sql: ReadOnlySql, ready: Callable[[], bool]) -> Starl
 
     return Starlette(
         routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics),
+            *health_routes(ready),
             Route("/ping", ping),
             Route("/", query, methods=["GET", "POST"]),
         ]

@@ -18,12 +18,8 @@ from typing import Any
 
 import structlog
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
+from api.app import health_app
 from ingest.admission import Admission
 from ingest.auth import AnyKeys, ApiKeys, StaticKeys
 from pipeline.config import Settings
@@ -33,23 +29,6 @@ from pipeline.service import http_server
 log = structlog.get_logger()
 
 ROLES = ("receiver", "processor", "writer", "all")
-
-
-def health_app(ready: Callable[[], bool]) -> Starlette:
-    async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok")
-
-    async def readyz(request: Request) -> Response:
-        if ready():
-            return PlainTextResponse("ready")
-        return PlainTextResponse("not ready: Kafka or storage not reachable", status_code=503)
-
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
-    )
 
 
 def _static_keys(settings: Settings) -> StaticKeys:

@@ -14,6 +14,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from api.app import health_app
 from ingest.admission import Admission
 from ingest.auth import ApiKeys
 from ingest.otlp_grpc import otlp_grpc_server
@@ -264,3 +265,30 @@ def test_a_retry_after_a_partly_committed_batch_is_harmless(store: tuple) -> Non
     client.command("OPTIMIZE TABLE otel_traces FINAL")
     assert client.command(f"SELECT count() FROM otel_traces WHERE {trace}") == 1
     assert client.command(f"SELECT count() FROM llm_inferences WHERE trace_id = '{span['traceId']}'") == 1
+
+
+def test_readiness_follows_storage(store: tuple) -> None:
+    """/readyz turns 503 when a flush failed and back to 200 once one succeeds: what an
+    orchestrator needs to stop routing senders to an instance whose storage is down."""
+    client, keys, key = store
+    body = traces_json([json_span(GENAI_ATTRIBUTES, name="readiness")])
+
+    async def scenario() -> list[int]:
+        writer = _writer(client)
+        writer.start()
+        otlp = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
+        api = health_app(lambda: writer.healthy)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api") as http:
+            statuses = [(await http.get("/readyz")).status_code]
+            client.command("DETACH TABLE otel_traces")
+            try:
+                statuses.append((await _post(otlp, key, body)).status_code)
+                statuses.append((await http.get("/readyz")).status_code)
+            finally:
+                client.command("ATTACH TABLE otel_traces")
+            statuses.append((await _post(otlp, key, body)).status_code)
+            statuses.append((await http.get("/readyz")).status_code)
+        await writer.close()
+        return statuses
+
+    assert asyncio.run(scenario()) == [200, 503, 503, 200, 200]
