@@ -13,12 +13,9 @@ from clickhouse_connect.driver.client import Client
 from pipeline import metrics
 from pipeline.logging import error_summary
 from pipeline.records import Batch, Row
-from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Column, Table
+from storage.schema import JSON_COLUMNS, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Column, Table
 
 log = structlog.get_logger()
-
-# Columns holding structured values that are stored as JSON text.
-_JSON_COLUMNS = frozenset({"prompt_messages", "response_messages"})
 
 
 def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[list[Any]]]:
@@ -26,7 +23,7 @@ def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[list[Any]
     for col in table.insert_columns:
         name, empty = col.name, col.empty
         values = [row.get(name, empty) for row in rows]
-        if name in _JSON_COLUMNS:
+        if name in JSON_COLUMNS:
             values = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
         elif empty is not None:  # NULL is only legal in Nullable columns
             values = [empty if v is None else v for v in values]

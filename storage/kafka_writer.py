@@ -227,6 +227,9 @@ class KafkaWriter:
                 v = row.get(col)
                 if v is not None:
                     row[col] = Decimal(v)
+            problem = table.problem(row)
+            if problem:  # ClickHouse would refuse it, and with it everyone's batch: dead-letter it
+                raise ValueError(problem)
             return row
         except Exception as e:
             # Deterministic, so a replayed range decodes to the same rows.

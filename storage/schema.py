@@ -50,6 +50,19 @@ class Column:
         return _UINT_LIMITS.get(t.rstrip(")"))
 
 
+def _row_types(table: Table) -> tuple[tuple[str, tuple[type, ...]], ...]:
+    found = _ROW_TYPES.get(table.name)
+    if found is None:
+        found = _ROW_TYPES[table.name] = tuple(
+            (c.name, (str, list, dict) if c.name in JSON_COLUMNS else _python_type(c.type))
+            for c in table.insert_columns
+        )
+    return found
+
+
+# String columns whose rows carry structured values, stored as JSON text.
+JSON_COLUMNS = frozenset({"prompt_messages", "response_messages"})
+_ROW_TYPES: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {}
 _DECIMAL_18_12 = Decimal("999999.999999999999")
 _UINT_LIMITS = {
     "UInt8": (0, 255),
@@ -59,12 +72,41 @@ _UINT_LIMITS = {
 }
 
 
+def _python_type(ch_type: str) -> tuple[type, ...]:
+    """The Python values clickhouse-connect inserts into a column of this type."""
+    t = ch_type.removeprefix("LowCardinality(")
+    if t.startswith("Nullable("):
+        return (type(None), *_python_type(t[len("Nullable(") : -1]))
+    if t.startswith("Map("):
+        return (dict,)
+    if t.startswith("Array("):
+        return (list, tuple)
+    if t.startswith(("String", "UUID")):
+        return (str,)
+    if t.startswith("Bool"):
+        return (bool,)
+    if t.startswith("Decimal"):
+        return (Decimal,)
+    if t.startswith("Float"):
+        return (int, float)
+    return (int,)  # (U)Int*, DateTime64 as unix ns
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     name: str
     columns: tuple[Column, ...]
     engine: str
     indexes: tuple[str, ...] = ()
+
+    def problem(self, row: dict[str, Any]) -> str | None:
+        """Why ClickHouse could not take this row (a value of the wrong type), or None. For rows
+        from outside the process (enriched topics), so one bad record cannot fail a batch."""
+        for name, types in _row_types(self):
+            value = row.get(name)
+            if value is not None and (not isinstance(value, types) or (types == (int,) and value is True)):
+                return f"{self.name}.{name}: {type(value).__name__} is not a valid value"
+        return None
 
     @property
     def insert_columns(self) -> tuple[Column, ...]:

@@ -301,3 +301,26 @@ def test_no_pii_in_raw_or_enriched_topics(pipeline: Pipeline) -> None:
     for lookalike in LOOKALIKES:
         assert lookalike.encode() in enriched, f"lookalike {lookalike!r} was altered"
     assert b"<CREDIT_CARD>" in enriched and b"<EMAIL>" in everything
+
+
+def test_a_row_clickhouse_would_refuse_goes_to_the_dlq_and_the_writer_goes_on(pipeline: Pipeline) -> None:
+    """Something other than our processor writes to an enriched topic: a row with a value of the
+    wrong type is dead-lettered by the writer instead of failing (and retrying) its whole batch."""
+    p = pipeline
+    bad_trace = new_trace_id()
+    bad = orjson.dumps({"project_id": PROJECT, "trace_id": bad_trace, "input_tokens": "lots", "version": 1})
+    producer = confluent_kafka.Producer({"bootstrap.servers": p.backend.bootstrap})
+    producer.produce(INFERENCES, bad, key=bad_trace.encode(), headers=[("schema-version", b"1")])
+    producer.flush(10)
+
+    _, ids = _export(p.receiver, genai_count=1, plain_count=0)  # a good call behind it
+    [good] = ids
+    dead = _consume(p.backend.bootstrap, DLQ, _Want(lambda m: m.value() == bad))
+    assert len(dead) == 1
+    headers = dict(dead[0].headers())
+    assert headers["inferline-dlq-stage"] == b"write"
+    assert b"input_tokens" in headers["inferline-dlq-error"]
+    assert wait_for(
+        lambda: p.writer.sql(f"SELECT count() FROM llm_inferences WHERE inference_id = '{good}'", KEY) == "1"
+    )
+    assert p.writer.sql(f"SELECT count() FROM llm_inferences WHERE trace_id = '{bad_trace}'", KEY) == "0"
