@@ -1,6 +1,6 @@
 """End-to-end throughput of the embedded service on this machine.
 
-    python bench/bench_service.py [--requests 200] [--spans 100] [--concurrency 8]
+    python bench/bench_service.py [--requests 400] [--spans 100] [--concurrency 32]
 
 Starts a real service (temporary data directory), sends OTLP/protobuf requests of GenAI spans
 over HTTP from concurrent senders, and prints accepted spans/s and request latency percentiles
@@ -66,9 +66,9 @@ async def send_all(url: str, key: str, bodies: list[bytes], concurrency: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--spans", type=int, default=100)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
 
     bodies = build_bodies(args.requests, args.spans)
