@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import sys
 
+from pydantic import ValidationError
+
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
 from pipeline.logging import configure_logging
 
 
@@ -33,8 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply schema migrations and exit")
 
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        print(f"inferline: invalid configuration\n{e}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
+    try:
+        return _run(args, settings)
+    except (ConfigError, ValidationError) as e:
+        print(f"inferline: invalid configuration: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "run":
         if args.role != "all" or settings.kafka_bootstrap_servers:

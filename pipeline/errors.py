@@ -20,3 +20,7 @@ class Unavailable(Retryable):
 
     retry_after_s = 5
     http_status = 503
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work (an unknown processor, a missing key source): said at start."""

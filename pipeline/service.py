@@ -74,6 +74,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    chain = ProcessorChain(settings.processors)  # first: a configuration mistake stops us before any I/O
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
     write_client = connect(url, database)
@@ -90,7 +91,6 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         max_pending_rows=settings.batch.max_pending_rows,
     )
     writer.start()
-    chain = ProcessorChain(settings.processors)
     embedded = EmbeddedSink(chain, writer)
     sink: Sink = embedded
     if settings.mask_at_receiver:

@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from pipeline.config import ProcessorSettings
+from pipeline.errors import ConfigError
 from pipeline.records import Batch, LogRecord, Span
 from processors.base import Processor
 from processors.normalise import GenAINormaliser
@@ -33,7 +34,7 @@ def build_processor(name: str, options: dict[str, Any]) -> Processor:
         from processors.sentiment import SentimentConfig, SentimentProcessor
 
         return SentimentProcessor(SentimentConfig.model_validate(options))
-    raise ValueError(f"unknown processor {name!r} in processors.chain (known: pricing, pii, sentiment)")
+    raise ConfigError(f"unknown processor {name!r} in processors.chain (known: pricing, pii, sentiment)")
 
 
 class ProcessorChain:

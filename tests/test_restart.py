@@ -70,3 +70,22 @@ def test_stop_flushes_accepted_requests(tmp_path: Path) -> None:
         assert service.sql(f"SELECT count() FROM otel_traces WHERE TraceId = '{span['traceId']}'") == "1\n"
     finally:
         service.stop()
+
+
+def test_a_configuration_mistake_stops_the_start_with_the_reason(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    service = make_service(tmp_path, INFERLINE_PROCESSORS__CHAIN='["pricing", "sentiments"]')
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run"],
+        cwd=ROOT,
+        env=service.env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "unknown processor 'sentiments'" in out.stderr and "Traceback" not in out.stderr
+    assert not service.data_dir.exists()  # nothing was created
