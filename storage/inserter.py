@@ -90,7 +90,11 @@ class Inserter:
                     data,
                     column_names=names,
                     column_oriented=True,
-                    settings={"insert_deduplication_token": token},
+                    # A replayed block is dropped, and so is what it would add to the rollup.
+                    settings={
+                        "insert_deduplication_token": token,
+                        "deduplicate_blocks_in_dependent_materialized_views": 1,
+                    },
                 )
                 return
             except Exception as e:

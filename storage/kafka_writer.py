@@ -284,8 +284,13 @@ class KafkaWriter:
         try:
             await self._consumer.commit({tp: r.end for tp, r in ranges.items()})
         except Exception as e:
-            # Rebalanced meanwhile: the next owner replays these ranges to the recorded plan.
-            log.warning("offset commit failed; the ranges will be replayed harmlessly", error=repr(e)[:200])
+            # Re-read from what is committed at once: the recorded plan pins the one range not
+            # committed, so its replay is dropped. Going on instead would leave several ranges
+            # uncommitted, and only the first of them would replay to its plan after a crash.
+            self.healthy = False
+            log.warning("offset commit failed; replaying from the committed offsets", error=error_summary(e))
+            await self._rewind()
+            return False
         self.healthy = True
         metrics.FLUSHES.labels("ok").inc()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)

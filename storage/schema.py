@@ -340,7 +340,8 @@ def _rollup_statements(database: str, retention_days: int) -> tuple[str, ...]:
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(minute)
 ORDER BY (project_id, minute, model, provider)
-TTL minute + toIntervalDay({retention_days})""",
+TTL minute + toIntervalDay({retention_days})
+SETTINGS non_replicated_deduplication_window = 10000""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.llm_inferences_by_minute_mv
 TO {db}.llm_inferences_by_minute AS
 SELECT

@@ -191,6 +191,9 @@ def test_end_to_end_with_writer_killed_between_insert_and_commit(pipeline: Pipel
     spans, inferences = spans_1 + spans_2, len(ids_1 | ids_2)
     assert p.writer.sql("SELECT count(), uniqExact(SpanId) FROM otel_traces", KEY) == f"{spans}\t{spans}"
     assert p.writer.sql("SELECT count() FROM llm_inferences", KEY) == str(inferences)
+    # Merges could hide a duplicate row; they cannot hide it from the rollup, whose sums only
+    # grow: a replayed block that was not dropped would count its calls twice there.
+    assert p.writer.sql("SELECT sum(calls) FROM llm_inferences_by_minute", KEY) == str(inferences)
     cost = p.writer.sql("SELECT toString(sum(total_cost_usd)) FROM llm_inferences", KEY)
     assert Decimal(cost) == Decimal(GENAI_COST) * inferences
     assert "replaying a recorded batch plan" in p.writer.logs()
