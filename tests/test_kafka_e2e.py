@@ -327,3 +327,57 @@ def test_a_row_clickhouse_would_refuse_goes_to_the_dlq_and_the_writer_goes_on(pi
         lambda: p.writer.sql(f"SELECT count() FROM llm_inferences WHERE inference_id = '{good}'", KEY) == "1"
     )
     assert p.writer.sql(f"SELECT count() FROM llm_inferences WHERE trace_id = '{bad_trace}'", KEY) == "0"
+
+
+def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(pipeline: Pipeline) -> None:
+    """A stock OTel Collector (kafka exporter, otlp_proto) feeds the raw topic directly, so the
+    receiver's masking never saw it: the processor's PII stage must mask it before the enriched
+    topics and ClickHouse."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from otlp.json_codec import decode_json
+
+    trace_id, span_id = new_trace_id(), new_span_id()
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 120,
+        "gen_ai.usage.output_tokens": 30,
+        "gen_ai.input.messages": orjson.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": PROMPT}]}]
+        ).decode(),
+        "gen_ai.output.messages": orjson.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": RESPONSE}], "finish_reason": "stop"}]
+        ).decode(),
+    }
+    span = json_span(attributes, trace_id=trace_id, span_id=span_id, name="chat gpt-4o-mini")
+    raw = decode_json(traces_json([span]), ExportTraceServiceRequest).SerializeToString()
+    assert PII["EMAIL"].encode() in raw
+    producer = confluent_kafka.Producer({"bootstrap.servers": pipeline.backend.bootstrap})
+    producer.produce(
+        "otlp_spans", raw, key=trace_id.encode(), headers=[("inferline-project", PROJECT.encode())]
+    )
+    producer.flush(10)
+
+    ours = _Want(lambda m: m.key() is not None and m.key().decode() == trace_id)
+    enriched = [m for topic in (INFERENCES, SPANS) for m in _consume(pipeline.backend.bootstrap, topic, ours)]
+    assert len(enriched) == 2
+    inference = orjson.loads(
+        enriched[0].value() if b"inference_id" in enriched[0].value() else enriched[1].value()
+    )
+    assert inference["pii_found"]["EMAIL"] == 1 and inference["pii_found"]["CREDIT_CARD"] == 1
+    assert wait_for(
+        lambda: (
+            pipeline.writer.sql(f"SELECT count() FROM otel_traces WHERE TraceId = '{trace_id}'", KEY) == "1"
+        )
+    )
+    stored = "".join(
+        pipeline.writer.sql(f"SELECT * FROM {table} WHERE {column} = '{trace_id}' FORMAT JSONEachRow", KEY)
+        for table, column in (("llm_inferences", "trace_id"), ("otel_traces", "TraceId"))
+    )
+    everything = b"".join(m.value() for m in enriched).decode() + stored
+    for kind, value in PII.items():
+        assert value not in everything, f"{kind} reached the enriched topics or ClickHouse"
+    for lookalike in LOOKALIKES:
+        assert lookalike in everything, f"lookalike {lookalike!r} was altered"
