@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from ingest.sink import ExportResult
 from otlp.flatten import count_logs, count_spans
@@ -109,6 +110,45 @@ def split_request(request: Message, by_trace: bool, max_bytes: int) -> _Split:
     return out
 
 
+_TRUNCATED = "…[truncated by inferline]"
+
+
+def _string_values(value: AnyValue, found: list[AnyValue]) -> None:
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        found.append(value)
+    elif which == "array_value":
+        for item in value.array_value.values:
+            _string_values(item, found)
+    elif which == "kvlist_value":
+        for kv in value.kvlist_value.values:
+            _string_values(kv.value, found)
+
+
+def _truncate(request: Message, kind: tuple[str, str, str], max_bytes: int) -> bool:
+    """Cut the longest string values of a one-record request (attributes, span event attributes, a
+    log body) until it fits, and mark the record. False if it still cannot fit."""
+    res_field, scope_field, rec_field = kind
+    rs = getattr(request, res_field)[0]
+    record = getattr(getattr(rs, scope_field)[0], rec_field)[0]
+    record.attributes.add(key="inferline.truncated").value.bool_value = True
+    strings: list[AnyValue] = []
+    for kv in (*rs.resource.attributes, *record.attributes):
+        _string_values(kv.value, strings)
+    for event in getattr(record, "events", ()):
+        for kv in event.attributes:
+            _string_values(kv.value, strings)
+    if rec_field == "log_records":
+        _string_values(record.body, strings)
+    while (excess := request.ByteSize() - max_bytes) > 0:
+        longest = max(strings, key=lambda v: len(v.string_value), default=None)
+        if longest is None or len(longest.string_value) <= 1024:
+            return False
+        keep = max(len(longest.string_value) - excess - len(_TRUNCATED) - 64, 512)
+        longest.string_value = longest.string_value[:keep] + _TRUNCATED
+    return True
+
+
 def _halves(items: list[Any]) -> tuple[list[Any], list[Any]]:
     mid = len(items) // 2
     return items[:mid], items[mid:]
@@ -116,8 +156,9 @@ def _halves(items: list[Any]) -> tuple[list[Any], list[Any]]:
 
 def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Split) -> list[bytes]:
     """Serialized pieces of `request`, each at most `max_bytes`: halves of the resources, else
-    of the scopes, else of the records. A single record over the limit cannot be published: it is
-    reported to the sender as rejected (partial success) rather than dropped silently."""
+    of the scopes, else of the records. A single record over the limit has its longest string
+    values cut (and is marked `inferline.truncated`); one that still cannot fit is reported to the
+    sender as rejected (partial success), never dropped silently."""
     if request.ByteSize() <= max_bytes:
         return [request.SerializeToString()]
     res_field, scope_field, rec_field = kind
@@ -144,6 +185,8 @@ def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Spl
             records = list(getattr(ss, rec_field))
             if len(records) <= 1:
                 size = request.ByteSize()
+                if records and _truncate(request, kind, max_bytes):
+                    return [request.SerializeToString()]
                 out.reject(len(records), f"a record of {size} bytes exceeds the Kafka message size limit")
                 return []
             for half in _halves(records):

@@ -70,19 +70,43 @@ def test_large_requests_are_split_to_the_limit_and_nothing_is_lost() -> None:
         assert {k for k, *_ in got} == ({trace.encode()} if by_trace else {None})
 
 
-def test_a_record_over_the_limit_and_invalid_ids_are_reported_not_published() -> None:
+def test_a_record_over_the_limit_is_truncated_and_invalid_ids_are_reported() -> None:
     request = _request([new_trace_id()], per_trace=1, attr_bytes=10)
     huge = request.resource_spans[0].scope_spans[0].spans.add()
     huge.trace_id = bytes.fromhex(new_trace_id())
     huge.span_id = bytes.fromhex(new_span_id())
+    huge.name = "svc-a/scope-1"
     huge.attributes.add(key="pad").value.string_value = "x" * 50_000
+    huge.attributes.add(key="gen_ai.request.model").value.string_value = "gpt-4o"
     bad = request.resource_spans[0].scope_spans[0].spans.add()
     bad.trace_id = bytes(16)
     bad.span_id = bytes.fromhex(new_span_id())
     split = split_request(request, by_trace=True, max_bytes=10_000)
-    assert split.rejected == 2
-    assert "trace_id" in split.error
-    assert len(_spans(split.messages)) == 4  # the four valid small spans
+    assert split.rejected == 1 and "trace_id" in split.error  # only the span that can never be stored
+    assert len(_spans(split.messages)) == 5  # the four small spans and the huge one, cut to fit
+    assert all(len(value) <= 10_000 for _, value in split.messages)
+    [cut] = [
+        s
+        for _, value in split.messages
+        for s in ExportTraceServiceRequest.FromString(value).resource_spans[0].scope_spans[0].spans
+        if s.span_id == huge.span_id
+    ]
+    attributes = {kv.key: kv.value for kv in cut.attributes}
+    assert attributes["inferline.truncated"].bool_value is True
+    assert attributes["pad"].string_value.endswith("…[truncated by inferline]")
+    assert attributes["gen_ai.request.model"].string_value == "gpt-4o"  # short values untouched
+
+
+def test_a_log_body_over_the_limit_is_truncated() -> None:
+    trace, span = new_trace_id(), new_span_id()
+    request = decode_json(
+        logs_json([{"traceId": trace, "spanId": span, "body": "y" * 40_000}]), ExportLogsServiceRequest
+    )
+    split = split_request(request, by_trace=True, max_bytes=5_000)
+    assert split.rejected == 0
+    [(_, value)] = split.messages
+    record = ExportLogsServiceRequest.FromString(value).resource_logs[0].scope_logs[0].log_records[0]
+    assert len(value) <= 5_000 and record.body.string_value.endswith("…[truncated by inferline]")
 
 
 def test_logs_are_keyed_by_trace_id_and_uncorrelated_logs_have_no_key() -> None:
