@@ -4,16 +4,19 @@ For deployments where unmasked content must never reach Kafka (`INFERLINE_MASK_A
 the raw topics then hold masked content only. The processor's PII stage still runs; masking an
 already masked value changes nothing. Masked: the configured attributes (the GenAI content
 attributes by default) of spans and span events, and log bodies and configured log attributes.
+A record that had PII carries its counts in the attribute `inferline.pii_found`, which the PII
+stage adds to the `pii_found` / `PiiFound` columns.
 """
 
 from __future__ import annotations
 
+import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from ingest.sink import ExportResult, Sink
-from processors.pii import PiiMasker
+from processors.pii import CARRIED_COUNTS, PiiMasker
 
 
 def _mask_any(value: AnyValue, masker: PiiMasker, counts: dict[str, int]) -> None:
@@ -36,25 +39,42 @@ def _mask_attributes(kvs, masker: PiiMasker, counts: dict[str, int]) -> None:  #
             _mask_any(kv.value, masker, counts)
 
 
+def _note(kvs, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    """What was masked travels with the record, so the PII stage can still count it."""
+    if counts:
+        kvs.add(key=CARRIED_COUNTS).value.string_value = orjson.dumps(counts).decode()
+
+
 def mask_spans_request(request: ExportTraceServiceRequest, masker: PiiMasker) -> dict[str, int]:
-    counts: dict[str, int] = {}
+    total: dict[str, int] = {}
     for rs in request.resource_spans:
         for ss in rs.scope_spans:
             for span in ss.spans:
+                counts: dict[str, int] = {}
                 _mask_attributes(span.attributes, masker, counts)
                 for event in span.events:
                     _mask_attributes(event.attributes, masker, counts)
-    return counts
+                _note(span.attributes, counts)
+                _add_counts(total, counts)
+    return total
 
 
 def mask_logs_request(request: ExportLogsServiceRequest, masker: PiiMasker) -> dict[str, int]:
-    counts: dict[str, int] = {}
+    total: dict[str, int] = {}
     for rl in request.resource_logs:
         for sl in rl.scope_logs:
             for record in sl.log_records:
+                counts: dict[str, int] = {}
                 _mask_any(record.body, masker, counts)
                 _mask_attributes(record.attributes, masker, counts)
-    return counts
+                _note(record.attributes, counts)
+                _add_counts(total, counts)
+    return total
+
+
+def _add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
+    for kind, n in counts.items():
+        total[kind] = total.get(kind, 0) + n
 
 
 class MaskingSink:

@@ -472,12 +472,17 @@ class PiiMasker:
     def process(self, batch: Batch) -> None:
         if not self.config.enabled:
             return
+        # Counts of what the receiver already masked (INFERLINE_MASK_AT_RECEIVER), by span.
+        carried = {row["SpanId"]: c for row in batch.spans if (c := _carried(row.get("SpanAttributes")))}
         for row in batch.inferences:
             self._guard(row, "pii_found", self._process_inference, self.config.inference_fields)
+            _add(row, "pii_found", carried.get(row.get("span_id", "")))
         for row in batch.spans:
             self._guard(row, "PiiFound", self._process_span, ("SpanAttributes", "Events.Attributes"))
+            _add(row, "PiiFound", carried.get(row.get("SpanId", "")))
         for row in batch.logs:
             self._guard(row, "PiiFound", self._process_log, ("Body", "LogAttributes"))
+            _add(row, "PiiFound", _carried(row.get("LogAttributes")))
 
     def _guard(self, row: Row, count_col: str, fn: Any, fields: Iterable[str]) -> None:
         try:
@@ -524,6 +529,31 @@ class PiiMasker:
         attrs = row.get("LogAttributes")
         if attrs:
             self._mask_attributes(attrs, counts)
+
+
+# The attribute the receiver sets on a record it masked: {"EMAIL": 1, ...} as JSON.
+CARRIED_COUNTS = "inferline.pii_found"
+
+
+def _carried(attrs: dict[str, str] | None) -> dict[str, int] | None:
+    raw = attrs.get(CARRIED_COUNTS) if attrs else None
+    if not raw:
+        return None
+    try:
+        counts = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(counts, dict):
+        return None
+    return {str(k): v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
+def _add(row: Row, column: str, counts: dict[str, int] | None) -> None:
+    if counts:
+        found = dict(row.get(column) or {})
+        for kind, n in counts.items():
+            found[kind] = found.get(kind, 0) + n
+        row[column] = found
 
 
 def _redacted_like(value: Any) -> Any:

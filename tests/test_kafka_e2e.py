@@ -304,6 +304,8 @@ def test_no_pii_in_raw_or_enriched_topics(pipeline: Pipeline) -> None:
     for lookalike in LOOKALIKES:
         assert lookalike.encode() in enriched, f"lookalike {lookalike!r} was altered"
     assert b"<CREDIT_CARD>" in enriched and b"<EMAIL>" in everything
+    # Masked at the receiver, still counted: the counts travelled with the span.
+    assert orjson.loads(messages[INFERENCES][0].value())["pii_found"]["CREDIT_CARD"] == 1
 
 
 def test_a_row_clickhouse_would_refuse_goes_to_the_dlq_and_the_writer_goes_on(pipeline: Pipeline) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -54,4 +55,10 @@ def test_content_attributes_events_and_log_bodies_are_masked_before_the_sink() -
     raw = b"".join(recorder.seen)
     assert EMAIL.encode() not in raw and CARD.encode() not in raw
     assert raw.count(b"<EMAIL>") == 4 and b"<CREDIT_CARD>" in raw
+    # The counts travel with each masked record, for the pii_found columns downstream.
+    masked_span = (
+        ExportTraceServiceRequest.FromString(recorder.seen[0]).resource_spans[0].scope_spans[0].spans[0]
+    )
+    carried = {kv.key: kv.value.string_value for kv in masked_span.attributes}["inferline.pii_found"]
+    assert orjson.loads(carried) == {"EMAIL": 3, "CREDIT_CARD": 1}
     assert b"order 1234567" in raw and b"https://shop.example/orders/1234567" in raw

@@ -479,3 +479,21 @@ def test_bad_span_redacts_only_content_attributes(masker: PiiMasker, monkeypatch
     assert attrs["gen_ai.prompt.0.content"] == "<REDACTED>" and attrs["input.value"] == "<REDACTED>"
     assert attrs["gen_ai.request.model"] == "gpt-4o"
     assert span["Events.Attributes"][0] == {"gen_ai.completion": "<REDACTED>", "event.name": "done"}
+
+
+def test_counts_carried_from_the_receiver_are_added(masker: PiiMasker) -> None:
+    """Masked at the receiver: the content holds placeholders only, the counts came along."""
+    carried = '{"EMAIL": 2, "CREDIT_CARD": 1}'
+    batch = Batch(
+        inferences=[
+            {"span_id": "s1", "prompt_messages": [{"role": "user", "content": "mail <EMAIL>, bob@x.io"}]}
+        ],
+        spans=[
+            {"SpanId": "s1", "SpanAttributes": {"inferline.pii_found": carried, "gen_ai.prompt": "<EMAIL>"}}
+        ],
+        logs=[{"Body": "<EMAIL>", "LogAttributes": {"inferline.pii_found": '{"EMAIL": 1}'}}],
+    )
+    masker.process(batch)
+    assert batch.inferences[0]["pii_found"] == {"EMAIL": 3, "CREDIT_CARD": 1}  # 1 found here + 2 carried
+    assert batch.spans[0]["PiiFound"] == {"EMAIL": 2, "CREDIT_CARD": 1}
+    assert batch.logs[0]["PiiFound"] == {"EMAIL": 1}
