@@ -52,6 +52,8 @@ class Span:
     scope_name: str = ""
     scope_version: str = ""
     scope_attributes: Attributes = field(default_factory=dict)
+    # (topic, partition, offset) of the Kafka message the span came from; None in embedded mode.
+    origin: tuple[str, int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +75,8 @@ class LogRecord:
     scope_version: str = ""
     scope_attributes: Attributes = field(default_factory=dict)
     scope_schema_url: str = ""
+    # (topic, partition, offset) of the Kafka message the record came from; None in embedded mode.
+    origin: tuple[str, int, int] | None = None
 
 
 @dataclass(slots=True)

@@ -2,8 +2,13 @@
 one JSON message per record on the enriched topic of its kind.
 
 At-least-once: offsets are committed only after every enriched (and dead-letter) record of the
-polled batch was acknowledged by Kafka. A raw message that cannot be decoded or processed goes to
-the dead-letter topic with the error and its source coordinates; the rest of the batch goes on.
+polled batch was acknowledged by Kafka, and never past a record whose content the normaliser's join
+still holds in memory (log content waiting for its span, a row waiting for late content): each
+partition's commit stops at the lowest such offset (`GenAINormaliser.held_offsets`), so a restart or
+a rebalance replays those records (about a join window's worth) instead of losing the join.
+
+A raw message that cannot be decoded or processed goes to the dead-letter topic with the error and
+its source coordinates; the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -61,15 +66,18 @@ class _Parsed:
 
 class LockingListener(ConsumerRebalanceListener):
     """Holds a rebalance until the batch in progress is published and committed, so a partition
-    changes hands at a committed offset (fewer replays), never in the middle of a batch."""
+    changes hands at a committed offset (fewer replays), never in the middle of a batch.
+    `on_revoked` (async) runs under the lock."""
 
-    def __init__(self, lock: asyncio.Lock, on_assigned: Any = None) -> None:
+    def __init__(self, lock: asyncio.Lock, on_assigned: Any = None, on_revoked: Any = None) -> None:
         self._lock = lock
         self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
-            pass
+            if self._on_revoked is not None:
+                await self._on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self._on_assigned is not None:
@@ -109,6 +117,9 @@ class KafkaProcessor:
         self._cpu = ThreadPoolExecutor(1, thread_name_prefix="process")
         self._lock = asyncio.Lock()
         self._limit = ks.max_message_bytes - MESSAGE_OVERHEAD
+        # Per partition: the offset after the last processed record, and the last offset committed.
+        self._position: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
         self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -122,7 +133,8 @@ class KafkaProcessor:
             return
         self._producer, self._consumer = producer, consumer
         self._consumer.subscribe(
-            [ks.raw_spans_topic, ks.raw_logs_topic], listener=LockingListener(self._lock)
+            [ks.raw_spans_topic, ks.raw_logs_topic],
+            listener=LockingListener(self._lock, on_revoked=self._revoked),
         )
         self.ready = True
         log.info(
@@ -134,6 +146,13 @@ class KafkaProcessor:
                 if polled:
                     async with self._lock:
                         await self._handle(polled, stop)
+                elif self._behind():
+                    # Idle: let the join expire what outlived its window, and commit past it.
+                    async with self._lock:
+                        await asyncio.get_running_loop().run_in_executor(
+                            self._cpu, self._chain.normaliser.expire
+                        )
+                        await self._commit()
         finally:
             self.ready = False
             await stop_client(self._consumer)
@@ -160,11 +179,51 @@ class KafkaProcessor:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        for tp, records in polled.items():
+            self._position[tp] = records[-1].offset + 1
+        await self._commit()
+
+    def _behind(self) -> bool:
+        """Some partition has processed records that are not committed yet."""
+        committed = self._committed
+        return any(committed.get(tp, -1) < pos for tp, pos in self._position.items())
+
+    async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
+        """Commit each partition up to its processed position, but not past the lowest offset the
+        join still holds, and never backwards. Call with the lock held and the CPU thread idle."""
+        held = self._chain.normaliser.held_offsets()
+        offsets = {}
+        for tp in self._position if partitions is None else partitions:
+            pos = self._position.get(tp)
+            if pos is None:
+                continue
+            h = held.get((tp.topic, tp.partition))
+            target = pos if h is None or h > pos else h
+            if target > self._committed.get(tp, -1):
+                offsets[tp] = target
+        if not offsets:
+            return
         try:
-            await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in polled.items()})
+            await self._consumer.commit(offsets)
         except Exception as e:
             # Rebalanced meanwhile: the next owner processes these again (at-least-once).
             log.warning("offset commit failed; records will be processed again", error=repr(e)[:200])
+            return
+        self._committed.update(offsets)
+
+    async def _revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before partitions go: commit what can be, then drop what the join holds from them (their
+        next owner, maybe this consumer again, replays it from the commit; kept, it would be merged
+        twice)."""
+        if not revoked:
+            return
+        await self._commit(revoked)
+        dropped = self._chain.normaliser.forget([(tp.topic, tp.partition) for tp in revoked])
+        for tp in revoked:
+            self._position.pop(tp, None)
+            self._committed.pop(tp, None)
+        if dropped:
+            log.info("partitions revoked: held join entries left to the replay", dropped=dropped)
 
     # -- CPU part, in the worker thread --------------------------------------------------------
 
@@ -218,10 +277,15 @@ class KafkaProcessor:
         if m.value is None:
             raise ValueError("message has no value")
         p = _Parsed(m)
+        origin = (m.topic, m.partition, m.offset)
         if m.topic == ks.raw_spans_topic:
             p.spans = flatten_spans(ExportTraceServiceRequest.FromString(m.value), project).records
+            for s in p.spans:
+                s.origin = origin
         else:
             p.logs = flatten_logs(ExportLogsServiceRequest.FromString(m.value), project).records
+            for r in p.logs:
+                r.origin = origin
         return p
 
     def _dead_letter(self, m: ConsumerRecord, stage: str, error: Exception) -> Outgoing:

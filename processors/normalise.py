@@ -29,7 +29,17 @@ from processors.conventions import (
 from processors.conventions.attribution import attribution, metadata
 from processors.conventions.classify import convention as detect_convention
 from processors.conventions.classify import model_call_operation
-from processors.conventions.content_join import ContentJoin, EmittedRow, JoinKey, add_log, copy_row
+from processors.conventions.content_join import (
+    ContentJoin,
+    EmittedRow,
+    JoinKey,
+    Origins,
+    Partition,
+    add_log,
+    add_origin,
+    copy_row,
+    merge_origins,
+)
 from processors.conventions.field_sources import DEFAULT_TENANT_KEYS, Chains, first_str
 from processors.conventions.key_scan import Indexed, scan
 from processors.conventions.messages import Message
@@ -123,6 +133,20 @@ class GenAINormaliser:
     def emitted_size(self) -> int:
         return self._join.emitted_size
 
+    def held_offsets(self) -> dict[Partition, int]:
+        """The lowest Kafka offset per (topic, partition) of the records the join still holds in memory
+        (content waiting for its span, rows waiting for late content). A consumer must not commit past
+        it: after a restart the replay rebuilds what was held. Empty for records without `origin`."""
+        return self._join.held_offsets()
+
+    def expire(self) -> None:
+        """Drop what outlived the join window (normalise does this on every call; for idle times)."""
+        self._join.expire(self._clock())
+
+    def forget(self, partitions: list[Partition]) -> int:
+        """Drop what the join holds from records of `partitions` (revoked from this consumer)."""
+        return self._join.forget(partitions)
+
     def normalise(self, spans: list[Span], logs: list[LogRecord]) -> list[Row]:
         """Inference rows for the model-call spans among `spans`, with message content joined from
         `logs` (and from logs seen earlier) by (project_id, trace_id, span_id)."""
@@ -130,15 +154,26 @@ class GenAINormaliser:
         join = self._join
         join.expire(now)
         batch_content: dict[JoinKey, EventContent] = {}
+        # Kafka coordinates of the content logs, per span (stays None in embedded mode).
+        batch_origins: dict[JoinKey, Origins] | None = None
         for log in logs:
             try:
-                add_log(batch_content, log)
+                key = add_log(batch_content, log)
             except Exception:  # one unreadable record must not cost the batch
                 self.failed_logs += 1
+                continue
+            if key is not None and log.origin is not None:
+                if batch_origins is None:
+                    batch_origins = {}
+                batch_origins[key] = add_origin(batch_origins.get(key), log.origin)
         rows: list[Row] = []
+        waiting = join.waiting
         for span in spans:
             key = (span.project_id, span.trace_id, span.span_id)
-            content = join.take(key, batch_content.pop(key, None))
+            content = batch_content.pop(key, None)
+            origins: Origins = None
+            if key in waiting:
+                content, origins = join.take(key, content)
             try:
                 built = self._build(span, content)
             except Exception:  # a span that still fails is skipped and counted
@@ -149,17 +184,24 @@ class GenAINormaliser:
             row, emitted = built
             rows.append(row)
             if emitted is not None:
-                join.remember(key, emitted, now)
+                # Held while remembered: the span, and the logs whose content went into the row.
+                if span.origin is not None:
+                    origins = add_origin(origins, span.origin)
+                if batch_origins is not None:
+                    origins = merge_origins(origins, batch_origins.pop(key, None))
+                join.remember(key, emitted, now, origins)
         # Content for spans not in this batch: completes a row emitted earlier, or waits for its span.
         for key, content in batch_content.items():
+            origins = batch_origins.get(key) if batch_origins is not None else None
             emitted = join.emitted(key)
             if emitted is None:
-                join.wait(key, content, now)
+                join.wait(key, content, now, origins)
                 continue
             try:
                 rows.append(emitted.updated(content))
             except Exception:
                 self.failed_logs += 1
+            join.extend(emitted, origins)
         join.bound()
         return rows
 
