@@ -17,9 +17,8 @@ from api.sql import ReadOnlySql
 from api.sql_guard import SqlError
 from ingest.auth import ApiKeys, key_from_headers
 
-# Parameters of ClickHouse's HTTP interface that this endpoint reads; other settings are ignored
-# (the session is read-only and could not take them anyway).
-_QUERY_PARAMS = ("query", "database", "default_format")
+# Of ClickHouse's HTTP interface parameters this endpoint reads `query`, `default_format` and
+# `param_*`; settings are ignored (the session is read-only and could not take them anyway).
 
 
 def _sql_key(request: Request) -> str | None:
