@@ -12,10 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 import httpx
 import pytest
 
@@ -235,3 +238,38 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         owner.poll(1.0)
+
+
+def consume(
+    bootstrap: str,
+    topic: str,
+    matches: Callable[[confluent_kafka.Message], bool],
+    count: int = 1,
+    timeout: float = 60,
+) -> list[confluent_kafka.Message]:
+    """A downstream consumer as a user would write it (confluent-kafka, its own group): the first
+    `count` messages on `topic` that `matches`, or fewer if `timeout` runs out."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"downstream-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[confluent_kafka.Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(found) < count:
+            m = consumer.poll(0.5)
+            if m is not None and not m.error() and matches(m):
+                found.append(m)
+    finally:
+        consumer.close()
+    return found
+
+
+def keyed(trace_id: str) -> Callable[[confluent_kafka.Message], bool]:
+    """Messages keyed by this trace id."""
+    return lambda m: m.key() is not None and m.key().decode() == trace_id

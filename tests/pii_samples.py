@@ -1,5 +1,8 @@
 """PII values and lookalikes shared by the end-to-end masking tests."""
 
+import json
+from typing import Any
+
 PII = {
     "EMAIL": "jane.doe@example.com",
     "PHONE": "+1 415 555 0132",
@@ -24,3 +27,21 @@ PROMPT = (
     "2025-08-20T10:05:00.250Z, I paid $1,234.56 and used 1200 tokens; not card 4111 1111 1111 1112."
 )
 RESPONSE = "I have noted SSN 123-45-6789 and IBAN DE89 3704 0044 0532 0130 00 from 203.0.113.42."
+
+
+def chat_attributes_with_pii(**extra: Any) -> dict[str, Any]:
+    """A GenAI chat span's attributes whose prompt and response carry PII and lookalikes."""
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 120,
+        "gen_ai.usage.output_tokens": 30,
+        "gen_ai.input.messages": json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": PROMPT}]}]
+        ),
+        "gen_ai.output.messages": json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": RESPONSE}], "finish_reason": "stop"}]
+        ),
+        **extra,
+    }

@@ -5,8 +5,6 @@ row per span."""
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,7 +20,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from processors.normalise import inference_id
 from storage.kafka_writer import FAULT_CRASH_AFTER_INSERT, FAULT_EXIT_CODE
 from tests.conftest import wait_for
-from tests.kafka_helpers import Backend, Role, role_env, start_backend
+from tests.kafka_helpers import Backend, Role, consume, keyed, role_env, start_backend
 from tests.otlp_helpers import (
     GENAI_COST,
     json_span,
@@ -32,7 +30,7 @@ from tests.otlp_helpers import (
     sdk_spans,
     traces_json,
 )
-from tests.pii_samples import LOOKALIKES, PII, PROMPT, RESPONSE
+from tests.pii_samples import LOOKALIKES, PII, chat_attributes_with_pii
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -80,41 +78,6 @@ def pipeline(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iter
             r.stop()
 
 
-def _consume(bootstrap: str, topic: str, want, timeout: float = 60):  # type: ignore[no-untyped-def]
-    """A downstream consumer as a user would write it (confluent-kafka, its own group)."""
-    consumer = confluent_kafka.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"downstream-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    found = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            m = consumer.poll(0.5)
-            if m is None or m.error():
-                continue
-            if want(m):
-                found.append(m)
-                if len(found) >= want.count:
-                    break
-    finally:
-        consumer.close()
-    return found
-
-
-class _Want:
-    def __init__(self, predicate, count: int = 1) -> None:  # type: ignore[no-untyped-def]
-        self.predicate, self.count = predicate, count
-
-    def __call__(self, m) -> bool:  # type: ignore[no-untyped-def]
-        return self.predicate(m)
-
-
 def _writer_caught_up(bootstrap: str, topics: list[str]) -> bool:
     """The writer group's committed offsets are at the end of every enriched partition."""
     c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "inferline-writer"})
@@ -154,9 +117,7 @@ def _export(receiver: Role, genai_count: int, plain_count: int) -> tuple[int, se
 
 def _enriched_inferences(bootstrap: str, ids: set[str]) -> list[dict]:
     """Downstream: the enriched inferences, read by a different Kafka client than ours."""
-    got = _consume(
-        bootstrap, INFERENCES, _Want(lambda m: orjson.loads(m.value())["inference_id"] in ids, len(ids))
-    )
+    got = consume(bootstrap, INFERENCES, lambda m: orjson.loads(m.value())["inference_id"] in ids, len(ids))
     assert len(got) == len(ids)
     records = []
     for m in got:
@@ -232,7 +193,7 @@ def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipe
     )
     assert r.status_code == 200, r.text
 
-    dead = _consume(p.backend.bootstrap, DLQ, _Want(lambda m: m.value() == garbage))
+    dead = consume(p.backend.bootstrap, DLQ, lambda m: m.value() == garbage)
     assert len(dead) == 1
     h = dict(dead[0].headers())
     assert h["inferline-dlq-source-topic"] == b"otlp_spans"
@@ -243,9 +204,7 @@ def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipe
     assert h["inferline-project"] == PROJECT.encode()
     assert dead[0].key() == b"junk"
 
-    after = _consume(
-        p.backend.bootstrap, SPANS, _Want(lambda m: orjson.loads(m.value())["TraceId"] == trace_id)
-    )
+    after = consume(p.backend.bootstrap, SPANS, lambda m: orjson.loads(m.value())["TraceId"] == trace_id)
     assert len(after) == 1
     assert dict(after[0].headers())["record-kind"] == b"span"
 
@@ -264,19 +223,7 @@ def test_no_pii_in_raw_or_enriched_topics(pipeline: Pipeline) -> None:
     """Content with PII goes in; neither the raw topic (masked at the receiver) nor any enriched
     record carries it, while lookalikes survive unchanged."""
     trace_id, span_id = new_trace_id(), new_span_id()
-    attributes = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.usage.input_tokens": 120,
-        "gen_ai.usage.output_tokens": 30,
-        "gen_ai.input.messages": orjson.dumps(
-            [{"role": "user", "parts": [{"type": "text", "content": PROMPT}]}]
-        ).decode(),
-        "gen_ai.output.messages": orjson.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": RESPONSE}], "finish_reason": "stop"}]
-        ).decode(),
-    }
+    attributes = chat_attributes_with_pii()
     span = json_span(attributes, trace_id=trace_id, span_id=span_id, name="chat gpt-4o-mini")
     log = {
         "traceId": trace_id,
@@ -290,9 +237,9 @@ def test_no_pii_in_raw_or_enriched_topics(pipeline: Pipeline) -> None:
         assert r.status_code == 200, r.text
 
     bootstrap = pipeline.backend.bootstrap
-    ours = _Want(lambda m: m.key() is not None and m.key().decode() == trace_id)
+    ours = keyed(trace_id)
     messages = {
-        topic: _consume(bootstrap, topic, ours)
+        topic: consume(bootstrap, topic, ours)
         for topic in ("otlp_spans", "otlp_logs", INFERENCES, SPANS, "inferline.logs")
     }
     for topic, found in messages.items():
@@ -320,7 +267,7 @@ def test_a_row_clickhouse_would_refuse_goes_to_the_dlq_and_the_writer_goes_on(pi
 
     _, ids = _export(p.receiver, genai_count=1, plain_count=0)  # a good call behind it
     [good] = ids
-    dead = _consume(p.backend.bootstrap, DLQ, _Want(lambda m: m.value() == bad))
+    dead = consume(p.backend.bootstrap, DLQ, lambda m: m.value() == bad)
     assert len(dead) == 1
     headers = dict(dead[0].headers())
     assert headers["inferline-dlq-stage"] == b"write"
@@ -340,19 +287,7 @@ def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(
     from otlp.json_codec import decode_json
 
     trace_id, span_id = new_trace_id(), new_span_id()
-    attributes = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.usage.input_tokens": 120,
-        "gen_ai.usage.output_tokens": 30,
-        "gen_ai.input.messages": orjson.dumps(
-            [{"role": "user", "parts": [{"type": "text", "content": PROMPT}]}]
-        ).decode(),
-        "gen_ai.output.messages": orjson.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": RESPONSE}], "finish_reason": "stop"}]
-        ).decode(),
-    }
+    attributes = chat_attributes_with_pii()
     span = json_span(attributes, trace_id=trace_id, span_id=span_id, name="chat gpt-4o-mini")
     raw = decode_json(traces_json([span]), ExportTraceServiceRequest).SerializeToString()
     assert PII["EMAIL"].encode() in raw
@@ -362,8 +297,8 @@ def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(
     )
     producer.flush(10)
 
-    ours = _Want(lambda m: m.key() is not None and m.key().decode() == trace_id)
-    enriched = [m for topic in (INFERENCES, SPANS) for m in _consume(pipeline.backend.bootstrap, topic, ours)]
+    ours = keyed(trace_id)
+    enriched = [m for topic in (INFERENCES, SPANS) for m in consume(pipeline.backend.bootstrap, topic, ours)]
     assert len(enriched) == 2
     inference = orjson.loads(
         enriched[0].value() if b"inference_id" in enriched[0].value() else enriched[1].value()

@@ -9,19 +9,16 @@ still gets its messages.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import confluent_kafka
 import httpx
 import orjson
 import pytest
 
 from processors.normalise import inference_id
 from tests.conftest import wait_for
-from tests.kafka_helpers import Backend, Role, role_env, start_backend
+from tests.kafka_helpers import Backend, Role, consume, keyed, role_env, start_backend
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
 
 pytestmark = pytest.mark.timeout(240)
@@ -101,28 +98,8 @@ def _send_span(receiver: Role, trace_id: str, span_id: str) -> None:
 
 
 def _consume(bootstrap: str, topic: str, trace_id: str, count: int, timeout: float = 60) -> list[dict]:
-    """The enriched records of one trace on `topic` (a confluent-kafka consumer, its own group)."""
-    consumer = confluent_kafka.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"downstream-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    found: list[dict] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and len(found) < count:
-            m = consumer.poll(0.5)
-            if m is None or m.error():
-                continue
-            if m.key() is not None and m.key().decode() == trace_id:
-                found.append(orjson.loads(m.value()))
-    finally:
-        consumer.close()
-    return found
+    """The enriched records of one trace on `topic`, decoded."""
+    return [orjson.loads(m.value()) for m in consume(bootstrap, topic, keyed(trace_id), count, timeout)]
 
 
 def _restart_processor(p: Pipeline) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Service, make_service
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
-from tests.pii_samples import LOOKALIKES, PII, PROMPT, RESPONSE
+from tests.pii_samples import LOOKALIKES, PII, chat_attributes_with_pii
 
 
 @pytest.fixture(scope="module")
@@ -29,21 +29,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 def test_no_pii_in_any_table_and_lookalikes_survive(service: Service, tmp_path: Path) -> None:
     trace_id, span_id = new_trace_id(), new_span_id()
-    attributes = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.usage.input_tokens": 120,
-        "gen_ai.usage.output_tokens": 30,
-        "enduser.email": PII["EMAIL"],
-        "gen_ai.input.messages": json.dumps(
-            [{"role": "user", "parts": [{"type": "text", "content": PROMPT}]}]
-        ),
-        "gen_ai.output.messages": json.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": RESPONSE}], "finish_reason": "stop"}]
-        ),
-        "app.note": "release v2.10.0-rc1, order 1234567",
-    }
+    attributes = chat_attributes_with_pii(
+        **{"enduser.email": PII["EMAIL"], "app.note": "release v2.10.0-rc1, order 1234567"}
+    )
     events = [{"name": "gen_ai.content.prompt", "attributes": {"gen_ai.prompt": f"key {PII['SECRET']}"}}]
     span = json_span(attributes, trace_id=trace_id, span_id=span_id, name="chat gpt-4o-mini", events=events)
     log = {
