@@ -172,3 +172,10 @@ def test_span_before_late_logs_survives_a_processor_restart(pipeline: Pipeline) 
     assert _has_content(updated)
     assert wait_for(lambda: _stored(p, iid)["version"] == 2, timeout=60)
     assert _has_content(_stored(p, iid))
+    # The replayed copy of version 1 reached the writer too; it was not stored again, so the
+    # rollup (whose sums no merge can undo) counts each inference once.
+    counted = (
+        "SELECT (SELECT sum(calls) FROM llm_inferences_by_minute) = "
+        "(SELECT uniqExact(inference_id) FROM llm_inferences)"
+    )
+    assert p.writer.sql(counted, KEY) == "1"
