@@ -430,9 +430,20 @@ class PiiMasker:
             return s  # inline images/audio: masking would corrupt them and they hold no text
         first = s[0]
         if (first == "{" or first == "[") and s[-1] in "}]":
-            probe = _JSON_ESCAPE.sub("\x01", s) if "\\" in s else s
-            if not self._detect(probe):
+            # Escapes become filler of the same length: no match can take in part of an escape,
+            # and match offsets in the probe are offsets in the JSON text.
+            probe = _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
+            detections = self._detect(probe)
+            if not detections:
                 return s
+            # Mask the JSON text itself in one pass, and keep it if it still parses to the same
+            # shape with the skipped keys unchanged; otherwise (a match in a number, across
+            # values) mask leaf by leaf below.
+            masked_s, found = self._apply(s, detections)
+            if _same_shape_and_skipped(s, masked_s, json_skip_keys):
+                for k, n in found.items():
+                    counts[k] = counts.get(k, 0) + n
+                return masked_s
             try:
                 obj = orjson.loads(s)
             except orjson.JSONDecodeError:
@@ -554,6 +565,35 @@ def _add(row: Row, column: str, counts: dict[str, int] | None) -> None:
         for kind, n in counts.items():
             found[kind] = found.get(kind, 0) + n
         row[column] = found
+
+
+def _same_length_filler(m: re.Match[str]) -> str:
+    return "\x01" * (m.end() - m.start())
+
+
+def _same_shape_and_skipped(before: str, after: str, skip_keys: frozenset[str]) -> bool:
+    try:
+        a, b = orjson.loads(before), orjson.loads(after)
+    except orjson.JSONDecodeError:
+        return False
+    return _parallel(a, b, skip_keys)
+
+
+def _parallel(a: Any, b: Any, skip_keys: frozenset[str]) -> bool:
+    """Same structure, same keys, and the values under `skip_keys` untouched."""
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or a.keys() != b.keys():
+            return False
+        return all((a[k] == b[k]) if k in skip_keys else _parallel(a[k], b[k], skip_keys) for k in a)
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(_parallel(x, y, skip_keys) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, str):
+        return isinstance(b, str)
+    return a == b
 
 
 def _redacted_like(value: Any) -> Any:

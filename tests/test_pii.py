@@ -497,3 +497,27 @@ def test_counts_carried_from_the_receiver_are_added(masker: PiiMasker) -> None:
     assert batch.inferences[0]["pii_found"] == {"EMAIL": 3, "CREDIT_CARD": 1}  # 1 found here + 2 carried
     assert batch.spans[0]["PiiFound"] == {"EMAIL": 2, "CREDIT_CARD": 1}
     assert batch.logs[0]["PiiFound"] == {"EMAIL": 1}
+
+
+def test_json_text_is_masked_in_place_around_escapes(masker: PiiMasker) -> None:
+    """The one-pass path: the JSON text keeps its own formatting and escapes, only values change."""
+    value = '[ {"role": "user", "content": "caf\\u00e9 \\"quoted\\"\\njane@example.com\\tok"} ]'
+    counts: dict[str, int] = {}
+    masked = masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS)
+    assert masked == '[ {"role": "user", "content": "caf\\u00e9 \\"quoted\\"\\n<EMAIL>\\tok"} ]'
+    assert counts == {"EMAIL": 1}
+
+
+def test_json_falls_back_to_leaves_when_a_match_is_not_inside_a_string(masker: PiiMasker) -> None:
+    # A bare number that looks like a phone number: masking the text would break the JSON.
+    value = '{"n": 4155550132, "content": "call +1 415 555 0132"}'
+    counts: dict[str, int] = {}
+    masked = orjson.loads(masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS))
+    assert masked == {"n": 4155550132, "content": "call <PHONE>"}
+
+
+def test_json_skipped_keys_stay_untouched_on_either_path(masker: PiiMasker) -> None:
+    skipped = sorted(pii_module.MESSAGE_SKIP_KEYS)[0]
+    value = orjson.dumps({skipped: "jane@example.com", "content": "jane@example.com"}).decode()
+    masked = orjson.loads(masker._mask_str(value, {}, pii_module.MESSAGE_SKIP_KEYS))
+    assert masked == {skipped: "jane@example.com", "content": "<EMAIL>"}
