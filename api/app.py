@@ -1,4 +1,5 @@
-"""The API port (default 8080): health, readiness, Prometheus metrics and read-only SQL."""
+"""The API port (default 8080): the product API (/api/v1, OpenAPI at /openapi.json), health,
+readiness, Prometheus metrics and read-only SQL (ClickHouse's HTTP interface at /)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import base64
 from collections.abc import Callable
 
 import orjson
+from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from api import admin, analytics, feedback, inferences
+from api.deps import ApiContext, KeySource
 from api.sql import ReadOnlySql
 from api.sql_guard import SqlError
-from ingest.auth import ApiKeys, key_from_headers
+from ingest.auth import key_from_headers
 
 # Of ClickHouse's HTTP interface parameters this endpoint reads `query`, `default_format` and
 # `param_*`; settings are ignored (the session is read-only and could not take them anyway).
@@ -58,7 +62,12 @@ def health_app(ready: Callable[[], bool]) -> Starlette:
     return Starlette(routes=health_routes(ready))
 
 
-def api_app(keys: ApiKeys, sql: ReadOnlySql, ready: Callable[[], bool]) -> Starlette:
+def api_app(
+    keys: KeySource, sql: ReadOnlySql, ready: Callable[[], bool], context: ApiContext | None = None
+) -> FastAPI:
+    """`context` carries what the product API needs beyond keys and SQL (admin key, feedback
+    writer, key management); without it those routes answer that they are off."""
+
     async def ping(request: Request) -> Response:
         return PlainTextResponse("Ok.\n")
 
@@ -95,10 +104,18 @@ def api_app(keys: ApiKeys, sql: ReadOnlySql, ready: Callable[[], bool]) -> Starl
             },
         )
 
-    return Starlette(
-        routes=[
-            *health_routes(ready),
-            Route("/ping", ping),
-            Route("/", query, methods=["GET", "POST"]),
-        ]
+    app = FastAPI(
+        title="inferline API",
+        version="1",
+        summary="LLM inferences per project: list, detail, feedback, analytics, export.",
+        docs_url="/docs",
+        redoc_url=None,
     )
+    app.state.ctx = context or ApiContext(keys=keys, sql=sql)
+    for module in (inferences, feedback, analytics, admin):
+        app.include_router(module.router)
+    # Plain Starlette routes, outside the OpenAPI spec: ClickHouse's protocol and health probes.
+    app.router.routes.extend(
+        [*health_routes(ready), Route("/ping", ping), Route("/", query, methods=["GET", "POST"])]
+    )
+    return app

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any, Protocol
+
+import orjson
 
 from api.sql_guard import PROJECT_TABLES, SqlError, check_ast, check_single_statement, split_format
 from ingest.auth import PROJECT_ID
@@ -61,7 +64,7 @@ class ReadOnlySql:
             "max_result_bytes": str(max_result_bytes),
             "result_overflow_mode": "throw",
         }
-        self._sessions: dict[str, tuple[_Session, threading.Lock]] = {}
+        self._sessions: dict[tuple[str, str], tuple[_Session, threading.Lock]] = {}
         self._closers: list[Any] = []
         self._lock = threading.Lock()
 
@@ -74,41 +77,84 @@ class ReadOnlySql:
         )
         return "{" + pairs + "}"
 
-    def _session(self, project_id: str) -> tuple[_Session, threading.Lock]:
+    def _session(self, project_id: str, purpose: str = "sql") -> tuple[_Session, threading.Lock]:
+        """Analysts' SQL and the API's own queries get separate sessions: an API page never
+        waits behind a long analyst query, and the API's output settings stay its own."""
         with self._lock:
-            found = self._sessions.get(project_id)
+            found = self._sessions.get((project_id, purpose))
             if found is None:
-                found = (self._open(project_id), threading.Lock())
-                self._sessions[project_id] = found
+                extra = _API_SETTINGS if purpose == "api" else {}
+                found = (self._open(project_id, extra), threading.Lock())
+                self._sessions[(project_id, purpose)] = found
             return found
 
-    def _open(self, project_id: str) -> _Session:
-        filters = self._filters(project_id)
-        if self._url.startswith("chdb:"):
-            import chdb
+    def _settings(self, project_id: str, extra: dict[str, str]) -> dict[str, str]:
+        return {"additional_table_filters": self._filters(project_id), **self._limits, **extra}
 
-            path = self._url.split("://", 1)[1] or ":memory:"
-            conn = chdb.connect(path)
+    def _chdb_connection(self, project_id: str, extra: dict[str, str]) -> Any:
+        import chdb
+
+        conn = chdb.connect(self._url.split("://", 1)[1] or ":memory:")
+        conn.query(f"USE `{self._database}`")
+        for name, value in self._settings(project_id, extra).items():
+            quoted = value if name == "additional_table_filters" else f"'{value}'"
+            conn.query(f"SET {name} = {quoted}")
+        conn.query("SET readonly = 1")  # last: from here on no setting can change
+        return conn
+
+    def _open(self, project_id: str, extra: dict[str, str]) -> _Session:
+        if self._url.startswith("chdb:"):
+            conn = self._chdb_connection(project_id, extra)
             self._closers.append(conn)
-            conn.query(f"USE `{self._database}`")
-            conn.query(f"SET additional_table_filters = {filters}")
-            for name, value in self._limits.items():
-                conn.query(f"SET {name} = '{value}'")
-            conn.query("SET readonly = 1")  # last: from here on no setting can change
 
             def run_chdb(query: str, fmt: str, params: dict[str, str]) -> bytes:
                 return conn.query(query, fmt, params=params).bytes() or b""
 
             return run_chdb
-        client = connect(
-            self._url, self._database, {"additional_table_filters": filters, **self._limits, "readonly": "1"}
-        )
+        client = connect(self._url, self._database, {**self._settings(project_id, extra), "readonly": "1"})
         self._closers.append(client)
 
         def run_http(query: str, fmt: str, params: dict[str, str]) -> bytes:
             return client.raw_query(query, parameters=params or None, fmt=fmt)
 
         return run_http
+
+    def rows(self, project_id: str, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of one of the API's own (trusted, parameterised) queries, in the project's
+        read-only session: the server confines every table to the project whatever the query."""
+        session, lock = self._session(project_id, "api")
+        text_params = {k: _param_text(v) for k, v in (params or {}).items()}
+        with lock:
+            try:
+                body = session(query, "JSON", text_params)
+            except Exception as e:
+                raise SqlError(400, _clickhouse_message(e)) from None
+        return orjson.loads(body)["data"] if body else []
+
+    def stream(
+        self, project_id: str, query: str, fmt: str, params: dict[str, Any] | None = None
+    ) -> Iterator[bytes]:
+        """The result of a trusted query in chunks as the engine produces them (exports): a
+        connection of its own, so a long export holds no other request up."""
+        text_params = {k: _param_text(v) for k, v in (params or {}).items()}
+        if self._url.startswith("chdb:"):
+            conn = self._chdb_connection(project_id, _API_SETTINGS)
+            try:
+                result = conn.send_query(query, fmt, params=text_params)
+                for chunk in result:
+                    data = chunk.bytes()
+                    if data:
+                        yield data
+            finally:
+                conn.close()
+            return
+        settings = {**self._settings(project_id, _API_SETTINGS), "readonly": "1"}
+        client = connect(self._url, self._database, settings)
+        try:
+            with client.raw_stream(query, parameters=text_params or None, fmt=fmt) as chunks:
+                yield from chunks
+        finally:
+            client.close()
 
     def run(
         self, project_id: str, query: str, default_format: str | None, params: dict[str, str]
@@ -137,6 +183,20 @@ class ReadOnlySql:
     def close(self) -> None:
         for closer in self._closers:
             closer.close()
+
+
+# The API's JSON: numbers as numbers (ClickHouse quotes 64-bit integers by default).
+_API_SETTINGS = {"output_format_json_quote_64bit_integers": "0", "output_format_json_quote_decimals": "0"}
+
+
+def _param_text(value: Any) -> str:
+    """A query parameter in the text form ClickHouse parses for its declared type."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list | tuple):
+        quoted = ("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for v in value)
+        return "[" + ",".join(quoted) + "]"
+    return str(value)
 
 
 def _clickhouse_message(e: Exception) -> str:

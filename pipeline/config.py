@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # Static API keys, "key=project,key2=project2": a distributed receiver authenticates without
     # opening the writer's store. Keys in a ClickHouse server's api_keys table work as well.
     api_keys: str = ""
+    admin_key: SecretStr = Field(
+        SecretStr(""), description="bearer key of the admin API (projects and keys); empty: admin API off"
+    )
     api_keys_file: Path | None = Field(None, description="file with one key=project per line")
     config_file: Path | None = Field(None, description="optional YAML file with the same keys")
 

@@ -14,6 +14,7 @@ import structlog
 import uvicorn
 
 from api.app import api_app
+from api.deps import ApiContext, admin_digest
 from api.sql import ReadOnlySql
 from ingest.admission import Admission
 from ingest.auth import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
@@ -53,6 +54,16 @@ def http_server(app: Any, host: str, port: int) -> uvicorn.Server:
         timeout_graceful_shutdown=10,
     )
     return _Server(config)
+
+
+def api_context(settings: Settings, keys: ApiKeys, sql: ReadOnlySql) -> ApiContext:
+    return ApiContext(
+        keys=keys,
+        sql=sql,
+        database=settings.clickhouse_database,
+        admin_key_sha256=admin_digest(settings.admin_key.get_secret_value()),
+        key_admin=keys,
+    )
 
 
 def print_first_key(key: str, settings: Settings) -> None:
@@ -106,7 +117,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         http_server(app, settings.host, port)
         for app, port in (
             (otlp_http_app(sink, keys, settings.max_request_bytes, admission), settings.http_port),
-            (api_app(keys, sql, lambda: writer.healthy), settings.api_port),
+            (api_app(keys, sql, lambda: writer.healthy, api_context(settings, keys, sql)), settings.api_port),
         )
     ]
     serving = [asyncio.create_task(s.serve()) for s in http_servers]
