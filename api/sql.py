@@ -108,7 +108,7 @@ class ReadOnlySql:
             self._closers.append(conn)
 
             def run_chdb(query: str, fmt: str, params: dict[str, str]) -> bytes:
-                return conn.query(query, fmt, params=params).bytes() or b""
+                return conn.query(query, fmt, params=_chdb_params(params)).bytes() or b""
 
             return run_chdb
         client = connect(self._url, self._database, {**self._settings(project_id, extra), "readonly": "1"})
@@ -140,7 +140,7 @@ class ReadOnlySql:
         if self._url.startswith("chdb:"):
             conn = self._chdb_connection(project_id, _API_SETTINGS)
             try:
-                result = conn.send_query(query, fmt, params=text_params)
+                result = conn.send_query(query, fmt, params=_chdb_params(text_params))
                 for chunk in result:
                     data = chunk.bytes()
                     if data:
@@ -197,6 +197,15 @@ def _param_text(value: Any) -> str:
         quoted = ("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for v in value)
         return "[" + ",".join(quoted) + "]"
     return str(value)
+
+
+_PARAM_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _chdb_params(params: dict[str, str]) -> dict[str, str]:
+    """chDB parses parameters in ClickHouse's escaped text form (a backslash starts an escape, a
+    raw tab or newline ends the value); clickhouse-connect escapes them itself over HTTP."""
+    return {k: v.translate(_PARAM_ESCAPES) for k, v in params.items()}
 
 
 def _clickhouse_message(e: Exception) -> str:
