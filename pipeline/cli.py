@@ -63,10 +63,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     from storage.clickhouse import connect
+    from storage.retention import apply_configured_retention
     from storage.schema import migrate
 
     client = connect(settings.resolved_clickhouse_url, settings.clickhouse_database)
     migrate(client, settings.clickhouse_database, settings.retention_days)
+    apply_configured_retention(client, settings)
     if args.command == "keys":
         from ingest.auth import ApiKeys
 

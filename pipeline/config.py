@@ -21,6 +21,25 @@ class BatchSettings(BaseModel):
     max_pending_rows: int = Field(200_000, ge=1, description="rows waiting for storage before refusing")
 
 
+class RetentionSettings(BaseModel):
+    """Days each kind of table keeps its rows (its TTL), applied at every start by
+    storage.retention; unset means `retention_days`. See docs/schema.md#retention."""
+
+    spans_days: int | None = Field(None, ge=1, description="otel_traces")
+    logs_days: int | None = Field(None, ge=1, description="otel_logs")
+    inferences_days: int | None = Field(None, ge=1, description="llm_inferences")
+    feedback_days: int | None = Field(None, ge=1, description="feedback")
+    rollups_days: int | None = Field(None, ge=1, description="tables named *_by_minute, *_by_hour, *_by_day")
+    # A changed TTL is materialized by recalculating each part's expiry (cheap: reads the time
+    # column only); off, old parts keep the expiry they were written with until they merge.
+    materialize: bool = True
+
+    def days(self, fallback: int) -> dict[str, int]:
+        """Days per kind of table: spans, logs, inferences, feedback, rollups."""
+        kinds = ("spans", "logs", "inferences", "feedback", "rollups")
+        return {k: getattr(self, f"{k}_days") or fallback for k in kinds}
+
+
 class SqlSettings(BaseModel):
     """Limits of one query on the read-only SQL endpoint, so no query can take the engine down."""
 
@@ -100,6 +119,7 @@ class Settings(BaseSettings):
         description="request bytes being handled at once, past which requests get 429",
     )
     retention_days: int = Field(180, ge=1)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     mask_at_receiver: bool = Field(
         False, description="mask PII in the OTLP request before it leaves the receiver (raw Kafka topics)"
     )

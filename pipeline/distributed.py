@@ -78,10 +78,12 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         from api.sql import ReadOnlySql
         from storage.clickhouse import connect
         from storage.kafka_writer import KafkaWriter
+        from storage.retention import apply_configured_retention
         from storage.schema import migrate
 
         client = connect(url, database)
         migrate(client, database, settings.retention_days)  # the writer owns the schema
+        apply_configured_retention(client, settings)
         writer = KafkaWriter(settings, bootstrap, client)
         workers.append(asyncio.create_task(writer.run(workers_stop), name="writer"))
         ready.append(lambda: writer.ready and writer.healthy)

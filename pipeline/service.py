@@ -28,6 +28,7 @@ from processors.chain import ProcessorChain
 from processors.pii import PiiConfig, PiiMasker
 from storage.clickhouse import connect
 from storage.inserter import Inserter
+from storage.retention import apply_configured_retention
 from storage.schema import migrate
 from storage.writer import BatchWriter
 
@@ -90,6 +91,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
     write_client = connect(url, database)
     migrate(write_client, database, settings.retention_days)
+    apply_configured_retention(write_client, settings)  # per-table TTLs, docs/schema.md#retention
     keys = ApiKeys(connect(url, database), database)
     first_key = ensure_default_key(keys, settings.data_dir)
     if first_key:
