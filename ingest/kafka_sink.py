@@ -21,13 +21,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from ingest.sink import ExportResult
-from otlp.flatten import count_logs, count_spans
 from pipeline import metrics
 from pipeline.config import KafkaSettings
 from pipeline.errors import Overloaded, Unavailable
 from pipeline.kafka import MESSAGE_OVERHEAD, make_producer, start_client, stop_client
 
 log = structlog.get_logger()
+
+_PENDING = metrics.QUEUE_DEPTH.labels("kafka_pending_bytes")
 
 # (resource list, scope list, record list) field names of the two request types.
 _TRACES = ("resource_spans", "scope_spans", "spans")
@@ -227,38 +228,36 @@ class KafkaSink:
         log.info("kafka producer connected", bootstrap=self._bootstrap)
 
     async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
-        return await self._export("spans", self._ks.raw_spans_topic, request, project_id)
+        return await self._export(self._ks.raw_spans_topic, request, project_id)
 
     async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
-        return await self._export("logs", self._ks.raw_logs_topic, request, project_id)
+        return await self._export(self._ks.raw_logs_topic, request, project_id)
 
-    async def _export(self, signal: str, topic: str, request: Message, project_id: str) -> ExportResult:
+    async def _export(self, topic: str, request: Message, project_id: str) -> ExportResult:
         producer = self._producer
         if producer is None:
-            metrics.REFUSED.labels("kafka_unavailable").inc()
             raise Unavailable("Kafka is not reachable")
         split = split_request(request, self._by_trace, self._max_value)
         size = sum(len(v) for _, v in split.messages)
         if self._pending_bytes and self._pending_bytes + size > self._ks.max_pending_bytes:
-            metrics.REFUSED.labels("overloaded").inc()
-            raise Overloaded(f"{self._pending_bytes} bytes are waiting for Kafka acknowledgements")
+            # The Kafka counterpart of the writer's pending rows: data waiting for the durable point.
+            raise Overloaded(
+                f"{self._pending_bytes} bytes are waiting for Kafka acknowledgements", reason="pending_rows"
+            )
         headers = [(self._ks.project_header, project_id.encode())]
         self._pending_bytes += size
+        _PENDING.set(self._pending_bytes)
         try:
             # Bounded: a broker outage must become a retryable answer, not a hung sender.
             async with asyncio.timeout(self._ks.delivery_timeout_s):
                 acks = [await producer.send(topic, v, key=k, headers=headers) for k, v in split.messages]
                 await asyncio.gather(*acks)
         except Exception as e:  # KafkaError, TimeoutError: nothing is acknowledged to the sender
-            metrics.REFUSED.labels("kafka_unavailable").inc()
             log.warning("kafka did not acknowledge", topic=topic, error=repr(e)[:200])
             raise Unavailable("Kafka did not acknowledge the request") from e
         finally:
             self._pending_bytes -= size
-        total = count_spans(request) if signal == "spans" else count_logs(request)  # type: ignore[arg-type]
-        metrics.RECEIVED.labels(signal).inc(total - split.rejected)
-        if split.rejected:
-            metrics.REJECTED.labels(signal).inc(split.rejected)
+            _PENDING.set(self._pending_bytes)
         return ExportResult(split.rejected, split.error)
 
     async def close(self) -> None:

@@ -21,40 +21,42 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from ingest.admission import Admission
 from ingest.auth import ApiKeys, key_from_headers
-from ingest.sink import Sink
+from ingest.sink import ExportResult, Sink
 from otlp.errors import OtlpDecodeError
+from otlp.flatten import count_records
 from otlp.json_codec import decode_protobuf
+from pipeline import metrics
 from pipeline.errors import Retryable
+from pipeline.logging import error_summary
 
 log = structlog.get_logger()
 
 
-async def _authenticate(keys: ApiKeys, context: grpc.aio.ServicerContext) -> str:
+PROTOCOL = "grpc"  # the `protocol` label of the request metrics
+
+
+def _project(keys: ApiKeys, context: grpc.aio.ServicerContext) -> str | None:
     metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-    project_id = keys.project_for(key_from_headers(metadata))
-    if project_id is None:
-        await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED,
-            "missing or unknown API key: send metadata 'authorization: Bearer <key>' or 'x-api-key: <key>'",
-        )
-    return project_id  # type: ignore[return-value]
+    return keys.project_for(key_from_headers(metadata))
 
 
 async def _refuse(context: grpc.aio.ServicerContext, error: Retryable) -> None:
-    """UNAVAILABLE is retryable for every OTLP client; RetryInfo says how long to wait."""
+    """UNAVAILABLE (or RESOURCE_EXHAUSTED for a rate limit) with RetryInfo saying how long to wait:
+    OTLP exporters retry both."""
     retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=error.retry_after_s))
     detail = any_pb2.Any()
     detail.Pack(retry)
     message = f"{error}; retry later"
-    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail])
+    status = status_pb2.Status(code=code_pb2.Code.Value(error.grpc_code), message=message, details=[detail])
     await context.abort(
-        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode[error.grpc_code],
         message,
         trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
     )
 
 
 def _export_handler(
+    signal: str,
     sink_method: str,
     request_type: type[Message],
     response_type: type[Message],
@@ -64,28 +66,53 @@ def _export_handler(
     admission: Admission,
 ) -> grpc.RpcMethodHandler:
     """A unary Export handler that decodes the request itself, so a malformed payload gets
-    INVALID_ARGUMENT with a reason (gRPC's own deserializer would answer INTERNAL)."""
+    INVALID_ARGUMENT with a reason (gRPC's own deserializer would answer INTERNAL). Every answer
+    is counted in the request metrics by its outcome."""
+    requests = metrics.OTLP_REQUESTS
 
-    async def export(body: bytes, context: grpc.aio.ServicerContext) -> Message:
-        project_id = await _authenticate(keys, context)
+    async def admit_and_export(body: bytes, project_id: str) -> tuple[int, ExportResult]:
+        admission.check_rate(project_id, signal)
         held = len(body)
+        admission.acquire(held)
         try:
-            admission.acquire(held)
-        except Retryable as e:
-            await _refuse(context, e)
-        try:
+            request = decode_protobuf(body, request_type)
+            records = count_records(request)
+            admission.take_rate(project_id, signal, records)
             try:
-                request = decode_protobuf(body, request_type)
-            except OtlpDecodeError as e:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP payload: {e}")
-            try:
-                result = await getattr(sink, sink_method)(request, project_id)
+                return records, await getattr(sink, sink_method)(request, project_id)
             except Retryable as e:
-                await _refuse(context, e)
+                log.warning("export refused", reason=e.reason, project_id=project_id)
+                raise
         finally:
             admission.release(held)
-        response = result.response(response_type, rejected_field)
-        return response
+
+    async def export(body: bytes, context: grpc.aio.ServicerContext) -> Message:
+        project_id = _project(keys, context)
+        if project_id is None:
+            requests.labels(PROTOCOL, signal, "unauthenticated").inc()
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or unknown API key: "
+                "send metadata 'authorization: Bearer <key>' or 'x-api-key: <key>'",
+            )
+        try:
+            records, result = await admit_and_export(body, project_id)  # type: ignore[arg-type]
+        except Retryable as e:
+            requests.labels(PROTOCOL, signal, "refused").inc()
+            metrics.REQUESTS_REFUSED.labels(PROTOCOL, e.reason).inc()
+            await _refuse(context, e)
+        except OtlpDecodeError as e:
+            requests.labels(PROTOCOL, signal, "invalid").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP payload: {e}")
+        except Exception as e:
+            requests.labels(PROTOCOL, signal, "error").inc()
+            log.error("export failed", signal=signal, error=error_summary(e))
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        requests.labels(PROTOCOL, signal, "partial" if result.rejected else "accepted").inc()
+        metrics.RECORDS_ACCEPTED.labels(PROTOCOL, signal).inc(records - result.rejected)
+        if result.rejected:
+            metrics.RECORDS_REJECTED.labels(PROTOCOL, signal).inc(result.rejected)
+        return result.response(response_type, rejected_field)
 
     return grpc.unary_unary_rpc_method_handler(
         export,
@@ -113,6 +140,7 @@ def otlp_grpc_server(
         ],
     )
     traces = _export_handler(
+        "traces",
         "export_spans",
         ExportTraceServiceRequest,
         ExportTraceServiceResponse,
@@ -122,6 +150,7 @@ def otlp_grpc_server(
         admission,
     )
     logs = _export_handler(
+        "logs",
         "export_logs",
         ExportLogsServiceRequest,
         ExportLogsServiceResponse,

@@ -28,11 +28,15 @@ from ingest.auth import ApiKeys, key_from_headers
 from ingest.bodies import BodyTooLarge, UnsupportedEncoding, decompress, read_limited
 from ingest.sink import ExportResult, Sink
 from otlp.errors import OtlpDecodeError
+from otlp.flatten import count_records
 from otlp.json_codec import decode_json, decode_protobuf
+from pipeline import metrics
 from pipeline.errors import Retryable
+from pipeline.logging import error_summary
 
 log = structlog.get_logger()
 
+PROTOCOL = "http"  # the `protocol` label of the request metrics
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -85,7 +89,7 @@ def _declared_length(header: str | None, limit: int) -> int:
 def _refused(e: Retryable, as_json: bool) -> Response:
     return _error(
         e.http_status,
-        code_pb2.UNAVAILABLE,
+        code_pb2.Code.Value(e.grpc_code),
         f"{e}; retry later",
         as_json,
         {"Retry-After": str(e.retry_after_s)},
@@ -99,35 +103,77 @@ def otlp_http_app(
 
     async def handle(
         request: Request,
+        signal: str,
         request_type: type[Message],
         response_type: type[Message],
         rejected_field: str,
         export: Export,
     ) -> Response:
+        """The answer to one export request, counted in the request metrics by its outcome."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        as_json = content_type == JSON
+        requests = metrics.OTLP_REQUESTS
+        try:
+            response, records, rejected = await answer(
+                request, content_type, signal, request_type, response_type, rejected_field, export
+            )
+        except Retryable as e:
+            requests.labels(PROTOCOL, signal, "refused").inc()
+            metrics.REQUESTS_REFUSED.labels(PROTOCOL, e.reason).inc()
+            return _refused(e, as_json)
+        except Exception as e:
+            requests.labels(PROTOCOL, signal, "error").inc()
+            log.error("export failed", signal=signal, error=error_summary(e))
+            return _error(500, code_pb2.INTERNAL, "internal error", as_json)
+        if response.status_code != 200:
+            outcome = "unauthenticated" if response.status_code == 401 else "invalid"
+            requests.labels(PROTOCOL, signal, outcome).inc()
+            return response
+        requests.labels(PROTOCOL, signal, "partial" if rejected else "accepted").inc()
+        metrics.RECORDS_ACCEPTED.labels(PROTOCOL, signal).inc(records - rejected)
+        if rejected:
+            metrics.RECORDS_REJECTED.labels(PROTOCOL, signal).inc(rejected)
+        return response
+
+    async def answer(
+        request: Request,
+        content_type: str,
+        signal: str,
+        request_type: type[Message],
+        response_type: type[Message],
+        rejected_field: str,
+        export: Export,
+    ) -> tuple[Response, int, int]:
+        """(response, records in the request, records rejected); raises Retryable to refuse."""
         as_json = content_type == JSON
         project_id = keys.project_for(key_from_headers(request.headers))
         if project_id is None:
-            return _error(
-                401,
-                code_pb2.UNAUTHENTICATED,
-                "missing or unknown API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
-                as_json,
-                {"WWW-Authenticate": "Bearer"},
+            return (
+                _error(
+                    401,
+                    code_pb2.UNAUTHENTICATED,
+                    "missing or unknown API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+                    as_json,
+                    {"WWW-Authenticate": "Bearer"},
+                ),
+                0,
+                0,
             )
         if content_type not in (PROTOBUF, JSON):
-            return _error(
-                415,
-                code_pb2.INVALID_ARGUMENT,
-                f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
-                True,
+            return (
+                _error(
+                    415,
+                    code_pb2.INVALID_ARGUMENT,
+                    f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
+                    True,
+                ),
+                0,
+                0,
             )
+        admission.check_rate(project_id, signal)
         # Hold a share of the in-flight budget from before the body is read until the answer.
         held = _declared_length(request.headers.get("content-length"), max_request_bytes)
-        try:
-            admission.acquire(held)
-        except Retryable as e:
-            return _refused(e, as_json)
+        admission.acquire(held)
         try:
             try:
                 body = await read_limited(request.stream(), max_request_bytes)
@@ -137,29 +183,34 @@ def otlp_http_app(
                     held = len(body)
                 message = decode_json(body, request_type) if as_json else decode_protobuf(body, request_type)
             except BodyTooLarge as e:
-                return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json)
+                return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json), 0, 0
             except UnsupportedEncoding as e:
-                return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json)
-            except Retryable as e:
-                return _refused(e, as_json)
+                return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json), 0, 0
             except (OtlpDecodeError, ValueError) as e:
-                return _error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP payload: {e}", as_json)
+                return _error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP payload: {e}", as_json), 0, 0
             del body
+            records = count_records(message)
+            admission.take_rate(project_id, signal, records)
             try:
                 result = await export(message, project_id)
             except Retryable as e:
-                log.warning("export refused", reason=type(e).__name__, project_id=project_id)
-                return _refused(e, as_json)
+                log.warning("export refused", reason=e.reason, project_id=project_id)
+                raise
         finally:
             admission.release(held)
         response = result.response(response_type, rejected_field)
         if as_json:
-            return Response(_response_json(response, rejected_field), media_type=JSON)
-        return Response(response.SerializeToString(), media_type=PROTOBUF)
+            return (
+                Response(_response_json(response, rejected_field), media_type=JSON),
+                records,
+                result.rejected,
+            )
+        return Response(response.SerializeToString(), media_type=PROTOBUF), records, result.rejected
 
     async def traces(request: Request) -> Response:
         return await handle(
             request,
+            "traces",
             ExportTraceServiceRequest,
             ExportTraceServiceResponse,
             "rejected_spans",
@@ -169,6 +220,7 @@ def otlp_http_app(
     async def logs(request: Request) -> Response:
         return await handle(
             request,
+            "logs",
             ExportLogsServiceRequest,
             ExportLogsServiceResponse,
             "rejected_log_records",

@@ -156,4 +156,11 @@ def count_logs(request: ExportLogsServiceRequest) -> int:
     return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
 
 
+def count_records(request: ExportTraceServiceRequest | ExportLogsServiceRequest) -> int:
+    """Spans or log records in an export request."""
+    if isinstance(request, ExportTraceServiceRequest):
+        return count_spans(request)
+    return count_logs(request)
+
+
 __all__ = ["Flattened", "any_value", "attributes", "flatten_logs", "flatten_spans"]

@@ -21,6 +21,23 @@ class BatchSettings(BaseModel):
     max_pending_rows: int = Field(200_000, ge=1, description="rows waiting for storage before refusing")
 
 
+class ProjectRateLimit(BaseModel):
+    """One project's own limits; unset fields take the defaults of `RateLimitSettings`."""
+
+    spans_per_s: float | None = Field(None, ge=0)
+    logs_per_s: float | None = Field(None, ge=0)
+
+
+class RateLimitSettings(BaseModel):
+    """Per-project ingest rates (token buckets in each receiver process; 0 = no limit). Past
+    them a request gets 429 / RESOURCE_EXHAUSTED with the time until it fits again."""
+
+    spans_per_s: float = Field(0, ge=0, description="spans per second per project")
+    logs_per_s: float = Field(0, ge=0, description="log records per second per project")
+    burst_s: float = Field(2.0, gt=0, description="bucket size, in seconds of the rate")
+    projects: dict[str, ProjectRateLimit] = Field(default_factory=dict, description="per-project overrides")
+
+
 class RetentionSettings(BaseModel):
     """Days each kind of table keeps its rows (its TTL), applied at every start by
     storage.retention; unset means `retention_days`. See docs/schema.md#retention."""
@@ -118,6 +135,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="request bytes being handled at once, past which requests get 429",
     )
+    max_rss_bytes: int = Field(
+        3 << 29, ge=0, description="resident memory past which receivers refuse requests (503); 0 = off"
+    )
+    shutdown_timeout_s: float = Field(30.0, gt=0, description="SIGTERM/SIGINT: drain, flush and exit within")
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     retention_days: int = Field(180, ge=1)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     mask_at_receiver: bool = Field(

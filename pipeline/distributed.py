@@ -20,7 +20,7 @@ import structlog
 import uvicorn
 
 from api.app import health_app
-from ingest.admission import Admission
+from ingest.admission import receiver_admission
 from ingest.auth import AnyKeys, ApiKeys, StaticKeys
 from pipeline.config import Settings
 from pipeline.kafka import ensure_topics
@@ -129,7 +129,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             from processors.pii import PiiConfig, PiiMasker
 
             front = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
-        admission = Admission(settings.max_inflight_bytes)  # shared by both receivers
+        admission = receiver_admission(settings)  # shared by both receivers
         grpc_server = otlp_grpc_server(
             front, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes, admission
         )

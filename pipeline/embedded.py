@@ -11,7 +11,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from ingest.sink import ExportResult
 from otlp.flatten import Flattened, flatten_logs, flatten_spans
-from pipeline import metrics
 from pipeline.records import Batch
 from processors.chain import ProcessorChain
 from storage.writer import BatchWriter
@@ -48,9 +47,6 @@ class EmbeddedSink:
 
     @staticmethod
     def _result(signal: str, flat: Flattened) -> ExportResult:
-        metrics.RECEIVED.labels(signal).inc(len(flat.records))
-        if flat.rejected:
-            metrics.REJECTED.labels(signal).inc(flat.rejected)
         return ExportResult(flat.rejected, flat.error)
 
     def close(self) -> None:

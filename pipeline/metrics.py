@@ -1,17 +1,178 @@
-"""Prometheus metrics, served on the API port at /metrics."""
+"""Prometheus metrics, served on every role's API port at /metrics. The catalogue (names, labels,
+meaning) is documented in docs/operations.md; dashboards and alert rules depend on these names.
 
-from prometheus_client import Counter, Gauge, Histogram
+Labels are bounded: never a user, session, trace or key. `project`, `model` and `provider` keep
+their first `LABEL_VALUES_CAP` distinct values each; later ones are reported as "other".
+Gauges carry `multiprocess_mode` so that the numbers stay meaningful if several processes ever
+share one registry through prometheus-client's multiprocess mode (ignored otherwise).
+"""
 
-RECEIVED = Counter("inferline_records_received_total", "OTLP records accepted", ["signal"])
-REJECTED = Counter("inferline_records_rejected_total", "OTLP records rejected individually", ["signal"])
-REFUSED = Counter("inferline_requests_refused_total", "requests refused with a retryable status", ["reason"])
-INFERENCES = Counter("inferline_inferences_total", "inference rows produced", ["price_status"])
-ROWS_WRITTEN = Counter("inferline_rows_written_total", "rows committed to ClickHouse", ["table"])
-FLUSHES = Counter("inferline_flushes_total", "batch flushes", ["outcome"])
-FLUSH_SECONDS = Histogram("inferline_flush_seconds", "time to insert one batch")
-PENDING_ROWS = Gauge("inferline_pending_rows", "rows waiting for storage")
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+LABEL_VALUES_CAP = 200
+OTHER = "other"
+
+# `*_created` series double the scrape and no dashboard or alert reads them.
+disable_created_metrics()
+
+# -- pipeline ------------------------------------------------------------------------------------
+
+OTLP_REQUESTS = Counter(
+    "inferline_otlp_requests",
+    "OTLP export requests answered, by outcome",
+    ["protocol", "signal", "outcome"],
+)
+RECORDS_ACCEPTED = Counter(
+    "inferline_otlp_records_accepted",
+    "OTLP records (spans, log records) acknowledged to senders",
+    ["protocol", "signal"],
+)
+RECORDS_REJECTED = Counter(
+    "inferline_otlp_records_rejected",
+    "OTLP records refused individually (partial success)",
+    ["protocol", "signal"],
+)
+REQUESTS_REFUSED = Counter(
+    "inferline_requests_refused",
+    "requests refused with a retryable status (429/503, RESOURCE_EXHAUSTED/UNAVAILABLE)",
+    ["protocol", "reason"],
+)
+QUEUE_DEPTH = Gauge(
+    "inferline_queue_depth",
+    "what waits in a bounded queue: rows for storage, request bytes in flight, bytes for Kafka",
+    ["queue"],
+    multiprocess_mode="livesum",
+)
+BATCH_ROWS = Histogram(
+    "inferline_batch_rows",
+    "rows per ClickHouse insert",
+    ["table"],
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000),
+)
+FLUSH_DURATION = Histogram(
+    "inferline_flush_duration_seconds",
+    "duration of one ClickHouse insert",
+    ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ROWS_WRITTEN = Counter("inferline_rows_written", "rows committed to ClickHouse", ["table"])
+INSERT_ERRORS = Counter(
+    "inferline_clickhouse_insert_errors", "ClickHouse inserts that failed (after retries)", ["table"]
+)
+KAFKA_CONSUMER_LAG = Gauge(
+    "inferline_kafka_consumer_lag",
+    "records not yet consumed: sum over the assigned partitions of high watermark - position",
+    ["group", "topic"],
+    multiprocess_mode="livesum",
+)
+DLQ_RECORDS = Counter("inferline_dlq_records", "records sent to the dead-letter topic", ["stage", "reason"])
 VALUES_OUT_OF_RANGE = Counter(
-    "inferline_values_out_of_range_total",
+    "inferline_values_out_of_range",
     "inserts where values beyond a column's range were emptied",
     ["table", "column"],
 )
+UP = Gauge("inferline_up", "1 while the process serves", multiprocess_mode="max")
+BUILD_INFO = Gauge(
+    "inferline_build_info", "the running version (value 1)", ["version"], multiprocess_mode="max"
+)
+
+# -- LLM, from committed inference rows ----------------------------------------------------------
+
+LLM_INFERENCES = Counter(
+    "inferline_llm_inferences",
+    "model calls committed to llm_inferences",
+    ["project", "model", "provider", "status"],
+)
+LLM_TOKENS = Counter(
+    "inferline_llm_tokens", "tokens of committed model calls", ["project", "model", "provider", "type"]
+)
+LLM_COST = Counter(
+    "inferline_llm_cost_usd", "priced cost of committed model calls, USD", ["project", "model"]
+)
+LLM_LATENCY = Histogram(
+    "inferline_llm_latency_seconds",
+    "model call duration",
+    ["model"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300),
+)
+LLM_TTFT = Histogram(
+    "inferline_llm_ttft_seconds",
+    "time to first token of streamed model calls",
+    ["model"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
+)
+
+
+class CappedLabel:
+    """The first `cap` distinct values of one label pass; later ones become "other", so a sender
+    inventing model names cannot grow the scrape without bound."""
+
+    def __init__(self, cap: int = LABEL_VALUES_CAP) -> None:
+        self._cap = cap
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) >= self._cap:
+                return OTHER
+            self._seen.add(value)
+            return value
+
+
+project_label, model_label, provider_label = CappedLabel(), CappedLabel(), CappedLabel()
+
+
+def observe_inferences(rows: Iterable[Mapping[str, Any]]) -> None:
+    """Record the LLM metrics of llm_inferences rows just committed. Only version 1 of an
+    inference counts (later versions add content that arrived late, as the rollup view does),
+    so a call is counted once however many times its row is rewritten."""
+    for row in rows:
+        if row.get("version", 1) != 1:
+            continue
+        project = project_label(str(row.get("project_id") or ""))
+        model = model_label(str(row.get("model") or ""))
+        provider = provider_label(str(row.get("provider") or ""))
+        status = "ok" if row.get("success", True) else "error"
+        LLM_INFERENCES.labels(project, model, provider, status).inc()
+        for kind in ("input", "output"):
+            tokens = row.get(f"{kind}_tokens") or 0
+            if tokens > 0:
+                LLM_TOKENS.labels(project, model, provider, kind).inc(tokens)
+        cost = row.get("total_cost_usd")
+        if cost is not None and cost > 0:
+            LLM_COST.labels(project, model).inc(float(cost) if isinstance(cost, Decimal) else cost)
+        latency_ms = row.get("latency_ms")
+        if latency_ms is not None and latency_ms >= 0:
+            LLM_LATENCY.labels(model).observe(latency_ms / 1000)
+        ttft_ms = row.get("ttft_ms")
+        if ttft_ms is not None and ttft_ms >= 0:
+            LLM_TTFT.labels(model).observe(ttft_ms / 1000)
+
+
+def observe_insert(table: str, rows: int, seconds: float) -> None:
+    """One successful insert of `rows` rows into `table`."""
+    BATCH_ROWS.labels(table).observe(rows)
+    FLUSH_DURATION.labels(table).observe(seconds)
+    ROWS_WRITTEN.labels(table).inc(rows)
+
+
+def _version() -> str:
+    try:
+        return version("inferline")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+UP.set(1)
+BUILD_INFO.labels(_version()).set(1)

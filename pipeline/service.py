@@ -16,7 +16,7 @@ import uvicorn
 from api.app import api_app
 from api.deps import ApiContext, admin_digest
 from api.sql import ReadOnlySql
-from ingest.admission import Admission
+from ingest.admission import receiver_admission
 from ingest.auth import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
 from ingest.masking_sink import MaskingSink
 from ingest.otlp_grpc import otlp_grpc_server
@@ -110,7 +110,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
     sql = ReadOnlySql(url, database, **settings.sql.model_dump())
 
-    admission = Admission(settings.max_inflight_bytes)  # shared by both receivers
+    admission = receiver_admission(settings)  # shared by both receivers
     grpc_server = otlp_grpc_server(
         sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes, admission
     )

@@ -26,7 +26,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from ingest.auth import PROJECT_ID
 from otlp.flatten import flatten_logs, flatten_spans
+from pipeline import metrics
 from pipeline.config import Settings
+from pipeline.consumer_lag import ConsumerLag
 from pipeline.kafka import (
     H_CONTENT_TYPE,
     H_DLQ_ERROR,
@@ -120,6 +122,7 @@ class KafkaProcessor:
         # Per partition: the offset after the last processed record, and the last offset committed.
         self._position: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
+        self._lag = ConsumerLag(ks.processor_group, [ks.raw_spans_topic, ks.raw_logs_topic])
         self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -153,8 +156,10 @@ class KafkaProcessor:
                             self._cpu, self._chain.normaliser.expire
                         )
                         await self._commit()
+                await self._lag.update(self._consumer)
         finally:
             self.ready = False
+            self._lag.clear()
             await stop_client(self._consumer)
             await stop_client(self._producer)
             self._cpu.shutdown(wait=True)
@@ -179,9 +184,17 @@ class KafkaProcessor:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        self._count_dead_letters(outgoing)
         for tp, records in polled.items():
             self._position[tp] = records[-1].offset + 1
         await self._commit()
+
+    def _count_dead_letters(self, published: list[Outgoing]) -> None:
+        dlq = self._ks.dlq_topic
+        for topic, _, _, headers in published:
+            if topic == dlq:
+                stage = header(headers, H_DLQ_STAGE) or b"process"
+                metrics.DLQ_RECORDS.labels("processor", stage.decode()).inc()
 
     def _behind(self) -> bool:
         """Some partition has processed records that are not committed yet."""

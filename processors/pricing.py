@@ -21,7 +21,6 @@ from genai_prices import Usage
 from genai_prices.data_snapshot import get_snapshot
 from pydantic import BaseModel, Field
 
-from pipeline import metrics
 from pipeline.logging import error_summary
 from pipeline.records import Batch, Row
 
@@ -166,7 +165,6 @@ class Pricer:
                 except Exception as e:  # one odd row never costs the batch
                     log.warning("pricing failed", model=row.get("model"), error=error_summary(e))
                     row["price_status"] = "error"
-            metrics.INFERENCES.labels(row["price_status"]).inc()
 
     def price(self, row: Row) -> None:
         model, provider = row.get("model") or "", row.get("provider") or ""

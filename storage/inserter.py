@@ -84,6 +84,7 @@ class Inserter:
     def _insert_table(self, table: Table, rows: list[Row], token: str) -> None:
         names, data = to_columns(table, rows)
         for attempt in range(self._retries + 1):
+            started = time.perf_counter()
             try:
                 self._client.insert(
                     f"`{self._database}`.`{table.name}`",
@@ -96,9 +97,11 @@ class Inserter:
                         "deduplicate_blocks_in_dependent_materialized_views": 1,
                     },
                 )
+                metrics.observe_insert(table.name, len(rows), time.perf_counter() - started)
                 return
             except Exception as e:
                 if attempt == self._retries:
+                    metrics.INSERT_ERRORS.labels(table.name).inc()
                     raise
                 log.warning(
                     "insert failed, retrying", table=table.name, attempt=attempt + 1, error=error_summary(e)

@@ -31,6 +31,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline import metrics
 from pipeline.config import Settings
+from pipeline.consumer_lag import ConsumerLag
 from pipeline.kafka import (
     H_DLQ_ERROR,
     H_DLQ_OFFSET,
@@ -132,6 +133,7 @@ class KafkaWriter:
         self._pins: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (start, end) of a recorded plan
         self._checked: set[TopicPartition] = set()  # plan looked up since the partition was assigned
         self._crash_after_insert = os.environ.get(FAULT_CRASH_AFTER_INSERT) == "1"
+        self._lag = ConsumerLag(self._group, self._tables)
         self.healthy = True
         self.ready = False
 
@@ -161,10 +163,12 @@ class KafkaWriter:
                         await self._add(polled)
                     if self._due():
                         await self._flush()
+                await self._lag.update(self._consumer)
             async with self._lock:
                 await self._flush()  # what is complete; the rest is read again after a restart
         finally:
             self.ready = False
+            self._lag.clear()
             await stop_client(self._consumer)
             await stop_client(self._producer)
             self._io.shutdown(wait=True)
@@ -217,6 +221,7 @@ class KafkaWriter:
                 r.end = m.offset + 1
 
     async def _decode(self, m: ConsumerRecord, table: Table) -> Row | None:
+        reason = "decode"  # the `reason` label of inferline_dlq_records_total
         try:
             version = header(m.headers, H_SCHEMA)
             if version is not None and version != SCHEMA_VERSION:
@@ -230,6 +235,7 @@ class KafkaWriter:
                     row[col] = Decimal(v)
             problem = table.problem(row)
             if problem:  # ClickHouse would refuse it, and with it everyone's batch: dead-letter it
+                reason = "invalid_row"
                 raise ValueError(problem)
             return row
         except Exception as e:
@@ -246,6 +252,7 @@ class KafkaWriter:
                 (H_DLQ_OFFSET, str(m.offset).encode()),
             ]
             await self._producer.send_and_wait(self._ks.dlq_topic, m.value, key=m.key, headers=headers)
+            metrics.DLQ_RECORDS.labels("writer", reason).inc()
             return None
 
     def _due(self) -> bool:
@@ -265,18 +272,21 @@ class KafkaWriter:
         ranges = {tp: r for tp, r in self._ranges.items() if r.complete}
         if not ranges:
             return True
-        started = time.perf_counter()
         try:
             await asyncio.get_running_loop().run_in_executor(self._io, self._write, ranges)
         except Exception as e:
             # Start over from the committed offsets: recorded plans pin the same ranges, so
             # whatever part of this flush did reach ClickHouse is not written twice.
             self.healthy = False
-            metrics.FLUSHES.labels("error").inc()
             log.error("flush failed; re-reading from the committed offsets", error=error_summary(e))
             await self._rewind()
             await asyncio.sleep(1.0)
             return False
+        # Counted once committed in ClickHouse: a replay of these rows is skipped as already
+        # stored (`_not_yet_stored`), so it is not counted again.
+        for tp, r in ranges.items():
+            if self._tables[tp.topic] is LLM_INFERENCES:
+                metrics.observe_inferences(r.rows)
         if self._crash_after_insert:
             log.warning("fault injection: exiting after the insert, before the Kafka commit")
             os._exit(FAULT_EXIT_CODE)
@@ -293,10 +303,6 @@ class KafkaWriter:
             await self._rewind()
             return False
         self.healthy = True
-        metrics.FLUSHES.labels("ok").inc()
-        metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
-        for tp, r in ranges.items():
-            metrics.ROWS_WRITTEN.labels(self._tables[tp.topic].name).inc(len(r.rows))
         return True
 
     def _write(self, ranges: dict[TopicPartition, _Range]) -> None:

@@ -23,6 +23,8 @@ from storage.inserter import Inserter
 
 log = structlog.get_logger()
 
+_PENDING = metrics.QUEUE_DEPTH.labels("pending_rows")
+
 
 class BatchWriter:
     def __init__(self, inserter: Inserter, *, max_rows: int, max_delay_s: float, max_pending_rows: int):
@@ -56,8 +58,7 @@ class BatchWriter:
         if self._closing:
             raise Unavailable("shutting down")
         if self.pending_rows + n > self._max_pending:
-            metrics.REFUSED.labels("overloaded").inc()
-            raise Overloaded(f"{self.pending_rows} rows are waiting for storage")
+            raise Overloaded(f"{self.pending_rows} rows are waiting for storage", reason="pending_rows")
         if not len(self._batch):
             self._first_at = time.monotonic()
         self._batch.spans.extend(batch.spans)
@@ -65,7 +66,7 @@ class BatchWriter:
         self._batch.inferences.extend(batch.inferences)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        metrics.PENDING_ROWS.set(self.pending_rows)
+        _PENDING.set(self.pending_rows)
         self._wake.set()
         # Shielded: a sender that hangs up does not cancel the write its rows belong to.
         await asyncio.shield(waiter)
@@ -91,31 +92,25 @@ class BatchWriter:
         self._batch, self._waiters = Batch(), []
         n = len(batch)
         self._in_flight += n
-        started = time.perf_counter()
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._inserter.insert, batch, uuid.uuid4().hex
             )
         except Exception as e:
             self.healthy = False
-            metrics.FLUSHES.labels("error").inc()
             log.error("flush failed", rows=n, error=error_summary(e))
             for w in waiters:
                 if not w.done():
                     w.set_exception(Unavailable("storage unavailable, retry later"))
         else:
             self.healthy = True
-            metrics.FLUSHES.labels("ok").inc()
-            metrics.ROWS_WRITTEN.labels("otel_traces").inc(len(batch.spans))
-            metrics.ROWS_WRITTEN.labels("otel_logs").inc(len(batch.logs))
-            metrics.ROWS_WRITTEN.labels("llm_inferences").inc(len(batch.inferences))
+            metrics.observe_inferences(batch.inferences)
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
         finally:
             self._in_flight -= n
-            metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
-            metrics.PENDING_ROWS.set(self.pending_rows)
+            _PENDING.set(self.pending_rows)
 
     def drain(self) -> None:
         """From now on flush as soon as rows arrive: a stopping service should not hold the
