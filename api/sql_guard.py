@@ -150,7 +150,7 @@ def _is_table_name(name: str, database: str) -> bool:
 
 
 _INTERNAL_TABLES = frozenset(
-    {"api_keys", "schema_migrations", "kafka_writer_plans", "llm_inferences_by_minute_mv"}
+    {"api_keys", "projects", "schema_migrations", "kafka_writer_plans", "llm_inferences_by_minute_mv"}
 )
 
 

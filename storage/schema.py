@@ -311,6 +311,7 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
             tuple(t.ddl(database, retention_days) for t in TABLES.values()),
         ),
         Migration(2, "llm_inferences_by_minute rollup", _rollup_statements(database, retention_days)),
+        Migration(3, "projects; api_keys.issued_at", _projects_statements(database)),
     ]
 
 
@@ -361,6 +362,27 @@ SELECT
 FROM {db}.llm_inferences
 WHERE version = 1
 GROUP BY project_id, minute, model, provider""",
+    )
+
+
+def _projects_statements(database: str) -> tuple[str, ...]:
+    """The projects the admin API manages (every project that had a key becomes one), and
+    `api_keys.issued_at`, which keeps a key's creation time once its revocation row replaces it."""
+    db = f"`{database}`"
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {db}.projects
+(
+    `project_id` String,
+    `name` String,
+    `created_at` DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(created_at)
+ORDER BY project_id""",
+        f"ALTER TABLE {db}.api_keys ADD COLUMN IF NOT EXISTS `issued_at` DateTime64(3, 'UTC') "
+        "DEFAULT created_at",
+        f"INSERT INTO {db}.projects (project_id, name, created_at) "
+        f"SELECT project_id, '', min(issued_at) FROM {db}.api_keys "
+        f"WHERE project_id NOT IN (SELECT project_id FROM {db}.projects) GROUP BY project_id",
     )
 
 
