@@ -11,6 +11,8 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -25,8 +27,37 @@ DEFAULT_PROJECT = "default"
 DEFAULT_KEY_FILE = "default_api_key"
 
 
+KEY_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id_of(digest: str) -> str:
+    """A key's public id: the start of its digest (the audit log names keys the same way)."""
+    return digest[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_id: str
+    project_id: str
+    name: str
+    created_at: datetime
+    revoked: bool
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectInfo:
+    project_id: str
+    name: str
+    created_at: datetime
+
+
+class ProjectExists(Exception):
+    pass
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:
@@ -40,7 +71,8 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
 class ApiKeys:
     """Keys from the `api_keys` table, cached. The cache is refreshed in the background every
     `refresh_s` (so revocations reach every receiver), and at once, at most once a second, for an
-    unknown key (one just made by another process). A failing store leaves the cache in use."""
+    unknown key (one just made by another process). A failing store leaves the cache in use.
+    Also the registry the admin API and CLI manage: projects, keys by id, revocation."""
 
     def __init__(self, client: Client, database: str = "default", refresh_s: float = 30.0) -> None:
         self._client = client
@@ -51,6 +83,9 @@ class ApiKeys:
         self._miss_reload_at = 0.0
         self._lock = threading.Lock()  # one query at a time on the client
         self._refreshing = False
+        # Revoked here: a refresh whose query ran just before the revocation must not bring the
+        # key back.
+        self._revoked: set[str] = set()
 
     def load(self) -> None:
         with self._lock:
@@ -58,7 +93,10 @@ class ApiKeys:
                 f"SELECT key_sha256, argMax(project_id, created_at), argMax(revoked, created_at) "
                 f"FROM `{self._database}`.api_keys GROUP BY key_sha256"
             ).result_rows
-        self._projects = {digest: project for digest, project, revoked in rows if not revoked}
+        revoked_here = self._revoked
+        self._projects = {
+            digest: project for digest, project, revoked in rows if not revoked and digest not in revoked_here
+        }
         self._loaded_at = time.monotonic()
 
     def _try_load(self) -> None:
@@ -96,30 +134,113 @@ class ApiKeys:
         return project
 
     def create(self, project_id: str, name: str = "") -> str:
+        """A new key for the project (the project is recorded if new); returns the key, which is
+        stored only as its digest."""
         if not PROJECT_ID.match(project_id):
             raise ValueError("project id: 1-64 characters of letters, digits, '_', '.', '-'")
         key = "il_" + secrets.token_urlsafe(32)
-        self._client.insert(
-            f"`{self._database}`.api_keys",
-            [[_digest(key), project_id, name, False]],
-            column_names=["key_sha256", "project_id", "name", "revoked"],
-        )
+        with self._lock:
+            if not self._project_row(project_id):
+                self._insert_project(project_id, "")
+            self._client.insert(
+                f"`{self._database}`.api_keys",
+                [[_digest(key), project_id, name, False, _now()]],
+                column_names=["key_sha256", "project_id", "name", "revoked", "issued_at"],
+            )
         self._projects[_digest(key)] = project_id
         return key
 
     def revoke(self, key: str) -> None:
-        project = self.project_for(key)
-        if project is None:
+        digest = _digest(key)
+        if self.project_for(key) is None:
             raise KeyError("unknown key")
+        self._revoke_digest(digest)
+
+    def revoke_id(self, key_id: str) -> KeyInfo:
+        """Revoke the key with this id; it stops working in this process at once, and in other
+        processes at their next refresh. Raises KeyError for an unknown id."""
+        if not KEY_ID.match(key_id):
+            raise KeyError("unknown key id")
+        found = self._key_rows("startsWith(key_sha256, {id:String})", {"id": key_id})
+        if len(found) != 1:
+            raise KeyError("unknown key id")
+        digest, info = found[0]
+        if not info.revoked:
+            self._revoke_digest(digest)
+        return self._key_rows("key_sha256 = {d:String}", {"d": digest})[0][1]
+
+    def _revoke_digest(self, digest: str) -> None:
+        self._revoked.add(digest)
+        self._projects.pop(digest, None)
+        current = self._key_rows("key_sha256 = {d:String}", {"d": digest})
+        if not current:
+            raise KeyError("unknown key")
+        info = current[0][1]
+        with self._lock:
+            # A newer row replaces the key's: same project, name and issue time, revoked.
+            self._client.insert(
+                f"`{self._database}`.api_keys",
+                [[digest, info.project_id, info.name, True, info.created_at]],
+                column_names=["key_sha256", "project_id", "name", "revoked", "issued_at"],
+            )
+        self._projects.pop(digest, None)
+
+    def keys(self, project_id: str) -> list[KeyInfo]:
+        """The project's keys, oldest first, without the keys themselves."""
+        return [info for _, info in self._key_rows("project_id = {p:String}", {"p": project_id})]
+
+    def _key_rows(self, condition: str, params: dict[str, str]) -> list[tuple[str, KeyInfo]]:
+        with self._lock:
+            rows = self._client.query(
+                f"SELECT key_sha256, argMax(project_id, created_at), argMax(name, created_at), "
+                f"argMax(issued_at, created_at), argMax(revoked, created_at), max(created_at) "
+                f"FROM `{self._database}`.api_keys WHERE {condition} GROUP BY key_sha256 "
+                f"ORDER BY 4, 1",
+                parameters=params,
+            ).result_rows
+        return [
+            (digest, KeyInfo(key_id_of(digest), project, name, issued, revoked, last if revoked else None))
+            for digest, project, name, issued, revoked, last in rows
+        ]
+
+    def create_project(self, project_id: str, name: str = "") -> ProjectInfo:
+        if not PROJECT_ID.match(project_id):
+            raise ValueError("project id: 1-64 characters of letters, digits, '_', '.', '-'")
+        with self._lock:
+            if self._project_row(project_id):
+                raise ProjectExists(project_id)
+            self._insert_project(project_id, name)
+            return self._project_row(project_id)[0]
+
+    def projects(self) -> list[ProjectInfo]:
+        with self._lock:
+            return self._project_row(None)
+
+    def project(self, project_id: str) -> ProjectInfo | None:
+        with self._lock:
+            found = self._project_row(project_id)
+        return found[0] if found else None
+
+    def _project_row(self, project_id: str | None) -> list[ProjectInfo]:
+        where = "" if project_id is None else "WHERE project_id = {p:String}"
+        rows = self._client.query(
+            f"SELECT project_id, argMax(name, created_at), min(created_at) "
+            f"FROM `{self._database}`.projects {where} GROUP BY project_id ORDER BY project_id",
+            parameters={"p": project_id} if project_id is not None else None,
+        ).result_rows
+        return [ProjectInfo(*row) for row in rows]
+
+    def _insert_project(self, project_id: str, name: str) -> None:
         self._client.insert(
-            f"`{self._database}`.api_keys",
-            [[_digest(key), project, "", True]],
-            column_names=["key_sha256", "project_id", "name", "revoked"],
+            f"`{self._database}`.projects", [[project_id, name]], column_names=["project_id", "name"]
         )
-        self._projects.pop(_digest(key), None)
 
     def is_empty(self) -> bool:
         return not self._projects
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
 
 
 def ensure_default_key(keys: ApiKeys, data_dir: Path) -> str | None:
