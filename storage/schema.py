@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from storage.rollups import rollup_statements
+
 log = structlog.get_logger()
 
 
@@ -294,6 +296,31 @@ API_KEYS = Table(
 
 TABLES: dict[str, Table] = {t.name: t for t in (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES, API_KEYS)}
 
+# Migration 4; not in TABLES, which is migration 1's list.
+FEEDBACK = Table(
+    "feedback",
+    (
+        Column("project_id", "LowCardinality(String)"),
+        Column("inference_id", "UUID"),
+        Column("feedback_id", "UUID"),
+        Column("inference_time", "DateTime64(9, 'UTC')"),  # the inference's start_time
+        Column("created_at", "DateTime64(9, 'UTC')"),
+        Column("thumbs_up", "Nullable(Bool)"),
+        Column("rating", "Nullable(UInt8)"),
+        Column("comment", "String", Z),
+        Column("comment_sentiment", "Nullable(Float32)"),
+        Column("comment_sentiment_label", "LowCardinality(String)"),
+        Column("demonstration", "String", "ZSTD(3)"),
+        Column("pii_found", "Map(LowCardinality(String), UInt32)"),
+        Column("key_id", "String"),  # digest naming the API key that sent it
+    ),
+    # Keyed to the feedback id (the client's Idempotency-Key when it sent one): a retried POST
+    # replaces its first row. Partitioned by the inference's month, which a retry shares.
+    "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(inference_time)\n"
+    "ORDER BY (project_id, inference_id, feedback_id)\n"
+    "TTL toDateTime(created_at) + toIntervalDay({retention_days})\n" + _SETTINGS,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -312,6 +339,18 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
         ),
         Migration(2, "llm_inferences_by_minute rollup", _rollup_statements(database, retention_days)),
         Migration(3, "projects; api_keys.issued_at", _projects_statements(database)),
+        Migration(
+            4,
+            "feedback; analytics rollups by minute, hour and day",
+            (
+                FEEDBACK.ddl(database, retention_days),
+                *rollup_statements(database, retention_days),
+                # Opening one inference by id (detail, feedback) reads a few granules, not the project.
+                f"ALTER TABLE `{database}`.llm_inferences ADD INDEX IF NOT EXISTS idx_inference_id "
+                "inference_id TYPE bloom_filter(0.001) GRANULARITY 1",
+                f"ALTER TABLE `{database}`.llm_inferences MATERIALIZE INDEX idx_inference_id",
+            ),
+        ),
     ]
 
 

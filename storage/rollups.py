@@ -1,0 +1,166 @@
+"""The analytics rollups (migration 4): materialized views from `llm_inferences` into
+AggregatingMergeTree tables, so overviews, time series and breakdowns read a few thousand rows
+instead of billions.
+
+Every rollup keeps the same partial aggregates (`AGGREGATES`), so the API can read any mix of
+rollups and raw rows with one outer query: a rollup row and a group of raw rows aggregated with
+`Aggregate.state` have the same columns and types, and `Aggregate.merge` combines either.
+
+Like `llm_inferences_by_minute`, only `version = 1` rows feed them: later versions of an inference
+only add content that arrived in log records, and counting them would count the call twice.
+Replayed inserts are dropped before they reach a view (deduplication token; the Kafka writer
+also skips rows already stored), see docs/schema.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+_Q = ", ".join(str(q) for q in QUANTILES)
+# The tag key whose value is the `feature` dimension of the usage rollup (cost per feature).
+FEATURE_TAG = "feature"
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    name: str
+    type: str  # the column type in a rollup table
+    state: str  # the partial aggregate, over llm_inferences rows
+    merge: str  # the aggregate function that combines partials (rollup rows or raw groups)
+
+
+def _sum(name: str, expression: str, type_: str = "UInt64") -> Aggregate:
+    return Aggregate(name, f"SimpleAggregateFunction(sum, {type_})", expression, "sum")
+
+
+def _cost(name: str, column: str) -> Aggregate:
+    # Unpriced calls add 0 (they are counted in `unpriced`); Decimal(38, 12) cannot overflow.
+    return _sum(name, f"toDecimal128(sum(ifNull({column}, 0)), 12)", "Decimal(38, 12)")
+
+
+def _digest(name: str, state: str) -> Aggregate:
+    return Aggregate(
+        name, f"AggregateFunction(quantilesTDigest({_Q}), Float64)", state, f"quantilesTDigestMerge({_Q})"
+    )
+
+
+# Names differ from llm_inferences' columns: in the views' SELECT an alias equal to a column
+# name would shadow the column for every other aggregate.
+# Tokens per second of one call: output tokens over its latency, for calls that have both.
+_RATED = "output_tokens > 0 AND latency_ms > 0"
+AGGREGATES: tuple[Aggregate, ...] = (
+    _sum("requests", "count()"),
+    _sum("successes", "countIf(success)"),
+    _sum("unpriced", "countIf(total_cost_usd IS NULL)"),
+    _sum("tokens_in", "sum(input_tokens)"),
+    _sum("tokens_out", "sum(output_tokens)"),
+    _sum("tokens_total", "sum(total_tokens)"),
+    _cost("cost_in_usd", "input_cost_usd"),
+    _cost("cost_out_usd", "output_cost_usd"),
+    _cost("cost_usd", "total_cost_usd"),
+    _sum("latency_sum_ms", "sum(latency_ms)", "Float64"),
+    Aggregate("latency_min_ms", "SimpleAggregateFunction(min, Float64)", "min(latency_ms)", "min"),
+    Aggregate("latency_max_ms", "SimpleAggregateFunction(max, Float64)", "max(latency_ms)", "max"),
+    _digest("latency_digest", f"quantilesTDigestState({_Q})(latency_ms)"),
+    _sum("ttft_requests", "countIf(ttft_ms IS NOT NULL)"),
+    _digest("ttft_digest", f"quantilesTDigestStateIf({_Q})(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL)"),
+    _sum("rate_sum", f"sumIf(output_tokens / (latency_ms / 1000), {_RATED})", "Float64"),
+    _sum("rated_requests", f"countIf({_RATED})"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    table: str
+    bucket: str  # the time bucket column
+    bucket_type: str
+    bucket_expr: str  # over llm_inferences
+    seconds: int  # bucket width
+    # (column, type, expression over llm_inferences): what a query can group or filter by here.
+    dimensions: tuple[tuple[str, str, str], ...]
+
+    @property
+    def dimension_names(self) -> frozenset[str]:
+        return frozenset(d[0] for d in self.dimensions)
+
+    def select(self) -> str:
+        """The aggregation of llm_inferences rows into this rollup's rows (without FROM/WHERE)."""
+        columns = [
+            "project_id",
+            f"{self.bucket_expr} AS {self.bucket}",
+            *(f"{expr} AS {name}" for name, _, expr in self.dimensions),
+            *(f"{a.state} AS {a.name}" for a in AGGREGATES),
+        ]
+        return "SELECT\n    " + ",\n    ".join(columns)
+
+    @property
+    def group_by(self) -> str:
+        return ", ".join(["project_id", self.bucket, *(d[0] for d in self.dimensions)])
+
+    def statements(self, database: str, retention_days: int) -> tuple[str, ...]:
+        db = f"`{database}`"
+        columns = [
+            "    `project_id` LowCardinality(String)",
+            f"    `{self.bucket}` {self.bucket_type}",
+            *(f"    `{name}` {type_}" for name, type_, _ in self.dimensions),
+            *(f"    `{a.name}` {a.type}" for a in AGGREGATES),
+        ]
+        table = (
+            f"CREATE TABLE IF NOT EXISTS {db}.`{self.table}`\n(\n"
+            + ",\n".join(columns)
+            + "\n)\nENGINE = AggregatingMergeTree\n"
+            f"PARTITION BY toYYYYMM({self.bucket})\n"
+            f"ORDER BY ({self.group_by})\n"
+            f"TTL {self.bucket} + toIntervalDay({retention_days})\n"
+            "SETTINGS non_replicated_deduplication_window = 10000"
+        )
+        view = (
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`{self.table}_mv`\nTO {db}.`{self.table}` AS\n"
+            f"{self.select()}\nFROM {db}.llm_inferences\nWHERE version = 1\nGROUP BY {self.group_by}"
+        )
+        # Rows stored before the view existed. The view sees every insert from its creation on;
+        # an insert racing with the migration could be counted twice, so the service migrates
+        # before it takes traffic (distributed: the writer, before it consumes).
+        backfill = (
+            f"INSERT INTO {db}.`{self.table}`\n{self.select()}\nFROM {db}.llm_inferences\n"
+            f"WHERE version = 1 AND ingested_at < now64(3)\nGROUP BY {self.group_by}"
+        )
+        return table, view, backfill
+
+
+_MODEL_DIMENSIONS = (
+    ("model", "LowCardinality(String)", "model"),
+    ("provider", "LowCardinality(String)", "provider"),
+)
+BY_MINUTE = Rollup(
+    "inference_stats_by_minute",
+    "minute",
+    "DateTime('UTC')",
+    "toStartOfMinute(start_time)",
+    60,
+    _MODEL_DIMENSIONS,
+)
+BY_HOUR = Rollup(
+    "inference_stats_by_hour", "hour", "DateTime('UTC')", "toStartOfHour(start_time)", 3600, _MODEL_DIMENSIONS
+)
+# Cost attribution: per day, tenant, user and feature (and model, so spend per model per tenant
+# needs no raw scan either).
+USAGE_BY_DAY = Rollup(
+    "inference_usage_by_day",
+    "day",
+    "Date",
+    "toDate(start_time)",
+    86400,
+    (
+        ("tenant_id", "LowCardinality(String)", "tenant_id"),
+        ("user_id", "String", "user_id"),
+        ("feature", "LowCardinality(String)", f"tags['{FEATURE_TAG}']"),
+        *_MODEL_DIMENSIONS,
+    ),
+)
+ROLLUPS = (BY_MINUTE, BY_HOUR, USAGE_BY_DAY)
+
+
+def rollup_statements(database: str, retention_days: int) -> tuple[str, ...]:
+    return tuple(s for r in ROLLUPS for s in r.statements(database, retention_days))
