@@ -22,7 +22,7 @@ from otlp.flatten import flatten_spans
 from otlp.json_codec import decode_json, decode_protobuf
 from pipeline.config import ProcessorSettings
 from processors.chain import ProcessorChain
-from storage.inserter import to_columns
+from storage.native import to_columns
 from storage.schema import LLM_INFERENCES, OTEL_TRACES
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
 

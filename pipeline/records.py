@@ -86,6 +86,19 @@ class Batch:
     inferences: list[Row] = field(default_factory=list)
     spans: list[Row] = field(default_factory=list)  # otel_traces rows
     logs: list[Row] = field(default_factory=list)  # otel_logs rows
+    feedback: list[Row] = field(default_factory=list)  # feedback rows (from the API, not OTLP)
+    # Rows a worker process already encoded (storage.native): (table, row count, Native block).
+    encoded: list[tuple[str, int, bytes]] = field(default_factory=list)
+    # What the metrics read of the encoded llm_inferences rows (metrics.OBSERVED_FIELDS).
+    observed: list[Row] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.inferences) + len(self.spans) + len(self.logs)
+        return len(self.inferences) + len(self.spans) + len(self.logs) + len(self.feedback) + sum(n for _, n, _ in self.encoded)
+
+    def extend(self, other: Batch) -> None:
+        self.inferences.extend(other.inferences)
+        self.spans.extend(other.spans)
+        self.logs.extend(other.logs)
+        self.feedback.extend(other.feedback)
+        self.encoded.extend(other.encoded)
+        self.observed.extend(other.observed)

@@ -1,70 +1,25 @@
-"""Column-oriented inserts of a `Batch` into its three tables, with replay-safe retries."""
+"""Inserts of a `Batch` into its tables as Native blocks, with replay-safe retries."""
 
 from __future__ import annotations
 
 import time
-from decimal import Decimal
-from typing import Any
 
-import orjson
 import structlog
 from clickhouse_connect.driver.client import Client
 
 from pipeline import metrics
 from pipeline.logging import error_summary
-from pipeline.records import Batch, Row
-from storage.schema import JSON_COLUMNS, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Column, Table
+from pipeline.records import Batch
+from storage.native import encode_block
+from storage.schema import FEEDBACK, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
 
 log = structlog.get_logger()
 
 
-def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[list[Any]]]:
-    names, data = [], []
-    for col in table.insert_columns:
-        name, empty = col.name, col.empty
-        values = [row.get(name, empty) for row in rows]
-        if name in JSON_COLUMNS:
-            values = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
-        elif empty is not None:  # NULL is only legal in Nullable columns
-            values = [empty if v is None else v for v in values]
-        limits = col.limits
-        if limits is not None and values:
-            values = _fit(table.name, col, values, limits)
-        names.append(name)
-        data.append(values)
-    return names, data
-
-
-def _fit(table: str, col: Column, values: list[Any], limits: tuple[Any, Any]) -> list[Any]:
-    """Values the column cannot hold (a token count of 1e25, a severity of 300) become the empty
-    value, counted in a metric: one absurd value must not fail the insert of everyone's batch.
-    The common case, everything in range, costs a min() and a max() at C speed."""
-    lo, hi = limits
-    nested = col.type.startswith("Array(")
-    try:
-        flat = [v for vs in values for v in vs] if nested else values
-        present = [v for v in flat if v is not None] if col.type.startswith("Nullable(") else flat
-        if not present or (lo <= min(present) and max(present) <= hi):
-            return values
-    except TypeError:
-        pass  # a value of the wrong type: checked one by one below
-    empty = col.empty if not nested else 0
-
-    def ok(v: Any) -> bool:
-        return isinstance(v, (int, Decimal)) and not isinstance(v, bool) and lo <= v <= hi
-
-    if nested:
-        fitted = [[v if ok(v) else empty for v in vs] for vs in values]
-    else:
-        fitted = [v if v is None or ok(v) else empty for v in values]
-    metrics.VALUES_OUT_OF_RANGE.labels(table, col.name).inc()
-    log.warning("values out of the column's range were emptied", table=table, column=col.name)
-    return fitted
-
-
 class Inserter:
-    """Inserts each table's rows in one block. The dedup token makes a retried or replayed
-    insert of the same block a no-op in ClickHouse (`non_replicated_deduplication_window`)."""
+    """Inserts each table's rows in one insert of Native blocks (rows given as dicts are encoded
+    here; workers' rows arrive encoded). The dedup token makes a retried or replayed insert of
+    the same blocks a no-op in ClickHouse (`non_replicated_deduplication_window`)."""
 
     def __init__(self, client: Client, database: str = "default", retries: int = 2, backoff_s: float = 0.2):
         self._client = client
@@ -77,27 +32,34 @@ class Inserter:
             (OTEL_TRACES, batch.spans),
             (OTEL_LOGS, batch.logs),
             (LLM_INFERENCES, batch.inferences),
+            (FEEDBACK, batch.feedback),
         ):
-            if rows:
-                self._insert_table(table, rows, f"{token}:{table.name}")
+            blocks = [encode_block(table, rows)] if rows else []
+            count = len(rows)
+            for name, n, block in batch.encoded:
+                if name == table.name:
+                    blocks.append(block)
+                    count += n
+            if blocks:
+                self._insert_table(table, blocks, count, f"{token}:{table.name}")
 
-    def _insert_table(self, table: Table, rows: list[Row], token: str) -> None:
-        names, data = to_columns(table, rows)
+    def _insert_table(self, table: Table, blocks: list[bytes], rows: int, token: str) -> None:
+        data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
         for attempt in range(self._retries + 1):
             started = time.perf_counter()
             try:
-                self._client.insert(
+                self._client.raw_insert(
                     f"`{self._database}`.`{table.name}`",
-                    data,
-                    column_names=names,
-                    column_oriented=True,
+                    [c.name for c in table.insert_columns],
+                    insert_block=data,
+                    fmt="Native",
                     # A replayed block is dropped, and so is what it would add to the rollup.
                     settings={
                         "insert_deduplication_token": token,
                         "deduplicate_blocks_in_dependent_materialized_views": 1,
                     },
                 )
-                metrics.observe_insert(table.name, len(rows), time.perf_counter() - started)
+                metrics.observe_insert(table.name, rows, time.perf_counter() - started)
                 return
             except Exception as e:
                 if attempt == self._retries:

@@ -61,9 +61,7 @@ class BatchWriter:
             raise Overloaded(f"{self.pending_rows} rows are waiting for storage", reason="pending_rows")
         if not len(self._batch):
             self._first_at = time.monotonic()
-        self._batch.spans.extend(batch.spans)
-        self._batch.logs.extend(batch.logs)
-        self._batch.inferences.extend(batch.inferences)
+        self._batch.extend(batch)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         _PENDING.set(self.pending_rows)
@@ -105,6 +103,7 @@ class BatchWriter:
         else:
             self.healthy = True
             metrics.observe_inferences(batch.inferences)
+            metrics.observe_inferences(batch.observed)
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
