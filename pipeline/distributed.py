@@ -11,8 +11,6 @@ Every role serves /healthz, /readyz and /metrics on the API port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +23,7 @@ from ingest.auth import AnyKeys, ApiKeys, StaticKeys
 from pipeline.config import Settings
 from pipeline.kafka import ensure_topics
 from pipeline.service import http_server
+from pipeline.shutdown import Deadline, stop_on_signals
 
 log = structlog.get_logger()
 
@@ -36,7 +35,7 @@ def _static_keys(settings: Settings) -> StaticKeys:
 
 
 def _server(app: Any, settings: Settings, port: int) -> uvicorn.Server:
-    return http_server(app, settings.host, port)
+    return http_server(app, settings.host, port, settings.shutdown_timeout_s / 2)
 
 
 async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = None) -> None:
@@ -47,10 +46,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         raise SystemExit(f"--role {role} needs KAFKA_BOOTSTRAP_SERVERS (distributed mode runs on Kafka)")
     ks = settings.kafka
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
 
     receives = role in ("receiver", "all")
     processes = role in ("processor", "all")
@@ -75,7 +71,9 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
 
     if writes:
         from api.app import api_app
+        from api.deps import ApiContext
         from api.sql import ReadOnlySql
+        from pipeline.feedback import direct_insert
         from storage.clickhouse import connect
         from storage.kafka_writer import KafkaWriter
         from storage.retention import apply_configured_retention
@@ -89,10 +87,20 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         ready.append(lambda: writer.ready and writer.healthy)
         sql = ReadOnlySql(url, database, **settings.sql.model_dump())
         api_keys = AnyKeys(_static_keys(settings), ApiKeys(connect(url, database), database))
-        servers.append(
-            _server(api_app(api_keys, sql, lambda: all(r() for r in ready)), settings, settings.api_port)
+        # Feedback reaches no topic: this process inserts it, with a client of its own.
+        feedback_client = connect(url, database)
+        context = ApiContext(
+            keys=api_keys,
+            sql=sql,
+            database=database,
+            write_feedback=direct_insert(settings.processors, feedback_client, database),
         )
-        closers += [sql.close, client.close]
+        servers.append(
+            _server(
+                api_app(api_keys, sql, lambda: all(r() for r in ready), context), settings, settings.api_port
+            )
+        )
+        closers += [sql.close, client.close, feedback_client.close]
     else:
         servers.append(_server(health_app(lambda: all(r() for r in ready)), settings, settings.api_port))
 
@@ -158,11 +166,12 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         if task is not stopped and not task.cancelled() and task.exception() is not None:
             log.error("a stage failed; stopping", task=task.get_name(), error=repr(task.exception())[:300])
 
-    log.info("stopping: finishing accepted requests")
-    if grpc_server is not None:
-        await grpc_server.stop(grace=10)
-    for s in servers[1:]:  # OTLP HTTP first; the API port last
+    deadline = Deadline(settings.shutdown_timeout_s)  # exits the process if the steps below hang
+    log.info("stopping: finishing accepted requests", deadline_s=settings.shutdown_timeout_s)
+    for s in servers[1:]:  # OTLP HTTP with gRPC; the API port last
         s.should_exit = True
+    if grpc_server is not None:
+        await grpc_server.stop(grace=deadline.fraction(0.5))
     await asyncio.gather(*serving[1:], return_exceptions=True)
     if sink is not None:
         await sink.close()

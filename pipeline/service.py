@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
+import math
 import sys
 from collections.abc import Generator
 from typing import Any
@@ -24,6 +24,8 @@ from ingest.otlp_http import otlp_http_app
 from ingest.sink import Sink
 from pipeline.config import Settings
 from pipeline.embedded import EmbeddedSink
+from pipeline.feedback import WriteFeedback, through_batch_writer
+from pipeline.shutdown import Deadline, stop_on_signals
 from processors.chain import ProcessorChain
 from processors.pii import PiiConfig, PiiMasker
 from storage.clickhouse import connect
@@ -43,8 +45,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-def http_server(app: Any, host: str, port: int) -> uvicorn.Server:
-    """An HTTP server for one of our ASGI apps: no access log, no lifespan, graceful stop."""
+def http_server(app: Any, host: str, port: int, grace_s: float = 10) -> uvicorn.Server:
+    """An HTTP server for one of our ASGI apps: no access log, no lifespan, graceful stop (requests
+    in flight get `grace_s` to finish)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -52,18 +55,21 @@ def http_server(app: Any, host: str, port: int) -> uvicorn.Server:
         log_config=None,
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, math.ceil(grace_s)),
     )
     return _Server(config)
 
 
-def api_context(settings: Settings, keys: ApiKeys, sql: ReadOnlySql) -> ApiContext:
+def api_context(
+    settings: Settings, keys: ApiKeys, sql: ReadOnlySql, write_feedback: WriteFeedback | None = None
+) -> ApiContext:
     return ApiContext(
         keys=keys,
         sql=sql,
         database=settings.clickhouse_database,
         admin_key_sha256=admin_digest(settings.admin_key.get_secret_value()),
         key_admin=keys,
+        write_feedback=write_feedback,
     )
 
 
@@ -81,10 +87,7 @@ def print_first_key(key: str, settings: Settings) -> None:
 
 async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
 
     chain = ProcessorChain(settings.processors)  # first: a configuration mistake stops us before any I/O
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -116,10 +119,18 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     )
     await grpc_server.start()
     http_servers = [
-        http_server(app, settings.host, port)
+        http_server(app, settings.host, port, settings.shutdown_timeout_s / 2)
         for app, port in (
             (otlp_http_app(sink, keys, settings.max_request_bytes, admission), settings.http_port),
-            (api_app(keys, sql, lambda: writer.healthy, api_context(settings, keys, sql)), settings.api_port),
+            (
+                api_app(
+                    keys,
+                    sql,
+                    lambda: writer.healthy,
+                    api_context(settings, keys, sql, through_batch_writer(settings.processors, writer)),
+                ),
+                settings.api_port,
+            ),
         )
     ]
     serving = [asyncio.create_task(s.serve()) for s in http_servers]
@@ -134,11 +145,12 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
 
-    log.info("stopping: finishing accepted requests")
+    deadline = Deadline(settings.shutdown_timeout_s)  # exits the process if the steps below hang
+    log.info("stopping: finishing accepted requests", deadline_s=settings.shutdown_timeout_s)
     writer.drain()
     for s in http_servers:
         s.should_exit = True
-    await grpc_server.stop(grace=10)
+    await grpc_server.stop(grace=deadline.fraction(0.5))
     await asyncio.gather(*serving, return_exceptions=True)
     await writer.close()  # flushes everything accepted
     embedded.close()
