@@ -91,7 +91,7 @@ class InferenceFilters(BaseModel):
 
     def names(self) -> list[str]:
         """Names of the filters in use, for the audit log (never their values)."""
-        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+        return [name for name in InferenceFilters.model_fields if getattr(self, name) is not None]
 
 
 def check_project(filters: InferenceFilters, project_id: str) -> None:

@@ -185,8 +185,13 @@ class ReadOnlySql:
             closer.close()
 
 
-# The API's JSON: numbers as numbers (ClickHouse quotes 64-bit integers by default).
-_API_SETTINGS = {"output_format_json_quote_64bit_integers": "0", "output_format_json_quote_decimals": "0"}
+# The API's JSON: numbers as numbers (ClickHouse quotes 64-bit integers by default); CSV exports
+# leave a NULL empty (ClickHouse writes \N), as spreadsheets expect.
+_API_SETTINGS = {
+    "output_format_json_quote_64bit_integers": "0",
+    "output_format_json_quote_decimals": "0",
+    "format_csv_null_representation": "",
+}
 
 
 def _param_text(value: Any) -> str:
