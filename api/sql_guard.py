@@ -15,6 +15,10 @@ import re
 PROJECT_TABLES = {
     "llm_inferences": "project_id",
     "llm_inferences_by_minute": "project_id",
+    "inference_stats_by_minute": "project_id",
+    "inference_stats_by_hour": "project_id",
+    "inference_usage_by_day": "project_id",
+    "feedback": "project_id",
     "otel_traces": "ProjectId",
     "otel_logs": "ProjectId",
 }
@@ -150,7 +154,16 @@ def _is_table_name(name: str, database: str) -> bool:
 
 
 _INTERNAL_TABLES = frozenset(
-    {"api_keys", "projects", "schema_migrations", "kafka_writer_plans", "llm_inferences_by_minute_mv"}
+    {
+        "api_keys",
+        "projects",
+        "schema_migrations",
+        "kafka_writer_plans",
+        "llm_inferences_by_minute_mv",
+        "inference_stats_by_minute_mv",
+        "inference_stats_by_hour_mv",
+        "inference_usage_by_day_mv",
+    }
 )
 
 
