@@ -162,6 +162,7 @@ def test_unchanged_settings_change_nothing(store: Any) -> None:
 
 
 def test_tables_without_a_ttl_get_one_on_their_time_column(store: Any) -> None:
+    store.command("DROP TABLE IF EXISTS feedback")  # as an older install might have made it
     store.command(
         "CREATE TABLE feedback (project_id String, created_at DateTime64(3, 'UTC'), score Int8) "
         "ENGINE = ReplacingMergeTree ORDER BY (project_id, created_at)"
@@ -172,11 +173,10 @@ def test_tables_without_a_ttl_get_one_on_their_time_column(store: Any) -> None:
     )
     days = {"spans": 180, "logs": 180, "inferences": 180, "feedback": 365, "rollups": 730}
     changes = {c.table: (c.old_days, c.new_days) for c in apply_retention(store, "default", days)}
-    assert changes == {
-        "feedback": (None, 365),
-        "llm_cost_by_day": (None, 730),
-        "llm_inferences_by_minute": (180, 730),
-    }
+    assert changes.pop("feedback") == (None, 365)
+    assert changes.pop("llm_cost_by_day") == (None, 730)
+    assert "llm_inferences_by_minute" in changes
+    assert all(kind_of(t) == "rollups" and change == (180, 730) for t, change in changes.items())
     assert "TTL toDateTime(created_at) + toIntervalDay(365)" in show_create(store, "feedback")
     assert "TTL day + toIntervalDay(730)" in show_create(store, "llm_cost_by_day")
 
