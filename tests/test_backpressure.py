@@ -5,11 +5,13 @@ in this process, so the store can be broken on purpose."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import httpx
+import psutil
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -17,6 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from api.app import health_app
 from ingest.admission import Admission
 from ingest.auth import ApiKeys
+from ingest.memory import MemoryCeiling
 from ingest.otlp_grpc import otlp_grpc_server
 from ingest.otlp_http import otlp_http_app
 from pipeline.config import ProcessorSettings
@@ -26,7 +29,7 @@ from storage.clickhouse import connect
 from storage.inserter import Inserter
 from storage.schema import migrate
 from storage.writer import BatchWriter
-from tests.conftest import free_port
+from tests.conftest import free_port, make_service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, traces_json
 
 # This module is about the writer path; enrichment stages are tested on their own.
@@ -292,3 +295,108 @@ def test_readiness_follows_storage(store: tuple) -> None:
         return statuses
 
     assert asyncio.run(scenario()) == [200, 503, 503, 200, 200]
+
+
+def test_over_the_memory_ceiling_requests_are_refused_until_memory_comes_back(store: tuple) -> None:
+    """Past the process's RSS ceiling both receivers refuse with a retryable status (503 +
+    Retry-After, UNAVAILABLE + RetryInfo) before reading anything; once memory is back, the same
+    request is accepted."""
+    client, keys, key = store
+    body = traces_json([json_span(GENAI_ATTRIBUTES, name="memory ceiling")])
+    ceiling = MemoryCeiling(psutil.Process().memory_info().rss + (128 << 20), interval_s=0.01)
+
+    async def scenario() -> tuple[httpx.Response, grpc.RpcError | None, httpx.Response]:
+        writer = _writer(client)
+        writer.start()
+        sink = EmbeddedSink(ProcessorChain(PRICING_ONLY), writer)
+        admission = Admission(64 << 20, memory=ceiling)
+        app = otlp_http_app(sink, keys, 1 << 20, admission)
+        port = free_port()
+        server = otlp_grpc_server(sink, keys, f"127.0.0.1:{port}", 1 << 20, admission)
+        await server.start()
+        ballast = b"x" * (384 << 20)  # touched pages: the RSS really grows
+        await asyncio.sleep(0.05)
+        over = await _post(app, key, body)
+        grpc_error = None
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            try:
+                await call(ExportTraceServiceRequest().SerializeToString(), metadata=(("x-api-key", key),))
+            except grpc.RpcError as e:
+                grpc_error = e
+        del ballast
+        await asyncio.sleep(0.05)
+        after = await _post(app, key, body)
+        await server.stop(None)
+        await writer.close()
+        return over, grpc_error, after
+
+    over, grpc_error, after = asyncio.run(scenario())
+    assert over.status_code == 503 and over.headers["retry-after"] == "2"
+    assert "memory ceiling" in over.json()["message"]
+    assert grpc_error is not None and grpc_error.code() == grpc.StatusCode.UNAVAILABLE
+    retry = error_details_pb2.RetryInfo()
+    details = dict(grpc_error.trailing_metadata())["grpc-status-details-bin"]
+    status_pb2.Status.FromString(details).details[0].Unpack(retry)
+    assert retry.retry_delay.seconds == 2
+    assert after.status_code == 200
+
+
+def test_a_flood_is_refused_with_memory_bounded(tmp_path: Path) -> None:
+    """Many senders at once against a small in-flight budget: the excess is refused (429) before
+    its body is read, the service's memory stays flat, every acknowledged span is stored and no
+    refused one is."""
+    svc = make_service(tmp_path, INFERLINE_MAX_INFLIGHT_BYTES=str(1 << 20))
+    svc.start()
+    process = psutil.Process(svc.process.pid)  # type: ignore[union-attr]
+    headers = {"authorization": f"Bearer {svc.key}", "content-type": "application/json"}
+    filler = "x" * 2000
+
+    def body(sender: int, i: int) -> bytes:  # ~500 KB, 200 spans, names unique to the request
+        return traces_json(
+            [json_span({"payload": filler}, name=f"flood {sender}/{i} {n}") for n in range(200)]
+        )
+
+    warmup = httpx.post(f"{svc.http_url}/v1/traces", content=body(-1, 0), headers=headers, timeout=60)
+    assert warmup.status_code == 200
+    baseline = process.memory_info().rss
+    peak = [baseline]
+    answers: dict[str, int] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    def send(sender: int, bodies: list[bytes]) -> None:
+        with httpx.Client(timeout=60) as http:
+            for i, b in enumerate(bodies):
+                r = http.post(f"{svc.http_url}/v1/traces", content=b, headers=headers)
+                answers[f"{sender}/{i}"] = r.status_code
+
+    senders = [threading.Thread(target=send, args=(s, [body(s, i) for i in range(6)])) for s in range(24)]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join()
+    done.set()
+    watcher.join()
+    try:
+        assert set(answers.values()) == {200, 429}, answers
+        # 24 senders × 500 KB at once would be ~12 MB of bodies and many times that decoded;
+        # with a 1 MB budget only two requests are held at a time.
+        assert peak[0] - baseline < 96 << 20, (peak[0] - baseline) >> 20
+        stored = svc.sql(
+            "SELECT splitByChar(' ', SpanName)[2] AS request, count() FROM otel_traces "
+            "WHERE SpanName LIKE 'flood %' AND request != '-1/0' GROUP BY request FORMAT TSV"
+        )
+        per_request = dict(line.split("\t") for line in stored.splitlines())
+        acknowledged = {r for r, status in answers.items() if status == 200}
+        assert set(per_request) == acknowledged
+        assert set(per_request.values()) == {"200"}
+        metrics = httpx.get(f"{svc.api_url}/metrics").text
+        assert 'inferline_requests_refused_total{protocol="http",reason="inflight_bytes"}' in metrics
+    finally:
+        assert svc.stop() == 0
