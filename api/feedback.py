@@ -176,16 +176,23 @@ def list_feedback(inference_id: InferenceId, who: CallerDep, ctx: ContextDep) ->
         raise HTTPException(404, f"inference {inference_id} not found")
     summary = ctx.sql.rows(
         who.project_id,
-        "SELECT count() AS count, count(rating) AS ratings, avg(rating) AS average_rating, "
-        "countIf(thumbs_up) AS thumbs_up, countIf(NOT thumbs_up) AS thumbs_down, "
-        "countIf(comment != '') AS comments, avg(comment_sentiment) AS average_sentiment "
-        f"FROM feedback FINAL WHERE {_OF_INFERENCE}",
+        "SELECT count() AS n, count(rating) AS rated, avg(rating) AS avg_rating, countIf(thumbs_up) AS up, "
+        "countIf(NOT thumbs_up) AS down, countIf(comment != '') AS commented, "
+        f"avg(comment_sentiment) AS avg_sentiment FROM feedback FINAL WHERE {_OF_INFERENCE}",
         params,
     )[0]
     audit(who, "feedback.read", rows=len(rows), inference_id=str(inference_id))
     return FeedbackList(
         inference_id=inference_id,
-        summary=FeedbackSummary.model_validate(summary),
+        summary=FeedbackSummary(
+            count=summary["n"],
+            ratings=summary["rated"],
+            average_rating=summary["avg_rating"],
+            thumbs_up=summary["up"],
+            thumbs_down=summary["down"],
+            comments=summary["commented"],
+            average_sentiment=summary["avg_sentiment"],
+        ),
         items=[_feedback(r) for r in rows],
     )
 
