@@ -109,7 +109,9 @@ def where_clause(
     conditions = ["project_id = {project:String}", f"{time_column} >= {{f_from:DateTime64(6, 'UTC')}}"]
     params: dict[str, Any] = {"project": project_id, "f_from": _ch_time(filters.from_date)}
     if filters.to_date is not None:
-        conditions.append(f"{time_column} <= {{f_to:DateTime64(6, 'UTC')}}")
+        # Inclusive to the microsecond, the API's precision: the timestamp an item shows as to_date
+        # includes that item, although the stored time has nanoseconds.
+        conditions.append(f"{time_column} < addMicroseconds({{f_to:DateTime64(6, 'UTC')}}, 1)")
         params["f_to"] = _ch_time(filters.to_date)
     if filters.is_success is not None:
         conditions.append("success = {f_success:Bool}")
