@@ -7,6 +7,7 @@ how the rest of the ecosystem spells them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -138,6 +139,11 @@ class Settings(BaseSettings):
     max_rss_bytes: int = Field(
         3 << 29, ge=0, description="resident memory past which receivers refuse requests (503); 0 = off"
     )
+    workers: int | None = Field(
+        None,
+        ge=0,
+        description="processes for the CPU stages of the embedded service; 0: a thread; unset: one per core",
+    )
     shutdown_timeout_s: float = Field(30.0, gt=0, description="SIGTERM/SIGINT: drain, flush and exit within")
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     retention_days: int = Field(180, ge=1)
@@ -158,6 +164,13 @@ class Settings(BaseSettings):
     )
     api_keys_file: Path | None = Field(None, description="file with one key=project per line")
     config_file: Path | None = Field(None, description="optional YAML file with the same keys")
+
+    @property
+    def resolved_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        cores = os.cpu_count() or 1
+        return cores if cores > 1 else 0
 
     @property
     def resolved_clickhouse_url(self) -> str:

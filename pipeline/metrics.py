@@ -133,6 +133,21 @@ class CappedLabel:
 project_label, model_label, provider_label = CappedLabel(), CappedLabel(), CappedLabel()
 
 
+# The llm_inferences columns `observe_inferences` reads (worker processes send only these).
+OBSERVED_FIELDS = (
+    "version",
+    "project_id",
+    "model",
+    "provider",
+    "success",
+    "input_tokens",
+    "output_tokens",
+    "total_cost_usd",
+    "latency_ms",
+    "ttft_ms",
+)
+
+
 def observe_inferences(rows: Iterable[Mapping[str, Any]]) -> None:
     """Record the LLM metrics of llm_inferences rows just committed. Only version 1 of an
     inference counts (later versions add content that arrived late, as the rollup view does),

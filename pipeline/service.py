@@ -26,6 +26,7 @@ from pipeline.config import Settings
 from pipeline.embedded import EmbeddedSink
 from pipeline.feedback import WriteFeedback, through_batch_writer
 from pipeline.shutdown import Deadline, stop_on_signals
+from pipeline.workers import InThread, WorkerProcesses
 from processors.chain import ProcessorChain
 from processors.pii import PiiConfig, PiiMasker
 from storage.clickhouse import connect
@@ -90,6 +91,14 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     stop_on_signals(stop)
 
     chain = ProcessorChain(settings.processors)  # first: a configuration mistake stops us before any I/O
+    processing: InThread | WorkerProcesses
+    if settings.resolved_workers:
+        del chain  # each worker builds its own
+        processing = WorkerProcesses(settings.processors, settings.resolved_workers, settings.log_level)
+        starting = asyncio.create_task(processing.start())  # meanwhile: migrations, keys
+    else:
+        processing = InThread(chain)
+        starting = asyncio.create_task(processing.start())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
     write_client = connect(url, database)
@@ -107,7 +116,8 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         max_pending_rows=settings.batch.max_pending_rows,
     )
     writer.start()
-    embedded = EmbeddedSink(chain, writer)
+    await starting
+    embedded = EmbeddedSink(processing, writer)
     sink: Sink = embedded
     if settings.mask_at_receiver:
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
@@ -137,6 +147,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     log.info(
         "inferline started",
         mode="embedded",
+        workers=settings.resolved_workers,
         otlp_grpc=settings.grpc_port,
         otlp_http=settings.http_port,
         api=settings.api_port,
@@ -153,7 +164,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     await grpc_server.stop(grace=deadline.fraction(0.5))
     await asyncio.gather(*serving, return_exceptions=True)
     await writer.close()  # flushes everything accepted
-    embedded.close()
+    processing.close()
     sql.close()
     write_client.close()
     log.info("stopped")

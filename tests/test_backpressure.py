@@ -24,6 +24,7 @@ from ingest.otlp_grpc import otlp_grpc_server
 from ingest.otlp_http import otlp_http_app
 from pipeline.config import ProcessorSettings
 from pipeline.embedded import EmbeddedSink
+from pipeline.workers import InThread
 from processors.chain import ProcessorChain
 from storage.clickhouse import connect
 from storage.inserter import Inserter
@@ -69,7 +70,7 @@ def test_overload_is_refused_with_429_and_retry_after(store: tuple) -> None:
     async def scenario() -> tuple[httpx.Response, httpx.Response]:
         writer = _writer(client, max_pending_rows=5)
         writer.start()
-        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
+        app = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
         spans = [json_span(GENAI_ATTRIBUTES, name=f"s{i}") for i in range(4)]  # 4 spans + 4 inferences
         too_many = await _post(app, key, traces_json(spans))
         fits = await _post(app, key, traces_json(spans[:2]))
@@ -91,7 +92,7 @@ def test_storage_down_is_503_and_nothing_is_lost_on_retry(store: tuple) -> None:
     async def send() -> httpx.Response:
         writer = _writer(client)
         writer.start()
-        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
+        app = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
         try:
             return await _post(app, key, body)
         finally:
@@ -123,7 +124,7 @@ def test_grpc_storage_down_is_unavailable_with_retry_info(store: tuple) -> None:
         writer.start()
         port = free_port()
         server = otlp_grpc_server(
-            EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, f"127.0.0.1:{port}", 1 << 20
+            EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, f"127.0.0.1:{port}", 1 << 20
         )
         await server.start()
         try:
@@ -177,7 +178,7 @@ def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple) -> None:
             Inserter(client, retries=0), max_rows=1000, max_delay_s=0.2, max_pending_rows=1000
         )
         writer.start()
-        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
+        app = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             headers = {"content-type": "application/json"}
@@ -223,7 +224,9 @@ def test_requests_beyond_the_inflight_budget_are_refused_before_reading(store: t
         )
         writer.start()
         admission = Admission(max_bytes=len(body) + 100)
-        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20, admission)
+        app = otlp_http_app(
+            EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20, admission
+        )
         transport = httpx.ASGITransport(app=app)
         headers = {"content-type": "application/json", "x-api-key": key}
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -251,7 +254,7 @@ def test_a_retry_after_a_partly_committed_batch_is_harmless(store: tuple) -> Non
     async def send() -> int:
         writer = _writer(client)
         writer.start()
-        app = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
+        app = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
         try:
             return (await _post(app, key, body)).status_code
         finally:
@@ -279,7 +282,7 @@ def test_readiness_follows_storage(store: tuple) -> None:
     async def scenario() -> list[int]:
         writer = _writer(client)
         writer.start()
-        otlp = otlp_http_app(EmbeddedSink(ProcessorChain(PRICING_ONLY), writer), keys, 1 << 20)
+        otlp = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
         api = health_app(lambda: writer.healthy)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api") as http:
             statuses = [(await http.get("/readyz")).status_code]
@@ -308,7 +311,7 @@ def test_over_the_memory_ceiling_requests_are_refused_until_memory_comes_back(st
     async def scenario() -> tuple[httpx.Response, grpc.RpcError | None, httpx.Response]:
         writer = _writer(client)
         writer.start()
-        sink = EmbeddedSink(ProcessorChain(PRICING_ONLY), writer)
+        sink = EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer)
         admission = Admission(64 << 20, memory=ceiling)
         app = otlp_http_app(sink, keys, 1 << 20, admission)
         port = free_port()

@@ -1,0 +1,152 @@
+"""The embedded service's worker processes: requests split by trace id, content joins across
+requests still meet their span, and a worker that dies costs a retry, not data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import psutil
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otlp.json_codec import decode_json
+from otlp.shard import shard_spans
+from tests.conftest import Service, make_service, wait_for
+from tests.genai_examples import example
+from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
+
+
+def _request(traces: int, spans_per_trace: int, resources: int = 3) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    trace_ids = [new_trace_id() for _ in range(traces)]
+    for r in range(resources):
+        part = decode_json(
+            traces_json(
+                [json_span({"i": i}, trace_id=t) for t in trace_ids for i in range(spans_per_trace)],
+                {"service.name": f"svc-{r}"},
+                scope=f"scope-{r}",
+            ),
+            ExportTraceServiceRequest,
+        )
+        request.resource_spans.extend(part.resource_spans)
+    return request
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_every_span_lands_in_exactly_one_shard_with_its_trace(shards: int) -> None:
+    request = _request(traces=40, spans_per_trace=3)
+    parts = shard_spans(request, shards)
+    assert len(parts) == shards  # 40 random traces fill every shard
+
+    seen: list[tuple[str, str, int]] = []
+    trace_shard: dict[bytes, int] = {}
+    for k, part in parts.items():
+        for rs in part.resource_spans:
+            service = rs.resource.attributes[0].value.string_value
+            for ss in rs.scope_spans:
+                # resource and scope travel with every span
+                assert ss.scope.name == "scope-" + service.removeprefix("svc-")
+                for span in ss.spans:
+                    assert trace_shard.setdefault(span.trace_id, k) == k
+                    seen.append((service, span.span_id.hex(), k))
+    assert len(seen) == 3 * 40 * 3
+    assert len({(s, span_id) for s, span_id, _ in seen}) == len(seen)
+
+
+def test_a_request_within_one_shard_is_passed_on_without_a_copy() -> None:
+    request = _request(traces=1, spans_per_trace=5, resources=1)
+    parts = shard_spans(request, 4)
+    assert list(parts.values()) == [request]
+    assert next(iter(parts.values())) is request
+
+
+@pytest.fixture(scope="module")
+def workers_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = make_service(tmp_path_factory.mktemp("workers"), INFERLINE_WORKERS="2")
+    svc.start()
+    yield svc
+    assert svc.stop() == 0, svc.logs()[-3000:]
+
+
+def _post(svc: Service, path: str, body: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{svc.http_url}{path}",
+        content=body,
+        headers={"x-api-key": svc.key, "content-type": "application/json"},
+        timeout=30,
+    )
+
+
+def test_content_logs_join_their_spans_across_split_requests(workers_service: Service) -> None:
+    """Spans of 30 traces in one request and their content log records in another: both are split
+    over two workers, and each trace's records still meet in the same one."""
+    ex = example("10.2")
+    ids = [(new_trace_id(), new_span_id()) for _ in range(30)]
+    logs = [{**log, "traceId": t, "spanId": s} for t, s in ids for log in ex["logs"]]
+    spans = [
+        json_span(ex["span"]["attributes"], trace_id=t, span_id=s, name=ex["span"]["name"]) for t, s in ids
+    ]
+    assert _post(workers_service, "/v1/logs", logs_json(logs)).status_code == 200
+    assert _post(workers_service, "/v1/traces", traces_json(spans)).status_code == 200
+
+    trace_list = ",".join(f"'{t}'" for t, _ in ids)
+    rows = workers_service.sql(
+        "SELECT trace_id, prompt_messages, response_messages FROM llm_inferences FINAL "
+        f"WHERE trace_id IN ({trace_list}) FORMAT JSONEachRow"
+    )
+    found = [orjson.loads(line) for line in rows.splitlines()]
+    assert len(found) == 30
+    for row in found:
+        assert orjson.loads(row["prompt_messages"]) == ex["expected"]["prompt_messages"]
+        assert orjson.loads(row["response_messages"]) == ex["expected"]["completion_messages"]
+
+
+def _workers(svc: Service) -> list[psutil.Process]:
+    assert svc.process is not None
+    return psutil.Process(svc.process.pid).children(recursive=True)
+
+
+def test_a_killed_worker_costs_a_retry_and_is_replaced(workers_service: Service) -> None:
+    before = _workers(workers_service)
+    assert len(before) >= 2
+    for p in before:
+        os.kill(p.pid, signal.SIGKILL)
+
+    trace_ids = [new_trace_id() for _ in range(20)]
+    body = traces_json([json_span({"gen_ai.system": "openai"}, trace_id=t) for t in trace_ids])
+    statuses = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = _post(workers_service, "/v1/traces", body)
+        statuses.append(r.status_code)
+        if r.status_code == 200:
+            break
+        assert r.status_code == 503, r.text  # retryable, as OTLP senders expect
+        assert r.headers.get("retry-after")
+        time.sleep(0.2)
+    assert statuses[-1] == 200, statuses
+    assert {p.pid for p in _workers(workers_service)}.isdisjoint(p.pid for p in before)
+
+    trace_list = ",".join(f"'{t}'" for t in trace_ids)
+    stored = wait_for(
+        lambda: (
+            int(workers_service.sql(f"SELECT count() FROM otel_traces WHERE TraceId IN ({trace_list})")) == 20
+        )
+    )
+    assert stored
+
+
+def test_workers_setting_zero_runs_in_a_thread(tmp_path: Path) -> None:
+    svc = make_service(tmp_path, INFERLINE_WORKERS="0")
+    svc.start()
+    try:
+        assert _workers(svc) == []
+        assert '"workers": 0' in svc.logs()
+    finally:
+        assert svc.stop() == 0
