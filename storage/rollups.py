@@ -129,8 +129,10 @@ class Rollup:
         return table, view, backfill
 
 
+# request_model too: the API's model filter matches the response model or the requested one.
 _MODEL_DIMENSIONS = (
     ("model", "LowCardinality(String)", "model"),
+    ("request_model", "LowCardinality(String)", "request_model"),
     ("provider", "LowCardinality(String)", "provider"),
 )
 BY_MINUTE = Rollup(
