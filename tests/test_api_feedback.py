@@ -3,12 +3,17 @@ API and the pipeline's writer, and what the table holds is checked through the S
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
+import confluent_kafka
 import httpx
+import orjson
 import pytest
 
-from tests.conftest import Service
+from tests.conftest import Service, wait_for
+from tests.kafka_helpers import Role, mock_cluster, role_env
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, new_trace_id, traces_json
 from tests.pii_samples import PII
 
@@ -167,3 +172,41 @@ def test_bad_id_and_missing_key(service: Service) -> None:
     assert r.status_code == 422 and "inference_id" in r.text
     assert httpx.post(url(service, str(uuid.uuid4())), json={"rating": 3}).status_code == 401
     assert httpx.get(url(service, str(uuid.uuid4()))).status_code == 401
+
+
+def test_distributed_writer_takes_feedback_directly(tmp_path: Path) -> None:
+    """In distributed mode the writer process serves the API and inserts feedback itself (no topic
+    carries it): an inference arrives on the enriched topic, feedback on the writer's API port."""
+    owner, bootstrap = mock_cluster()
+    key, project = "il_feedback_writer_key", "fbproject"
+    env = role_env(tmp_path, bootstrap, INFERLINE_API_KEYS=f"{key}={project}")
+    writer = Role("writer", env, tmp_path).start()
+    try:
+        inference_id, trace_id = str(uuid.uuid4()), new_trace_id()
+        row = {
+            "project_id": project,
+            "inference_id": inference_id,
+            "trace_id": trace_id,
+            "start_time": time.time_ns(),
+            "model": "gpt-4o-mini",
+            "version": 1,
+        }
+        producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
+        producer.produce("inferline.inferences", orjson.dumps(row), key=trace_id.encode())
+        producer.flush(10)
+        stored = f"SELECT count() FROM llm_inferences WHERE inference_id = '{inference_id}'"
+        assert wait_for(lambda: writer.sql(stored, key) == "1", timeout=30)
+
+        feedback_url = f"{writer.api_url}/api/v1/metrics/inferences/{inference_id}/feedback"
+        body = {"rating": 1, "comment": f"Awful. Mail {PII['EMAIL']}"}
+        headers = {**_auth(key), "Idempotency-Key": "once"}
+        first = httpx.post(feedback_url, json=body, headers=headers, timeout=30)
+        assert first.status_code == 201, first.text
+        assert first.json()["comment_sentiment"] < 0 and "<EMAIL>" in first.json()["comment"]
+        assert httpx.post(feedback_url, json=body, headers=headers, timeout=30).status_code == 200
+        assert httpx.get(feedback_url, headers=_auth(key), timeout=30).json()["summary"]["count"] == 1
+        table = writer.sql("SELECT comment FROM feedback FINAL", key)
+        assert "<EMAIL>" in table and PII["EMAIL"] not in table
+    finally:
+        writer.stop()
+        del owner
