@@ -144,7 +144,8 @@ class Settings(BaseSettings):
         ge=0,
         description="processes for the CPU stages of the embedded service; 0: a thread; unset: one per core",
     )
-    shutdown_timeout_s: float = Field(30.0, gt=0, description="SIGTERM/SIGINT: drain, flush and exit within")
+    # Under Kubernetes' default 30 s termination grace period, with room to spare.
+    shutdown_timeout_s: float = Field(25.0, gt=0, description="SIGTERM/SIGINT: drain, flush and exit within")
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     retention_days: int = Field(180, ge=1)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

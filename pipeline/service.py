@@ -46,6 +46,9 @@ class _Server(uvicorn.Server):
         yield
 
 
+MAX_CONNECTIONS = 4096  # per HTTP port
+
+
 def http_server(app: Any, host: str, port: int, grace_s: float = 10) -> uvicorn.Server:
     """An HTTP server for one of our ASGI apps: no access log, no lifespan, graceful stop (requests
     in flight get `grace_s` to finish)."""
@@ -57,6 +60,9 @@ def http_server(app: Any, host: str, port: int, grace_s: float = 10) -> uvicorn.
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=max(1, math.ceil(grace_s)),
+        # Connections are not covered by the in-flight byte budget (an idle keep-alive holds
+        # none), so they get a cap of their own: past it, 503 (retryable) instead of growing.
+        limit_concurrency=MAX_CONNECTIONS,
     )
     return _Server(config)
 
@@ -159,11 +165,13 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     deadline = Deadline(settings.shutdown_timeout_s)  # exits the process if the steps below hang
     log.info("stopping: finishing accepted requests", deadline_s=settings.shutdown_timeout_s)
     writer.drain()
-    for s in http_servers:
-        s.should_exit = True
+    otlp_http, api = http_servers
+    otlp_http.should_exit = True
     await grpc_server.stop(grace=deadline.fraction(0.5))
-    await asyncio.gather(*serving, return_exceptions=True)
+    await asyncio.gather(serving[0], return_exceptions=True)
     await writer.close()  # flushes everything accepted
+    api.should_exit = True  # last: /metrics and /readyz answer while the process drains
+    await asyncio.gather(*serving, return_exceptions=True)
     processing.close()
     sql.close()
     write_client.close()

@@ -1,0 +1,158 @@
+"""SIGTERM during steady sending, for every role: the process exits 0 within its shutdown
+deadline, and every span a sender saw acknowledged is in ClickHouse afterwards (embedded: after a
+restart; Kafka: once the restarted stages caught up)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from tests.conftest import make_service, wait_for
+from tests.kafka_helpers import Role, mock_cluster, role_env
+from tests.otlp_helpers import sdk_spans
+
+pytestmark = pytest.mark.timeout(300)
+
+DEADLINE_S = 10
+KEY, PROJECT = "shutdown-test-key", "proj-shutdown"
+
+
+class Senders:
+    """Two senders (SDK gRPC and HTTP exporters) exporting small batches until stopped; they keep
+    the span ids of every batch the service acknowledged."""
+
+    def __init__(self, grpc_target: str, http_url: str, key: str) -> None:
+        headers = {"authorization": f"Bearer {key}"}
+        self._exporters: list[SpanExporter] = [
+            GrpcSpanExporter(endpoint=grpc_target, insecure=True, headers=headers, timeout=2),
+            HttpSpanExporter(endpoint=f"{http_url}/v1/traces", headers=headers, timeout=2),
+        ]
+        self.acknowledged: set[str] = set()
+        self.refused = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(e,)) for e in self._exporters]
+
+    def __enter__(self) -> Senders:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+        for e in self._exporters:
+            e.shutdown()
+
+    def _run(self, exporter: SpanExporter) -> None:
+        while not self._stop.is_set():
+            spans = sdk_spans(count=5)
+            if exporter.export(spans) == SpanExportResult.SUCCESS:
+                with self._lock:
+                    self.acknowledged.update(f"{s.context.span_id:016x}" for s in spans)
+            else:
+                self.refused += 1
+                time.sleep(0.2)
+            time.sleep(0.01)
+
+    def wait_for_more(self, n: int, timeout: float = 60) -> None:
+        """Until `n` more spans were acknowledged: the service is under steady traffic."""
+        start = len(self.acknowledged)
+        assert wait_for(lambda: len(self.acknowledged) >= start + n, timeout=timeout), "no traffic"
+
+
+def _terminate(process: subprocess.Popen, wait: Callable[[float], int]) -> tuple[int, float]:
+    """SIGTERM; (exit code, seconds to exit)."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    code = wait(DEADLINE_S + 15)
+    return code, time.monotonic() - started
+
+
+def _stored(sql: Callable[[str], str], span_ids: set[str]) -> int:
+    ids = ", ".join(f"'{s}'" for s in sorted(span_ids))
+    return int(sql(f"SELECT uniqExact(SpanId) FROM otel_traces WHERE SpanId IN ({ids})").strip())
+
+
+def test_embedded_sigterm_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    # Batches wait a while: SIGTERM finds requests waiting for their flush.
+    svc = make_service(
+        tmp_path, INFERLINE_SHUTDOWN_TIMEOUT_S=str(DEADLINE_S), INFERLINE_BATCH__MAX_DELAY_S="0.5"
+    )
+    svc.start()
+    assert svc.process is not None
+    with Senders(svc.grpc_target, svc.http_url, svc.key) as senders:
+        senders.wait_for_more(50)
+        code, took = _terminate(svc.process, lambda t: svc.process.wait(timeout=t))  # type: ignore[union-attr]
+        acknowledged = set(senders.acknowledged)
+    assert svc.stop() == code  # already exited: only closes its log files
+    assert code == 0, svc.logs()[-3000:]
+    assert took < DEADLINE_S, took
+    assert "stopping" in svc.logs()
+
+    svc.start()
+    try:
+        assert _stored(svc.sql, acknowledged) == len(acknowledged)
+    finally:
+        assert svc.stop() == 0
+
+
+@pytest.fixture
+def kafka_roles(tmp_path: Path) -> Iterator[tuple[Role, Role, Role]]:
+    owner, bootstrap = mock_cluster()
+    env = role_env(
+        tmp_path,
+        bootstrap,
+        INFERLINE_API_KEYS=f"{KEY}={PROJECT}",
+        INFERLINE_SHUTDOWN_TIMEOUT_S=str(DEADLINE_S),
+    )
+    roles = [Role(name, env, tmp_path) for name in ("processor", "writer", "receiver")]
+    try:
+        for r in roles:
+            r.start()
+        yield roles[2], roles[0], roles[1]
+    finally:
+        for r in reversed(roles):
+            r.stop()
+        del owner
+
+
+def test_kafka_roles_sigterm_loses_nothing_acknowledged(kafka_roles: tuple[Role, Role, Role]) -> None:
+    receiver, processor, writer = kafka_roles
+
+    def sigterm(role: Role) -> None:
+        assert role.process is not None
+        code, took = _terminate(role.process, role.wait_exit)
+        assert code == 0, f"{role.role}: {role.logs()[-3000:]}"
+        assert took < DEADLINE_S, (role.role, took)
+
+    with Senders(receiver.grpc_target, receiver.http_url, KEY) as senders:
+        senders.wait_for_more(50)
+        sigterm(processor)  # mid-stream: what it had not committed is processed again
+        senders.wait_for_more(50)
+        processor.start()
+        sigterm(writer)  # flushes what it holds and commits, or leaves it to be read again
+        senders.wait_for_more(50)
+        writer.start()
+        senders.wait_for_more(50)
+        sigterm(receiver)  # every request it acknowledged is in Kafka
+        acknowledged = set(senders.acknowledged)
+    assert len(acknowledged) >= 200
+
+    def sql(query: str) -> str:
+        return writer.sql(query, KEY)
+
+    stored = wait_for(lambda: _stored(sql, acknowledged) == len(acknowledged), timeout=90, interval=1)
+    assert stored, f"{_stored(sql, acknowledged)} of {len(acknowledged)} acknowledged spans stored"
+    for role in (processor, writer):
+        sigterm(role)
