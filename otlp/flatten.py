@@ -39,7 +39,12 @@ def any_value(v: AnyValue) -> Any:
 
 
 def attributes(kvs: Any) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+    # Most values are strings: read those without a call.
+    return {
+        kv.key: v.string_value if v.WhichOneof("value") == "string_value" else any_value(v)
+        for kv in kvs
+        for v in (kv.value,)
+    }
 
 
 @dataclass(slots=True)

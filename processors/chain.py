@@ -15,7 +15,7 @@ from pipeline.errors import ConfigError
 from pipeline.records import Batch, LogRecord, Span
 from processors.base import Processor
 from processors.normalise import GenAINormaliser
-from processors.otel_rows import log_row, trace_row
+from processors.otel_rows import log_row, trace_rows
 
 log = structlog.get_logger()
 
@@ -54,7 +54,7 @@ class ProcessorChain:
     def run(self, spans: list[Span], logs: list[LogRecord]) -> Batch:
         batch = Batch(
             inferences=self.normaliser.normalise(spans, logs),
-            spans=[trace_row(s) for s in spans],
+            spans=trace_rows(spans),
             logs=[log_row(r) for r in logs],
         )
         for stage in self.stages:

@@ -37,10 +37,24 @@ def as_string(value: Any) -> str:
 
 
 def string_map(attrs: dict[str, Any]) -> dict[str, str]:
-    return {k: as_string(v) for k, v in attrs.items()}
+    # Most values are strings already: no call for those.
+    return {k: v if v.__class__ is str else as_string(v) for k, v in attrs.items()}
 
 
-def trace_row(span: Span) -> Row:
+def trace_rows(spans: list[Span]) -> list[Row]:
+    """Rows of many spans; spans of one OTLP resource share its attribute dict, converted once
+    (no stage changes ResourceAttributes, so the rows may share the result too)."""
+    resources: dict[int, dict[str, str]] = {}
+    rows = []
+    for span in spans:
+        converted = resources.get(id(span.resource))
+        if converted is None:
+            converted = resources[id(span.resource)] = string_map(span.resource)
+        rows.append(trace_row(span, converted))
+    return rows
+
+
+def trace_row(span: Span, resource_strings: dict[str, str] | None = None) -> Row:
     resource = span.resource
     return {
         "ProjectId": span.project_id,
@@ -52,7 +66,7 @@ def trace_row(span: Span) -> Row:
         "SpanName": span.name,
         "SpanKind": _SPAN_KINDS[span.kind] if 0 <= span.kind < len(_SPAN_KINDS) else "Unspecified",
         "ServiceName": as_string(resource.get("service.name", "")),
-        "ResourceAttributes": string_map(resource),
+        "ResourceAttributes": string_map(resource) if resource_strings is None else resource_strings,
         "ScopeName": span.scope_name,
         "ScopeVersion": span.scope_version,
         "SpanAttributes": string_map(span.attributes),

@@ -328,6 +328,9 @@ class PiiMasker:
         globs = [fnmatch.translate(k) for k in keys if any(c in k for c in "*?[")]
         self._key_glob = re.compile("|".join(globs)) if globs else None
         self._key_cache: dict[str, bool] = {}
+        # Within one batch the same text is usually met twice (a span's content attribute and the
+        # inference's message built from it): scanned once, counted for each row.
+        self._memo: dict[str, tuple[str, dict[str, int]]] | None = None
 
     # --- text -------------------------------------------------------------------------------
 
@@ -426,6 +429,25 @@ class PiiMasker:
     def _mask_str(self, s: str, counts: dict[str, int], json_skip_keys: frozenset[str]) -> str:
         if len(s) < self._min_len:
             return s
+        memo = self._memo
+        if memo is None or len(s) < _MEMO_MIN_LEN:
+            return self._scan_str(s, counts, json_skip_keys)
+        key = s if json_skip_keys is MESSAGE_SKIP_KEYS else None
+        hit = memo.get(s) if key is not None else None
+        if hit is not None:
+            masked, found = hit
+            for k, n in found.items():
+                counts[k] = counts.get(k, 0) + n
+            return masked
+        found = {}
+        masked = self._scan_str(s, found, json_skip_keys)
+        for k, n in found.items():
+            counts[k] = counts.get(k, 0) + n
+        if key is not None:
+            memo[key] = (masked, found)
+        return masked
+
+    def _scan_str(self, s: str, counts: dict[str, int], json_skip_keys: frozenset[str]) -> str:
         if s.startswith("data:") and ";base64," in s[:100]:
             return s  # inline images/audio: masking would corrupt them and they hold no text
         first = s[0]
@@ -483,6 +505,13 @@ class PiiMasker:
     def process(self, batch: Batch) -> None:
         if not self.config.enabled:
             return
+        self._memo = {}
+        try:
+            self._process(batch)
+        finally:
+            self._memo = None
+
+    def _process(self, batch: Batch) -> None:
         # Counts of what the receiver already masked (INFERLINE_MASK_AT_RECEIVER), by span.
         carried = {row["SpanId"]: c for row in batch.spans if (c := _carried(row.get("SpanAttributes")))}
         for row in batch.inferences:
@@ -541,6 +570,9 @@ class PiiMasker:
         if attrs:
             self._mask_attributes(attrs, counts)
 
+
+# Shorter texts cost less to scan than to remember.
+_MEMO_MIN_LEN = 64
 
 # The attribute the receiver sets on a record it masked: {"EMAIL": 1, ...} as JSON.
 CARRIED_COUNTS = "inferline.pii_found"
