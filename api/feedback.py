@@ -191,7 +191,9 @@ def list_feedback(inference_id: InferenceId, who: CallerDep, ctx: ContextDep) ->
             thumbs_up=summary["up"],
             thumbs_down=summary["down"],
             comments=summary["commented"],
-            average_sentiment=summary["avg_sentiment"],
+            average_sentiment=None
+            if summary["avg_sentiment"] is None
+            else round(summary["avg_sentiment"], 4),
         ),
         items=[_feedback(r) for r in rows],
     )
