@@ -93,7 +93,13 @@ class Batch:
     observed: list[Row] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.inferences) + len(self.spans) + len(self.logs) + len(self.feedback) + sum(n for _, n, _ in self.encoded)
+        return (
+            len(self.inferences)
+            + len(self.spans)
+            + len(self.logs)
+            + len(self.feedback)
+            + sum(n for _, n, _ in self.encoded)
+        )
 
     def extend(self, other: Batch) -> None:
         self.inferences.extend(other.inferences)
