@@ -161,3 +161,8 @@ def test_every_data_access_is_audited_without_keys_or_content(
     logs = service.logs()
     assert CANARY not in logs  # in a prompt, in a search and in the detail's messages
     assert service.key not in logs and service.extra_keys["other"] not in logs
+
+
+def test_admin_api_is_off_without_an_admin_key(service: Service) -> None:
+    r = api(service, "GET", "/api/v1/admin/projects", "anything")
+    assert r.status_code == 403 and "INFERLINE_ADMIN_KEY" in r.json()["detail"]
