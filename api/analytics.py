@@ -17,6 +17,7 @@ from storage.rollups import QUANTILES
 
 router = APIRouter(prefix="/api/v1/metrics/analytics", tags=["analytics"])
 MAX_POINTS = 10_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # no row is older: OTLP times are unsigned
 _P = {f"p{round(q * 100)}": i for i, q in enumerate(QUANTILES)}  # p50 → index in the digest's array
 
 
@@ -155,8 +156,8 @@ def overview(body: AnalyticsQuery, who: CallerDep, ctx: ContextDep) -> Overview:
 def timeseries(body: TimeSeriesQuery, who: CallerDep, ctx: ContextDep) -> TimeSeries:
     check_project(body, who.project_id)
     step = INTERVAL_SECONDS[body.interval]
-    first = _floor(body.from_date, step)
-    last = _floor(body.to_date or datetime.now(UTC), step)
+    first = _floor(max(body.from_date, _EPOCH), step)
+    last = max(first, _floor(body.to_date or datetime.now(UTC), step))
     count = int((last - first).total_seconds()) // step + 1
     if count > MAX_POINTS:
         raise HTTPException(

@@ -40,6 +40,7 @@ _DIMENSIONS = {
 # Rollups hold times as DateTime (1970 … 2106); a range reaching past either end is open there.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATETIME_END = datetime(2106, 1, 1, tzinfo=UTC)
+_DATETIME64_END = datetime(2262, 4, 11, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +93,10 @@ def _rollup_columns(question: Question) -> set[str] | None:
 def plan(question: Question) -> list[Segment]:
     """The segments that together cover the question's range exactly once."""
     f = question.filters
-    start = max(f.from_date, _EPOCH)
+    start = max(f.from_date, _EPOCH)  # OTLP times are unsigned: no row is older
     end = f.to_date if f.to_date is None or f.to_date < _DATETIME_END else None
     levels: tuple[Rollup, ...] = ()
-    needed = _rollup_columns(question)
+    needed = _rollup_columns(question) if start < _DATETIME_END else None
     if needed is not None:
         for family in _FAMILIES:
             if needed <= family[0].dimension_names:
@@ -228,6 +229,7 @@ def _rollup_filters(f: InferenceFilters) -> list[str]:
 
 def _text(t: datetime, digits: int) -> str:
     """A time as ClickHouse parses it: a date (digits -1), seconds (0) or microseconds (6)."""
+    t = min(t, _DATETIME64_END)
     if digits < 0:
         return t.strftime("%Y-%m-%d")
     return t.strftime("%Y-%m-%d %H:%M:%S.%f" if digits else "%Y-%m-%d %H:%M:%S")

@@ -3,6 +3,7 @@ API and the pipeline's writer, and what the table holds is checked through the S
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -41,8 +42,12 @@ def url(service: Service, inference_id: str) -> str:
 
 
 def post(service: Service, inference_id: str, body: object, key: str | None = None, **headers: str):  # type: ignore[no-untyped-def]
+    # json.dumps escapes non-ASCII, so a lone surrogate travels as JSON allows (`\ud800`).
     return httpx.post(
-        url(service, inference_id), json=body, headers={**_auth(key or service.key), **headers}, timeout=30
+        url(service, inference_id),
+        content=json.dumps(body),
+        headers={**_auth(key or service.key), "content-type": "application/json", **headers},
+        timeout=30,
     )
 
 
