@@ -21,9 +21,10 @@ run: install
 test: install
 	$(BIN)/pytest -q -ra
 
-## Micro-benchmarks and the end-to-end throughput run; figures are printed, never asserted.
+## Benchmarks (docs/performance.md): stages, embedded and Kafka load, queries over 10M rows.
+## Figures are printed and saved to bench/results/, never asserted. Options: make bench BENCH_ARGS="--quick".
 bench: install
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

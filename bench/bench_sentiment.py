@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_pii import calibrate, timeit
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from bench.bench_pii import calibrate, timeit
 from pipeline.records import Batch
 from processors.sentiment import SentimentConfig, SentimentProcessor, SentimentScorer, label_for
 

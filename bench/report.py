@@ -1,0 +1,180 @@
+"""The issue's targets next to the figures of a run, and the results file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.conftest import ROOT
+
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+@dataclass
+class Target:
+    what: str
+    figure: float | None  # None: not measured in this run
+    target: float
+    at_least: bool  # True: figure ≥ target is met; False: figure ≤ target
+    unit: str
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.figure is None:
+            return None
+        return self.figure >= self.target if self.at_least else self.figure <= self.target
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "figure": self.figure,
+            "target": self.target,
+            "at_least": self.at_least,
+            "unit": self.unit,
+            "met": self.met,
+            "note": self.note,
+        }
+
+
+def _get(d: dict[str, Any] | None, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    phases = _get(results, "embedded", "phases") or {}
+    overload = phases.get("genai_overload") or {}
+    lost = [f.get("lost_spans") for f in phases.values() if f.get("lost_spans") is not None]
+    lost_inferences = [
+        f.get("lost_inferences") for f in phases.values() if f.get("lost_inferences") is not None
+    ]
+    refusals = overload.get("refused_total")
+    other_errors = overload.get("errors_total")
+    rows = _get(results, "query", "rows")
+    rows_note = f"{rows / 1e6:.1f}M rows" if rows else ""
+    return [
+        Target(
+            "GenAI spans/s persisted, embedded, full chain",
+            _get(phases, "genai_max", "persisted_genai_spans_per_s"),
+            20_000,
+            True,
+            "spans/s",
+        ),
+        Target(
+            "plain spans/s persisted, embedded",
+            _get(phases, "plain_max", "persisted_spans_per_s"),
+            50_000,
+            True,
+            "spans/s",
+        ),
+        Target(
+            "ack latency p99 at half the max GenAI load",
+            _get(phases, "genai_half", "ack_latency_ms", "p99"),
+            300,
+            False,
+            "ms",
+        ),
+        Target("peak RSS of the service tree at 2x load", overload.get("peak_rss_mb"), 1024, False, "MB"),
+        Target(
+            "retryable refusals at 2x load (429/503, RESOURCE_EXHAUSTED/UNAVAILABLE)",
+            refusals,
+            1,
+            True,
+            "requests",
+            f"other errors: {other_errors}" if other_errors is not None else "",
+        ),
+        Target(
+            "acknowledged spans lost, all embedded phases",
+            sum(lost) if lost else None,
+            0,
+            False,
+            "spans",
+            f"inference rows missing: {sum(lost_inferences)}" if lost_inferences else "",
+        ),
+        Target(
+            "p95 latency + cost by model, all rows, chDB direct",
+            _get(results, "query", "direct", "p95_cost_by_model_all_rows", "median_ms"),
+            150,
+            False,
+            "ms",
+            rows_note,
+        ),
+        Target(
+            "p95 latency + cost by model, one project, SQL endpoint",
+            _get(results, "query", "endpoint", "p95_cost_by_model", "median_ms"),
+            150,
+            False,
+            "ms",
+            f"{_get(results, 'query', 'project_rows') / 1e6:.1f}M rows in the project"
+            if _get(results, "query", "project_rows")
+            else "",
+        ),
+    ]
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "not measured"
+    if unit == "ms":
+        return f"{value:,.1f} {unit}"
+    return f"{value:,.0f} {unit}"
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    ts = targets(results)
+    results["targets"] = [t.as_json() for t in ts]
+    lines = ["", "Targets (issue #5) on this machine:", ""]
+    width = max(len(t.what) for t in ts)
+    lines.append(f"  {'measure':<{width}}  {'figure':>16}  {'target':>16}  result")
+    for t in ts:
+        sign = "≥" if t.at_least else "≤"
+        verdict = {True: "met", False: "NOT MET", None: "-"}[t.met]
+        note = f"  ({t.note})" if t.note else ""
+        target = f"{sign} {_fmt(t.target, t.unit)}"
+        lines.append(f"  {t.what:<{width}}  {_fmt(t.figure, t.unit):>16}  {target:>16}  {verdict}{note}")
+    kafka = _get(results, "kafka", "phases") or {}
+    if kafka:
+        lines += ["", "Kafka mode (mock cluster; no targets):", ""]
+        for name, f in kafka.items():
+            if name == "warmup":
+                continue
+            lat = f.get("ack_latency_ms") or {}
+            lines.append(
+                f"  {name:<16} accepted {f['accepted_spans_per_s']:>8,.0f} spans/s"
+                f"  persisted {f['persisted_spans_per_s']:>8,.0f}/s"
+                f"  ack p50/p99 {lat.get('p50', 0):,.0f}/{lat.get('p99', 0):,.0f} ms"
+                f"  CPU {f.get('service_cpu_s_per_10k_spans') or 0:.2f} s/10k  lost {f.get('lost_spans')}"
+            )
+    return lines
+
+
+def git_state() -> dict[str, Any]:
+    def run(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    return {
+        "commit": run("rev-parse", "HEAD"),
+        "dirty": bool(run("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+def write(results: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"{stamp}.json"
+    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return path

@@ -1,0 +1,293 @@
+"""Per-stage micro-benchmarks: what each step of the hot path costs per span, on one core.
+
+    python -m bench.stages [--quick] [--json PATH]
+
+Inputs are the load generator's own requests (bench.payloads: ~3 KB GenAI spans of every
+convention with content, some PII; plain HTTP/database spans). Each stage is timed alone as the
+fastest of several runs (other processes only ever add time), and reported as µs per span and
+spans/s per core. A stage that the code under test no longer offers is reported as n/a, not
+as a crash. Run in its own process: it opens a chDB store of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from bench.bench_pii import calibrate, timeit
+from bench.payloads import build_template
+from otlp.flatten import flatten_logs, flatten_spans
+from otlp.json_codec import decode_json, decode_protobuf
+from pipeline.logging import configure_logging
+from pipeline.records import Batch
+from processors.chain import ProcessorChain, build_processor
+from processors.normalise import GenAINormaliser
+from processors.otel_rows import log_row, trace_row
+
+PROJECT = "bench"
+
+
+def _requests(kind: str, transport: str, count: int, spans: int) -> list[tuple[bytes, bytes | None, int]]:
+    import random
+
+    rng, prefix = random.Random(11), secrets.token_bytes(8)
+    out = []
+    for i in range(count):
+        t = build_template(kind, transport, spans, rng, prefix)
+        traces, logs = t.stamp(i << 16)
+        out.append((traces, logs, t.spans))
+    return out
+
+
+class Stages:
+    def __init__(self, min_time: float) -> None:
+        self.min_time = min_time
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def time(
+        self, name: str, label: str, fn: Callable[[], object], spans: int, min_time: float | None = None
+    ) -> None:
+        try:
+            seconds = timeit(fn, self.min_time if min_time is None else min_time)
+        except Exception as e:  # the code under test changed shape: say so, go on
+            self.results[name] = {"label": label, "error": f"{type(e).__name__}: {e}"[:200]}
+            print(f"  {label:<52} n/a ({type(e).__name__}: {str(e)[:60]})")
+            return
+        us = seconds / spans * 1e6
+        self.results[name] = {
+            "label": label,
+            "us_per_span": round(us, 2),
+            "spans_per_s_per_core": round(1e6 / us),
+        }
+        print(f"  {label:<52} {us:8.1f} µs/span  {1e6 / us:>10,.0f} spans/s per core")
+
+    def fresh(
+        self,
+        name: str,
+        label: str,
+        make: Callable[[], Any],
+        run: Callable[[Any], object],
+        spans: int,
+        runs: int,
+    ) -> None:
+        """For stages that change their input (masking): each run gets an untouched copy."""
+        try:
+            inputs = [make() for _ in range(runs + 1)]
+            run(inputs.pop())  # warm
+            best = float("inf")
+            for item in inputs:
+                started = time.perf_counter()
+                run(item)
+                best = min(best, time.perf_counter() - started)
+        except Exception as e:
+            self.results[name] = {"label": label, "error": f"{type(e).__name__}: {e}"[:200]}
+            print(f"  {label:<52} n/a ({type(e).__name__}: {str(e)[:60]})")
+            return
+        us = best / spans * 1e6
+        self.results[name] = {
+            "label": label,
+            "us_per_span": round(us, 2),
+            "spans_per_s_per_core": round(1e6 / us),
+        }
+        print(f"  {label:<52} {us:8.1f} µs/span  {1e6 / us:>10,.0f} spans/s per core")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter timing runs")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    configure_logging("error")  # the unknown-model warning and migrations are not figures
+    min_time = 0.15 if args.quick else 0.6
+    runs = 3 if args.quick else 7
+    st = Stages(min_time)
+    print(f"calibration loop {calibrate():.1f} µs (~10 µs on an idle modern x86 core)")
+
+    proto = _requests("genai", "grpc", 4, 200)
+    js = _requests("genai", "http-json", 2, 200)
+    n = sum(s for _, _, s in proto)
+    nj = sum(s for _, _, s in js)
+    size = sum(len(b) for b, _, _ in proto) / n
+    print(f"GenAI requests: {len(proto)} × ~{n // len(proto)} spans, {size:,.0f} bytes/span protobuf")
+
+    st.time(
+        "protobuf_decode",
+        "protobuf decode",
+        lambda: [decode_protobuf(b, ExportTraceServiceRequest) for b, _, _ in proto],
+        n,
+    )
+    st.time(
+        "json_decode",
+        "OTLP/JSON decode (orjson + descriptor walk)",
+        lambda: [decode_json(b, ExportTraceServiceRequest) for b, _, _ in js],
+        nj,
+    )
+    one = js[0][0]
+    st.time(
+        "json_decode_reference",
+        "OTLP/JSON decode, protobuf json_format (reference)",
+        lambda: json_format.Parse(one, ExportTraceServiceRequest(), ignore_unknown_fields=True),
+        js[0][2],
+        min_time=0.05,
+    )
+    requests = [decode_protobuf(b, ExportTraceServiceRequest) for b, _, _ in proto]
+    log_requests = [decode_protobuf(lb, ExportLogsServiceRequest) for _, lb, _ in proto if lb]
+    st.time("flatten", "flatten to Span objects", lambda: [flatten_spans(r, PROJECT) for r in requests], n)
+    spans = [s for r in requests for s in flatten_spans(r, PROJECT).records]
+    logs = [rec for r in log_requests for rec in flatten_logs(r, PROJECT).records]
+    print(f"  ({len(logs)} correlated log records with content come with these spans)")
+
+    def normalise() -> None:
+        normaliser = GenAINormaliser()
+        normaliser.normalise(spans, [])
+        normaliser.normalise([], logs)  # content that arrives after its span, as in a separate request
+
+    st.time("normalise", "normalise GenAI conventions (+ late log content)", normalise, n)
+    _normalise_by_example(st)
+    st.time(
+        "otel_rows",
+        "otel_traces / otel_logs rows",
+        lambda: ([trace_row(s) for s in spans], [log_row(r) for r in logs]),
+        n,
+    )
+
+    def batch() -> Batch:
+        normaliser = GenAINormaliser()
+        rows = normaliser.normalise(spans, []) + normaliser.normalise([], logs)
+        return Batch(inferences=rows, spans=[trace_row(s) for s in spans], logs=[log_row(r) for r in logs])
+
+    base = batch()
+    for name, label in (
+        ("price", "price (pricing)"),
+        ("pii", "PII detection + masking"),
+        ("sentiment", "sentiment"),
+    ):
+        try:
+            stage = build_processor(name if name != "price" else "pricing", {})
+        except Exception as e:
+            st.results[name] = {"label": label, "error": str(e)[:200]}
+            continue
+        st.fresh(name, label, lambda: copy.deepcopy(base), stage.process, n, runs)
+
+    st.fresh(
+        "chain",
+        "whole processor chain (all of the above)",
+        lambda: ProcessorChain(),
+        lambda c: (c.run(spans, []), c.run([], logs)),
+        n,
+        runs,
+    )
+
+    # chDB insert of the enriched rows: encoding to Native, then the engine's insert.
+    _insert_stages(st, base, n, runs)
+
+    plain = _requests("plain", "grpc", 2, 500)
+    np_ = sum(s for _, _, s in plain)
+    chain = ProcessorChain()
+    st.time(
+        "plain_path",
+        "plain spans: decode + flatten + rows + chain",
+        lambda: [
+            chain.run(flatten_spans(decode_protobuf(b, ExportTraceServiceRequest), PROJECT).records, [])
+            for b, _, _ in plain
+        ],
+        np_,
+    )
+    total = sum(
+        st.results[k].get("us_per_span", 0)
+        for k in (
+            "protobuf_decode",
+            "flatten",
+            "normalise",
+            "otel_rows",
+            "price",
+            "pii",
+            "sentiment",
+            "native_encode",
+            "chdb_insert",
+        )
+    )
+    label = "sum of the GenAI protobuf path"
+    print(f"  {label:<52} {total:8.1f} µs/span  {1e6 / total:>10,.0f} spans/s per core")
+    figures = {
+        "calibration_us": round(calibrate(), 2),
+        "stages": st.results,
+        "genai_path_us_per_span": round(total, 2),
+    }
+    if args.json:
+        args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    return figures
+
+
+def _normalise_by_example(st: Stages) -> None:
+    """The normaliser on each convention's reference example (tests/genai_examples.py), small
+    spans without much content: where one convention costs more than the others."""
+    from tests.genai_examples import EXAMPLE_KEYS, example, make_logs, make_span
+
+    figures = {}
+    for key in EXAMPLE_KEYS:
+        ex = example(key)
+        spans, logs = [make_span(ex, seed=f"{key}/{i}") for i in range(50)], make_logs(ex)
+        normaliser = GenAINormaliser()
+        figures[key] = round(
+            timeit(lambda n=normaliser, s=spans, lg=logs: n.normalise(s, lg), st.min_time / 3) / 50 * 1e6, 1
+        )
+    st.results["normalise_by_example_us"] = figures
+    print(
+        f"  {'normalise, per doc example (µs/span)':<52} "
+        + "  ".join(f"{k}: {v}" for k, v in figures.items())
+    )
+
+
+def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:
+    try:
+        from storage.clickhouse import connect
+        from storage.inserter import Inserter
+        from storage.native import encode_block
+        from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, migrate
+    except ImportError as e:
+        st.results["chdb_insert"] = {"label": "chDB insert", "error": str(e)}
+        return
+    tables = ((OTEL_TRACES, base.spans), (OTEL_LOGS, base.logs), (LLM_INFERENCES, base.inferences))
+    st.time(
+        "native_encode",
+        "encode Native blocks (3 tables)",
+        lambda: [encode_block(t, rows) for t, rows in tables],
+        n,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        client = connect(f"chdb://{tmp}/clickhouse")
+        migrate(client)
+        inserter = Inserter(client)
+        blocks = [(t.name, len(rows), encode_block(t, rows)) for t, rows in tables]
+        # Ten requests' worth per insert, as the writer batches them; fresh ids are not needed:
+        # each insert has its own deduplication token.
+        st.fresh(
+            "chdb_insert",
+            "chDB insert of encoded blocks (3 tables + rollups)",
+            lambda: Batch(encoded=[b for b in blocks for _ in range(10)]),
+            lambda b: inserter.insert(b, uuid.uuid4().hex),
+            n * 10,
+            max(3, runs // 2),
+        )
+        client.close()
+
+
+if __name__ == "__main__":
+    main()

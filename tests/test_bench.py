@@ -1,0 +1,87 @@
+"""The benchmark harness's own plumbing, against a real service: a short load phase is reported
+with the figures the results file promises, and the loss check finds spans that never arrived.
+No timing is asserted (figures are the benchmark's job, not the tests')."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench import compare, report
+from bench.payloads import phase_base, span_id_prefix
+from bench.phases import LoadGenerator, Phase, Sql, missing_ids, run_phase
+from bench.procstats import ProcessTree
+from bench.progress import Progress
+from tests.conftest import Service, make_service
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    s = make_service(tmp_path_factory.mktemp("bench"))
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_a_short_phase_is_reported_and_every_acknowledged_span_is_found(svc: Service, tmp_path: Path) -> None:
+    gen = LoadGenerator(
+        {
+            "grpc": svc.grpc_target,
+            "http": svc.http_url,
+            "key": svc.key,
+            "genai_spans": 20,
+            "plain_spans": 20,
+            "seed": 1,
+            "templates": 3,  # one per transport: gRPC, HTTP protobuf, HTTP JSON
+        }
+    )
+    assert svc.process is not None
+    sql = Sql(svc.api_url, svc.key)
+    phase = Phase("genai_max", "test", "genai", "closed", 0xC1, 1.0, concurrency=3)
+    try:
+        figures = run_phase(
+            gen,
+            sql,
+            ProcessTree([svc.process.pid]),
+            Progress(io.StringIO()),
+            phase,
+            settle_s=2,
+            drain_timeout_s=20,
+        )
+    finally:
+        gen.close()
+
+    assert figures["acked_spans"] > 0
+    assert figures["persisted_spans"] >= figures["acked_spans"]
+    assert figures["persisted_genai_spans"] >= figures["acked_genai_spans"] > 0
+    assert figures["acked_log_records"] > 0  # the OTel-events convention sends its content as logs
+    assert (figures["lost_spans"], figures["lost_inferences"], figures["lost_log_records"]) == (0, 0, 0)
+    assert figures["errors_total"] == 0
+    assert figures["ack_latency_ms"]["n"] == figures["requests"]
+    assert figures["service_cpu_s"] > 0 and figures["peak_rss_mb"] > 0
+    for key in ("accepted_spans_per_s", "persisted_spans_per_s", "service_cpu_s_per_10k_spans"):
+        assert figures[key] > 0
+
+    # The results file carries the targets next to the figures, and two files compare.
+    results = {"machine": {"nproc": 2}, "embedded": {"phases": {"genai_max": figures}}}
+    lines = report.summary(results)
+    assert any("GenAI spans/s persisted" in line and "NOT MET" in line for line in lines)
+    path = report.write(results, tmp_path)
+    written = orjson.loads(path.read_bytes())
+    genai_target = written["targets"][0]
+    assert genai_target["figure"] == figures["persisted_genai_spans_per_s"]
+    assert genai_target["met"] is False
+    table = "\n".join(compare.compare(written, written))
+    assert "embedded.phases.genai_max.persisted_spans_per_s" in table and "1.00" in table
+
+
+def test_the_loss_check_counts_acknowledged_ids_that_are_not_stored(svc: Service) -> None:
+    sql = Sql(svc.api_url, svc.key)
+    never_sent = phase_base(0xC2) + 1_000_000
+    assert missing_ids(sql, "otel_traces", "SpanId", span_id_prefix(0xC2), [[never_sent, 7]]) == 7
