@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 
+import psutil
 import structlog
 
 log = structlog.get_logger()
@@ -70,6 +71,11 @@ class Deadline:
 
 def _exit(code: int) -> None:
     # os._exit: no interpreter teardown, which is exactly what may be stuck (threads, the engine).
+    # Child processes (processing workers) would outlive it as orphans: they go first.
+    with contextlib.suppress(Exception):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
     with contextlib.suppress(Exception):
         sys.stderr.flush()
         sys.stdout.flush()

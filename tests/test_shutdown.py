@@ -4,6 +4,7 @@ restart; Kafka: once the restarted stages caught up)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import threading
@@ -11,11 +12,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from pipeline.shutdown import EXIT_DEADLINE
 from tests.conftest import make_service, wait_for
 from tests.kafka_helpers import Role, mock_cluster, role_env
 from tests.otlp_helpers import sdk_spans
@@ -156,3 +160,40 @@ def test_kafka_roles_sigterm_loses_nothing_acknowledged(kafka_roles: tuple[Role,
     assert stored, f"{_stored(sql, acknowledged)} of {len(acknowledged)} acknowledged spans stored"
     for role in (processor, writer):
         sigterm(role)
+
+
+def test_a_drain_that_cannot_finish_is_cut_at_the_deadline(tmp_path: Path) -> None:
+    """A SQL query that runs for longer than the deadline holds an engine thread the process
+    cannot interrupt: the process still exits when the deadline passes, and says so."""
+    deadline_s = 3
+    svc = make_service(
+        tmp_path, INFERLINE_SHUTDOWN_TIMEOUT_S=str(deadline_s), INFERLINE_SQL__MAX_EXECUTION_S="60"
+    )
+    svc.start()
+    assert svc.process is not None
+    children = psutil.Process(svc.process.pid).children(recursive=True)
+    assert children  # the processing workers
+
+    def slow_query() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                f"{svc.api_url}/",
+                content="SELECT count() FROM numbers(10000000000) WHERE sipHash64(number) = 0",
+                headers={"Authorization": f"Bearer {svc.key}"},
+                timeout=60,
+            )
+
+    query = threading.Thread(target=slow_query)
+    query.start()
+    time.sleep(1)
+    started = time.monotonic()
+    svc.process.send_signal(signal.SIGTERM)
+    code = svc.process.wait(timeout=deadline_s + 15)
+    took = time.monotonic() - started
+    query.join(60)
+    assert svc.stop() == code
+    assert code == EXIT_DEADLINE, svc.logs()[-3000:]
+    assert deadline_s <= took < deadline_s + 2, took
+    assert "shutdown deadline passed" in svc.logs()
+    _, orphans = psutil.wait_procs(children, timeout=5)
+    assert not orphans  # its worker processes went with it
