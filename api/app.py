@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import orjson
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.routing import Route
 
 from api import admin, analytics, feedback, inferences
 from api.deps import ApiContext, KeySource
+from api.errors import validation_error
 from api.sql import ReadOnlySql
 from api.sql_guard import SqlError
 from ingest.auth import key_from_headers
@@ -112,6 +114,7 @@ def api_app(
         redoc_url=None,
     )
     app.state.ctx = context or ApiContext(keys=keys, sql=sql)
+    app.add_exception_handler(RequestValidationError, validation_error)
     for module in (inferences, feedback, analytics, admin):
         app.include_router(module.router)
     # Plain Starlette routes, outside the OpenAPI spec: ClickHouse's protocol and health probes.

@@ -389,3 +389,20 @@ def test_export_rejects_bad_parameters(
     )
     assert r.status_code == 422, r.text
     assert any(field in e["loc"] for e in r.json()["detail"]), r.text
+
+
+@pytest.mark.parametrize("field", ['"search"', '"user"', '"tags": {"feature"'])
+def test_a_lone_surrogate_is_422_not_500(service: Service, data: tuple[list[Sent], str], field: str) -> None:
+    """Valid JSON, yet no text: `\\ud800` has no UTF-8 form."""
+    close = "}" if "tags" in field else ""
+    body = f'{{"from_date": "{data[1]}", {field}: "\\ud800"{close}}}'
+    r = api(
+        service,
+        "POST",
+        "/api/v1/metrics/inferences/list",
+        service.key,
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert "unicode" in r.json()["detail"][0]["msg"]
