@@ -160,6 +160,7 @@ def test_unknown_inference_is_404(service: Service) -> None:
         ({"rating": 4.5}, "rating"),
         ({"thumbs_up": "yes"}, "thumbs_up"),
         ({"comment": "   "}, "comment"),
+        ({"comment": "bad \ud800 text"}, "comment"),
         ({"comment": "x" * 10_001}, "comment"),
         ({"rating": 3, "stars": 3}, "stars"),
         ({"rating": 3, "feedback_id": "not-a-uuid"}, "feedback_id"),
