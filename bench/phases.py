@@ -287,6 +287,7 @@ def phase_line(name: str, f: dict[str, Any]) -> str:
         f"cpu {f['service_cpu_s_per_10k_spans'] or 0:5.2f} s/10k",
         f"rss {f['peak_rss_mb']:>6,.0f} MB",
     ]
+    parts.append(f"generator cpu {f['generator_cpu_s']:.1f} s")
     if f["refused_total"] or f["errors_total"]:
         parts.append(f"refused {f['refused_total']:,} errors {f['errors_total']:,}")
     if "lost_spans" in f:

@@ -45,14 +45,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", default=bool(_env("BENCH_QUICK", 0)), help="5 s phases, 1M rows"
     )
-    p.add_argument("--seconds", type=float, default=_env("BENCH_SECONDS", 20.0), help="closed-loop phases")
+    p.add_argument("--seconds", type=float, default=_env("BENCH_SECONDS", 15.0), help="closed-loop phases")
     p.add_argument(
-        "--open-seconds", type=float, default=_env("BENCH_OPEN_SECONDS", 15.0), help="open-loop phases"
+        "--open-seconds", type=float, default=_env("BENCH_OPEN_SECONDS", 12.0), help="open-loop phases"
     )
     p.add_argument("--warmup-seconds", type=float, default=3.0)
-    p.add_argument("--kafka-seconds", type=float, default=_env("BENCH_KAFKA_SECONDS", 15.0))
+    p.add_argument("--kafka-seconds", type=float, default=_env("BENCH_KAFKA_SECONDS", 10.0))
     p.add_argument(
-        "--concurrency", type=int, default=_env("BENCH_CONCURRENCY", 48), help="closed-loop senders"
+        "--concurrency", type=int, default=_env("BENCH_CONCURRENCY", 64), help="closed-loop senders"
     )
     p.add_argument("--genai-spans", type=int, default=200, help="GenAI spans per request")
     p.add_argument("--plain-spans", type=int, default=500, help="plain spans per request")
