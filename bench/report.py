@@ -147,6 +147,9 @@ def summary(results: dict[str, Any]) -> list[str]:
         for name, f in kafka.items():
             if name == "warmup":
                 continue
+            if "error" in f:
+                lines.append(f"  {name:<16} failed: {f['error']}")
+                continue
             lat = f.get("ack_latency_ms") or {}
             lines.append(
                 f"  {name:<16} accepted {f['accepted_spans_per_s']:>8,.0f} spans/s"

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from bench import report, services
@@ -167,10 +168,23 @@ def load_phases(
             phase.max_requests = args.max_requests
             if phase.name in ("genai_half", "genai_overload"):
                 if not max_rate:
-                    raise RuntimeError("open-loop phases need genai_max first")
+                    out["phases"][phase.name] = {"error": "needs the rate measured by genai_max"}
+                    continue
                 phase.rate = max_rate * (0.5 if phase.name == "genai_half" else 2.0)
                 show.say(f"  {phase.label}: offering {phase.rate:,.0f} spans/s")
-            figures = run_phase(gen, sql, tree, show, phase, **drain)
+            try:
+                figures = run_phase(gen, sql, tree, show, phase, **drain)
+            except (
+                RuntimeError,
+                OSError,
+                ValueError,
+                httpx.HTTPError,
+            ) as e:  # keep the other phases' figures
+                show.say(f"  {phase.name} failed: {e}")
+                out["phases"][phase.name] = {"error": f"{type(e).__name__}: {e}"[:500]}
+                if gen.process.poll() is not None:
+                    break
+                continue
             out["phases"][phase.name] = figures
             if phase.name == "genai_max":
                 max_rate = figures["accepted_spans_per_s"]
