@@ -10,9 +10,10 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from api.deps import AdminDep, ApiContext, ContextDep, audit, key_id
+from api.errors import documented
 from ingest.auth import KEY_ID, PROJECT_ID, KeyInfo, ProjectExists, ProjectInfo
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=documented(401, 403, 503))
 
 ProjectId = Annotated[str, Path(pattern=PROJECT_ID.pattern, description="Project id.")]
 KeyId = Annotated[str, Path(pattern=KEY_ID.pattern, description="Key id (from the key list).")]
@@ -88,7 +89,13 @@ def _known_project(registry: Any, project_id: str) -> None:
         raise HTTPException(404, f"no project {project_id}: create it with POST /api/v1/admin/projects")
 
 
-@router.post("/projects", status_code=201, response_model=Project, summary="Create a project")
+@router.post(
+    "/projects",
+    status_code=201,
+    response_model=Project,
+    summary="Create a project",
+    responses=documented(409),
+)
 def create_project(body: ProjectCreate, who: AdminDep, ctx: ContextDep) -> Project:
     registry = _registry(ctx)
     try:
@@ -107,7 +114,11 @@ def list_projects(who: AdminDep, ctx: ContextDep) -> ProjectList:
 
 
 @router.post(
-    "/projects/{project_id}/keys", status_code=201, response_model=NewKey, summary="Create an API key"
+    "/projects/{project_id}/keys",
+    status_code=201,
+    response_model=NewKey,
+    summary="Create an API key",
+    responses=documented(404),
 )
 def create_key(
     project_id: ProjectId, who: AdminDep, ctx: ContextDep, body: KeyCreate | None = None
@@ -121,7 +132,12 @@ def create_key(
     return NewKey(**_key(created), key=key)
 
 
-@router.get("/projects/{project_id}/keys", response_model=KeyList, summary="List a project's keys")
+@router.get(
+    "/projects/{project_id}/keys",
+    response_model=KeyList,
+    summary="List a project's keys",
+    responses=documented(404),
+)
 def list_keys(project_id: ProjectId, who: AdminDep, ctx: ContextDep) -> KeyList:
     """Ids, names, creation and revocation: never the keys."""
     registry = _registry(ctx)
@@ -131,7 +147,7 @@ def list_keys(project_id: ProjectId, who: AdminDep, ctx: ContextDep) -> KeyList:
     return KeyList(keys=[Key(**_key(k)) for k in keys])
 
 
-@router.delete("/keys/{key_id}", response_model=Key, summary="Revoke an API key")
+@router.delete("/keys/{key_id}", response_model=Key, summary="Revoke an API key", responses=documented(404))
 def revoke_key(key_id: KeyId, who: AdminDep, ctx: ContextDep) -> Key:
     """The key stops working at once in this process (API and receivers), and in other
     processes sharing the store at their next key refresh (30 s)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.responses import Response
 
 
@@ -17,3 +19,22 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
     return Response(body, status_code=422, media_type="application/json")
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for routes that answer these codes with a plain `{"detail": "..."}`."""
+    return {code: {"model": ErrorBody, "description": _MEANINGS[code]} for code in codes}
+
+
+_MEANINGS = {
+    401: "Missing, unknown or revoked API key",
+    403: "The key may not do this (another project's project_id; not the admin key; admin API off)",
+    404: "Not found in the caller's project",
+    409: "Already exists",
+    503: "Not available in this role",
+    504: "The query took too long",
+}

@@ -19,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from api.deps import CallerDep, ContextDep, audit
+from api.errors import documented
 from api.filters import check_project, where_clause
 from api.inference_models import (
     ExportFormat,
@@ -34,7 +35,7 @@ from api.sql_guard import SqlError
 from storage import queries
 
 log = structlog.get_logger()
-router = APIRouter(prefix="/api/v1/metrics/inferences", tags=["inferences"])
+router = APIRouter(prefix="/api/v1/metrics/inferences", tags=["inferences"], responses=documented(401, 504))
 
 _FORMATS = {
     "csv": ("CSVWithNames", "text/csv; charset=utf-8"),
@@ -67,7 +68,7 @@ _CODE = re.compile(r"Code: (\d+)")
 _NAME = re.compile(r"\(([A-Z_]+)\)(?:\s*\(version [^)]*\))?\s*$")
 
 
-@router.post("/list", response_model=InferenceList, summary="List inferences")
+@router.post("/list", response_model=InferenceList, summary="List inferences", responses=documented(403))
 def list_inferences(body: ListRequest, who: CallerDep, ctx: ContextDep) -> InferenceList:
     """A page of the project's inferences matching the filters, in the chosen order, with the
     total count of matches."""
@@ -120,13 +121,28 @@ def _stream(
         raise
 
 
+_EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **documented(403),
+    200: {
+        "description": "CSV with a header row, or one JSON object per line",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    },
+}
 _EXPORT_DOC = (
     "Every matching inference, streamed: CSV (the seed's columns) or JSONL (the list's item "
     "fields), in list order. Honours every list filter."
 )
 
 
-@router.post("/export", summary="Export inferences (filters in the body)", description=_EXPORT_DOC)
+@router.post(
+    "/export",
+    summary="Export inferences (filters in the body)",
+    description=_EXPORT_DOC,
+    responses=_EXPORT_RESPONSES,
+)
 def export_post(
     body: ExportRequest,
     who: CallerDep,
@@ -136,7 +152,12 @@ def export_post(
     return _export(ctx, who, body, format)
 
 
-@router.get("/export", summary="Export inferences (filters in the query string)", description=_EXPORT_DOC)
+@router.get(
+    "/export",
+    summary="Export inferences (filters in the query string)",
+    description=_EXPORT_DOC,
+    responses=_EXPORT_RESPONSES,
+)
 def export_get(
     query: Annotated[ExportQuery, Query()],  # type: ignore[valid-type]
     who: CallerDep,
@@ -177,7 +198,9 @@ def _export_request(query: BaseModel) -> ExportRequest:
         ) from None
 
 
-@router.get("/{inference_id}", response_model=InferenceDetail, summary="One inference")
+@router.get(
+    "/{inference_id}", response_model=InferenceDetail, summary="One inference", responses=documented(404)
+)
 def get_inference(
     inference_id: Annotated[UUID, Path(description="The inference's id (from the list).")],
     who: CallerDep,
