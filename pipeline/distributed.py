@@ -71,7 +71,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
 
     if writes:
         from api.app import api_app
-        from api.deps import ApiContext
+        from api.deps import ApiContext, admin_digest
         from api.sql import ReadOnlySql
         from pipeline.feedback import direct_insert
         from storage.clickhouse import connect
@@ -86,7 +86,8 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         workers.append(asyncio.create_task(writer.run(workers_stop), name="writer"))
         ready.append(lambda: writer.ready and writer.healthy)
         sql = ReadOnlySql(url, database, **settings.sql.model_dump())
-        api_keys = AnyKeys(_static_keys(settings), ApiKeys(connect(url, database), database))
+        stored_keys = ApiKeys(connect(url, database), database)
+        api_keys = AnyKeys(_static_keys(settings), stored_keys)
         # Feedback reaches no topic: this process inserts it, with a client of its own.
         feedback_client = connect(url, database)
         context = ApiContext(
@@ -94,6 +95,9 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             sql=sql,
             database=database,
             write_feedback=direct_insert(settings.processors, feedback_client, database),
+            # The admin API manages the api_keys table; static keys stay in configuration.
+            admin_key_sha256=admin_digest(settings.admin_key.get_secret_value()),
+            key_admin=stored_keys,
         )
         servers.append(
             _server(
