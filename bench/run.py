@@ -165,7 +165,9 @@ def load_phases(
             elif name == "genai_overload":
                 plan.append(Phase(name, "(d) GenAI, open, 2x", "genai", "open", byte, args.open_seconds))
         for phase in plan:
-            phase.max_requests = args.max_requests
+            # The warm-up is one request per sender at most: in Kafka mode a longer one only
+            # leaves a backlog to drain before the measured phases.
+            phase.max_requests = args.concurrency if phase.name == "warmup" else args.max_requests
             if phase.name in ("genai_half", "genai_overload"):
                 if not max_rate:
                     out["phases"][phase.name] = {"error": "needs the rate measured by genai_max"}
