@@ -96,8 +96,20 @@ def _refused(e: Retryable, as_json: bool) -> Response:
     )
 
 
+# OTLP/JSON → protobuf message; CPU-heavy, so the embedded service runs it in a worker process.
+JsonDecoder = Callable[[bytes, type[Message]], Awaitable[Message]]
+
+
+async def decode_json_here(body: bytes, request_type: type[Message]) -> Message:
+    return decode_json(body, request_type)
+
+
 def otlp_http_app(
-    sink: Sink, keys: ApiKeys, max_request_bytes: int, admission: Admission | None = None
+    sink: Sink,
+    keys: ApiKeys,
+    max_request_bytes: int,
+    admission: Admission | None = None,
+    json_decoder: JsonDecoder = decode_json_here,
 ) -> Starlette:
     admission = admission or Admission(max_bytes=max(64 << 20, max_request_bytes))
 
@@ -181,7 +193,10 @@ def otlp_http_app(
                 if len(body) > held:  # decompressed: take the difference too
                     admission.acquire(len(body) - held)
                     held = len(body)
-                message = decode_json(body, request_type) if as_json else decode_protobuf(body, request_type)
+                if as_json:
+                    message = await json_decoder(body, request_type)
+                else:
+                    message = decode_protobuf(body, request_type)
             except BodyTooLarge as e:
                 return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json), 0, 0
             except UnsupportedEncoding as e:

@@ -20,7 +20,7 @@ from ingest.admission import receiver_admission
 from ingest.auth import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
 from ingest.masking_sink import MaskingSink
 from ingest.otlp_grpc import otlp_grpc_server
-from ingest.otlp_http import otlp_http_app
+from ingest.otlp_http import decode_json_here, otlp_http_app
 from ingest.sink import Sink
 from pipeline.config import Settings
 from pipeline.embedded import EmbeddedSink
@@ -137,7 +137,16 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     http_servers = [
         http_server(app, settings.host, port, settings.shutdown_timeout_s / 2)
         for app, port in (
-            (otlp_http_app(sink, keys, settings.max_request_bytes, admission), settings.http_port),
+            (
+                otlp_http_app(
+                    sink,
+                    keys,
+                    settings.max_request_bytes,
+                    admission,
+                    processing.decode_json if isinstance(processing, WorkerProcesses) else decode_json_here,
+                ),
+                settings.http_port,
+            ),
             (
                 api_app(
                     keys,

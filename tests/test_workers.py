@@ -150,3 +150,13 @@ def test_workers_setting_zero_runs_in_a_thread(tmp_path: Path) -> None:
         assert '"workers": 0' in svc.logs()
     finally:
         assert svc.stop() == 0
+
+
+def test_json_decoded_in_a_worker_still_names_what_is_wrong(workers_service: Service) -> None:
+    bad = b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 5}]}]}]}'
+    r = _post(workers_service, "/v1/traces", bad)
+    assert r.status_code == 400
+    assert "resourceSpans[0].scopeSpans[0].spans[0].traceId" in r.json()["message"]
+    # and the worker that decoded it goes on serving
+    ok = _post(workers_service, "/v1/traces", traces_json([json_span({"k": "v"})]))
+    assert ok.status_code == 200
