@@ -18,7 +18,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 class BatchSettings(BaseModel):
     max_rows: int = Field(10_000, ge=1, description="flush a table's batch at this many rows")
-    max_delay_s: float = Field(1.0, gt=0, description="flush a batch this long after its first row")
+    # The OTel Collector's batch processor waits 200 ms too: short enough for acknowledgements,
+    # long enough that ClickHouse gets a few inserts a second, not one per request.
+    max_delay_s: float = Field(0.2, gt=0, description="flush a batch this long after its first row")
     max_pending_rows: int = Field(200_000, ge=1, description="rows waiting for storage before refusing")
 
 
@@ -138,6 +140,9 @@ class Settings(BaseSettings):
     )
     max_rss_bytes: int = Field(
         3 << 29, ge=0, description="resident memory past which receivers refuse requests (503); 0 = off"
+    )
+    max_queue_wait_s: float = Field(
+        2.0, gt=0, description="longest a request waits for a free processor before a retryable refusal"
     )
     workers: int | None = Field(
         None,

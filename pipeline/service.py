@@ -100,10 +100,12 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     processing: InThread | WorkerProcesses
     if settings.resolved_workers:
         del chain  # each worker builds its own
-        processing = WorkerProcesses(settings.processors, settings.resolved_workers, settings.log_level)
+        processing = WorkerProcesses(
+            settings.processors, settings.resolved_workers, settings.log_level, settings.max_queue_wait_s
+        )
         starting = asyncio.create_task(processing.start())  # meanwhile: migrations, keys
     else:
-        processing = InThread(chain)
+        processing = InThread(chain, settings.max_queue_wait_s)
         starting = asyncio.create_task(processing.start())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database

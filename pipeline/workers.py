@@ -10,8 +10,10 @@ normaliser joins content from log records to their span.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -26,7 +28,7 @@ from otlp.json_codec import decode_json
 from otlp.shard import shard_logs, shard_spans
 from pipeline import metrics
 from pipeline.config import ProcessorSettings
-from pipeline.errors import Unavailable
+from pipeline.errors import Overloaded, Unavailable
 from pipeline.records import Batch
 from processors.chain import ProcessorChain
 from storage.native import encode_block
@@ -77,11 +79,35 @@ def merge(results: list[Processed]) -> Processed:
     return rejected, why, batch
 
 
+class QueueGate:
+    """At most `slots` requests in processing at once; the rest wait their turn, in order, for
+    at most `max_wait_s` and are then refused with a retryable status. Under overload senders
+    back off and retry instead of every request queueing longer (and holding its memory)."""
+
+    def __init__(self, slots: int, max_wait_s: float) -> None:
+        self._slots = asyncio.Semaphore(slots)
+        self._max_wait_s = max_wait_s
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._max_wait_s)
+        except TimeoutError:
+            raise Overloaded(
+                f"no processor free within {self._max_wait_s:g} s", reason="queue_wait"
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
 class InThread:
     """One thread beside the event loop (the loop stays free to take requests meanwhile)."""
 
-    def __init__(self, chain: ProcessorChain) -> None:
+    def __init__(self, chain: ProcessorChain, max_wait_s: float = 2.0) -> None:
         self._chain = chain
+        self._gate = QueueGate(2, max_wait_s)
         # One thread: the normaliser's join caches are not shared between threads.
         self._executor: Executor = ThreadPoolExecutor(1, thread_name_prefix="process")
 
@@ -92,7 +118,8 @@ class InThread:
         self, request: ExportTraceServiceRequest | ExportLogsServiceRequest, project_id: str
     ) -> Processed:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, process, self._chain, request, project_id)
+        async with self._gate.slot():
+            return await loop.run_in_executor(self._executor, process, self._chain, request, project_id)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -101,12 +128,16 @@ class InThread:
 class WorkerProcesses:
     """`count` processes, one executor each, so a trace's shard always reaches the same one."""
 
-    def __init__(self, settings: ProcessorSettings, count: int, log_level: str = "info") -> None:
+    def __init__(
+        self, settings: ProcessorSettings, count: int, log_level: str = "info", max_wait_s: float = 2.0
+    ) -> None:
         self._init_args = (settings.model_dump_json(), log_level)
         # spawn, not fork: the service already runs ClickHouse's threads when workers start.
         self._context = multiprocessing.get_context("spawn")
         self._executors = [self._new() for _ in range(count)]
         self._next_decoder = 0
+        # Two requests per worker: one running, one ready to start the moment it finishes.
+        self._gate = QueueGate(2 * count, max_wait_s)
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=self._context, initializer=_init, initargs=self._init_args)
@@ -123,9 +154,10 @@ class WorkerProcesses:
             kind, parts = "spans", shard_spans(request, count)
         else:
             kind, parts = "logs", shard_logs(request, count)
-        results = await asyncio.gather(
-            *(self._submit(k, kind, part.SerializeToString(), project_id) for k, part in parts.items())
-        )
+        async with self._gate.slot():
+            results = await asyncio.gather(
+                *(self._submit(k, kind, part.SerializeToString(), project_id) for k, part in parts.items())
+            )
         return merge(list(results))
 
     async def decode_json(self, body: bytes, request_type: type[Message]) -> Message:
@@ -134,7 +166,10 @@ class WorkerProcesses:
         self._next_decoder = k = (self._next_decoder + 1) % len(self._executors)
         executor = self._executors[k]
         try:
-            encoded = await asyncio.wrap_future(executor.submit(_decode_json_in_worker, body, request_type))
+            async with self._gate.slot():
+                encoded = await asyncio.wrap_future(
+                    executor.submit(_decode_json_in_worker, body, request_type)
+                )
         except BrokenProcessPool:
             self._replace(k, executor)
             raise Unavailable("a worker process restarted, retry") from None

@@ -3,6 +3,7 @@ requests still meet their span, and a worker that dies costs a retry, not data."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -17,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otlp.json_codec import decode_json
 from otlp.shard import shard_spans
+from pipeline.errors import Overloaded
+from pipeline.workers import QueueGate
 from tests.conftest import Service, make_service, wait_for
 from tests.genai_examples import example
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
@@ -160,3 +163,31 @@ def test_json_decoded_in_a_worker_still_names_what_is_wrong(workers_service: Ser
     # and the worker that decoded it goes on serving
     ok = _post(workers_service, "/v1/traces", traces_json([json_span({"k": "v"})]))
     assert ok.status_code == 200
+
+
+def test_requests_wait_in_order_for_a_processor_then_are_refused() -> None:
+    async def scenario() -> list[str]:
+        gate = QueueGate(slots=1, max_wait_s=0.2)
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def hold(name: str) -> None:
+            async with gate.slot():
+                order.append(name)
+                await release.wait()
+
+        first = asyncio.create_task(hold("first"))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as refused:
+            async with gate.slot():
+                order.append("never")
+        assert refused.value.reason == "queue_wait"
+        assert refused.value.retry_after_s >= 1
+
+        second = asyncio.create_task(hold("second"))  # waits its turn, within the limit
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(first, second)
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "second"]
