@@ -19,6 +19,7 @@ import structlog
 import yaml
 from genai_prices import Usage
 from genai_prices.data_snapshot import get_snapshot
+from genai_prices.types import TieredPrices
 from pydantic import BaseModel, Field
 
 from pipeline.logging import error_summary
@@ -107,21 +108,27 @@ def _varies_within_a_day(info: Any) -> bool:
 
 
 _LINEAR = frozenset({"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok"})
+_NOT_IN_OUR_USAGE = frozenset(
+    {"cache_write_1h_mtok", "input_audio_mtok", "cache_audio_read_mtok", "output_audio_mtok"}
+)
 
 
 def linear_cost(model_price: Any, row: Row) -> tuple[Decimal, Decimal] | None:
     """Plain per-token prices computed directly: genai-prices' general `calc_price` costs ~60 µs
     a call. Anything else (tiers, per-request fees, audio, a cache bucket without its own price)
     returns None and goes through `calc_price`. Tests check both paths agree."""
-    prices = model_price.__dict__
-    for key, value in prices.items():
+    prices = {}
+    for key, value in model_price.__dict__.items():
         if value is None or key.startswith("_"):
             continue
         if key in _LINEAR:
-            if not isinstance(value, Decimal):
+            if isinstance(value, TieredPrices):
+                value = _tier_price(value, row["input_tokens"])
+            elif not isinstance(value, Decimal):
                 return None
-        elif not (key.endswith("_kcount") and key != "requests_kcount"):  # search fees: not in our usage
-            return None
+            prices[key] = value
+        elif key not in _NOT_IN_OUR_USAGE and not (key.endswith("_kcount") and key != "requests_kcount"):
+            return None  # search fees (`*_kcount`), 1-hour cache writes, audio: counts rows never carry
     cache_read, cache_write = row["cache_read_tokens"], row["cache_write_tokens"]
     read_price, write_price = prices.get("cache_read_mtok"), prices.get("cache_write_mtok")
     if (cache_read and read_price is None) or (cache_write and write_price is None):
@@ -136,6 +143,15 @@ def linear_cost(model_price: Any, row: Row) -> tuple[Decimal, Decimal] | None:
     if cache_write:
         input_cost += cache_write * write_price
     return input_cost / _MTOK, row["output_tokens"] * (prices.get("output_mtok") or Decimal(0)) / _MTOK
+
+
+def _tier_price(prices: TieredPrices, input_tokens: int) -> Decimal:
+    """genai-prices' "cliff" tiers: past a tier's start (in input tokens, cache included) that
+    tier's price applies to every token."""
+    for tier in reversed(prices.tiers):
+        if input_tokens > tier.start:
+            return tier.price
+    return prices.base
 
 
 class Pricer:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.records import Batch
-from processors.pricing import Pricer, PricingConfig
+from processors.pricing import Pricer, PricingConfig, linear_cost
 
 
 def row(model: str, provider: str, input_tokens: int, output_tokens: int, **extra: object) -> dict:
@@ -146,10 +146,15 @@ def test_override_beats_the_table_for_negotiated_prices() -> None:
         ("gcp.gemini", "gemini-2.5-flash"),
         ("groq", "llama-3.3-70b-versatile"),
         ("deepseek", "deepseek-chat"),
+        # tiered: past 200k (128k) input tokens every token costs the tier's price
+        ("anthropic", "claude-sonnet-4-5"),
+        ("gcp.gemini", "gemini-2.5-pro"),
+        ("gcp.gemini", "gemini-1.5-pro"),
     ],
 )
 @pytest.mark.parametrize(
-    ("input_tokens", "cache_read", "cache_write", "output"), [(5000, 0, 0, 300), (9000, 4000, 2000, 1)]
+    ("input_tokens", "cache_read", "cache_write", "output"),
+    [(5000, 0, 0, 300), (9000, 4000, 2000, 1), (200_000, 0, 0, 10), (250_000, 50_000, 0, 900)],
 )
 def test_fast_path_agrees_with_genai_prices(
     provider: str, model: str, input_tokens: int, cache_read: int, cache_write: int, output: int
@@ -166,7 +171,12 @@ def test_fast_path_agrees_with_genai_prices(
     )
     [r] = priced(r)
     info = get_snapshot().find_provider_model(model, None, PROVIDER_IDS[provider], None)[1]
-    reference = info.get_prices(datetime.fromtimestamp(r["start_time"] / 1e9, tz=UTC)).calc_price(
+    prices = info.get_prices(datetime.fromtimestamp(r["start_time"] / 1e9, tz=UTC))
+    if not (cache_read and prices.cache_read_mtok is None) and not (
+        cache_write and prices.cache_write_mtok is None
+    ):
+        assert linear_cost(prices, r) is not None  # the fast path is the one compared
+    reference = prices.calc_price(
         Usage(
             input_tokens=input_tokens,
             cache_read_tokens=cache_read or None,
