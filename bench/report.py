@@ -109,6 +109,14 @@ def targets(results: dict[str, Any]) -> list[Target]:
             rows_note,
         ),
         Target(
+            "p95 latency + cost by model, one project, minute rollup (analytics API)",
+            _get(results, "query", "direct", "p95_cost_by_model_rollup", "median_ms"),
+            150,
+            False,
+            "ms",
+            rows_note,
+        ),
+        Target(
             "p95 latency + cost by model, one project, SQL endpoint",
             _get(results, "query", "endpoint", "p95_cost_by_model", "median_ms"),
             150,
