@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from api.analytics_plan import INTERVAL_SECONDS, Dimension, Interval, Question, stats_query
@@ -160,8 +161,15 @@ def timeseries(body: TimeSeriesQuery, who: CallerDep, ctx: ContextDep) -> TimeSe
     last = max(first, _floor(body.to_date or datetime.now(UTC), step))
     count = int((last - first).total_seconds()) // step + 1
     if count > MAX_POINTS:
-        raise HTTPException(
-            422, f"interval: {count} {body.interval}s in the range, more than {MAX_POINTS}; use a coarser one"
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "interval"),
+                    "msg": f"{count} {body.interval}s in the range, over {MAX_POINTS}; use a coarser one",
+                    "input": body.interval,
+                }
+            ]
         )
     question = Question(body, interval=body.interval, source=body.source)
     query, params, sources = stats_query(question, who.project_id, order_by="bucket")
