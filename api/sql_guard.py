@@ -53,7 +53,7 @@ _DENIED_FUNCTIONS = frozenset(
         "evalmlmethod", "getsetting", "getsettingordefault", "getmacro", "getserverport", "fqdn",
         "hostname", "uptime", "currentuser", "currentprofiles", "currentroles", "enabledprofiles",
         "displayname", "buildid", "initialqueryid", "queryid", "addresstoline", "addresstolinewithinlines",
-        "addresstosymbol", "demangle",
+        "addresstosymbol", "demangle", "hascolumnintable", "getserversetting", "getclientsetting",
     }
 )  # fmt: skip
 _DENIED_PREFIXES = (
@@ -123,9 +123,10 @@ def check_ast(ast: str, database: str) -> None:
         raise SqlError(
             403, f"read-only: only SELECT and DESCRIBE queries run here, not {root.removesuffix('Query')}"
         )
-    # A SELECT's root has one child, its ExpressionList; a second one is INTO OUTFILE or SETTINGS.
+    # A SELECT's root has one child (its ExpressionList), a DESCRIBE's one (its TableExpression);
+    # any other is INTO OUTFILE (a file written on the server) or SETTINGS.
     top = [line for line in lines[1:] if _depth(line) == 1]
-    if root == "SelectWithUnionQuery" and len(top) != 1:
+    if len(top) != 1:
         raise SqlError(403, "INTO OUTFILE and SETTINGS clauses are not allowed here")
     previous = ""
     for line in lines:
@@ -150,7 +151,11 @@ def _depth(line: str) -> int:
 def _is_table_name(name: str, database: str) -> bool:
     """An identifier that names a table of ours or a system table (e.g. `x IN api_keys`)."""
     db, _, table = name.rpartition(".")
-    return db == "system" or (db in ("", database) and table in _INTERNAL_TABLES)
+    return db.lower() in _OTHER_DATABASES or (db in ("", database) and table in _INTERNAL_TABLES)
+
+
+# Databases no query here may name (a `db.name` identifier elsewhere is a table alias and column).
+_OTHER_DATABASES = frozenset({"system", "information_schema"})
 
 
 _INTERNAL_TABLES = frozenset(

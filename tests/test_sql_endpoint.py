@@ -68,6 +68,16 @@ def test_sql_needs_a_key(service: Service) -> None:
         ("SELECT 1; SELECT project_id FROM merge('default', '^llm_inferences$')", "one statement"),
         ("SELECT file('default_api_key')", "file() is not allowed"),
         ("SELECT 'x' INTO OUTFILE '/tmp/inferline-pwn' APPEND", "INTO OUTFILE"),
+        # DESCRIBE writes files too; a column alias would choose the content
+        (
+            "DESCRIBE (SELECT 1 AS `import os`) INTO OUTFILE '/tmp/inferline-pwn.pth' FORMAT TSVRaw",
+            "INTO OUTFILE",
+        ),
+        ("DESCRIBE (SELECT 1 AS x) INTO OUTFILE '/tmp/inferline-pwn' TRUNCATE", "INTO OUTFILE"),
+        ("DESCRIBE system.one SETTINGS max_threads = 1", "read-only"),
+        ("SELECT 1 WHERE 'x' IN INFORMATION_SCHEMA.SCHEMATA", "not readable"),
+        ("SELECT hasColumnInTable('default', 'api_keys', 'key_sha256')", "not allowed"),
+        ("SELECT getServerSetting('path')", "not allowed"),
         ("SHOW PROCESSLIST", "only SELECT"),
         ("SHOW TABLES", "only SELECT"),
         ("SHOW CREATE TABLE api_keys", "only SELECT"),
