@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import admin, analytics, feedback, inferences
-from api.deps import ApiContext, KeySource
-from api.errors import validation_error
+from api.deps import ApiContext, Caller, KeySource, audit, key_id
+from api.errors import query_failed, validation_error
 from api.sql import ReadOnlySql
 from api.sql_guard import SqlError
 from ingest.auth import key_from_headers
@@ -40,6 +44,52 @@ def _sql_key(request: Request) -> str | None:
         or request.headers.get("x-clickhouse-key")
         or request.query_params.get("password")
     )
+
+
+# API bodies are filters, feedback and SQL text: 1 MiB is far beyond any of them, and the limit
+# holds before FastAPI parses JSON (which it does before the key is checked).
+MAX_BODY_BYTES = 1 << 20
+SQL_THREADS = 8
+
+
+class BodyLimit:
+    """413 for a request body over `max_bytes`, declared or streamed, before anything reads it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(self.max_bytes)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> Response:
+    return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
 
 
 def health_routes(ready: Callable[[], bool]) -> list[Route]:
@@ -73,9 +123,15 @@ def api_app(
     async def ping(request: Request) -> Response:
         return PlainTextResponse("Ok.\n")
 
+    # Queries wait for their project's turn here, in the event loop, not in a thread: one
+    # project's slow queries can only hold its own turn, never every project's threads.
+    project_turns: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+    sql_threads = ThreadPoolExecutor(SQL_THREADS, thread_name_prefix="sql")
+
     async def query(request: Request) -> Response:
-        project_id = keys.project_for(_sql_key(request))
-        if project_id is None:
+        key = _sql_key(request)
+        project_id = keys.project_for(key)
+        if project_id is None or key is None:
             return PlainTextResponse(
                 "Code: 516. Authentication failed: missing or unknown API key "
                 "(send it as the password, 'Authorization: Bearer <key>' or 'X-ClickHouse-Key').\n",
@@ -88,14 +144,18 @@ def api_app(
             # As in ClickHouse: the URL part, then the body.
             text = f"{text}\n{body}" if text else body
         params = {k[6:]: v for k, v in request.query_params.items() if k.startswith("param_")}
+        who = Caller(project_id, key_id(key))
         try:
-            body, fmt = await asyncio.to_thread(
-                sql.run, project_id, text, request.query_params.get("default_format"), params
-            )
+            async with project_turns[project_id]:
+                body, fmt = await asyncio.get_running_loop().run_in_executor(
+                    sql_threads, sql.run, project_id, text, request.query_params.get("default_format"), params
+                )
         except SqlError as e:
+            audit(who, "sql", refused=e.status)
             return PlainTextResponse(
                 str(e) + "\n", status_code=e.status, headers={"X-ClickHouse-Exception-Code": "0"}
             )
+        audit(who, "sql", result_bytes=len(body))  # never the query text: it may quote content
         return Response(
             body,
             media_type="text/plain; charset=UTF-8",
@@ -114,7 +174,9 @@ def api_app(
         redoc_url=None,
     )
     app.state.ctx = context or ApiContext(keys=keys, sql=sql)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(SqlError, query_failed)
     for module in (inferences, feedback, analytics, admin):
         app.include_router(module.router)
     # Plain Starlette routes, outside the OpenAPI spec: ClickHouse's protocol and health probes.

@@ -71,7 +71,10 @@ class InferenceFilters(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # e.g. year 1 at +14:00 is before year 1 in UTC
+            raise ValueError("date out of range once converted to UTC") from None
 
     @field_validator("to_date")
     @classmethod

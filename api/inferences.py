@@ -6,7 +6,6 @@ project as a query parameter as well; a `project_id` in a request is only checke
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -19,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from api.deps import CallerDep, ContextDep, audit
-from api.errors import documented
+from api.errors import documented, error_code
 from api.filters import check_project, where_clause
 from api.inference_models import (
     ExportFormat,
@@ -31,7 +30,6 @@ from api.inference_models import (
 )
 from api.inference_report import detail_from_rows
 from api.sql import ReadOnlySql
-from api.sql_guard import SqlError
 from storage import queries
 
 log = structlog.get_logger()
@@ -44,28 +42,8 @@ _FORMATS = {
 
 
 def _rows(sql: ReadOnlySql, project_id: str, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of one of our queries; an engine error is ours (or a timeout), never the caller's."""
-    try:
-        return sql.rows(project_id, query, params)
-    except SqlError as e:
-        if "TIMEOUT_EXCEEDED" in str(e):
-            raise HTTPException(
-                504, "the query took too long: narrow the date range or the filters"
-            ) from None
-        log.error("inference query failed", error=_error_code(str(e)))
-        raise HTTPException(500, "the query failed") from None
-
-
-def _error_code(message: str) -> str:
-    """`Code: 386 … (NO_COMMON_TYPE)` → `386 NO_COMMON_TYPE`: engine messages can quote query
-    parameters, which hold user text, so logs get only the code."""
-    code = _CODE.search(message)
-    name = _NAME.search(message)
-    return f"{code.group(1) if code else '?'} {name.group(1) if name else ''}".strip()
-
-
-_CODE = re.compile(r"Code: (\d+)")
-_NAME = re.compile(r"\(([A-Z_]+)\)(?:\s*\(version [^)]*\))?\s*$")
+    # Engine errors become 504/500 in api.errors.query_failed.
+    return sql.rows(project_id, query, params)
 
 
 @router.post("/list", response_model=InferenceList, summary="List inferences", responses=documented(403))
@@ -117,7 +95,7 @@ def _stream(
     try:
         yield from sql.stream(project_id, query, fmt, params)
     except Exception as e:  # headers are gone: the cut-short body is all the client can see
-        log.error("export failed mid-stream", error=_error_code(str(e)))
+        log.error("export failed mid-stream", error=error_code(str(e)))
         raise
 
 

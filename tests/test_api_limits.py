@@ -1,0 +1,51 @@
+"""The API port's own limits: bodies are capped before anything parses them, dates that overflow
+UTC are a 422, and SQL reads are audited without their text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+
+from tests.conftest import Service
+
+LIST = "/api/v1/metrics/inferences/list"
+
+
+def test_an_oversized_body_is_refused_before_it_is_parsed(service: Service) -> None:
+    body = b'{"from_date": "2026-01-01T00:00:00Z", "search": "' + b"x" * (2 << 20) + b'"}'
+    r = httpx.post(f"{service.api_url}{LIST}", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert "request body over" in r.json()["detail"]
+
+
+def test_an_oversized_streamed_body_is_refused(service: Service) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"SELECT '"
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b"'"
+
+    r = httpx.post(
+        f"{service.api_url}/", content=chunks(), headers={"Authorization": f"Bearer {service.key}"}
+    )
+    assert r.status_code == 413
+    assert service.sql("SELECT 1") == "1\n"  # and the endpoint goes on serving
+
+
+def test_a_date_that_overflows_utc_is_a_422(service: Service) -> None:
+    r = httpx.post(
+        f"{service.api_url}{LIST}",
+        json={"from_date": "0001-01-01T00:00:00+14:00"},
+        headers={"Authorization": f"Bearer {service.key}"},
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][-1] == "from_date"
+
+
+def test_sql_reads_are_audited_without_the_query(service: Service) -> None:
+    marker = "audit-canary-7f3a"
+    service.sql(f"SELECT '{marker}'")
+    logs = service.logs()
+    assert '"action": "sql"' in logs
+    assert marker not in logs
