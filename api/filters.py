@@ -24,6 +24,10 @@ _LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 MAX_TAG_FILTERS = 20
 
 
+STORABLE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+STORABLE_TO = datetime(2262, 4, 11, tzinfo=UTC)
+
+
 class InferenceFilters(BaseModel):
     """Which inferences of the caller's project a query covers. Every condition given must hold."""
 
@@ -72,9 +76,12 @@ class InferenceFilters(BaseModel):
         if value is None:
             return None
         try:
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         except OverflowError:  # e.g. year 1 at +14:00 is before year 1 in UTC
             raise ValueError("date out of range once converted to UTC") from None
+        # Stored times lie within DateTime64(9)'s range; a bound outside it selects the same rows
+        # and would not parse as a query parameter.
+        return min(max(value, STORABLE_FROM), STORABLE_TO)
 
     @field_validator("to_date")
     @classmethod
