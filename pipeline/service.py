@@ -122,6 +122,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         max_rows=settings.batch.max_rows,
         max_delay_s=settings.batch.max_delay_s,
         max_pending_rows=settings.batch.max_pending_rows,
+        min_delay_s=settings.batch.min_delay_s,
     )
     writer.start()
     await starting

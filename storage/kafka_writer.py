@@ -48,6 +48,7 @@ from pipeline.kafka import (
 )
 from pipeline.logging import error_summary
 from pipeline.records import Batch, Row
+from storage.flush_policy import FlushDelay
 from storage.inserter import Inserter
 from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
 
@@ -123,7 +124,7 @@ class KafkaWriter:
             ks.logs_topic: OTEL_LOGS,
         }
         self._max_rows = settings.batch.max_rows
-        self._max_delay_s = settings.batch.max_delay_s
+        self._delay = FlushDelay(settings.batch.min_delay_s, settings.batch.max_delay_s)
         self._bootstrap = bootstrap
         self._consumer: AIOKafkaConsumer
         self._producer: AIOKafkaProducer  # dead letters only
@@ -177,7 +178,7 @@ class KafkaWriter:
         if not self._ranges:
             return 500
         oldest = min(r.first_at for r in self._ranges.values())
-        return max(10, min(500, int((oldest + self._max_delay_s - time.monotonic()) * 1000)))
+        return max(10, min(500, int((oldest + self._delay.seconds - time.monotonic()) * 1000)))
 
     def _forget(self, tps: list[TopicPartition]) -> None:
         for tp in tps:
@@ -263,7 +264,7 @@ class KafkaWriter:
             return True
         if sum(len(r.rows) for r in complete) >= self._max_rows:
             return True
-        return min(r.first_at for r in complete) + self._max_delay_s <= time.monotonic()
+        return min(r.first_at for r in complete) + self._delay.seconds <= time.monotonic()
 
     # -- flushing ------------------------------------------------------------------------------
 
@@ -272,8 +273,10 @@ class KafkaWriter:
         ranges = {tp: r for tp, r in self._ranges.items() if r.complete}
         if not ranges:
             return True
+        started = time.monotonic()
         try:
             await asyncio.get_running_loop().run_in_executor(self._io, self._write, ranges)
+            self._delay.observe(time.monotonic() - started)
         except Exception as e:
             # Start over from the committed offsets: recorded plans pin the same ranges, so
             # whatever part of this flush did reach ClickHouse is not written twice.

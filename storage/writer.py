@@ -1,4 +1,5 @@
-"""The embedded writer: gathers the rows of many requests, flushes them by size or time, and
+"""The embedded writer: gathers the rows of many requests, flushes them by size or time
+(`storage.flush_policy`), and
 resolves each request's wait only once its rows are committed in ClickHouse.
 
 Memory is bounded by `max_pending_rows` (rows buffered or in flight); past it, `write` refuses
@@ -19,6 +20,7 @@ from pipeline import metrics
 from pipeline.errors import Overloaded, Unavailable
 from pipeline.logging import error_summary
 from pipeline.records import Batch
+from storage.flush_policy import FlushDelay
 from storage.inserter import Inserter
 
 log = structlog.get_logger()
@@ -27,10 +29,18 @@ _PENDING = metrics.QUEUE_DEPTH.labels("pending_rows")
 
 
 class BatchWriter:
-    def __init__(self, inserter: Inserter, *, max_rows: int, max_delay_s: float, max_pending_rows: int):
+    def __init__(
+        self,
+        inserter: Inserter,
+        *,
+        max_rows: int,
+        max_delay_s: float,
+        max_pending_rows: int,
+        min_delay_s: float | None = None,
+    ):
         self._inserter = inserter
         self._max_rows = max_rows
-        self._max_delay_s = max_delay_s
+        self._delay = FlushDelay(max_delay_s if min_delay_s is None else min_delay_s, max_delay_s)
         self._max_pending = max_pending_rows
         self._batch = Batch()
         self._waiters: list[asyncio.Future[None]] = []
@@ -77,7 +87,7 @@ class BatchWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            remaining = self._first_at + self._max_delay_s - time.monotonic()
+            remaining = self._first_at + self._delay.seconds - time.monotonic()
             if len(self._batch) < self._max_rows and remaining > 0 and not (self._closing or self._draining):
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -90,10 +100,12 @@ class BatchWriter:
         self._batch, self._waiters = Batch(), []
         n = len(batch)
         self._in_flight += n
+        started = time.monotonic()
         try:
             await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._inserter.insert, batch, uuid.uuid4().hex
             )
+            self._delay.observe(time.monotonic() - started)
         except Exception as e:
             self.healthy = False
             log.error("flush failed", rows=n, error=error_summary(e))

@@ -40,7 +40,7 @@ def test_data_and_keys_survive_a_restart(tmp_path: Path) -> None:
 
 def test_stop_flushes_accepted_requests(tmp_path: Path) -> None:
     # A long flush delay: the request is still waiting for its batch when the stop arrives.
-    service = make_service(tmp_path, INFERLINE_BATCH__MAX_DELAY_S="30")
+    service = make_service(tmp_path, INFERLINE_BATCH__MIN_DELAY_S="30", INFERLINE_BATCH__MAX_DELAY_S="30")
     service.start()
     span = json_span(GENAI_ATTRIBUTES, name="in flight at shutdown")
     result: dict[str, int] = {}
@@ -65,6 +65,7 @@ def test_stop_flushes_accepted_requests(tmp_path: Path) -> None:
     assert result["status"] == 200
 
     service.env["INFERLINE_BATCH__MAX_DELAY_S"] = "0.05"
+    service.env["INFERLINE_BATCH__MIN_DELAY_S"] = "0.05"
     service.start()
     try:
         assert service.sql(f"SELECT count() FROM otel_traces WHERE TraceId = '{span['traceId']}'") == "1\n"

@@ -91,7 +91,10 @@ def _stored(sql: Callable[[str], str], span_ids: set[str]) -> int:
 def test_embedded_sigterm_loses_nothing_acknowledged(tmp_path: Path) -> None:
     # Batches wait a while: SIGTERM finds requests waiting for their flush.
     svc = make_service(
-        tmp_path, INFERLINE_SHUTDOWN_TIMEOUT_S=str(DEADLINE_S), INFERLINE_BATCH__MAX_DELAY_S="0.5"
+        tmp_path,
+        INFERLINE_SHUTDOWN_TIMEOUT_S=str(DEADLINE_S),
+        INFERLINE_BATCH__MIN_DELAY_S="0.5",
+        INFERLINE_BATCH__MAX_DELAY_S="0.5",
     )
     svc.start()
     assert svc.process is not None
