@@ -60,16 +60,10 @@ def _with_overrides(env: dict[str, str], overrides: dict[str, str]) -> dict[str,
 
 @contextlib.contextmanager
 def embedded(tmp: Path, overrides: dict[str, str]) -> Iterator[Target]:
+    """A fresh embedded service with its store in `tmp`."""
     tmp.mkdir(parents=True, exist_ok=True)
-    svc = make_service(tmp)
-    svc.env = _with_overrides(svc.env, overrides)
-    svc.start(timeout=120)
-    try:
-        assert svc.process is not None
-        yield Target(svc.grpc_target, svc.http_url, svc.api_url, svc.key, [svc.process.pid])
-    finally:
-        if svc.process is not None and svc.process.poll() is None:
-            svc.stop()
+    with embedded_on(tmp / "data", overrides) as target:
+        yield target
 
 
 @contextlib.contextmanager

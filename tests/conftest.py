@@ -130,17 +130,21 @@ def make_service(tmp: Path, **env_overrides: str) -> Service:
     return Service(data_dir, grpc_port, http_port, api_port, env)
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """One running embedded service per test module, with a second project's key."""
-    svc = make_service(tmp_path_factory.mktemp("svc"))
+def running_with_other_project(svc: Service) -> Iterator[Service]:
+    """Starts `svc` with a second project's key in `extra_keys["other"]` (keys are made while the
+    store is stopped), yields it, and checks it stops cleanly."""
     svc.start()
-    code = svc.stop()
-    assert code == 0
+    assert svc.stop() == 0
     svc.extra_keys["other"] = svc.create_key("other")
     svc.start()
     yield svc
     assert svc.stop() == 0, svc.logs()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One running embedded service per test module, with a second project's key."""
+    yield from running_with_other_project(make_service(tmp_path_factory.mktemp("svc")))
 
 
 def wait_for(fn, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]

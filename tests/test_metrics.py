@@ -16,7 +16,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from tests.conftest import Service, make_service, wait_for
+from tests.conftest import Service, make_service, running_with_other_project, wait_for
 from tests.kafka_helpers import Role, mock_cluster, role_env
 from tests.otlp_helpers import GENAI_ATTRIBUTES, GENAI_COST, json_span, logs_json, sdk_spans, traces_json
 from tests.prom_helpers import Samples, moved, scrape, series, value
@@ -37,12 +37,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         INFERLINE_RATE_LIMIT__PROJECTS='{"other": {"spans_per_s": 0.1}}',
         INFERLINE_RATE_LIMIT__BURST_S="20",
     )
-    svc.start()
-    assert svc.stop() == 0
-    svc.extra_keys["other"] = svc.create_key("other")
-    svc.start()
-    yield svc
-    assert svc.stop() == 0, svc.logs()[-3000:]
+    yield from running_with_other_project(svc)
 
 
 def _post(url: str, path: str, body: bytes, key: str) -> httpx.Response:

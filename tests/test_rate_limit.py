@@ -17,7 +17,7 @@ from ingest.rate_limit import RateLimiter
 from otlp.json_codec import decode_json
 from pipeline.config import RateLimitSettings
 from pipeline.errors import RateLimited
-from tests.conftest import Service, make_service
+from tests.conftest import Service, make_service, running_with_other_project
 from tests.otlp_helpers import json_span, logs_json, traces_json
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,12 +33,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         INFERLINE_RATE_LIMIT__SPANS_PER_S="0.2",
         INFERLINE_RATE_LIMIT__BURST_S="25",
     )
-    svc.start()
-    assert svc.stop() == 0
-    svc.extra_keys["other"] = svc.create_key("other")
-    svc.start()
-    yield svc
-    assert svc.stop() == 0, svc.logs()[-3000:]
+    yield from running_with_other_project(svc)
 
 
 def _post(svc: Service, key: str, body: bytes, path: str = "/v1/traces") -> httpx.Response:
