@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench lint install clean
+.PHONY: run test bench lint check install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,13 @@ test: install
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-lint: install
+## Lint, formatting and the architecture's import layers (also run by CI before the tests).
+check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+
+lint: check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

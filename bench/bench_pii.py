@@ -18,9 +18,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.records import Batch
-from processors import pii as pii_module
-from processors.pii import PiiConfig, PiiMasker
+from inferline.core.records import Batch
+from inferline.processors import pii as pii_module
+from inferline.processors.pii import PiiConfig, PiiMasker
 
 BUDGET_US = 25.0
 RECORD_BYTES = 2048

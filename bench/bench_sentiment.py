@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from bench.bench_pii import calibrate, timeit
-from pipeline.records import Batch
-from processors.sentiment import SentimentConfig, SentimentProcessor, SentimentScorer, label_for
+from inferline.core.records import Batch
+from inferline.processors.sentiment import SentimentConfig, SentimentProcessor, SentimentScorer, label_for
 
 BUDGET_US = 40.0
 

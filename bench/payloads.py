@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.bench_pii import PII, PROSE
 from bench.bench_sentiment import FILLERS, OPENERS
-from otlp.json_codec import decode_json
+from inferline.otlp.json_codec import decode_json
 from tests.genai_examples import example
 from tests.otlp_helpers import any_value, json_span, key_values
 

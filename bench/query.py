@@ -27,9 +27,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.logging import configure_logging
-from storage.clickhouse import connect
-from storage.schema import migrate
+from inferline.core.logging import configure_logging
+from inferline.storage.clickhouse import connect
+from inferline.storage.schema import migrate
 
 # model, provider, share (%), input $/M, output $/M, latency scale
 MODELS = [

@@ -32,13 +32,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.bench_pii import calibrate, timeit
 from bench.payloads import build_template
-from otlp.flatten import flatten_logs, flatten_spans
-from otlp.json_codec import decode_json, decode_protobuf
-from pipeline.logging import configure_logging
-from pipeline.records import Batch
-from processors.chain import ProcessorChain, build_processor
-from processors.normalise import GenAINormaliser
-from processors.otel_rows import log_row, trace_row
+from inferline.core.logging import configure_logging
+from inferline.core.records import Batch
+from inferline.otlp.flatten import flatten_logs, flatten_spans
+from inferline.otlp.json_codec import decode_json, decode_protobuf
+from inferline.processors.chain import ProcessorChain, build_processor
+from inferline.processors.normalise import GenAINormaliser
+from inferline.processors.otel_rows import log_row, trace_row
 
 PROJECT = "bench"
 
@@ -266,10 +266,10 @@ def _normalise_by_example(st: Stages) -> None:
 
 def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:
     try:
-        from storage.clickhouse import connect
-        from storage.inserter import Inserter
-        from storage.native import encode_block
-        from storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, migrate
+        from inferline.exporters.clickhouse.inserter import Inserter
+        from inferline.exporters.clickhouse.native import encode_block
+        from inferline.storage.clickhouse import connect
+        from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, migrate
     except ImportError as e:
         st.results["chdb_insert"] = {"label": "chDB insert", "error": str(e)}
         return

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
-from processors.normalise import inference_id
+from inferline.processors.normalise import inference_id
 from tests.conftest import Service
 from tests.otlp_helpers import json_span, traces_json
 

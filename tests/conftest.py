@@ -53,7 +53,7 @@ class Service:
         self._out = open(log_path.with_suffix(".out"), "w+")  # noqa: SIM115 - lives as long as the process
         self._err = open(log_path, "w")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "run"],
+            [sys.executable, "-m", "inferline.service.cli", "run"],
             cwd=ROOT,
             env=self.env,
             stdout=self._out,
@@ -100,7 +100,7 @@ class Service:
     def create_key(self, project: str) -> str:
         """Keys are made with the CLI while the embedded service is stopped (chDB has one owner)."""
         out = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "keys", "create", "--project", project],
+            [sys.executable, "-m", "inferline.service.cli", "keys", "create", "--project", project],
             cwd=ROOT,
             env=self.env,
             capture_output=True,

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.records import Event, LogRecord, Span
+from inferline.core.records import Event, LogRecord, Span
 
 PROJECT_ID = "proj-1"
 DEFAULT_START_NS = 1755684000000000000

@@ -183,7 +183,7 @@ class Role:
         }
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "run", "--role", self.role],
+            [sys.executable, "-m", "inferline.service.cli", "run", "--role", self.role],
             cwd=ROOT,
             env=env,
             stdout=self._log,

@@ -1,5 +1,5 @@
 """PromQL checks shared by the dashboard and alert-rule tests: an expression parses, and every
-series and label it names is one the processes export (pipeline.metrics), so a renamed metric
+series and label it names is one the processes export (inferline.core.metrics), so a renamed metric
 breaks the test instead of silently emptying a panel or disarming an alert."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from functools import cache
 import promql_parser
 from prometheus_client.metrics import MetricWrapperBase
 
-from pipeline import metrics
+from inferline.core import metrics
 
 # Labels Prometheus adds to every scraped series, and the one histograms add to buckets.
 TARGET_LABELS = frozenset({"job", "instance"})

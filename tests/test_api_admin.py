@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from api.deps import key_id
+from inferline.api.deps import key_id
 from tests.api_helpers import api, audit_lines, dataset, list_ids, send
 from tests.conftest import ROOT, Service, make_service
 
@@ -137,7 +137,11 @@ def test_admin_actions_are_audited_without_keys(admin_service: Service) -> None:
 
 def cli(svc: Service, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, env=svc.env, capture_output=True, text=True
+        [sys.executable, "-m", "inferline.service.cli", *args],
+        cwd=ROOT,
+        env=svc.env,
+        capture_output=True,
+        text=True,
     )
 
 

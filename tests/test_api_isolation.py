@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.deps import key_id
+from inferline.api.deps import key_id
 from tests.api_helpers import CANARY, Sent, api, audit_lines, list_ids, list_page, seed
 from tests.conftest import Service
 

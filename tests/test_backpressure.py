@@ -16,20 +16,20 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from api.app import health_app
-from ingest.admission import Admission
-from ingest.auth import ApiKeys
-from ingest.memory import MemoryCeiling
-from ingest.otlp_grpc import otlp_grpc_server
-from ingest.otlp_http import otlp_http_app
-from pipeline.config import ProcessorSettings
-from pipeline.embedded import EmbeddedSink
-from pipeline.workers import InThread
-from processors.chain import ProcessorChain
-from storage.clickhouse import connect
-from storage.inserter import Inserter
-from storage.schema import migrate
-from storage.writer import BatchWriter
+from inferline.api.app import health_app
+from inferline.core.config import ProcessorSettings
+from inferline.exporters.clickhouse.batch_writer import BatchWriter
+from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.processors.chain import ProcessorChain
+from inferline.receivers.otlp.admission import Admission
+from inferline.receivers.otlp.grpc import otlp_grpc_server
+from inferline.receivers.otlp.http import otlp_http_app
+from inferline.receivers.otlp.memory import MemoryCeiling
+from inferline.service.embedded_sink import EmbeddedSink
+from inferline.service.workers import InThread
+from inferline.storage.clickhouse import connect
+from inferline.storage.keys import ApiKeys
+from inferline.storage.schema import migrate
 from tests.conftest import free_port, make_service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, traces_json
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.records import LogRecord, Span
-from processors.conventions.content_join import OffsetHolds
-from processors.normalise import GenAINormaliser
+from inferline.core.records import LogRecord, Span
+from inferline.processors.conventions.content_join import OffsetHolds
+from inferline.processors.normalise import GenAINormaliser
 from tests.genai_examples import make_log, make_span
 
 SPANS, LOGS = "otlp_spans", "otlp_logs"

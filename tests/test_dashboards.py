@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from storage.clickhouse import connect
-from storage.schema import migrate
+from inferline.storage.clickhouse import connect
+from inferline.storage.schema import migrate
 from tests.conftest import ROOT
 from tests.promql_helpers import fill_grafana_variables, unknown_names
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.flush_policy import FlushDelay
+from inferline.exporters.clickhouse.flush_policy import FlushDelay
 
 
 def test_cheap_inserts_flush_at_the_shortest_delay() -> None:

@@ -7,9 +7,9 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp.errors import OtlpDecodeError
-from otlp.flatten import flatten_logs, flatten_spans
-from otlp.json_codec import decode_json
+from inferline.otlp.errors import OtlpDecodeError
+from inferline.otlp.flatten import flatten_logs, flatten_spans
+from inferline.otlp.json_codec import decode_json
 
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 SPAN_ID = "eee19b7ec3c1b174"

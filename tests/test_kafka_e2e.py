@@ -17,8 +17,8 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from processors.normalise import inference_id
-from storage.kafka_writer import FAULT_CRASH_AFTER_INSERT, FAULT_EXIT_CODE
+from inferline.processors.normalise import inference_id
+from inferline.service.writer_role import FAULT_CRASH_AFTER_INSERT, FAULT_EXIT_CODE
 from tests.conftest import wait_for
 from tests.kafka_helpers import Backend, Role, consume, keyed, role_env, start_backend
 from tests.otlp_helpers import (
@@ -284,7 +284,7 @@ def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(
     topics and ClickHouse."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    from otlp.json_codec import decode_json
+    from inferline.otlp.json_codec import decode_json
 
     trace_id, span_id = new_trace_id(), new_span_id()
     attributes = chat_attributes_with_pii()

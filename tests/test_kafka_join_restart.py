@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from processors.normalise import inference_id
+from inferline.processors.normalise import inference_id
 from tests.conftest import wait_for
 from tests.kafka_helpers import Backend, Role, consume, keyed, role_env, start_backend
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json

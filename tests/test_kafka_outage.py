@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp.json_codec import decode_json
+from inferline.otlp.json_codec import decode_json
 from tests.conftest import free_port
 from tests.kafka_helpers import MockBrokerProcess, Role, apache_kafka, docker_available, role_env
 from tests.otlp_helpers import json_span, traces_json

@@ -6,8 +6,8 @@ from __future__ import annotations
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from ingest.kafka_sink import split_request
-from otlp.json_codec import decode_json
+from inferline.exporters.kafka.raw import split_request
+from inferline.otlp.json_codec import decode_json
 from tests.otlp_helpers import logs_json, new_span_id, new_trace_id
 
 

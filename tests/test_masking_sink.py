@@ -8,10 +8,10 @@ import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from ingest.masking_sink import MaskingSink
-from ingest.sink import ExportResult
-from otlp.json_codec import decode_json
-from processors.pii import PiiConfig, PiiMasker
+from inferline.core.consumer import ExportResult
+from inferline.otlp.json_codec import decode_json
+from inferline.processors.mask_request import MaskingSink
+from inferline.processors.pii import PiiConfig, PiiMasker
 from tests.otlp_helpers import json_span, logs_json, traces_json
 
 EMAIL, CARD = "jane.doe@example.com", "4111 1111 1111 1111"

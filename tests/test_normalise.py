@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.records import Span
-from processors.conventions.messages import finish_reasons
-from processors.conventions.otel_genai import normalise_provider
-from processors.normalise import INFERENCE_NAMESPACE, ROW_KEYS, GenAINormaliser
+from inferline.core.records import Span
+from inferline.processors.conventions.messages import finish_reasons
+from inferline.processors.conventions.otel_genai import normalise_provider
+from inferline.processors.normalise import INFERENCE_NAMESPACE, ROW_KEYS, GenAINormaliser
 from tests.genai_examples import (
     PROJECT_ID,
     example,

@@ -9,10 +9,10 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from pipeline.records import Batch
-from processors import pii as pii_module
-from processors.pii import PiiConfig, PiiMasker
-from processors.pii_detectors import iban_ok, luhn_ok
+from inferline.core.records import Batch
+from inferline.processors import pii as pii_module
+from inferline.processors.pii import PiiConfig, PiiMasker
+from inferline.processors.pii_detectors import iban_ok, luhn_ok
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.records import Batch
-from processors.pricing import Pricer, PricingConfig, linear_cost
+from inferline.core.records import Batch
+from inferline.processors.pricing import Pricer, PricingConfig, linear_cost
 
 
 def row(model: str, provider: str, input_tokens: int, output_tokens: int, **extra: object) -> dict:
@@ -164,7 +164,7 @@ def test_fast_path_agrees_with_genai_prices(
     from genai_prices import Usage
     from genai_prices.data_snapshot import get_snapshot
 
-    from processors.pricing import PROVIDER_IDS
+    from inferline.processors.pricing import PROVIDER_IDS
 
     r = row(
         model, provider, input_tokens, output, cache_read_tokens=cache_read, cache_write_tokens=cache_write

@@ -13,10 +13,10 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from ingest.rate_limit import RateLimiter
-from otlp.json_codec import decode_json
-from pipeline.config import RateLimitSettings
-from pipeline.errors import RateLimited
+from inferline.core.config import RateLimitSettings
+from inferline.core.errors import RateLimited
+from inferline.otlp.json_codec import decode_json
+from inferline.receivers.otlp.rate_limit import RateLimiter
 from tests.conftest import Service, make_service, running_with_other_project
 from tests.otlp_helpers import json_span, logs_json, traces_json
 

@@ -81,7 +81,7 @@ def test_a_configuration_mistake_stops_the_start_with_the_reason(tmp_path: Path)
 
     service = make_service(tmp_path, INFERLINE_PROCESSORS__CHAIN='["pricing", "sentiments"]')
     out = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run"],
+        [sys.executable, "-m", "inferline.service.cli", "run"],
         cwd=ROOT,
         env=service.env,
         capture_output=True,

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from storage.clickhouse import connect
-from storage.retention import apply_retention, kind_of, unbounded_system_logs
-from storage.schema import migrate
+from inferline.storage.clickhouse import connect
+from inferline.storage.retention import apply_retention, kind_of, unbounded_system_logs
+from inferline.storage.schema import migrate
 from tests.conftest import ROOT, make_service
 
 SYSTEM_LOG_CONFIG = ROOT / "deploy" / "clickhouse" / "config.d" / "system_log_ttl.xml"

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from pipeline.records import Batch
-from processors.sentiment import (
+from inferline.core.records import Batch
+from inferline.processors.sentiment import (
     SentimentConfig,
     SentimentProcessor,
     SentimentScorer,

@@ -19,7 +19,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from pipeline.shutdown import EXIT_DEADLINE
+from inferline.service.shutdown import EXIT_DEADLINE
 from tests.conftest import make_service, wait_for
 from tests.kafka_helpers import Role, mock_cluster, role_env
 from tests.otlp_helpers import sdk_spans

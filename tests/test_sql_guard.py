@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.sql_guard import SqlError, check_single_statement, split_format
+from inferline.api.sql_guard import SqlError, check_single_statement, split_format
 
 
 @pytest.mark.parametrize(

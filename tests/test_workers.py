@@ -16,10 +16,10 @@ import psutil
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp.json_codec import decode_json
-from otlp.shard import shard_spans
-from pipeline.errors import Overloaded
-from pipeline.workers import QueueGate
+from inferline.core.errors import Overloaded
+from inferline.otlp.json_codec import decode_json
+from inferline.otlp.shard import shard_spans
+from inferline.service.workers import QueueGate
 from tests.conftest import Service, make_service, wait_for
 from tests.genai_examples import example
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json

@@ -1,0 +1,187 @@
+"""Request and response shapes of the inference routes (they make the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from inferline.api.filters import InferenceFilters
+from inferline.storage.queries import SortBy, SortOrder
+
+MAX_PAGE = 1000
+ExportFormat = Literal["csv", "jsonl"]
+
+
+class Sorting(BaseModel):
+    sort_by: SortBy = Field("timestamp", description="`timestamp`, `tokens` (total), `latency` or `cost`.")
+    sort_order: SortOrder = Field("desc", description="`asc` or `desc`.")
+
+
+class ListRequest(InferenceFilters, Sorting):
+    """The seed's list request, with the filters every inference query shares."""
+
+    offset: int = Field(0, ge=0, le=1_000_000_000, description="Rows to skip.")
+    limit: int = Field(50, ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")
+
+
+class ExportRequest(InferenceFilters, Sorting):
+    limit: int | None = Field(None, ge=1, le=1 << 40, description="At most this many rows; default: all.")
+
+
+_TAG_HELP = "A tag filter as `key=value` (repeatable; every one must match)."
+# GET /export takes the same fields as query parameters; tags become repeated `tag=key=value`
+# (a query string has no maps).
+ExportQuery: type[BaseModel] = create_model(
+    "ExportQuery",
+    __config__=ConfigDict(extra="forbid"),
+    format=(ExportFormat, Field("csv", description="`csv` or `jsonl`.")),
+    tag=(list[str], Field(default_factory=list, description=_TAG_HELP)),
+    **{
+        name: (field.annotation, field)
+        for name, field in ExportRequest.model_fields.items()
+        if name != "tags"
+    },
+)
+
+
+class InferenceItem(BaseModel):
+    """One row of the list (and of a JSONL export)."""
+
+    inference_id: str
+    timestamp: Annotated[str, Field(json_schema_extra={"format": "date-time"})] = Field(
+        description="Start of the call, ISO 8601 UTC."
+    )
+    model_name: str
+    provider: str
+    prompt_preview: str = Field(description="First 100 characters of the last user message.")
+    response_preview: str = Field(description="First 100 characters of the response.")
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    response_time_ms: float
+    ttft_ms: float | None
+    cost: float | None = Field(description="USD; null when the model could not be priced.")
+    is_success: bool
+    error_type: str
+
+
+class InferenceList(BaseModel):
+    items: list[InferenceItem]
+    total_count: int = Field(description="Rows matching the filters, over all pages.")
+    offset: int
+    limit: int
+    has_more: bool
+
+
+class Source(BaseModel):
+    service_name: str
+    convention: str = Field(description="Instrumentation family (`otel_genai`, `openinference`, …).")
+    instrumentation: str = Field(description="Instrumentation scope that made the span.")
+    instrumentation_version: str
+    environment: str
+    agent_name: str
+
+
+class Overview(BaseModel):
+    inference_id: str
+    project_id: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    response_id: str
+    span_name: str
+    start_time: str
+    end_time: str
+    model: str
+    request_model: str
+    provider: str
+    operation: str
+    endpoint: str = Field(description="Provider endpoint host.")
+    source: Source
+    is_success: bool
+    error_type: str
+    status_message: str
+    streaming: bool
+    finish_reasons: list[str]
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    user_id: str
+    session_id: str
+    tenant_id: str
+    price_status: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")  # tool_calls, tool_call_id, name, reasoning when present
+
+    role: str
+    content: str | None
+    part: Literal["prompt", "response"]
+    tokens: int | None = Field(description="Tokens of this message where known (a side with one message).")
+
+
+class Tokens(BaseModel):
+    input: int
+    output: int
+    total: int
+    cache_read: int
+    cache_write: int
+    reasoning: int
+
+
+class Cost(BaseModel):
+    input: float | None
+    output: float | None
+    total: float | None
+
+
+class Averages(BaseModel):
+    calls: int
+    avg_latency_ms: float | None
+    avg_ttft_ms: float | None
+    avg_tokens_per_second: float | None
+    avg_cost_per_token: float | None
+    latency_vs_avg_pct: float | None = Field(
+        description="This call's latency above (+) or below (−) the average, %."
+    )
+
+
+class Comparison(BaseModel):
+    window_from: str
+    window_to: str
+    project: Averages
+    model: Averages
+
+
+class TimelineEvent(BaseModel):
+    event: Literal["request", "first_token", "response_complete"]
+    at_ms: float
+
+
+class Performance(BaseModel):
+    latency_ms: float
+    ttft_ms: float | None
+    tokens_per_second: float | None = Field(description="Output tokens per second of total latency.")
+    cost_per_token: float | None
+    tokens: Tokens
+    cost: Cost
+    timeline: list[TimelineEvent]
+    comparison: Comparison
+
+
+class RawData(BaseModel):
+    span_attributes: dict[str, str]
+    resource_attributes: dict[str, str]
+    tags: dict[str, str]
+    labels: list[str]
+    pii_found: dict[str, int]
+    sentiment: dict[str, Any]
+
+
+class InferenceDetail(BaseModel):
+    overview: Overview
+    messages: list[Message]
+    performance: Performance
+    raw: RawData

@@ -1,0 +1,38 @@
+"""What a receiver hands a decoded, authenticated request to.
+
+Embedded mode: the processor chain and the ClickHouse writer (`inferline.service.embedded_sink`).
+Distributed mode: the raw Kafka topics. Either way `export_*` returns only once the data reached
+the durable point, and raises `inferline.core.errors.Retryable` when it could not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+
+@dataclass(slots=True)
+class ExportResult:
+    """Records rejected individually (OTLP partial success) and why."""
+
+    rejected: int = 0
+    message: str = ""
+
+    def response(self, response_type: type[Message], rejected_field: str) -> Message:
+        """The Export*ServiceResponse that tells the sender, with partial_success when needed."""
+        response = response_type()
+        if self.rejected:
+            partial = response.partial_success  # type: ignore[attr-defined]
+            setattr(partial, rejected_field, self.rejected)
+            partial.error_message = self.message
+        return response
+
+
+class Sink(Protocol):
+    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult: ...
+
+    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult: ...

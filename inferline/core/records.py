@@ -1,0 +1,110 @@
+"""The in-memory shapes that flow between stages.
+
+`Span` and `LogRecord` are OTLP records flattened with their resource and scope, attribute
+values already decoded from `AnyValue` into plain Python (str, bool, int, float, bytes, list,
+dict). Stages after normalisation work on *rows*: plain dicts keyed by ClickHouse column name,
+one dict per row of `otel_traces`, `otel_logs` or `llm_inferences`. Rows are what the
+enriched Kafka topics carry (as JSON) and what the writer inserts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Attributes = dict[str, Any]
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Event:
+    time_ns: int
+    name: str
+    attributes: Attributes
+
+
+@dataclass(slots=True)
+class Link:
+    trace_id: str
+    span_id: str
+    trace_state: str
+    attributes: Attributes
+
+
+@dataclass(slots=True)
+class Span:
+    project_id: str
+    trace_id: str  # lowercase hex, 32 chars
+    span_id: str  # lowercase hex, 16 chars
+    parent_span_id: str  # "" for a root span
+    trace_state: str
+    name: str
+    kind: int  # OTLP SpanKind enum value (3 = CLIENT)
+    start_ns: int
+    end_ns: int
+    status_code: int  # OTLP StatusCode enum value (2 = ERROR)
+    status_message: str
+    attributes: Attributes
+    events: list[Event] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    resource: Attributes = field(default_factory=dict)
+    resource_schema_url: str = ""
+    scope_name: str = ""
+    scope_version: str = ""
+    scope_attributes: Attributes = field(default_factory=dict)
+    # (topic, partition, offset) of the Kafka message the span came from; None in embedded mode.
+    origin: tuple[str, int, int] | None = None
+
+
+@dataclass(slots=True)
+class LogRecord:
+    project_id: str
+    time_ns: int
+    observed_time_ns: int
+    trace_id: str  # "" when not correlated
+    span_id: str
+    flags: int
+    severity_text: str
+    severity_number: int
+    body: Any  # decoded AnyValue
+    attributes: Attributes
+    event_name: str  # LogRecord.event_name, or "" (older SDKs put it in attributes["event.name"])
+    resource: Attributes = field(default_factory=dict)
+    resource_schema_url: str = ""
+    scope_name: str = ""
+    scope_version: str = ""
+    scope_attributes: Attributes = field(default_factory=dict)
+    scope_schema_url: str = ""
+    # (topic, partition, offset) of the Kafka message the record came from; None in embedded mode.
+    origin: tuple[str, int, int] | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one processor chain run works on: the rows from one request or one consumed batch."""
+
+    inferences: list[Row] = field(default_factory=list)
+    spans: list[Row] = field(default_factory=list)  # otel_traces rows
+    logs: list[Row] = field(default_factory=list)  # otel_logs rows
+    feedback: list[Row] = field(default_factory=list)  # feedback rows (from the API, not OTLP)
+    # Rows a worker process already encoded as Native blocks: (table, row count, block).
+    encoded: list[tuple[str, int, bytes]] = field(default_factory=list)
+    # What the metrics read of the encoded llm_inferences rows (metrics.OBSERVED_FIELDS).
+    observed: list[Row] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.inferences)
+            + len(self.spans)
+            + len(self.logs)
+            + len(self.feedback)
+            + sum(n for _, n, _ in self.encoded)
+        )
+
+    def extend(self, other: Batch) -> None:
+        self.inferences.extend(other.inferences)
+        self.spans.extend(other.spans)
+        self.logs.extend(other.logs)
+        self.feedback.extend(other.feedback)
+        self.encoded.extend(other.encoded)
+        self.observed.extend(other.observed)

@@ -1,0 +1,267 @@
+"""The distributed receiver's sink: each accepted OTLP request goes to the raw topics in the
+OpenTelemetry Collector kafka exporter's `otlp_proto` encoding (a serialized
+ExportTraceServiceRequest / ExportLogsServiceRequest per message), so a stock Collector can feed
+or read these topics.
+
+A request is split into one message per trace id (the exporter's `partition_traces_by_id`; key =
+trace id hex), and further by resource, scope and record list wherever a message would exceed the
+broker's max message size. The sender is acknowledged only once Kafka acknowledged every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from inferline.core import metrics
+from inferline.core.config import KafkaSettings
+from inferline.core.consumer import ExportResult
+from inferline.core.errors import Overloaded, Unavailable
+from inferline.kafka.clients import MESSAGE_OVERHEAD, make_producer, start_client, stop_client
+
+log = structlog.get_logger()
+
+_PENDING = metrics.QUEUE_DEPTH.labels("kafka_pending_bytes")
+
+# (resource list, scope list, record list) field names of the two request types.
+_TRACES = ("resource_spans", "scope_spans", "spans")
+_LOGS = ("resource_logs", "scope_logs", "log_records")
+
+
+class _Split:
+    """Messages of one request, and the records that could not be published."""
+
+    __slots__ = ("error", "messages", "rejected")
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes | None, bytes]] = []  # (key, value)
+        self.rejected = 0
+        self.error = ""
+
+    def reject(self, n: int, why: str) -> None:
+        self.rejected += n
+        if not self.error:
+            self.error = why
+
+
+def _span_problem(s: Any) -> str:
+    # The same rules as inferline.otlp.flatten: such a span could never be stored, so it is reported to the
+    # sender (partial success) instead of being published.
+    if len(s.trace_id) != 16 or s.trace_id == bytes(16):
+        return f"span {s.name!r}: trace_id must be 16 bytes, not all zero"
+    if len(s.span_id) != 8 or s.span_id == bytes(8):
+        return f"span {s.name!r}: span_id must be 8 bytes, not all zero"
+    if s.parent_span_id and len(s.parent_span_id) != 8:
+        return f"span {s.name!r}: parent_span_id must be 8 bytes"
+    return ""
+
+
+def _log_problem(r: Any) -> str:
+    if r.trace_id and len(r.trace_id) != 16:
+        return "log record: trace_id must be 16 bytes when set"
+    if r.span_id and len(r.span_id) != 8:
+        return "log record: span_id must be 8 bytes when set"
+    return ""
+
+
+def split_request(request: Message, by_trace: bool, max_bytes: int) -> _Split:
+    """One request per trace id (or one in all when not `by_trace`), each keeping its records'
+    resource and scope, then split to fit `max_bytes`."""
+    kind = _TRACES if isinstance(request, ExportTraceServiceRequest) else _LOGS
+    res_field, scope_field, rec_field = kind
+    problem = _span_problem if kind is _TRACES else _log_problem
+    out = _Split()
+    groups: dict[bytes, list[Any]] = {}  # key -> [request, index of the resource last added]
+    for ri, rs in enumerate(getattr(request, res_field)):
+        for ss in getattr(rs, scope_field):
+            buckets: dict[bytes, list[Any]] = {}
+            for rec in getattr(ss, rec_field):
+                why = problem(rec)
+                if why:
+                    out.reject(1, why)
+                    continue
+                buckets.setdefault(rec.trace_id if by_trace else b"", []).append(rec)
+            for trace_id, recs in buckets.items():
+                group = groups.get(trace_id)
+                if group is None:
+                    group = groups[trace_id] = [type(request)(), -1]
+                part = group[0]
+                if group[1] != ri:
+                    new_rs = getattr(part, res_field).add()
+                    new_rs.resource.CopyFrom(rs.resource)
+                    new_rs.schema_url = rs.schema_url
+                    group[1] = ri
+                else:
+                    new_rs = getattr(part, res_field)[-1]
+                new_ss = getattr(new_rs, scope_field).add()
+                new_ss.scope.CopyFrom(ss.scope)
+                new_ss.schema_url = ss.schema_url
+                getattr(new_ss, rec_field).extend(recs)
+    for trace_id, (part, _) in groups.items():
+        key = trace_id.hex().encode() if trace_id else None
+        for piece in _fit(part, kind, max_bytes, out):
+            out.messages.append((key, piece))
+    return out
+
+
+_TRUNCATED = "…[truncated by inferline]"
+
+
+def _string_values(value: AnyValue, found: list[AnyValue]) -> None:
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        found.append(value)
+    elif which == "array_value":
+        for item in value.array_value.values:
+            _string_values(item, found)
+    elif which == "kvlist_value":
+        for kv in value.kvlist_value.values:
+            _string_values(kv.value, found)
+
+
+def _truncate(request: Message, kind: tuple[str, str, str], max_bytes: int) -> bool:
+    """Cut the longest string values of a one-record request (attributes, span event attributes, a
+    log body) until it fits, and mark the record. False if it still cannot fit."""
+    res_field, scope_field, rec_field = kind
+    rs = getattr(request, res_field)[0]
+    record = getattr(getattr(rs, scope_field)[0], rec_field)[0]
+    record.attributes.add(key="inferline.truncated").value.bool_value = True
+    strings: list[AnyValue] = []
+    for kv in (*rs.resource.attributes, *record.attributes):
+        _string_values(kv.value, strings)
+    for event in getattr(record, "events", ()):
+        for kv in event.attributes:
+            _string_values(kv.value, strings)
+    if rec_field == "log_records":
+        _string_values(record.body, strings)
+    while (excess := request.ByteSize() - max_bytes) > 0:
+        longest = max(strings, key=lambda v: len(v.string_value), default=None)
+        if longest is None or len(longest.string_value) <= 1024:
+            return False
+        keep = max(len(longest.string_value) - excess - len(_TRUNCATED) - 64, 512)
+        longest.string_value = longest.string_value[:keep] + _TRUNCATED
+    return True
+
+
+def _halves(items: list[Any]) -> tuple[list[Any], list[Any]]:
+    mid = len(items) // 2
+    return items[:mid], items[mid:]
+
+
+def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Split) -> list[bytes]:
+    """Serialized pieces of `request`, each at most `max_bytes`: halves of the resources, else
+    of the scopes, else of the records. A single record over the limit has its longest string
+    values cut (and is marked `inferline.truncated`); one that still cannot fit is reported to the
+    sender as rejected (partial success), never dropped silently."""
+    if request.ByteSize() <= max_bytes:
+        return [request.SerializeToString()]
+    res_field, scope_field, rec_field = kind
+    resources = list(getattr(request, res_field))
+    pieces: list[Message] = []
+    if len(resources) > 1:
+        for half in _halves(resources):
+            piece = type(request)()
+            getattr(piece, res_field).extend(half)
+            pieces.append(piece)
+    else:
+        rs = resources[0]
+        scopes = list(getattr(rs, scope_field))
+        if len(scopes) > 1:
+            for half in _halves(scopes):
+                piece = type(request)()
+                new_rs = getattr(piece, res_field).add()
+                new_rs.resource.CopyFrom(rs.resource)
+                new_rs.schema_url = rs.schema_url
+                getattr(new_rs, scope_field).extend(half)
+                pieces.append(piece)
+        else:
+            ss = scopes[0]
+            records = list(getattr(ss, rec_field))
+            if len(records) <= 1:
+                size = request.ByteSize()
+                if records and _truncate(request, kind, max_bytes):
+                    return [request.SerializeToString()]
+                out.reject(len(records), f"a record of {size} bytes exceeds the Kafka message size limit")
+                return []
+            for half in _halves(records):
+                piece = type(request)()
+                new_rs = getattr(piece, res_field).add()
+                new_rs.resource.CopyFrom(rs.resource)
+                new_rs.schema_url = rs.schema_url
+                new_ss = getattr(new_rs, scope_field).add()
+                new_ss.scope.CopyFrom(ss.scope)
+                new_ss.schema_url = ss.schema_url
+                getattr(new_ss, rec_field).extend(half)
+                pieces.append(piece)
+    return [b for p in pieces for b in _fit(p, kind, max_bytes, out)]
+
+
+class KafkaSink:
+    """`inferline.core.consumer.Sink` over the raw topics. Connects in the background, so the receiver starts
+    (and answers UNAVAILABLE / 503) while Kafka is not reachable yet."""
+
+    def __init__(self, ks: KafkaSettings, bootstrap: str) -> None:
+        self._ks = ks
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._pending_bytes = 0
+        self._by_trace = ks.partition_key == "trace_id"
+        self._max_value = ks.max_message_bytes - MESSAGE_OVERHEAD
+
+    @property
+    def ready(self) -> bool:
+        return self._producer is not None
+
+    def start(self) -> None:
+        self._connect_task = asyncio.create_task(self._connect(), name="kafka-connect")
+
+    async def _connect(self) -> None:
+        self._producer = await start_client(lambda: make_producer(self._ks, self._bootstrap))
+        log.info("kafka producer connected", bootstrap=self._bootstrap)
+
+    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
+        return await self._export(self._ks.raw_spans_topic, request, project_id)
+
+    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
+        return await self._export(self._ks.raw_logs_topic, request, project_id)
+
+    async def _export(self, topic: str, request: Message, project_id: str) -> ExportResult:
+        producer = self._producer
+        if producer is None:
+            raise Unavailable("Kafka is not reachable")
+        split = split_request(request, self._by_trace, self._max_value)
+        size = sum(len(v) for _, v in split.messages)
+        if self._pending_bytes and self._pending_bytes + size > self._ks.max_pending_bytes:
+            # The Kafka counterpart of the writer's pending rows: data waiting for the durable point.
+            raise Overloaded(
+                f"{self._pending_bytes} bytes are waiting for Kafka acknowledgements", reason="pending_rows"
+            )
+        headers = [(self._ks.project_header, project_id.encode())]
+        self._pending_bytes += size
+        _PENDING.set(self._pending_bytes)
+        try:
+            # Bounded: a broker outage must become a retryable answer, not a hung sender.
+            async with asyncio.timeout(self._ks.delivery_timeout_s):
+                acks = [await producer.send(topic, v, key=k, headers=headers) for k, v in split.messages]
+                await asyncio.gather(*acks)
+        except Exception as e:  # KafkaError, TimeoutError: nothing is acknowledged to the sender
+            log.warning("kafka did not acknowledge", topic=topic, error=repr(e)[:200])
+            raise Unavailable("Kafka did not acknowledge the request") from e
+        finally:
+            self._pending_bytes -= size
+            _PENDING.set(self._pending_bytes)
+        return ExportResult(split.rejected, split.error)
+
+    async def close(self) -> None:
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+        if self._producer is not None:
+            await stop_client(self._producer, self._ks.delivery_timeout_s)

@@ -1,0 +1,176 @@
+"""The Kafka bus of distributed mode: client factories, header names, the enriched JSON encoding.
+
+Wire formats are documented in docs/kafka-topics.md; change them only with a schema version bump.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from inferline.core.config import KafkaSettings
+
+log = structlog.get_logger()
+
+Client = TypeVar("Client", AIOKafkaProducer, AIOKafkaConsumer)
+
+SCHEMA_VERSION = b"1"
+H_SCHEMA = "schema-version"
+H_KIND = "record-kind"
+H_CONTENT_TYPE = "content-type"
+KIND_INFERENCE, KIND_SPAN, KIND_LOG = b"inference", b"span", b"log"
+JSON = b"application/json"
+# Dead-letter headers (Kafka Connect style: the original value and headers are kept as they were).
+H_DLQ_ERROR = "inferline-dlq-error"
+H_DLQ_STAGE = "inferline-dlq-stage"
+H_DLQ_TOPIC = "inferline-dlq-source-topic"
+H_DLQ_PARTITION = "inferline-dlq-source-partition"
+H_DLQ_OFFSET = "inferline-dlq-source-offset"
+
+# Producer request overhead on top of the value (record batch header, key, headers): the value
+# budget is max_message_bytes minus this, so a split message never trips the broker limit.
+MESSAGE_OVERHEAD = 1024
+
+
+def _json_default(value: Any) -> Any:
+    # Decimal as a string: exact, and what JSON consumers of money amounts expect.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def encode_row(row: dict[str, Any]) -> bytes:
+    return orjson.dumps(row, default=_json_default)
+
+
+def header(headers: Any, name: str) -> bytes | None:
+    for k, v in headers or ():
+        if k == name:
+            return v
+    return None
+
+
+def _common(ks: KafkaSettings, bootstrap: str) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "client_id": ks.client_id,
+        "security_protocol": ks.security_protocol,
+    }
+    if ks.security_protocol.startswith("SASL"):
+        options.update(
+            sasl_mechanism=ks.sasl_mechanism,
+            sasl_plain_username=ks.sasl_username,
+            sasl_plain_password=ks.sasl_password,
+        )
+    if ks.security_protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=ks.ssl_cafile or None)
+    return options
+
+
+def _compression(name: str) -> str | None:
+    if name == "none":
+        return None
+    available = {"zstd": codec.has_zstd, "lz4": codec.has_lz4, "snappy": codec.has_snappy}.get(name)
+    if available is not None and not available():
+        # aiokafka needs the optional `cramjam` package for these codecs.
+        log.warning("compression codec not installed (pip install cramjam); using gzip", codec=name)
+        return "gzip"
+    return name
+
+
+def make_producer(ks: KafkaSettings, bootstrap: str) -> AIOKafkaProducer:
+    """acks=all + idempotence: an acknowledged message is on every in-sync replica, and the
+    producer's own retries do not duplicate it."""
+    return AIOKafkaProducer(
+        **_common(ks, bootstrap),
+        acks="all",
+        enable_idempotence=True,
+        compression_type=_compression(ks.compression),
+        max_request_size=ks.max_message_bytes + MESSAGE_OVERHEAD,
+        linger_ms=ks.linger_ms,
+        request_timeout_ms=int(ks.delivery_timeout_s * 1000),
+    )
+
+
+def make_consumer(ks: KafkaSettings, bootstrap: str, group_id: str) -> AIOKafkaConsumer:
+    """Manual commits only. The range assignor gives one member the same partition numbers of
+    every subscribed topic: with equal partition counts and trace-id keys, the spans and logs of a
+    trace meet in one processor (the normaliser joins them in memory)."""
+    return AIOKafkaConsumer(
+        **_common(ks, bootstrap),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        max_partition_fetch_bytes=max(ks.max_message_bytes + MESSAGE_OVERHEAD, 1048576),
+        isolation_level="read_committed",
+    )
+
+
+async def ensure_topics(ks: KafkaSettings, bootstrap: str, topics: dict[str, int]) -> None:
+    """Creates missing topics with the configured partition counts. Best effort: a broker that
+    does not allow it (ACLs, librdkafka's mock cluster) auto-creates them on first use instead."""
+    if not ks.create_topics:
+        return
+    admin = AIOKafkaAdminClient(**_common(ks, bootstrap), request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, partitions, ks.replication_factor)
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
+        if missing:
+            await admin.create_topics(missing)
+            log.info("kafka topics created", topics=[t.name for t in missing])
+    except Exception as e:
+        log.warning("could not create kafka topics; relying on broker auto-creation", error=repr(e)[:200])
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def stop_client(client: AIOKafkaProducer | AIOKafkaConsumer, timeout_s: float = 10.0) -> None:
+    """Stops a client, bounded: with the cluster gone, a producer would retry what it still holds
+    forever. Whatever it held was never acknowledged to anyone, so nothing acknowledged is lost."""
+    try:
+        await asyncio.wait_for(client.stop(), timeout_s)
+    except Exception as e:  # TimeoutError included
+        log.warning("kafka client did not stop cleanly", client=type(client).__name__, error=repr(e)[:200])
+
+
+async def start_client(factory: Callable[[], Client], stop: asyncio.Event | None = None) -> Client | None:
+    """A started client, retrying (a fresh one each time) while the cluster is not reachable, so
+    roles can start before Kafka does. None if `stop` is set first."""
+    delay = 0.5
+    while True:
+        client = factory()
+        try:
+            await client.start()
+            return client
+        except Exception as e:
+            log.warning("kafka not reachable, retrying", error=repr(e)[:200], retry_in_s=delay)
+            await stop_client(client, 1.0)
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return None
+            except TimeoutError:
+                pass
+        delay = min(delay * 2, 10.0)

@@ -1,0 +1,171 @@
+"""OTLP protobuf requests → flat `Span` / `LogRecord` objects stamped with the project id.
+
+Records that cannot be stored (for example a span whose trace id is not 16 bytes) are counted
+and described so the receiver can answer with OTLP partial success; the rest go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from inferline.core.records import Event, Link, LogRecord, Span
+
+# DateTime64(9) ends in 2262: a later time is malformed, rejected as its own record.
+MAX_TIME_NS = (1 << 63) - 1
+
+
+def any_value(v: AnyValue) -> Any:
+    which = v.WhichOneof("value")
+    if which == "string_value":
+        return v.string_value
+    if which == "int_value":
+        return v.int_value
+    if which == "double_value":
+        return v.double_value
+    if which == "bool_value":
+        return v.bool_value
+    if which == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if which == "bytes_value":
+        return v.bytes_value
+    return None
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    # Most values are strings: read those without a call.
+    return {
+        kv.key: v.string_value if v.WhichOneof("value") == "string_value" else any_value(v)
+        for kv in kvs
+        for v in (kv.value,)
+    }
+
+
+@dataclass(slots=True)
+class Flattened:
+    records: list[Any]
+    rejected: int = 0
+    error: str = ""  # one description of why records were rejected
+
+    def reject(self, why: str) -> None:
+        self.rejected += 1
+        if not self.error:
+            self.error = why
+
+
+def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flattened:
+    out = Flattened([])
+    append = out.records.append
+    for rs in request.resource_spans:
+        resource = attributes(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            scope = ss.scope
+            scope_attrs = attributes(scope.attributes)
+            for s in ss.spans:
+                if len(s.trace_id) != 16 or s.trace_id == bytes(16):
+                    out.reject(f"span {s.name!r}: trace_id must be 16 bytes, not all zero")
+                    continue
+                if len(s.span_id) != 8 or s.span_id == bytes(8):
+                    out.reject(f"span {s.name!r}: span_id must be 8 bytes, not all zero")
+                    continue
+                if s.parent_span_id and len(s.parent_span_id) != 8:
+                    out.reject(f"span {s.name!r}: parent_span_id must be 8 bytes")
+                    continue
+                if s.start_time_unix_nano > MAX_TIME_NS or s.end_time_unix_nano > MAX_TIME_NS:
+                    out.reject(f"span {s.name!r}: timestamp beyond the year 2262")
+                    continue
+                append(
+                    Span(
+                        project_id=project_id,
+                        trace_id=s.trace_id.hex(),
+                        span_id=s.span_id.hex(),
+                        parent_span_id=s.parent_span_id.hex(),
+                        trace_state=s.trace_state,
+                        name=s.name,
+                        kind=s.kind,
+                        start_ns=s.start_time_unix_nano,
+                        end_ns=s.end_time_unix_nano or s.start_time_unix_nano,
+                        status_code=s.status.code,
+                        status_message=s.status.message,
+                        attributes=attributes(s.attributes),
+                        events=[Event(e.time_unix_nano, e.name, attributes(e.attributes)) for e in s.events],
+                        links=[
+                            Link(
+                                lk.trace_id.hex(), lk.span_id.hex(), lk.trace_state, attributes(lk.attributes)
+                            )
+                            for lk in s.links
+                        ],
+                        resource=resource,
+                        resource_schema_url=rs.schema_url,
+                        scope_name=scope.name,
+                        scope_version=scope.version,
+                        scope_attributes=scope_attrs,
+                    )
+                )
+    return out
+
+
+def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattened:
+    out = Flattened([])
+    append = out.records.append
+    for rl in request.resource_logs:
+        resource = attributes(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            scope = sl.scope
+            scope_attrs = attributes(scope.attributes)
+            for r in sl.log_records:
+                if r.trace_id and len(r.trace_id) != 16:
+                    out.reject("log record: trace_id must be 16 bytes when set")
+                    continue
+                if r.span_id and len(r.span_id) != 8:
+                    out.reject("log record: span_id must be 8 bytes when set")
+                    continue
+                if r.time_unix_nano > MAX_TIME_NS or r.observed_time_unix_nano > MAX_TIME_NS:
+                    out.reject("log record: timestamp beyond the year 2262")
+                    continue
+                append(
+                    LogRecord(
+                        project_id=project_id,
+                        time_ns=r.time_unix_nano or r.observed_time_unix_nano,
+                        observed_time_ns=r.observed_time_unix_nano,
+                        trace_id=r.trace_id.hex(),
+                        span_id=r.span_id.hex(),
+                        flags=r.flags & 0xFF,
+                        severity_text=r.severity_text,
+                        severity_number=r.severity_number if 0 <= r.severity_number <= 24 else 0,
+                        body=any_value(r.body),
+                        attributes=attributes(r.attributes),
+                        event_name=r.event_name,
+                        resource=resource,
+                        resource_schema_url=rl.schema_url,
+                        scope_name=scope.name,
+                        scope_version=scope.version,
+                        scope_attributes=scope_attrs,
+                        scope_schema_url=sl.schema_url,
+                    )
+                )
+    return out
+
+
+def count_spans(request: ExportTraceServiceRequest) -> int:
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
+def count_logs(request: ExportLogsServiceRequest) -> int:
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+
+
+def count_records(request: ExportTraceServiceRequest | ExportLogsServiceRequest) -> int:
+    """Spans or log records in an export request."""
+    if isinstance(request, ExportTraceServiceRequest):
+        return count_spans(request)
+    return count_logs(request)
+
+
+__all__ = ["Flattened", "any_value", "attributes", "flatten_logs", "flatten_spans"]

@@ -1,0 +1,62 @@
+"""The processor stage: normalise GenAI spans into inference rows, turn spans and logs into
+their table rows, then run the configured enrichment chain (pricing, PII, sentiment, ...).
+
+The same object runs in the embedded service and in the Kafka processor role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from inferline.core.config import ProcessorSettings
+from inferline.core.errors import ConfigError
+from inferline.core.records import Batch, LogRecord, Span
+from inferline.processors.base import Processor
+from inferline.processors.normalise import GenAINormaliser
+from inferline.processors.otel_rows import log_row, trace_rows
+
+log = structlog.get_logger()
+
+
+def build_processor(name: str, options: dict[str, Any]) -> Processor:
+    """The registry of enrichment stages, by the name used in the `processors.chain` setting."""
+    if name == "pricing":
+        from inferline.processors.pricing import Pricer, PricingConfig
+
+        return Pricer(PricingConfig.model_validate(options))
+    if name == "pii":
+        from inferline.processors.pii import PiiConfig, PiiMasker
+
+        return PiiMasker(PiiConfig.model_validate(options))
+    if name == "sentiment":
+        from inferline.processors.sentiment import SentimentConfig, SentimentProcessor
+
+        return SentimentProcessor(SentimentConfig.model_validate(options))
+    raise ConfigError(f"unknown processor {name!r} in processors.chain (known: pricing, pii, sentiment)")
+
+
+class ProcessorChain:
+    def __init__(self, settings: ProcessorSettings | None = None) -> None:
+        settings = settings or ProcessorSettings()
+        normaliser_options: dict[str, Any] = {"join_window_s": settings.join_window_s}
+        if settings.tenant_keys:
+            normaliser_options["tenant_keys"] = tuple(settings.tenant_keys)
+        self.normaliser = GenAINormaliser(**normaliser_options)
+        self.stages: list[Processor] = []
+        for name in settings.chain:
+            options = getattr(settings, name, None) or {}
+            if options.get("enabled", True) is False:
+                continue
+            self.stages.append(build_processor(name, options))
+
+    def run(self, spans: list[Span], logs: list[LogRecord]) -> Batch:
+        batch = Batch(
+            inferences=self.normaliser.normalise(spans, logs),
+            spans=trace_rows(spans),
+            logs=[log_row(r) for r in logs],
+        )
+        for stage in self.stages:
+            stage.process(batch)
+        return batch

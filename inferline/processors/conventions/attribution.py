@@ -1,0 +1,86 @@
+"""Who and what a model call belongs to: user, session, tenant, service, environment, agent; and the
+free-form metadata kept as tags (dict) and labels (list)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferline.processors.conventions import langfuse, vercel_ai
+from inferline.processors.conventions.field_sources import Chains, first_id, first_str, meta_str
+from inferline.processors.conventions.key_scan import Tagged
+from inferline.processors.conventions.values import as_str_list, tag_value
+
+_META_TENANT_KEYS = ("tenant_id", "tenantId", "tenant.id", "tenant")
+_META_USER = ("user_id", "userId", "langfuse_user_id")
+_META_SESSION = ("session_id", "sessionId", "langfuse_session_id", "thread_id", "conversation_id")
+_ENVIRONMENT = (
+    "langfuse.environment",
+    "deployment.environment.name",
+    "deployment.environment",
+    "gen_ai.environment",
+)
+_SERVICE = ("service.name", "gen_ai.application_name")
+_LABELS = ("tag.tags", "ai.telemetry.metadata.tags", "langsmith.span.tags")
+_CONTENT_REFS = ("gen_ai.input.messages.ref", "gen_ai.output.messages.ref")
+_LANGFUSE_TAGGED = (langfuse.TRACE_METADATA_PREFIX, langfuse.OBSERVATION_METADATA_PREFIX)
+
+
+def attribution(
+    a: dict[str, Any],
+    res: dict[str, Any],
+    ch: Chains,
+    tenant_keys: tuple[str, ...],
+    metas: tuple[dict[str, Any] | None, ...],
+) -> tuple[str, str, str, str, str, str]:
+    """(user, session, tenant, service, environment, agent), in ROW_KEYS order.
+
+    Span attributes first, then free-form metadata documents, then resource attributes.
+    """
+    user_id = first_id(a, ch.user) or meta_str(metas, _META_USER) or first_id(res, ("user.id", "enduser.id"))
+    session_id = first_id(a, ch.session) or meta_str(metas, _META_SESSION) or first_id(res, ("session.id",))
+    tenant_id = first_id(a, ch.tenant) or meta_str(metas, _META_TENANT_KEYS) or first_id(res, tenant_keys)
+    return (
+        user_id or "",
+        session_id or "",
+        tenant_id or "",
+        first_str(res, _SERVICE) or first_str(a, _SERVICE) or "",
+        first_id(a, _ENVIRONMENT) or first_id(res, _ENVIRONMENT) or "",
+        first_str(a, ch.agent) or "",
+    )
+
+
+def metadata(
+    a: dict[str, Any],
+    tagged: Tagged,
+    oi_meta: dict[str, Any] | None,
+    lf_meta: dict[str, Any] | None,
+    is_langfuse: bool,
+    adjusted: bool,
+) -> tuple[dict[str, str], list[str]]:
+    """(tags, labels): free metadata as string tags (a later source overwrites an earlier one's key),
+    and list-style tags as labels (first occurrence kept)."""
+    tags: dict[str, str] = {}
+    if adjusted:
+        tags["inferline.input_tokens_adjusted"] = "vercel_v5_anthropic_cache"
+    if oi_meta:
+        for k, v in oi_meta.items():
+            tags[k] = tag_value(v)
+    if lf_meta:
+        for k, v in lf_meta.items():
+            tags[k] = tag_value(v)
+    for p, k, v in tagged:
+        if p == vercel_ai.METADATA_PREFIX and k == "tags":
+            continue  # list-style, goes to labels
+        tags[k] = tag_value(langfuse.meta_value(v) if p in _LANGFUSE_TAGGED else v)
+    for k in _CONTENT_REFS:
+        v = a.get(k)
+        if v is not None:  # content uploaded elsewhere (contrib upload hook): keep the reference
+            tags[k] = tag_value(v)
+    labels: list[str] = []
+    if is_langfuse:
+        labels.extend(x for x in as_str_list(langfuse.tags(a)) if x not in labels)
+    for k in _LABELS:
+        v = a.get(k)
+        if v is not None:
+            labels.extend(x for x in as_str_list(v) if x not in labels)
+    return tags, labels

@@ -1,0 +1,262 @@
+"""Priority chains: which attributes feed a row field, in the order they are tried (doc section 9).
+
+The first non-empty source wins. A span from one convention family rarely holds another family's keys,
+so each convention gets the chains filtered to the keys it can carry (`Chains.for_convention`); spans
+whose prefixed metadata shows mixed families use the full chains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferline.processors.conventions.values import as_count, as_str, unquote
+
+DEFAULT_TENANT_KEYS: tuple[str, ...] = (
+    "tenant.id",
+    "tenant_id",
+    "langfuse.trace.metadata.tenant_id",
+    "langfuse.observation.metadata.tenant_id",
+    "traceloop.association.properties.tenant_id",
+    "traceloop.association.properties.customer_id",
+    "ai.telemetry.metadata.tenantId",
+    "ai.telemetry.metadata.tenant_id",
+    "langsmith.metadata.tenant_id",
+)
+
+MODEL = (
+    "langfuse.observation.model.name",
+    "gen_ai.response.model",
+    "llm.response.model_name",
+    "ai.response.model",
+    "llm.model_name",
+    "gen_ai.request.model",
+    "ai.model.id",
+    "embedding.model_name",
+)
+REQUEST_MODEL = (
+    "gen_ai.request.model",
+    "llm.request.model_name",
+    "ai.model.id",
+    "llm.model_name",
+    "langfuse.observation.model.name",
+    "embedding.model_name",
+)
+RESPONSE_ID = ("gen_ai.response.id", "ai.response.id")
+INPUT = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "ai.usage.inputTokens",
+    "ai.usage.promptTokens",
+)
+OUTPUT = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+    "ai.usage.outputTokens",
+    "ai.usage.completionTokens",
+)
+TOTAL = (
+    "llm.usage.total_tokens",
+    "gen_ai.usage.total_tokens",
+    "llm.token_count.total",
+    "ai.usage.totalTokens",
+)
+CACHE_READ = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+    "ai.usage.cachedInputTokens",
+    "gen_ai.usage.prompt_tokens_details.cached_tokens",
+)
+CACHE_WRITE = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+    "gen_ai.usage.prompt_tokens_details.cache_creation_tokens",
+)
+REASONING = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",
+    "llm.usage.reasoning_tokens",
+    "llm.token_count.completion_details.reasoning",
+    "ai.usage.reasoningTokens",
+    "gen_ai.usage.completion_tokens_details.reasoning_tokens",
+    "gen_ai.usage.completion_tokens_details.reasoning",
+)
+STREAM = (
+    "gen_ai.request.stream",
+    "gen_ai.request.is_stream",
+    "gen_ai.is_streaming",
+    "llm.is_streaming",
+    "langsmith.request.streaming",
+)
+FINISH = (
+    "llm.finish_reason",
+    "ai.response.finishReason",
+    "gen_ai.response.finish_reason",
+    "llm.response.finish_reason",
+    "llm.response.stop_reason",
+)
+USER = (
+    "langfuse.user.id",
+    "user.id",
+    "enduser.id",
+    "traceloop.association.properties.user_id",
+    "ai.telemetry.metadata.userId",
+    "langfuse.observation.metadata.langfuse_user_id",
+    "langfuse.trace.metadata.langfuse_user_id",
+    "gen_ai.user",
+    "llm.user",
+    "gen_ai.request.user",
+    "langsmith.metadata.user_id",
+)
+SESSION = (
+    "langfuse.session.id",
+    "session.id",
+    "gen_ai.conversation.id",
+    "traceloop.association.properties.session_id",
+    "ai.telemetry.metadata.sessionId",
+    "langfuse.observation.metadata.langfuse_session_id",
+    "langfuse.trace.metadata.langfuse_session_id",
+    "langsmith.metadata.session_id",
+    "langsmith.metadata.thread_id",
+    "langsmith.metadata.conversation_id",
+)
+AGENT = (
+    "gen_ai.agent.name",
+    "traceloop.workflow.name",
+    "gen_ai.workflow.name",
+    "ai.telemetry.functionId",
+    "agent.name",
+)
+
+# `llm.*` keys that OpenLLMetry writes; the rest of `llm.*` is OpenInference.
+_LL_LLM_KEYS = frozenset(
+    (
+        "llm.usage.total_tokens",
+        "llm.usage.reasoning_tokens",
+        "llm.is_streaming",
+        "llm.user",
+        "llm.response.finish_reason",
+        "llm.response.stop_reason",
+    )
+)
+# Key families each convention can carry; a convention not listed (Langfuse) uses the full chains.
+_ALLOWED_FAMILIES = {
+    "otel_genai": ("common", "openllmetry"),
+    "openllmetry": ("common", "openllmetry"),
+    "openlit": ("common",),
+    "langsmith": ("common", "langsmith"),
+    "openinference": ("common", "openinference"),
+    "vercel_ai": ("common", "vercel_ai"),
+}
+
+
+def _key_family(k: str) -> str:
+    if k.startswith("ai."):
+        return "vercel_ai"
+    if k.startswith("llm.") or k == "embedding.model_name":
+        return "openllmetry" if k in _LL_LLM_KEYS else "openinference"
+    if k.startswith("langfuse."):
+        return "langfuse"
+    if k.startswith("langsmith."):
+        return "langsmith"
+    if k.startswith("traceloop."):
+        return "openllmetry"
+    return "common"
+
+
+class Chains:
+    """The priority chains, filtered to the keys of some key families (all keys when None)."""
+
+    __slots__ = (
+        "agent",
+        "cache_read",
+        "cache_write",
+        "finish",
+        "input",
+        "model",
+        "output",
+        "reasoning",
+        "request_model",
+        "response_id",
+        "session",
+        "stream",
+        "tenant",
+        "total",
+        "user",
+    )
+
+    def __init__(self, families: tuple[str, ...] | None, tenant_keys: tuple[str, ...]) -> None:
+        def keep(keys: tuple[str, ...]) -> tuple[str, ...]:
+            if families is None:
+                return keys
+            return tuple(k for k in keys if _key_family(k) in families)
+
+        self.model = keep(MODEL)
+        self.request_model = keep(REQUEST_MODEL)
+        self.response_id = keep(RESPONSE_ID)
+        self.input = keep(INPUT)
+        self.output = keep(OUTPUT)
+        self.total = keep(TOTAL)
+        self.cache_read = keep(CACHE_READ)
+        self.cache_write = keep(CACHE_WRITE)
+        self.reasoning = keep(REASONING)
+        self.stream = keep(STREAM)
+        self.finish = keep(FINISH)
+        self.user = keep(USER)
+        self.session = keep(SESSION)
+        self.agent = keep(AGENT)
+        self.tenant = keep(tenant_keys)
+
+    @classmethod
+    def for_convention(cls, convention: str, tenant_keys: tuple[str, ...]) -> Chains:
+        return cls(_ALLOWED_FAMILIES.get(convention), tenant_keys)
+
+
+def first_str(a: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for k in keys:
+        v = a.get(k)
+        if v is not None:
+            s = as_str(v)
+            if s:
+                return s
+    return None
+
+
+def first_id(a: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    """Like first_str, unwrapping Langfuse's JSON-quoted metadata values."""
+    for k in keys:
+        v = a.get(k)
+        if v is not None:
+            if type(v) is str and v and v[0] != '"':
+                return v
+            s = unquote(v)
+            if s:
+                return s
+    return None
+
+
+def first_count(a: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    for k in keys:
+        v = a.get(k)
+        if v is not None:
+            n = as_count(v)
+            if n is not None:
+                return n
+    return None
+
+
+def meta_str(metas: tuple[dict[str, Any] | None, ...], keys: tuple[str, ...]) -> str | None:
+    """The first non-empty value of `keys` in free-form metadata documents (None: absent), in order."""
+    for d in metas:
+        if not d:
+            continue
+        for k in keys:
+            v = d.get(k)
+            if v is not None:
+                s = as_str(v)
+                if s:
+                    return s
+    return None

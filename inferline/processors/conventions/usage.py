@@ -1,0 +1,97 @@
+"""Token usage and the cost a span itself reports (priced cost is computed later, in `pricing`).
+
+Counts are normalised so that input includes cache reads/writes and output includes reasoning.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from inferline.processors.conventions import langfuse, langsmith, vercel_ai
+from inferline.processors.conventions.field_sources import Chains, first_count
+from inferline.processors.conventions.values import as_count, as_decimal
+
+# (input, output, total, cache_read, cache_write, reasoning), each 0 when unknown
+Tokens = tuple[int, int, int, int, int, int]
+Cost = tuple[Decimal | None, Decimal | None, Decimal | None]  # (total, input, output) USD
+
+_IN_DETAILS = "gen_ai.usage.input_token_details"
+_OUT_DETAILS = "gen_ai.usage.output_token_details"
+
+
+def tokens(
+    a: dict[str, Any], ch: Chains, is_langfuse: bool, is_vercel: bool, provider: str | None
+) -> tuple[Tokens, bool]:
+    """The row's token counts, and whether input was adjusted for the AI SDK v5 Anthropic bug."""
+    inp = first_count(a, ch.input)
+    out = first_count(a, ch.output)
+    total = first_count(a, ch.total)
+    cache_read = first_count(a, ch.cache_read)
+    cache_write = first_count(a, ch.cache_write)
+    reasoning = first_count(a, ch.reasoning)
+    if is_langfuse:
+        u = langfuse.usage(a)
+        if u is not None:
+            inp = inp if inp is not None else u.input
+            out = out if out is not None else u.output
+            total = total if total is not None else u.total
+            cache_read = cache_read if cache_read is not None else u.cache_read
+            cache_write = cache_write if cache_write is not None else u.cache_write
+            reasoning = reasoning if reasoning is not None else u.reasoning
+    if inp is None and "ai.usage.tokens" in a:  # Vercel embeddings
+        inp = as_count(a["ai.usage.tokens"])
+    if is_vercel and (cache_read is None or cache_write is None or reasoning is None):
+        pm = vercel_ai.provider_metadata(a) if "ai.response.providerMetadata" in a else None
+        if pm:
+            if cache_read is None:
+                cache_read = vercel_ai.metadata_cache_read(pm)
+            if cache_write is None:
+                cache_write = vercel_ai.metadata_cache_write(pm)
+            if reasoning is None:
+                reasoning = vercel_ai.metadata_reasoning(pm)
+    if _IN_DETAILS in a or _OUT_DETAILS in a:
+        cache_read, cache_write, reasoning = _langsmith_details(a, cache_read, cache_write, reasoning)
+    adjusted = False
+    if is_vercel and provider == "anthropic" and cache_read and inp is not None and inp < cache_read:
+        # AI SDK v5 reported Anthropic inputTokens without cache: make it inclusive (heuristic).
+        inp += cache_read + (cache_write or 0)
+        adjusted = True
+    if total is None and "gen_ai.client.token.usage" in a:  # OpenLIT mid-2025
+        total = as_count(a["gen_ai.client.token.usage"])
+    inp = inp or 0
+    out = out or 0
+    if total is None:
+        total = inp + out
+    return (inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0), adjusted
+
+
+def _langsmith_details(
+    a: dict[str, Any], cache_read: int | None, cache_write: int | None, reasoning: int | None
+) -> tuple[int | None, int | None, int | None]:
+    """Missing detail counts from LangSmith's `str(dict)` token details."""
+    if _IN_DETAILS in a:
+        if cache_read is None:
+            cache_read = langsmith.token_detail(a, _IN_DETAILS, "cache_read")
+        if cache_write is None:
+            cache_write = langsmith.token_detail(a, _IN_DETAILS, "cache_creation")
+    if reasoning is None and _OUT_DETAILS in a:
+        reasoning = langsmith.token_detail(a, _OUT_DETAILS, "reasoning")
+    return cache_read, cache_write, reasoning
+
+
+def provided_cost(a: dict[str, Any], is_langfuse: bool) -> Cost:
+    """(total, input, output) USD when the span carries a cost; a missing total is the sum of the parts."""
+    total = in_cost = out_cost = None
+    if is_langfuse:
+        total, in_cost, out_cost = langfuse.cost(a)
+    if total is None and "gen_ai.usage.cost" in a:
+        total = as_decimal(a["gen_ai.usage.cost"])
+    if "llm.cost.prompt" in a or "llm.cost.completion" in a or "llm.cost.total" in a:
+        in_cost = in_cost if in_cost is not None else as_decimal(a.get("llm.cost.prompt"))
+        out_cost = out_cost if out_cost is not None else as_decimal(a.get("llm.cost.completion"))
+        if total is None:
+            total = as_decimal(a.get("llm.cost.total"))
+    if total is None and (in_cost is not None or out_cost is not None):
+        total = (in_cost or Decimal(0)) + (out_cost or Decimal(0))
+    return total, in_cost, out_cost

@@ -1,0 +1,93 @@
+"""Masking at the receiver: PII is masked in the OTLP request itself, before the sink sees it.
+
+For deployments where unmasked content must never reach Kafka (`INFERLINE_MASK_AT_RECEIVER=true`):
+the raw topics then hold masked content only. The processor's PII stage still runs; masking an
+already masked value changes nothing. Masked: the configured attributes (the GenAI content
+attributes by default) of spans and span events, and log bodies and configured log attributes.
+A record that had PII carries its counts in the attribute `inferline.pii_found`, which the PII
+stage adds to the `pii_found` / `PiiFound` columns.
+"""
+
+from __future__ import annotations
+
+import orjson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from inferline.core.consumer import ExportResult, Sink
+from inferline.processors.pii import CARRIED_COUNTS, PiiMasker
+
+
+def _mask_any(value: AnyValue, masker: PiiMasker, counts: dict[str, int]) -> None:
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        masked = masker.mask_value(value.string_value, counts)
+        if masked is not value.string_value:
+            value.string_value = masked
+    elif which == "array_value":
+        for item in value.array_value.values:
+            _mask_any(item, masker, counts)
+    elif which == "kvlist_value":
+        for kv in value.kvlist_value.values:
+            _mask_any(kv.value, masker, counts)
+
+
+def _mask_attributes(kvs, masker: PiiMasker, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    for kv in kvs:
+        if masker.key_masked(kv.key):
+            _mask_any(kv.value, masker, counts)
+
+
+def _note(kvs, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+    """What was masked travels with the record, so the PII stage can still count it."""
+    if counts:
+        kvs.add(key=CARRIED_COUNTS).value.string_value = orjson.dumps(counts).decode()
+
+
+def mask_spans_request(request: ExportTraceServiceRequest, masker: PiiMasker) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                counts: dict[str, int] = {}
+                _mask_attributes(span.attributes, masker, counts)
+                for event in span.events:
+                    _mask_attributes(event.attributes, masker, counts)
+                _note(span.attributes, counts)
+                _add_counts(total, counts)
+    return total
+
+
+def mask_logs_request(request: ExportLogsServiceRequest, masker: PiiMasker) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for rl in request.resource_logs:
+        for sl in rl.scope_logs:
+            for record in sl.log_records:
+                counts: dict[str, int] = {}
+                _mask_any(record.body, masker, counts)
+                _mask_attributes(record.attributes, masker, counts)
+                _note(record.attributes, counts)
+                _add_counts(total, counts)
+    return total
+
+
+def _add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
+    for kind, n in counts.items():
+        total[kind] = total.get(kind, 0) + n
+
+
+class MaskingSink:
+    """A Sink in front of another: masks, then hands on."""
+
+    def __init__(self, inner: Sink, masker: PiiMasker) -> None:
+        self._inner = inner
+        self._masker = masker
+
+    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
+        mask_spans_request(request, self._masker)
+        return await self._inner.export_spans(request, project_id)
+
+    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
+        mask_logs_request(request, self._masker)
+        return await self._inner.export_logs(request, project_id)

@@ -1,0 +1,419 @@
+"""GenAI normaliser: OTLP spans (+ correlated log records) -> one `llm_inferences` row per model call.
+
+Reads every generation of OTel GenAI, OpenInference, OpenLLMetry, OpenLIT, the Vercel AI SDK,
+Langfuse and LangSmith (see shared/research/genai-conventions.md and docs/conventions.md). Each
+field is the first non-empty source in a fixed priority order (doc section 9; `field_sources`).
+
+Message content can also arrive as log records, before, with or after the span; `content_join`
+matches them up and re-emits rows that late logs complete, with a higher `version`.
+
+Hot path: this runs per span, so it is plain dict lookups over tuples of keys, one pass over the
+attribute keys for the indexed/prefixed families, and orjson only for values that are JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from inferline.core.records import LogRecord, Row, Span
+from inferline.processors.conventions import (
+    langfuse,
+    openinference,
+    openllmetry,
+    otel_genai,
+)
+from inferline.processors.conventions.attribution import attribution, metadata
+from inferline.processors.conventions.classify import convention as detect_convention
+from inferline.processors.conventions.classify import model_call_operation
+from inferline.processors.conventions.content_join import (
+    ContentJoin,
+    EmittedRow,
+    JoinKey,
+    Origins,
+    Partition,
+    add_log,
+    add_origin,
+    copy_row,
+    merge_origins,
+)
+from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS, Chains, first_str
+from inferline.processors.conventions.key_scan import Indexed, scan
+from inferline.processors.conventions.messages import Message
+from inferline.processors.conventions.otel_genai import EventContent
+from inferline.processors.conventions.row_messages import row_messages
+from inferline.processors.conventions.span_events import SpanEvents
+from inferline.processors.conventions.timing import streaming_and_ttft
+from inferline.processors.conventions.usage import Cost, Tokens, provided_cost, tokens
+from inferline.processors.conventions.values import as_count, as_float, as_str, unquote
+
+# Fixed so that replays of the same span produce the same inference_id.
+INFERENCE_NAMESPACE = uuid.UUID("b6f3c9e2-51a4-5d0e-9c7a-2f4e8d1a6b30")
+_NS_BYTES = INFERENCE_NAMESPACE.bytes
+_sha1 = hashlib.sha1
+# RFC 4122 variant bits 10xx: the uuid's 17th hex digit, by the hash's hex digit at that place.
+_VARIANT_DIGIT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+CONVENTIONS = ("otel_genai", "openinference", "openllmetry", "openlit", "vercel_ai", "langfuse", "langsmith")
+
+ROW_KEYS: tuple[str, ...] = (
+    "inference_id", "project_id", "trace_id", "span_id", "parent_span_id", "start_time", "end_time",
+    "latency_ms", "ttft_ms", "provider", "model", "request_model", "response_id", "operation", "convention",
+    "success", "error_type", "status_message", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "total_tokens", "total_cost_usd", "input_cost_usd",
+    "output_cost_usd", "price_status", "prompt_messages", "response_messages", "streaming", "finish_reasons",
+    "temperature", "top_p", "max_tokens", "user_id", "session_id", "tenant_id", "service_name", "environment",
+    "server_address", "agent_name", "tags", "labels", "version",
+)  # fmt: skip
+
+_STATUS_ERROR = 2
+
+_NO_EVENTS = SpanEvents([], None)  # read-only, shared by spans without events or log content
+
+# Parsed JSON side documents (OpenInference, Langfuse), None where the span has none.
+_Documents = tuple[dict[str, Any] | None, ...]
+
+# Chains used as they are (not filtered per convention).
+_PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
+_MAX_TOKENS_PARAMS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "maxTokens",
+    "maxOutputTokens",
+    "max_new_tokens",
+)
+
+
+def inference_id(project_id: str, trace_id: str, span_id: str) -> str:
+    """uuid5(INFERENCE_NAMESPACE, "project/trace/span"), computed without building UUID objects."""
+    h = _sha1(_NS_BYTES + f"{project_id}/{trace_id}/{span_id}".encode()).hexdigest()
+    # RFC 4122: version nibble 5, variant bits 10xx.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+class GenAINormaliser:
+    """Normalises GenAI spans and their content logs into `llm_inferences` rows.
+
+    Not thread-safe: one instance per processing loop (it holds the join caches).
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_keys: tuple[str, ...] = DEFAULT_TENANT_KEYS,
+        join_window_s: float = 30.0,
+        max_pending: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tenant_keys = tuple(tenant_keys)
+        self._chains_full = Chains(None, self.tenant_keys)
+        self._chains = {c: Chains.for_convention(c, self.tenant_keys) for c in CONVENTIONS}
+        self._join = ContentJoin(join_window_s, max(0, int(max_pending)))
+        self._clock = clock
+        self.failed = 0  # spans skipped because building their row raised
+        self.failed_logs = 0  # log records skipped because reading them raised
+
+    @property
+    def join_window_s(self) -> float:
+        return self._join.window_s
+
+    @property
+    def max_pending(self) -> int:
+        return self._join.max_entries
+
+    @property
+    def pending_size(self) -> int:
+        return self._join.pending_size
+
+    @property
+    def emitted_size(self) -> int:
+        return self._join.emitted_size
+
+    def held_offsets(self) -> dict[Partition, int]:
+        """The lowest Kafka offset per (topic, partition) of the records the join still holds in memory
+        (content waiting for its span, rows waiting for late content). A consumer must not commit past
+        it: after a restart the replay rebuilds what was held. Empty for records without `origin`."""
+        return self._join.held_offsets()
+
+    def expire(self) -> None:
+        """Drop what outlived the join window (normalise does this on every call; for idle times)."""
+        self._join.expire(self._clock())
+
+    def forget(self, partitions: list[Partition]) -> int:
+        """Drop what the join holds from records of `partitions` (revoked from this consumer)."""
+        return self._join.forget(partitions)
+
+    def normalise(self, spans: list[Span], logs: list[LogRecord]) -> list[Row]:
+        """Inference rows for the model-call spans among `spans`, with message content joined from
+        `logs` (and from logs seen earlier) by (project_id, trace_id, span_id)."""
+        now = self._clock()
+        join = self._join
+        join.expire(now)
+        batch_content: dict[JoinKey, EventContent] = {}
+        # Kafka coordinates of the content logs, per span (stays None in embedded mode).
+        batch_origins: dict[JoinKey, Origins] | None = None
+        for log in logs:
+            try:
+                key = add_log(batch_content, log)
+            except Exception:  # one unreadable record must not cost the batch
+                self.failed_logs += 1
+                continue
+            if key is not None and log.origin is not None:
+                if batch_origins is None:
+                    batch_origins = {}
+                batch_origins[key] = add_origin(batch_origins.get(key), log.origin)
+        rows: list[Row] = []
+        waiting = join.waiting
+        for span in spans:
+            key = (span.project_id, span.trace_id, span.span_id)
+            content = batch_content.pop(key, None)
+            origins: Origins = None
+            if key in waiting:
+                content, origins = join.take(key, content)
+            try:
+                built = self._build(span, content)
+            except Exception:  # a span that still fails is skipped and counted
+                self.failed += 1
+                continue
+            if built is None:
+                continue
+            row, emitted = built
+            rows.append(row)
+            if emitted is not None:
+                # Held while remembered: the span, and the logs whose content went into the row.
+                if span.origin is not None:
+                    origins = add_origin(origins, span.origin)
+                if batch_origins is not None:
+                    origins = merge_origins(origins, batch_origins.pop(key, None))
+                join.remember(key, emitted, now, origins)
+        # Content for spans not in this batch: completes a row emitted earlier, or waits for its span.
+        for key, content in batch_content.items():
+            origins = batch_origins.get(key) if batch_origins is not None else None
+            emitted = join.emitted(key)
+            if emitted is None:
+                join.wait(key, content, now, origins)
+                continue
+            try:
+                rows.append(emitted.updated(content))
+            except Exception:
+                self.failed_logs += 1
+            join.extend(emitted, origins)
+        join.bound()
+        return rows
+
+    def _build(self, span: Span, log_content: EventContent | None) -> tuple[Row, EmittedRow | None] | None:
+        """The row for one span (None when it is not a model call), and what to keep for late logs."""
+        op = model_call_operation(span)
+        if op is None:
+            return None
+        a = span.attributes
+        indexed, tagged = scan(a)
+        ll_indexed = indexed.get(openllmetry.PROMPT_PREFIX) or indexed.get(openllmetry.COMPLETION_PREFIX)
+        # most spans carry no prefixed metadata: skip the generator then
+        has_assoc = any(p == openllmetry.ASSOCIATION_PREFIX for p, _, _ in tagged) if tagged else False
+        conv = detect_convention(span, bool(ll_indexed), has_assoc)
+        is_vercel = conv == "vercel_ai"
+        is_langfuse = conv == "langfuse"
+        ch = self._chains_full if tagged else self._chains[conv]
+        # most spans have no events and no log content: share one empty reading then
+        ev = SpanEvents(span.events, log_content) if span.events or log_content is not None else _NO_EVENTS
+        # JSON side documents, parsed only when present.
+        oi_params = openinference.invocation_parameters(a) if "llm.invocation_parameters" in a else None
+        oi_meta = openinference.metadata(a) if "metadata" in a else None
+        lf_params = langfuse.model_parameters(a) if is_langfuse else None
+        lf_meta = langfuse.metadata(a) if is_langfuse else None
+
+        call = _call(a, ch, op, conv, indexed, is_vercel)
+        counts, adjusted = tokens(a, ch, is_langfuse, is_vercel, call[0])  # call[0]: provider
+        streaming, ttft = streaming_and_ttft(
+            a, ch.stream, oi_params, span.start_ns, is_langfuse, is_vercel, ev
+        )
+        prompt, response, frs, waiting = row_messages(a, indexed, is_vercel, is_langfuse, ch.finish, ev)
+        row = _row(
+            span,
+            ttft,
+            call,
+            _status(span, is_langfuse, ev),
+            counts,
+            provided_cost(a, is_langfuse),
+            (prompt, response, streaming, frs),
+            _request_params(a, (oi_params, lf_params), is_vercel),
+            attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
+            metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
+        )
+        if waiting is None:
+            return row, None
+        # Kept for later logs. The kept row shares message objects with the content; the caller gets a
+        # copy, because later stages rewrite rows in place (masking, pricing).
+        strong, weak = waiting
+        return copy_row(row), EmittedRow(row, strong, ev.content or EventContent(), weak)
+
+
+def _row(
+    span: Span,
+    ttft: float | None,
+    call: tuple[str, str, str, str, str, str, str],
+    status: tuple[bool, str, str],
+    counts: Tokens,
+    cost: Cost,
+    content: tuple[list[Message], list[Message], bool, list[str]],
+    params: tuple[float | None, float | None, int | None],
+    who: tuple[str, str, str, str, str, str],
+    meta: tuple[dict[str, str], list[str]],
+) -> Row:
+    """The row, its keys in ROW_KEYS order."""
+    provider, model, request_model, response_id, op, conv, server_address = call
+    failed, error_type, status_message = status
+    inp, out, total, cache_read, cache_write, reasoning = counts
+    total_cost, in_cost, out_cost = cost
+    prompt, response, streaming, frs = content
+    temperature, top_p, max_tokens = params
+    user_id, session_id, tenant_id, service_name, environment, agent_name = who
+    tags, labels = meta
+    start = span.start_ns
+    end = span.end_ns
+    return {
+        "inference_id": inference_id(span.project_id, span.trace_id, span.span_id),
+        "project_id": span.project_id,
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id,
+        "start_time": start,
+        "end_time": end,
+        "latency_ms": max(0, end - start) / 1e6,
+        "ttft_ms": ttft,
+        "provider": provider,
+        "model": model,
+        "request_model": request_model,
+        "response_id": response_id,
+        "operation": op,
+        "convention": conv,
+        "success": not failed and not error_type,
+        "error_type": error_type,
+        "status_message": status_message,
+        "input_tokens": inp,
+        "output_tokens": out,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+        "reasoning_tokens": reasoning,
+        "total_tokens": total,
+        "total_cost_usd": total_cost,
+        "input_cost_usd": in_cost,
+        "output_cost_usd": out_cost,
+        "price_status": "provided" if total_cost is not None else "",
+        "prompt_messages": prompt,
+        "response_messages": response,
+        "streaming": streaming,
+        "finish_reasons": frs,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+        "user_id": user_id,
+        "session_id": session_id,
+        "tenant_id": tenant_id,
+        "service_name": service_name,
+        "environment": environment,
+        "server_address": server_address,
+        "agent_name": agent_name,
+        "tags": tags,
+        "labels": labels,
+        "version": 1,
+    }
+
+
+def _call(
+    a: dict[str, Any], ch: Chains, op: str, conv: str, indexed: Indexed, is_vercel: bool
+) -> tuple[str, str, str, str, str, str, str]:
+    """(provider, model, request_model, response_id, operation, convention, server_address)."""
+    server_address = otel_genai.server_address(a) or ""
+    provider = None
+    for k in _PROVIDER:
+        v = a.get(k)
+        if v is not None:
+            provider = otel_genai.normalise_provider(v, api_qualified=is_vercel)
+            if provider:
+                break
+    if not provider and ("llm.provider" in a or "llm.system" in a):
+        provider = openinference.provider(a)
+    if not provider and "ai.model.provider" in a:
+        provider = otel_genai.normalise_provider(a["ai.model.provider"], api_qualified=True)
+    if not provider:
+        provider = otel_genai.provider_from_host(server_address)
+    if (
+        op == "chat"
+        and conv == "openinference"
+        and openinference.PROMPTS_PREFIX in indexed
+        and openinference.INPUT_PREFIX not in indexed
+    ):
+        op = "text_completion"  # OpenInference legacy completions API
+    request_model = first_str(a, ch.request_model) or ""
+    model = first_str(a, ch.model) or request_model  # the model served, else the one requested
+    response_id = first_str(a, ch.response_id) or ""
+    return provider or "", model, request_model, response_id, op, conv, server_address
+
+
+def _request_params(
+    a: dict[str, Any], params: _Documents, is_vercel: bool
+) -> tuple[float | None, float | None, int | None]:
+    """(temperature, top_p, max_tokens): span attribute, then parameter documents (None: absent), then
+    the AI SDK's settings."""
+    temperature = as_float(a.get("gen_ai.request.temperature"))
+    if temperature is None:
+        temperature = _param(params, ("temperature",), as_float)
+        if temperature is None and is_vercel:
+            temperature = as_float(a.get("ai.settings.temperature"))
+    top_p = as_float(a.get("gen_ai.request.top_p"))
+    if top_p is None:
+        top_p = _param(params, ("top_p", "topP"), as_float)
+        if top_p is None and is_vercel:
+            top_p = as_float(a.get("ai.settings.topP"))
+    max_tokens = as_count(a.get("gen_ai.request.max_tokens"))  # the column is unsigned
+    if max_tokens is None:
+        max_tokens = _param(params, _MAX_TOKENS_PARAMS, as_count)
+        if max_tokens is None and is_vercel:
+            max_tokens = as_count(a.get("ai.settings.maxOutputTokens")) or as_count(
+                a.get("ai.settings.maxTokens")
+            )
+    return temperature, top_p, max_tokens
+
+
+def _param(params: _Documents, keys: tuple[str, ...], conv: Callable[[Any], Any]) -> Any:
+    for d in params:
+        if not d:
+            continue
+        for k in keys:
+            if k in d:
+                v = conv(d[k])
+                if v is not None:
+                    return v
+    return None
+
+
+def _status(span: Span, is_langfuse: bool, ev: SpanEvents) -> tuple[bool, str, str]:
+    """(failed, error_type, status_message); a failed call without an error type gets `_OTHER`."""
+    a = span.attributes
+    error_type = as_str(a.get("error.type")) or ""
+    lf_error = is_langfuse and a.get("langfuse.observation.level") == "ERROR"
+    failed = span.status_code == _STATUS_ERROR or lf_error
+    if failed and not error_type:
+        error_type = ev.exc_type or "_OTHER"
+    status_message = span.status_message or ""
+    if not status_message and is_langfuse:
+        status_message = unquote(a.get("langfuse.observation.status_message")) or ""
+    if not status_message and failed and ev.exc_msg:
+        status_message = ev.exc_msg
+    return failed, error_type, status_message
+
+
+__all__ = [
+    "CONVENTIONS",
+    "DEFAULT_TENANT_KEYS",
+    "INFERENCE_NAMESPACE",
+    "ROW_KEYS",
+    "GenAINormaliser",
+    "inference_id",
+]

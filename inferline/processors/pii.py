@@ -1,0 +1,639 @@
+"""PII and secret masking for prompts, completions, span attributes, span events and log bodies.
+
+Engine choice (measured on a 2 KB chat record with a few PII values, see bench/bench_pii.py):
+
+* Python `re` with one pattern per detector costs ~50 µs per pattern per 2 KB: a leading lookbehind
+  disables `re`'s literal/charset prefix scan, so every position is tried. ~500 µs in all.
+* google-re2 `finditer` over one combined pattern: ~15 µs with a handful of matches, but every match
+  object crosses the pybind layer (~1.3 µs each) and RE2 has no lookarounds for the boundaries.
+* Hyperscan (chosen): one block-mode scan of all anchors costs ~2 µs per 2 KB of prose and ~8-10 µs
+  on digit-heavy text (ids, timestamps), plus ~0.5 µs per reported hit. Anchors are short
+  prefixes of each detector with HS_FLAG_SOM_LEFTMOST, so a candidate is reported once or twice
+  with its start; the exact Python regex then runs anchored (`pattern.match(text, start)`) on the
+  candidate only, and validators (Luhn, mod-97, SSN ranges,
+  octets) run only on what matched. Measured: ~10 µs per 2 KB record without PII, ~20 µs with a
+  few PII values (bench/bench_pii.py).
+
+Without Hyperscan (not importable, or a pattern it cannot compile) the same exact regexes run
+with `finditer` over the whole text, each gated by a substring prefilter ('@', '://', 'sk-', a
+digit, ...). Same results, roughly 15-30x slower.
+
+Structured values (JSON strings in attributes, log bodies, tool-call arguments) are parsed and
+their string leaves masked, so a mask never lands inside a JSON escape (`\\njane@x.com`). The
+parse happens only when a scan of the raw string (escapes blanked) finds something.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from inferline.core.records import Batch, Row
+from inferline.processors.pii_detectors import BUILTIN_DETECTORS, BUILTIN_RULES, Rule, normalise_value
+
+try:  # the fast engine; optional so the pipeline still runs (slower) where it is not installed
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover - exercised only where hyperscan is missing
+    _hs = None
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ATTRIBUTES: tuple[str, ...] = (
+    "gen_ai.prompt*",
+    "gen_ai.completion*",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "llm.input_messages.*",
+    "llm.output_messages.*",
+    "input.value",
+    "output.value",
+    "ai.prompt*",
+    "ai.response.text",
+    "ai.response.object",
+    "ai.response.toolCalls",
+    "langfuse.observation.input",
+    "langfuse.observation.output",
+    "traceloop.entity.input",
+    "traceloop.entity.output",
+)
+
+# Keys inside chat messages whose values are identifiers or enums, never free text.
+MESSAGE_SKIP_KEYS: frozenset[str] = frozenset({"role", "id", "tool_call_id", "name", "type", "finish_reason"})
+
+ERROR_KEY = "ERROR"  # counted in pii_found when a row could not be scanned and was redacted instead
+REDACTED = "<REDACTED>"
+
+
+class CustomPattern(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="PII type; placeholder is <NAME>")
+    regex: str = Field(description="Python regex, ASCII semantics for \\w \\d \\b")
+    ignore_case: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regex {v!r}: {e}") from e
+        return v
+
+
+class PiiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    # dict: per-detector on/off over the defaults (all on); list: exactly these detectors on.
+    detectors: dict[str, bool] | list[str] | None = None
+    mode: Literal["placeholder", "hash", "drop"] = "placeholder"
+    hash_key: str = Field("", repr=False, description="HMAC key for mode=hash; keep it secret")
+    hash_chars: int = Field(8, ge=4, le=64, description="hex chars of the HMAC kept in the token")
+    custom_patterns: list[CustomPattern] = Field(default_factory=list)
+    allow_list: list[str] = Field(default_factory=list, description="exact values never masked")
+    attributes: list[str] = Field(
+        default_factory=list, description="extra span/log attribute keys or fnmatch globs to mask"
+    )
+    include_default_attributes: bool = True
+    inference_fields: list[str] = Field(default_factory=lambda: ["prompt_messages", "response_messages"])
+    mask_log_body: bool = True
+
+    @field_validator("detectors")
+    @classmethod
+    def _known_detectors(cls, v: dict[str, bool] | list[str] | None) -> dict[str, bool] | list[str] | None:
+        if v is None:
+            return v
+        names = list(v)
+        unknown = [n for n in names if n.upper() not in BUILTIN_DETECTORS]
+        if unknown:
+            raise ValueError(f"unknown detectors {unknown} (known: {', '.join(BUILTIN_DETECTORS)})")
+        if isinstance(v, dict):
+            return {k.upper(): b for k, b in v.items()}
+        return [n.upper() for n in v]
+
+    @model_validator(mode="after")
+    def _hash_needs_key(self) -> PiiConfig:
+        # An unkeyed hash of a phone number is reversible by enumeration; refuse rather than leak.
+        if self.mode == "hash" and not self.hash_key:
+            raise ValueError("processors.pii.hash_key is required when mode is 'hash'")
+        return self
+
+    def enabled_detectors(self) -> list[str]:
+        if self.detectors is None:
+            return list(BUILTIN_DETECTORS)
+        if isinstance(self.detectors, dict):
+            return [d for d in BUILTIN_DETECTORS if self.detectors.get(d, True)]
+        return [d for d in BUILTIN_DETECTORS if d in self.detectors]
+
+
+class Detection(NamedTuple):
+    start: int
+    end: int
+    pii_type: str
+
+
+def _on_match(rule_id: int, start: int, end: int, _flags: int, hits: list[tuple[int, int, int]]) -> None:
+    hits.append((rule_id, start, end))
+
+
+def _whole_match(m: re.Match[str]) -> tuple[int, int] | None:
+    return m.span()
+
+
+_DIGIT = re.compile(r"\d", re.ASCII)
+# JSON escapes blanked to a non-word control char before the pre-scan of a raw JSON string, so
+# that "\n+1 415 555 0132" still looks like a phone number after a boundary.
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+
+
+class _Engine:
+    """Finds detections for a fixed rule list; Hyperscan when available, `re` otherwise."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+        # Characters that may not precede a match, per rule: tells whether a reported start at 0
+        # is the match itself (`^`) or the one context character the anchor consumed.
+        self.left_sets: list[frozenset[str] | None] = [
+            None if r.left is None else _ascii_class(r.left) for r in rules
+        ]
+        self.db: Any = None
+        self.scan_rules: list[int] = []  # rules run by `re.finditer` over the whole text
+        self._local = threading.local()  # Hyperscan scratch is per thread
+        if _hs is not None:
+            self._build_hyperscan()
+        else:
+            self.scan_rules = list(range(len(rules)))
+
+    def _build_hyperscan(self) -> None:
+        assert _hs is not None
+        expressions: list[bytes] = []
+        ids: list[int] = []
+        flags: list[int] = []
+        for rid, rule in enumerate(self.rules):
+            anchors = rule.anchors
+            rule_flags = 0 if rule.locate is not None else _hs.HS_FLAG_SOM_LEFTMOST
+            if rule.exact.flags & re.IGNORECASE:
+                rule_flags |= _hs.HS_FLAG_CASELESS
+            if anchors and not all(_hs_compiles(a, rule_flags) for a in anchors):
+                anchors = ()  # e.g. a custom pattern with lookarounds: fall back to `re` for it
+            if not anchors:
+                self.scan_rules.append(rid)
+                continue
+            if rule.left is not None:
+                anchors = tuple(b"(?:^|[^" + rule.left.encode() + b"])(?:" + a + b")" for a in anchors)
+            for a in anchors:
+                expressions.append(a)
+                ids.append(rid)
+                flags.append(rule_flags)
+        if not expressions:
+            return
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        db.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
+        self.db = db
+
+    def _scratch(self) -> Any:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            assert _hs is not None
+            scratch = _hs.Scratch(self.db)
+            self._local.scratch = scratch
+        return scratch
+
+    def find(self, text: str, allow: frozenset[str]) -> list[tuple[int, int, int]]:
+        """(start, -end, rule index) for validated, not allow-listed matches; may overlap."""
+        rules = self.rules
+        found: list[tuple[int, int, int]] = []
+        if self.db is not None:
+            # One byte per character so Hyperscan offsets are `str` offsets: non-ASCII becomes '?',
+            # which is a non-word character exactly as it is under re.ASCII.
+            data = text.encode("ascii") if text.isascii() else text.encode("ascii", "replace")
+            hits: list[tuple[int, int, int]] = []
+            self.db.scan(data, match_event_handler=_on_match, context=hits, scratch=self._scratch())
+            if hits:
+                seen: set[tuple[int, int]] = set()
+                left_sets = self.left_sets
+                # The last match found. Hits arrive in end order, so the digits of an IBAN or the
+                # "415 555 0132" inside "+1 415 555 0132" come right after the match that covers
+                # them: a hit starting strictly inside it would lose the overlap resolution anyway.
+                cover_start = cover_end = -1
+                for rid, start, end in hits:
+                    rule = rules[rid]
+                    if rule.locate is not None:
+                        pos = rule.locate(text, end)
+                        if pos is None:
+                            continue
+                    elif (left := left_sets[rid]) is not None and (start or text[0] not in left):
+                        pos = start + 1  # skip the context character
+                    else:
+                        pos = start
+                    if cover_start < pos < cover_end:
+                        continue
+                    key = (rid, pos)
+                    if key in seen:  # the same start reported for several anchor ends
+                        continue
+                    seen.add(key)
+                    m = rule.exact.match(text, pos)
+                    if m is None:
+                        continue
+                    span = rule.check(m)
+                    if span is None or span[0] >= span[1]:
+                        continue
+                    if allow and text[span[0] : span[1]] in allow:
+                        continue
+                    found.append((span[0], -span[1], rid))
+                    cover_start, cover_end = span
+        if self.scan_rules:
+            has_digit: bool | None = None
+            for rid in self.scan_rules:
+                rule = rules[rid]
+                if rule.literals:
+                    if not any(lit in text for lit in rule.literals):
+                        continue
+                elif rule.needs_digit:
+                    if has_digit is None:
+                        has_digit = _DIGIT.search(text) is not None
+                    if not has_digit:
+                        continue
+                for m in rule.exact.finditer(text):
+                    span = rule.check(m)
+                    if span is None or span[0] >= span[1]:
+                        continue
+                    if allow and text[span[0] : span[1]] in allow:
+                        continue
+                    found.append((span[0], -span[1], rid))
+        return found
+
+
+def _ascii_class(body: str) -> frozenset[str]:
+    cls = re.compile(f"[{body}]", re.ASCII)
+    return frozenset(c for c in map(chr, range(128)) if cls.match(c))
+
+
+def _hs_compiles(pattern: bytes, flags: int) -> bool:
+    assert _hs is not None
+    try:
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        db.compile(expressions=[pattern], ids=[0], elements=1, flags=[flags])
+    except _hs.error:
+        return False
+    return True
+
+
+class PiiMasker:
+    """Processor "pii": masks PII in inference messages, configured span/event/log attributes and
+    log bodies, and records per-row counts in `pii_found` (inferences) / `PiiFound` (spans, logs).
+    """
+
+    name = "pii"
+
+    def __init__(self, config: PiiConfig | None = None) -> None:
+        self.config = config or PiiConfig()
+        cfg = self.config
+        rules: list[Rule] = []
+        for det in cfg.enabled_detectors():
+            rules.extend(BUILTIN_RULES[det])
+        for cp in cfg.custom_patterns:
+            flags = re.ASCII | (re.IGNORECASE if cp.ignore_case else 0)
+            anchors = (cp.regex.encode("ascii"),) if cp.regex.isascii() else ()
+            rules.append(Rule(cp.name, anchors, re.compile(cp.regex, flags), _whole_match, (), False))
+        self._rules = rules
+        self._types = [r.pii_type for r in rules]
+        self._engine = _Engine(rules)
+        self._min_len = 6 if not cfg.custom_patterns else 1  # shortest built-in hit: "a@b.co"
+        self._allow = frozenset(cfg.allow_list)
+        self._mode = cfg.mode
+        self._key = cfg.hash_key.encode("utf-8")
+        self._hash_chars = cfg.hash_chars
+        self._hash_cache: dict[tuple[str, str], str] = {}
+        self._placeholders = {r.pii_type: f"<{r.pii_type}>" for r in rules}
+        keys = list(DEFAULT_ATTRIBUTES if cfg.include_default_attributes else ()) + list(cfg.attributes)
+        self._exact_keys = frozenset(k for k in keys if not any(c in k for c in "*?["))
+        globs = [fnmatch.translate(k) for k in keys if any(c in k for c in "*?[")]
+        self._key_glob = re.compile("|".join(globs)) if globs else None
+        self._key_cache: dict[str, bool] = {}
+        # Within one batch the same text is usually met twice (a span's content attribute and the
+        # inference's message built from it): scanned once, counted for each row.
+        self._memo: dict[str, tuple[str, dict[str, int]]] | None = None
+
+    # --- text -------------------------------------------------------------------------------
+
+    def detect(self, text: str) -> list[Detection]:
+        """Non-overlapping detections, left to right, allow-listed values removed."""
+        return [Detection(*d) for d in self._detect(text)]
+
+    def _detect(self, text: str) -> list[tuple[int, int, str]]:
+        # Plain tuples on the hot path: a NamedTuple costs ~0.4 µs more per detection.
+        if len(text) < self._min_len:
+            return []
+        found = self._engine.find(text, self._allow)
+        if not found:
+            return []
+        types = self._types
+        if len(found) == 1:
+            start, neg_end, rid = found[0]
+            return [(start, -neg_end, types[rid])]
+        # Leftmost first, then longest, then rule priority (detector order in BUILTIN_RULES).
+        found.sort()
+        out: list[tuple[int, int, str]] = []
+        last_end = -1
+        for start, neg_end, rid in found:
+            if start < last_end:
+                continue
+            out.append((start, -neg_end, types[rid]))
+            last_end = -neg_end
+        return out
+
+    def mask_text(self, text: str) -> tuple[str, dict[str, int]]:
+        """Masked text and counts by PII type ({} and the same object when nothing was found)."""
+        detections = self._detect(text)
+        if not detections:
+            return text, {}
+        return self._apply(text, detections)
+
+    def _apply(self, text: str, detections: list[tuple[int, int, str]]) -> tuple[str, dict[str, int]]:
+        counts: dict[str, int] = {}
+        parts: list[str] = []
+        pos = 0
+        for start, end, pii_type in detections:
+            parts.append(text[pos:start])
+            parts.append(self._replacement(pii_type, text[start:end]))
+            counts[pii_type] = counts.get(pii_type, 0) + 1
+            pos = end
+        parts.append(text[pos:])
+        return "".join(parts), counts
+
+    def _replacement(self, pii_type: str, value: str) -> str:
+        if self._mode == "placeholder":
+            return self._placeholders[pii_type]
+        if self._mode == "drop":
+            return ""
+        # Keyed, truncated HMAC: stable across rows and restarts so equal values still join, but
+        # not reversible by enumerating phone numbers without the key. Cached: the same user's
+        # email or phone recurs in every message of a conversation.
+        cache_key = (pii_type, value)
+        token = self._hash_cache.get(cache_key)
+        if token is None:
+            msg = f"{pii_type}:{normalise_value(pii_type, value)}".encode()
+            digest = hmac.digest(self._key, msg, "sha256").hex()[: self._hash_chars]
+            token = f"<{pii_type}:{digest}>"
+            if len(self._hash_cache) >= 16384:
+                self._hash_cache.clear()
+            self._hash_cache[cache_key] = token
+        return token
+
+    # --- structured values ------------------------------------------------------------------
+
+    def mask_value(self, value: Any, counts: dict[str, int], skip_keys: frozenset[str] = frozenset()) -> Any:
+        """Masks every string leaf of a str/list/dict (dict keys in `skip_keys` are left as is).
+        Returns the same object when nothing changed; adds to `counts`."""
+        if isinstance(value, str):
+            return self._mask_str(value, counts, skip_keys)
+        if isinstance(value, list):
+            changed = False
+            new_list = []
+            for item in value:
+                new_item = self.mask_value(item, counts, skip_keys)
+                changed = changed or new_item is not item
+                new_list.append(new_item)
+            return new_list if changed else value
+        if isinstance(value, dict):
+            new_dict = None
+            for k, v in value.items():
+                if k in skip_keys:
+                    continue
+                new_v = self.mask_value(v, counts, skip_keys)
+                if new_v is not v:
+                    if new_dict is None:
+                        new_dict = dict(value)
+                    new_dict[k] = new_v
+            return value if new_dict is None else new_dict
+        return value
+
+    def _mask_str(self, s: str, counts: dict[str, int], json_skip_keys: frozenset[str]) -> str:
+        if len(s) < self._min_len:
+            return s
+        memo = self._memo
+        if memo is None or len(s) < _MEMO_MIN_LEN:
+            return self._scan_str(s, counts, json_skip_keys)
+        key = s if json_skip_keys is MESSAGE_SKIP_KEYS else None
+        hit = memo.get(s) if key is not None else None
+        if hit is not None:
+            masked, found = hit
+            for k, n in found.items():
+                counts[k] = counts.get(k, 0) + n
+            return masked
+        found = {}
+        masked = self._scan_str(s, found, json_skip_keys)
+        for k, n in found.items():
+            counts[k] = counts.get(k, 0) + n
+        if key is not None:
+            memo[key] = (masked, found)
+        return masked
+
+    def _scan_str(self, s: str, counts: dict[str, int], json_skip_keys: frozenset[str]) -> str:
+        if s.startswith("data:") and ";base64," in s[:100]:
+            return s  # inline images/audio: masking would corrupt them and they hold no text
+        first = s[0]
+        if (first == "{" or first == "[") and s[-1] in "}]":
+            # Escapes become filler of the same length: no match can take in part of an escape,
+            # and match offsets in the probe are offsets in the JSON text.
+            probe = _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
+            detections = self._detect(probe)
+            if not detections:
+                return s
+            # Mask the JSON text itself in one pass, and keep it if it still parses to the same
+            # shape with the skipped keys unchanged; otherwise (a match in a number, across
+            # values) mask leaf by leaf below.
+            masked_s, found = self._apply(s, detections)
+            if _same_shape_and_skipped(s, masked_s, json_skip_keys):
+                for k, n in found.items():
+                    counts[k] = counts.get(k, 0) + n
+                return masked_s
+            try:
+                obj = orjson.loads(s)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, (dict, list)):
+                masked = self.mask_value(obj, counts, json_skip_keys)
+                return s if masked is obj else orjson.dumps(masked).decode()
+        detections = self._detect(s)
+        if not detections:
+            return s
+        masked_s, found = self._apply(s, detections)
+        for k, n in found.items():
+            counts[k] = counts.get(k, 0) + n
+        return masked_s
+
+    def key_masked(self, key: str) -> bool:
+        """Whether an attribute key is configured for masking (exact name or glob)."""
+        hit = self._key_cache.get(key)
+        if hit is None:
+            hit = key in self._exact_keys or (
+                self._key_glob is not None and self._key_glob.match(key) is not None
+            )
+            if len(self._key_cache) > 8192:  # attribute keys are few; this only bounds abuse
+                self._key_cache.clear()
+            self._key_cache[key] = hit
+        return hit
+
+    def _mask_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
+        for key, value in attrs.items():
+            if isinstance(value, str) and self.key_masked(key):
+                new = self._mask_str(value, counts, MESSAGE_SKIP_KEYS)
+                if new is not value:
+                    attrs[key] = new
+
+    # --- processor --------------------------------------------------------------------------
+
+    def process(self, batch: Batch) -> None:
+        if not self.config.enabled:
+            return
+        self._memo = {}
+        try:
+            self._process(batch)
+        finally:
+            self._memo = None
+
+    def _process(self, batch: Batch) -> None:
+        # Counts of what the receiver already masked (INFERLINE_MASK_AT_RECEIVER), by span.
+        carried = {row["SpanId"]: c for row in batch.spans if (c := _carried(row.get("SpanAttributes")))}
+        for row in batch.inferences:
+            self._guard(row, "pii_found", self._process_inference, self.config.inference_fields)
+            _add(row, "pii_found", carried.get(row.get("span_id", "")))
+        for row in batch.spans:
+            self._guard(row, "PiiFound", self._process_span, ("SpanAttributes", "Events.Attributes"))
+            _add(row, "PiiFound", carried.get(row.get("SpanId", "")))
+        for row in batch.logs:
+            self._guard(row, "PiiFound", self._process_log, ("Body", "LogAttributes"))
+            _add(row, "PiiFound", _carried(row.get("LogAttributes")))
+
+    def _guard(self, row: Row, count_col: str, fn: Any, fields: Iterable[str]) -> None:
+        try:
+            counts: dict[str, int] = {}
+            fn(row, counts)
+            row[count_col] = counts
+        except Exception:
+            # Fail closed: a row we could not scan must not reach storage with its content.
+            log.warning("pii: could not scan a row; redacting its content fields", exc_info=True)
+            for f in fields:
+                value = row.get(f)
+                if f in ("SpanAttributes", "LogAttributes") and isinstance(value, dict):
+                    row[f] = self._redact_attributes(value)
+                elif f == "Events.Attributes" and isinstance(value, list):
+                    row[f] = [self._redact_attributes(a) if isinstance(a, dict) else a for a in value]
+                elif f in row:
+                    row[f] = _redacted_like(value)
+            row[count_col] = {ERROR_KEY: 1}
+
+    def _redact_attributes(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Only the content attributes: model, token counts and ids stay queryable.
+        return {k: (REDACTED if isinstance(v, str) and self.key_masked(k) else v) for k, v in attrs.items()}
+
+    def _process_inference(self, row: Row, counts: dict[str, int]) -> None:
+        for f in self.config.inference_fields:
+            value = row.get(f)
+            if value:
+                new = self.mask_value(value, counts, MESSAGE_SKIP_KEYS)
+                if new is not value:
+                    row[f] = new
+
+    def _process_span(self, row: Row, counts: dict[str, int]) -> None:
+        attrs = row.get("SpanAttributes")
+        if attrs:
+            self._mask_attributes(attrs, counts)
+        for ev_attrs in row.get("Events.Attributes") or ():
+            if ev_attrs:
+                self._mask_attributes(ev_attrs, counts)
+
+    def _process_log(self, row: Row, counts: dict[str, int]) -> None:
+        body = row.get("Body")
+        if self.config.mask_log_body and isinstance(body, str) and body:
+            row["Body"] = self._mask_str(body, counts, MESSAGE_SKIP_KEYS)
+        attrs = row.get("LogAttributes")
+        if attrs:
+            self._mask_attributes(attrs, counts)
+
+
+# Shorter texts cost less to scan than to remember.
+_MEMO_MIN_LEN = 64
+
+# The attribute the receiver sets on a record it masked: {"EMAIL": 1, ...} as JSON.
+CARRIED_COUNTS = "inferline.pii_found"
+
+
+def _carried(attrs: dict[str, str] | None) -> dict[str, int] | None:
+    raw = attrs.get(CARRIED_COUNTS) if attrs else None
+    if not raw:
+        return None
+    try:
+        counts = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(counts, dict):
+        return None
+    return {str(k): v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
+def _add(row: Row, column: str, counts: dict[str, int] | None) -> None:
+    if counts:
+        found = dict(row.get(column) or {})
+        for kind, n in counts.items():
+            found[kind] = found.get(kind, 0) + n
+        row[column] = found
+
+
+def _same_length_filler(m: re.Match[str]) -> str:
+    return "\x01" * (m.end() - m.start())
+
+
+def _same_shape_and_skipped(before: str, after: str, skip_keys: frozenset[str]) -> bool:
+    try:
+        a, b = orjson.loads(before), orjson.loads(after)
+    except orjson.JSONDecodeError:
+        return False
+    return _parallel(a, b, skip_keys)
+
+
+def _parallel(a: Any, b: Any, skip_keys: frozenset[str]) -> bool:
+    """Same structure, same keys, and the values under `skip_keys` untouched."""
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or a.keys() != b.keys():
+            return False
+        return all((a[k] == b[k]) if k in skip_keys else _parallel(a[k], b[k], skip_keys) for k in a)
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(_parallel(x, y, skip_keys) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, str):
+        return isinstance(b, str)
+    return a == b
+
+
+def _redacted_like(value: Any) -> Any:
+    """Same container shape as `value`, every string replaced, so the row still inserts."""
+    if isinstance(value, str):
+        return REDACTED
+    if isinstance(value, list):
+        return [_redacted_like(v) for v in value]
+    if isinstance(value, dict):
+        return {k: (v if k in MESSAGE_SKIP_KEYS else _redacted_like(v)) for k, v in value.items()}
+    return value

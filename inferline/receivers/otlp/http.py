@@ -1,0 +1,261 @@
+"""OTLP/HTTP receiver: POST /v1/traces and /v1/logs, protobuf or JSON, gzip/zstd, per the OTLP
+specification's status codes. Errors carry a `google.rpc.Status` in the request's encoding."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from inferline.core import metrics
+from inferline.core.consumer import ExportResult, Sink
+from inferline.core.errors import Retryable
+from inferline.core.logging import error_summary
+from inferline.otlp.errors import OtlpDecodeError
+from inferline.otlp.flatten import count_records
+from inferline.otlp.json_codec import decode_json, decode_protobuf
+from inferline.receivers.otlp.admission import Admission
+from inferline.receivers.otlp.bodies import BodyTooLarge, UnsupportedEncoding, decompress, read_limited
+from inferline.storage.keys import ApiKeys, key_from_headers
+
+log = structlog.get_logger()
+
+PROTOCOL = "http"  # the `protocol` label of the request metrics
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+def _status_body(code: int, message: str, as_json: bool) -> bytes:
+    if as_json:
+        return orjson.dumps({"code": code, "message": message})
+    return status_pb2.Status(code=code, message=message).SerializeToString()
+
+
+def _error(
+    http_status: int, code: int, message: str, as_json: bool, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        _status_body(code, message, as_json),
+        status_code=http_status,
+        media_type=JSON if as_json else PROTOBUF,
+        headers=headers,
+    )
+
+
+def _response_json(response: Message, rejected_field: str) -> bytes:
+    partial = response.partial_success  # type: ignore[attr-defined]
+    body: dict[str, Any] = {}
+    rejected = getattr(partial, rejected_field)
+    if rejected or partial.error_message:
+        body["partialSuccess"] = {
+            _camel(rejected_field): str(rejected),
+            "errorMessage": partial.error_message,
+        }
+    return orjson.dumps(body)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+Export = Callable[[Any, str], Awaitable[ExportResult]]
+
+
+def _declared_length(header: str | None, limit: int) -> int:
+    """What to reserve before reading: the declared length, or the limit for a chunked body."""
+    try:
+        return min(max(int(header), 0), limit) if header else limit
+    except ValueError:
+        return limit
+
+
+def _refused(e: Retryable, as_json: bool) -> Response:
+    return _error(
+        e.http_status,
+        code_pb2.Code.Value(e.grpc_code),
+        f"{e}; retry later",
+        as_json,
+        {"Retry-After": str(e.retry_after_s)},
+    )
+
+
+# OTLP/JSON → protobuf message; CPU-heavy, so the embedded service runs it in a worker process.
+JsonDecoder = Callable[[bytes, type[Message]], Awaitable[Message]]
+
+
+async def decode_json_here(body: bytes, request_type: type[Message]) -> Message:
+    return decode_json(body, request_type)
+
+
+def otlp_http_app(
+    sink: Sink,
+    keys: ApiKeys,
+    max_request_bytes: int,
+    admission: Admission | None = None,
+    json_decoder: JsonDecoder = decode_json_here,
+) -> Starlette:
+    admission = admission or Admission(max_bytes=max(64 << 20, max_request_bytes))
+
+    async def handle(
+        request: Request,
+        signal: str,
+        request_type: type[Message],
+        response_type: type[Message],
+        rejected_field: str,
+        export: Export,
+    ) -> Response:
+        """The answer to one export request, counted in the request metrics by its outcome."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        as_json = content_type == JSON
+        requests = metrics.OTLP_REQUESTS
+        try:
+            response, records, rejected = await answer(
+                request, content_type, signal, request_type, response_type, rejected_field, export
+            )
+        except Retryable as e:
+            requests.labels(PROTOCOL, signal, "refused").inc()
+            metrics.REQUESTS_REFUSED.labels(PROTOCOL, e.reason).inc()
+            return _refused(e, as_json)
+        except Exception as e:
+            requests.labels(PROTOCOL, signal, "error").inc()
+            log.error("export failed", signal=signal, error=error_summary(e))
+            return _error(500, code_pb2.INTERNAL, "internal error", as_json)
+        if response.status_code != 200:
+            outcome = "unauthenticated" if response.status_code == 401 else "invalid"
+            requests.labels(PROTOCOL, signal, outcome).inc()
+            return response
+        requests.labels(PROTOCOL, signal, "partial" if rejected else "accepted").inc()
+        metrics.RECORDS_ACCEPTED.labels(PROTOCOL, signal).inc(records - rejected)
+        if rejected:
+            metrics.RECORDS_REJECTED.labels(PROTOCOL, signal).inc(rejected)
+        return response
+
+    async def answer(
+        request: Request,
+        content_type: str,
+        signal: str,
+        request_type: type[Message],
+        response_type: type[Message],
+        rejected_field: str,
+        export: Export,
+    ) -> tuple[Response, int, int]:
+        """(response, records in the request, records rejected); raises Retryable to refuse."""
+        as_json = content_type == JSON
+        project_id = keys.project_for(key_from_headers(request.headers))
+        if project_id is None:
+            return (
+                _error(
+                    401,
+                    code_pb2.UNAUTHENTICATED,
+                    "missing or unknown API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
+                    as_json,
+                    {"WWW-Authenticate": "Bearer"},
+                ),
+                0,
+                0,
+            )
+        if content_type not in (PROTOBUF, JSON):
+            return (
+                _error(
+                    415,
+                    code_pb2.INVALID_ARGUMENT,
+                    f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
+                    True,
+                ),
+                0,
+                0,
+            )
+        admission.check_rate(project_id, signal)
+        # Hold a share of the in-flight budget from before the body is read until the answer.
+        held = _declared_length(request.headers.get("content-length"), max_request_bytes)
+        admission.acquire(held)
+        try:
+            try:
+                body = await read_limited(request.stream(), max_request_bytes)
+                body = decompress(body, request.headers.get("content-encoding", ""), max_request_bytes)
+                if len(body) > held:  # decompressed: take the difference too
+                    admission.acquire(len(body) - held)
+                    held = len(body)
+                if as_json:
+                    message = await json_decoder(body, request_type)
+                else:
+                    message = decode_protobuf(body, request_type)
+            except BodyTooLarge as e:
+                return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json), 0, 0
+            except UnsupportedEncoding as e:
+                return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json), 0, 0
+            except (OtlpDecodeError, ValueError) as e:
+                return _error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP payload: {e}", as_json), 0, 0
+            del body
+            records = count_records(message)
+            admission.take_rate(project_id, signal, records)
+            try:
+                result = await export(message, project_id)
+            except Retryable as e:
+                log.warning("export refused", reason=e.reason, project_id=project_id)
+                raise
+        finally:
+            admission.release(held)
+        response = result.response(response_type, rejected_field)
+        if as_json:
+            return (
+                Response(_response_json(response, rejected_field), media_type=JSON),
+                records,
+                result.rejected,
+            )
+        return Response(response.SerializeToString(), media_type=PROTOBUF), records, result.rejected
+
+    async def traces(request: Request) -> Response:
+        return await handle(
+            request,
+            "traces",
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+            "rejected_spans",
+            sink.export_spans,
+        )
+
+    async def logs(request: Request) -> Response:
+        return await handle(
+            request,
+            "logs",
+            ExportLogsServiceRequest,
+            ExportLogsServiceResponse,
+            "rejected_log_records",
+            sink.export_logs,
+        )
+
+    async def metrics_not_supported(request: Request) -> Response:
+        as_json = request.headers.get("content-type", "").startswith(JSON)
+        return _error(
+            501,
+            code_pb2.UNIMPLEMENTED,
+            "OTLP metrics are not stored by this service: it keeps traces and logs. "
+            "Send metrics to a metrics backend (for example through an OTel Collector).",
+            as_json,
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/traces", traces, methods=["POST"]),
+            Route("/v1/logs", logs, methods=["POST"]),
+            Route("/v1/metrics", metrics_not_supported, methods=["POST"]),
+        ]
+    )

@@ -1,0 +1,190 @@
+"""Starting and stopping the all-in-one (embedded) service: OTLP gRPC and HTTP receivers, the
+processor chain, the batch writer and the API port, in one process and one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import sys
+from collections.abc import Generator
+from typing import Any
+
+import structlog
+import uvicorn
+
+from inferline.api.app import api_app
+from inferline.api.deps import ApiContext, admin_digest
+from inferline.api.sql import ReadOnlySql
+from inferline.core.config import Settings
+from inferline.core.consumer import Sink
+from inferline.exporters.clickhouse.batch_writer import BatchWriter
+from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.processors.chain import ProcessorChain
+from inferline.processors.mask_request import MaskingSink
+from inferline.processors.pii import PiiConfig, PiiMasker
+from inferline.receivers.otlp.admission import receiver_admission
+from inferline.receivers.otlp.grpc import otlp_grpc_server
+from inferline.receivers.otlp.http import decode_json_here, otlp_http_app
+from inferline.service.embedded_sink import EmbeddedSink
+from inferline.service.feedback import WriteFeedback, through_batch_writer
+from inferline.service.shutdown import Deadline, stop_on_signals
+from inferline.service.workers import InThread, WorkerProcesses
+from inferline.storage.clickhouse import connect
+from inferline.storage.keys import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
+from inferline.storage.retention import apply_configured_retention
+from inferline.storage.schema import migrate
+
+log = structlog.get_logger()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service stops all servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+MAX_CONNECTIONS = 4096  # per HTTP port
+
+
+def http_server(app: Any, host: str, port: int, grace_s: float = 10) -> uvicorn.Server:
+    """An HTTP server for one of our ASGI apps: no access log, no lifespan, graceful stop (requests
+    in flight get `grace_s` to finish)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=max(1, math.ceil(grace_s)),
+        # Connections are not covered by the in-flight byte budget (an idle keep-alive holds
+        # none), so they get a cap of their own: past it, 503 (retryable) instead of growing.
+        limit_concurrency=MAX_CONNECTIONS,
+    )
+    return _Server(config)
+
+
+def api_context(
+    settings: Settings, keys: ApiKeys, sql: ReadOnlySql, write_feedback: WriteFeedback | None = None
+) -> ApiContext:
+    return ApiContext(
+        keys=keys,
+        sql=sql,
+        database=settings.clickhouse_database,
+        admin_key_sha256=admin_digest(settings.admin_key.get_secret_value()),
+        key_admin=keys,
+        write_feedback=write_feedback,
+    )
+
+
+def print_first_key(key: str, settings: Settings) -> None:
+    """The one time the default key is shown (it is also kept, owner-only, in the data dir)."""
+    path = settings.data_dir / DEFAULT_KEY_FILE
+    print(
+        "\n  Created project 'default' and its API key (kept in "
+        f"{path}):\n\n      {key}\n\n"
+        f"  Send OTLP with:  OTEL_EXPORTER_OTLP_HEADERS='x-api-key={key}'\n",
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+
+    chain = ProcessorChain(settings.processors)  # first: a configuration mistake stops us before any I/O
+    processing: InThread | WorkerProcesses
+    if settings.resolved_workers:
+        del chain  # each worker builds its own
+        processing = WorkerProcesses(
+            settings.processors, settings.resolved_workers, settings.log_level, settings.max_queue_wait_s
+        )
+        starting = asyncio.create_task(processing.start())  # meanwhile: migrations, keys
+    else:
+        processing = InThread(chain, settings.max_queue_wait_s)
+        starting = asyncio.create_task(processing.start())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
+    write_client = connect(url, database)
+    migrate(write_client, database, settings.retention_days)
+    apply_configured_retention(write_client, settings)  # per-table TTLs, docs/schema.md#retention
+    keys = ApiKeys(connect(url, database), database)
+    first_key = ensure_default_key(keys, settings.data_dir)
+    if first_key:
+        print_first_key(first_key, settings)
+
+    writer = BatchWriter(
+        Inserter(write_client, database),
+        max_rows=settings.batch.max_rows,
+        max_delay_s=settings.batch.max_delay_s,
+        max_pending_rows=settings.batch.max_pending_rows,
+        min_delay_s=settings.batch.min_delay_s,
+    )
+    writer.start()
+    await starting
+    embedded = EmbeddedSink(processing, writer)
+    sink: Sink = embedded
+    if settings.mask_at_receiver:
+        sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
+    sql = ReadOnlySql(url, database, **settings.sql.model_dump())
+
+    admission = receiver_admission(settings)  # shared by both receivers
+    grpc_server = otlp_grpc_server(
+        sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes, admission
+    )
+    await grpc_server.start()
+    http_servers = [
+        http_server(app, settings.host, port, settings.shutdown_timeout_s / 2)
+        for app, port in (
+            (
+                otlp_http_app(
+                    sink,
+                    keys,
+                    settings.max_request_bytes,
+                    admission,
+                    processing.decode_json if isinstance(processing, WorkerProcesses) else decode_json_here,
+                ),
+                settings.http_port,
+            ),
+            (
+                api_app(
+                    keys,
+                    sql,
+                    lambda: writer.healthy,
+                    api_context(settings, keys, sql, through_batch_writer(settings.processors, writer)),
+                ),
+                settings.api_port,
+            ),
+        )
+    ]
+    serving = [asyncio.create_task(s.serve()) for s in http_servers]
+    log.info(
+        "inferline started",
+        mode="embedded",
+        workers=settings.resolved_workers,
+        otlp_grpc=settings.grpc_port,
+        otlp_http=settings.http_port,
+        api=settings.api_port,
+        clickhouse=url.split("@")[-1],
+    )
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, *serving], return_when=asyncio.FIRST_COMPLETED)
+
+    deadline = Deadline(settings.shutdown_timeout_s)  # exits the process if the steps below hang
+    log.info("stopping: finishing accepted requests", deadline_s=settings.shutdown_timeout_s)
+    writer.drain()
+    otlp_http, api = http_servers
+    otlp_http.should_exit = True
+    await grpc_server.stop(grace=deadline.fraction(0.5))
+    await asyncio.gather(serving[0], return_exceptions=True)
+    await writer.close()  # flushes everything accepted
+    api.should_exit = True  # last: /metrics and /readyz answer while the process drains
+    await asyncio.gather(*serving, return_exceptions=True)
+    processing.close()
+    sql.close()
+    write_client.close()
+    log.info("stopped")

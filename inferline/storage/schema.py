@@ -1,0 +1,451 @@
+"""Table definitions and versioned, idempotent migrations.
+
+Column lists live here once: the DDL is generated from them and the writer uses them for column
+order and for the value a row leaves out. `otel_traces` / `otel_logs` keep the OTel Collector
+ClickHouse exporter's column names and types (plus `ProjectId`, `PiiFound`, `EventName`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from inferline.storage.rollups import rollup_statements
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str
+    codec: str = ""
+    default_expr: str = ""  # DEFAULT expression: the writer never sends such a column
+
+    @property
+    def empty(self) -> Any:
+        """The value a row that lacks this column gets."""
+        t = self.type
+        if t.startswith("Nullable"):
+            return None
+        if t.startswith("Map"):
+            return {}
+        if t.startswith("Array"):
+            return []
+        if t == "Bool":
+            return False
+        if "String" in t:
+            return ""
+        return 0
+
+    @property
+    def limits(self) -> tuple[Any, Any] | None:
+        """(lowest, highest) value the column can hold, for the types a bad input can overflow."""
+        t = self.type.removeprefix("Nullable(").removeprefix("Array(")
+        if t.startswith("DateTime64(9"):
+            return 0, (1 << 63) - 1  # unix ns; the type ends in 2262
+        if t.startswith("Decimal(18, 12)"):
+            return -_DECIMAL_18_12, _DECIMAL_18_12
+        return _UINT_LIMITS.get(t.rstrip(")"))
+
+
+def _row_types(table: Table) -> tuple[tuple[str, tuple[type, ...]], ...]:
+    found = _ROW_TYPES.get(table.name)
+    if found is None:
+        found = _ROW_TYPES[table.name] = tuple(
+            (c.name, (str, list, dict) if c.name in JSON_COLUMNS else _python_type(c.type))
+            for c in table.insert_columns
+        )
+    return found
+
+
+# String columns whose rows carry structured values, stored as JSON text.
+JSON_COLUMNS = frozenset({"prompt_messages", "response_messages"})
+_ROW_TYPES: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {}
+_DECIMAL_18_12 = Decimal("999999.999999999999")
+_UINT_LIMITS = {
+    "UInt8": (0, 255),
+    "UInt16": (0, 65535),
+    "UInt32": (0, (1 << 32) - 1),
+    "UInt64": (0, (1 << 64) - 1),
+}
+
+
+def _python_type(ch_type: str) -> tuple[type, ...]:
+    """The Python values clickhouse-connect inserts into a column of this type."""
+    t = ch_type.removeprefix("LowCardinality(")
+    if t.startswith("Nullable("):
+        return (type(None), *_python_type(t[len("Nullable(") : -1]))
+    if t.startswith("Map("):
+        return (dict,)
+    if t.startswith("Array("):
+        return (list, tuple)
+    if t.startswith(("String", "UUID")):
+        return (str,)
+    if t.startswith("Bool"):
+        return (bool,)
+    if t.startswith("Decimal"):
+        return (Decimal,)
+    if t.startswith("Float"):
+        return (int, float)
+    return (int,)  # (U)Int*, DateTime64 as unix ns
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    engine: str
+    indexes: tuple[str, ...] = ()
+
+    def problem(self, row: dict[str, Any]) -> str | None:
+        """Why ClickHouse could not take this row (a value of the wrong type), or None. For rows
+        from outside the process (enriched topics), so one bad record cannot fail a batch."""
+        for name, types in _row_types(self):
+            value = row.get(name)
+            if value is not None and (not isinstance(value, types) or (types == (int,) and value is True)):
+                return f"{self.name}.{name}: {type(value).__name__} is not a valid value"
+        return None
+
+    @property
+    def insert_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if not c.default_expr)
+
+    def ddl(self, database: str, retention_days: int) -> str:
+        cols = []
+        for c in self.columns:
+            line = f"    `{c.name}` {c.type}"
+            if c.default_expr:
+                line += f" DEFAULT {c.default_expr}"
+            if c.codec:
+                line += f" CODEC({c.codec})"
+            cols.append(line)
+        body = ",\n".join(cols + [f"    INDEX {ix}" for ix in self.indexes])
+        engine = self.engine.format(retention_days=retention_days)
+        return f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}`\n(\n{body}\n)\n{engine}"
+
+
+Z = "ZSTD(1)"
+_ATTR_MAP = "Map(LowCardinality(String), String)"
+# Replays of one batch (a retried insert, a writer restarted before its Kafka commit) carry the
+# same insert_deduplication_token; this window makes plain MergeTree drop them.
+_SETTINGS = (
+    "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000"
+)
+
+OTEL_TRACES = Table(
+    "otel_traces",
+    (
+        Column("Timestamp", "DateTime64(9)", "Delta, ZSTD(1)"),
+        Column("TraceId", "String", Z),
+        Column("SpanId", "String", Z),
+        Column("ParentSpanId", "String", Z),
+        Column("TraceState", "String", Z),
+        Column("SpanName", "LowCardinality(String)", Z),
+        Column("SpanKind", "LowCardinality(String)", Z),
+        Column("ServiceName", "LowCardinality(String)", Z),
+        Column("ResourceAttributes", _ATTR_MAP, Z),
+        Column("ScopeName", "String", Z),
+        Column("ScopeVersion", "String", Z),
+        Column("SpanAttributes", _ATTR_MAP, Z),
+        Column("Duration", "UInt64", Z),
+        Column("StatusCode", "LowCardinality(String)", Z),
+        Column("StatusMessage", "String", Z),
+        Column("Events.Timestamp", "Array(DateTime64(9))", Z),
+        Column("Events.Name", "Array(LowCardinality(String))", Z),
+        Column("Events.Attributes", f"Array({_ATTR_MAP})", Z),
+        Column("Links.TraceId", "Array(String)", Z),
+        Column("Links.SpanId", "Array(String)", Z),
+        Column("Links.TraceState", "Array(String)", Z),
+        Column("Links.Attributes", f"Array({_ATTR_MAP})", Z),
+        Column("ProjectId", "LowCardinality(String)", Z),
+        Column("PiiFound", "Map(LowCardinality(String), UInt32)", Z),
+    ),
+    # Replacing, keyed to the span: a replay (a sender retrying after a partly failed batch, a
+    # processor restarted before its commit) collapses on merge and is exact under FINAL. The
+    # primary index stays the exporter's; the ids only extend the sort order.
+    "ENGINE = ReplacingMergeTree\nPARTITION BY toDate(Timestamp)\n"
+    "PRIMARY KEY (ProjectId, ServiceName, SpanName, toDateTime(Timestamp))\n"
+    "ORDER BY (ProjectId, ServiceName, SpanName, toDateTime(Timestamp), TraceId, SpanId)\n"
+    "TTL toDateTime(Timestamp) + toIntervalDay({retention_days})\n" + _SETTINGS,
+    (
+        "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
+        "idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+        "idx_duration Duration TYPE minmax GRANULARITY 1",
+    ),
+)
+
+OTEL_LOGS = Table(
+    "otel_logs",
+    (
+        Column("Timestamp", "DateTime64(9)", "Delta(8), ZSTD(1)"),
+        Column("TimestampTime", "DateTime", default_expr="toDateTime(Timestamp)"),
+        Column("TraceId", "String", Z),
+        Column("SpanId", "String", Z),
+        Column("TraceFlags", "UInt8"),
+        Column("SeverityText", "LowCardinality(String)", Z),
+        Column("SeverityNumber", "UInt8"),
+        Column("ServiceName", "LowCardinality(String)", Z),
+        Column("Body", "String", Z),
+        Column("ResourceSchemaUrl", "LowCardinality(String)", Z),
+        Column("ResourceAttributes", _ATTR_MAP, Z),
+        Column("ScopeSchemaUrl", "LowCardinality(String)", Z),
+        Column("ScopeName", "String", Z),
+        Column("ScopeVersion", "LowCardinality(String)", Z),
+        Column("ScopeAttributes", _ATTR_MAP, Z),
+        Column("LogAttributes", _ATTR_MAP, Z),
+        Column("EventName", "String", Z),
+        Column("ProjectId", "LowCardinality(String)", Z),
+        Column("PiiFound", "Map(LowCardinality(String), UInt32)", Z),
+    ),
+    # Log records have no id: the same time, span, severity and body make the same record.
+    "ENGINE = ReplacingMergeTree\nPARTITION BY toDate(TimestampTime)\n"
+    "PRIMARY KEY (ProjectId, ServiceName, TimestampTime)\n"
+    "ORDER BY (ProjectId, ServiceName, TimestampTime, Timestamp, TraceId, SpanId, SeverityNumber,"
+    " cityHash64(Body))\n"
+    "TTL TimestampTime + toIntervalDay({retention_days})\n" + _SETTINGS,
+    (
+        "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
+        "idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+    ),
+)
+
+_DEC = "Nullable(Decimal(18, 12))"
+LLM_INFERENCES = Table(
+    "llm_inferences",
+    (
+        Column("project_id", "LowCardinality(String)"),
+        Column("inference_id", "UUID"),
+        Column("trace_id", "String", Z),
+        Column("span_id", "String", Z),
+        Column("parent_span_id", "String", Z),
+        Column("start_time", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
+        Column("end_time", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
+        Column("latency_ms", "Float64"),
+        Column("ttft_ms", "Nullable(Float64)"),
+        Column("provider", "LowCardinality(String)"),
+        Column("model", "LowCardinality(String)"),
+        Column("request_model", "LowCardinality(String)"),
+        Column("response_id", "String", Z),
+        Column("operation", "LowCardinality(String)"),
+        Column("convention", "LowCardinality(String)"),
+        Column("success", "Bool"),
+        Column("error_type", "LowCardinality(String)"),
+        Column("status_message", "String", Z),
+        Column("input_tokens", "UInt64"),
+        Column("output_tokens", "UInt64"),
+        Column("cache_read_tokens", "UInt64"),
+        Column("cache_write_tokens", "UInt64"),
+        Column("reasoning_tokens", "UInt64"),
+        Column("total_tokens", "UInt64"),
+        Column("input_cost_usd", _DEC),
+        Column("output_cost_usd", _DEC),
+        Column("total_cost_usd", _DEC),
+        Column("price_status", "LowCardinality(String)"),
+        Column("prompt_messages", "String", "ZSTD(3)"),
+        Column("response_messages", "String", "ZSTD(3)"),
+        Column("streaming", "Bool"),
+        Column("finish_reasons", "Array(LowCardinality(String))"),
+        Column("temperature", "Nullable(Float64)"),
+        Column("top_p", "Nullable(Float64)"),
+        Column("max_tokens", "Nullable(UInt32)"),
+        Column("user_id", "String", Z),
+        Column("session_id", "String", Z),
+        Column("tenant_id", "LowCardinality(String)"),
+        Column("service_name", "LowCardinality(String)"),
+        Column("environment", "LowCardinality(String)"),
+        Column("server_address", "LowCardinality(String)"),
+        Column("agent_name", "LowCardinality(String)"),
+        Column("tags", _ATTR_MAP, Z),
+        Column("labels", "Array(String)", Z),
+        Column("pii_found", "Map(LowCardinality(String), UInt32)"),
+        Column("prompt_sentiment", "Nullable(Float32)"),
+        Column("prompt_sentiment_label", "LowCardinality(String)"),
+        Column("response_sentiment", "Nullable(Float32)"),
+        Column("response_sentiment_label", "LowCardinality(String)"),
+        Column("version", "UInt64"),
+        Column("ingested_at", "DateTime64(3, 'UTC')", default_expr="now64(3)"),
+    ),
+    # ReplacingMergeTree(version): a replayed row, or a later row carrying content that arrived
+    # in log records after the span, replaces the earlier one for the same inference_id.
+    "ENGINE = ReplacingMergeTree(version)\nPARTITION BY toDate(start_time)\n"
+    "ORDER BY (project_id, toStartOfHour(start_time), model, inference_id)\n"
+    "TTL toDateTime(start_time) + toIntervalDay({retention_days})\n" + _SETTINGS,
+    (
+        "idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
+        "idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 4",
+        "idx_session_id session_id TYPE bloom_filter(0.01) GRANULARITY 4",
+        "idx_latency latency_ms TYPE minmax GRANULARITY 1",
+    ),
+)
+
+API_KEYS = Table(
+    "api_keys",
+    (
+        Column("key_sha256", "String"),
+        Column("project_id", "LowCardinality(String)"),
+        Column("name", "String"),
+        Column("created_at", "DateTime64(3, 'UTC')", default_expr="now64(3)"),
+        Column("revoked", "Bool"),
+    ),
+    "ENGINE = ReplacingMergeTree(created_at)\nORDER BY key_sha256",
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES, API_KEYS)}
+
+# Migration 4; not in TABLES, which is migration 1's list.
+FEEDBACK = Table(
+    "feedback",
+    (
+        Column("project_id", "LowCardinality(String)"),
+        Column("inference_id", "UUID"),
+        Column("feedback_id", "UUID"),
+        Column("inference_time", "DateTime64(9, 'UTC')"),  # the inference's start_time
+        Column("created_at", "DateTime64(9, 'UTC')"),
+        Column("thumbs_up", "Nullable(Bool)"),
+        Column("rating", "Nullable(UInt8)"),
+        Column("comment", "String", Z),
+        Column("comment_sentiment", "Nullable(Float32)"),
+        Column("comment_sentiment_label", "LowCardinality(String)"),
+        Column("demonstration", "String", "ZSTD(3)"),
+        Column("pii_found", "Map(LowCardinality(String), UInt32)"),
+        Column("key_id", "String"),  # digest naming the API key that sent it
+    ),
+    # Keyed to the feedback id (the client's Idempotency-Key when it sent one): a retried POST
+    # replaces its first row. Partitioned by the inference's month, which a retry shares.
+    "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(inference_time)\n"
+    "ORDER BY (project_id, inference_id, feedback_id)\n"
+    "TTL toDateTime(created_at) + toIntervalDay({retention_days})\n" + _SETTINGS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+def migrations(database: str, retention_days: int) -> list[Migration]:
+    """Every schema change ever made, in order. Append; never edit a released one."""
+    return [
+        Migration(
+            1,
+            "otel_traces, otel_logs, llm_inferences, api_keys",
+            tuple(t.ddl(database, retention_days) for t in TABLES.values()),
+        ),
+        Migration(2, "llm_inferences_by_minute rollup", _rollup_statements(database, retention_days)),
+        Migration(3, "projects; api_keys.issued_at", _projects_statements(database)),
+        Migration(
+            4,
+            "feedback; analytics rollups by minute, hour and day",
+            (
+                FEEDBACK.ddl(database, retention_days),
+                *rollup_statements(database, retention_days),
+                # Opening one inference by id (detail, feedback) reads a few granules, not the project.
+                f"ALTER TABLE `{database}`.llm_inferences ADD INDEX IF NOT EXISTS idx_inference_id "
+                "inference_id TYPE bloom_filter(0.001) GRANULARITY 1",
+                f"ALTER TABLE `{database}`.llm_inferences MATERIALIZE INDEX idx_inference_id",
+            ),
+        ),
+    ]
+
+
+def _rollup_statements(database: str, retention_days: int) -> tuple[str, ...]:
+    """Per-minute aggregates by project, model and provider, kept by a materialized view, so
+    dashboards read thousands of rows instead of millions. Only `version = 1` rows feed it: later
+    versions of an inference only add content that arrived in log records, and counting them
+    would count the call twice."""
+    db = f"`{database}`"
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {db}.llm_inferences_by_minute
+(
+    `project_id` LowCardinality(String),
+    `minute` DateTime('UTC'),
+    `model` LowCardinality(String),
+    `provider` LowCardinality(String),
+    `calls` SimpleAggregateFunction(sum, UInt64),
+    `errors` SimpleAggregateFunction(sum, UInt64),
+    `unpriced_calls` SimpleAggregateFunction(sum, UInt64),
+    `input_tokens` SimpleAggregateFunction(sum, UInt64),
+    `output_tokens` SimpleAggregateFunction(sum, UInt64),
+    `cache_read_tokens` SimpleAggregateFunction(sum, UInt64),
+    `cost_usd` SimpleAggregateFunction(sum, Decimal(38, 12)),
+    `latency_ms` AggregateFunction(quantilesTDigest(0.5, 0.9, 0.95, 0.99), Float64),
+    `ttft_ms` AggregateFunction(quantilesTDigest(0.5, 0.9, 0.95, 0.99), Float64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (project_id, minute, model, provider)
+TTL minute + toIntervalDay({retention_days})
+SETTINGS non_replicated_deduplication_window = 10000""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.llm_inferences_by_minute_mv
+TO {db}.llm_inferences_by_minute AS
+SELECT
+    project_id,
+    toStartOfMinute(start_time) AS minute,
+    model,
+    provider,
+    count() AS calls,
+    countIf(NOT success) AS errors,
+    countIf(total_cost_usd IS NULL) AS unpriced_calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    toDecimal128(sum(ifNull(total_cost_usd, 0)), 12) AS cost_usd,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(latency_ms) AS latency_ms,
+    quantilesTDigestStateIf(0.5, 0.9, 0.95, 0.99)(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL) AS ttft_ms
+FROM {db}.llm_inferences
+WHERE version = 1
+GROUP BY project_id, minute, model, provider""",
+    )
+
+
+def _projects_statements(database: str) -> tuple[str, ...]:
+    """The projects the admin API manages (every project that had a key becomes one), and
+    `api_keys.issued_at`, which keeps a key's creation time once its revocation row replaces it."""
+    db = f"`{database}`"
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {db}.projects
+(
+    `project_id` String,
+    `name` String,
+    `created_at` DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(created_at)
+ORDER BY project_id""",
+        f"ALTER TABLE {db}.api_keys ADD COLUMN IF NOT EXISTS `issued_at` DateTime64(3, 'UTC') "
+        "DEFAULT created_at",
+        f"INSERT INTO {db}.projects (project_id, name, created_at) "
+        f"SELECT project_id, '', min(issued_at) FROM {db}.api_keys "
+        f"WHERE project_id NOT IN (SELECT project_id FROM {db}.projects) GROUP BY project_id",
+    )
+
+
+def migrate(client: Any, database: str = "default", retention_days: int = 180) -> list[int]:
+    """Apply the migrations not yet recorded in `schema_migrations`. Safe to run concurrently-ish
+    and repeatedly: every statement is idempotent, and the record is written after it ran."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS `{database}`.schema_migrations "
+        "(version UInt32, description String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {r[0] for r in client.query(f"SELECT version FROM `{database}`.schema_migrations").result_rows}
+    applied = []
+    for m in migrations(database, retention_days):
+        if m.version in done:
+            continue
+        for statement in m.statements:
+            client.command(statement)
+        client.insert(
+            f"`{database}`.schema_migrations",
+            [[m.version, m.description]],
+            column_names=["version", "description"],
+        )
+        log.info("schema migrated", version=m.version, description=m.description)
+        applied.append(m.version)
+    return applied
