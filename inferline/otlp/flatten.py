@@ -1,7 +1,7 @@
 """OTLP protobuf requests → flat `Span` / `LogRecord` objects stamped with the project id.
 
-Records that cannot be stored (for example a span whose trace id is not 16 bytes) are counted
-and described so the receiver can answer with OTLP partial success; the rest go on.
+Records that cannot be stored (the rules of `inferline.otlp.validate`, which receivers apply
+before answering) are counted and described; the rest go on.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from inferline.core.records import Event, Link, LogRecord, Span
-
-# DateTime64(9) ends in 2262: a later time is malformed, rejected as its own record.
-MAX_TIME_NS = (1 << 63) - 1
+from inferline.otlp.validate import log_problem, span_problem
 
 
 def any_value(v: AnyValue) -> Any:
@@ -68,17 +66,9 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
             scope = ss.scope
             scope_attrs = attributes(scope.attributes)
             for s in ss.spans:
-                if len(s.trace_id) != 16 or s.trace_id == bytes(16):
-                    out.reject(f"span {s.name!r}: trace_id must be 16 bytes, not all zero")
-                    continue
-                if len(s.span_id) != 8 or s.span_id == bytes(8):
-                    out.reject(f"span {s.name!r}: span_id must be 8 bytes, not all zero")
-                    continue
-                if s.parent_span_id and len(s.parent_span_id) != 8:
-                    out.reject(f"span {s.name!r}: parent_span_id must be 8 bytes")
-                    continue
-                if s.start_time_unix_nano > MAX_TIME_NS or s.end_time_unix_nano > MAX_TIME_NS:
-                    out.reject(f"span {s.name!r}: timestamp beyond the year 2262")
+                why = span_problem(s)
+                if why:
+                    out.reject(why)
                     continue
                 append(
                     Span(
@@ -120,14 +110,9 @@ def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattene
             scope = sl.scope
             scope_attrs = attributes(scope.attributes)
             for r in sl.log_records:
-                if r.trace_id and len(r.trace_id) != 16:
-                    out.reject("log record: trace_id must be 16 bytes when set")
-                    continue
-                if r.span_id and len(r.span_id) != 8:
-                    out.reject("log record: span_id must be 8 bytes when set")
-                    continue
-                if r.time_unix_nano > MAX_TIME_NS or r.observed_time_unix_nano > MAX_TIME_NS:
-                    out.reject("log record: timestamp beyond the year 2262")
+                why = log_problem(r)
+                if why:
+                    out.reject(why)
                     continue
                 append(
                     LogRecord(

@@ -25,6 +25,7 @@ from inferline.core.config import KafkaSettings
 from inferline.core.consumer import ExportResult
 from inferline.core.errors import Overloaded, Unavailable
 from inferline.kafka.clients import MESSAGE_OVERHEAD, make_producer, start_client, stop_client
+from inferline.otlp.validate import log_problem, span_problem
 
 log = structlog.get_logger()
 
@@ -51,32 +52,12 @@ class _Split:
             self.error = why
 
 
-def _span_problem(s: Any) -> str:
-    # The same rules as inferline.otlp.flatten: such a span could never be stored, so it is reported to the
-    # sender (partial success) instead of being published.
-    if len(s.trace_id) != 16 or s.trace_id == bytes(16):
-        return f"span {s.name!r}: trace_id must be 16 bytes, not all zero"
-    if len(s.span_id) != 8 or s.span_id == bytes(8):
-        return f"span {s.name!r}: span_id must be 8 bytes, not all zero"
-    if s.parent_span_id and len(s.parent_span_id) != 8:
-        return f"span {s.name!r}: parent_span_id must be 8 bytes"
-    return ""
-
-
-def _log_problem(r: Any) -> str:
-    if r.trace_id and len(r.trace_id) != 16:
-        return "log record: trace_id must be 16 bytes when set"
-    if r.span_id and len(r.span_id) != 8:
-        return "log record: span_id must be 8 bytes when set"
-    return ""
-
-
 def split_request(request: Message, by_trace: bool, max_bytes: int) -> _Split:
     """One request per trace id (or one in all when not `by_trace`), each keeping its records'
     resource and scope, then split to fit `max_bytes`."""
     kind = _TRACES if isinstance(request, ExportTraceServiceRequest) else _LOGS
     res_field, scope_field, rec_field = kind
-    problem = _span_problem if kind is _TRACES else _log_problem
+    problem = span_problem if kind is _TRACES else log_problem
     out = _Split()
     groups: dict[bytes, list[Any]] = {}  # key -> [request, index of the resource last added]
     for ri, rs in enumerate(getattr(request, res_field)):
