@@ -26,11 +26,12 @@ test: install
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-## Lint, formatting and the architecture's import layers (also run by CI before the tests).
+## Lint, formatting, the architecture's import layers and types (also run by CI before the tests).
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 lint: check
 

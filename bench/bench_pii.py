@@ -96,7 +96,7 @@ def calibrate() -> float:
 
 
 def report(
-    label: str, seconds: float, nbytes: int, unit: str = "record", budget: float | None = None
+    label: str, seconds: float, nbytes: float, unit: str = "record", budget: float | None = None
 ) -> None:
     us = seconds * 1e6
     mbs = nbytes / seconds / 1e6

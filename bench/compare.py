@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="every number, not only the headline figures")
     p.add_argument("--match", default="", help="only figures whose dotted name contains this")
     args = p.parse_args(argv)
-    docs = [orjson.loads(path.read_bytes()) for path in (args.a, args.b)]
-    print("\n".join(compare(*docs, everything=args.all, match=args.match)))
+    a, b = (orjson.loads(path.read_bytes()) for path in (args.a, args.b))
+    print("\n".join(compare(a, b, everything=args.all, match=args.match)))
     return 0
 
 

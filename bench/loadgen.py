@@ -24,6 +24,7 @@ import itertools
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -279,7 +280,16 @@ class Generator:
             reporter.cancel()
         return tally.result(time.process_time() - cpu0)
 
-    async def _closed(self, tally, templates, order, next_base, deadline, max_requests, concurrency):  # type: ignore[no-untyped-def]
+    async def _closed(
+        self,
+        tally: Tally,
+        templates: list[Template],
+        order: Callable[[], int],
+        next_base: Callable[[], int],
+        deadline: float,
+        max_requests: int,
+        concurrency: int,
+    ) -> None:
         async def sender() -> None:
             while time.perf_counter() < deadline and tally.requests < max_requests:
                 t = templates[order()]
@@ -288,7 +298,16 @@ class Generator:
 
         await asyncio.gather(*(sender() for _ in range(concurrency)))
 
-    async def _open(self, tally, templates, order, next_base, deadline, max_requests, cmd):  # type: ignore[no-untyped-def]
+    async def _open(
+        self,
+        tally: Tally,
+        templates: list[Template],
+        order: Callable[[], int],
+        next_base: Callable[[], int],
+        deadline: float,
+        max_requests: int,
+        cmd: dict[str, Any],
+    ) -> None:
         spans_per_request = sum(t.spans for t in templates) / len(templates)
         interval = spans_per_request / float(cmd["rate"])
         max_inflight = int(cmd.get("max_inflight", 512))

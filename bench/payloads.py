@@ -168,7 +168,7 @@ def otel_older_logs(c: Call, rng: random.Random) -> SpanShape:
             "gen_ai.usage.output_tokens": c.output_tokens,
         }
     )
-    logs = [
+    logs: list[dict[str, Any]] = [
         {
             "eventName": "gen_ai.system.message",
             "attributes": {"gen_ai.system": system},
@@ -500,7 +500,7 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
             call = random_call(rng, providers, scale)
             shape = shape_of(call, rng)
             i, sid, tid = new_span(root)
-            parent = "" if root < 0 else span_marks[root].hex()
+            parent_span_id = "" if root < 0 else span_marks[root].hex()
             root = i if root < 0 else root
             attrs = dict(shape.attributes)
             status = 0
@@ -511,7 +511,7 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
                 attrs,
                 trace_id=tid,
                 span_id=sid,
-                parent_span_id=parent,
+                parent_span_id=parent_span_id,
                 name=shape.name,
                 kind=shape.kind,
                 start_ns=start,

@@ -206,7 +206,9 @@ def load(client: Any, rows: int, backfill: bool) -> dict[str, Any]:
     for _name, create, target in views:
         client.command(create)
         if target and (backfill or target.endswith(f".{MINUTE_ROLLUP}")):
-            select = create[re.search(r"\bAS\s+SELECT\b", create, re.IGNORECASE).start() + 3 :]
+            as_select = re.search(r"\bAS\s+SELECT\b", create, re.IGNORECASE)
+            assert as_select is not None, create  # every materialized view is CREATE … AS SELECT
+            select = create[as_select.start() + 3 :]
             started = time.perf_counter()
             client.command(
                 f"INSERT INTO {target} {select}", settings={"max_partitions_per_insert_block": 1000}

@@ -8,14 +8,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -147,7 +149,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     yield from running_with_other_project(make_service(tmp_path_factory.mktemp("svc")))
 
 
-def wait_for(fn, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+def wait_for(fn: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
     """Polls until fn() returns a truthy value (rows arrive after the ack only in Kafka mode)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -172,14 +172,16 @@ class Role:
     def log_path(self) -> Path:
         return self.log_dir / f"{self.role}-{self.api_port}-{self.starts}.log"
 
-    def start(self, wait_ready: bool = True, timeout: float = 60, **extra_env: str) -> Role:
+    def start(
+        self, wait_ready: bool = True, timeout: float = 60, extra_env: dict[str, str] | None = None
+    ) -> Role:
         self.starts += 1
         env = {
             **self.env,
             "INFERLINE_API_PORT": str(self.api_port),
             "INFERLINE_GRPC_PORT": str(self.grpc_port),
             "INFERLINE_HTTP_PORT": str(self.http_port),
-            **extra_env,
+            **(extra_env or {}),
         }
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
@@ -270,6 +272,25 @@ def consume(
     return found
 
 
+def value_of(m: confluent_kafka.Message) -> bytes:
+    """A consumed message's value (every message these tests read has one)."""
+    value = m.value()
+    assert value is not None, "a message without a value"
+    return value
+
+
+def headers_of(m: confluent_kafka.Message) -> dict[str, bytes]:
+    """A consumed message's headers by name (the last of a repeated name, as `dict()` keeps)."""
+    headers = m.headers()
+    pairs = headers.items() if isinstance(headers, dict) else headers or []
+    out: dict[str, bytes] = {}
+    for name, value in pairs:
+        assert isinstance(value, bytes), (name, value)
+        out[name] = value
+    return out
+
+
 def keyed(trace_id: str) -> Callable[[confluent_kafka.Message], bool]:
     """Messages keyed by this trace id."""
-    return lambda m: m.key() is not None and m.key().decode() == trace_id
+    key = trace_id.encode()
+    return lambda m: m.key() == key

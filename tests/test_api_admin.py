@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -27,8 +28,8 @@ def admin_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
     assert svc.stop() == 0, svc.logs()[-3000:]
 
 
-def admin(svc: Service, method: str, path: str, **kwargs: object) -> httpx.Response:
-    return api(svc, method, f"/api/v1/admin{path}", ADMIN_KEY, **kwargs)  # type: ignore[arg-type]
+def admin(svc: Service, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    return api(svc, method, f"/api/v1/admin{path}", ADMIN_KEY, **kwargs)
 
 
 def test_projects_are_created_and_listed(admin_service: Service) -> None:

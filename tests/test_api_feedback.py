@@ -41,7 +41,9 @@ def url(service: Service, inference_id: str) -> str:
     return f"{service.api_url}/api/v1/metrics/inferences/{inference_id}/feedback"
 
 
-def post(service: Service, inference_id: str, body: object, key: str | None = None, **headers: str):  # type: ignore[no-untyped-def]
+def post(
+    service: Service, inference_id: str, body: object, key: str | None = None, **headers: str
+) -> httpx.Response:
     # json.dumps escapes non-ASCII, so a lone surrogate travels as JSON allows (`\ud800`).
     return httpx.post(
         url(service, inference_id),

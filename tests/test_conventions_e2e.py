@@ -104,7 +104,7 @@ def test_convention_family_end_to_end(service: Service, key: str) -> None:
     assert row["convention"] == FAMILIES[key]
     for field, want in ex["expected"].items():
         column = COLUMN.get(field, field)
-        got = row.get(column)
+        got: Any = row.get(column)
         if field == "status":
             assert row["success"] is (want == "ok")
         elif field == "cost_usd":

@@ -135,7 +135,9 @@ def test_grafana_in_compose_loads_the_provisioning_and_the_plugin() -> None:
     assert PLUGIN in grafana["environment"]["GF_INSTALL_PLUGINS"]
     (ch,) = [d for d in provisioned_datasource_list() if d["type"] == PLUGIN]
     assert ch["jsonData"]["host"] in compose["services"]
-    assert re.search(r"\$\{?(\w+)", ch["jsonData"]["username"])[1] in grafana["environment"]
+    variable = re.search(r"\$\{?(\w+)", ch["jsonData"]["username"])
+    assert variable is not None, ch["jsonData"]["username"]  # the user comes from the environment
+    assert variable[1] in grafana["environment"]
 
 
 # --- ClickHouse panels against the schema -----------------------------------------------------------

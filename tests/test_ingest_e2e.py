@@ -8,6 +8,7 @@ from decimal import Decimal
 import clickhouse_connect
 import httpx
 import orjson
+from clickhouse_connect.driver.client import Client
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -25,7 +26,7 @@ from tests.otlp_helpers import (
 )
 
 
-def sql_client(service: Service, key: str | None = None):  # type: ignore[no-untyped-def]
+def sql_client(service: Service, key: str | None = None) -> Client:
     return clickhouse_connect.get_client(host="127.0.0.1", port=service.api_port, password=key or service.key)
 
 

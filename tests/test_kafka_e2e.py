@@ -20,7 +20,16 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from inferline.processors.normalise import inference_id
 from inferline.service.writer_role import FAULT_CRASH_AFTER_INSERT, FAULT_EXIT_CODE
 from tests.conftest import wait_for
-from tests.kafka_helpers import Backend, Role, consume, keyed, role_env, start_backend
+from tests.kafka_helpers import (
+    Backend,
+    Role,
+    consume,
+    headers_of,
+    keyed,
+    role_env,
+    start_backend,
+    value_of,
+)
 from tests.otlp_helpers import (
     GENAI_COST,
     json_span,
@@ -71,7 +80,7 @@ def pipeline(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iter
         for r in roles:
             # The first writer crashes after its first insert, before committing (test-only hook).
             extra = {FAULT_CRASH_AFTER_INSERT: "1"} if r.role == "writer" else {}
-            started.append(r.start(**extra))
+            started.append(r.start(extra_env=extra))
         yield Pipeline(backend, roles[2], roles[0], roles[1])
     finally:
         for r in reversed(started):
@@ -117,14 +126,14 @@ def _export(receiver: Role, genai_count: int, plain_count: int) -> tuple[int, se
 
 def _enriched_inferences(bootstrap: str, ids: set[str]) -> list[dict]:
     """Downstream: the enriched inferences, read by a different Kafka client than ours."""
-    got = consume(bootstrap, INFERENCES, lambda m: orjson.loads(m.value())["inference_id"] in ids, len(ids))
+    got = consume(bootstrap, INFERENCES, lambda m: orjson.loads(value_of(m))["inference_id"] in ids, len(ids))
     assert len(got) == len(ids)
     records = []
     for m in got:
-        record = orjson.loads(m.value())
-        assert dict(m.headers())["schema-version"] == b"1"
-        assert dict(m.headers())["record-kind"] == b"inference"
-        assert m.key().decode() == record["trace_id"]
+        record = orjson.loads(value_of(m))
+        assert headers_of(m)["schema-version"] == b"1"
+        assert headers_of(m)["record-kind"] == b"inference"
+        assert m.key() == record["trace_id"].encode()
         records.append(record)
     return records
 
@@ -163,9 +172,9 @@ def test_end_to_end_with_writer_killed_between_insert_and_commit(pipeline: Pipel
 def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipeline) -> None:
     p = pipeline
     producer = confluent_kafka.Producer({"bootstrap.servers": p.backend.bootstrap})
-    delivered = {}
+    delivered: dict[str, int | None] = {}
 
-    def on_delivery(err, msg) -> None:  # type: ignore[no-untyped-def]
+    def on_delivery(err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:
         assert err is None, err
         delivered.update(partition=msg.partition(), offset=msg.offset())
 
@@ -195,7 +204,7 @@ def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipe
 
     dead = consume(p.backend.bootstrap, DLQ, lambda m: m.value() == garbage)
     assert len(dead) == 1
-    h = dict(dead[0].headers())
+    h = headers_of(dead[0])
     assert h["inferline-dlq-source-topic"] == b"otlp_spans"
     assert int(h["inferline-dlq-source-partition"]) == delivered["partition"]
     assert int(h["inferline-dlq-source-offset"]) == delivered["offset"]
@@ -204,9 +213,9 @@ def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipe
     assert h["inferline-project"] == PROJECT.encode()
     assert dead[0].key() == b"junk"
 
-    after = consume(p.backend.bootstrap, SPANS, lambda m: orjson.loads(m.value())["TraceId"] == trace_id)
+    after = consume(p.backend.bootstrap, SPANS, lambda m: orjson.loads(value_of(m))["TraceId"] == trace_id)
     assert len(after) == 1
-    assert dict(after[0].headers())["record-kind"] == b"span"
+    assert headers_of(after[0])["record-kind"] == b"span"
 
 
 def test_unknown_key_is_refused(pipeline: Pipeline) -> None:
@@ -244,15 +253,15 @@ def test_no_pii_in_raw_or_enriched_topics(pipeline: Pipeline) -> None:
     }
     for topic, found in messages.items():
         assert found, f"nothing for the trace on {topic}"
-    everything = b"".join(m.value() for found in messages.values() for m in found)
+    everything = b"".join(value_of(m) for found in messages.values() for m in found)
     for kind, value in PII.items():
         assert value.encode() not in everything, f"{kind} reached Kafka"
-    enriched = b"".join(m.value() for m in messages[INFERENCES])
+    enriched = b"".join(value_of(m) for m in messages[INFERENCES])
     for lookalike in LOOKALIKES:
         assert lookalike.encode() in enriched, f"lookalike {lookalike!r} was altered"
     assert b"<CREDIT_CARD>" in enriched and b"<EMAIL>" in everything
     # Masked at the receiver, still counted: the counts travelled with the span.
-    assert orjson.loads(messages[INFERENCES][0].value())["pii_found"]["CREDIT_CARD"] == 1
+    assert orjson.loads(value_of(messages[INFERENCES][0]))["pii_found"]["CREDIT_CARD"] == 1
 
 
 def test_a_row_clickhouse_would_refuse_goes_to_the_dlq_and_the_writer_goes_on(pipeline: Pipeline) -> None:
@@ -269,7 +278,7 @@ def test_a_row_clickhouse_would_refuse_goes_to_the_dlq_and_the_writer_goes_on(pi
     [good] = ids
     dead = consume(p.backend.bootstrap, DLQ, lambda m: m.value() == bad)
     assert len(dead) == 1
-    headers = dict(dead[0].headers())
+    headers = headers_of(dead[0])
     assert headers["inferline-dlq-stage"] == b"write"
     assert b"input_tokens" in headers["inferline-dlq-error"]
     assert wait_for(
@@ -301,7 +310,7 @@ def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(
     enriched = [m for topic in (INFERENCES, SPANS) for m in consume(pipeline.backend.bootstrap, topic, ours)]
     assert len(enriched) == 2
     inference = orjson.loads(
-        enriched[0].value() if b"inference_id" in enriched[0].value() else enriched[1].value()
+        value_of(enriched[0]) if b"inference_id" in value_of(enriched[0]) else value_of(enriched[1])
     )
     assert inference["pii_found"]["EMAIL"] == 1 and inference["pii_found"]["CREDIT_CARD"] == 1
     assert wait_for(
@@ -313,7 +322,7 @@ def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(
         pipeline.writer.sql(f"SELECT * FROM {table} WHERE {column} = '{trace_id}' FORMAT JSONEachRow", KEY)
         for table, column in (("llm_inferences", "trace_id"), ("otel_traces", "TraceId"))
     )
-    everything = b"".join(m.value() for m in enriched).decode() + stored
+    everything = b"".join(value_of(m) for m in enriched).decode() + stored
     for kind, value in PII.items():
         assert value not in everything, f"{kind} reached the enriched topics or ClickHouse"
     for lookalike in LOOKALIKES:

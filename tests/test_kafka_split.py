@@ -42,16 +42,21 @@ def _spans(messages: list[tuple[bytes | None, bytes]]) -> list[tuple[bytes | Non
     return out
 
 
+def _trace_key(key: bytes | None) -> str:
+    assert key is not None, "split by trace: every message is keyed"
+    return key.decode()
+
+
 def test_one_message_per_trace_keyed_by_trace_id() -> None:
     traces = [new_trace_id() for _ in range(3)]
     split = split_request(_request(traces, per_trace=2), by_trace=True, max_bytes=1_000_000)
     assert split.rejected == 0
-    assert sorted(k.decode() for k, _ in split.messages) == sorted(traces)
+    assert sorted(_trace_key(k) for k, _ in split.messages) == sorted(traces)
     for key, value in split.messages:
         part = ExportTraceServiceRequest.FromString(value)
         assert {
             s.trace_id.hex() for rs in part.resource_spans for ss in rs.scope_spans for s in ss.spans
-        } == {key.decode()}
+        } == {_trace_key(key)}
     assert len(_spans(split.messages)) == 3 * 2 * 4
 
 

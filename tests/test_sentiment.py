@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from inferline.core.records import Batch
+from inferline.core.records import Batch, Row
 from inferline.processors.sentiment import (
     SentimentConfig,
     SentimentProcessor,
@@ -207,7 +207,7 @@ def test_clip_keeps_head_and_tail() -> None:
 # --- the processor --------------------------------------------------------------------------
 
 
-def _row(prompt_messages: object, response_messages: object) -> dict[str, object]:
+def _row(prompt_messages: object, response_messages: object) -> Row:
     return {"prompt_messages": prompt_messages, "response_messages": response_messages, "user_id": "u1"}
 
 

@@ -4,7 +4,7 @@ projects and keys and reads no project's data; a project key cannot use these ro
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field
@@ -64,13 +64,17 @@ def _registry(ctx: ApiContext) -> Any:
     return ctx.key_admin
 
 
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
 def _utc(value: datetime | None) -> datetime | None:
     # The store gives naive UTC datetimes.
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _project(p: ProjectInfo) -> Project:
-    return Project(project_id=p.project_id, name=p.name, created_at=_utc(p.created_at))  # type: ignore[arg-type]
+    return Project(project_id=p.project_id, name=p.name, created_at=_utc(p.created_at))
 
 
 def _key(k: KeyInfo) -> dict[str, Any]:

@@ -140,9 +140,9 @@ def api_app(
             )
         text = request.query_params.get("query", "")
         if request.method == "POST":
-            body = (await request.body()).decode("utf-8", errors="replace")
+            posted = (await request.body()).decode("utf-8", errors="replace")
             # As in ClickHouse: the URL part, then the body.
-            text = f"{text}\n{body}" if text else body
+            text = f"{text}\n{posted}" if text else posted
         params = {k[6:]: v for k, v in request.query_params.items() if k.startswith("param_")}
         who = Caller(project_id, key_id(key))
         try:

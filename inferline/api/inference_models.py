@@ -31,17 +31,18 @@ class ExportRequest(InferenceFilters, Sorting):
 
 _TAG_HELP = "A tag filter as `key=value` (repeatable; every one must match)."
 # GET /export takes the same fields as query parameters; tags become repeated `tag=key=value`
-# (a query string has no maps).
-ExportQuery: type[BaseModel] = create_model(
-    "ExportQuery",
-    __config__=ConfigDict(extra="forbid"),
-    format=(ExportFormat, Field("csv", description="`csv` or `jsonl`.")),
-    tag=(list[str], Field(default_factory=list, description=_TAG_HELP)),
+# (a query string has no maps). Typed as Any: a Literal is a valid field type, not a `type[Any]`.
+_EXPORT_QUERY_FIELDS: dict[str, Any] = {
+    "format": (ExportFormat, Field("csv", description="`csv` or `jsonl`.")),
+    "tag": (list[str], Field(default_factory=list, description=_TAG_HELP)),
     **{
         name: (field.annotation, field)
         for name, field in ExportRequest.model_fields.items()
         if name != "tags"
     },
+}
+ExportQuery: type[BaseModel] = create_model(
+    "ExportQuery", __config__=ConfigDict(extra="forbid"), **_EXPORT_QUERY_FIELDS
 )
 
 

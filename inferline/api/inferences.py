@@ -137,7 +137,7 @@ def export_post(
     responses=_EXPORT_RESPONSES,
 )
 def export_get(
-    query: Annotated[ExportQuery, Query()],  # type: ignore[valid-type]
+    query: Annotated[ExportQuery, Query()],
     who: CallerDep,
     ctx: ContextDep,
 ) -> StreamingResponse:

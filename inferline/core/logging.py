@@ -11,6 +11,7 @@ import re
 import sys
 
 import structlog
+from structlog.typing import Processor
 
 _CODE = re.compile(r"Code: (\d+)")
 
@@ -23,7 +24,7 @@ def error_summary(e: BaseException) -> str:
 
 def configure_logging(level: str = "info") -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

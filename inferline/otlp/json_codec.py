@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -70,7 +71,7 @@ def _any_value(value: dict[str, Any]) -> dict[str, Any]:
     return {}  # an empty AnyValue is legal
 
 
-def _key_values(kvs: list[Any]) -> list[dict[str, Any]]:
+def _key_values(kvs: Iterable[Any]) -> list[dict[str, Any]]:
     return [{"key": kv.get("key", ""), "value": _any_value(kv.get("value") or {})} for kv in kvs]
 
 

@@ -10,13 +10,21 @@ stage adds to the `pii_found` / `PiiFound` columns.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias
+
 import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from inferline.core.consumer import ExportResult, Sink
 from inferline.processors.pii import CARRIED_COUNTS, PiiMasker
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
+    # A message's repeated `attributes` field.
+    KeyValues: TypeAlias = RepeatedCompositeFieldContainer[KeyValue]
 
 
 def _mask_any(value: AnyValue, masker: PiiMasker, counts: dict[str, int]) -> None:
@@ -33,13 +41,13 @@ def _mask_any(value: AnyValue, masker: PiiMasker, counts: dict[str, int]) -> Non
             _mask_any(kv.value, masker, counts)
 
 
-def _mask_attributes(kvs, masker: PiiMasker, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+def _mask_attributes(kvs: KeyValues, masker: PiiMasker, counts: dict[str, int]) -> None:
     for kv in kvs:
         if masker.key_masked(kv.key):
             _mask_any(kv.value, masker, counts)
 
 
-def _note(kvs, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-def]
+def _note(kvs: KeyValues, counts: dict[str, int]) -> None:
     """What was masked travels with the record, so the PII stage can still count it."""
     if counts:
         kvs.add(key=CARRIED_COUNTS).value.string_value = orjson.dumps(counts).decode()

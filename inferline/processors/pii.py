@@ -31,6 +31,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any, Literal, NamedTuple
 
 import orjson
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from inferline.core.records import Batch, Row
 from inferline.processors.pii_detectors import BUILTIN_DETECTORS, BUILTIN_RULES, Rule, normalise_value
 
+_hs: ModuleType | None
 try:  # the fast engine; optional so the pipeline still runs (slower) where it is not installed
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - exercised only where hyperscan is missing

@@ -60,7 +60,8 @@ def _email_start(text: str, end: int) -> int | None:
     at = end - 2  # the anchor is "@" plus one domain character
     lo = at - 64 if at > 64 else 0
     run = _LOCAL_REVERSED.match(text[lo:at][::-1])
-    i = at - run.end()  # type: ignore[union-attr] - `*` always matches
+    assert run is not None  # `*` always matches
+    i = at - run.end()
     while i < at and text[i] in "._%+-":  # a local part starts with a letter or digit
         i += 1
     return i if i < at else None

@@ -274,6 +274,13 @@ def clip(text: str, max_chars: int) -> str:
 # --- processor ------------------------------------------------------------------------------
 
 
+ScoredField = Literal["prompt", "response"]
+
+
+def _both_fields() -> list[ScoredField]:
+    return ["prompt", "response"]
+
+
 class SentimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -281,8 +288,8 @@ class SentimentConfig(BaseModel):
     max_chars: int = Field(
         400, ge=32, le=100_000, description="longer texts are scored on their first and last max_chars/2"
     )
-    fields: list[Literal["prompt", "response"]] = Field(
-        default_factory=lambda: ["prompt", "response"],
+    fields: list[ScoredField] = Field(
+        default_factory=_both_fields,
         description="prompt = the last user message; response = the assistant response text",
     )
 

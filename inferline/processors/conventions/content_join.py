@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, KeysView
+from typing import Any
 
 from inferline.core.records import LogRecord, Row
 from inferline.processors.conventions.messages import Message
@@ -31,7 +32,7 @@ Origins = dict[Partition, int] | None
 
 def add_log(batch: dict[JoinKey, EventContent], log: LogRecord) -> JoinKey | None:
     """Gather a content log record into `batch` under its span; other records are ignored (None)."""
-    name = log.event_name
+    name: Any = log.event_name
     if not name:
         name = log.attributes.get("event.name")
     if type(name) is not str or name not in CONTENT_EVENTS:

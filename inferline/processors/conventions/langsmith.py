@@ -12,7 +12,7 @@ METADATA_PREFIX = "langsmith.metadata."
 
 def is_model_call(kind: Any) -> bool:
     s = as_str(kind)
-    return bool(s) and s.lower() in ("llm", "chat_model")
+    return s is not None and s.lower() in ("llm", "chat_model")
 
 
 def is_langsmith(a: dict[str, Any]) -> bool:

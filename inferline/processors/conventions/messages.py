@@ -249,6 +249,10 @@ def message_from_dict(m: dict, default_role: str = "user") -> list[Message]:
                 raw_role = mt
     role = norm_role(raw_role, default_role)
 
+    text: str | None
+    calls: list[dict[str, str]]
+    results: list[tuple[str, str | None]]
+    reasoning: str | None
     parts = m.get("parts")
     if type(parts) is list:
         p0 = parts[0] if len(parts) == 1 else None

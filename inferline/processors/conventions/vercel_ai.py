@@ -96,11 +96,12 @@ def provider_metadata(a: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _dig(d: dict[str, Any], *path: str) -> Any:
+    v: Any = d
     for p in path:
-        if type(d) is not dict:
+        if type(v) is not dict:
             return None
-        d = d.get(p)
-    return d
+        v = v.get(p)
+    return v
 
 
 def metadata_cache_read(pm: dict[str, Any]) -> int | None:

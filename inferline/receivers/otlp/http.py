@@ -59,7 +59,7 @@ def _error(
 
 
 def _response_json(response: Message, rejected_field: str) -> bytes:
-    partial = response.partial_success  # type: ignore[attr-defined]
+    partial = response.partial_success
     body: dict[str, Any] = {}
     rejected = getattr(partial, rejected_field)
     if rejected or partial.error_message:
