@@ -15,6 +15,8 @@ import yaml
 from tests.conftest import ROOT
 from tests.promql_helpers import unknown_names
 
+pytestmark = pytest.mark.unit
+
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS / "alerts.yml"
 RULE_TESTS = PROMETHEUS / "alerts_test.yml"

@@ -16,6 +16,8 @@ from inferline.api.deps import key_id
 from tests.api_helpers import api, audit_lines, dataset, list_ids, send
 from tests.conftest import ROOT, Service, make_service
 
+pytestmark = pytest.mark.e2e
+
 ADMIN_KEY = "adm_" + "k" * 40
 LIST = "/api/v1/metrics/inferences/list"
 

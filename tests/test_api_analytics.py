@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import Service
 from tests.otlp_helpers import json_span, traces_json
 
+pytestmark = pytest.mark.e2e
+
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 # USD per token of the price table (docs/pricing.md)

@@ -18,6 +18,8 @@ from tests.kafka_helpers import Role, mock_cluster, role_env
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, new_trace_id, traces_json
 from tests.pii_samples import PII
 
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
 
 def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}

@@ -24,6 +24,8 @@ from tests.api_helpers import (
 )
 from tests.conftest import Service
 
+pytestmark = pytest.mark.e2e
+
 SEED_CSV_COLUMNS = [
     "inference_id",
     "timestamp",

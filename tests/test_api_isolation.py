@@ -12,6 +12,8 @@ from inferline.api.deps import key_id
 from tests.api_helpers import CANARY, Sent, api, audit_lines, list_ids, list_page, seed
 from tests.conftest import Service
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def data(service: Service) -> tuple[list[Sent], list[Sent], str]:

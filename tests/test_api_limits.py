@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.conftest import Service
+
+pytestmark = pytest.mark.e2e
 
 LIST = "/api/v1/metrics/inferences/list"
 

@@ -15,6 +15,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from tests.api_helpers import seed
 from tests.conftest import Service
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def api_schema(service: Service) -> Any:

@@ -18,7 +18,7 @@ from bench.procstats import ProcessTree
 from bench.progress import Progress
 from tests.conftest import Service, make_service
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

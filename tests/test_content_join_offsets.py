@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from inferline.core.records import LogRecord, Span
 from inferline.processors.conventions.content_join import OffsetHolds
 from inferline.processors.normalise import GenAINormaliser
 from tests.genai_examples import make_log, make_span
+
+pytestmark = pytest.mark.unit
 
 SPANS, LOGS = "otlp_spans", "otlp_logs"
 

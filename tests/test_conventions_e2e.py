@@ -18,6 +18,8 @@ from tests.conftest import Service
 from tests.genai_examples import example
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
 
+pytestmark = pytest.mark.e2e
+
 # Hand-computed from the providers' list prices (see each comment), or the cost the span carried.
 COSTS = {
     "10.1": ("0.0001542", "priced"),  # gpt-4o-mini: 176×0.15 + 1024×0.075 + 85×0.60 per M

@@ -19,6 +19,8 @@ from inferline.storage.schema import migrate
 from tests.conftest import ROOT
 from tests.promql_helpers import fill_grafana_variables, unknown_names
 
+pytestmark = pytest.mark.integration
+
 DEPLOY = ROOT / "deploy"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 PLUGIN = "grafana-clickhouse-datasource"

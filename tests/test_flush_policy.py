@@ -6,6 +6,8 @@ import pytest
 
 from inferline.exporters.clickhouse.flush_policy import FlushDelay
 
+pytestmark = pytest.mark.unit
+
 
 def test_cheap_inserts_flush_at_the_shortest_delay() -> None:
     delay = FlushDelay(min_s=0.05, max_s=1.0)

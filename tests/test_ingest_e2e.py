@@ -8,6 +8,7 @@ from decimal import Decimal
 import clickhouse_connect
 import httpx
 import orjson
+import pytest
 from clickhouse_connect.driver.client import Client
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -24,6 +25,8 @@ from tests.otlp_helpers import (
     sdk_spans,
     traces_json,
 )
+
+pytestmark = pytest.mark.e2e
 
 
 def sql_client(service: Service, key: str | None = None) -> Client:

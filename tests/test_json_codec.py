@@ -11,6 +11,8 @@ from inferline.otlp.errors import OtlpDecodeError
 from inferline.otlp.flatten import flatten_logs, flatten_spans
 from inferline.otlp.json_codec import decode_json
 
+pytestmark = pytest.mark.unit
+
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 SPAN_ID = "eee19b7ec3c1b174"
 

@@ -41,7 +41,7 @@ from tests.otlp_helpers import (
 )
 from tests.pii_samples import LOOKALIKES, PII, chat_attributes_with_pii
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(240)]
 
 KEY, PROJECT = "test-key-kafka-e2e", "proj-kafka"
 INFERENCES, SPANS, DLQ = "inferline.inferences", "inferline.spans", "inferline.dlq"
@@ -55,7 +55,7 @@ class Pipeline:
     writer: Role
 
 
-@pytest.fixture(scope="module", params=["mock", "docker"])
+@pytest.fixture(scope="module", params=["mock", pytest.param("docker", marks=pytest.mark.docker)])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """librdkafka's mock cluster + the writer's chDB; or Apache Kafka + ClickHouse server (Docker)."""
     b = start_backend(request.param)

@@ -21,7 +21,7 @@ from tests.conftest import wait_for
 from tests.kafka_helpers import Backend, Role, consume, keyed, role_env, start_backend, value_of
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(240)]
 
 KEY, PROJECT = "test-key-join-restart", "proj-join"
 INFERENCES, LOGS = "inferline.inferences", "inferline.logs"

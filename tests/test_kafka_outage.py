@@ -17,7 +17,7 @@ from tests.conftest import free_port
 from tests.kafka_helpers import MockBrokerProcess, Role, apache_kafka, docker_available, role_env
 from tests.otlp_helpers import json_span, traces_json
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(180)]
 
 KEY, PROJECT = "test-key-outage", "proj-outage"
 HEADERS = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
@@ -33,7 +33,7 @@ class _DockerKafka:
             self.container = None
 
 
-@pytest.fixture(params=["mock", "docker"])
+@pytest.fixture(params=["mock", pytest.param("docker", marks=pytest.mark.docker)])
 def broker(request: pytest.FixtureRequest) -> Iterator[MockBrokerProcess | _DockerKafka]:
     if request.param == "docker" and not docker_available():
         pytest.skip("Docker is not available (`docker info` failed): real Kafka variant skipped")

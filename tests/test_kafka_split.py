@@ -3,12 +3,15 @@ message size limit, every valid record exactly once, resource and scope kept."""
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.exporters.kafka.raw import split_request
 from inferline.otlp.json_codec import decode_json
 from tests.otlp_helpers import logs_json, new_span_id, new_trace_id
+
+pytestmark = pytest.mark.unit
 
 
 def _request(traces: list[str], per_trace: int, attr_bytes: int = 200) -> ExportTraceServiceRequest:

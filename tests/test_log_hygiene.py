@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import make_service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, traces_json
+
+pytestmark = pytest.mark.e2e
 
 
 def test_logs_carry_no_keys_and_no_content(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -13,6 +14,8 @@ from inferline.otlp.json_codec import decode_json
 from inferline.processors.mask_request import MaskingSink
 from inferline.processors.pii import PiiConfig, PiiMasker
 from tests.otlp_helpers import json_span, logs_json, traces_json
+
+pytestmark = pytest.mark.unit
 
 EMAIL, CARD = "jane.doe@example.com", "4111 1111 1111 1111"
 

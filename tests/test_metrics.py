@@ -21,7 +21,7 @@ from tests.kafka_helpers import Role, mock_cluster, role_env
 from tests.otlp_helpers import GENAI_ATTRIBUTES, GENAI_COST, json_span, logs_json, sdk_spans, traces_json
 from tests.prom_helpers import Samples, moved, scrape, series, value
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(240)]
 
 LOGS_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 TRACES_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

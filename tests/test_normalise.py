@@ -22,6 +22,8 @@ from tests.genai_examples import (
     make_span,
 )
 
+pytestmark = pytest.mark.unit
+
 # The doc's `expected` names that differ from the row's column names.
 _COLUMN = {"completion_messages": "response_messages", "cost_usd": "total_cost_usd"}
 

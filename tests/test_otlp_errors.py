@@ -18,6 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from tests.conftest import Service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
 
+pytestmark = pytest.mark.e2e
+
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 

@@ -14,6 +14,8 @@ from inferline.processors import pii as pii_module
 from inferline.processors.pii import PiiConfig, PiiMasker
 from inferline.processors.pii_detectors import iban_ok, luhn_ok
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def masker() -> PiiMasker:

@@ -15,6 +15,8 @@ from tests.conftest import Service, make_service
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
 from tests.pii_samples import LOOKALIKES, PII, chat_attributes_with_pii
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:

@@ -10,6 +10,8 @@ import pytest
 from inferline.core.records import Batch
 from inferline.processors.pricing import Pricer, PricingConfig, linear_cost
 
+pytestmark = pytest.mark.unit
+
 
 def row(model: str, provider: str, input_tokens: int, output_tokens: int, **extra: object) -> dict:
     base = {

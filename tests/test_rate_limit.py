@@ -20,7 +20,7 @@ from inferline.receivers.otlp.rate_limit import RateLimiter
 from tests.conftest import Service, make_service, running_with_other_project
 from tests.otlp_helpers import json_span, logs_json, traces_json
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 TRACES_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 

@@ -19,6 +19,8 @@ from inferline.storage.retention import apply_retention, kind_of, unbounded_syst
 from inferline.storage.schema import migrate
 from tests.conftest import ROOT, make_service
 
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
 SYSTEM_LOG_CONFIG = ROOT / "deploy" / "clickhouse" / "config.d" / "system_log_ttl.xml"
 _TTL_DAYS = re.compile(r"\nTTL .+ \+ toIntervalDay\((\d+)\)\n")
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import httpx
 import orjson
+import pytest
 
 from tests.conftest import Service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, new_span_id, new_trace_id, traces_json
+
+pytestmark = pytest.mark.e2e
 
 
 def send(service: Service, path: str, body: bytes) -> None:

@@ -18,6 +18,8 @@ from inferline.processors.sentiment import (
     label_for,
 )
 
+pytestmark = pytest.mark.unit
+
 POS, NEU, NEG = "positive", "neutral", "negative"
 
 # Hand-labeled: what a person reading the feedback/prompt would say. Some are hard for a lexicon

@@ -10,6 +10,8 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from tests.conftest import Service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
 
+pytestmark = pytest.mark.e2e
+
 
 def send(service: Service, key: str, span: dict) -> None:
     r = httpx.post(

@@ -6,6 +6,8 @@ import pytest
 
 from inferline.api.sql_guard import SqlError, check_single_statement, split_format
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     "query",
