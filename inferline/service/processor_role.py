@@ -8,7 +8,11 @@ partition's commit stops at the lowest such offset (`GenAINormaliser.held_offset
 a rebalance replays those records (about a join window's worth) instead of losing the join.
 
 A raw message that cannot be decoded or processed goes to the dead-letter topic with the error and
-its source coordinates; the rest of the batch goes on.
+its source coordinates; the rest of the batch goes on. So does a message holding records that
+cannot be stored (the rules of `inferline.otlp.validate`: a raw topic can be filled by a stock
+Collector that never applied them): its valid records are processed, and the message itself, unchanged,
+goes to the dead-letter topic (stage `decode`) with how many records were refused and why. No
+record leaves the processor unaccounted for.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from inferline.kafka.consumer_lag import ConsumerLag
 from inferline.otlp.flatten import flatten_logs, flatten_spans
 from inferline.processors.chain import ProcessorChain
 from inferline.storage.keys import PROJECT_ID
+from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
 
 log = structlog.get_logger()
 
@@ -64,6 +69,16 @@ class _Parsed:
     message: ConsumerRecord
     spans: list[Span] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
+    kind: str = ""  # "spans" or "log records"
+    rejected: int = 0  # records flatten refused (`inferline.otlp.validate`), and the first reason
+    why: str = ""
+
+    def refused(self) -> ValueError:
+        """The dead-letter reason for the records flatten refused."""
+        total = self.rejected + len(self.spans) + len(self.logs)
+        return ValueError(
+            f"{self.rejected} of {total} {self.kind} cannot be stored (the others were processed): {self.why}"
+        )
 
 
 class LockingListener(ConsumerRebalanceListener):
@@ -86,10 +101,40 @@ class LockingListener(ConsumerRebalanceListener):
             self._on_assigned(assigned)
 
 
-def _fit_row(row: Row, limit: int) -> bytes:
+_TABLES = {KIND_INFERENCE: LLM_INFERENCES.name, KIND_SPAN: OTEL_TRACES.name, KIND_LOG: OTEL_LOGS.name}
+
+# What a JSON number can carry here (orjson: int64 and uint64); no column holds more either.
+_JSON_INT_MIN, _JSON_INT_MAX = -(1 << 63), (1 << 64) - 1
+
+
+def _json_safe(value: Any, path: str, emptied: list[str]) -> Any:
+    """`value` with the integers JSON cannot carry (a token count of 1e30 sent as a string or a
+    double) emptied to null, as the writer empties values their column cannot hold."""
+    if type(value) is int:
+        if _JSON_INT_MIN <= value <= _JSON_INT_MAX:
+            return value
+        emptied.append(path)
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v, path or k, emptied) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, path, emptied) for v in value]
+    return value
+
+
+def _fit_row(row: Row, limit: int, table: str) -> bytes:
     """The row's JSON, with its largest values emptied while it exceeds the message limit: the
     record (ids, tokens, cost) still reaches the writer, only oversized content is cut."""
-    value = encode_row(row)
+    try:
+        value = encode_row(row)
+    except TypeError:  # orjson: "Integer exceeds 64-bit range"; anything else raises again below
+        emptied: list[str] = []
+        row = _json_safe(row, "", emptied)
+        columns = sorted(set(emptied))
+        for column in columns:
+            metrics.VALUES_OUT_OF_RANGE.labels(table, column).inc()
+        log.warning("values beyond 64-bit integers were emptied", table=table, columns=columns)
+        value = encode_row(row)
     if len(value) <= limit:
         return value
     row = dict(row)
@@ -245,9 +290,14 @@ class KafkaProcessor:
         parsed: list[_Parsed] = []
         for m in messages:
             try:
-                parsed.append(self._parse(m))
+                p = self._parse(m)
             except Exception as e:
                 outgoing.append(self._dead_letter(m, "decode", e))
+                continue
+            parsed.append(p)
+            if p.rejected:
+                # Records flatten refused: never dropped silently (the sender was told nothing).
+                outgoing.append(self._dead_letter(m, "decode", p.refused()))
         try:
             batch = self._chain.run([s for p in parsed for s in p.spans], [r for p in parsed for r in p.logs])
         except Exception:
@@ -276,9 +326,8 @@ class KafkaProcessor:
                     (ks.project_header, row[project_col].encode()),
                 ]
                 trace_id = row[trace_col]
-                outgoing.append(
-                    (topic, trace_id.encode() if trace_id else None, _fit_row(row, self._limit), headers)
-                )
+                value = _fit_row(row, self._limit, _TABLES[kind])
+                outgoing.append((topic, trace_id.encode() if trace_id else None, value, headers))
         return outgoing
 
     def _parse(self, m: ConsumerRecord) -> _Parsed:
@@ -292,13 +341,16 @@ class KafkaProcessor:
         p = _Parsed(m)
         origin = (m.topic, m.partition, m.offset)
         if m.topic == ks.raw_spans_topic:
-            p.spans = flatten_spans(ExportTraceServiceRequest.FromString(m.value), project).records
+            flat = flatten_spans(ExportTraceServiceRequest.FromString(m.value), project)
+            p.spans, p.kind = flat.records, "spans"
             for s in p.spans:
                 s.origin = origin
         else:
-            p.logs = flatten_logs(ExportLogsServiceRequest.FromString(m.value), project).records
+            flat = flatten_logs(ExportLogsServiceRequest.FromString(m.value), project)
+            p.logs, p.kind = flat.records, "log records"
             for r in p.logs:
                 r.origin = origin
+        p.rejected, p.why = flat.rejected, flat.error
         return p
 
     def _dead_letter(self, m: ConsumerRecord, stage: str, error: Exception) -> Outgoing:
