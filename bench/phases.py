@@ -2,8 +2,8 @@
 
 A phase: the generator sends (closed or open loop) while this process samples the service's
 process tree (CPU, RSS) and shows a live line; then it waits until ClickHouse holds what was
-acknowledged (at once in embedded mode, where the acknowledgement follows the commit; after the
-Kafka pipeline drains in distributed mode), and checks that every acknowledged span id is there.
+acknowledged (the local log or Kafka is the durable point; ClickHouse has the rows once the
+pipeline drained), and checks that every acknowledged span id is there.
 """
 
 from __future__ import annotations

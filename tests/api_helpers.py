@@ -168,6 +168,7 @@ def iso(ns: int) -> str:
 
 
 def api(service: Service, method: str, path: str, key: str | None, **kwargs: Any) -> httpx.Response:
+    service.settle()
     headers = {"authorization": f"Bearer {key}"} if key else {}
     headers.update(kwargs.pop("headers", {}))
     return httpx.request(method, f"{service.api_url}{path}", headers=headers, timeout=30, **kwargs)

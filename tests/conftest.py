@@ -89,7 +89,22 @@ class Service:
     def logs(self) -> str:
         return (self.data_dir.parent / f"service-{self.api_port}.log").read_text()
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Waits until everything acknowledged is queryable: senders are answered once the local
+        log has their data, ClickHouse has it a flush later (`inferline_queue_depth`
+        {queue="unstored_entries"} is 0 then)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = httpx.get(f"{self.api_url}/metrics", timeout=10).text
+            line = next((ln for ln in text.splitlines() if 'queue="unstored_entries"' in ln), None)
+            if line is None or float(line.rsplit(" ", 1)[1]) == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still not stored after {timeout} s: {line}")
+            time.sleep(0.02)
+
     def sql(self, query: str, key: str | None = None) -> str:
+        self.settle()
         r = httpx.post(
             f"{self.api_url}/",
             content=query,

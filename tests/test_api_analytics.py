@@ -136,6 +136,7 @@ def send(service: Service, calls: list[Call], key: str) -> None:
         timeout=30,
     )
     assert r.status_code == 200, r.text
+    service.settle()  # acknowledged once in the local log; queryable a flush later
 
 
 @pytest.fixture(scope="module")

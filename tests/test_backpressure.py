@@ -1,37 +1,44 @@
-"""Overload and storage failure: the sender gets a retryable status, nothing is acknowledged
-that was not stored, and memory stays bounded. Runs the real receivers and a real chDB store
-in this process, so the store can be broken on purpose."""
+"""Overload and storage failure: senders are acknowledged once the local log has their data, so
+a storage outage costs them nothing until the log is full (then a retryable status); nothing
+acknowledged is lost, nothing is stored twice, and memory stays bounded. Runs the real receivers,
+the real local log and engine, and a real chDB store in this process, so the store can be broken
+on purpose."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import psutil
 import pytest
+from clickhouse_connect.driver.client import Client
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.api.app import health_app
-from inferline.core.config import ProcessorSettings
-from inferline.exporters.clickhouse.batch_writer import BatchWriter
+from inferline.core.config import BatchSettings, LocalLogSettings, ProcessorSettings
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.chain import ProcessorChain
 from inferline.receivers.otlp.admission import Admission
 from inferline.receivers.otlp.grpc import otlp_grpc_server
 from inferline.receivers.otlp.http import otlp_http_app
 from inferline.receivers.otlp.memory import MemoryCeiling
-from inferline.service.embedded_sink import EmbeddedSink
+from inferline.service.embedded_pipeline import EmbeddedEngine
 from inferline.service.workers import InThread
 from inferline.storage.clickhouse import connect
 from inferline.storage.keys import ApiKeys
 from inferline.storage.schema import migrate
 from tests.conftest import free_port, make_service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, traces_json
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 # This module is about the writer path; enrichment stages are tested on their own.
 PRICING_ONLY = ProcessorSettings(chain=["pricing"])
@@ -48,7 +55,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     client.close()
 
 
-async def _post(app, key: str, body: bytes) -> httpx.Response:  # type: ignore[no-untyped-def]
+async def _post(app: Any, key: str, body: bytes) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         return await http.post(
@@ -58,100 +65,112 @@ async def _post(app, key: str, body: bytes) -> httpx.Response:  # type: ignore[n
         )
 
 
-def _writer(client, max_pending_rows: int = 1000) -> BatchWriter:  # type: ignore[no-untyped-def]
-    return BatchWriter(
-        Inserter(client, retries=0), max_rows=1000, max_delay_s=0.01, max_pending_rows=max_pending_rows
+def _engine(client: Client, data_dir: Path, log_bytes: int = 64 << 20) -> EmbeddedEngine:
+    """Embedded mode between the receivers and ClickHouse, started (call from the event loop)."""
+    engine = EmbeddedEngine(
+        data_dir,
+        InThread(ProcessorChain(PRICING_ONLY)),
+        Inserter(client, retries=0),
+        BatchSettings(max_rows=1000, min_delay_s=0.01, max_delay_s=0.05),
+        LocalLogSettings(max_bytes=log_bytes),
     )
+    engine.start()
+    return engine
 
 
-def test_overload_is_refused_with_429_and_retry_after(store: tuple) -> None:
+@contextlib.contextmanager
+def _slow_disk(engine: EmbeddedEngine) -> Iterator[None]:
+    """The log's writes wait (as on a stalled disk) while this holds the log's write lock."""
+    lock = engine.log._write_lock
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+async def _stored(client: Client, query: str, want: int = 1, timeout: float = 15) -> int:
+    """Polls a count until it reaches `want` (rows land a flush after the acknowledgement)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        n = int(str(await loop.run_in_executor(None, client.command, query)))
+        if n >= want or loop.time() > deadline:
+            return n
+        await asyncio.sleep(0.05)
+
+
+def test_past_the_log_bound_requests_are_refused_with_429_and_retry_after(
+    store: tuple, tmp_path: Path
+) -> None:
+    """Storage is down, so nothing leaves the log: once it holds its bound of unstored bytes, the
+    next request is refused (429, Retry-After) instead of growing the disk without end."""
     client, keys, key = store
+    filler = "x" * 4000
+    body = traces_json([json_span({"payload": filler}, name=f"bound {i}") for i in range(150)])  # ~600 KB
 
-    async def scenario() -> tuple[httpx.Response, httpx.Response]:
-        writer = _writer(client, max_pending_rows=5)
-        writer.start()
-        app = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
-        spans = [json_span(GENAI_ATTRIBUTES, name=f"s{i}") for i in range(4)]  # 4 spans + 4 inferences
-        too_many = await _post(app, key, traces_json(spans))
-        fits = await _post(app, key, traces_json(spans[:2]))
-        await writer.close()
-        return too_many, fits
+    async def scenario() -> list[httpx.Response]:
+        engine = _engine(client, tmp_path, log_bytes=1 << 20)
+        app = otlp_http_app(engine.sink, keys, 4 << 20)
+        answers = [await _post(app, key, body) for _ in range(2)]
+        await engine.close(timeout_s=0.5)
+        return answers
 
-    too_many, fits = asyncio.run(scenario())
+    client.command("DETACH TABLE otel_traces")
+    try:
+        fits, too_many = asyncio.run(scenario())
+    finally:
+        client.command("ATTACH TABLE otel_traces")
+    assert fits.status_code == 200
     assert too_many.status_code == 429
     assert too_many.headers["retry-after"] == "1"
-    assert "retry later" in too_many.json()["message"]
-    assert fits.status_code == 200
+    assert "not yet stored" in too_many.json()["message"]
 
 
-def test_storage_down_is_503_and_nothing_is_lost_on_retry(store: tuple) -> None:
+def test_storage_down_costs_senders_nothing_and_everything_lands_when_it_is_back(
+    store: tuple, tmp_path: Path
+) -> None:
+    """HTTP and gRPC senders are acknowledged while ClickHouse is down (the local log has their
+    data); once it is back, both spans are stored, each once."""
     client, keys, key = store
-    span = json_span(GENAI_ATTRIBUTES, name="storage down")
-    body = traces_json([span])
-
-    async def send() -> httpx.Response:
-        writer = _writer(client)
-        writer.start()
-        app = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
-        try:
-            return await _post(app, key, body)
-        finally:
-            await writer.close()
-
-    client.command("DETACH TABLE otel_traces")
-    try:
-        down = asyncio.run(send())
-    finally:
-        client.command("ATTACH TABLE otel_traces")
-    assert down.status_code == 503
-    assert down.headers["retry-after"] == "5"
-    assert "retry later" in down.json()["message"]
-
-    assert asyncio.run(send()).status_code == 200  # the sender's retry
-    count = client.command(f"SELECT count() FROM otel_traces WHERE TraceId = '{span['traceId']}'")
-    assert count == 1
-    assert client.command(f"SELECT count() FROM llm_inferences WHERE trace_id = '{span['traceId']}'") == 1
-
-
-def test_grpc_storage_down_is_unavailable_with_retry_info(store: tuple) -> None:
-    client, keys, key = store
+    http_span = json_span(GENAI_ATTRIBUTES, name="storage down http")
     request = ExportTraceServiceRequest()
     span = request.resource_spans.add().scope_spans.add().spans.add()
-    span.trace_id, span.span_id, span.name = b"\x01" * 16, b"\x02" * 8, "grpc storage down"
+    span.trace_id, span.span_id, span.name = bytes(range(1, 17)), b"\x02" * 8, "storage down grpc"
+    span.start_time_unix_nano = span.end_time_unix_nano = time.time_ns()
+    grpc_trace = span.trace_id.hex()
 
-    async def scenario() -> grpc.RpcError:
-        writer = _writer(client)
-        writer.start()
+    async def scenario() -> tuple[int, int, int, int]:
+        engine = _engine(client, tmp_path)
         port = free_port()
-        server = otlp_grpc_server(
-            EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, f"127.0.0.1:{port}", 1 << 20
-        )
+        server = otlp_grpc_server(engine.sink, keys, f"127.0.0.1:{port}", 1 << 20)
         await server.start()
+        client.command("DETACH TABLE otel_traces")
         try:
+            http_status = (
+                await _post(otlp_http_app(engine.sink, keys, 1 << 20), key, traces_json([http_span]))
+            ).status_code
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
-                try:
-                    await call(request.SerializeToString(), metadata=(("x-api-key", key),), timeout=10)
-                except grpc.RpcError as e:
-                    return e
-                raise AssertionError("export succeeded while storage was down")
+                await call(request.SerializeToString(), metadata=(("x-api-key", key),), timeout=10)
+            await asyncio.sleep(0.3)  # flushes fail meanwhile, and are retried
         finally:
-            await server.stop(None)
-            await writer.close()
+            client.command("ATTACH TABLE otel_traces")
+        http_rows = await _stored(
+            client, f"SELECT count() FROM otel_traces WHERE TraceId = '{http_span['traceId']}'"
+        )
+        grpc_rows = await _stored(client, f"SELECT count() FROM otel_traces WHERE TraceId = '{grpc_trace}'")
+        inferences = await _stored(
+            client, f"SELECT count() FROM llm_inferences WHERE trace_id = '{http_span['traceId']}'"
+        )
+        await server.stop(None)
+        await engine.close(timeout_s=5)
+        return http_status, http_rows, grpc_rows, inferences
 
-    client.command("DETACH TABLE otel_traces")
-    try:
-        error = asyncio.run(scenario())
-    finally:
-        client.command("ATTACH TABLE otel_traces")
-    assert error.code() == grpc.StatusCode.UNAVAILABLE
-    details = dict(error.trailing_metadata())["grpc-status-details-bin"]
-    retry = error_details_pb2.RetryInfo()
-    status_pb2.Status.FromString(details).details[0].Unpack(retry)
-    assert retry.retry_delay.seconds == 5
+    assert asyncio.run(scenario()) == (200, 1, 1, 1)
 
 
-def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple) -> None:
+def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple, tmp_path: Path) -> None:
     """One sender's absurd values share a batch with another project's clean spans: both are
     accepted, the clean rows are intact and the absurd values are emptied, not the batch failed."""
     client, keys, key = store
@@ -174,11 +193,8 @@ def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple) -> None:
     logs_body = logs_json([bad_log]).replace(b'"body"', b'"severityNumber":300,"body"')
 
     async def scenario() -> list[int]:
-        writer = BatchWriter(
-            Inserter(client, retries=0), max_rows=1000, max_delay_s=0.2, max_pending_rows=1000
-        )
-        writer.start()
-        app = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
+        engine = _engine(client, tmp_path)
+        app = otlp_http_app(engine.sink, keys, 1 << 20)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             headers = {"content-type": "application/json"}
@@ -191,7 +207,7 @@ def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple) -> None:
                     "/v1/traces", content=traces_json([clean]), headers={**headers, "x-api-key": other_key}
                 ),
             )
-        await writer.close()
+        await engine.close(timeout_s=10)  # stores what the log holds
         return [r.status_code for r in responses]
 
     assert asyncio.run(scenario()) == [200, 200, 200]
@@ -212,30 +228,26 @@ def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple) -> None:
     assert clean_row == [("clean-neighbour", 1200, 256)]
 
 
-def test_requests_beyond_the_inflight_budget_are_refused_before_reading(store: tuple) -> None:
-    """While one request holds the in-flight byte budget (waiting for its batch), the next is
-    refused at once with 429 instead of being read into memory."""
+def test_requests_beyond_the_inflight_budget_are_refused_before_reading(store: tuple, tmp_path: Path) -> None:
+    """While one request holds the in-flight byte budget (its append waits for the disk), the next
+    is refused at once with 429 instead of being read into memory."""
     client, keys, key = store
     body = traces_json([json_span(GENAI_ATTRIBUTES, name=f"budget {i}") for i in range(3)])
 
     async def scenario() -> list[httpx.Response]:
-        writer = BatchWriter(
-            Inserter(client, retries=0), max_rows=1000, max_delay_s=0.5, max_pending_rows=1000
-        )
-        writer.start()
+        engine = _engine(client, tmp_path)
         admission = Admission(max_bytes=len(body) + 100)
-        app = otlp_http_app(
-            EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20, admission
-        )
+        app = otlp_http_app(engine.sink, keys, 1 << 20, admission)
         transport = httpx.ASGITransport(app=app)
         headers = {"content-type": "application/json", "x-api-key": key}
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            first = asyncio.create_task(http.post("/v1/traces", content=body, headers=headers))
-            await asyncio.sleep(0.1)  # the first is now waiting for its batch, holding its bytes
-            second = await http.post("/v1/traces", content=body, headers=headers)
+            with _slow_disk(engine):  # the append waits
+                first = asyncio.create_task(http.post("/v1/traces", content=body, headers=headers))
+                await asyncio.sleep(0.1)  # the first is now waiting for its append, holding its bytes
+                second = await http.post("/v1/traces", content=body, headers=headers)
             responses = [await first, second]
         assert admission.used == 0  # every share given back
-        await writer.close()
+        await engine.close(timeout_s=5)
         return responses
 
     first, second = asyncio.run(scenario())
@@ -244,63 +256,76 @@ def test_requests_beyond_the_inflight_budget_are_refused_before_reading(store: t
     assert "in flight" in second.json()["message"]
 
 
-def test_a_retry_after_a_partly_committed_batch_is_harmless(store: tuple) -> None:
-    """The span table took the batch, the inference table did not: the sender is told to retry,
-    and its retry leaves one span under FINAL (replays collapse on merge)."""
+def test_a_flush_that_reached_only_some_tables_is_completed_without_duplicates(
+    store: tuple, tmp_path: Path
+) -> None:
+    """The span table took a flush, the inference table did not: the sender was acknowledged
+    anyway (the log has the data), and the exporter retries the same flush with the same token
+    until the inference table is back. Then the span is in each table once, without FINAL: the
+    retried block was dropped as a duplicate by its token."""
     client, keys, key = store
     span = json_span(GENAI_ATTRIBUTES, name="partly committed")
-    body = traces_json([span])
 
-    async def send() -> int:
-        writer = _writer(client)
-        writer.start()
-        app = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
+    async def scenario() -> tuple[int, int, int]:
+        engine = _engine(client, tmp_path)
+        client.command("DETACH TABLE llm_inferences")
         try:
-            return (await _post(app, key, body)).status_code
+            status = (
+                await _post(otlp_http_app(engine.sink, keys, 1 << 20), key, traces_json([span]))
+            ).status_code
+            trace = f"TraceId = '{span['traceId']}'"
+            await _stored(client, f"SELECT count() FROM otel_traces WHERE {trace}")
+            await asyncio.sleep(0.5)  # the failed flush is retried meanwhile
         finally:
-            await writer.close()
+            client.command("ATTACH TABLE llm_inferences")
+        inferences = await _stored(
+            client, f"SELECT count() FROM llm_inferences WHERE trace_id = '{span['traceId']}'"
+        )
+        await engine.close(timeout_s=5)
+        spans = int(client.command(f"SELECT count() FROM otel_traces WHERE {trace}"))
+        return status, spans, inferences
 
-    client.command("DETACH TABLE llm_inferences")
-    try:
-        assert asyncio.run(send()) == 503
-    finally:
-        client.command("ATTACH TABLE llm_inferences")
-    assert asyncio.run(send()) == 200  # the sender's retry
-    trace = f"TraceId = '{span['traceId']}'"
-    assert client.command(f"SELECT count() FROM otel_traces FINAL WHERE {trace}") == 1
-    client.command("OPTIMIZE TABLE otel_traces FINAL")
-    assert client.command(f"SELECT count() FROM otel_traces WHERE {trace}") == 1
-    assert client.command(f"SELECT count() FROM llm_inferences WHERE trace_id = '{span['traceId']}'") == 1
+    assert asyncio.run(scenario()) == (200, 1, 1)
 
 
-def test_readiness_follows_storage(store: tuple) -> None:
-    """/readyz turns 503 when a flush failed and back to 200 once one succeeds: what an
-    orchestrator needs to stop routing senders to an instance whose storage is down."""
+def test_readiness_follows_storage(store: tuple, tmp_path: Path) -> None:
+    """/readyz turns 503 while flushes fail and back to 200 once one succeeds: what an
+    orchestrator needs to stop routing senders to an instance whose storage is down (its log
+    would only fill up)."""
     client, keys, key = store
     body = traces_json([json_span(GENAI_ATTRIBUTES, name="readiness")])
 
     async def scenario() -> list[int]:
-        writer = _writer(client)
-        writer.start()
-        otlp = otlp_http_app(EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer), keys, 1 << 20)
-        api = health_app(lambda: writer.healthy)
+        engine = _engine(client, tmp_path)
+        otlp = otlp_http_app(engine.sink, keys, 1 << 20)
+        api = health_app(lambda: engine.healthy)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api") as http:
+
+            async def ready_becomes(status: int) -> int:
+                for _ in range(200):
+                    got = (await http.get("/readyz")).status_code
+                    if got == status:
+                        return got
+                    await asyncio.sleep(0.05)
+                return got
+
             statuses = [(await http.get("/readyz")).status_code]
             client.command("DETACH TABLE otel_traces")
             try:
                 statuses.append((await _post(otlp, key, body)).status_code)
-                statuses.append((await http.get("/readyz")).status_code)
+                statuses.append(await ready_becomes(503))
             finally:
                 client.command("ATTACH TABLE otel_traces")
-            statuses.append((await _post(otlp, key, body)).status_code)
-            statuses.append((await http.get("/readyz")).status_code)
-        await writer.close()
+            statuses.append(await ready_becomes(200))
+        await engine.close(timeout_s=5)
         return statuses
 
-    assert asyncio.run(scenario()) == [200, 503, 503, 200, 200]
+    assert asyncio.run(scenario()) == [200, 200, 503, 200]
 
 
-def test_over_the_memory_ceiling_requests_are_refused_until_memory_comes_back(store: tuple) -> None:
+def test_over_the_memory_ceiling_requests_are_refused_until_memory_comes_back(
+    store: tuple, tmp_path: Path
+) -> None:
     """Past the process's RSS ceiling both receivers refuse with a retryable status (503 +
     Retry-After, UNAVAILABLE + RetryInfo) before reading anything; once memory is back, the same
     request is accepted."""
@@ -309,9 +334,8 @@ def test_over_the_memory_ceiling_requests_are_refused_until_memory_comes_back(st
     ceiling = MemoryCeiling(psutil.Process().memory_info().rss + (128 << 20), interval_s=0.01)
 
     async def scenario() -> tuple[httpx.Response, grpc.RpcError | None, httpx.Response]:
-        writer = _writer(client)
-        writer.start()
-        sink = EmbeddedSink(InThread(ProcessorChain(PRICING_ONLY)), writer)
+        engine = _engine(client, tmp_path)
+        sink = engine.sink
         admission = Admission(64 << 20, memory=ceiling)
         app = otlp_http_app(sink, keys, 1 << 20, admission)
         port = free_port()
@@ -331,7 +355,7 @@ def test_over_the_memory_ceiling_requests_are_refused_until_memory_comes_back(st
         await asyncio.sleep(0.05)
         after = await _post(app, key, body)
         await server.stop(None)
-        await writer.close()
+        await engine.close(timeout_s=5)
         return over, grpc_error, after
 
     over, grpc_error, after = asyncio.run(scenario())

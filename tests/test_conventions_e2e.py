@@ -51,6 +51,7 @@ def send(service: Service, path: str, body: bytes) -> None:
     )
     assert r.status_code == 200, r.text
     assert "partialSuccess" not in r.json()
+    service.settle()  # acknowledged once in the local log; queryable a flush later
 
 
 def shifted(ex: dict[str, Any], start_ns: int) -> tuple[dict[str, Any], int]:

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 
 
 def sql_client(service: Service, key: str | None = None) -> Client:
+    service.settle()
     return clickhouse_connect.get_client(host="127.0.0.1", port=service.api_port, password=key or service.key)
 
 

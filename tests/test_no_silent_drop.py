@@ -45,7 +45,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanKind
 
 from tests.conftest import wait_for
-from tests.kafka_helpers import Backend, Role, role_env, start_backend
+from tests.kafka_helpers import Backend, Role, headers_of, role_env, start_backend, value_of
 from tests.otlp_helpers import GENAI_ATTRIBUTES, new_span_id, new_trace_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -98,7 +98,7 @@ class DeadLetters:
 
     def matching(self, found: Callable[[bytes], bool]) -> list[confluent_kafka.Message]:
         self._drain()
-        return [m for m in self.messages if m.value() is not None and found(m.value())]
+        return [m for m in self.messages if m.value() is not None and found(value_of(m))]
 
     def about_span(self, span_id: str) -> list[confluent_kafka.Message]:
         """Dead letters holding this span: a raw OTLP message (the id's bytes) or an enriched JSON
@@ -202,7 +202,7 @@ def fate(p: Pipeline, sid: str, genai: bool) -> dict[str, str]:
                 found[table] = STORED
             elif dead := p.dlq.about_span(sid):
                 for m in dead:
-                    assert dict(m.headers())["inferline-dlq-error"], "a dead letter without its reason"
+                    assert headers_of(m)["inferline-dlq-error"], "a dead letter without its reason"
                 found[table] = DEAD_LETTERED
         return len(found) == len(rows)
 
@@ -425,7 +425,7 @@ def _publish(bootstrap: str, topic: str, value: bytes, key: bytes) -> tuple[int,
 def _dead_letter_of(p: Pipeline, value: bytes) -> dict[str, bytes]:
     dead = wait_for(lambda: p.dlq.matching(lambda v: v == value), timeout=LANDS_WITHIN_S, interval=0.3)
     assert len(dead) == 1, "a raw message with records that cannot be stored was not dead-lettered"
-    return dict(dead[0].headers())
+    return headers_of(dead[0])
 
 
 def test_processor_dead_letters_spans_a_collector_published_unchecked(pipeline: Pipeline) -> None:

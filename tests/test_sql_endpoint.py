@@ -20,6 +20,7 @@ def send(service: Service, key: str, span: dict) -> None:
         headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
     )
     assert r.status_code == 200, r.text
+    service.settle()  # acknowledged once in the local log; queryable a flush later
 
 
 def test_clickhouse_connect_client_works(service: Service) -> None:

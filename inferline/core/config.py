@@ -25,6 +25,16 @@ class BatchSettings(BaseModel):
     max_pending_rows: int = Field(200_000, ge=1, description="rows waiting for storage before refusing")
 
 
+class LocalLogSettings(BaseModel):
+    """Embedded mode's durable point (`data_dir/log/`): what senders were acknowledged for and
+    ClickHouse does not have yet. See docs/architecture.md."""
+
+    max_bytes: int = Field(
+        1 << 30, ge=1 << 20, description="bytes not yet stored past which receivers refuse (429)"
+    )
+    read_entries: int = Field(8, ge=1, description="entries (requests) a worker processes at once")
+
+
 class ProjectRateLimit(BaseModel):
     """One project's own limits; unset fields take the defaults of `RateLimitSettings`."""
 
@@ -160,6 +170,7 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    local_log: LocalLogSettings = Field(default_factory=LocalLogSettings)
     sql: SqlSettings = Field(default_factory=SqlSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -1,6 +1,6 @@
 """What a receiver hands a decoded, authenticated request to.
 
-Embedded mode: the processor chain and the ClickHouse writer (`inferline.service.embedded_sink`).
+Embedded mode: the local log (`inferline.exporters.local_log`).
 Distributed mode: the raw Kafka topics. Either way `export_*` returns only once the data reached
 the durable point, and raises `inferline.core.errors.Retryable` when it could not.
 """
@@ -26,7 +26,7 @@ class ExportResult:
         """The Export*ServiceResponse that tells the sender, with partial_success when needed."""
         response = response_type()
         if self.rejected:
-            partial = response.partial_success  # type: ignore[attr-defined]
+            partial = response.partial_success
             setattr(partial, rejected_field, self.rejected)
             partial.error_message = self.message
         return response

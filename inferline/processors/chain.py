@@ -40,6 +40,7 @@ def build_processor(name: str, options: dict[str, Any]) -> Processor:
 class ProcessorChain:
     def __init__(self, settings: ProcessorSettings | None = None) -> None:
         settings = settings or ProcessorSettings()
+        self._settings = settings
         normaliser_options: dict[str, Any] = {"join_window_s": settings.join_window_s}
         if settings.tenant_keys:
             normaliser_options["tenant_keys"] = tuple(settings.tenant_keys)
@@ -50,6 +51,10 @@ class ProcessorChain:
             if options.get("enabled", True) is False:
                 continue
             self.stages.append(build_processor(name, options))
+
+    def fresh(self) -> ProcessorChain:
+        """The same chain with an empty memory (the normaliser's join)."""
+        return ProcessorChain(self._settings)
 
     def run(self, spans: list[Span], logs: list[LogRecord]) -> Batch:
         batch = Batch(

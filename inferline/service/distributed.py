@@ -73,7 +73,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         from inferline.api.app import api_app
         from inferline.api.deps import ApiContext, admin_digest
         from inferline.api.sql import ReadOnlySql
-        from inferline.service.feedback import direct_insert
+        from inferline.service.feedback import insert_feedback
         from inferline.service.writer_role import KafkaWriter
         from inferline.storage.clickhouse import connect
         from inferline.storage.retention import apply_configured_retention
@@ -94,7 +94,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             keys=api_keys,
             sql=sql,
             database=database,
-            write_feedback=direct_insert(settings.processors, feedback_client, database),
+            write_feedback=insert_feedback(settings.processors, feedback_client, database),
             # The admin API manages the api_keys table; static keys stay in configuration.
             admin_key_sha256=admin_digest(settings.admin_key.get_secret_value()),
             key_admin=stored_keys,

@@ -18,7 +18,6 @@ from inferline.api.deps import ApiContext, admin_digest
 from inferline.api.sql import ReadOnlySql
 from inferline.core.config import Settings
 from inferline.core.consumer import Sink
-from inferline.exporters.clickhouse.batch_writer import BatchWriter
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.chain import ProcessorChain
 from inferline.processors.mask_request import MaskingSink
@@ -26,8 +25,8 @@ from inferline.processors.pii import PiiConfig, PiiMasker
 from inferline.receivers.otlp.admission import receiver_admission
 from inferline.receivers.otlp.grpc import otlp_grpc_server
 from inferline.receivers.otlp.http import decode_json_here, otlp_http_app
-from inferline.service.embedded_sink import EmbeddedSink
-from inferline.service.feedback import WriteFeedback, through_batch_writer
+from inferline.service.embedded_pipeline import EmbeddedEngine
+from inferline.service.feedback import WriteFeedback, insert_feedback
 from inferline.service.shutdown import Deadline, stop_on_signals
 from inferline.service.workers import InThread, WorkerProcesses
 from inferline.storage.clickhouse import connect
@@ -103,10 +102,9 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         processing = WorkerProcesses(
             settings.processors, settings.resolved_workers, settings.log_level, settings.max_queue_wait_s
         )
-        starting = asyncio.create_task(processing.start())  # meanwhile: migrations, keys
     else:
-        processing = InThread(chain, settings.max_queue_wait_s)
-        starting = asyncio.create_task(processing.start())
+        processing = InThread(chain)
+    starting = asyncio.create_task(processing.start())  # meanwhile: migrations, keys
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
     write_client = connect(url, database)
@@ -117,20 +115,16 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     if first_key:
         print_first_key(first_key, settings)
 
-    writer = BatchWriter(
-        Inserter(write_client, database),
-        max_rows=settings.batch.max_rows,
-        max_delay_s=settings.batch.max_delay_s,
-        max_pending_rows=settings.batch.max_pending_rows,
-        min_delay_s=settings.batch.min_delay_s,
-    )
-    writer.start()
     await starting
-    embedded = EmbeddedSink(processing, writer)
-    sink: Sink = embedded
+    engine = EmbeddedEngine(
+        settings.data_dir, processing, Inserter(write_client, database), settings.batch, settings.local_log
+    )
+    engine.start()
+    sink: Sink = engine.sink
     if settings.mask_at_receiver:
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
     sql = ReadOnlySql(url, database, **settings.sql.model_dump())
+    feedback_client = connect(url, database)
 
     admission = receiver_admission(settings)  # shared by both receivers
     grpc_server = otlp_grpc_server(
@@ -154,8 +148,10 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
                 api_app(
                     keys,
                     sql,
-                    lambda: writer.healthy,
-                    api_context(settings, keys, sql, through_batch_writer(settings.processors, writer)),
+                    lambda: engine.healthy,
+                    api_context(
+                        settings, keys, sql, insert_feedback(settings.processors, feedback_client, database)
+                    ),
                 ),
                 settings.api_port,
             ),
@@ -176,15 +172,17 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
 
     deadline = Deadline(settings.shutdown_timeout_s)  # exits the process if the steps below hang
     log.info("stopping: finishing accepted requests", deadline_s=settings.shutdown_timeout_s)
-    writer.drain()
+    engine.pipeline.drain()
     otlp_http, api = http_servers
     otlp_http.should_exit = True
-    await grpc_server.stop(grace=deadline.fraction(0.5))
+    await grpc_server.stop(grace=deadline.fraction(0.3))
     await asyncio.gather(serving[0], return_exceptions=True)
-    await writer.close()  # flushes everything accepted
+    # What the log holds is stored now if it can be; the rest is replayed at the next start.
+    await engine.close(timeout_s=max(deadline.remaining() - 3.0, 1.0))
     api.should_exit = True  # last: /metrics and /readyz answer while the process drains
     await asyncio.gather(*serving, return_exceptions=True)
     processing.close()
     sql.close()
+    feedback_client.close()
     write_client.close()
     log.info("stopped")

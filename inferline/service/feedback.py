@@ -1,6 +1,6 @@
-"""How the API's feedback rows reach ClickHouse: masked and scored (inferline.processors.feedback), then
-written by the process's writer. Each function returns the `ApiContext.write_feedback` callable,
-which returns only once the rows are committed and raises `Retryable` when they could not be."""
+"""How the API's feedback rows reach ClickHouse: masked and scored (inferline.processors.feedback),
+then inserted. `insert_feedback` returns the `ApiContext.write_feedback` callable, which returns
+only once the rows are committed and raises `Retryable` when they could not be."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from inferline.core.config import ProcessorSettings
 from inferline.core.errors import Unavailable
 from inferline.core.logging import error_summary
 from inferline.core.records import Batch, Row
-from inferline.exporters.clickhouse.batch_writer import BatchWriter
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.feedback import FeedbackEnricher
 
@@ -25,21 +24,10 @@ log = structlog.get_logger()
 WriteFeedback = Callable[[list[Row]], Awaitable[None]]
 
 
-def through_batch_writer(processors: ProcessorSettings, writer: BatchWriter) -> WriteFeedback:
-    """Embedded: the rows join the batch writer's next flush, like any other rows."""
-    enricher = FeedbackEnricher.from_settings(processors)
-
-    async def write(rows: list[Row]) -> None:
-        enricher.process(rows)
-        await writer.write(Batch(feedback=rows))
-
-    return write
-
-
-def direct_insert(processors: ProcessorSettings, client: Any, database: str) -> WriteFeedback:
-    """Distributed writer role: no Kafka topic carries feedback; the writer process inserts it
-    with a client of its own. The dedup token is made of the feedback ids, so an insert retried
-    after an unclear failure is dropped by ClickHouse."""
+def insert_feedback(processors: ProcessorSettings, client: Any, database: str) -> WriteFeedback:
+    """Both modes: feedback reaches no log or topic; the process that owns the store inserts it
+    at once, with a client of its own, and answers only once it is stored. The dedup token is made
+    of the feedback ids, so an insert retried after an unclear failure is dropped by ClickHouse."""
     enricher = FeedbackEnricher.from_settings(processors)
     inserter = Inserter(client, database)
     executor = ThreadPoolExecutor(1, thread_name_prefix="feedback-insert")  # one client, one user

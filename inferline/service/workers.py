@@ -1,10 +1,11 @@
 """Where the embedded service runs its CPU stages: in a thread of its own process, or fanned out
 to worker processes so that every core works (one Python process uses about one core).
 
-Both run the same steps: flatten the OTLP request, run the processor chain, and encode the rows
-as Native blocks the writer passes straight to ClickHouse. With workers, each request is split
-by trace id (`inferline.otlp.shard`) so all records of a trace meet in the same process, where the
-normaliser joins content from log records to their span.
+Both run the same steps on a run of local-log entries: flatten the OTLP requests, run the
+processor chain once over all their records, and encode the rows as Native blocks the ClickHouse
+exporter passes straight to the engine. The receiver split each request by trace id into the
+log's partitions, and a partition always goes to the same worker, so all records of a trace meet
+in one process, where the normaliser joins content from log records to their span.
 """
 
 from __future__ import annotations
@@ -12,46 +13,78 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from inferline.bus.local_log import SPANS, Entry
 from inferline.core import metrics
 from inferline.core.config import ProcessorSettings
 from inferline.core.errors import Overloaded, Unavailable
-from inferline.core.records import Batch
+from inferline.core.records import Batch, LogRecord, Span
 from inferline.exporters.clickhouse.native import encode_block
 from inferline.otlp.flatten import flatten_logs, flatten_spans
 from inferline.otlp.json_codec import decode_json
-from inferline.otlp.shard import shard_logs, shard_spans
 from inferline.processors.chain import ProcessorChain
+from inferline.service.parent_watch import die_with_parent
 from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
 
 log = structlog.get_logger()
 
 Request = ExportTraceServiceRequest | ExportLogsServiceRequest
-# (rejected records, why, the rows encoded for the writer)
-Processed = tuple[int, str, Batch]
 
 # Counters the CPU stages move; a worker process sends back how far, the service adds it.
 _WORKER_COUNTERS = (metrics.VALUES_OUT_OF_RANGE,)
 
+LOCAL_TOPIC = "local"  # the `topic` of local-log origins in the normaliser's join holds
 
-def process(chain: ProcessorChain, request: Request, project_id: str) -> Processed:
-    if isinstance(request, ExportTraceServiceRequest):
-        flat = flatten_spans(request, project_id)
-        batch = chain.run(flat.records, [])
-    else:
-        flat = flatten_logs(request, project_id)
-        batch = chain.run([], flat.records)
-    return flat.rejected, flat.error, encode(batch)
+
+class Processed(NamedTuple):
+    """The rows of a run of log entries, encoded for ClickHouse, and what the join still holds."""
+
+    batch: Batch
+    # Per partition of this worker: the lowest offset whose record the join still holds in
+    # memory; the log position must not be committed past it.
+    held: dict[int, int]
+    failed: list[tuple[int, str]]  # (offset, reason) of entries that could not be processed
+
+
+def process_entries(chain: ProcessorChain, entries: list[Entry]) -> Processed:
+    """Flatten, run the chain over all entries at once (one batch, one join pass), encode."""
+    spans: list[Span] = []
+    logs: list[LogRecord] = []
+    failed: list[tuple[int, str]] = []
+    for entry in entries:
+        try:
+            origin = (LOCAL_TOPIC, entry.partition, entry.offset)
+            if entry.kind == SPANS:
+                flat = flatten_spans(ExportTraceServiceRequest.FromString(entry.payload), entry.project_id)
+                for span in flat.records:
+                    span.origin = origin
+                spans += flat.records
+            else:
+                flat_logs = flatten_logs(ExportLogsServiceRequest.FromString(entry.payload), entry.project_id)
+                for record in flat_logs.records:
+                    record.origin = origin
+                logs += flat_logs.records
+        except Exception as e:  # validated at the receiver, so this is a bug: keep the rest going
+            failed.append((entry.offset, f"{type(e).__name__}: {e}"[:500]))
+    batch = chain.run(spans, logs) if spans or logs else Batch()
+    return Processed(encode(batch), held_partitions(chain), failed)
+
+
+def held_partitions(chain: ProcessorChain) -> dict[int, int]:
+    return {
+        p: offset for (topic, p), offset in chain.normaliser.held_offsets().items() if topic == LOCAL_TOPIC
+    }
 
 
 def encode(batch: Batch) -> Batch:
@@ -67,16 +100,10 @@ def encode(batch: Batch) -> Batch:
     return out
 
 
-def merge(results: list[Processed]) -> Processed:
-    if len(results) == 1:
-        return results[0]
-    batch = Batch()
-    rejected, why = 0, ""
-    for n, error, part in results:
-        rejected += n
-        why = why or error
-        batch.extend(part)
-    return rejected, why, batch
+def expire_held(chain: ProcessorChain) -> dict[int, int]:
+    """Lets the join drop what outlived its window (when no entries come to do it)."""
+    chain.normaliser.expire()
+    return held_partitions(chain)
 
 
 class QueueGate:
@@ -105,39 +132,54 @@ class QueueGate:
 class InThread:
     """One thread beside the event loop (the loop stays free to take requests meanwhile)."""
 
-    def __init__(self, chain: ProcessorChain, max_wait_s: float = 2.0) -> None:
+    count = 1
+
+    def __init__(self, chain: ProcessorChain) -> None:
         self._chain = chain
-        self._gate = QueueGate(2, max_wait_s)
         # One thread: the normaliser's join caches are not shared between threads.
         self._executor: Executor = ThreadPoolExecutor(1, thread_name_prefix="process")
 
     async def start(self) -> None:
         return None
 
-    async def run(
-        self, request: ExportTraceServiceRequest | ExportLogsServiceRequest, project_id: str
-    ) -> Processed:
+    async def process(self, worker: int, entries: list[Entry]) -> Processed:
         loop = asyncio.get_running_loop()
-        async with self._gate.slot():
-            return await loop.run_in_executor(self._executor, process, self._chain, request, project_id)
+        return await loop.run_in_executor(self._executor, process_entries, self._chain, entries)
+
+    async def expire(self, worker: int) -> dict[int, int]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, expire_held, self._chain)
+
+    async def restart(self) -> None:
+        """Forget the join's memory (the log is replayed from the committed positions)."""
+        self._chain = await asyncio.get_running_loop().run_in_executor(self._executor, self._chain.fresh)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
 
+class WorkerDied(Exception):
+    """A worker process died (and was replaced): what it held in memory is gone."""
+
+
 class WorkerProcesses:
-    """`count` processes, one executor each, so a trace's shard always reaches the same one."""
+    """`count` processes, one executor each, so a partition always reaches the same one."""
 
     def __init__(
         self, settings: ProcessorSettings, count: int, log_level: str = "info", max_wait_s: float = 2.0
     ) -> None:
-        self._init_args = (settings.model_dump_json(), log_level)
+        self._init_args = (settings.model_dump_json(), log_level, os.getpid())
         # spawn, not fork: the service already runs ClickHouse's threads when workers start.
         self._context = multiprocessing.get_context("spawn")
         self._executors = [self._new() for _ in range(count)]
         self._next_decoder = 0
-        # Two requests per worker: one running, one ready to start the moment it finishes.
+        self._replaced = False
+        # OTLP/JSON decoding shares the workers with processing: at most two requests per worker
+        # wait for a turn, each at most `max_wait_s`, then get a retryable refusal.
         self._gate = QueueGate(2 * count, max_wait_s)
+
+    @property
+    def count(self) -> int:
+        return len(self._executors)
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=self._context, initializer=_init, initargs=self._init_args)
@@ -146,19 +188,27 @@ class WorkerProcesses:
         """Waits until every worker has imported and built its chain (a second or two)."""
         await asyncio.gather(*(asyncio.wrap_future(e.submit(_ready)) for e in self._executors))
 
-    async def run(
-        self, request: ExportTraceServiceRequest | ExportLogsServiceRequest, project_id: str
-    ) -> Processed:
-        count = len(self._executors)
-        if isinstance(request, ExportTraceServiceRequest):
-            kind, parts = "spans", shard_spans(request, count)
-        else:
-            kind, parts = "logs", shard_logs(request, count)
-        async with self._gate.slot():
-            results = await asyncio.gather(
-                *(self._submit(k, kind, part.SerializeToString(), project_id) for k, part in parts.items())
-            )
-        return merge(list(results))
+    async def process(self, worker: int, entries: list[Entry]) -> Processed:
+        processed, counted = await self._submit(worker, _process_in_worker, entries)
+        for counter_index, labels, amount in counted:
+            _WORKER_COUNTERS[counter_index].labels(*labels).inc(amount)
+        return processed
+
+    async def expire(self, worker: int) -> dict[int, int]:
+        return await self._submit(worker, _expire_in_worker)
+
+    async def _submit(self, k: int, fn: Any, *args: Any) -> Any:
+        if self._replaced:
+            # A worker was replaced (seen while decoding JSON): its memory of the join is gone,
+            # which the pipeline must hear about before it hands out more work.
+            self._replaced = False
+            raise WorkerDied("a worker was replaced")
+        executor = self._executors[k]
+        try:
+            return await asyncio.wrap_future(executor.submit(fn, *args))
+        except BrokenProcessPool:
+            self._replace(k, executor)
+            raise WorkerDied(f"worker {k} died") from None
 
     async def decode_json(self, body: bytes, request_type: type[Message]) -> Message:
         """OTLP/JSON decoded in a worker (the next one in turn): the receiving process only
@@ -175,27 +225,31 @@ class WorkerProcesses:
             raise Unavailable("a worker process restarted, retry") from None
         return request_type.FromString(encoded)
 
+    async def restart(self) -> None:
+        """Every worker afresh: after one died, the others' memory of the join must go too, since
+        the log is replayed from the committed positions."""
+        old, self._executors = self._executors, [self._new() for _ in self._executors]
+        for e in old:
+            _kill(e)
+        self._replaced = False
+        await self.start()
+
     def _replace(self, k: int, executor: ProcessPoolExecutor) -> None:
         if self._executors[k] is executor:
             log.error("a worker process died; starting a new one", worker=k)
             self._executors[k] = self._new()
-
-    async def _submit(self, k: int, kind: str, body: bytes, project_id: str) -> Processed:
-        executor = self._executors[k]
-        try:
-            rejected, why, batch, counted = await asyncio.wrap_future(
-                executor.submit(_run_in_worker, kind, body, project_id)
-            )
-        except BrokenProcessPool:
-            self._replace(k, executor)
-            raise Unavailable("a worker process restarted, retry") from None
-        for counter_index, labels, amount in counted:
-            _WORKER_COUNTERS[counter_index].labels(*labels).inc(amount)
-        return rejected, why, batch
+            self._replaced = True
 
     def close(self) -> None:
         for e in self._executors:
             e.shutdown(wait=True)
+
+
+def _kill(executor: ProcessPoolExecutor) -> None:
+    for process in list(getattr(executor, "_processes", {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()
+    executor.shutdown(wait=False, cancel_futures=True)
 
 
 # --- inside a worker process -------------------------------------------------------------------
@@ -203,10 +257,11 @@ class WorkerProcesses:
 _chain: ProcessorChain | None = None
 
 
-def _init(settings_json: str, log_level: str) -> None:
+def _init(settings_json: str, log_level: str, parent_pid: int) -> None:
     global _chain
     # Ctrl-C reaches the whole process group; the service decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
     from inferline.core.logging import configure_logging
 
     configure_logging(log_level)
@@ -221,14 +276,18 @@ def _ready() -> bool:
     return _chain is not None
 
 
-def _run_in_worker(kind: str, body: bytes, project_id: str) -> tuple[int, str, Batch, list[Any]]:
+def _process_in_worker(entries: list[Entry]) -> tuple[Processed, list[Any]]:
     assert _chain is not None
-    cls = ExportTraceServiceRequest if kind == "spans" else ExportLogsServiceRequest
     before = _counter_values()
-    rejected, why, batch = process(_chain, cls.FromString(body), project_id)
+    processed = process_entries(_chain, entries)
     after = _counter_values()
     counted = [(i, labels, v - before.get((i, labels), 0.0)) for (i, labels), v in after.items()]
-    return rejected, why, batch, [c for c in counted if c[2]]
+    return processed, [c for c in counted if c[2]]
+
+
+def _expire_in_worker() -> dict[int, int]:
+    assert _chain is not None
+    return expire_held(_chain)
 
 
 def _counter_values() -> dict[tuple[int, tuple[str, ...]], float]:

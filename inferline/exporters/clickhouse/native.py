@@ -62,6 +62,7 @@ def _fit(table: str, col: Column, values: list[Any], limits: tuple[Any, Any]) ->
     def ok(v: Any) -> bool:
         return isinstance(v, (int, Decimal)) and not isinstance(v, bool) and lo <= v <= hi
 
+    fitted: list[Any]
     if nested:
         fitted = [[v if ok(v) else empty for v in vs] for vs in values]
     else:

@@ -1,0 +1,254 @@
+"""The ClickHouse exporter: gathers the rows processed from a durable log, inserts them in large
+batches (one insert per table per flush), and reports each flush's source ranges once stored, so
+the log's positions are committed only after ClickHouse has the rows.
+
+Replays insert nothing twice. Before its insert, a flush is recorded in a *plan* (per source
+partition, the offsets [start, end) it holds) and inserted with the plan's token as ClickHouse's
+`insert_deduplication_token`. After a crash the log is read again from the committed positions;
+the recorded plans are then rebuilt exactly, one by one, and inserted with their recorded tokens,
+so a block that did reach ClickHouse is dropped as a duplicate (and so is what it would add to the
+rollups) while one that did not is inserted. The consumers read only within the plan being
+rebuilt (`limit`), so no other rows can join it.
+
+Nobody waits on a flush: senders were acknowledged when the log had their data. A flush that fails
+is retried with the same token until it succeeds; meanwhile consumers wait (`max_pending_rows`)
+and the log fills up to its bound, past which receivers refuse with a retryable status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple, Protocol
+
+import structlog
+
+from inferline.core import metrics
+from inferline.core.config import BatchSettings
+from inferline.core.logging import error_summary
+from inferline.core.records import Batch
+from inferline.exporters.clickhouse.flush_policy import FlushDelay
+from inferline.exporters.clickhouse.inserter import Inserter
+
+log = structlog.get_logger()
+
+_PENDING = metrics.QUEUE_DEPTH.labels("pending_rows")
+
+Ranges = dict[int, tuple[int, int]]  # source partition -> offsets [start, end)
+
+
+class Delivery(NamedTuple):
+    """Rows processed from one source partition's offsets [start, end) (maybe none)."""
+
+    partition: int
+    start: int
+    end: int
+    batch: Batch
+
+
+class RecordedFlush(NamedTuple):
+    """A flush's plan as the plan book holds it."""
+
+    token: str
+    ranges: Ranges
+
+
+class PlanBook(Protocol):
+    """Where flush plans are recorded durably before their insert (the local log; a table)."""
+
+    def record_flush(self, ranges: Ranges) -> str:
+        """Records the plan; returns its deduplication token. Called from the exporter's thread."""
+        ...
+
+
+StoredCallback = Callable[[Ranges], Awaitable[None]]
+
+_BLOCKED = 0  # `limit` when a partition must not read at all for now
+
+
+class ClickHouseExporter:
+    def __init__(
+        self, inserter: Inserter, plans: PlanBook, on_stored: StoredCallback, settings: BatchSettings
+    ) -> None:
+        self._inserter = inserter
+        self._plans = plans
+        self._on_stored = on_stored
+        self._max_rows = settings.max_rows
+        self._max_pending = settings.max_pending_rows
+        self._delay = FlushDelay(settings.min_delay_s, settings.max_delay_s)
+        self._batch = Batch()
+        self._ranges: dict[int, list[int]] = {}  # partition -> [start, end) gathered for the next flush
+        self._delivered: dict[int, int] = {}  # partition -> end of its last delivery
+        self._replay: deque[RecordedFlush] = deque()
+        self._first_at = 0.0
+        self._in_flight = 0
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self._closed = asyncio.Event()  # set with _closing: cuts a retry's wait short
+        self._draining = False  # a stopping service: flush as soon as rows arrive
+        self._awaited = 0  # callers of idle(): flush now for them
+        self._task: asyncio.Task[None] | None = None
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
+        self.healthy = True  # False while a flush keeps failing
+
+    @property
+    def pending_rows(self) -> int:
+        return len(self._batch) + self._in_flight
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="clickhouse-exporter")
+
+    # -- replay ----------------------------------------------------------------------------------
+
+    def replay(self, flushes: list[RecordedFlush], positions: dict[int, int]) -> None:
+        """Before consuming from `positions` (the committed ones): the recorded flushes to rebuild
+        exactly, oldest first. Call while nothing is gathered."""
+        assert not self._ranges, "replay() with rows gathered"
+        self._delivered = dict(positions)
+        self._replay = deque(
+            f for f in flushes if any(positions.get(p, 0) < e for p, (_, e) in f.ranges.items())
+        )
+        if self._replay:
+            log.info("rebuilding recorded flushes", flushes=len(self._replay))
+
+    def limit(self, partition: int) -> int | None:
+        """The offset below which `partition` may read now (None: no limit). While a recorded
+        flush is rebuilt, only its partitions read, and only up to its end."""
+        if not self._replay:
+            return None
+        r = self._replay[0].ranges.get(partition)
+        if r is None or self._delivered.get(partition, 0) >= r[1]:
+            return _BLOCKED
+        return r[1]
+
+    def _replay_complete(self) -> bool:
+        flush = self._replay[0]
+        return all(self._delivered.get(p, 0) >= end for p, (_, end) in flush.ranges.items())
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    async def consume(self, delivery: Delivery) -> None:
+        """Gathers a delivery for the next flush; waits while `max_pending_rows` are pending."""
+        while self.pending_rows >= self._max_pending and not self._closing:
+            self._space.clear()
+            await self._space.wait()
+        p = delivery.partition
+        r = self._ranges.get(p)
+        if r is None:
+            self._ranges[p] = [delivery.start, delivery.end]
+        else:
+            r[1] = delivery.end
+        self._delivered[p] = delivery.end
+        if not len(self._batch):
+            self._first_at = time.monotonic()
+        self._batch.extend(delivery.batch)
+        self._idle.clear()
+        _PENDING.set(self.pending_rows)
+        self._wake.set()
+
+    def _due(self) -> bool | float:
+        """True: flush now; a float: seconds until due; False: wait for more."""
+        if self._replay:
+            return self._replay_complete()
+        if self._closing or self._draining or self._awaited or len(self._batch) >= self._max_rows:
+            return True
+        remaining = self._first_at + self._delay.seconds - time.monotonic()
+        return True if remaining <= 0 else remaining
+
+    async def _run(self) -> None:
+        while True:
+            if not self._ranges:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            due = self._due()
+            if due is True:
+                await self._flush()
+                continue
+            if self._closing and self._replay:
+                # An unfinished rebuild stays in the log; the next start rebuilds it.
+                log.info("stopping during a replay; the rest is replayed at the next start")
+                self._ranges.clear()
+                self._batch = Batch()
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), None if due is False else due)
+
+    async def _flush(self) -> None:
+        batch, ranges = self._batch, {p: (s, e) for p, (s, e) in self._ranges.items()}
+        self._batch, self._ranges = Batch(), {}
+        token = self._replay.popleft().token if self._replay else None
+        n = len(batch)
+        self._in_flight += n
+        loop = asyncio.get_running_loop()
+        backoff = 0.5
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    if n:
+                        if token is None:
+                            token = await loop.run_in_executor(self._io, self._plans.record_flush, ranges)
+                        await loop.run_in_executor(self._io, self._inserter.insert, batch, token)
+                    break
+                except Exception as e:
+                    self.healthy = False
+                    if self._closing:
+                        # Not committed: the log replays this flush (same plan, same token) at
+                        # the next start.
+                        log.error("stopping with a flush not stored", rows=n, error=error_summary(e))
+                        return
+                    log.error("flush failed; retrying", rows=n, retry_in_s=backoff, error=error_summary(e))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closed.wait(), backoff)
+                    backoff = min(backoff * 2, 10.0)
+            if n:
+                self._delay.observe(time.monotonic() - started)
+            self.healthy = True
+            metrics.observe_inferences(batch.inferences)
+            metrics.observe_inferences(batch.observed)
+            try:
+                await self._on_stored(ranges)
+            except Exception as e:  # stored but not committed: a replay drops it by its token
+                log.error("committing log positions failed", error=error_summary(e))
+        finally:
+            self._in_flight -= n
+            _PENDING.set(self.pending_rows)
+            self._space.set()
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    async def idle(self) -> None:
+        """Returns once everything gathered so far is stored (or dropped at close)."""
+        self._awaited += 1
+        self._wake.set()
+        try:
+            await self._idle.wait()
+        finally:
+            self._awaited -= 1
+
+    def drain(self) -> None:
+        """From now on flush as soon as rows arrive (a stopping service)."""
+        self._draining = True
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stores what is gathered (unless a replay is unfinished), then stops."""
+        self._closing = True
+        self._closed.set()
+        self._wake.set()
+        self._space.set()
+        if self._task:
+            await self._task
+        self._io.shutdown(wait=True)

@@ -1,0 +1,39 @@
+"""Embedded mode's receiver-side exporter: each accepted OTLP request is checked
+(`inferline.otlp.validate`), split by trace id into the local log's partitions, appended, and
+acknowledged once the log has fsynced it. ClickHouse is not waited for: the log is the durable
+point, and the embedded pipeline stores what it holds.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from inferline.bus.local_log import LOGS, SPANS, Append, LocalLog
+from inferline.core.consumer import ExportResult
+from inferline.otlp.shard import shard_logs, shard_spans
+from inferline.otlp.validate import remove_invalid
+
+
+class LocalLogExporter:
+    """`inferline.core.consumer.Sink` over the local log."""
+
+    def __init__(self, log: LocalLog, partitions: int) -> None:
+        self._log = log
+        self._partitions = partitions
+
+    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
+        rejected = remove_invalid(request)
+        parts = shard_spans(request, self._partitions) if request.resource_spans else {}
+        await self._log.append(
+            [Append(p, SPANS, project_id, part.SerializeToString()) for p, part in parts.items()]
+        )
+        return ExportResult(rejected.count, rejected.message)
+
+    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
+        rejected = remove_invalid(request)
+        parts = shard_logs(request, self._partitions) if request.resource_logs else {}
+        await self._log.append(
+            [Append(p, LOGS, project_id, part.SerializeToString()) for p, part in parts.items()]
+        )
+        return ExportResult(rejected.count, rejected.message)

@@ -1,0 +1,101 @@
+"""kill -9 of the embedded service, or of one of its workers, under steady load: every span a
+sender saw acknowledged is stored exactly once (even without FINAL: replays are rebuilt with the
+tokens of their recorded flushes), the rollups count each call once, and no process is left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import Service, make_service, wait_for
+from tests.senders import Senders
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def _in(span_ids: set[str]) -> str:
+    return ", ".join(f"'{s}'" for s in sorted(span_ids))
+
+
+def _check_stored_once(svc: Service, acknowledged: set[str]) -> None:
+    ids = _in(acknowledged)
+    spans = svc.sql(f"SELECT count(), uniqExact(SpanId) FROM otel_traces WHERE SpanId IN ({ids}) FORMAT TSV")
+    assert spans.split() == [str(len(acknowledged))] * 2, spans
+    inferences = svc.sql(f"SELECT count() FROM llm_inferences WHERE span_id IN ({ids})")
+    assert int(inferences) == len(acknowledged)
+    # The rollup counts each call once: its sum matches the raw table (all of the project's rows).
+    raw = int(svc.sql("SELECT count() FROM llm_inferences FINAL"))
+    rolled = int(svc.sql("SELECT sum(calls) FROM llm_inferences_by_minute"))
+    assert rolled == raw
+
+
+def _workers(main: psutil.Process) -> list[psutil.Process]:
+    """The worker processes (multiprocessing's resource tracker is a child too)."""
+    return [p for p in main.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _service(tmp_path: Path) -> Service:
+    # Slow flushes: the kill finds acknowledged spans in the log that ClickHouse does not have yet.
+    return make_service(
+        tmp_path,
+        INFERLINE_WORKERS="2",
+        INFERLINE_BATCH__MIN_DELAY_S="0.3",
+        INFERLINE_BATCH__MAX_DELAY_S="0.3",
+    )
+
+
+def test_kill_9_of_the_service_loses_nothing_acknowledged_and_leaves_no_process(tmp_path: Path) -> None:
+    svc = _service(tmp_path)
+    svc.start()
+    assert svc.process is not None
+    main = psutil.Process(svc.process.pid)
+    assert len(_workers(main)) == 2
+    children = main.children(recursive=True)
+    with Senders(svc.grpc_target, svc.http_url, svc.key) as senders:
+        senders.wait_for_more(200)
+        os.kill(main.pid, signal.SIGKILL)
+        svc.process.wait(10)
+        time.sleep(0.5)  # senders see the refusals
+        acknowledged = set(senders.acknowledged)
+    svc.stop()
+    # The workers noticed their parent's death at once; nothing of the service is left.
+    assert wait_for(lambda: not any(_alive(p) for p in children), 5), [p for p in children if _alive(p)]
+
+    svc.start()
+    try:
+        assert "local log opened" in svc.logs()
+        _check_stored_once(svc, acknowledged)
+    finally:
+        assert svc.stop() == 0
+
+
+def test_kill_9_of_a_worker_loses_nothing_and_the_service_goes_on(tmp_path: Path) -> None:
+    svc = _service(tmp_path)
+    svc.start()
+    assert svc.process is not None
+    main = psutil.Process(svc.process.pid)
+    try:
+        with Senders(svc.grpc_target, svc.http_url, svc.key) as senders:
+            senders.wait_for_more(100)
+            victim = _workers(main)[0]
+            victim.kill()
+            senders.wait_for_more(100)  # acknowledgements go on: the log does not need the worker
+            acknowledged = set(senders.acknowledged)
+        assert victim.pid not in {p.pid for p in _workers(main)}
+        assert len(_workers(main)) == 2  # replaced
+        assert "a worker died" in svc.logs()
+        _check_stored_once(svc, acknowledged)
+    finally:
+        assert svc.stop() == 0
