@@ -18,7 +18,6 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from inferline.processors.normalise import inference_id
-from inferline.service.writer_role import FAULT_CRASH_AFTER_INSERT, FAULT_EXIT_CODE
 from tests.conftest import wait_for
 from tests.kafka_helpers import (
     Backend,
@@ -78,9 +77,7 @@ def pipeline(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iter
     started: list[Role] = []
     try:
         for r in roles:
-            # The first writer crashes after its first insert, before committing (test-only hook).
-            extra = {FAULT_CRASH_AFTER_INSERT: "1"} if r.role == "writer" else {}
-            started.append(r.start(extra_env=extra))
+            started.append(r.start())
         yield Pipeline(backend, roles[2], roles[0], roles[1])
     finally:
         for r in reversed(started):
@@ -138,7 +135,9 @@ def _enriched_inferences(bootstrap: str, ids: set[str]) -> list[dict]:
     return records
 
 
-def test_end_to_end_with_writer_killed_between_insert_and_commit(pipeline: Pipeline) -> None:
+def test_end_to_end_with_the_writer_killed_and_restarted(pipeline: Pipeline) -> None:
+    """kill -9 of the writer with records in flight, more data while it is down, a restart: every
+    span is stored once (the insert-then-crash case itself: tests/test_flush_plans.py)."""
     p = pipeline
     spans_1, ids_1 = _export(p.receiver, genai_count=3, plain_count=2)
     for record in _enriched_inferences(p.backend.bootstrap, ids_1):
@@ -146,12 +145,10 @@ def test_end_to_end_with_writer_killed_between_insert_and_commit(pipeline: Pipel
         assert record["price_status"] == "priced"
         assert Decimal(record["total_cost_usd"]) == Decimal(GENAI_COST)
 
-    # The first writer inserted a batch, then died before committing its offsets.
-    assert p.writer.wait_exit(timeout=90) == FAULT_EXIT_CODE, p.writer.logs()[-3000:]
-    assert "fault injection" in p.writer.logs()
+    assert p.writer.process is not None
+    p.writer.process.kill()  # whatever it had gathered or was inserting
+    p.writer.wait_exit(timeout=30)
 
-    # More data arrives while it is down: a naive restart would batch [committed, new end) and
-    # re-insert the first batch under a different token. The recorded plan prevents that.
     spans_2, ids_2 = _export(p.receiver, genai_count=2, plain_count=1)
     _enriched_inferences(p.backend.bootstrap, ids_2)
     p.writer.start()
@@ -166,7 +163,6 @@ def test_end_to_end_with_writer_killed_between_insert_and_commit(pipeline: Pipel
     assert p.writer.sql("SELECT sum(calls) FROM llm_inferences_by_minute", KEY) == str(inferences)
     cost = p.writer.sql("SELECT toString(sum(total_cost_usd)) FROM llm_inferences", KEY)
     assert Decimal(cost) == Decimal(GENAI_COST) * inferences
-    assert "replaying a recorded batch plan" in p.writer.logs()
 
 
 def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipeline) -> None:

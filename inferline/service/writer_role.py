@@ -1,26 +1,20 @@
-"""The writer role: enriched topics → batches → ClickHouse, Kafka offsets committed only after
-ClickHouse accepted the batch.
+"""The writer role: the enriched topics → the ClickHouse exporter, the same one embedded mode
+uses (one insert per table per flush, whatever the number of partitions). Kafka offsets are
+committed only once ClickHouse has the rows.
 
-Replays are harmless. Every topic-partition range of a flush is inserted with the deduplication
-token `{group}/{topic}/{partition}/{start}-{end}`; the tables drop a block whose token they have
-seen (`non_replicated_deduplication_window`, or the replicated log on a cluster). A token only
-repeats if the replayed range is exactly the same, so before inserting, the writer records the
-flush *plan* (per partition: start and end offset) in `kafka_writer_plans`. After a crash between
-insert and commit, whoever consumes that partition next starts at the committed offset, finds the
-plan starting there, and cuts its range at exactly the recorded end: same rows, same token, no
-duplicate. Ranges are per partition, so this holds even when a rebalance moves the partitions of
-one flush to different writers.
+Replays are harmless: every flush is recorded as a plan in ClickHouse before its insert
+(`inferline.exporters.clickhouse.plans`), and after a crash or a rebalance the recorded flushes
+are rebuilt from the committed offsets and inserted with their tokens, so ClickHouse drops
+what it already has.
+
+A message that cannot be decoded, or a row ClickHouse would refuse, goes to the dead-letter
+topic with the reason; the rest goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 import orjson
@@ -33,8 +27,9 @@ from inferline.core import metrics
 from inferline.core.config import Settings
 from inferline.core.logging import error_summary
 from inferline.core.records import Batch, Row
-from inferline.exporters.clickhouse.flush_policy import FlushDelay
+from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges
 from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.exporters.clickhouse.plans import ClickHousePlans
 from inferline.kafka.clients import (
     H_DLQ_ERROR,
     H_DLQ_OFFSET,
@@ -54,60 +49,21 @@ from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Tab
 
 log = structlog.get_logger()
 
-PLANS_TABLE = "kafka_writer_plans"
-# Test-only fault injection: exit right after the ClickHouse insert, before the Kafka commit.
-FAULT_CRASH_AFTER_INSERT = "INFERLINE_FAULT_CRASH_AFTER_INSERT"
-FAULT_EXIT_CODE = 86
-
 _DECIMAL_COLUMNS = {
     t.name: tuple(c.name for c in t.columns if "Decimal" in c.type)
     for t in (LLM_INFERENCES, OTEL_TRACES, OTEL_LOGS)
 }
 
 
-def plans_ddl(database: str) -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS `{database}`.`{PLANS_TABLE}` (\n"
-        "    group_id String, topic String, partition UInt32, start_offset Int64, end_offset Int64,\n"
-        "    created_at DateTime64(3, 'UTC') DEFAULT now64(3)\n"
-        ") ENGINE = ReplacingMergeTree(created_at)\n"
-        "ORDER BY (group_id, topic, partition, start_offset)\n"
-        "TTL toDateTime(created_at) + INTERVAL 7 DAY"
-    )
-
-
-def _quote(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-@dataclass(slots=True)
-class _Range:
-    """Rows of one topic-partition waiting for a flush: offsets [start, end)."""
-
-    start: int
-    end: int
-    first_at: float
-    pinned_end: int | None = None  # end of a recorded plan this range must reproduce exactly
-    rows: list[Row] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        return self.pinned_end is None or self.end >= self.pinned_end
-
-
 class _Listener(ConsumerRebalanceListener):
-    def __init__(self, lock: asyncio.Lock, on_revoked: Callable[[list[TopicPartition]], None]) -> None:
-        self._lock = lock
-        self._on_revoked = on_revoked
+    def __init__(self, writer: KafkaWriter) -> None:
+        self._writer = writer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Waits for a flush in progress (it commits first); unflushed rows of revoked partitions
-        # are dropped: the next owner reads them again from the committed offset.
-        async with self._lock:
-            self._on_revoked(revoked)
+        await self._writer.partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        pass
+        await self._writer.partitions_assigned(assigned)
 
 
 class KafkaWriter:
@@ -117,31 +73,33 @@ class KafkaWriter:
         self._group = ks.writer_group
         self._database = settings.clickhouse_database
         self._client = client
-        self._inserter = Inserter(client, self._database)
         self._tables: dict[str, Table] = {
             ks.inferences_topic: LLM_INFERENCES,
             ks.spans_topic: OTEL_TRACES,
             ks.logs_topic: OTEL_LOGS,
         }
         self._max_rows = settings.batch.max_rows
-        self._delay = FlushDelay(settings.batch.min_delay_s, settings.batch.max_delay_s)
         self._bootstrap = bootstrap
         self._consumer: AIOKafkaConsumer
         self._producer: AIOKafkaProducer  # dead letters only
-        self._io = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-insert")
-        self._lock = asyncio.Lock()
-        self._ranges: dict[TopicPartition, _Range] = {}
-        self._pins: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (start, end) of a recorded plan
-        self._checked: set[TopicPartition] = set()  # plan looked up since the partition was assigned
-        self._crash_after_insert = os.environ.get(FAULT_CRASH_AFTER_INSERT) == "1"
+        self._plans = ClickHousePlans(client, self._database, self._group)
+        self._exporter = ClickHouseExporter(
+            Inserter(client, self._database),
+            self._plans,
+            self._stored,
+            settings.batch,
+            before_insert=self._keep_new_inferences,
+        )
+        self._positions: dict[TopicPartition, int] = {}  # next offset to deliver, per partition
         self._lag = ConsumerLag(self._group, self._tables)
-        self.healthy = True
         self.ready = False
 
+    @property
+    def healthy(self) -> bool:
+        return self._exporter.healthy
+
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            self._io, self._client.command, plans_ddl(self._database)
-        )
+        await asyncio.get_running_loop().run_in_executor(None, self._plans.create)
         ks = self._ks
         producer = await start_client(lambda: make_producer(ks, self._bootstrap), stop)
         if producer is None:
@@ -151,75 +109,74 @@ class KafkaWriter:
             await stop_client(producer)
             return
         self._producer, self._consumer = producer, consumer
-        self._consumer.subscribe(list(self._tables), listener=_Listener(self._lock, self._forget))
+        self._exporter.start()
+        self._consumer.subscribe(list(self._tables), listener=_Listener(self))
         self.ready = True
         log.info("writer started", topics=list(self._tables), group=self._group)
         try:
             while not stop.is_set():
-                polled = await self._consumer.getmany(
-                    timeout_ms=self._poll_timeout_ms(), max_records=self._max_rows
-                )
-                async with self._lock:
-                    if polled:
-                        await self._add(polled)
-                    if self._due():
-                        await self._flush()
+                polled = await self._consumer.getmany(timeout_ms=200, max_records=self._max_rows)
+                for tp, records in polled.items():
+                    await self._deliver(tp, records)
                 await self._lag.update(self._consumer)
-            async with self._lock:
-                await self._flush()  # what is complete; the rest is read again after a restart
         finally:
             self.ready = False
+            await self._exporter.close()  # stores (and commits) what was gathered
             self._lag.clear()
             await stop_client(self._consumer)
             await stop_client(self._producer)
-            self._io.shutdown(wait=True)
 
-    def _poll_timeout_ms(self) -> int:
-        if not self._ranges:
-            return 500
-        oldest = min(r.first_at for r in self._ranges.values())
-        return max(10, min(500, int((oldest + self._delay.seconds - time.monotonic()) * 1000)))
+    # -- rebalances ------------------------------------------------------------------------------
 
-    def _forget(self, tps: list[TopicPartition]) -> None:
-        for tp in tps:
-            self._ranges.pop(tp, None)
-            self._pins.pop(tp, None)
-            self._checked.discard(tp)
+    async def partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before partitions go: store and commit what was gathered, so they change hands at a
+        committed offset."""
+        if revoked:
+            await self._exporter.idle()
+        for tp in revoked:
+            self._positions.pop(tp, None)
 
-    # -- consuming -----------------------------------------------------------------------------
+    async def partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """New partitions start at their committed offsets; the recorded flushes past them are
+        rebuilt before anything else is gathered."""
+        committed: dict[TopicPartition, int] = {}
+        for tp in self._consumer.assignment():
+            offset = await self._consumer.committed(tp)
+            if offset is not None:
+                committed[tp] = offset
+        self._positions = dict(committed)
+        loop = asyncio.get_running_loop()
+        try:
+            flushes = await loop.run_in_executor(None, self._plans.pending, committed)
+        except Exception as e:  # without the plans a replay may duplicate; it loses nothing
+            log.error("could not read the flush plans", error=error_summary(e))
+            flushes = []
+        await self._exporter.idle()
+        self._exporter.replay(flushes, committed)
 
-    async def _add(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        unchecked = {tp: records[0].offset for tp, records in polled.items() if tp not in self._checked}
-        if unchecked:
-            pins = await asyncio.get_running_loop().run_in_executor(self._io, self._find_plans, unchecked)
-            self._pins.update(pins)
-            self._checked.update(unchecked)
-            for tp, (start, end) in pins.items():
-                log.info(
-                    "replaying a recorded batch plan",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    start=start,
-                    end=end,
-                )
-        for tp, records in polled.items():
-            table = self._tables[tp.topic]
-            for m in records:
-                r = self._ranges.get(tp)
-                if r is not None and r.pinned_end is not None and m.offset >= r.pinned_end:
-                    # The replayed range is complete: it is flushed as recorded, before this row.
-                    if not await self._flush():
-                        return  # rewound: this poll's records come again
-                    r = self._ranges.get(tp)
-                if r is None:
-                    r = self._ranges[tp] = _Range(m.offset, m.offset, time.monotonic())
-                    pin = self._pins.pop(tp, None)
-                    if pin is not None and pin[0] == m.offset:
-                        r.pinned_end = pin[1]
-                row = await self._decode(m, table)
-                if row is not None:
-                    r.rows.append(row)
-                r.end = m.offset + 1
+    # -- consuming -------------------------------------------------------------------------------
+
+    async def _deliver(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        limit = self._exporter.limit(tp)
+        position = self._positions.get(tp, records[0].offset)
+        if limit is not None:
+            keep = [m for m in records if m.offset < limit]
+            if len(keep) < len(records):  # read again once the rebuilt flush is stored
+                self._consumer.seek(tp, records[len(keep)].offset if keep else position)
+            records = keep
+            if not records:
+                await asyncio.sleep(0.02)
+                return
+        table = self._tables[tp.topic]
+        rows = [row for m in records if (row := await self._decode(m, table)) is not None]
+        batch = Batch(
+            inferences=rows if table is LLM_INFERENCES else [],
+            spans=rows if table is OTEL_TRACES else [],
+            logs=rows if table is OTEL_LOGS else [],
+        )
+        end = records[-1].offset + 1
+        await self._exporter.consume(Delivery(tp, position, end, batch))
+        self._positions[tp] = end
 
     async def _decode(self, m: ConsumerRecord, table: Table) -> Row | None:
         reason = "decode"  # the `reason` label of inferline_dlq_records_total
@@ -256,82 +213,19 @@ class KafkaWriter:
             metrics.DLQ_RECORDS.labels("writer", reason).inc()
             return None
 
-    def _due(self) -> bool:
-        complete = [r for r in self._ranges.values() if r.complete]
-        if not complete:
-            return False
-        if any(r.pinned_end is not None for r in complete):
-            return True
-        if sum(len(r.rows) for r in complete) >= self._max_rows:
-            return True
-        return min(r.first_at for r in complete) + self._delay.seconds <= time.monotonic()
+    # -- storing ---------------------------------------------------------------------------------
 
-    # -- flushing ------------------------------------------------------------------------------
-
-    async def _flush(self) -> bool:
-        """False when the flush failed and consumption was rewound to the committed offsets."""
-        ranges = {tp: r for tp, r in self._ranges.items() if r.complete}
-        if not ranges:
-            return True
-        started = time.monotonic()
+    async def _stored(self, ranges: Ranges) -> None:
         try:
-            await asyncio.get_running_loop().run_in_executor(self._io, self._write, ranges)
-            self._delay.observe(time.monotonic() - started)
+            await self._consumer.commit({tp: end for tp, (_, end) in ranges.items()})
         except Exception as e:
-            # Start over from the committed offsets: recorded plans pin the same ranges, so
-            # whatever part of this flush did reach ClickHouse is not written twice.
-            self.healthy = False
-            log.error("flush failed; re-reading from the committed offsets", error=error_summary(e))
-            await self._rewind()
-            await asyncio.sleep(1.0)
-            return False
-        # Counted once committed in ClickHouse: a replay of these rows is skipped as already
-        # stored (`_not_yet_stored`), so it is not counted again.
-        for tp, r in ranges.items():
-            if self._tables[tp.topic] is LLM_INFERENCES:
-                metrics.observe_inferences(r.rows)
-        if self._crash_after_insert:
-            log.warning("fault injection: exiting after the insert, before the Kafka commit")
-            os._exit(FAULT_EXIT_CODE)
-        for tp in ranges:
-            del self._ranges[tp]
-        try:
-            await self._consumer.commit({tp: r.end for tp, r in ranges.items()})
-        except Exception as e:
-            # Re-read from what is committed at once: the recorded plan pins the one range not
-            # committed, so its replay is dropped. Going on instead would leave several ranges
-            # uncommitted, and only the first of them would replay to its plan after a crash.
-            self.healthy = False
-            log.warning("offset commit failed; replaying from the committed offsets", error=error_summary(e))
-            await self._rewind()
-            return False
-        self.healthy = True
-        return True
+            # Rebalanced meanwhile: the next owner rebuilds this flush from its plan (harmless).
+            log.warning("offset commit failed; the flush is replayed later", error=error_summary(e))
 
-    def _write(self, ranges: dict[TopicPartition, _Range]) -> None:
-        new_plans = [
-            [self._group, tp.topic, tp.partition, r.start, r.end]
-            for tp, r in ranges.items()
-            if r.pinned_end is None
-        ]
-        if new_plans:
-            self._client.insert(
-                f"`{self._database}`.`{PLANS_TABLE}`",
-                new_plans,
-                column_names=["group_id", "topic", "partition", "start_offset", "end_offset"],
-            )
-        for tp, r in ranges.items():
-            if not r.rows:
-                continue
-            table = self._tables[tp.topic]
-            if table is LLM_INFERENCES:
-                r.rows = self._not_yet_stored(r.rows)
-            batch = Batch(
-                inferences=r.rows if table is LLM_INFERENCES else [],
-                spans=r.rows if table is OTEL_TRACES else [],
-                logs=r.rows if table is OTEL_LOGS else [],
-            )
-            self._inserter.insert(batch, f"{self._group}/{tp.topic}/{tp.partition}/{r.start}-{r.end}")
+    def _keep_new_inferences(self, batch: Batch) -> Batch:
+        if batch.inferences:
+            batch.inferences = self._not_yet_stored(batch.inferences)
+        return batch
 
     def _not_yet_stored(self, rows: list[Row]) -> list[Row]:
         """Inference rows whose (inference_id, version) is not in ClickHouse yet. A processor that
@@ -362,25 +256,5 @@ class KafkaWriter:
                 fresh.append(row)
         return fresh
 
-    def _find_plans(self, first_offsets: dict[TopicPartition, int]) -> dict[TopicPartition, tuple[int, int]]:
-        keys = ", ".join(
-            f"({_quote(tp.topic)}, {tp.partition}, {offset})" for tp, offset in first_offsets.items()
-        )
-        rows = self._client.query(
-            f"SELECT topic, partition, start_offset, max(end_offset) FROM `{self._database}`.`{PLANS_TABLE}` "
-            f"WHERE group_id = {_quote(self._group)} AND (topic, partition, start_offset) IN ({keys}) "
-            "GROUP BY topic, partition, start_offset"
-        ).result_rows
-        return {TopicPartition(t, p): (s, e) for t, p, s, e in rows}
 
-    async def _rewind(self) -> None:
-        self._forget([*self._ranges, *self._consumer.assignment()])
-        for tp in self._consumer.assignment():
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
-
-
-__all__ = ["FAULT_CRASH_AFTER_INSERT", "FAULT_EXIT_CODE", "PLANS_TABLE", "KafkaWriter", "plans_ddl"]
+__all__ = ["KafkaWriter"]

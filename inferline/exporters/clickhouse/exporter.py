@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -38,13 +38,16 @@ log = structlog.get_logger()
 
 _PENDING = metrics.QUEUE_DEPTH.labels("pending_rows")
 
-Ranges = dict[int, tuple[int, int]]  # source partition -> offsets [start, end)
+# A source partition: a local-log partition (int) or a Kafka TopicPartition; opaque here (Any:
+# each wiring's plan book takes its own kind).
+Source = Any
+Ranges = dict[Source, tuple[int, int]]  # source partition -> offsets [start, end)
 
 
 class Delivery(NamedTuple):
     """Rows processed from one source partition's offsets [start, end) (maybe none)."""
 
-    partition: int
+    partition: Source
     start: int
     end: int
     batch: Batch
@@ -66,28 +69,37 @@ class PlanBook(Protocol):
 
 
 StoredCallback = Callable[[Ranges], Awaitable[None]]
+# Called (in the exporter's thread) on a flush's rows before its first insert attempt.
+BeforeInsert = Callable[[Batch], Batch]
 
 _BLOCKED = 0  # `limit` when a partition must not read at all for now
 
 
 class ClickHouseExporter:
     def __init__(
-        self, inserter: Inserter, plans: PlanBook, on_stored: StoredCallback, settings: BatchSettings
+        self,
+        inserter: Inserter,
+        plans: PlanBook,
+        on_stored: StoredCallback,
+        settings: BatchSettings,
+        before_insert: BeforeInsert | None = None,
     ) -> None:
         self._inserter = inserter
+        self._before_insert = before_insert
         self._plans = plans
         self._on_stored = on_stored
         self._max_rows = settings.max_rows
         self._max_pending = settings.max_pending_rows
         self._delay = FlushDelay(settings.min_delay_s, settings.max_delay_s)
         self._batch = Batch()
-        self._ranges: dict[int, list[int]] = {}  # partition -> [start, end) gathered for the next flush
-        self._delivered: dict[int, int] = {}  # partition -> end of its last delivery
+        self._ranges: dict[Source, list[int]] = {}  # [start, end) gathered for the next flush
+        self._delivered: dict[Source, int] = {}  # end of each partition's last delivery
         self._replay: deque[RecordedFlush] = deque()
         self._first_at = 0.0
         self._in_flight = 0
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
+        self._replayed = asyncio.Event()  # set when a rebuilt flush is stored
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -107,7 +119,7 @@ class ClickHouseExporter:
 
     # -- replay ----------------------------------------------------------------------------------
 
-    def replay(self, flushes: list[RecordedFlush], positions: dict[int, int]) -> None:
+    def replay(self, flushes: list[RecordedFlush], positions: dict[Source, int]) -> None:
         """Before consuming from `positions` (the committed ones): the recorded flushes to rebuild
         exactly, oldest first. Call while nothing is gathered."""
         assert not self._ranges, "replay() with rows gathered"
@@ -118,7 +130,7 @@ class ClickHouseExporter:
         if self._replay:
             log.info("rebuilding recorded flushes", flushes=len(self._replay))
 
-    def limit(self, partition: int) -> int | None:
+    def limit(self, partition: Source) -> int | None:
         """The offset below which `partition` may read now (None: no limit). While a recorded
         flush is rebuilt, only its partitions read, and only up to its end."""
         if not self._replay:
@@ -128,6 +140,10 @@ class ClickHouseExporter:
             return _BLOCKED
         return r[1]
 
+    def _in_replayed_flush(self, delivery: Delivery) -> bool:
+        r = self._replay[0].ranges.get(delivery.partition)
+        return r is not None and delivery.end <= r[1]
+
     def _replay_complete(self) -> bool:
         flush = self._replay[0]
         return all(self._delivered.get(p, 0) >= end for p, (_, end) in flush.ranges.items())
@@ -135,10 +151,15 @@ class ClickHouseExporter:
     # -- consuming -------------------------------------------------------------------------------
 
     async def consume(self, delivery: Delivery) -> None:
-        """Gathers a delivery for the next flush; waits while `max_pending_rows` are pending."""
+        """Gathers a delivery for the next flush; waits while `max_pending_rows` are pending, and
+        while a recorded flush is rebuilt that the delivery is not part of (callers that read
+        within `limit` never wait for that)."""
         while self.pending_rows >= self._max_pending and not self._closing:
             self._space.clear()
             await self._space.wait()
+        while self._replay and not self._closing and not self._in_replayed_flush(delivery):
+            self._replayed.clear()
+            await self._replayed.wait()
         p = delivery.partition
         r = self._ranges.get(p)
         if r is None:
@@ -193,6 +214,7 @@ class ClickHouseExporter:
         self._in_flight += n
         loop = asyncio.get_running_loop()
         backoff = 0.5
+        filtered = False
         try:
             while True:
                 started = time.monotonic()
@@ -200,6 +222,9 @@ class ClickHouseExporter:
                     if n:
                         if token is None:
                             token = await loop.run_in_executor(self._io, self._plans.record_flush, ranges)
+                        if self._before_insert is not None and not filtered:
+                            batch = await loop.run_in_executor(self._io, self._before_insert, batch)
+                            filtered = True
                         await loop.run_in_executor(self._io, self._inserter.insert, batch, token)
                     break
                 except Exception as e:
@@ -226,6 +251,7 @@ class ClickHouseExporter:
             self._in_flight -= n
             _PENDING.set(self.pending_rows)
             self._space.set()
+            self._replayed.set()
 
     # -- stopping --------------------------------------------------------------------------------
 
@@ -249,6 +275,7 @@ class ClickHouseExporter:
         self._closed.set()
         self._wake.set()
         self._space.set()
+        self._replayed.set()
         if self._task:
             await self._task
         self._io.shutdown(wait=True)

@@ -1,0 +1,117 @@
+"""Flush plans of the writer role, kept in ClickHouse itself (`flush_plans`), where every writer
+of a consumer group finds them after a crash or a rebalance.
+
+A plan is one row per source partition (`topic/partition`) of a flush: its offsets [start, end),
+the token of the flush, and how many partitions the flush held. Tokens are unique per flush (a
+random id under the group's name), never derived from offsets: a recreated topic or a new Kafka
+cluster starts its offsets at 0 again, and an offset-derived token would make ClickHouse drop new
+data as a replay of old.
+
+On assignment a writer loads the plans that still cover offsets past its partitions' committed
+positions. If it holds every partition of a plan, the plan is rebuilt exactly with its token; if
+a rebalance split the plan between writers, each rebuilds its share under a token of its own
+(the plan's token plus the partitions it holds): nothing is lost whichever share was stored,
+and a share stored twice collapses under `FINAL` (inference rows are checked against the table
+before they are inserted, so the rollups count each call once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+
+from aiokafka.structs import TopicPartition
+from clickhouse_connect.driver.client import Client
+
+from inferline.exporters.clickhouse.exporter import Ranges, RecordedFlush
+
+PLANS_TABLE = "flush_plans"
+LEGACY_PLANS_TABLE = "kafka_writer_plans"  # per-partition plans of earlier versions
+
+
+def plans_ddl(database: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{PLANS_TABLE}` (\n"
+        "    consumer String, token String, source String, start_offset Int64, end_offset Int64,\n"
+        "    partitions UInt32, created_at DateTime64(3, 'UTC') DEFAULT now64(3)\n"
+        ") ENGINE = ReplacingMergeTree(created_at)\n"
+        "ORDER BY (consumer, source, end_offset, token)\n"
+        "TTL toDateTime(created_at) + INTERVAL 7 DAY"
+    )
+
+
+def source_name(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"
+
+
+def _source(name: str) -> TopicPartition:
+    topic, partition = name.rsplit("/", 1)
+    return TopicPartition(topic, int(partition))
+
+
+class ClickHousePlans:
+    """The writer role's `PlanBook`."""
+
+    def __init__(self, client: Client, database: str, consumer: str) -> None:
+        self._client = client
+        self._table = f"`{database}`.`{PLANS_TABLE}`"
+        self._database = database
+        self._consumer = consumer
+
+    def create(self) -> None:
+        """The table, and the plans of earlier versions moved into it (their tokens were
+        `{group}/{topic}/{partition}/{start}-{end}`, one partition each), once."""
+        self._client.command(plans_ddl(self._database))
+        legacy = f"`{self._database}`.`{LEGACY_PLANS_TABLE}`"
+        exists = self._client.command(
+            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+            parameters={"db": self._database, "t": LEGACY_PLANS_TABLE},
+        )
+        if int(str(exists)):
+            source = "concat(topic, '/', toString(partition))"
+            token = f"concat(group_id, '/', {source}, '/', toString(start_offset), '-', toString(end_offset))"
+            self._client.command(
+                f"INSERT INTO {self._table} (consumer, token, source, start_offset, end_offset, partitions, "
+                f"created_at) SELECT group_id, {token}, {source}, start_offset, end_offset, 1, created_at "
+                f"FROM {legacy}"
+            )
+            self._client.command(f"DROP TABLE {legacy}")
+
+    def record_flush(self, ranges: Ranges) -> str:
+        token = f"{self._consumer}/{uuid.uuid4().hex}"
+        self._client.insert(
+            self._table,
+            [[self._consumer, token, source_name(tp), s, e, len(ranges)] for tp, (s, e) in ranges.items()],
+            column_names=["consumer", "token", "source", "start_offset", "end_offset", "partitions"],
+        )
+        return token
+
+    def pending(self, committed: dict[TopicPartition, int]) -> list[RecordedFlush]:
+        """The plans that cover offsets past `committed` of these partitions, oldest first, each
+        cut to these partitions (with a token of its own when that is not all of it)."""
+        if not committed:
+            return []
+        rows = self._client.query(
+            "SELECT token, source, start_offset, end_offset, partitions, created_at "
+            f"FROM {self._table} FINAL WHERE consumer = {c:String} AND source IN {sources:Array(String)} "
+            "AND end_offset > {low:Int64} ORDER BY created_at, token",
+            parameters={
+                "c": self._consumer,
+                "sources": [source_name(tp) for tp in committed],
+                "low": min(committed.values()),
+            },
+        ).result_rows
+        ranges: dict[str, Ranges] = defaultdict(dict)
+        sizes: dict[str, int] = {}
+        for token, source, start, end, partitions, _ in rows:
+            tp = _source(source)
+            ranges[token][tp] = (start, end)
+            sizes[token] = partitions
+        flushes = []
+        for token, held in ranges.items():  # insertion order: oldest first
+            if not any(committed.get(tp, 0) < end for tp, (_, end) in held.items()):
+                continue
+            if len(held) < sizes[token]:
+                token = f"{token}/{','.join(sorted(source_name(tp) for tp in held))}"
+            flushes.append(RecordedFlush(token, held))
+        return flushes

@@ -1,0 +1,174 @@
+"""The ClickHouse exporter's flush plans, against a real chDB store: a flush inserted and never
+committed (the process died in between) is rebuilt from its plan and dropped by its token; a plan
+split by a rebalance loses nothing; offsets that start again at 0 (a new Kafka cluster, a
+recreated topic) never collide with old tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.structs import TopicPartition
+from clickhouse_connect.driver.client import Client
+
+from inferline.core.config import BatchSettings
+from inferline.core.records import Batch, Row, Span
+from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges, RecordedFlush
+from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.exporters.clickhouse.plans import LEGACY_PLANS_TABLE, ClickHousePlans
+from inferline.processors.otel_rows import trace_rows
+from inferline.storage.clickhouse import connect
+from inferline.storage.schema import migrate
+
+pytestmark = pytest.mark.integration
+
+A, B = TopicPartition("inferline.spans", 0), TopicPartition("inferline.spans", 1)
+BATCH = BatchSettings(max_rows=100_000, min_delay_s=0.01, max_delay_s=0.02)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[Client]:
+    c = connect(f"chdb://{tmp_path / 'clickhouse'}")
+    migrate(c)
+    yield c
+    c.close()
+
+
+def _span_row(name: str) -> Row:
+    now = time.time_ns()
+    span = Span(
+        project_id="p",
+        trace_id=uuid.uuid4().hex,
+        span_id=uuid.uuid4().hex[:16],
+        parent_span_id="",
+        trace_state="",
+        name=name,
+        kind=3,
+        start_ns=now,
+        end_ns=now + 1000,
+        status_code=0,
+        status_message="",
+        attributes={},
+    )
+    return trace_rows([span])[0]
+
+
+class Run:
+    """One writer's life: an exporter over the plans; what it stored, and whether it committed."""
+
+    def __init__(self, client: Client, commit: bool = True) -> None:
+        self.plans = ClickHousePlans(client, "default", "writers")
+        self.plans.create()
+        self.committed: dict[TopicPartition, int] = {}
+        self._commit = commit
+        self.exporter = ClickHouseExporter(Inserter(client), self.plans, self._stored, BATCH)
+
+    async def _stored(self, ranges: Ranges) -> None:
+        if self._commit:  # a writer that dies after its insert never gets here
+            self.committed.update({tp: end for tp, (_, end) in ranges.items()})
+
+    async def deliver(self, *deliveries: Delivery) -> None:
+        self.exporter.start()
+        for d in deliveries:
+            await self.exporter.consume(d)
+        await self.exporter.idle()
+        await self.exporter.close()
+
+
+def _rows(names: list[str]) -> Batch:
+    return Batch(spans=[_span_row(n) for n in names])
+
+
+def _count(client: Client, prefix: str) -> int:
+    return int(str(client.command(f"SELECT count() FROM otel_traces WHERE SpanName LIKE '{prefix}%'")))
+
+
+def test_a_flush_inserted_but_not_committed_is_dropped_when_rebuilt(client: Client) -> None:
+    first = [Delivery(A, 0, 3, _rows(["r a0", "r a1", "r a2"])), Delivery(B, 0, 2, _rows(["r b0", "r b1"]))]
+    crashed = Run(client, commit=False)
+    asyncio.run(crashed.deliver(*first))
+    assert _count(client, "r ") == 5
+
+    # The next writer starts from the committed offsets (none): the plan is rebuilt exactly, with
+    # the same rows, then new records follow.
+    restarted = Run(client)
+    pending = restarted.plans.pending({A: 0, B: 0})
+    assert len(pending) == 1 and pending[0].ranges == {A: (0, 3), B: (0, 2)}
+
+    async def replay() -> None:
+        restarted.exporter.replay(pending, {A: 0, B: 0})
+        assert restarted.exporter.limit(A) == 3 and restarted.exporter.limit(B) == 2
+        await restarted.deliver(*first, Delivery(A, 3, 4, _rows(["r a3"])))
+
+    asyncio.run(replay())
+    assert _count(client, "r ") == 6  # no FINAL: a duplicate would show
+    assert restarted.committed == {A: 4, B: 2}
+    assert restarted.plans.pending(restarted.committed) == []
+
+
+def test_a_plan_split_by_a_rebalance_loses_nothing(client: Client) -> None:
+    """The flush was recorded but never inserted (died in between); after the rebalance one writer
+    holds A, another B: each rebuilds its share under a token of its own, so both shares land."""
+
+    plans = ClickHousePlans(client, "default", "writers")
+    plans.create()
+    died = ClickHouseExporter(Inserter(client, retries=0), plans, lambda r: asyncio.sleep(0), BATCH)
+
+    async def record() -> None:
+        died.start()
+        await died.consume(Delivery(A, 0, 1, _rows(["s a0"])))
+        await died.consume(Delivery(B, 0, 1, _rows(["s b0"])))
+        await asyncio.sleep(0.3)  # the plan is recorded, the insert fails and is retried
+        await died.close()
+
+    client.command("DETACH TABLE otel_traces")  # the insert cannot happen
+    try:
+        asyncio.run(record())
+    finally:
+        client.command("ATTACH TABLE otel_traces")
+    for tp, name in ((A, "s a0"), (B, "s b0")):
+        writer = Run(client)
+        pending = writer.plans.pending({tp: 0})
+        assert len(pending) == 1 and pending[0].ranges == {tp: (0, 1)}
+
+        async def replay(
+            writer: Run = writer,
+            pending: list[RecordedFlush] = pending,
+            tp: TopicPartition = tp,
+            name: str = name,
+        ) -> None:
+            writer.exporter.replay(pending, {tp: 0})
+            await writer.deliver(Delivery(tp, 0, 1, _rows([name])))
+
+        asyncio.run(replay())
+    assert _count(client, "s ") == 2
+
+
+def test_offsets_that_start_again_at_zero_are_new_data(client: Client) -> None:
+    """A new cluster (or a recreated topic) reuses offsets 0..n: the data is new, not a replay."""
+    for generation in ("old", "new"):
+        run = Run(client)
+        asyncio.run(run.deliver(Delivery(A, 0, 2, _rows([f"z {generation} 0", f"z {generation} 1"]))))
+    assert _count(client, "z old") == 2
+    assert _count(client, "z new") == 2
+
+
+def test_plans_of_earlier_versions_are_moved_over(client: Client) -> None:
+    client.command(
+        f"CREATE TABLE {LEGACY_PLANS_TABLE} (group_id String, topic String, partition UInt32, "
+        "start_offset Int64, end_offset Int64, created_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree(created_at) ORDER BY (group_id, topic, partition, start_offset)"
+    )
+    client.command(
+        f"INSERT INTO {LEGACY_PLANS_TABLE} (group_id, topic, partition, start_offset, end_offset) "
+        "VALUES ('writers', 'inferline.spans', 1, 10, 20)"
+    )
+    plans = ClickHousePlans(client, "default", "writers")
+    plans.create()
+    assert plans.pending({B: 10}) == [("writers/inferline.spans/1/10-20", {B: (10, 20)})]
+    exists = client.command(f"SELECT count() FROM system.tables WHERE name = '{LEGACY_PLANS_TABLE}'")
+    assert int(str(exists)) == 0
