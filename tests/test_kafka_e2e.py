@@ -163,6 +163,7 @@ def test_end_to_end_with_the_writer_killed_and_restarted(pipeline: Pipeline) -> 
     assert p.writer.sql("SELECT sum(calls) FROM llm_inferences_by_minute", KEY) == str(inferences)
     cost = p.writer.sql("SELECT toString(sum(total_cost_usd)) FROM llm_inferences", KEY)
     assert Decimal(cost) == Decimal(GENAI_COST) * inferences
+    assert "could not read the flush plans" not in p.writer.logs()
 
 
 def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipeline) -> None:

@@ -93,7 +93,8 @@ class ClickHousePlans:
             return []
         rows = self._client.query(
             "SELECT token, source, start_offset, end_offset, partitions, created_at "
-            f"FROM {self._table} FINAL WHERE consumer = {c:String} AND source IN {sources:Array(String)} "
+            f"FROM {self._table} FINAL "
+            "WHERE consumer = {c:String} AND source IN {sources:Array(String)} "
             "AND end_offset > {low:Int64} ORDER BY created_at, token",
             parameters={
                 "c": self._consumer,
