@@ -7,6 +7,7 @@ until killed), so a test can take the broker away from under a running receiver.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import confluent_kafka
 import httpx
 import pytest
 
+from inferline.core.config import KafkaSettings
 from tests.conftest import ROOT, free_port
 
 APACHE_KAFKA_IMAGE = "apache/kafka:3.9.1"
@@ -34,14 +36,53 @@ def docker_available() -> bool:
         return False
 
 
-def mock_cluster() -> tuple[Any, str]:
-    """librdkafka's mock cluster in this process. The returned producer owns the cluster: keep it
-    referenced for as long as the broker is needed."""
+def _mock_topics() -> dict[str, int]:
+    """Our topics with the partition counts the roles would create on a real cluster."""
+    ks = KafkaSettings()
+    topics = {ks.raw_spans_topic: ks.raw_partitions, ks.raw_logs_topic: ks.raw_partitions, ks.dlq_topic: 1}
+    topics |= {t: ks.enriched_partitions for t in (ks.inferences_topic, ks.spans_topic, ks.logs_topic)}
+    return topics
+
+
+def mock_cluster(topics: dict[str, int] | None = None) -> tuple[Any, str]:
+    """librdkafka's mock cluster in this process, with our topics created up front; the returned
+    handle owns the cluster: keep it referenced for as long as the broker is needed.
+
+    Created through librdkafka's mock API (`rdkafka_mock.h`, called with ctypes on the library
+    confluent-kafka ships) because the mock broker answers no CreateTopics request, so the roles'
+    own topic creation fails against it and topics would be auto-created with 4 partitions. That
+    matters: the mock keeps at most 5 MiB per partition and deletes the oldest records past it
+    (like a real broker's retention), so a lagging consumer group loses data on a topic with too
+    few partitions (counted in `inferline_kafka_records_expired`)."""
     import confluent_kafka
 
-    owner = confluent_kafka.Producer({"test.mock.num.brokers": 1, "log_level": 3})
-    brokers = owner.list_topics(timeout=10).brokers
-    return owner, ",".join(f"{b.host}:{b.port}" for b in brokers.values())
+    libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
+    lib = ctypes.CDLL(str(next(libs.glob("librdkafka*.so*"))))
+    lib.rd_kafka_conf_new.restype = ctypes.c_void_p
+    lib.rd_kafka_conf_set.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+    ]
+    lib.rd_kafka_new.restype = ctypes.c_void_p
+    lib.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.rd_kafka_handle_mock_cluster.restype = ctypes.c_void_p
+    lib.rd_kafka_handle_mock_cluster.argtypes = [ctypes.c_void_p]
+    lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
+    lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ctypes.c_void_p]
+    lib.rd_kafka_mock_topic_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+    error = ctypes.create_string_buffer(512)
+    conf = lib.rd_kafka_conf_new()
+    for key, value in ((b"test.mock.num.brokers", b"1"), (b"log_level", b"3")):
+        assert lib.rd_kafka_conf_set(conf, key, value, error, len(error)) == 0, error.value
+    handle = lib.rd_kafka_new(0, conf, error, len(error))  # a producer: it owns the mock cluster
+    assert handle, error.value
+    cluster = lib.rd_kafka_handle_mock_cluster(handle)
+    for topic, partitions in (_mock_topics() if topics is None else topics).items():
+        assert lib.rd_kafka_mock_topic_create(cluster, topic.encode(), partitions, 1) == 0, topic
+    return (lib, handle), lib.rd_kafka_mock_cluster_bootstraps(cluster).decode()
 
 
 class MockBrokerProcess:
@@ -238,8 +279,8 @@ if __name__ == "__main__":
     owner, address = mock_cluster()
     print(address, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    while True:
-        owner.poll(1.0)
+    while True:  # the mock cluster runs in librdkafka's own threads
+        time.sleep(1.0)
 
 
 def consume(

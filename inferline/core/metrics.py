@@ -74,6 +74,11 @@ KAFKA_CONSUMER_LAG = Gauge(
     multiprocess_mode="livesum",
 )
 DLQ_RECORDS = Counter("inferline_dlq_records", "records sent to the dead-letter topic", ["stage", "reason"])
+KAFKA_RECORDS_EXPIRED = Counter(
+    "inferline_kafka_records_expired",
+    "records Kafka deleted (retention) before this consumer group read them",
+    ["group", "topic"],
+)
 VALUES_OUT_OF_RANGE = Counter(
     "inferline_values_out_of_range",
     "inserts where values beyond a column's range were emptied",

@@ -18,7 +18,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from inferline.core import metrics
 from inferline.core.config import KafkaSettings
 
 log = structlog.get_logger()
@@ -113,7 +116,8 @@ def make_consumer(ks: KafkaSettings, bootstrap: str, group_id: str) -> AIOKafkaC
         **_common(ks, bootstrap),
         group_id=group_id,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        # "none": a position Kafka no longer has raises instead of jumping silently (see poll).
+        auto_offset_reset="none",
         partition_assignment_strategy=(RangePartitionAssignor,),
         max_partition_fetch_bytes=max(ks.max_message_bytes + MESSAGE_OVERHEAD, 1048576),
         isolation_level="read_committed",
@@ -174,3 +178,38 @@ async def start_client(factory: Callable[[], Client], stop: asyncio.Event | None
             except TimeoutError:
                 pass
         delay = min(delay * 2, 10.0)
+
+
+async def poll(
+    consumer: AIOKafkaConsumer, group: str, timeout_ms: int, max_records: int
+) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+    """`getmany`, with the two ways a position can be missing made explicit. A partition the group
+    never committed starts at its earliest record. A committed position that Kafka no longer has
+    (its retention deleted the records while this group lagged behind, or the topic was
+    recreated) moves to the earliest record still there, and what was skipped is logged as an
+    error and counted in `inferline_kafka_records_expired`: acknowledged data lost to retention is
+    never skipped silently."""
+    try:
+        return await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+    except NoOffsetForPartitionError as e:
+        for tp in e.args:
+            if isinstance(tp, TopicPartition):
+                await consumer.seek_to_beginning(tp)
+        return {}
+    except OffsetOutOfRangeError as e:
+        positions: dict[TopicPartition, int] = e.args[0] if e.args and isinstance(e.args[0], dict) else {}
+        earliest = await consumer.beginning_offsets(list(positions))
+        for tp, position in positions.items():
+            first = earliest.get(tp, 0)
+            skipped = max(0, first - position)
+            log.error(
+                "kafka no longer has records this group had not read; continuing at the earliest",
+                topic=tp.topic,
+                partition=tp.partition,
+                position=position,
+                earliest=first,
+                skipped=skipped,
+            )
+            metrics.KAFKA_RECORDS_EXPIRED.labels(group, tp.topic).inc(skipped)
+            consumer.seek(tp, first)
+        return {}

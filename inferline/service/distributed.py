@@ -74,7 +74,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         from inferline.api.deps import ApiContext, admin_digest
         from inferline.api.sql import ReadOnlySql
         from inferline.service.feedback import insert_feedback
-        from inferline.service.writer_role import KafkaWriter
+        from inferline.service.writer_role import WriterRole
         from inferline.storage.clickhouse import connect
         from inferline.storage.retention import apply_configured_retention
         from inferline.storage.schema import migrate
@@ -82,7 +82,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         client = connect(url, database)
         migrate(client, database, settings.retention_days)  # the writer owns the schema
         apply_configured_retention(client, settings)
-        writer = KafkaWriter(settings, bootstrap, client)
+        writer = WriterRole(settings, bootstrap, client)
         workers.append(asyncio.create_task(writer.run(workers_stop), name="writer"))
         ready.append(lambda: writer.ready and writer.healthy)
         sql = ReadOnlySql(url, database, **settings.sql.model_dump())
@@ -109,14 +109,14 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         servers.append(_server(health_app(lambda: all(r() for r in ready)), settings, settings.api_port))
 
     if processes:
-        from inferline.service.processor_role import KafkaProcessor
+        from inferline.service.processor_role import ProcessorRole
 
-        processor = KafkaProcessor(settings, bootstrap)
+        processor = ProcessorRole(settings, bootstrap)
         workers.append(asyncio.create_task(processor.run(workers_stop), name="processor"))
         ready.append(lambda: processor.ready)
 
     if receives:
-        from inferline.exporters.kafka.raw import KafkaSink
+        from inferline.exporters.kafka.raw import KafkaRawExporter
         from inferline.receivers.otlp.grpc import otlp_grpc_server
         from inferline.receivers.otlp.http import otlp_http_app
 
@@ -132,7 +132,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             )
         else:
             keys = static
-        sink = KafkaSink(ks, bootstrap)
+        sink = KafkaRawExporter(ks, bootstrap)
         sink.start()
         ready.append(lambda: sink.ready)
         front: Any = sink

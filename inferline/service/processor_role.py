@@ -50,6 +50,7 @@ from inferline.kafka.clients import (
     header,
     make_consumer,
     make_producer,
+    poll,
     start_client,
     stop_client,
 )
@@ -151,7 +152,7 @@ def _fit_row(row: Row, limit: int, table: str) -> bytes:
     return value
 
 
-class KafkaProcessor:
+class ProcessorRole:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self._settings = settings
         self._ks = ks = settings.kafka
@@ -190,7 +191,7 @@ class KafkaProcessor:
         )
         try:
             while not stop.is_set():
-                polled = await self._consumer.getmany(timeout_ms=500, max_records=ks.max_poll_records)
+                polled = await poll(self._consumer, ks.processor_group, 500, ks.max_poll_records)
                 if polled:
                     async with self._lock:
                         await self._handle(polled, stop)

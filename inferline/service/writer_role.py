@@ -41,6 +41,7 @@ from inferline.kafka.clients import (
     header,
     make_consumer,
     make_producer,
+    poll,
     start_client,
     stop_client,
 )
@@ -56,7 +57,7 @@ _DECIMAL_COLUMNS = {
 
 
 class _Listener(ConsumerRebalanceListener):
-    def __init__(self, writer: KafkaWriter) -> None:
+    def __init__(self, writer: WriterRole) -> None:
         self._writer = writer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -66,7 +67,7 @@ class _Listener(ConsumerRebalanceListener):
         await self._writer.partitions_assigned(assigned)
 
 
-class KafkaWriter:
+class WriterRole:
     def __init__(self, settings: Settings, bootstrap: str, client: Client) -> None:
         ks = settings.kafka
         self._ks = ks
@@ -115,7 +116,7 @@ class KafkaWriter:
         log.info("writer started", topics=list(self._tables), group=self._group)
         try:
             while not stop.is_set():
-                polled = await self._consumer.getmany(timeout_ms=200, max_records=self._max_rows)
+                polled = await poll(self._consumer, self._group, 200, self._max_rows)
                 for tp, records in polled.items():
                     await self._deliver(tp, records)
                 await self._lag.update(self._consumer)
@@ -257,4 +258,4 @@ class KafkaWriter:
         return fresh
 
 
-__all__ = ["KafkaWriter"]
+__all__ = ["WriterRole"]

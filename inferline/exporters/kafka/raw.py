@@ -184,7 +184,7 @@ def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Spl
     return [b for p in pieces for b in _fit(p, kind, max_bytes, out)]
 
 
-class KafkaSink:
+class KafkaRawExporter:
     """`inferline.core.consumer.Sink` over the raw topics. Connects in the background, so the receiver starts
     (and answers UNAVAILABLE / 503) while Kafka is not reachable yet."""
 
