@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.otlp.json_codec import decode_json
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.kafka_helpers import MockBrokerProcess, Role, apache_kafka, docker_available, role_env
 from tests.otlp_helpers import json_span, traces_json
 
@@ -101,3 +101,66 @@ def test_receiver_starts_without_kafka_and_refuses_retryably(tmp_path: Path) -> 
         assert _grpc_export(receiver.grpc_target) == grpc.StatusCode.UNAVAILABLE
     finally:
         assert receiver.stop() == 0, receiver.logs()[-3000:]
+
+
+def _send_spans(receiver: Role, names: list[str]) -> None:
+    r = httpx.post(
+        f"{receiver.http_url}/v1/traces",
+        content=traces_json([json_span({"k": "v"}, name=n) for n in names]),
+        headers=HEADERS,
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+
+
+def _ready(role: Role) -> int:
+    try:
+        return httpx.get(role.api_url + "/readyz", timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def _stored(writer: Role, prefix: str) -> str:
+    return writer.sql(
+        f"SELECT count(), uniqExact(SpanName) FROM otel_traces WHERE SpanName LIKE '{prefix}%'", KEY
+    )
+
+
+def test_an_outage_then_a_replacement_cluster_lose_nothing_and_readiness_tells(tmp_path: Path) -> None:
+    """The broker dies: every role turns not ready, senders are refused retryably. The roles are
+    pointed at a new, empty cluster (offsets start again at 0): they turn ready, and everything
+    acknowledged, before and after, is stored exactly once (no FINAL)."""
+    first = MockBrokerProcess()
+    env = dict(INFERLINE_API_KEYS=f"{KEY}={PROJECT}", INFERLINE_KAFKA__DELIVERY_TIMEOUT_S="2")
+    roles = [
+        Role(name, role_env(tmp_path, first.bootstrap, **env), tmp_path)
+        for name in ("processor", "writer", "receiver")
+    ]
+    second: MockBrokerProcess | None = None
+    try:
+        for r in roles:
+            r.start()
+        _, writer, receiver = roles
+        _send_spans(receiver, [f"before {i}" for i in range(20)])
+        assert wait_for(lambda: _stored(writer, "before") == "20\t20", timeout=60)
+
+        first.kill()
+        assert wait_for(lambda: all(_ready(r) == 503 for r in roles), timeout=30), [_ready(r) for r in roles]
+        assert _http_export(receiver).status_code == 503
+
+        for r in roles:
+            r.stop()
+        second = MockBrokerProcess()
+        for r in roles:
+            r.env = role_env(tmp_path, second.bootstrap, **env)
+            r.start()  # waits for /readyz 200
+        _send_spans(receiver, [f"after {i}" for i in range(30)])
+        assert wait_for(lambda: _stored(writer, "after") == "30\t30", timeout=60), _stored(writer, "after")
+        assert _stored(writer, "before") == "20\t20"
+        assert "replaying" not in writer.logs() and "rebuilding" not in writer.logs()
+    finally:
+        for r in reversed(roles):
+            r.stop()
+        first.kill()
+        if second is not None:
+            second.kill()

@@ -213,3 +213,39 @@ async def poll(
             metrics.KAFKA_RECORDS_EXPIRED.labels(group, tp.topic).inc(skipped)
             consumer.seek(tp, first)
         return {}
+
+
+class BrokerWatch:
+    """Whether a client can reach the cluster now: its metadata is fetched every `interval_s`,
+    and the cluster counts as unreachable once no fetch (and no delivery) succeeded for `grace_s`.
+    Readiness follows it, so a load balancer stops routing to a role that can only refuse."""
+
+    def __init__(self, interval_s: float = 1.0, grace_s: float = 3.0) -> None:
+        self._interval_s = interval_s
+        self._grace_s = grace_s
+        self._last_ok = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self._last_ok > 0 and asyncio.get_running_loop().time() - self._last_ok <= self._grace_s
+
+    def succeeded(self) -> None:
+        """Something the cluster answered (a delivery, a fetch) proves it reachable too."""
+        self._last_ok = asyncio.get_running_loop().time()
+
+    def start(self, client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+        self._task = asyncio.create_task(self._watch(client), name="kafka-broker-watch")
+
+    async def _watch(self, client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+        # The clients' own connection object: its metadata fetch is the cheapest round trip.
+        connection = client.client if isinstance(client, AIOKafkaProducer) else client._client
+        while True:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.fetch_all_metadata(), self._grace_s)
+                self.succeeded()
+            await asyncio.sleep(self._interval_s)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

@@ -46,6 +46,7 @@ from inferline.kafka.clients import (
     KIND_SPAN,
     MESSAGE_OVERHEAD,
     SCHEMA_VERSION,
+    BrokerWatch,
     encode_row,
     header,
     make_consumer,
@@ -169,7 +170,13 @@ class ProcessorRole:
         self._position: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._lag = ConsumerLag(ks.processor_group, [ks.raw_spans_topic, ks.raw_logs_topic])
-        self.ready = False
+        self._running = False
+        self._broker = BrokerWatch()
+
+    @property
+    def ready(self) -> bool:
+        """Consuming, with partitions assigned, and the cluster answering."""
+        return self._running and bool(self._consumer.assignment()) and self._broker.reachable
 
     async def run(self, stop: asyncio.Event) -> None:
         ks = self._ks
@@ -185,7 +192,8 @@ class ProcessorRole:
             [ks.raw_spans_topic, ks.raw_logs_topic],
             listener=LockingListener(self._lock, on_revoked=self._revoked),
         )
-        self.ready = True
+        self._running = True
+        self._broker.start(self._consumer)
         log.info(
             "processor started", topics=[ks.raw_spans_topic, ks.raw_logs_topic], group=ks.processor_group
         )
@@ -204,7 +212,8 @@ class ProcessorRole:
                         await self._commit()
                 await self._lag.update(self._consumer)
         finally:
-            self.ready = False
+            self._running = False
+            self._broker.stop()
             self._lag.clear()
             await stop_client(self._consumer)
             await stop_client(self._producer)

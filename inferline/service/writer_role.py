@@ -38,6 +38,7 @@ from inferline.kafka.clients import (
     H_DLQ_TOPIC,
     H_SCHEMA,
     SCHEMA_VERSION,
+    BrokerWatch,
     header,
     make_consumer,
     make_producer,
@@ -93,7 +94,13 @@ class WriterRole:
         )
         self._positions: dict[TopicPartition, int] = {}  # next offset to deliver, per partition
         self._lag = ConsumerLag(self._group, self._tables)
-        self.ready = False
+        self._running = False
+        self._broker = BrokerWatch()
+
+    @property
+    def ready(self) -> bool:
+        """Consuming, with partitions assigned, and the cluster answering."""
+        return self._running and bool(self._consumer.assignment()) and self._broker.reachable
 
     @property
     def healthy(self) -> bool:
@@ -112,7 +119,8 @@ class WriterRole:
         self._producer, self._consumer = producer, consumer
         self._exporter.start()
         self._consumer.subscribe(list(self._tables), listener=_Listener(self))
-        self.ready = True
+        self._running = True
+        self._broker.start(self._consumer)
         log.info("writer started", topics=list(self._tables), group=self._group)
         try:
             while not stop.is_set():
@@ -121,7 +129,8 @@ class WriterRole:
                     await self._deliver(tp, records)
                 await self._lag.update(self._consumer)
         finally:
-            self.ready = False
+            self._running = False
+            self._broker.stop()
             await self._exporter.close()  # stores (and commits) what was gathered
             self._lag.clear()
             await stop_client(self._consumer)

@@ -24,7 +24,7 @@ from inferline.core import metrics
 from inferline.core.config import KafkaSettings
 from inferline.core.consumer import ExportResult
 from inferline.core.errors import Overloaded, Unavailable
-from inferline.kafka.clients import MESSAGE_OVERHEAD, make_producer, start_client, stop_client
+from inferline.kafka.clients import MESSAGE_OVERHEAD, BrokerWatch, make_producer, start_client, stop_client
 from inferline.otlp.validate import log_problem, span_problem
 
 log = structlog.get_logger()
@@ -185,8 +185,9 @@ def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Spl
 
 
 class KafkaRawExporter:
-    """`inferline.core.consumer.Sink` over the raw topics. Connects in the background, so the receiver starts
-    (and answers UNAVAILABLE / 503) while Kafka is not reachable yet."""
+    """`inferline.core.consumer.Sink` over the raw topics. Connects in the background, so the
+    receiver starts (and answers UNAVAILABLE / 503, not ready) while Kafka is not reachable yet;
+    ready only while the cluster answers."""
 
     def __init__(self, ks: KafkaSettings, bootstrap: str) -> None:
         self._ks = ks
@@ -196,16 +197,18 @@ class KafkaRawExporter:
         self._pending_bytes = 0
         self._by_trace = ks.partition_key == "trace_id"
         self._max_value = ks.max_message_bytes - MESSAGE_OVERHEAD
+        self._broker = BrokerWatch()
 
     @property
     def ready(self) -> bool:
-        return self._producer is not None
+        return self._producer is not None and self._broker.reachable
 
     def start(self) -> None:
         self._connect_task = asyncio.create_task(self._connect(), name="kafka-connect")
 
     async def _connect(self) -> None:
         self._producer = await start_client(lambda: make_producer(self._ks, self._bootstrap))
+        self._broker.start(self._producer)
         log.info("kafka producer connected", bootstrap=self._bootstrap)
 
     async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
@@ -233,6 +236,7 @@ class KafkaRawExporter:
             async with asyncio.timeout(self._ks.delivery_timeout_s):
                 acks = [await producer.send(topic, v, key=k, headers=headers) for k, v in split.messages]
                 await asyncio.gather(*acks)
+            self._broker.succeeded()
         except Exception as e:  # KafkaError, TimeoutError: nothing is acknowledged to the sender
             log.warning("kafka did not acknowledge", topic=topic, error=repr(e)[:200])
             raise Unavailable("Kafka did not acknowledge the request") from e
@@ -242,6 +246,7 @@ class KafkaRawExporter:
         return ExportResult(split.rejected, split.error)
 
     async def close(self) -> None:
+        self._broker.stop()
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
         if self._producer is not None:
