@@ -17,7 +17,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from inferline.core.records import LogRecord, Row, Span
 from inferline.processors.conventions import (
@@ -26,7 +26,7 @@ from inferline.processors.conventions import (
     openllmetry,
     otel_genai,
 )
-from inferline.processors.conventions.attribution import attribution, metadata
+from inferline.processors.conventions.attribution import Attribution, RowMetadata, attribution, metadata
 from inferline.processors.conventions.classify import convention as detect_convention
 from inferline.processors.conventions.classify import model_call_operation
 from inferline.processors.conventions.content_join import (
@@ -47,7 +47,7 @@ from inferline.processors.conventions.otel_genai import EventContent
 from inferline.processors.conventions.row_messages import row_messages
 from inferline.processors.conventions.span_events import SpanEvents
 from inferline.processors.conventions.timing import streaming_and_ttft
-from inferline.processors.conventions.usage import Cost, Tokens, provided_cost, tokens
+from inferline.processors.conventions.usage import ProvidedCost, TokenCounts, provided_cost, tokens
 from inferline.processors.conventions.values import as_count, as_float, as_str, unquote
 
 # Fixed so that replays of the same span produce the same inference_id.
@@ -228,7 +228,7 @@ class GenAINormaliser:
         lf_meta = langfuse.metadata(a) if is_langfuse else None
 
         call = _call(a, ch, op, conv, indexed, is_vercel)
-        counts, adjusted = tokens(a, ch, is_langfuse, is_vercel, call[0])  # call[0]: provider
+        counts, adjusted = tokens(a, ch, is_langfuse, is_vercel, call.provider)
         streaming, ttft = streaming_and_ttft(
             a, ch.stream, oi_params, span.start_ns, is_langfuse, is_vercel, ev
         )
@@ -240,7 +240,7 @@ class GenAINormaliser:
             _status(span, is_langfuse, ev),
             counts,
             provided_cost(a, is_langfuse),
-            (prompt, response, streaming, frs),
+            RowContent(prompt, response, streaming, frs),
             _request_params(a, (oi_params, lf_params), is_vercel),
             attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
             metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
@@ -253,27 +253,30 @@ class GenAINormaliser:
         return copy_row(row), EmittedRow(row, strong, ev.content or EventContent(), weak)
 
 
+class RowContent(NamedTuple):
+    """The messages of a call and how they were delivered."""
+
+    prompt: list[Message]
+    response: list[Message]
+    streaming: bool
+    finish_reasons: list[str]
+
+
 def _row(
     span: Span,
     ttft: float | None,
-    call: tuple[str, str, str, str, str, str, str],
-    status: tuple[bool, str, str],
-    counts: Tokens,
-    cost: Cost,
-    content: tuple[list[Message], list[Message], bool, list[str]],
-    params: tuple[float | None, float | None, int | None],
-    who: tuple[str, str, str, str, str, str],
-    meta: tuple[dict[str, str], list[str]],
+    call: ModelCall,
+    status: CallStatus,
+    counts: TokenCounts,
+    cost: ProvidedCost,
+    content: RowContent,
+    params: RequestParams,
+    who: Attribution,
+    meta: RowMetadata,
 ) -> Row:
     """The row, its keys in ROW_KEYS order."""
-    provider, model, request_model, response_id, op, conv, server_address = call
-    failed, error_type, status_message = status
-    inp, out, total, cache_read, cache_write, reasoning = counts
-    total_cost, in_cost, out_cost = cost
-    prompt, response, streaming, frs = content
-    temperature, top_p, max_tokens = params
-    user_id, session_id, tenant_id, service_name, environment, agent_name = who
-    tags, labels = meta
+    error_type = status.error_type
+    total_cost = cost.total
     start = span.start_ns
     end = span.end_ns
     return {
@@ -286,49 +289,58 @@ def _row(
         "end_time": end,
         "latency_ms": max(0, end - start) / 1e6,
         "ttft_ms": ttft,
-        "provider": provider,
-        "model": model,
-        "request_model": request_model,
-        "response_id": response_id,
-        "operation": op,
-        "convention": conv,
-        "success": not failed and not error_type,
+        "provider": call.provider,
+        "model": call.model,
+        "request_model": call.request_model,
+        "response_id": call.response_id,
+        "operation": call.operation,
+        "convention": call.convention,
+        "success": not status.failed and not error_type,
         "error_type": error_type,
-        "status_message": status_message,
-        "input_tokens": inp,
-        "output_tokens": out,
-        "cache_read_tokens": cache_read,
-        "cache_write_tokens": cache_write,
-        "reasoning_tokens": reasoning,
-        "total_tokens": total,
+        "status_message": status.status_message,
+        "input_tokens": counts.input,
+        "output_tokens": counts.output,
+        "cache_read_tokens": counts.cache_read,
+        "cache_write_tokens": counts.cache_write,
+        "reasoning_tokens": counts.reasoning,
+        "total_tokens": counts.total,
         "total_cost_usd": total_cost,
-        "input_cost_usd": in_cost,
-        "output_cost_usd": out_cost,
+        "input_cost_usd": cost.input,
+        "output_cost_usd": cost.output,
         "price_status": "provided" if total_cost is not None else "",
-        "prompt_messages": prompt,
-        "response_messages": response,
-        "streaming": streaming,
-        "finish_reasons": frs,
-        "temperature": temperature,
-        "top_p": top_p,
-        "max_tokens": max_tokens,
-        "user_id": user_id,
-        "session_id": session_id,
-        "tenant_id": tenant_id,
-        "service_name": service_name,
-        "environment": environment,
-        "server_address": server_address,
-        "agent_name": agent_name,
-        "tags": tags,
-        "labels": labels,
+        "prompt_messages": content.prompt,
+        "response_messages": content.response,
+        "streaming": content.streaming,
+        "finish_reasons": content.finish_reasons,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+        "user_id": who.user_id,
+        "session_id": who.session_id,
+        "tenant_id": who.tenant_id,
+        "service_name": who.service_name,
+        "environment": who.environment,
+        "server_address": call.server_address,
+        "agent_name": who.agent_name,
+        "tags": meta.tags,
+        "labels": meta.labels,
         "version": 1,
     }
 
 
-def _call(
-    a: dict[str, Any], ch: Chains, op: str, conv: str, indexed: Indexed, is_vercel: bool
-) -> tuple[str, str, str, str, str, str, str]:
-    """(provider, model, request_model, response_id, operation, convention, server_address)."""
+class ModelCall(NamedTuple):
+    """Which model was called, how, and where; "" where unknown."""
+
+    provider: str
+    model: str
+    request_model: str
+    response_id: str
+    operation: str
+    convention: str
+    server_address: str
+
+
+def _call(a: dict[str, Any], ch: Chains, op: str, conv: str, indexed: Indexed, is_vercel: bool) -> ModelCall:
     server_address = otel_genai.server_address(a) or ""
     provider = None
     for k in _PROVIDER:
@@ -353,14 +365,20 @@ def _call(
     request_model = first_str(a, ch.request_model) or ""
     model = first_str(a, ch.model) or request_model  # the model served, else the one requested
     response_id = first_str(a, ch.response_id) or ""
-    return provider or "", model, request_model, response_id, op, conv, server_address
+    return ModelCall(provider or "", model, request_model, response_id, op, conv, server_address)
 
 
-def _request_params(
-    a: dict[str, Any], params: _Documents, is_vercel: bool
-) -> tuple[float | None, float | None, int | None]:
-    """(temperature, top_p, max_tokens): span attribute, then parameter documents (None: absent), then
-    the AI SDK's settings."""
+class RequestParams(NamedTuple):
+    """Sampling parameters the call asked for, None where not given."""
+
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+
+
+def _request_params(a: dict[str, Any], params: _Documents, is_vercel: bool) -> RequestParams:
+    """Each from the span attribute, then parameter documents (None: absent), then the AI SDK's
+    settings."""
     temperature = as_float(a.get("gen_ai.request.temperature"))
     if temperature is None:
         temperature = _param(params, ("temperature",), as_float)
@@ -378,7 +396,7 @@ def _request_params(
             max_tokens = as_count(a.get("ai.settings.maxOutputTokens")) or as_count(
                 a.get("ai.settings.maxTokens")
             )
-    return temperature, top_p, max_tokens
+    return RequestParams(temperature, top_p, max_tokens)
 
 
 def _param(params: _Documents, keys: tuple[str, ...], conv: Callable[[Any], Any]) -> Any:
@@ -393,8 +411,19 @@ def _param(params: _Documents, keys: tuple[str, ...], conv: Callable[[Any], Any]
     return None
 
 
-def _status(span: Span, is_langfuse: bool, ev: SpanEvents) -> tuple[bool, str, str]:
-    """(failed, error_type, status_message); a failed call without an error type gets `_OTHER`."""
+class CallStatus(NamedTuple):
+    """How the call ended."""
+
+    failed: bool
+    error_type: str
+    status_message: str
+
+
+_OK = CallStatus(False, "", "")  # shared: most calls succeed, and records are immutable
+
+
+def _status(span: Span, is_langfuse: bool, ev: SpanEvents) -> CallStatus:
+    """A failed call without an error type gets `_OTHER`."""
     a = span.attributes
     error_type = as_str(a.get("error.type")) or ""
     lf_error = is_langfuse and a.get("langfuse.observation.level") == "ERROR"
@@ -406,7 +435,9 @@ def _status(span: Span, is_langfuse: bool, ev: SpanEvents) -> tuple[bool, str, s
         status_message = unquote(a.get("langfuse.observation.status_message")) or ""
     if not status_message and failed and ev.exc_msg:
         status_message = ev.exc_msg
-    return failed, error_type, status_message
+    if failed or error_type or status_message:
+        return CallStatus(failed, error_type, status_message)
+    return _OK
 
 
 __all__ = [

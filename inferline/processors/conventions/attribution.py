@@ -3,7 +3,7 @@ free-form metadata kept as tags (dict) and labels (list)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from inferline.processors.conventions import langfuse, vercel_ai
 from inferline.processors.conventions.field_sources import Chains, first_id, first_str, meta_str
@@ -25,21 +25,29 @@ _CONTENT_REFS = ("gen_ai.input.messages.ref", "gen_ai.output.messages.ref")
 _LANGFUSE_TAGGED = (langfuse.TRACE_METADATA_PREFIX, langfuse.OBSERVATION_METADATA_PREFIX)
 
 
+class Attribution(NamedTuple):
+    """Who and what a call belongs to, "" where unknown."""
+
+    user_id: str
+    session_id: str
+    tenant_id: str
+    service_name: str
+    environment: str
+    agent_name: str
+
+
 def attribution(
     a: dict[str, Any],
     res: dict[str, Any],
     ch: Chains,
     tenant_keys: tuple[str, ...],
     metas: tuple[dict[str, Any] | None, ...],
-) -> tuple[str, str, str, str, str, str]:
-    """(user, session, tenant, service, environment, agent), in ROW_KEYS order.
-
-    Span attributes first, then free-form metadata documents, then resource attributes.
-    """
+) -> Attribution:
+    """Span attributes first, then free-form metadata documents, then resource attributes."""
     user_id = first_id(a, ch.user) or meta_str(metas, _META_USER) or first_id(res, ("user.id", "enduser.id"))
     session_id = first_id(a, ch.session) or meta_str(metas, _META_SESSION) or first_id(res, ("session.id",))
     tenant_id = first_id(a, ch.tenant) or meta_str(metas, _META_TENANT_KEYS) or first_id(res, tenant_keys)
-    return (
+    return Attribution(
         user_id or "",
         session_id or "",
         tenant_id or "",
@@ -49,6 +57,13 @@ def attribution(
     )
 
 
+class RowMetadata(NamedTuple):
+    """Free-form metadata: string tags by key, and list-style labels."""
+
+    tags: dict[str, str]
+    labels: list[str]
+
+
 def metadata(
     a: dict[str, Any],
     tagged: Tagged,
@@ -56,9 +71,9 @@ def metadata(
     lf_meta: dict[str, Any] | None,
     is_langfuse: bool,
     adjusted: bool,
-) -> tuple[dict[str, str], list[str]]:
-    """(tags, labels): free metadata as string tags (a later source overwrites an earlier one's key),
-    and list-style tags as labels (first occurrence kept)."""
+) -> RowMetadata:
+    """Free metadata as string tags (a later source overwrites an earlier one's key), and list-style
+    tags as labels (first occurrence kept)."""
     tags: dict[str, str] = {}
     if adjusted:
         tags["inferline.input_tokens_adjusted"] = "vercel_v5_anthropic_cache"
@@ -83,4 +98,4 @@ def metadata(
         v = a.get(k)
         if v is not None:
             labels.extend(x for x in as_str_list(v) if x not in labels)
-    return tags, labels
+    return RowMetadata(tags, labels)

@@ -6,23 +6,30 @@ Counts are normalised so that input includes cache reads/writes and output inclu
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from inferline.processors.conventions import langfuse, langsmith, vercel_ai
 from inferline.processors.conventions.field_sources import Chains, first_count
 from inferline.processors.conventions.values import as_count, as_decimal
 
-# (input, output, total, cache_read, cache_write, reasoning), each 0 when unknown
-Tokens = tuple[int, int, int, int, int, int]
-Cost = tuple[Decimal | None, Decimal | None, Decimal | None]  # (total, input, output) USD
-
 _IN_DETAILS = "gen_ai.usage.input_token_details"
 _OUT_DETAILS = "gen_ai.usage.output_token_details"
 
 
+class TokenCounts(NamedTuple):
+    """A call's token counts, each 0 when unknown."""
+
+    input: int
+    output: int
+    total: int
+    cache_read: int
+    cache_write: int
+    reasoning: int
+
+
 def tokens(
     a: dict[str, Any], ch: Chains, is_langfuse: bool, is_vercel: bool, provider: str | None
-) -> tuple[Tokens, bool]:
+) -> tuple[TokenCounts, bool]:
     """The row's token counts, and whether input was adjusted for the AI SDK v5 Anthropic bug."""
     inp = first_count(a, ch.input)
     out = first_count(a, ch.output)
@@ -63,7 +70,7 @@ def tokens(
     out = out or 0
     if total is None:
         total = inp + out
-    return (inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0), adjusted
+    return TokenCounts(inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0), adjusted
 
 
 def _langsmith_details(
@@ -80,8 +87,19 @@ def _langsmith_details(
     return cache_read, cache_write, reasoning
 
 
-def provided_cost(a: dict[str, Any], is_langfuse: bool) -> Cost:
-    """(total, input, output) USD when the span carries a cost; a missing total is the sum of the parts."""
+class ProvidedCost(NamedTuple):
+    """USD the span itself reports, None where it does not."""
+
+    total: Decimal | None
+    input: Decimal | None
+    output: Decimal | None
+
+
+_NO_COST = ProvidedCost(None, None, None)  # shared: most spans carry no cost, and records are immutable
+
+
+def provided_cost(a: dict[str, Any], is_langfuse: bool) -> ProvidedCost:
+    """The cost the span carries, if any; a missing total is the sum of the parts."""
     total = in_cost = out_cost = None
     if is_langfuse:
         total, in_cost, out_cost = langfuse.cost(a)
@@ -94,4 +112,5 @@ def provided_cost(a: dict[str, Any], is_langfuse: bool) -> Cost:
             total = as_decimal(a.get("llm.cost.total"))
     if total is None and (in_cost is not None or out_cost is not None):
         total = (in_cost or Decimal(0)) + (out_cost or Decimal(0))
-    return total, in_cost, out_cost
+    # a total is set whenever a part is
+    return _NO_COST if total is None else ProvidedCost(total, in_cost, out_cost)
