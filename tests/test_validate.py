@@ -7,7 +7,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.otlp.flatten import flatten_spans
-from inferline.otlp.validate import remove_invalid
+from inferline.otlp.validate import TimeWindow, remove_invalid
 
 pytestmark = pytest.mark.unit
 
@@ -57,3 +57,52 @@ def test_log_records_with_bad_ids_are_removed() -> None:
     assert [r.body.string_value for r in request.resource_logs[0].scope_logs[0].log_records] == [
         "uncorrelated is fine"
     ]
+
+
+NOW_NS = 1_796_000_000_000_000_000  # 2026-11-30
+WINDOW = TimeWindow(spans_days=180, logs_days=30)
+
+
+@pytest.mark.parametrize(
+    ("start_ns", "why"),
+    [
+        (0, "older than the retention window (180 days)"),
+        (1, "older than the retention window (180 days)"),
+        (946_684_800_000_000_000, "2000-01-01T00:00:00Z is older than the retention window"),
+        (4_354_819_200_000_000_000, "after 2106-02-07"),  # 2108
+        ((1 << 63) - 1, "after 2106-02-07"),
+        (1 << 63, "beyond the year 2262"),
+    ],
+)
+def test_times_the_tables_cannot_keep_are_rejected_naming_the_field(start_ns: int, why: str) -> None:
+    request = _spans(("edge", GOOD_TRACE, start_ns))
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    problem = WINDOW.span_problem(span, NOW_NS)
+    assert why in problem
+    assert "start_time_unix_nano" in problem or "2262" in problem
+
+
+def test_times_within_the_window_pass() -> None:
+    for start_ns in (NOW_NS, NOW_NS - 179 * 86_400 * 10**9, NOW_NS + 86_400 * 10**9):
+        span = _spans(("ok", GOOD_TRACE, start_ns)).resource_spans[0].scope_spans[0].spans[0]
+        assert WINDOW.span_problem(span, NOW_NS) == ""
+    # End before start is stored (latency 0), not rejected.
+    late = _spans(("backwards", GOOD_TRACE, NOW_NS)).resource_spans[0].scope_spans[0].spans[0]
+    late.end_time_unix_nano = NOW_NS - 10**9
+    assert WINDOW.span_problem(late, NOW_NS) == ""
+
+
+def test_log_records_use_their_time_or_else_when_they_were_observed() -> None:
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    old = records.add(time_unix_nano=NOW_NS - 40 * 86_400 * 10**9)
+    observed_only = records.add(observed_time_unix_nano=NOW_NS)
+    timeless = records.add()
+    assert "log record: time_unix_nano" in WINDOW.log_problem(old, NOW_NS)
+    assert "30 days" in WINDOW.log_problem(old, NOW_NS)
+    assert WINDOW.log_problem(observed_only, NOW_NS) == ""
+    assert WINDOW.log_problem(timeless, NOW_NS) == ""
+    # ...and the receiver stamps it with the time it received it (not 1970, which expires at once).
+    assert remove_invalid(request, WINDOW).count == 1
+    kept = request.resource_logs[0].scope_logs[0].log_records
+    assert len(kept) == 2 and kept[1].observed_time_unix_nano > 0

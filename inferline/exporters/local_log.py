@@ -12,18 +12,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from inferline.bus.local_log import LOGS, SPANS, Append, LocalLog
 from inferline.core.consumer import ExportResult
 from inferline.otlp.shard import shard_logs, shard_spans
-from inferline.otlp.validate import remove_invalid
+from inferline.otlp.validate import TimeWindow, remove_invalid
 
 
 class LocalLogExporter:
     """`inferline.core.consumer.Sink` over the local log."""
 
-    def __init__(self, log: LocalLog, partitions: int) -> None:
+    def __init__(self, log: LocalLog, partitions: int, window: TimeWindow | None = None) -> None:
         self._log = log
         self._partitions = partitions
+        self._window = window
 
     async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
-        rejected = remove_invalid(request)
+        rejected = remove_invalid(request, self._window)
         parts = shard_spans(request, self._partitions) if request.resource_spans else {}
         await self._log.append(
             [Append(p, SPANS, project_id, part.SerializeToString()) for p, part in parts.items()]
@@ -31,7 +32,7 @@ class LocalLogExporter:
         return ExportResult(rejected.count, rejected.message)
 
     async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
-        rejected = remove_invalid(request)
+        rejected = remove_invalid(request, self._window)
         parts = shard_logs(request, self._partitions) if request.resource_logs else {}
         await self._log.append(
             [Append(p, LOGS, project_id, part.SerializeToString()) for p, part in parts.items()]

@@ -9,7 +9,9 @@ filled by a stock Collector) is still refused the same way.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -17,6 +19,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 # DateTime64(9) ends in 2262: a later time is malformed, rejected as its own record.
 MAX_TIME_NS = (1 << 63) - 1
+# The rollups' (and the TTL expressions') DateTime ends at 2106-02-07 06:28:15 UTC.
+MAX_STORABLE_NS = 0xFFFFFFFF * 1_000_000_000
+_DAY_NS = 86_400 * 1_000_000_000
 
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 
@@ -58,11 +63,80 @@ class Rejected:
             self.message = why
 
 
-def remove_invalid(request: ExportTraceServiceRequest | ExportLogsServiceRequest) -> Rejected:
-    """Removes, in place, every record that breaks a rule; scopes and resources left empty go too."""
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """What the tables can keep: a record older than the retention of a table it lands in would be
+    deleted at once (its TTL has passed), one after 2106-02-07 cannot be held by the rollups'
+    `DateTime`. Receivers reject both, naming the field; the id and year-2262 rules above apply
+    everywhere, these only where records are accepted (a replay days later must not refuse what
+    was accepted)."""
+
+    spans_days: int
+    logs_days: int
+
+    def span_problem(self, s: Any, now_ns: int) -> str:
+        why = span_problem(s)
+        if why:
+            return why
+        return self._problem(
+            f"span {s.name!r}: start_time_unix_nano", s.start_time_unix_nano, self.spans_days, now_ns
+        )
+
+    def log_problem(self, r: Any, now_ns: int) -> str:
+        why = log_problem(r)
+        if why:
+            return why
+        # The record's time, or when it was observed: what its row is stored (and expires) by.
+        field, t = (
+            ("time_unix_nano", r.time_unix_nano)
+            if r.time_unix_nano
+            else ("observed_time_unix_nano", r.observed_time_unix_nano)
+        )
+        if not t:
+            return ""  # no time at all: `stamp_untimed_logs` gives it the time it was received
+        return self._problem(f"log record: {field}", t, self.logs_days, now_ns)
+
+    @staticmethod
+    def _problem(what: str, t: int, days: int, now_ns: int) -> str:
+        if t >= MAX_STORABLE_NS:
+            return f"{what} {_iso(t)} is after 2106-02-07, the latest time the tables can hold"
+        if t < now_ns - days * _DAY_NS:
+            return (
+                f"{what} {_iso(t)} is older than the retention window ({days} days): "
+                "it would be deleted at once"
+            )
+        return ""
+
+
+def stamp_untimed_logs(request: ExportLogsServiceRequest, now_ns: int) -> None:
+    """A log record with neither time nor observed time gets its observed time now, as the OTLP
+    data model asks of the first component that sees it (else it would be stored at 1970 and
+    expire at once)."""
+    for resource in request.resource_logs:
+        for scope in resource.scope_logs:
+            for record in scope.log_records:
+                if not record.time_unix_nano and not record.observed_time_unix_nano:
+                    record.observed_time_unix_nano = now_ns
+
+
+def remove_invalid(
+    request: ExportTraceServiceRequest | ExportLogsServiceRequest, window: TimeWindow | None = None
+) -> Rejected:
+    """Removes, in place, every record that breaks a rule (and, given a window, every record the
+    tables could not keep); scopes and resources left empty go too."""
+    now = time.time_ns()
     if isinstance(request, ExportTraceServiceRequest):
-        return _remove(request.resource_spans, "scope_spans", "spans", span_problem)
-    return _remove(request.resource_logs, "scope_logs", "log_records", log_problem)
+        if window is None:
+            return _remove(request.resource_spans, "scope_spans", "spans", span_problem)
+        return _remove(request.resource_spans, "scope_spans", "spans", lambda s: window.span_problem(s, now))
+    if window is None:
+        return _remove(request.resource_logs, "scope_logs", "log_records", log_problem)
+    stamp_untimed_logs(request, now)
+    return _remove(request.resource_logs, "scope_logs", "log_records", lambda r: window.log_problem(r, now))
 
 
 def _remove(resources: Any, scopes_field: str, records_field: str, problem: Any) -> Rejected:

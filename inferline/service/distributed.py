@@ -21,7 +21,7 @@ from inferline.api.app import health_app
 from inferline.core.config import Settings
 from inferline.kafka.clients import ensure_topics
 from inferline.receivers.otlp.admission import receiver_admission
-from inferline.service.embedded import http_server
+from inferline.service.embedded import http_server, time_window
 from inferline.service.shutdown import Deadline, stop_on_signals
 from inferline.storage.keys import AnyKeys, ApiKeys, StaticKeys
 
@@ -132,7 +132,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             )
         else:
             keys = static
-        sink = KafkaRawExporter(ks, bootstrap)
+        sink = KafkaRawExporter(ks, bootstrap, time_window(settings))
         sink.start()
         ready.append(lambda: sink.ready)
         front: Any = sink

@@ -19,6 +19,7 @@ from inferline.api.sql import ReadOnlySql
 from inferline.core.config import Settings
 from inferline.core.consumer import Sink
 from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.otlp.validate import TimeWindow
 from inferline.processors.chain import ProcessorChain
 from inferline.processors.mask_request import MaskingSink
 from inferline.processors.pii import PiiConfig, PiiMasker
@@ -79,6 +80,13 @@ def api_context(
     )
 
 
+def time_window(settings: Settings) -> TimeWindow:
+    """The times the tables can keep, from the retention settings: a span lands in otel_traces
+    and (as an inference) in llm_inferences, so it must be within both."""
+    days = settings.retention.days(settings.retention_days)
+    return TimeWindow(spans_days=min(days["spans"], days["inferences"]), logs_days=days["logs"])
+
+
 def print_first_key(key: str, settings: Settings) -> None:
     """The one time the default key is shown (it is also kept, owner-only, in the data dir)."""
     path = settings.data_dir / DEFAULT_KEY_FILE
@@ -117,7 +125,12 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
 
     await starting
     engine = EmbeddedEngine(
-        settings.data_dir, processing, Inserter(write_client, database), settings.batch, settings.local_log
+        settings.data_dir,
+        processing,
+        Inserter(write_client, database),
+        settings.batch,
+        settings.local_log,
+        time_window(settings),
     )
     engine.start()
     sink: Sink = engine.sink

@@ -35,6 +35,7 @@ from inferline.exporters.clickhouse.exporter import (
 )
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.local_log import LocalLogExporter
+from inferline.otlp.validate import TimeWindow
 from inferline.service.workers import Processed, WorkerDied
 
 log = structlog.get_logger()
@@ -240,6 +241,7 @@ class EmbeddedEngine:
         inserter: Inserter,
         batch: BatchSettings,
         local_log: LocalLogSettings,
+        window: TimeWindow | None = None,
     ) -> None:
         self.log = LocalLog(data_dir / "log" / "otlp.sqlite3", max_bytes=local_log.max_bytes)
         recovery = self.log.open()
@@ -250,7 +252,7 @@ class EmbeddedEngine:
             pending_bytes=recovery.pending_bytes,
             discarded_bytes=recovery.discarded_bytes,
         )
-        self.sink = LocalLogExporter(self.log, processing.count)
+        self.sink = LocalLogExporter(self.log, processing.count, window)
         self.pipeline = EmbeddedPipeline(
             self.log,
             processing,

@@ -11,6 +11,8 @@ broker's max message size. The sender is acknowledged only once Kafka acknowledg
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -25,7 +27,7 @@ from inferline.core.config import KafkaSettings
 from inferline.core.consumer import ExportResult
 from inferline.core.errors import Overloaded, Unavailable
 from inferline.kafka.clients import MESSAGE_OVERHEAD, BrokerWatch, make_producer, start_client, stop_client
-from inferline.otlp.validate import log_problem, span_problem
+from inferline.otlp.validate import TimeWindow, log_problem, span_problem, stamp_untimed_logs
 
 log = structlog.get_logger()
 
@@ -52,12 +54,25 @@ class _Split:
             self.error = why
 
 
-def split_request(request: Message, by_trace: bool, max_bytes: int) -> _Split:
+def split_request(
+    request: Message, by_trace: bool, max_bytes: int, window: TimeWindow | None = None
+) -> _Split:
     """One request per trace id (or one in all when not `by_trace`), each keeping its records'
-    resource and scope, then split to fit `max_bytes`."""
+    resource and scope, then split to fit `max_bytes`. Records that break the rules of
+    `inferline.otlp.validate` (with `window`: also the times the tables cannot keep) are left out
+    and counted as rejected."""
     kind = _TRACES if isinstance(request, ExportTraceServiceRequest) else _LOGS
     res_field, scope_field, rec_field = kind
-    problem = span_problem if kind is _TRACES else log_problem
+    problem: Callable[[Any], str] = span_problem if kind is _TRACES else log_problem
+    if window is not None:
+        now = time.time_ns()
+        if kind is _LOGS:
+            stamp_untimed_logs(request, now)
+        timed = window.span_problem if kind is _TRACES else window.log_problem
+
+        def problem(record: Any) -> str:
+            return timed(record, now)
+
     out = _Split()
     groups: dict[bytes, list[Any]] = {}  # key -> [request, index of the resource last added]
     for ri, rs in enumerate(getattr(request, res_field)):
@@ -189,8 +204,9 @@ class KafkaRawExporter:
     receiver starts (and answers UNAVAILABLE / 503, not ready) while Kafka is not reachable yet;
     ready only while the cluster answers."""
 
-    def __init__(self, ks: KafkaSettings, bootstrap: str) -> None:
+    def __init__(self, ks: KafkaSettings, bootstrap: str, window: TimeWindow | None = None) -> None:
         self._ks = ks
+        self._window = window
         self._bootstrap = bootstrap
         self._producer: AIOKafkaProducer | None = None
         self._connect_task: asyncio.Task[None] | None = None
@@ -221,7 +237,7 @@ class KafkaRawExporter:
         producer = self._producer
         if producer is None:
             raise Unavailable("Kafka is not reachable")
-        split = split_request(request, self._by_trace, self._max_value)
+        split = split_request(request, self._by_trace, self._max_value, self._window)
         size = sum(len(v) for _, v in split.messages)
         if self._pending_bytes and self._pending_bytes + size > self._ks.max_pending_bytes:
             # The Kafka counterpart of the writer's pending rows: data waiting for the durable point.
