@@ -1,21 +1,26 @@
-"""kill -9 of the embedded service, or of one of its workers, under steady load: every span a
-sender saw acknowledged is stored exactly once (even without FINAL: replays are rebuilt with the
-tokens of their recorded flushes), the rollups count each call once, and no process is left."""
+"""kill -9 under steady load: of the embedded service, of one of its workers, and of each Kafka
+role. Every span a sender saw acknowledged is stored exactly once (embedded: even without FINAL,
+replays are rebuilt with the tokens of their recorded flushes), the rollups count each call once,
+and no process is left."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.conftest import Service, make_service, wait_for
+from tests.kafka_helpers import Role, mock_cluster, role_env
 from tests.senders import Senders
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+KAFKA_KEY = "crash-test-key"
 
 
 def _in(span_ids: set[str]) -> str:
@@ -99,3 +104,47 @@ def test_kill_9_of_a_worker_loses_nothing_and_the_service_goes_on(tmp_path: Path
         _check_stored_once(svc, acknowledged)
     finally:
         assert svc.stop() == 0
+
+
+@pytest.fixture
+def kafka_roles(tmp_path: Path) -> Iterator[tuple[Role, Role, Role]]:
+    owner, bootstrap = mock_cluster()
+    env = role_env(tmp_path, bootstrap, INFERLINE_API_KEYS=f"{KAFKA_KEY}=proj-crash")
+    roles = [Role(name, env, tmp_path) for name in ("processor", "writer", "receiver")]
+    try:
+        for r in roles:
+            r.start()
+        yield roles[2], roles[0], roles[1]
+    finally:
+        for r in reversed(roles):
+            r.stop()
+        del owner
+
+
+@pytest.mark.kafka
+def test_kill_9_of_each_kafka_role_under_load_loses_nothing_acknowledged(
+    kafka_roles: tuple[Role, Role, Role],
+) -> None:
+    """Each role is killed (SIGKILL) mid-stream and restarted: every span a sender saw
+    acknowledged is stored, once under FINAL, and the rollup counts each call once."""
+    receiver, processor, writer = kafka_roles
+    with Senders(receiver.grpc_target, receiver.http_url, KAFKA_KEY) as senders:
+        for role in (processor, writer, receiver):
+            senders.wait_for_more(100)
+            assert role.process is not None
+            role.process.kill()
+            role.wait_exit(10)
+            role.start()
+        senders.wait_for_more(100)
+        acknowledged = set(senders.acknowledged)
+
+    def sql(query: str) -> str:
+        return writer.sql(query, KAFKA_KEY)
+
+    ids = _in(acknowledged)
+    count = f"SELECT count() FROM otel_traces FINAL WHERE SpanId IN ({ids})"
+    assert wait_for(lambda: int(sql(count)) == len(acknowledged), timeout=90, interval=1), sql(count)
+    inferences = f"SELECT count() FROM llm_inferences FINAL WHERE span_id IN ({ids})"
+    assert int(sql(inferences)) == len(acknowledged)
+    raw = int(sql("SELECT count() FROM llm_inferences FINAL"))
+    assert int(sql("SELECT sum(calls) FROM llm_inferences_by_minute")) == raw

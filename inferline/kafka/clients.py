@@ -59,6 +59,20 @@ def encode_row(row: dict[str, Any]) -> bytes:
     return orjson.dumps(row, default=_json_default)
 
 
+def dead_letter_headers(
+    m: ConsumerRecord[Any, Any], stage: str, error: BaseException
+) -> list[tuple[str, bytes]]:
+    """The message's own headers (Kafka Connect style: kept as they were), then why and where from."""
+    return [
+        *list(m.headers or ()),
+        (H_DLQ_ERROR, f"{type(error).__name__}: {error}"[:2000].encode()),
+        (H_DLQ_STAGE, stage.encode()),
+        (H_DLQ_TOPIC, m.topic.encode()),
+        (H_DLQ_PARTITION, str(m.partition).encode()),
+        (H_DLQ_OFFSET, str(m.offset).encode()),
+    ]
+
+
 def header(headers: Any, name: str) -> bytes | None:
     for k, v in headers or ():
         if k == name:

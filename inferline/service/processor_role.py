@@ -33,11 +33,7 @@ from inferline.core.config import Settings
 from inferline.core.records import Batch, LogRecord, Row, Span
 from inferline.kafka.clients import (
     H_CONTENT_TYPE,
-    H_DLQ_ERROR,
-    H_DLQ_OFFSET,
-    H_DLQ_PARTITION,
     H_DLQ_STAGE,
-    H_DLQ_TOPIC,
     H_KIND,
     H_SCHEMA,
     JSON,
@@ -47,6 +43,7 @@ from inferline.kafka.clients import (
     MESSAGE_OVERHEAD,
     SCHEMA_VERSION,
     BrokerWatch,
+    dead_letter_headers,
     encode_row,
     header,
     make_consumer,
@@ -372,12 +369,4 @@ class ProcessorRole:
             stage=stage,
             error=repr(error)[:300],
         )
-        headers = [
-            *list(m.headers or ()),
-            (H_DLQ_ERROR, f"{type(error).__name__}: {error}"[:2000].encode()),
-            (H_DLQ_STAGE, stage.encode()),
-            (H_DLQ_TOPIC, m.topic.encode()),
-            (H_DLQ_PARTITION, str(m.partition).encode()),
-            (H_DLQ_OFFSET, str(m.offset).encode()),
-        ]
-        return (self._ks.dlq_topic, m.key, m.value, headers)
+        return (self._ks.dlq_topic, m.key, m.value, dead_letter_headers(m, stage, error))

@@ -31,14 +31,10 @@ from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.clickhouse.plans import ClickHousePlans
 from inferline.kafka.clients import (
-    H_DLQ_ERROR,
-    H_DLQ_OFFSET,
-    H_DLQ_PARTITION,
-    H_DLQ_STAGE,
-    H_DLQ_TOPIC,
     H_SCHEMA,
     SCHEMA_VERSION,
     BrokerWatch,
+    dead_letter_headers,
     header,
     make_consumer,
     make_producer,
@@ -211,15 +207,9 @@ class WriterRole:
             log.warning(
                 "enriched message to the dead-letter topic", topic=m.topic, offset=m.offset, error=repr(e)
             )
-            headers = [
-                *list(m.headers or ()),
-                (H_DLQ_ERROR, f"{type(e).__name__}: {e}"[:2000].encode()),
-                (H_DLQ_STAGE, b"write"),
-                (H_DLQ_TOPIC, m.topic.encode()),
-                (H_DLQ_PARTITION, str(m.partition).encode()),
-                (H_DLQ_OFFSET, str(m.offset).encode()),
-            ]
-            await self._producer.send_and_wait(self._ks.dlq_topic, m.value, key=m.key, headers=headers)
+            await self._producer.send_and_wait(
+                self._ks.dlq_topic, m.value, key=m.key, headers=dead_letter_headers(m, "write", e)
+            )
             metrics.DLQ_RECORDS.labels("writer", reason).inc()
             return None
 
