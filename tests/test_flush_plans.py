@@ -134,6 +134,7 @@ def test_a_plan_split_by_a_rebalance_loses_nothing(client: Client) -> None:
         writer = Run(client)
         pending = writer.plans.pending({tp: 0})
         assert len(pending) == 1 and pending[0].ranges == {tp: (0, 1)}
+        assert not pending[0].exact  # a share, under a token of its own
 
         async def replay(
             writer: Run = writer,
@@ -169,6 +170,6 @@ def test_plans_of_earlier_versions_are_moved_over(client: Client) -> None:
     )
     plans = ClickHousePlans(client, "default", "writers")
     plans.create()
-    assert plans.pending({B: 10}) == [("writers/inferline.spans/1/10-20", {B: (10, 20)})]
+    assert plans.pending({B: 10}) == [RecordedFlush("writers/inferline.spans/1/10-20", {B: (10, 20)})]
     exists = client.command(f"SELECT count() FROM system.tables WHERE name = '{LEGACY_PLANS_TABLE}'")
     assert int(str(exists)) == 0

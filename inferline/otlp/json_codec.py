@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from inferline.otlp.errors import OtlpDecodeError
 
@@ -238,3 +238,18 @@ def decode_protobuf(body: bytes, message_type: type[Message]) -> Message:
         return message_type.FromString(body)
     except Exception as e:  # protobuf raises DecodeError, but upb may raise others on garbage
         raise OtlpDecodeError(f"invalid protobuf payload: {e}") from None
+
+
+def decoded_as_protobuf(body: bytes, request_type: type[Message]) -> bytes:
+    """The OTLP/JSON request, decoded and serialized as the protobuf it will be read back as
+    (from the local log, or Kafka). A request protobuf cannot read back (values nested past its
+    parser's depth limit: about 30 levels of key-value lists) is refused here, with the reason,
+    rather than accepted and then unreadable."""
+    encoded = decode_json(body, request_type).SerializeToString()
+    try:
+        request_type.FromString(encoded)
+    except DecodeError as e:
+        raise OtlpDecodeError(
+            "attribute values are nested too deeply for OTLP protobuf (at most ~30 levels)"
+        ) from e
+    return encoded

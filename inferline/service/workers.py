@@ -32,7 +32,7 @@ from inferline.core.errors import Overloaded, Unavailable
 from inferline.core.records import Batch, LogRecord, Span
 from inferline.exporters.clickhouse.native import encode_block
 from inferline.otlp.flatten import flatten_logs, flatten_spans
-from inferline.otlp.json_codec import decode_json
+from inferline.otlp.json_codec import decoded_as_protobuf
 from inferline.processors.chain import ProcessorChain
 from inferline.service.parent_watch import die_with_parent
 from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
@@ -269,7 +269,7 @@ def _init(settings_json: str, log_level: str, parent_pid: int) -> None:
 
 
 def _decode_json_in_worker(body: bytes, request_type: type[Message]) -> bytes:
-    return decode_json(body, request_type).SerializeToString()
+    return decoded_as_protobuf(body, request_type)
 
 
 def _ready() -> bool:

@@ -58,6 +58,10 @@ class RecordedFlush(NamedTuple):
 
     token: str
     ranges: Ranges
+    # The whole flush, with its own token: rebuilt as it was, rows untouched (`before_insert` is
+    # skipped, so a block ClickHouse took only in part, e.g. before its rollup views, is completed).
+    # False for a share of a flush split by a rebalance, inserted under a token of its own.
+    exact: bool = True
 
 
 class PlanBook(Protocol):
@@ -209,12 +213,13 @@ class ClickHouseExporter:
     async def _flush(self) -> None:
         batch, ranges = self._batch, {p: (s, e) for p, (s, e) in self._ranges.items()}
         self._batch, self._ranges = Batch(), {}
-        token = self._replay.popleft().token if self._replay else None
+        rebuilt = self._replay.popleft() if self._replay else None
+        token = rebuilt.token if rebuilt is not None else None
+        filtered = rebuilt is not None and rebuilt.exact  # before_insert already done, or not wanted
         n = len(batch)
         self._in_flight += n
         loop = asyncio.get_running_loop()
         backoff = 0.5
-        filtered = False
         try:
             while True:
                 started = time.monotonic()

@@ -113,6 +113,8 @@ class ClickHousePlans:
             if not any(committed.get(tp, 0) < end for tp, (_, end) in held.items()):
                 continue
             if len(held) < sizes[token]:
-                token = f"{token}/{','.join(sorted(source_name(tp) for tp in held))}"
-            flushes.append(RecordedFlush(token, held))
+                share = f"{token}/{','.join(sorted(source_name(tp) for tp in held))}"
+                flushes.append(RecordedFlush(share, held, exact=False))
+            else:
+                flushes.append(RecordedFlush(token, held))
         return flushes
