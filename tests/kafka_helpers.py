@@ -7,6 +7,7 @@ until killed), so a test can take the broker away from under a running receiver.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,23 @@ class Role:
         )
         assert r.status_code == 200, r.text
         return r.text.strip()
+
+
+@contextlib.contextmanager
+def running_roles(tmp: Path, **env: str) -> Iterator[tuple[Role, Role, Role]]:
+    """Processor, writer and receiver as processes on a mock cluster of their own, started and
+    ready; yields (receiver, processor, writer) and stops them all at the end."""
+    owner, bootstrap = mock_cluster()
+    settings = role_env(tmp, bootstrap, **env)
+    roles = [Role(name, settings, tmp) for name in ("processor", "writer", "receiver")]
+    try:
+        for r in roles:
+            r.start()
+        yield roles[2], roles[0], roles[1]
+    finally:
+        for r in reversed(roles):
+            r.stop()
+        del owner
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import Service, make_service, wait_for
-from tests.kafka_helpers import Role, mock_cluster, role_env
+from tests.kafka_helpers import Role, running_roles
 from tests.senders import Senders
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -115,17 +115,8 @@ def test_kill_9_of_a_worker_loses_nothing_and_the_service_goes_on(tmp_path: Path
 
 @pytest.fixture
 def kafka_roles(tmp_path: Path) -> Iterator[tuple[Role, Role, Role]]:
-    owner, bootstrap = mock_cluster()
-    env = role_env(tmp_path, bootstrap, INFERLINE_API_KEYS=f"{KAFKA_KEY}=proj-crash")
-    roles = [Role(name, env, tmp_path) for name in ("processor", "writer", "receiver")]
-    try:
-        for r in roles:
-            r.start()
-        yield roles[2], roles[0], roles[1]
-    finally:
-        for r in reversed(roles):
-            r.stop()
-        del owner
+    with running_roles(tmp_path, INFERLINE_API_KEYS=f"{KAFKA_KEY}=proj-crash") as roles:
+        yield roles
 
 
 @pytest.mark.kafka

@@ -18,7 +18,7 @@ import pytest
 
 from inferline.service.shutdown import EXIT_DEADLINE
 from tests.conftest import make_service, wait_for
-from tests.kafka_helpers import Role, mock_cluster, role_env
+from tests.kafka_helpers import Role, running_roles
 from tests.senders import Senders
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -68,22 +68,9 @@ def test_embedded_sigterm_loses_nothing_acknowledged(tmp_path: Path) -> None:
 
 @pytest.fixture
 def kafka_roles(tmp_path: Path) -> Iterator[tuple[Role, Role, Role]]:
-    owner, bootstrap = mock_cluster()
-    env = role_env(
-        tmp_path,
-        bootstrap,
-        INFERLINE_API_KEYS=f"{KEY}={PROJECT}",
-        INFERLINE_SHUTDOWN_TIMEOUT_S=str(DEADLINE_S),
-    )
-    roles = [Role(name, env, tmp_path) for name in ("processor", "writer", "receiver")]
-    try:
-        for r in roles:
-            r.start()
-        yield roles[2], roles[0], roles[1]
-    finally:
-        for r in reversed(roles):
-            r.stop()
-        del owner
+    env = {"INFERLINE_API_KEYS": f"{KEY}={PROJECT}", "INFERLINE_SHUTDOWN_TIMEOUT_S": str(DEADLINE_S)}
+    with running_roles(tmp_path, **env) as roles:
+        yield roles
 
 
 def test_kafka_roles_sigterm_loses_nothing_acknowledged(kafka_roles: tuple[Role, Role, Role]) -> None:
