@@ -11,8 +11,8 @@ import os
 import confluent_kafka
 import pytest
 from aiokafka.structs import TopicPartition
+from prometheus_client import REGISTRY
 
-from inferline.core import metrics
 from inferline.core.config import KafkaSettings
 from inferline.kafka.clients import make_consumer, poll
 from tests.kafka_helpers import mock_cluster
@@ -23,7 +23,10 @@ TOPIC, GROUP = "retention", "retention-group"
 
 
 def _expired() -> float:
-    return metrics.KAFKA_RECORDS_EXPIRED.labels(GROUP, TOPIC)._value.get()
+    sample = REGISTRY.get_sample_value(
+        "inferline_kafka_records_expired_total", {"group": GROUP, "topic": TOPIC}
+    )
+    return sample or 0.0
 
 
 def test_records_deleted_before_they_were_read_are_counted_not_skipped_silently() -> None:

@@ -80,10 +80,6 @@ class EmbeddedPipeline:
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def exporter(self) -> ClickHouseExporter:
-        return self._exporter
-
-    @property
     def healthy(self) -> bool:
         return self._exporter.healthy
 
@@ -101,18 +97,18 @@ class EmbeddedPipeline:
             done, _ = await asyncio.wait(
                 [*consumers, asyncio.create_task(self._stop.wait())], return_when=asyncio.FIRST_COMPLETED
             )
-            died = [t for t in done if t in consumers and isinstance(t.exception(), WorkerDied)]
-            for t in done:
-                if t in consumers and not died and t.exception() is not None:
-                    log.error("a log consumer failed", error=repr(t.exception())[:300])
+            failures = [t.exception() for t in done if t in consumers and t.exception() is not None]
             # Stop the others at a safe point (between deliveries), store what they delivered.
             self._stop_consumers.set()
             await asyncio.gather(*consumers, return_exceptions=True)
             if self._stop.is_set():
                 return  # close() has the exporter store what it can
             await self._exporter.idle()
-            # A worker's memory (the join) is gone: all workers start afresh and every partition
-            # is replayed from its committed position, exactly as after a restart.
+            # A worker's memory (the join) is gone, or its state is unknown after a failure: all
+            # workers start afresh and every partition is replayed from its committed position,
+            # exactly as after a restart.
+            if not all(isinstance(e, WorkerDied) for e in failures):
+                log.error("a log consumer failed", error=repr(failures)[:300])
             log.error("a worker died; restarting workers and replaying the local log")
             await self._processing.restart()
 
@@ -128,16 +124,14 @@ class EmbeddedPipeline:
         self._exporter.replay([RecordedFlush(p.token, p.ranges) for p in plans], committed)
         self._stop_consumers = asyncio.Event()
         self._positions = {p: committed.get(p, 0) for p in partitions}
-        return [
-            asyncio.create_task(self._consume(p, committed.get(p, 0)), name=f"log-consumer-{p}")
-            for p in partitions
-        ]
+        return [asyncio.create_task(self._consume(p), name=f"log-consumer-{p}") for p in partitions]
 
-    async def _consume(self, partition: int, position: int) -> None:
+    async def _consume(self, partition: int) -> None:
         loop = asyncio.get_running_loop()
         worker = partition % self._processing.count
         last_expire = time.monotonic()
         while not self._stop_consumers.is_set():
+            position = self._positions[partition]
             until = self._exporter.limit(partition)
             if until is not None and until <= position:
                 await asyncio.sleep(0.02)  # waiting for a rebuilt flush of other partitions
@@ -148,7 +142,7 @@ class EmbeddedPipeline:
             if not entries:
                 if until is not None:  # everything below the limit is read
                     await self._deliver(Delivery(partition, position, until, _EMPTY), worker, None)
-                    position = self._positions[partition] = until
+                    self._positions[partition] = until
                     continue
                 if self._held.get(partition) is not None and time.monotonic() - last_expire > _EXPIRE_EVERY_S:
                     last_expire = time.monotonic()
@@ -159,7 +153,7 @@ class EmbeddedPipeline:
             processed = await self._processing.process(worker, entries)
             end = until if until is not None and len(entries) < self._max_entries else entries[-1].offset + 1
             await self._deliver(Delivery(partition, position, end, processed.batch), worker, processed)
-            position = self._positions[partition] = end
+            self._positions[partition] = end
 
     async def _deliver(self, delivery: Delivery, worker: int, processed: Processed | None) -> None:
         if processed is not None:
