@@ -31,6 +31,7 @@ from inferline.receivers.otlp.grpc import otlp_grpc_server
 from inferline.receivers.otlp.http import otlp_http_app
 from inferline.receivers.otlp.memory import MemoryCeiling
 from inferline.service.embedded_pipeline import EmbeddedEngine
+from inferline.service.processing import native_blocks
 from inferline.service.workers import InThread
 from inferline.storage.clickhouse import connect
 from inferline.storage.keys import ApiKeys
@@ -69,7 +70,7 @@ def _engine(client: Client, data_dir: Path, log_bytes: int = 64 << 20) -> Embedd
     """Embedded mode between the receivers and ClickHouse, started (call from the event loop)."""
     engine = EmbeddedEngine(
         data_dir,
-        InThread(ProcessorChain(PRICING_ONLY)),
+        InThread(ProcessorChain(PRICING_ONLY), native_blocks),
         Inserter(client, retries=0),
         BatchSettings(max_rows=1000, min_delay_s=0.01, max_delay_s=0.05),
         LocalLogSettings(max_bytes=log_bytes),

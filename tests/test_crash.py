@@ -130,12 +130,41 @@ def test_kill_9_of_each_kafka_role_under_load_loses_nothing_acknowledged(
         for role in (processor, writer, receiver):
             senders.wait_for_more(100)
             assert role.process is not None
+            children = psutil.Process(role.process.pid).children(recursive=True)
             role.process.kill()
             role.wait_exit(10)
+            # The processor's worker processes noticed their parent's death: none is left.
+            assert wait_for(lambda: not any(_alive(p) for p in children), 5), children  # noqa: B023
             role.start()
         senders.wait_for_more(100)
         acknowledged = set(senders.acknowledged)
+    _check_kafka_stored_once(writer, acknowledged)
 
+
+@pytest.mark.kafka
+def test_kill_9_of_a_processor_worker_loses_nothing_and_the_role_goes_on(
+    kafka_roles: tuple[Role, Role, Role],
+) -> None:
+    """The processor role runs the chain in worker processes, as embedded mode does: one killed
+    mid-stream is replaced, what its join held is replayed from the committed offsets, and every
+    acknowledged span is stored once."""
+    receiver, processor, writer = kafka_roles
+    assert processor.process is not None
+    role = psutil.Process(processor.process.pid)
+    assert len(_workers(role)) == 2
+    with Senders(receiver.grpc_target, receiver.http_url, KAFKA_KEY) as senders:
+        senders.wait_for_more(100)
+        victim = _workers(role)[0]
+        victim.kill()
+        senders.wait_for_more(200)
+        acknowledged = set(senders.acknowledged)
+    assert wait_for(lambda: "a worker died" in processor.logs(), 10)
+    assert victim.pid not in {p.pid for p in _workers(role)}
+    assert len(_workers(role)) == 2  # replaced
+    _check_kafka_stored_once(writer, acknowledged)
+
+
+def _check_kafka_stored_once(writer: Role, acknowledged: set[str]) -> None:
     def sql(query: str) -> str:
         return writer.sql(query, KAFKA_KEY)
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from inferline.bus.local_log import LOGS, SPANS, Append, LocalLog
+from inferline.bus.local_log import Append, LocalLog
 from inferline.core.errors import Overloaded
+from inferline.core.records import LOGS, SPANS
 
 pytestmark = pytest.mark.unit
 
@@ -121,7 +122,8 @@ def test_a_torn_tail_from_a_kill_during_appends_loses_only_unacknowledged_entrie
         f"""
         import asyncio
         from pathlib import Path
-        from inferline.bus.local_log import Append, LocalLog, SPANS
+        from inferline.bus.local_log import Append, LocalLog
+        from inferline.core.records import SPANS
         async def main():
             log = LocalLog(Path({str(path)!r}), max_bytes=1 << 30)
             log.open(); log.start()

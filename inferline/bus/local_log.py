@@ -33,12 +33,13 @@ import structlog
 
 from inferline.core import metrics
 from inferline.core.errors import Overloaded, Unavailable
+from inferline.core.records import SourceEntry
 
 log = structlog.get_logger()
 
 _PENDING = metrics.QUEUE_DEPTH.labels("local_log_bytes")
 
-SPANS, LOGS = 1, 2  # Entry.kind: the OTLP request type of the payload
+LOCAL_TOPIC = "local"  # the `topic` of the local log's entries (one topic, many partitions)
 DEAD_LETTERS_KEPT = 10_000
 
 _SCHEMA = """
@@ -69,14 +70,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL
 );
 """
-
-
-class Entry(NamedTuple):
-    offset: int
-    partition: int
-    kind: int  # SPANS or LOGS
-    project_id: str
-    payload: bytes
 
 
 class Append(NamedTuple):
@@ -298,10 +291,10 @@ class LocalLog:
 
     def read(
         self, partition: int, from_offset: int, max_entries: int, until: int | None = None
-    ) -> list[Entry]:
+    ) -> list[SourceEntry]:
         """Entries of `partition` from `from_offset` on (below `until` when given), oldest first."""
         sql = (
-            "SELECT offset, partition, kind, project_id, payload FROM entries "
+            "SELECT partition, offset, kind, project_id, payload FROM entries "
             "WHERE partition = ? AND offset >= ?"
         )
         args: list[int] = [partition, from_offset]
@@ -310,7 +303,7 @@ class LocalLog:
             args.append(until)
         sql += " ORDER BY offset LIMIT ?"
         args.append(max_entries)
-        return [Entry(*row) for row in self._reader().execute(sql, args)]
+        return [SourceEntry(LOCAL_TOPIC, *row) for row in self._reader().execute(sql, args)]
 
     def count_from(self, positions: dict[int, int]) -> int:
         """Entries at or after `positions` (all entries of partitions not named)."""

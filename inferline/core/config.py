@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     workers: int | None = Field(
         None,
         ge=0,
-        description="processes for the CPU stages of the embedded service; 0: a thread; unset: one per core",
+        description="processes for the CPU stages (embedded, processor role); 0: a thread; unset: per core",
     )
     # Under Kubernetes' default 30 s termination grace period, with room to spare.
     shutdown_timeout_s: float = Field(25.0, gt=0, description="SIGTERM/SIGINT: drain, flush and exit within")

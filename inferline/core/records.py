@@ -10,10 +10,25 @@ enriched Kafka topics carry (as JSON) and what the writer inserts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 Attributes = dict[str, Any]
 Row = dict[str, Any]
+
+SPANS, LOGS = 1, 2  # SourceEntry.kind: the OTLP request type of the payload
+
+
+class SourceEntry(NamedTuple):
+    """One serialized OTLP request (or a part of one) as a durable log holds it: an entry of the
+    local log or a message of a raw Kafka topic. `(topic, partition, offset)` is where a consumer
+    reads it again after a restart."""
+
+    topic: str
+    partition: int
+    offset: int
+    kind: int  # SPANS or LOGS
+    project_id: str
+    payload: bytes
 
 
 @dataclass(slots=True)
@@ -52,7 +67,7 @@ class Span:
     scope_name: str = ""
     scope_version: str = ""
     scope_attributes: Attributes = field(default_factory=dict)
-    # (topic, partition, offset) of the Kafka message the span came from; None in embedded mode.
+    # (topic, partition, offset) of the `SourceEntry` the span came from.
     origin: tuple[str, int, int] | None = None
 
 
@@ -75,7 +90,7 @@ class LogRecord:
     scope_version: str = ""
     scope_attributes: Attributes = field(default_factory=dict)
     scope_schema_url: str = ""
-    # (topic, partition, offset) of the Kafka message the record came from; None in embedded mode.
+    # (topic, partition, offset) of the `SourceEntry` the record came from.
     origin: tuple[str, int, int] | None = None
 
 

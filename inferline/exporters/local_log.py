@@ -9,8 +9,9 @@ from __future__ import annotations
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from inferline.bus.local_log import LOGS, SPANS, Append, LocalLog
+from inferline.bus.local_log import Append, LocalLog
 from inferline.core.consumer import ExportResult
+from inferline.core.records import LOGS, SPANS
 from inferline.otlp.shard import shard_logs, shard_spans
 from inferline.otlp.validate import TimeWindow, remove_invalid
 

@@ -18,6 +18,7 @@ from inferline.api.deps import ApiContext, admin_digest
 from inferline.api.sql import ReadOnlySql
 from inferline.core.config import Settings
 from inferline.core.consumer import Sink
+from inferline.core.records import Batch
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.otlp.validate import TimeWindow
 from inferline.processors.chain import ProcessorChain
@@ -28,6 +29,7 @@ from inferline.receivers.otlp.grpc import otlp_grpc_server
 from inferline.receivers.otlp.http import decode_json_here, otlp_http_app
 from inferline.service.embedded_pipeline import EmbeddedEngine
 from inferline.service.feedback import WriteFeedback, insert_feedback
+from inferline.service.processing import native_blocks
 from inferline.service.shutdown import Deadline, stop_on_signals
 from inferline.service.workers import InThread, WorkerProcesses
 from inferline.storage.clickhouse import connect
@@ -104,14 +106,18 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     stop_on_signals(stop)
 
     chain = ProcessorChain(settings.processors)  # first: a configuration mistake stops us before any I/O
-    processing: InThread | WorkerProcesses
+    processing: InThread[Batch] | WorkerProcesses[Batch]
     if settings.resolved_workers:
         del chain  # each worker builds its own
         processing = WorkerProcesses(
-            settings.processors, settings.resolved_workers, settings.log_level, settings.max_queue_wait_s
+            settings.processors,
+            settings.resolved_workers,
+            native_blocks,
+            settings.log_level,
+            settings.max_queue_wait_s,
         )
     else:
-        processing = InThread(chain)
+        processing = InThread(chain, native_blocks)
     starting = asyncio.create_task(processing.start())  # meanwhile: migrations, keys
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database

@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 import structlog
 
-from inferline.bus.local_log import Entry, LocalLog
+from inferline.bus.local_log import LOCAL_TOPIC, LocalLog
 from inferline.core import metrics
 from inferline.core.config import BatchSettings, LocalLogSettings
-from inferline.core.records import Batch
+from inferline.core.records import Batch, SourceEntry
 from inferline.exporters.clickhouse.exporter import (
     ClickHouseExporter,
     Delivery,
@@ -36,7 +37,8 @@ from inferline.exporters.clickhouse.exporter import (
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.local_log import LocalLogExporter
 from inferline.otlp.validate import TimeWindow
-from inferline.service.workers import Processed, WorkerDied
+from inferline.service.processing import Held, Processed
+from inferline.service.workers import WorkerDied
 
 log = structlog.get_logger()
 
@@ -50,9 +52,9 @@ class Processing(Protocol):
     @property
     def count(self) -> int: ...
 
-    async def process(self, worker: int, entries: list[Entry]) -> Processed: ...
+    async def process(self, worker: int, entries: list[SourceEntry]) -> Processed[Batch]: ...
 
-    async def expire(self, worker: int) -> dict[int, int]: ...
+    async def expire(self, worker: int) -> Held: ...
 
     async def restart(self) -> None: ...
 
@@ -141,7 +143,7 @@ class EmbeddedPipeline:
             )
             if not entries:
                 if until is not None:  # everything below the limit is read
-                    await self._deliver(Delivery(partition, position, until, _EMPTY), worker, None)
+                    await self._deliver(Delivery(partition, position, until, _EMPTY), worker)
                     self._positions[partition] = until
                     continue
                 if self._held.get(partition) is not None and time.monotonic() - last_expire > _EXPIRE_EVERY_S:
@@ -152,23 +154,38 @@ class EmbeddedPipeline:
                 continue
             processed = await self._processing.process(worker, entries)
             end = until if until is not None and len(entries) < self._max_entries else entries[-1].offset + 1
-            await self._deliver(Delivery(partition, position, end, processed.batch), worker, processed)
+            await self._deliver(
+                Delivery(partition, position, end, processed.output), worker, processed, entries
+            )
             self._positions[partition] = end
 
-    async def _deliver(self, delivery: Delivery, worker: int, processed: Processed | None) -> None:
+    async def _deliver(
+        self,
+        delivery: Delivery,
+        worker: int,
+        processed: Processed[Batch] | None = None,
+        entries: Sequence[SourceEntry] = (),
+    ) -> None:
         if processed is not None:
             self._update_held(worker, processed.held)
-            for offset, reason in processed.failed:
+            for failure in processed.failed:
                 # Checked at the receiver, so this is a bug; say it loudly, keep the entry (with
                 # the reason) in the log's dead_letters table, keep the rest going.
-                metrics.DLQ_RECORDS.labels("embedded", "process").inc()
-                log.error("a local log entry could not be processed", offset=offset, reason=reason)
+                offset = entries[failure.entry].offset
+                metrics.DLQ_RECORDS.labels("embedded", failure.stage).inc()
+                log.error(
+                    "a local log entry could not be processed",
+                    offset=offset,
+                    stage=failure.stage,
+                    reason=failure.reason,
+                )
                 await asyncio.get_running_loop().run_in_executor(
-                    self._commits, self._log.dead_letter, offset, reason
+                    self._commits, self._log.dead_letter, offset, f"{failure.stage}: {failure.reason}"
                 )
         await self._exporter.consume(delivery)
 
-    def _update_held(self, worker: int, held: dict[int, int]) -> None:
+    def _update_held(self, worker: int, held_by_source: Held) -> None:
+        held = {p: offset for (topic, p), offset in held_by_source.items() if topic == LOCAL_TOPIC}
         count = self._processing.count
         for p in list(self._held):
             if p % count == worker and p not in held:

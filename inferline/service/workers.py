@@ -1,11 +1,10 @@
-"""Where the embedded service runs its CPU stages: in a thread of its own process, or fanned out
-to worker processes so that every core works (one Python process uses about one core).
+"""Where the CPU stages run: in a thread beside the event loop, or fanned out to worker processes
+so that every core works (one Python process uses about one core). Embedded mode and the
+processor role use them alike, on entries of their durable log (`inferline.service.processing`).
 
-Both run the same steps on a run of local-log entries: flatten the OTLP requests, run the
-processor chain once over all their records, and encode the rows as Native blocks the ClickHouse
-exporter passes straight to the engine. The receiver split each request by trace id into the
-log's partitions, and a partition always goes to the same worker, so all records of a trace meet
-in one process, where the normaliser joins content from log records to their span.
+Entries are split by trace id into partitions upstream (the receiver), and a partition always goes
+to the same worker, so all records of a trace meet in one process, where the normaliser joins
+content from log records to their span.
 """
 
 from __future__ import annotations
@@ -18,92 +17,32 @@ import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, NamedTuple
+from typing import Any, Generic
 
 import structlog
 from google.protobuf.message import Message
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from inferline.bus.local_log import SPANS, Entry
 from inferline.core import metrics
 from inferline.core.config import ProcessorSettings
 from inferline.core.errors import Overloaded, Unavailable
-from inferline.core.records import Batch, LogRecord, Span
-from inferline.exporters.clickhouse.native import encode_block
-from inferline.otlp.flatten import flatten_logs, flatten_spans
+from inferline.core.records import SourceEntry
 from inferline.otlp.json_codec import decoded_as_protobuf
 from inferline.processors.chain import ProcessorChain
 from inferline.service.parent_watch import die_with_parent
-from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
+from inferline.service.processing import (
+    Encoder,
+    Held,
+    Output,
+    Processed,
+    expire_held,
+    forget_partitions,
+    process_entries,
+)
 
 log = structlog.get_logger()
 
-Request = ExportTraceServiceRequest | ExportLogsServiceRequest
-
 # Counters the CPU stages move; a worker process sends back how far, the service adds it.
 _WORKER_COUNTERS = (metrics.VALUES_OUT_OF_RANGE,)
-
-LOCAL_TOPIC = "local"  # the `topic` of local-log origins in the normaliser's join holds
-
-
-class Processed(NamedTuple):
-    """The rows of a run of log entries, encoded for ClickHouse, and what the join still holds."""
-
-    batch: Batch
-    # Per partition of this worker: the lowest offset whose record the join still holds in
-    # memory; the log position must not be committed past it.
-    held: dict[int, int]
-    failed: list[tuple[int, str]]  # (offset, reason) of entries that could not be processed
-
-
-def process_entries(chain: ProcessorChain, entries: list[Entry]) -> Processed:
-    """Flatten, run the chain over all entries at once (one batch, one join pass), encode."""
-    spans: list[Span] = []
-    logs: list[LogRecord] = []
-    failed: list[tuple[int, str]] = []
-    for entry in entries:
-        try:
-            origin = (LOCAL_TOPIC, entry.partition, entry.offset)
-            if entry.kind == SPANS:
-                flat = flatten_spans(ExportTraceServiceRequest.FromString(entry.payload), entry.project_id)
-                for span in flat.records:
-                    span.origin = origin
-                spans += flat.records
-            else:
-                flat_logs = flatten_logs(ExportLogsServiceRequest.FromString(entry.payload), entry.project_id)
-                for record in flat_logs.records:
-                    record.origin = origin
-                logs += flat_logs.records
-        except Exception as e:  # validated at the receiver, so this is a bug: keep the rest going
-            failed.append((entry.offset, f"{type(e).__name__}: {e}"[:500]))
-    batch = chain.run(spans, logs) if spans or logs else Batch()
-    return Processed(encode(batch), held_partitions(chain), failed)
-
-
-def held_partitions(chain: ProcessorChain) -> dict[int, int]:
-    return {
-        p: offset for (topic, p), offset in chain.normaliser.held_offsets().items() if topic == LOCAL_TOPIC
-    }
-
-
-def encode(batch: Batch) -> Batch:
-    """The rows as Native blocks, plus the few fields of each inference the metrics read."""
-    out = Batch(observed=[{k: row.get(k) for k in metrics.OBSERVED_FIELDS} for row in batch.inferences])
-    for table, rows in (
-        (OTEL_TRACES, batch.spans),
-        (OTEL_LOGS, batch.logs),
-        (LLM_INFERENCES, batch.inferences),
-    ):
-        if rows:
-            out.encoded.append((table.name, len(rows), encode_block(table, rows)))
-    return out
-
-
-def expire_held(chain: ProcessorChain) -> dict[int, int]:
-    """Lets the join drop what outlived its window (when no entries come to do it)."""
-    chain.normaliser.expire()
-    return held_partitions(chain)
 
 
 class QueueGate:
@@ -129,25 +68,32 @@ class QueueGate:
             self._slots.release()
 
 
-class InThread:
+class InThread(Generic[Output]):
     """One thread beside the event loop (the loop stays free to take requests meanwhile)."""
 
     count = 1
 
-    def __init__(self, chain: ProcessorChain) -> None:
+    def __init__(self, chain: ProcessorChain, encoder: Encoder[Output]) -> None:
         self._chain = chain
+        self._encoder = encoder
         # One thread: the normaliser's join caches are not shared between threads.
         self._executor: Executor = ThreadPoolExecutor(1, thread_name_prefix="process")
 
     async def start(self) -> None:
         return None
 
-    async def process(self, worker: int, entries: list[Entry]) -> Processed:
+    async def process(self, worker: int, entries: list[SourceEntry]) -> Processed[Output]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, process_entries, self._chain, entries)
+        return await loop.run_in_executor(
+            self._executor, process_entries, self._chain, entries, self._encoder
+        )
 
-    async def expire(self, worker: int) -> dict[int, int]:
+    async def expire(self, worker: int) -> Held:
         return await asyncio.get_running_loop().run_in_executor(self._executor, expire_held, self._chain)
+
+    async def forget(self, worker: int, partitions: list[tuple[str, int]]) -> Held:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, forget_partitions, self._chain, partitions)
 
     async def restart(self) -> None:
         """Forget the join's memory (the log is replayed from the committed positions)."""
@@ -161,13 +107,18 @@ class WorkerDied(Exception):
     """A worker process died (and was replaced): what it held in memory is gone."""
 
 
-class WorkerProcesses:
+class WorkerProcesses(Generic[Output]):
     """`count` processes, one executor each, so a partition always reaches the same one."""
 
     def __init__(
-        self, settings: ProcessorSettings, count: int, log_level: str = "info", max_wait_s: float = 2.0
+        self,
+        settings: ProcessorSettings,
+        count: int,
+        encoder: Encoder[Output],
+        log_level: str = "info",
+        max_wait_s: float = 2.0,
     ) -> None:
-        self._init_args = (settings.model_dump_json(), log_level, os.getpid())
+        self._init_args = (settings.model_dump_json(), encoder, log_level, os.getpid())
         # spawn, not fork: the service already runs ClickHouse's threads when workers start.
         self._context = multiprocessing.get_context("spawn")
         self._executors = [self._new() for _ in range(count)]
@@ -188,14 +139,17 @@ class WorkerProcesses:
         """Waits until every worker has imported and built its chain (a second or two)."""
         await asyncio.gather(*(asyncio.wrap_future(e.submit(_ready)) for e in self._executors))
 
-    async def process(self, worker: int, entries: list[Entry]) -> Processed:
+    async def process(self, worker: int, entries: list[SourceEntry]) -> Processed[Output]:
         processed, counted = await self._submit(worker, _process_in_worker, entries)
         for counter_index, labels, amount in counted:
             _WORKER_COUNTERS[counter_index].labels(*labels).inc(amount)
         return processed
 
-    async def expire(self, worker: int) -> dict[int, int]:
+    async def expire(self, worker: int) -> Held:
         return await self._submit(worker, _expire_in_worker)
+
+    async def forget(self, worker: int, partitions: list[tuple[str, int]]) -> Held:
+        return await self._submit(worker, _forget_in_worker, partitions)
 
     async def _submit(self, k: int, fn: Any, *args: Any) -> Any:
         if self._replaced:
@@ -255,10 +209,11 @@ def _kill(executor: ProcessPoolExecutor) -> None:
 # --- inside a worker process -------------------------------------------------------------------
 
 _chain: ProcessorChain | None = None
+_encoder: Encoder[Any] | None = None
 
 
-def _init(settings_json: str, log_level: str, parent_pid: int) -> None:
-    global _chain
+def _init(settings_json: str, encoder: Encoder[Any], log_level: str, parent_pid: int) -> None:
+    global _chain, _encoder
     # Ctrl-C reaches the whole process group; the service decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
@@ -266,6 +221,7 @@ def _init(settings_json: str, log_level: str, parent_pid: int) -> None:
 
     configure_logging(log_level)
     _chain = ProcessorChain(ProcessorSettings.model_validate_json(settings_json))
+    _encoder = encoder
 
 
 def _decode_json_in_worker(body: bytes, request_type: type[Message]) -> bytes:
@@ -276,18 +232,23 @@ def _ready() -> bool:
     return _chain is not None
 
 
-def _process_in_worker(entries: list[Entry]) -> tuple[Processed, list[Any]]:
-    assert _chain is not None
+def _process_in_worker(entries: list[SourceEntry]) -> tuple[Processed[Any], list[Any]]:
+    assert _chain is not None and _encoder is not None
     before = _counter_values()
-    processed = process_entries(_chain, entries)
+    processed = process_entries(_chain, entries, _encoder)
     after = _counter_values()
     counted = [(i, labels, v - before.get((i, labels), 0.0)) for (i, labels), v in after.items()]
     return processed, [c for c in counted if c[2]]
 
 
-def _expire_in_worker() -> dict[int, int]:
+def _expire_in_worker() -> Held:
     assert _chain is not None
     return expire_held(_chain)
+
+
+def _forget_in_worker(partitions: list[tuple[str, int]]) -> Held:
+    assert _chain is not None
+    return forget_partitions(_chain, partitions)
 
 
 def _counter_values() -> dict[tuple[int, tuple[str, ...]], float]:

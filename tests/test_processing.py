@@ -1,0 +1,77 @@
+"""The processing both wirings share (`inferline.service.processing`): a run of durable-log
+entries in, rows out for the next stage; an entry that cannot be processed is reported with its
+stage and reason while the others go on."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from inferline.core.config import ProcessorSettings
+from inferline.core.records import SPANS, Batch, SourceEntry
+from inferline.processors.chain import ProcessorChain
+from inferline.service.processing import DECODE, PROCESS, native_blocks, process_entries
+from tests.otlp_helpers import sdk_spans
+
+pytestmark = pytest.mark.unit
+
+
+def _request(count: int, name: str = "chat gpt-4o-mini") -> ExportTraceServiceRequest:
+    return encode_spans(sdk_spans(count=count, name=name))
+
+
+def _entries(*requests: ExportTraceServiceRequest | bytes) -> list[SourceEntry]:
+    return [
+        SourceEntry("raw", 0, offset, SPANS, "proj", r if isinstance(r, bytes) else r.SerializeToString())
+        for offset, r in enumerate(requests)
+    ]
+
+
+def _rows(out: Batch, table: str) -> int:
+    return sum(n for name, n, _ in out.encoded if name == table)
+
+
+def _chain() -> ProcessorChain:
+    return ProcessorChain(ProcessorSettings(chain=["pricing"]))
+
+
+def test_an_unreadable_entry_is_reported_and_the_others_are_processed() -> None:
+    processed = process_entries(
+        _chain(), _entries(_request(2), b"\xff not protobuf", _request(3)), native_blocks
+    )
+    assert [(f.entry, f.stage) for f in processed.failed] == [(1, DECODE)]
+    assert "DecodeError" in processed.failed[0].reason
+    assert _rows(processed.output, "otel_traces") == 5
+    assert _rows(processed.output, "llm_inferences") == 5
+
+
+def test_records_that_cannot_be_stored_are_reported_and_their_neighbours_processed() -> None:
+    request = _request(3)
+    request.resource_spans[0].scope_spans[0].spans[1].trace_id = bytes(16)  # invalid in OTLP
+    processed = process_entries(_chain(), _entries(request), native_blocks)
+    assert [(f.entry, f.stage) for f in processed.failed] == [(0, DECODE)]
+    assert processed.failed[0].reason.startswith("1 of 3 spans cannot be stored")
+    assert _rows(processed.output, "otel_traces") == 2
+
+
+class _FailsOnSpanName:
+    """A stage with a bug that only some records trigger."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def process(self, batch: Batch) -> None:
+        if any(row["SpanName"] == self._name for row in batch.spans):
+            raise RuntimeError("stage bug")
+
+
+def test_an_entry_the_chain_fails_on_is_reported_and_the_rest_of_the_run_is_processed() -> None:
+    chain = _chain()
+    chain.stages.append(_FailsOnSpanName("poison"))  # type: ignore[arg-type]
+    entries = _entries(_request(2), _request(1, name="poison"), _request(4))
+    processed = process_entries(chain, entries, native_blocks)
+    assert [(f.entry, f.stage) for f in processed.failed] == [(1, PROCESS)]
+    assert "stage bug" in processed.failed[0].reason
+    assert _rows(processed.output, "otel_traces") == 6
+    assert _rows(processed.output, "llm_inferences") == 6
