@@ -5,12 +5,16 @@ per record on the enriched topic of its kind.
 A raw partition always goes to the same worker (partition mod workers), and the receiver keys
 both raw topics by trace id, so a trace's spans and log records meet in one worker's join.
 
-At-least-once: offsets are committed only after every enriched (and dead-letter) record of the
+At-least-once: offsets are committed only after every enriched (and dead-letter) record of a
 polled batch was acknowledged by Kafka, and never past a record whose content a worker's join
-still holds in memory (log content waiting for its span, a row waiting for late content): each
-partition's commit stops at the lowest such offset, so a restart or a rebalance replays those
-records (about a join window's worth) instead of losing the join. A worker that dies loses that
-memory: all workers start afresh and every partition is read again from its committed offset.
+still held in memory when the batch was processed (log content waiting for its span, a row
+waiting for late content): each partition's commit stops at the lowest such offset, so a restart
+or a rebalance replays those records (about a join window's worth) instead of losing the join. A
+worker that dies loses that memory: all workers start afresh and every partition is read again
+from its committed offset.
+
+Batches are pipelined: while Kafka acknowledges one batch's records, the workers process the next
+(at most `_MAX_IN_FLIGHT` batches unacknowledged); they are settled, and committed, in order.
 
 A raw message that cannot be decoded or processed goes to the dead-letter topic with the error and
 its source coordinates; the rest of the batch goes on. So does a message holding records that
@@ -23,8 +27,9 @@ why. No record leaves the processor unaccounted for.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from typing import Any
+import contextlib
+from collections import defaultdict, deque
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -51,6 +56,17 @@ from inferline.service.workers import InThread, WorkerDied, WorkerProcesses
 from inferline.storage.keys import PROJECT_ID
 
 log = structlog.get_logger()
+
+_MAX_IN_FLIGHT = 4  # polled batches processed and sent, their acknowledgements still pending
+
+
+class _InFlight(NamedTuple):
+    """A processed batch whose records Kafka has not acknowledged yet."""
+
+    ends: dict[TopicPartition, int]  # per partition, the offset after the batch's last record
+    held: Held  # what the joins held right after processing it: its commit stops there
+    messages: list[Message]  # kept to send again if the acknowledgement fails
+    acks: asyncio.Future[Any]
 
 
 class LockingListener(ConsumerRebalanceListener):
@@ -92,6 +108,8 @@ class ProcessorRole:
         self._position: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._held: dict[int, Held] = {}  # per worker: what its join holds
+        self._in_flight: deque[_InFlight] = deque()
+        self._stop = asyncio.Event()
         self._lag = ConsumerLag(ks.processor_group, [ks.raw_spans_topic, ks.raw_logs_topic])
         self._running = False
         self._broker = BrokerWatch()
@@ -103,6 +121,7 @@ class ProcessorRole:
 
     async def run(self, stop: asyncio.Event) -> None:
         ks = self._ks
+        self._stop = stop
         await self._processing.start()
         try:
             producer = await start_client(lambda: make_producer(ks, self._bootstrap), stop)
@@ -140,6 +159,9 @@ class ProcessorRole:
                     if polled:
                         async with self._lock:
                             await self._handle(polled, stop)
+                    elif self._in_flight:
+                        async with self._lock:
+                            await self._settle(stop)
                     elif self._behind():
                         # Idle: let the joins expire what outlived their window, and commit past it.
                         async with self._lock:
@@ -152,6 +174,9 @@ class ProcessorRole:
                 await self._lag.update(self._consumer)
         finally:
             self._running = False
+            with contextlib.suppress(Exception):  # commit what Kafka took (given up at a failure)
+                async with self._lock:
+                    await self._settle(stop)
             self._broker.stop()
             self._lag.clear()
             await stop_client(self._consumer)
@@ -177,25 +202,47 @@ class ProcessorRole:
                 outgoing.append(
                     self._dead_letter(run[failure.entry][0], failure.stage, ValueError(failure.reason))
                 )
-        delay = 0.5
-        while True:
-            try:
-                acks = [
-                    await self._producer.send(m.topic, m.value, key=m.key, headers=m.headers)
-                    for m in outgoing
-                ]
-                await asyncio.gather(*acks)
-                break
-            except Exception as e:
-                # Not committed: retry the same records (duplicates are possible, loss is not).
-                log.error("producing enriched records failed, retrying", error=repr(e)[:200])
-                if stop.is_set():
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        for tp, records in polled.items():
-            self._position[tp] = records[-1].offset + 1
-        await self._commit()
+        ends = {tp: records[-1].offset + 1 for tp, records in polled.items()}
+        self._in_flight.append(_InFlight(ends, self._lowest_held(), outgoing, await self._send(outgoing)))
+        if len(self._in_flight) >= _MAX_IN_FLIGHT:
+            await self._settle(stop, keep=_MAX_IN_FLIGHT - 1)
+
+    async def _send(self, messages: list[Message]) -> asyncio.Future[Any]:
+        """Hands the records to the producer; the future completes once Kafka acknowledged all."""
+        loop = asyncio.get_running_loop()
+        try:
+            send = self._producer.send
+            acks = [await send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages]
+        except Exception as e:  # settled (and sent again) like a failed acknowledgement
+            failed: asyncio.Future[Any] = loop.create_future()
+            failed.set_exception(e)
+            return failed
+        return asyncio.gather(*acks)
+
+    async def _settle(self, stop: asyncio.Event, keep: int = 0) -> None:
+        """Waits for the oldest batches' acknowledgements until `keep` are in flight, committing
+        each in turn. A batch Kafka failed to take is sent again until it is (duplicates are
+        possible, loss is not); while stopping, the unsettled rest is left uncommitted (replayed
+        at the next start)."""
+        while len(self._in_flight) > keep:
+            batch = self._in_flight[0]
+            delay = 0.5
+            while True:
+                try:
+                    await batch.acks
+                    break
+                except Exception as e:
+                    log.error("producing enriched records failed, retrying", error=repr(e)[:200])
+                    if stop.is_set():
+                        self._in_flight.clear()
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    batch = batch._replace(acks=await self._send(batch.messages))
+                    self._in_flight[0] = batch
+            self._in_flight.popleft()
+            self._position.update(batch.ends)
+            await self._commit(held=batch.held)
 
     def _entry(self, m: ConsumerRecord) -> SourceEntry:
         ks = self._ks
@@ -233,10 +280,11 @@ class ProcessorRole:
                     lowest[source] = offset
         return lowest
 
-    async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
-        """Commit each partition up to its processed position, but not past the lowest offset a
-        join still holds, and never backwards. Call with the lock held."""
-        held = self._lowest_held()
+    async def _commit(self, partitions: list[TopicPartition] | None = None, held: Held | None = None) -> None:
+        """Commit each partition up to its acknowledged position, but not past the lowest offset a
+        join holds (now, or when the batch being settled was processed: `held`), and never
+        backwards. Call with the lock held."""
+        held = self._lowest_held() if held is None else held
         offsets = {}
         for tp in self._position if partitions is None else partitions:
             pos = self._position.get(tp)
@@ -262,6 +310,7 @@ class ProcessorRole:
         twice)."""
         if not revoked:
             return
+        await self._settle(self._stop)
         await self._commit(revoked)
         sources = [(tp.topic, tp.partition) for tp in revoked]
         try:
@@ -282,6 +331,7 @@ class ProcessorRole:
         )
         await self._processing.restart()
         self._held.clear()
+        self._in_flight.clear()  # not committed: read again below
         for tp in self._consumer.assignment():
             committed = await self._consumer.committed(tp)
             if committed is None:
