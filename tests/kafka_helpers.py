@@ -41,6 +41,7 @@ def _mock_topics() -> dict[str, int]:
     """Our topics with the partition counts the roles would create on a real cluster."""
     ks = KafkaSettings()
     topics = {ks.raw_spans_topic: ks.raw_partitions, ks.raw_logs_topic: ks.raw_partitions, ks.dlq_topic: 1}
+    topics[ks.ledger_topic] = 1
     topics |= {t: ks.enriched_partitions for t in (ks.inferences_topic, ks.spans_topic, ks.logs_topic)}
     return topics
 

@@ -44,6 +44,26 @@ def _check_stored_once(svc: Service, acknowledged: set[str]) -> None:
     raw = int(svc.sql("SELECT count() FROM llm_inferences FINAL"))
     rolled = int(svc.sql("SELECT sum(calls) FROM llm_inferences_by_minute"))
     assert rolled == raw
+    _check_ledger_balances(svc.sql, acknowledged)
+
+
+_LEDGER = (
+    "SELECT sumIf(records, outcome = 'accepted'), sumIf(records, outcome = 'stored'), "
+    "sumIf(records, outcome = 'dead_lettered') FROM ingest_ledger FINAL WHERE signal = 'spans' "
+    "FORMAT TSV"
+)
+
+
+def _check_ledger_balances(sql: Callable[[str], str], acknowledged: set[str]) -> None:
+    """Every record accepted is counted once as stored (or dead-lettered), replays included; and
+    at least every acknowledged span was accepted and stored."""
+
+    def counts() -> tuple[int, ...]:
+        return tuple(int(v) for v in sql(_LEDGER).split())
+
+    assert wait_for(lambda: (c := counts())[0] == c[1] + c[2], timeout=30, interval=0.5), counts()
+    accepted, stored, dead = counts()
+    assert stored >= len(acknowledged) and dead == 0, (accepted, stored, dead, len(acknowledged))
 
 
 def _workers(main: psutil.Process) -> list[psutil.Process]:
@@ -184,3 +204,4 @@ def _check_kafka_stored_once(writer: Role, acknowledged: set[str]) -> None:
     assert wait_for(lambda: len(set(counted_once())) == 1, timeout=30, interval=1), (
         f"raw rows, rollup calls: {counted_once()}"
     )
+    _check_ledger_balances(sql, acknowledged)

@@ -19,6 +19,7 @@ PROJECT_TABLES = {
     "inference_stats_by_hour": "project_id",
     "inference_usage_by_day": "project_id",
     "feedback": "project_id",
+    "ingest_ledger": "project_id",
     "otel_traces": "ProjectId",
     "otel_logs": "ProjectId",
 }

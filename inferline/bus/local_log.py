@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS entries (
     partition INTEGER NOT NULL,
     kind INTEGER NOT NULL,
     project_id TEXT NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    appended_at REAL NOT NULL DEFAULT 0  -- unix seconds (the ingest ledger's minute)
 );
 CREATE INDEX IF NOT EXISTS entries_by_partition ON entries (partition, offset);
 -- Per partition: the offset of the first entry not yet stored downstream.
@@ -172,6 +173,9 @@ class LocalLog:
         conn = _connect(self.path)
         try:
             conn.executescript(_SCHEMA)
+            columns = {name for _, name, *_ in conn.execute("PRAGMA table_info(entries)")}
+            if "appended_at" not in columns:  # a log written by an earlier version
+                conn.execute("ALTER TABLE entries ADD COLUMN appended_at REAL NOT NULL DEFAULT 0")
             (ok,) = conn.execute("PRAGMA quick_check").fetchone()
             if ok != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {ok}")
@@ -254,12 +258,15 @@ class LocalLog:
     def _write_group(self, group: list[_Waiting]) -> None:
         w = self._writer
         assert w is not None
-        rows = [tuple(a) for waiting in group for a in waiting.appends]
+        now = time.time()
+        rows = [(*a, now) for waiting in group for a in waiting.appends]
         with self._write_lock:
             w.execute("BEGIN IMMEDIATE")
             try:
                 w.executemany(
-                    "INSERT INTO entries (partition, kind, project_id, payload) VALUES (?, ?, ?, ?)", rows
+                    "INSERT INTO entries (partition, kind, project_id, payload, appended_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
                 )
                 w.execute("COMMIT")  # fsync of the WAL
             except BaseException:
@@ -294,7 +301,7 @@ class LocalLog:
     ) -> list[SourceEntry]:
         """Entries of `partition` from `from_offset` on (below `until` when given), oldest first."""
         sql = (
-            "SELECT partition, offset, kind, project_id, payload FROM entries "
+            "SELECT partition, offset, kind, project_id, payload, appended_at FROM entries "
             "WHERE partition = ? AND offset >= ?"
         )
         args: list[int] = [partition, from_offset]

@@ -100,6 +100,7 @@ class KafkaSettings(BaseModel):
     spans_topic: str = "inferline.spans"
     logs_topic: str = "inferline.logs"
     dlq_topic: str = "inferline.dlq"
+    ledger_topic: str = "inferline.ledger"  # ingest ledger counts (one partition: a few rows a second)
     processor_group: str = "inferline-processor"
     writer_group: str = "inferline-writer"
     # Used only when a role creates missing topics at start (best effort; brokers that refuse

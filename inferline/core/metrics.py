@@ -74,6 +74,11 @@ KAFKA_CONSUMER_LAG = Gauge(
     multiprocess_mode="livesum",
 )
 DLQ_RECORDS = Counter("inferline_dlq_records", "records sent to the dead-letter topic", ["stage", "reason"])
+LEDGER_RECORDS = Counter(
+    "inferline_ledger_records",
+    "ingest ledger counts stored in ClickHouse (accepted = stored + dead_lettered once processed)",
+    ["signal", "outcome", "reason"],
+)
 KAFKA_RECORDS_EXPIRED = Counter(
     "inferline_kafka_records_expired",
     "records Kafka deleted (retention) before this consumer group read them",
@@ -151,6 +156,12 @@ OBSERVED_FIELDS = (
     "latency_ms",
     "ttft_ms",
 )
+
+
+def observe_ledger(rows: Iterable[Mapping[str, Any]]) -> None:
+    """Count ingest ledger rows just committed (`inferline.core.ledger`)."""
+    for row in rows:
+        LEDGER_RECORDS.labels(row["signal"], row["outcome"], row["reason"]).inc(row["records"])
 
 
 def observe_inferences(rows: Iterable[Mapping[str, Any]]) -> None:

@@ -15,7 +15,9 @@ from typing import Any, NamedTuple
 Attributes = dict[str, Any]
 Row = dict[str, Any]
 
-SPANS, LOGS = 1, 2  # SourceEntry.kind: the OTLP request type of the payload
+# SourceEntry.kind: the OTLP request type of the payload, or the receiver's ledger tally of a
+# request (`inferline.core.ledger.ReceiverTally`, JSON).
+SPANS, LOGS, LEDGER = 1, 2, 3
 
 
 class SourceEntry(NamedTuple):
@@ -26,9 +28,10 @@ class SourceEntry(NamedTuple):
     topic: str
     partition: int
     offset: int
-    kind: int  # SPANS or LOGS
+    kind: int  # SPANS, LOGS or LEDGER
     project_id: str
     payload: bytes
+    received_at: float = 0.0  # unix seconds: when the receiver accepted it (0: unknown)
 
 
 @dataclass(slots=True)
@@ -106,6 +109,8 @@ class Batch:
     encoded: list[tuple[str, int, bytes]] = field(default_factory=list)
     # What the metrics read of the encoded llm_inferences rows (metrics.OBSERVED_FIELDS).
     observed: list[Row] = field(default_factory=list)
+    # Rows of `ingest_ledger` (`inferline.core.ledger`): inserted last, after the rows they count.
+    ledger: list[Row] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
@@ -114,6 +119,7 @@ class Batch:
             + len(self.logs)
             + len(self.feedback)
             + sum(n for _, n, _ in self.encoded)
+            + len(self.ledger)
         )
 
     def extend(self, other: Batch) -> None:
@@ -123,3 +129,4 @@ class Batch:
         self.feedback.extend(other.feedback)
         self.encoded.extend(other.encoded)
         self.observed.extend(other.observed)
+        self.ledger.extend(other.ledger)

@@ -11,9 +11,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from inferline.bus.local_log import Append, LocalLog
 from inferline.core.consumer import ExportResult
-from inferline.core.records import LOGS, SPANS
+from inferline.core.ledger import LOGS_SIGNAL, SPANS_SIGNAL, ReceiverTally
+from inferline.core.records import LEDGER, LOGS, SPANS
 from inferline.otlp.shard import shard_logs, shard_spans
-from inferline.otlp.validate import TimeWindow, remove_invalid
+from inferline.otlp.validate import Rejected, TimeWindow, remove_invalid
 
 
 class LocalLogExporter:
@@ -27,15 +28,20 @@ class LocalLogExporter:
     async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
         rejected = remove_invalid(request, self._window)
         parts = shard_spans(request, self._partitions) if request.resource_spans else {}
-        await self._log.append(
-            [Append(p, SPANS, project_id, part.SerializeToString()) for p, part in parts.items()]
-        )
+        appends = [Append(p, SPANS, project_id, part.SerializeToString()) for p, part in parts.items()]
+        await self._log.append(appends + _tally(project_id, SPANS_SIGNAL, rejected))
         return ExportResult(rejected.count, rejected.message)
 
     async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
         rejected = remove_invalid(request, self._window)
         parts = shard_logs(request, self._partitions) if request.resource_logs else {}
-        await self._log.append(
-            [Append(p, LOGS, project_id, part.SerializeToString()) for p, part in parts.items()]
-        )
+        appends = [Append(p, LOGS, project_id, part.SerializeToString()) for p, part in parts.items()]
+        await self._log.append(appends + _tally(project_id, LOGS_SIGNAL, rejected))
         return ExportResult(rejected.count, rejected.message)
+
+
+def _tally(project_id: str, signal: str, rejected: Rejected) -> list[Append]:
+    """The receiver's ledger tally of the request (records rejected or corrected), appended in
+    the same commit as its records; nothing when there is nothing to tell."""
+    tally = ReceiverTally(signal, rejected.reasons, rejected.corrected)
+    return [Append(0, LEDGER, project_id, tally.encode())] if tally else []

@@ -32,7 +32,7 @@ SCHEMA_VERSION = b"1"
 H_SCHEMA = "schema-version"
 H_KIND = "record-kind"
 H_CONTENT_TYPE = "content-type"
-KIND_INFERENCE, KIND_SPAN, KIND_LOG = b"inference", b"span", b"log"
+KIND_INFERENCE, KIND_SPAN, KIND_LOG, KIND_LEDGER = b"inference", b"span", b"log", b"ledger"
 JSON = b"application/json"
 # Dead-letter headers (Kafka Connect style: the original value and headers are kept as they were).
 H_DLQ_ERROR = "inferline-dlq-error"

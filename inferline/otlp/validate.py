@@ -10,7 +10,7 @@ filled by a stock Collector) is still refused the same way.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,17 +50,50 @@ def log_problem(r: Any) -> str:
     return ""
 
 
+# Reasons of the ingest ledger (`inferline.core.ledger`), one per kind of rule above.
+INVALID_ID = "invalid_id"
+TIME_BEYOND_2262 = "time_beyond_2262"
+TIME_AFTER_2106 = "time_after_2106"
+OLDER_THAN_RETENTION = "older_than_retention"
+TOO_LARGE = "too_large"
+UNTIMED_LOG_STAMPED = "untimed_log_stamped"  # a correction, not a rejection
+
+
+def reason_code(why: str) -> str:
+    """The ledger's reason for a rule's message (the messages above, and `TOO_LARGE`'s)."""
+    if "beyond the year 2262" in why:
+        return TIME_BEYOND_2262
+    if "after 2106-02-07" in why:
+        return TIME_AFTER_2106
+    if "older than the retention window" in why:
+        return OLDER_THAN_RETENTION
+    if "_id must be" in why:
+        return INVALID_ID
+    if "size limit" in why:
+        return TOO_LARGE
+    return "invalid"
+
+
 @dataclass(slots=True)
 class Rejected:
-    """Records removed from a request, and the first reason (the OTLP partial success)."""
+    """Records removed from a request, and the first reason (the OTLP partial success); per
+    reason, and the records kept with a correction, for the ingest ledger."""
 
     count: int = 0
     message: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+    corrected: dict[str, int] = field(default_factory=dict)
 
     def add(self, n: int, why: str) -> None:
         self.count += n
         if not self.message:
             self.message = why
+        code = reason_code(why)
+        self.reasons[code] = self.reasons.get(code, 0) + n
+
+    def correct(self, n: int, reason: str) -> None:
+        if n:
+            self.corrected[reason] = self.corrected.get(reason, 0) + n
 
 
 def _iso(ns: int) -> str:
@@ -112,15 +145,18 @@ class TimeWindow:
         return ""
 
 
-def stamp_untimed_logs(request: ExportLogsServiceRequest, now_ns: int) -> None:
+def stamp_untimed_logs(request: ExportLogsServiceRequest, now_ns: int) -> int:
     """A log record with neither time nor observed time gets its observed time now, as the OTLP
     data model asks of the first component that sees it (else it would be stored at 1970 and
-    expire at once)."""
+    expire at once). Returns how many were stamped."""
+    stamped = 0
     for resource in request.resource_logs:
         for scope in resource.scope_logs:
             for record in scope.log_records:
                 if not record.time_unix_nano and not record.observed_time_unix_nano:
                     record.observed_time_unix_nano = now_ns
+                    stamped += 1
+    return stamped
 
 
 def remove_invalid(
@@ -135,8 +171,12 @@ def remove_invalid(
         return _remove(request.resource_spans, "scope_spans", "spans", lambda s: window.span_problem(s, now))
     if window is None:
         return _remove(request.resource_logs, "scope_logs", "log_records", log_problem)
-    stamp_untimed_logs(request, now)
-    return _remove(request.resource_logs, "scope_logs", "log_records", lambda r: window.log_problem(r, now))
+    stamped = stamp_untimed_logs(request, now)
+    rejected = _remove(
+        request.resource_logs, "scope_logs", "log_records", lambda r: window.log_problem(r, now)
+    )
+    rejected.correct(stamped, UNTIMED_LOG_STAMPED)
+    return rejected
 
 
 def _remove(resources: Any, scopes_field: str, records_field: str, problem: Any) -> Rejected:

@@ -56,7 +56,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         topics |= {ks.raw_spans_topic: ks.raw_partitions, ks.raw_logs_topic: ks.raw_partitions}
     if processes or writes:
         topics |= {t: ks.enriched_partitions for t in (ks.inferences_topic, ks.spans_topic, ks.logs_topic)}
-        topics[ks.dlq_topic] = 1
+        topics[ks.dlq_topic] = topics[ks.ledger_topic] = 1
     await ensure_topics(ks, bootstrap, topics)
 
     # Stages stop after the receivers: what was accepted is handed on before the process exits.

@@ -7,16 +7,30 @@ in a thread or in worker processes (`inferline.service.workers`), in both wiring
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.core import metrics
-from inferline.core.records import SPANS, Batch, LogRecord, SourceEntry, Span
+from inferline.core.ledger import (
+    ACCEPTED,
+    DEAD_LETTERED,
+    LOGS_SIGNAL,
+    SPANS_SIGNAL,
+    STORED,
+    EntryKey,
+    Ledger,
+    ReceiverTally,
+    minute_of,
+)
+from inferline.core.records import LEDGER, SPANS, Batch, LogRecord, SourceEntry, Span
 from inferline.exporters.clickhouse.native import encode_block
-from inferline.otlp.flatten import flatten_logs, flatten_spans
+from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
+from inferline.otlp.validate import reason_code
 from inferline.processors.chain import ProcessorChain
 from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
 
@@ -27,6 +41,8 @@ Held = dict[tuple[str, int], int]  # (topic, partition) -> lowest offset the joi
 
 # Stages of a failure (the `stage` dead-letter header, the `reason` label of the DLQ metric).
 DECODE, PROCESS = "decode", "process"
+# Ledger reasons of records dead-lettered after the durable point.
+UNDECODABLE, PROCESSING_FAILED = "undecodable_entry", "processing_failed"
 
 
 class Failure(NamedTuple):
@@ -39,7 +55,8 @@ class Failure(NamedTuple):
 
 
 class Processed(NamedTuple, Generic[Output]):
-    """A run's rows, encoded, and what the normaliser's join still holds."""
+    """A run's rows (with its counts for the ingest ledger), encoded, and what the normaliser's
+    join still holds."""
 
     output: Output
     # The lowest offset per source partition whose record the join still holds in memory; a
@@ -51,61 +68,102 @@ class Processed(NamedTuple, Generic[Output]):
 def process_entries(
     chain: ProcessorChain, entries: list[SourceEntry], encoder: Encoder[Output]
 ) -> Processed[Output]:
-    """Flatten, run the chain over all entries at once (one batch, one join pass), encode. An entry
-    that cannot be read, or whose records the chain fails on, is reported in `failed`; the rest
-    goes on."""
+    """Flatten, run the chain over all entries at once (one batch, one join pass), count the
+    ingest ledger, encode. An entry that cannot be read, or whose records the chain fails on, is
+    reported in `failed`; the rest goes on."""
     failed: list[Failure] = []
     spans: list[Span] = []
     logs: list[LogRecord] = []
-    runs: list[tuple[int, list[Span], list[LogRecord]]] = []
+    ledger = Ledger()
+    runs: list[_Run] = []
+    now = time.time()
     for i, entry in enumerate(entries):
+        key = EntryKey(
+            entry.project_id,
+            minute_of(entry.received_at or now),
+            f"{entry.topic}/{entry.partition}/{entry.offset}",
+        )
+        if entry.kind == LEDGER:
+            try:
+                ledger.add_tally(key, ReceiverTally.decode(entry.payload))
+            except Exception as e:
+                failed.append(Failure(i, DECODE, f"ledger tally: {type(e).__name__}: {e}"[:500]))
+            continue
+        signal = SPANS_SIGNAL if entry.kind == SPANS else LOGS_SIGNAL
         try:
-            entry_spans, entry_logs, refused = _flatten(entry)
+            flat = _flatten(entry)
         except Exception as e:
             failed.append(Failure(i, DECODE, f"{type(e).__name__}: {e}"[:500]))
+            # What it held is unknown: the ledger counts the entry as one record, dead-lettered.
+            ledger.add(key, signal, ACCEPTED, 1)
+            ledger.add(key, signal, DEAD_LETTERED, 1, UNDECODABLE)
             continue
-        if refused:
+        ledger.add(key, signal, ACCEPTED, len(flat.records) + flat.rejected)
+        if flat.rejected:
             # Records the shared validation refuses (a raw topic can be filled by a stock
             # Collector that never applied it): never dropped silently.
-            failed.append(Failure(i, DECODE, refused))
-        spans += entry_spans
-        logs += entry_logs
-        runs.append((i, entry_spans, entry_logs))
-    if not spans and not logs:
-        return Processed(encoder(Batch()), held_offsets(chain), failed)
-    try:
-        batch = chain.run(spans, logs)
-    except Exception:
-        # Find the entries at fault: run them one by one; the failing ones go to the dead letters.
-        batch = Batch()
-        for i, entry_spans, entry_logs in runs:
-            try:
-                one = chain.run(entry_spans, entry_logs)
-            except Exception as e:
-                failed.append(Failure(i, PROCESS, f"{type(e).__name__}: {e}"[:500]))
-                continue
-            batch.inferences += one.inferences
-            batch.spans += one.spans
-            batch.logs += one.logs
+            kind = "spans" if entry.kind == SPANS else "log records"
+            total = flat.rejected + len(flat.records)
+            why = f"{flat.rejected} of {total} {kind} cannot be stored (the others were processed): "
+            failed.append(Failure(i, DECODE, why + flat.error))
+            ledger.add(key, signal, DEAD_LETTERED, flat.rejected, reason_code(flat.error))
+        run = _Run(i, key, signal, [], [])
+        if entry.kind == SPANS:
+            run.spans.extend(flat.records)
+        else:
+            run.logs.extend(flat.records)
+        spans += run.spans
+        logs += run.logs
+        runs.append(run)
+    batch = Batch()
+    if spans or logs:
+        try:
+            batch = chain.run(spans, logs)
+        except Exception:
+            # Find the entries at fault: run them one by one; the failing ones go to the dead letters.
+            batch = Batch()
+            for run in runs:
+                try:
+                    one = chain.run(run.spans, run.logs)
+                except Exception as e:
+                    failed.append(Failure(run.entry, PROCESS, f"{type(e).__name__}: {e}"[:500]))
+                    run.stored = False
+                    continue
+                batch.inferences += one.inferences
+                batch.spans += one.spans
+                batch.logs += one.logs
+    for run in runs:
+        n = len(run.spans) + len(run.logs)
+        if run.stored:
+            ledger.add(run.key, run.signal, STORED, n)
+        else:
+            ledger.add(run.key, run.signal, DEAD_LETTERED, n, PROCESSING_FAILED)
+    batch.ledger = ledger.rows()
     return Processed(encoder(batch), held_offsets(chain), failed)
 
 
-def _flatten(entry: SourceEntry) -> tuple[list[Span], list[LogRecord], str]:
-    """The entry's records, each with its origin, and why some were refused ("" if none)."""
+@dataclass(slots=True)
+class _Run:
+    """The records of one entry, for the ledger and for running the chain entry by entry."""
+
+    entry: int
+    key: EntryKey
+    signal: str
+    spans: list[Span]
+    logs: list[LogRecord]
+    stored: bool = True
+
+
+def _flatten(entry: SourceEntry) -> Flattened:
+    """The entry's records, each with its origin, and how many were refused and why."""
     origin = (entry.topic, entry.partition, entry.offset)
     if entry.kind == SPANS:
-        flat_spans = flatten_spans(ExportTraceServiceRequest.FromString(entry.payload), entry.project_id)
-        for span in flat_spans.records:
-            span.origin = origin
-        total = flat_spans.rejected + len(flat_spans.records)
-        why = f"{flat_spans.rejected} of {total} spans cannot be stored (the others were processed): "
-        return flat_spans.records, [], why + flat_spans.error if flat_spans.rejected else ""
-    flat_logs = flatten_logs(ExportLogsServiceRequest.FromString(entry.payload), entry.project_id)
-    for record in flat_logs.records:
+        flat = flatten_spans(ExportTraceServiceRequest.FromString(entry.payload), entry.project_id)
+    else:
+        flat = flatten_logs(ExportLogsServiceRequest.FromString(entry.payload), entry.project_id)
+    for record in flat.records:
         record.origin = origin
-    total = flat_logs.rejected + len(flat_logs.records)
-    why = f"{flat_logs.rejected} of {total} log records cannot be stored (the others were processed): "
-    return [], flat_logs.records, why + flat_logs.error if flat_logs.rejected else ""
+    return flat
 
 
 def held_offsets(chain: ProcessorChain) -> Held:
@@ -127,7 +185,10 @@ def forget_partitions(chain: ProcessorChain, partitions: list[tuple[str, int]]) 
 def native_blocks(batch: Batch) -> Batch:
     """The rows as Native blocks for the ClickHouse exporter, plus the few fields of each
     inference the metrics read."""
-    out = Batch(observed=[{k: row.get(k) for k in metrics.OBSERVED_FIELDS} for row in batch.inferences])
+    out = Batch(
+        observed=[{k: row.get(k) for k in metrics.OBSERVED_FIELDS} for row in batch.inferences],
+        ledger=batch.ledger,  # a few rows: the exporter counts them once stored
+    )
     for table, rows in (
         (OTEL_TRACES, batch.spans),
         (OTEL_LOGS, batch.logs),

@@ -37,7 +37,8 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from inferline.core import metrics
 from inferline.core.config import Settings
-from inferline.core.records import LOGS, SPANS, SourceEntry
+from inferline.core.ledger import HEADER as LEDGER_HEADER
+from inferline.core.records import LEDGER, LOGS, SPANS, SourceEntry
 from inferline.exporters.kafka.enriched import EnrichedMessages, Message
 from inferline.kafka.clients import (
     BrokerWatch,
@@ -189,7 +190,7 @@ class ProcessorRole:
         for tp, records in polled.items():
             for m in records:
                 try:
-                    runs[tp.partition % count].append((m, self._entry(m)))
+                    runs[tp.partition % count] += [(m, entry) for entry in self._entries(m)]
                 except ValueError as e:
                     outgoing.append(self._dead_letter(m, DECODE, e))
         results = await asyncio.gather(
@@ -244,7 +245,8 @@ class ProcessorRole:
             self._position.update(batch.ends)
             await self._commit(held=batch.held)
 
-    def _entry(self, m: ConsumerRecord) -> SourceEntry:
+    def _entries(self, m: ConsumerRecord) -> list[SourceEntry]:
+        """The message's request and, if the receiver attached one, its ledger tally."""
         ks = self._ks
         raw_project = header(m.headers, ks.project_header)
         project = raw_project.decode() if raw_project else ks.default_project
@@ -253,7 +255,12 @@ class ProcessorRole:
         if m.value is None:
             raise ValueError("message has no value")
         kind = SPANS if m.topic == ks.raw_spans_topic else LOGS
-        return SourceEntry(m.topic, m.partition, m.offset, kind, project, m.value)
+        received_at = m.timestamp / 1000 if m.timestamp and m.timestamp > 0 else 0.0
+        entries = [SourceEntry(m.topic, m.partition, m.offset, kind, project, m.value, received_at)]
+        tally = header(m.headers, LEDGER_HEADER)
+        if tally is not None:
+            entries.append(SourceEntry(m.topic, m.partition, m.offset, LEDGER, project, tally, received_at))
+        return entries
 
     def _dead_letter(self, m: ConsumerRecord, stage: str, error: Exception) -> Message:
         log.warning(

@@ -321,6 +321,26 @@ FEEDBACK = Table(
     "TTL toDateTime(created_at) + toIntervalDay({retention_days})\n" + _SETTINGS,
 )
 
+# Migration 5: the ingest ledger (`inferline.core.ledger`): one row per durable entry (its source
+# position) and outcome. A replayed entry's rows replace the first ones: read with FINAL, sum().
+INGEST_LEDGER = Table(
+    "ingest_ledger",
+    (
+        Column("project_id", "LowCardinality(String)"),
+        Column("minute", "DateTime('UTC')"),  # when the receiver accepted the records
+        Column("signal", "LowCardinality(String)"),  # spans | logs
+        # accepted | rejected | corrected | stored | dead_lettered
+        Column("outcome", "LowCardinality(String)"),
+        Column("reason", "LowCardinality(String)"),
+        Column("source", "String"),  # topic/partition/offset of the entry counted
+        Column("records", "UInt64"),
+    ),
+    "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(minute)\n"
+    "ORDER BY (project_id, minute, signal, outcome, reason, source)\n"
+    "TTL minute + toIntervalDay({retention_days})\n"
+    "SETTINGS non_replicated_deduplication_window = 10000",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -351,6 +371,7 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
                 f"ALTER TABLE `{database}`.llm_inferences MATERIALIZE INDEX idx_inference_id",
             ),
         ),
+        Migration(5, "ingest_ledger", (INGEST_LEDGER.ddl(database, retention_days),)),
     ]
 
 

@@ -248,6 +248,7 @@ class ClickHouseExporter:
             self.healthy = True
             metrics.observe_inferences(batch.inferences)
             metrics.observe_inferences(batch.observed)
+            metrics.observe_ledger(batch.ledger)
             try:
                 await self._on_stored(ranges)
             except Exception as e:  # stored but not committed: a replay drops it by its token

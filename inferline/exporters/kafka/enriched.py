@@ -18,13 +18,14 @@ from inferline.kafka.clients import (
     H_SCHEMA,
     JSON,
     KIND_INFERENCE,
+    KIND_LEDGER,
     KIND_LOG,
     KIND_SPAN,
     MESSAGE_OVERHEAD,
     SCHEMA_VERSION,
     encode_row,
 )
-from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
+from inferline.storage.schema import INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
 
 log = structlog.get_logger()
 
@@ -45,6 +46,7 @@ class EnrichedMessages:
     inferences_topic: str
     spans_topic: str
     logs_topic: str
+    ledger_topic: str
     project_header: str
     max_value_bytes: int
 
@@ -54,6 +56,7 @@ class EnrichedMessages:
             ks.inferences_topic,
             ks.spans_topic,
             ks.logs_topic,
+            ks.ledger_topic,
             ks.project_header,
             ks.max_message_bytes - MESSAGE_OVERHEAD,
         )
@@ -71,6 +74,7 @@ class EnrichedMessages:
             ),
             (self.spans_topic, KIND_SPAN, OTEL_TRACES.name, batch.spans, "TraceId", "ProjectId"),
             (self.logs_topic, KIND_LOG, OTEL_LOGS.name, batch.logs, "TraceId", "ProjectId"),
+            (self.ledger_topic, KIND_LEDGER, INGEST_LEDGER.name, batch.ledger, "", "project_id"),
         ):
             for row in rows:
                 headers = [
@@ -79,7 +83,7 @@ class EnrichedMessages:
                     (H_CONTENT_TYPE, JSON),
                     (self.project_header, row[project_col].encode()),
                 ]
-                trace_id = row[trace_col]
+                trace_id = row[trace_col] if trace_col else None
                 value = fit_row(row, self.max_value_bytes, table)
                 messages.append(Message(topic, trace_id.encode() if trace_id else None, value, headers))
         return messages

@@ -26,8 +26,17 @@ from inferline.core import metrics
 from inferline.core.config import KafkaSettings
 from inferline.core.consumer import ExportResult
 from inferline.core.errors import Overloaded, Unavailable
+from inferline.core.ledger import HEADER as LEDGER_HEADER
+from inferline.core.ledger import LOGS_SIGNAL, SPANS_SIGNAL, ReceiverTally
 from inferline.kafka.clients import MESSAGE_OVERHEAD, BrokerWatch, make_producer, start_client, stop_client
-from inferline.otlp.validate import TimeWindow, log_problem, span_problem, stamp_untimed_logs
+from inferline.otlp.validate import (
+    UNTIMED_LOG_STAMPED,
+    Rejected,
+    TimeWindow,
+    log_problem,
+    span_problem,
+    stamp_untimed_logs,
+)
 
 log = structlog.get_logger()
 
@@ -39,19 +48,25 @@ _LOGS = ("resource_logs", "scope_logs", "log_records")
 
 
 class _Split:
-    """Messages of one request, and the records that could not be published."""
+    """Messages of one request, the records that could not be published, and those published
+    with a correction (the ingest ledger's tally)."""
 
-    __slots__ = ("error", "messages", "rejected")
+    __slots__ = ("messages", "tally")
 
     def __init__(self) -> None:
         self.messages: list[tuple[bytes | None, bytes]] = []  # (key, value)
-        self.rejected = 0
-        self.error = ""
+        self.tally = Rejected()
+
+    @property
+    def rejected(self) -> int:
+        return self.tally.count
+
+    @property
+    def error(self) -> str:
+        return self.tally.message
 
     def reject(self, n: int, why: str) -> None:
-        self.rejected += n
-        if not self.error:
-            self.error = why
+        self.tally.add(n, why)
 
 
 def split_request(
@@ -63,17 +78,17 @@ def split_request(
     and counted as rejected."""
     kind = _TRACES if isinstance(request, ExportTraceServiceRequest) else _LOGS
     res_field, scope_field, rec_field = kind
+    out = _Split()
     problem: Callable[[Any], str] = span_problem if kind is _TRACES else log_problem
     if window is not None:
         now = time.time_ns()
         if kind is _LOGS:
-            stamp_untimed_logs(request, now)
+            out.tally.correct(stamp_untimed_logs(request, now), UNTIMED_LOG_STAMPED)
         timed = window.span_problem if kind is _TRACES else window.log_problem
 
         def problem(record: Any) -> str:
             return timed(record, now)
 
-    out = _Split()
     groups: dict[bytes, list[Any]] = {}  # key -> [request, index of the resource last added]
     for ri, rs in enumerate(getattr(request, res_field)):
         for ss in getattr(rs, scope_field):
@@ -108,6 +123,7 @@ def split_request(
 
 
 _TRUNCATED = "…[truncated by inferline]"
+TRUNCATED = "truncated_to_fit"  # the ledger's reason for a record cut to fit a Kafka message
 
 
 def _string_values(value: AnyValue, found: list[AnyValue]) -> None:
@@ -183,6 +199,7 @@ def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Spl
             if len(records) <= 1:
                 size = request.ByteSize()
                 if records and _truncate(request, kind, max_bytes):
+                    out.tally.correct(1, TRUNCATED)
                     return [request.SerializeToString()]
                 out.reject(len(records), f"a record of {size} bytes exceeds the Kafka message size limit")
                 return []
@@ -245,12 +262,20 @@ class KafkaRawExporter:
                 f"{self._pending_bytes} bytes are waiting for Kafka acknowledgements", reason="pending_rows"
             )
         headers = [(self._ks.project_header, project_id.encode())]
+        messages = [(k, v, headers) for k, v in split.messages]
+        tally = ReceiverTally(SPANS_SIGNAL if topic == self._ks.raw_spans_topic else LOGS_SIGNAL)
+        tally.rejected, tally.corrected = split.tally.reasons, split.tally.corrected
+        if tally:
+            # The processor counts them in the ledger; a request left with no record still sends
+            # an empty one to carry them (a valid OTLP request: stock consumers see no records).
+            first = messages[0] if messages else (None, type(request)().SerializeToString(), headers)
+            messages[:1] = [(first[0], first[1], [*headers, (LEDGER_HEADER, tally.encode())])]
         self._pending_bytes += size
         _PENDING.set(self._pending_bytes)
         try:
             # Bounded: a broker outage must become a retryable answer, not a hung sender.
             async with asyncio.timeout(self._ks.delivery_timeout_s):
-                acks = [await producer.send(topic, v, key=k, headers=headers) for k, v in split.messages]
+                acks = [await producer.send(topic, v, key=k, headers=h) for k, v, h in messages]
                 await asyncio.gather(*acks)
             self._broker.succeeded()
         except Exception as e:  # KafkaError, TimeoutError: nothing is acknowledged to the sender
