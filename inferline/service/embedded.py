@@ -36,6 +36,7 @@ from inferline.storage.clickhouse import connect
 from inferline.storage.keys import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
 from inferline.storage.retention import apply_configured_retention
 from inferline.storage.schema import migrate
+from inferline.ui.app import add_dashboard
 
 log = structlog.get_logger()
 
@@ -164,13 +165,15 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
                 settings.http_port,
             ),
             (
-                api_app(
-                    keys,
-                    sql,
-                    lambda: engine.healthy,
-                    api_context(
-                        settings, keys, sql, insert_feedback(settings.processors, feedback_client, database)
-                    ),
+                add_dashboard(
+                    api_app(
+                        keys,
+                        sql,
+                        lambda: engine.healthy,
+                        api_context(
+                            settings, keys, sql, insert_feedback(settings.processors, feedback_client, database)
+                        ),
+                    )
                 ),
                 settings.api_port,
             ),

@@ -41,6 +41,9 @@ ITEM_COLUMNS = f"""toString(inference_id) AS inference_id,
     input_tokens,
     output_tokens,
     total_tokens,
+    cache_read_tokens,
+    cache_write_tokens,
+    reasoning_tokens,
     latency_ms AS response_time_ms,
     ttft_ms,
     total_cost_usd AS cost,
@@ -63,7 +66,8 @@ CSV_COLUMNS = f"""toString(inference_id) AS inference_id,
 # What the list's inner query reads: the columns the items are made of.
 _RAW_COLUMNS = (
     "inference_id, start_time, model, provider, prompt_messages, response_messages, input_tokens, "
-    "output_tokens, total_tokens, latency_ms, ttft_ms, total_cost_usd, success, error_type"
+    "output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, "
+    "ttft_ms, total_cost_usd, success, error_type"
 )
 
 

@@ -1,0 +1,65 @@
+"""The dashboard as an app mounted at /ui on the API port, and the browser's entrance at `/`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from inferline.api.deps import ApiContext
+from inferline.api.sql_guard import SqlError
+from inferline.ui import auth, inference_pages
+from inferline.ui.security import BrowserEntrance, SecurityHeaders
+from inferline.ui.sessions import COOKIE, SessionStore
+from inferline.ui.state import UiState
+from inferline.ui.templating import STATIC_DIR, templates
+
+MOUNT = "/ui"
+
+
+def dashboard(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    ui = UiState(ctx=ctx, sessions=SessionStore(ctx.keys), templates=templates())
+    app.state.ui = ui
+
+    async def error_page(request: Request, exc: Exception) -> Response:
+        status, message = _status_and_message(exc)
+        session = ui.sessions.get(request.cookies.get(COOKIE))
+        return ui.templates.TemplateResponse(
+            request,
+            "error.html",
+            {"session": session, "status": status, "message": message},
+            status_code=status,
+        )
+
+    app.add_exception_handler(auth.SignInRequired, auth.sign_in_redirect)
+    for exc_type in (HTTPException, RequestValidationError, SqlError):
+        app.add_exception_handler(exc_type, error_page)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(auth.router)
+    app.include_router(inference_pages.router)
+    return app
+
+
+def _status_and_message(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, HTTPException):
+        if exc.status_code == 404:
+            return 404, "Not found in this project."
+        return exc.status_code, str(exc.detail)
+    if isinstance(exc, RequestValidationError):
+        return 400, "The address has an invalid value: " + "; ".join(
+            f"{err['loc'][-1]}: {err['msg']}" for err in exc.errors()
+        )
+    if "TIMEOUT_EXCEEDED" in str(exc):
+        return 504, "The query took too long: narrow the date range or the filters."
+    return 500, "The query failed."
+
+
+def add_dashboard(api: FastAPI) -> FastAPI:
+    """Mounts the dashboard on the API app (which keeps its context on `app.state.ctx`) and sends
+    browsers opening `/` to it."""
+    api.mount(MOUNT, dashboard(api.state.ctx))
+    api.add_middleware(BrowserEntrance, target=f"{MOUNT}/")
+    return api
