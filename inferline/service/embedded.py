@@ -145,6 +145,8 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
     sql = ReadOnlySql(url, database, **settings.sql.model_dump())
     feedback_client = connect(url, database)
+    write_feedback = insert_feedback(settings.processors, feedback_client, database)
+    context = api_context(settings, keys, sql, write_feedback)
 
     admission = receiver_admission(settings)  # shared by both receivers
     grpc_server = otlp_grpc_server(
@@ -164,19 +166,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
                 ),
                 settings.http_port,
             ),
-            (
-                add_dashboard(
-                    api_app(
-                        keys,
-                        sql,
-                        lambda: engine.healthy,
-                        api_context(
-                            settings, keys, sql, insert_feedback(settings.processors, feedback_client, database)
-                        ),
-                    )
-                ),
-                settings.api_port,
-            ),
+            (add_dashboard(api_app(keys, sql, lambda: engine.healthy, context)), settings.api_port),
         )
     ]
     serving = [asyncio.create_task(s.serve()) for s in http_servers]
