@@ -76,7 +76,12 @@ def inference_list(request: Request, state: StateDep, session: SessionDep) -> Re
         first_row=body.offset + 1 if result.items else 0,
         last_row=body.offset + len(result.items),
     )
-    return _page(request, state, session, "inferences.html", context)
+    response = _page(request, state, session, "inferences.html", context)
+    if request.headers.get("hx-request"):
+        # The address bar gets the view's canonical query (no empty form fields, no defaults).
+        query = view.query()
+        response.headers["HX-Push-Url"] = "/ui/inferences" + (f"?{query}" if query else "")
+    return response
 
 
 _FILTER_FIELDS = set(AnalyticsQuery.model_fields) - {"source"}
