@@ -472,3 +472,46 @@ def test_another_project_sees_none_of_this_projects_data(
         page.click(".exports a:text-is('JSONL')")
     exported = {orjson.loads(line)["inference_id"] for line in download.value.path().read_text().splitlines()}
     assert exported == {s.inference_id for s in data.theirs}
+
+
+# --- analytics ----------------------------------------------------------------------------------
+
+
+@browser_test
+def test_analytics_charts_and_model_table(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.key)
+    page.click("nav.tabs-nav a:text-is('Analytics')")
+    page.wait_for_url("**/ui/analytics")
+    everything = len(data.mine) + PAGER_ROWS + len(data.xss)
+    expect(page.get_by_test_id("requests")).to_have_text(str(everything))
+    drawn = page.evaluate(
+        "() => [...document.querySelectorAll('canvas[data-chart]')].map(c => {"
+        "  const chart = Chart.getChart(c);"
+        "  return chart && [c.id, chart.data.datasets.map(d => [d.label, d.data])];"
+        "})"
+    )
+    charts = {chart_id: dict(series) for chart_id, series in drawn}
+    assert set(charts) == {"chart-cost", "chart-requests", "chart-latency"}
+    sdk_model = "gpt-4o-mini-2024-07-18"  # the response model of sdk_spans' calls
+    assert set(charts["chart-cost"]) == {s.model for s in data.mine} | {sdk_model}
+    overview = api(
+        service,
+        "POST",
+        "/api/v1/metrics/analytics/overview",
+        service.key,
+        json={"from_date": (datetime.now(UTC) - timedelta(hours=24)).isoformat()},
+    ).json()
+    stacked = sum(v for values in charts["chart-cost"].values() for v in values)
+    assert stacked == pytest.approx(overview["cost"]["total_usd"], rel=1e-6)
+    assert sum(charts["chart-requests"]["requests"]) == everything
+    assert set(charts["chart-latency"]) == {"p50", "p95", "p99"}
+    claude = page.locator("tr[data-model='claude-3-5-sonnet-20241022'] td")
+    expect(claude.nth(1)).to_have_text(str(len(data.where(provider="anthropic"))))
+    shot(page, "analytics")
+
+    page.click(".range-picker a:text-is('Last hour')")
+    page.wait_for_url("**range=1h")
+    expect(page.get_by_test_id("requests")).to_have_text(str(PAGER_ROWS + len(data.xss)))  # seeds: 3 h ago
