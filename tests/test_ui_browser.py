@@ -10,12 +10,14 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from inferline.processors.normalise import inference_id
 from inferline.ui.security import CONTENT_SECURITY_POLICY
 from tests.api_helpers import CANARY, Sent, api, seed
 from tests.conftest import Service
@@ -26,6 +28,7 @@ from tests.ui_helpers import (
     XSS_CORPUS,
     XSS_FEATURE,
     PageWatch,
+    agent_trace,
     export_spans,
     row_ids,
     shot,
@@ -38,14 +41,18 @@ pytestmark = pytest.mark.e2e
 browser_test = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
 PAGER_USER = "u_123"  # the user of sdk_spans' default attributes: only the paging rows have it
 PAGER_ROWS = 30
+AGENT_CALLS = 2  # the model calls of agent_trace()
 
 
 class Data:
-    def __init__(self, mine: list[Sent], theirs: list[Sent], pager: list[str], xss: list[str]) -> None:
+    def __init__(
+        self, mine: list[Sent], theirs: list[Sent], pager: list[str], xss: list[str], agent: list[Any]
+    ) -> None:
         self.mine = mine
         self.theirs = theirs
         self.pager = pager  # newest first
         self.xss = xss
+        self.agent = agent  # the agent trace's spans, in start order
 
     def where(self, **conditions: object) -> list[Sent]:
         return [s for s in self.mine if all(getattr(s, k) == v for k, v in conditions.items())]
@@ -57,8 +64,10 @@ def data(service: Service) -> Data:
     # Thirty plain calls, one per SDK span, for paging (newest first is the reverse of sending).
     pager = export_spans(service, service.key, sdk_spans(count=PAGER_ROWS, service_name="pager-bot"))
     xss = export_spans(service, service.key, xss_spans())
+    agent = agent_trace()
+    export_spans(service, service.key, agent)
     service.settle()
-    return Data(mine, theirs, list(reversed(pager)), xss)
+    return Data(mine, theirs, list(reversed(pager)), xss, agent)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +212,8 @@ def test_forms_without_the_csrf_token_are_refused(
 def test_filter_sort_and_totals(service: Service, data: Data, watched: tuple[Page, PageWatch]) -> None:
     page, _ = watched
     sign_in(page, service, service.key)
-    expect(page.get_by_test_id("total-count")).to_have_text(str(len(data.mine) + PAGER_ROWS + len(data.xss)))
+    everything = len(data.mine) + PAGER_ROWS + len(data.xss) + AGENT_CALLS
+    expect(page.get_by_test_id("total-count")).to_have_text(str(everything))
     shot(page, "inferences")
 
     page.fill("input[name=provider]", "anthropic")
@@ -432,9 +442,9 @@ def test_hostile_content_renders_as_inert_text(
         summary.click()  # every preview expanded: the full messages load in place
     expect(page.locator("td.preview .full .chat")).to_have_count(2 * len(XSS_CORPUS))
     shot(page, "xss-list")
-    for inference_id in data.xss:
+    for xss_id in data.xss:
         for tab in ("overview", "messages", "raw"):
-            page.goto(f"{service.api_url}/ui/inferences/{inference_id}?tab={tab}")
+            page.goto(f"{service.api_url}/ui/inferences/{xss_id}?tab={tab}")
             assert (
                 page.locator("main img, main iframe, main svg, main script, main style, main link").count()
                 == 0
@@ -465,6 +475,9 @@ def test_another_project_sees_none_of_this_projects_data(
         answer = page.goto(f"{service.api_url}{path}")
         assert answer is not None and answer.status == 404, path
         expect(page.locator("main")).not_to_contain_text("canary")
+    agent_trace_page = f"{service.api_url}/ui/traces/{data.agent[0].context.trace_id:032x}"
+    answer = page.goto(agent_trace_page)
+    assert answer is not None and answer.status == 404
     page.goto(inferences_url(service, f"q={CANARY}&range=all"))
     expect(page.get_by_test_id("total-count")).to_have_text("0")
     page.goto(inferences_url(service, "range=all"))
@@ -485,7 +498,7 @@ def test_analytics_charts_and_model_table(
     sign_in(page, service, service.key)
     page.click("nav.tabs-nav a:text-is('Analytics')")
     page.wait_for_url("**/ui/analytics")
-    everything = len(data.mine) + PAGER_ROWS + len(data.xss)
+    everything = len(data.mine) + PAGER_ROWS + len(data.xss) + AGENT_CALLS
     expect(page.get_by_test_id("requests")).to_have_text(str(everything))
     drawn = page.evaluate(
         "() => [...document.querySelectorAll('canvas[data-chart]')].map(c => {"
@@ -514,4 +527,52 @@ def test_analytics_charts_and_model_table(
 
     page.click(".range-picker a:text-is('Last hour')")
     page.wait_for_url("**range=1h")
-    expect(page.get_by_test_id("requests")).to_have_text(str(PAGER_ROWS + len(data.xss)))  # seeds: 3 h ago
+    recent = PAGER_ROWS + len(data.xss) + AGENT_CALLS  # the seeded calls are 3 h old
+    expect(page.get_by_test_id("requests")).to_have_text(str(recent))
+
+
+# --- a trace ----------------------------------------------------------------------------------
+
+
+@browser_test
+def test_trace_waterfall_from_an_inference(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.key)
+    agent, first_call, _tool, second_call = data.agent
+    trace_id = f"{agent.context.trace_id:032x}"
+    call_ids = export_ids(first_call, second_call)
+    costs = [api(service, "GET", f"/api/v1/metrics/inferences/{i}", service.key).json() for i in call_ids]
+
+    page.goto(f"{service.api_url}/ui/inferences/{call_ids[1]}")
+    page.click("a[data-link=trace]")
+    page.wait_for_url(f"**/ui/traces/{trace_id}?span=*")
+    rows = page.locator("table.waterfall tbody tr")
+    expect(rows).to_have_count(4)
+    assert rows.evaluate_all("rs => rs.map(r => [r.dataset.spanId, r.dataset.depth])") == [
+        [f"{s.context.span_id:016x}", depth]
+        for s, depth in zip(data.agent, ("0", "1", "1", "1"), strict=True)
+    ]
+    expect(page.locator("tr.genai")).to_have_count(2)
+    expect(page.locator("tr.selected")).to_have_attribute(
+        "data-span-id", f"{second_call.context.span_id:016x}"
+    )
+    expect(page.get_by_test_id("trace-tokens")).to_have_text(str(100 + 20 + 150 + 40))
+    total = sum(c["performance"]["cost"]["total"] for c in costs)
+    expect(page.get_by_test_id("trace-cost")).to_have_text(f"${total:,.6f}")
+    expect(page.get_by_test_id("trace-duration")).to_have_text("3,000 ms")
+    # The tool span starts at 1.2 s of 3 s and lasts 0.3 s: the bar shows it.
+    expect(rows.nth(2).locator(".bar")).to_have_class("bar off-40 w-10")
+    shot(page, "trace")
+    page.click("tr.genai >> nth=0 >> .genai-facts a")
+    page.wait_for_url(f"**/ui/inferences/{call_ids[0]}")
+
+    api_trace = api(service, "GET", f"/api/v1/traces/{trace_id}", service.key).json()
+    assert (api_trace["span_count"], api_trace["inferences"], api_trace["total_tokens"]) == (4, 2, 310)
+    other = api(service, "GET", f"/api/v1/traces/{trace_id}", service.extra_keys["other"])
+    assert other.status_code == 404
+
+
+def export_ids(*spans: Any) -> list[str]:
+    return [inference_id("default", f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}") for s in spans]

@@ -10,8 +10,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry import trace as otel_trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from playwright.sync_api import ConsoleMessage, Dialog, Page, Request
 from playwright.sync_api import Error as PlaywrightError
 
@@ -154,3 +159,38 @@ def xss_spans() -> list[Any]:
         }
         spans += sdk_spans(attributes, service_name="xss-bot")
     return spans
+
+
+MS = 1_000_000
+
+
+def agent_trace() -> list[ReadableSpan]:
+    """An agent's trace made by the SDK: agent → model call → tool → model call, a minute ago.
+    Spans in start order; the model calls are the second and the fourth."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("agent-test")
+    t0 = time.time_ns() - 60_000 * MS
+    agent = tracer.start_span("invoke_agent planner", start_time=t0, kind=SpanKind.INTERNAL)
+    inside = otel_trace.set_span_in_context(agent)
+    base = {k: v for k, v in GENAI_ATTRIBUTES.items() if k != "gen_ai.usage.cache_read.input_tokens"}
+    base["user.id"] = "u_agent"
+
+    def call(tokens_in: int, tokens_out: int) -> dict[str, Any]:
+        return {**base, "gen_ai.usage.input_tokens": tokens_in, "gen_ai.usage.output_tokens": tokens_out}
+
+    steps = [
+        ("chat gpt-4o-mini", 100, 1100, call(100, 20)),
+        ("tool lookup_order", 1200, 1500, {"tool.name": "lookup_order"}),
+        ("chat gpt-4o-mini", 1600, 2900, call(150, 40)),
+    ]
+    for name, start_ms, end_ms, attributes in steps:
+        kind = SpanKind.CLIENT if "gen_ai.operation.name" in attributes else SpanKind.INTERNAL
+        span = tracer.start_span(
+            name, context=inside, kind=kind, attributes=attributes, start_time=t0 + start_ms * MS
+        )
+        span.end(end_time=t0 + end_ms * MS)
+    agent.end(end_time=t0 + 3000 * MS)
+    provider.shutdown()
+    return sorted(memory.get_finished_spans(), key=lambda s: s.start_time or 0)

@@ -148,3 +148,24 @@ AVERAGES = """SELECT
 FROM llm_inferences FINAL
 WHERE project_id = {project:String}
     AND start_time >= {from:DateTime64(9, 'UTC')} AND start_time <= {to:DateTime64(9, 'UTC')}"""
+
+
+# One trace's spans, oldest first: parameters `project`, `trace`, `limit` (TRACE_MAX_SPANS + 1, to
+# tell a truncated trace).
+TRACE_MAX_SPANS = 2000
+TRACE_SPANS = """SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name, SpanKind AS kind,
+    ServiceName AS service_name, StatusCode AS status, StatusMessage AS status_message,
+    toUnixTimestamp64Nano(Timestamp) AS start_ns, Duration AS duration_ns,
+    formatDateTime(Timestamp, '%Y-%m-%dT%H:%i:%S.%fZ') AS start_iso, toString(Timestamp) AS start_text
+FROM otel_traces FINAL
+WHERE ProjectId = {project:String} AND TraceId = {trace:String}
+ORDER BY Timestamp, SpanId
+LIMIT {limit:UInt32}"""
+
+# The inferences of a trace's spans: parameters `project`, `trace`, `from` and `to` (the first and
+# last span starts; an inference starts when its span does, so the range narrows the read).
+TRACE_INFERENCES = """SELECT span_id, toString(inference_id) AS inference_id, model, provider, input_tokens,
+    output_tokens, total_tokens, total_cost_usd AS cost, success AS is_success
+FROM llm_inferences FINAL
+WHERE project_id = {project:String} AND trace_id = {trace:String}
+    AND start_time >= {from:DateTime64(9, 'UTC')} AND start_time <= {to:DateTime64(9, 'UTC')}"""

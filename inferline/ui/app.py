@@ -9,7 +9,7 @@ from starlette.staticfiles import StaticFiles
 
 from inferline.api.deps import ApiContext
 from inferline.api.sql_guard import SqlError
-from inferline.ui import analytics_page, auth, inference_pages
+from inferline.ui import analytics_page, auth, inference_pages, trace_page
 from inferline.ui.security import BrowserEntrance, SecurityHeaders
 from inferline.ui.sessions import COOKIE, SessionStore
 from inferline.ui.state import UiState
@@ -41,6 +41,7 @@ def dashboard(ctx: ApiContext) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(inference_pages.router)
     app.include_router(analytics_page.router)
+    app.include_router(trace_page.router)
     return app
 
 
