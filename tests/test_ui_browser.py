@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -38,7 +38,15 @@ from tests.ui_helpers import (
 )
 
 pytestmark = pytest.mark.e2e
-browser_test = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def browser_test(test: F) -> F:
+    """Marks a test that drives Chromium (`-m browser`); skipped where Debian's chromium is missing."""
+    skip = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+    return pytest.mark.browser(skip(test))
+
+
 PAGER_USER = "u_123"  # the user of sdk_spans' default attributes: only the paging rows have it
 PAGER_ROWS = 30
 AGENT_CALLS = 2  # the model calls of agent_trace()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from inferline.api.deps import ApiContext
+from inferline.api.errors import error_code
 from inferline.api.sql_guard import SqlError
 from inferline.ui import analytics_page, auth, inference_pages, trace_page
 from inferline.ui.security import BrowserEntrance, SecurityHeaders
@@ -16,6 +18,7 @@ from inferline.ui.state import UiState
 from inferline.ui.templating import STATIC_DIR, templates
 
 MOUNT = "/ui"
+log = structlog.get_logger()
 
 
 def dashboard(ctx: ApiContext) -> FastAPI:
@@ -56,6 +59,8 @@ def _status_and_message(exc: Exception) -> tuple[int, str]:
         )
     if "TIMEOUT_EXCEEDED" in str(exc):
         return 504, "The query took too long: narrow the date range or the filters."
+    # The code only: engine messages can quote query parameters, which hold user text.
+    log.error("dashboard query failed", error=error_code(str(exc)))
     return 500, "The query failed."
 
 
