@@ -584,3 +584,12 @@ def test_trace_waterfall_from_an_inference(
 
 def export_ids(*spans: Any) -> list[str]:
     return [inference_id("default", f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}") for s in spans]
+
+
+def test_the_service_logged_no_key_and_no_content(service: Service, data: Data) -> None:
+    """After every page above was used: the log has the dashboard's audit lines, and neither a
+    key nor text the pages searched for or showed (keys, searches and content never reach a log)."""
+    logs = service.logs()
+    assert '"action": "ui.signin"' in logs or '"action":"ui.signin"' in logs
+    for secret in (service.key, service.extra_keys["other"], CANARY, "xss-script", "Exactly right"):
+        assert secret not in logs, secret
