@@ -13,9 +13,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from inferline.api.app import api_app
 from inferline.api.inference_models import ListRequest
+from inferline.api.sql import ReadOnlySql
+from inferline.ui.app import add_dashboard
 from inferline.ui.listing import list_request, parse_view
-from inferline.ui.security import BrowserEntrance, same_origin, tokens_match
+from inferline.ui.security import CONTENT_SECURITY_POLICY, BrowserEntrance, same_origin, tokens_match
 from inferline.ui.sessions import IDLE_S, LIFETIME_S, SessionStore
 from inferline.ui.templating import percent_class, templates
 
@@ -172,3 +175,29 @@ def test_templates_escape_data_and_bars_use_classes() -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html and "&#39;" in html
     assert env.get_template("_messages.html").render(messages=[]).count("<li") == 1
     assert [percent_class(f) for f in (-1, 0, 0.374, 1, 3)] == ["w-0", "w-0", "w-37", "w-100", "w-100"]
+
+
+def test_add_dashboard_serves_ui_beside_the_unchanged_sql_interface() -> None:
+    """The wiring both API-serving roles use (embedded and the distributed writer)."""
+    app = add_dashboard(api_app(Keys(), ReadOnlySql("chdb://", "default"), lambda: True))
+    client = TestClient(app, follow_redirects=False)
+    assert client.get("/", headers={"accept": "text/html"}).headers["location"] == "/ui/"
+    assert client.get("/", headers={"accept": "*/*"}).status_code == 401  # ClickHouse's answer
+    page = client.get("/ui/signin")
+    assert page.status_code == 200 and page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    token = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    wrong = client.post("/ui/signin", data={"csrf": token, "key": "il_wrong"})
+    assert wrong.status_code == 401 and "inferline_session" not in wrong.headers.get("set-cookie", "")
+    no_token = client.post("/ui/signin", data={"key": "il_good"})
+    assert no_token.status_code == 403
+    token = client.get("/ui/signin").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    signed_in = client.post("/ui/signin", data={"csrf": token, "key": "il_good"})
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/ui/inferences"
+    cookie = signed_in.headers["set-cookie"]
+    assert (
+        "HttpOnly" in cookie
+        and "SameSite=strict" in cookie
+        and "Path=/" in cookie
+        and "il_good" not in cookie
+    )
+    assert client.get("/ui/analytics?range=forever").status_code == 400  # signed in: the page validates
