@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from inferline.processors.normalise import inference_id
 from inferline.ui.security import CONTENT_SECURITY_POLICY
 from tests.api_helpers import CANARY, Sent, api, seed
-from tests.conftest import Service
+from tests.conftest import Service, make_service, running_with_other_project
 from tests.otlp_helpers import sdk_spans
 from tests.ui_helpers import (
     CHROMIUM,
@@ -50,6 +50,16 @@ def browser_test(test: F) -> F:
 PAGER_USER = "u_123"  # the user of sdk_spans' default attributes: only the paging rows have it
 PAGER_ROWS = 30
 AGENT_CALLS = 2  # the model calls of agent_trace()
+
+
+ADMIN_KEY = "ui-test-admin-key"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The shared fixture's service, with an admin key for the projects and keys page."""
+    svc = make_service(tmp_path_factory.mktemp("svc"), INFERLINE_ADMIN_KEY=ADMIN_KEY)
+    yield from running_with_other_project(svc)
 
 
 class Data:
@@ -586,10 +596,73 @@ def export_ids(*spans: Any) -> list[str]:
     return [inference_id("default", f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}") for s in spans]
 
 
+# --- projects and keys ----------------------------------------------------------------------------
+
+
+@browser_test
+def test_admin_manages_projects_and_keys_and_revocation_ends_sessions(
+    service: Service, data: Data, browser: Browser
+) -> None:
+    admin_context = browser.new_context(viewport={"width": 1400, "height": 900})
+    admin_page = admin_context.new_page()
+    sign_in(admin_page, service, ADMIN_KEY, landing="**/ui/admin")
+    expect(admin_page.get_by_test_id("project")).to_have_text("admin")
+    for project in ("default", "other"):
+        expect(admin_page.locator(f"section[data-project='{project}']")).to_be_visible()
+    admin_page.goto(inferences_url(service))
+    assert admin_page.url.endswith("/ui/admin")  # the admin key reads no project's data
+
+    admin_page.fill("input[name=project_id]", "bad id!")
+    admin_page.click("form[action='/ui/admin/projects'] button")
+    expect(admin_page.get_by_role("alert")).to_contain_text("A project id is 1–64 letters")
+    admin_page.fill("input[name=project_id]", "team-b")
+    admin_page.click("form[action='/ui/admin/projects'] button")
+    team = admin_page.locator("section[data-project='team-b']")
+    expect(team).to_contain_text("No keys yet.")
+    team.locator("input[name=name]").fill("browser")
+    team.locator("button:text-is('Create key')").click()
+    new_key = admin_page.get_by_test_id("new-key").inner_text()
+    assert new_key.startswith("il_")
+    shot(admin_page, "admin")
+    admin_page.goto(f"{service.api_url}/ui/admin")
+    expect(admin_page.get_by_test_id("new-key")).to_have_count(0)  # shown once
+    assert new_key not in admin_page.content()
+    key_row = admin_page.locator("section[data-project='team-b'] tr[data-key-id]")
+    expect(key_row).to_contain_text("browser")
+    expect(key_row.locator(".badge")).to_have_text("active")
+
+    user_context = browser.new_context(viewport={"width": 1400, "height": 900})
+    user_page = user_context.new_page()
+    sign_in(user_page, service, new_key)
+    expect(user_page.get_by_test_id("project")).to_have_text("team-b")
+    expect(user_page.get_by_test_id("total-count")).to_have_text("0")
+    forbidden = user_page.goto(f"{service.api_url}/ui/admin")
+    assert forbidden is not None and forbidden.status == 403
+
+    key_row.locator("button:text-is('Revoke')").click()
+    expect(admin_page.locator("section[data-project='team-b'] tr[data-key-id] .badge")).to_have_text(
+        "revoked"
+    )
+    user_page.goto(inferences_url(service))
+    assert user_page.url.endswith("/ui/signin")  # the revoked key's session ended with it
+    user_page.fill("#key", new_key)
+    user_page.click("form[action='/ui/signin'] button[type=submit]")
+    expect(user_page.get_by_role("alert")).to_have_text("That API key is not valid (unknown or revoked).")
+    admin_context.close()
+    user_context.close()
+
+
 def test_the_service_logged_no_key_and_no_content(service: Service, data: Data) -> None:
     """After every page above was used: the log has the dashboard's audit lines, and neither a
     key nor text the pages searched for or showed (keys, searches and content never reach a log)."""
     logs = service.logs()
     assert '"action": "ui.signin"' in logs or '"action":"ui.signin"' in logs
-    for secret in (service.key, service.extra_keys["other"], CANARY, "xss-script", "Exactly right"):
+    for secret in (
+        service.key,
+        service.extra_keys["other"],
+        ADMIN_KEY,
+        CANARY,
+        "xss-script",
+        "Exactly right",
+    ):
         assert secret not in logs, secret

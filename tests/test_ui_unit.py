@@ -57,7 +57,7 @@ def test_a_valid_key_gets_a_session_of_its_project_and_a_wrong_one_none() -> Non
 
 def test_sessions_end_when_idle_when_old_on_sign_out_and_when_the_key_is_revoked() -> None:
     keys, clock = Keys(), Clock()
-    store = SessionStore(keys, clock)
+    store = SessionStore(keys, clock=clock)
     idle = store.sign_in("il_good")
     assert idle is not None
     clock.now += IDLE_S + 1
@@ -201,3 +201,15 @@ def test_add_dashboard_serves_ui_beside_the_unchanged_sql_interface() -> None:
         and "il_good" not in cookie
     )
     assert client.get("/ui/analytics?range=forever").status_code == 400  # signed in: the page validates
+
+
+def test_the_admin_key_gets_an_admin_session_that_ends_when_the_admin_key_changes() -> None:
+    admin_keys = {"admin-secret"}
+    store = SessionStore(Keys(), is_admin=lambda key: key in admin_keys)
+    session = store.sign_in("admin-secret")
+    assert session is not None and session.admin and session.project_id == ""
+    project = store.sign_in("il_good")
+    assert project is not None and not project.admin
+    admin_keys.clear()  # INFERLINE_ADMIN_KEY changed
+    assert store.get(session.session_id) is None and store.sign_in("admin-secret") is None
+    assert store.get(project.session_id) is project

@@ -71,11 +71,11 @@ class PageWatch:
         assert csp == [], f"CSP violations: {csp}"
 
 
-def sign_in(page: Page, service: Service, key: str) -> None:
+def sign_in(page: Page, service: Service, key: str, landing: str = "**/ui/inferences") -> None:
     page.goto(f"{service.api_url}/")
     page.fill("#key", key)
     page.click("form[action='/ui/signin'] button[type=submit]")
-    page.wait_for_url("**/ui/inferences")
+    page.wait_for_url(landing)
 
 
 def row_ids(page: Page) -> list[str]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Callable
+
 import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from inferline.api.deps import ApiContext
 from inferline.api.errors import error_code
 from inferline.api.sql_guard import SqlError
-from inferline.ui import analytics_page, auth, inference_pages, trace_page
+from inferline.ui import admin_page, analytics_page, auth, inference_pages, trace_page
 from inferline.ui.security import BrowserEntrance, SecurityHeaders
 from inferline.ui.sessions import COOKIE, SessionStore
 from inferline.ui.state import UiState
@@ -23,7 +27,7 @@ log = structlog.get_logger()
 
 def dashboard(ctx: ApiContext) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    ui = UiState(ctx=ctx, sessions=SessionStore(ctx.keys), templates=templates())
+    ui = UiState(ctx=ctx, sessions=SessionStore(ctx.keys, is_admin=admin_check(ctx)), templates=templates())
     app.state.ui = ui
 
     async def error_page(request: Request, exc: Exception) -> Response:
@@ -37,6 +41,7 @@ def dashboard(ctx: ApiContext) -> FastAPI:
         )
 
     app.add_exception_handler(auth.SignInRequired, auth.sign_in_redirect)
+    app.add_exception_handler(auth.AdminOnly, auth.admin_home)
     for exc_type in (HTTPException, RequestValidationError, SqlError):
         app.add_exception_handler(exc_type, error_page)
     app.add_middleware(SecurityHeaders)
@@ -45,7 +50,18 @@ def dashboard(ctx: ApiContext) -> FastAPI:
     app.include_router(inference_pages.router)
     app.include_router(analytics_page.router)
     app.include_router(trace_page.router)
+    app.include_router(admin_page.router)
     return app
+
+
+def admin_check(ctx: ApiContext) -> Callable[[str], bool]:
+    """Whether a key is the admin key (INFERLINE_ADMIN_KEY; never, when it is unset)."""
+
+    def is_admin(key: str) -> bool:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return bool(ctx.admin_key_sha256) and hmac.compare_digest(digest, ctx.admin_key_sha256)
+
+    return is_admin
 
 
 def _status_and_message(exc: Exception) -> tuple[int, str]:

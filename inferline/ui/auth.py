@@ -33,14 +33,41 @@ async def sign_in_redirect(request: Request, exc: Exception) -> Response:
     return RedirectResponse("/ui/signin", status_code=303)
 
 
-def signed_in(request: Request, state: Annotated[UiState, Depends(ui_state)]) -> Session:
+class AdminOnly(Exception):
+    """Raised by `signed_in` for the admin's session: it reads no project's data."""
+
+
+async def admin_home(request: Request, exc: Exception) -> Response:
+    if request.headers.get("hx-request"):
+        return Response(status_code=200, headers={"HX-Redirect": "/ui/admin"})
+    return RedirectResponse("/ui/admin", status_code=303)
+
+
+def any_session(request: Request, state: Annotated[UiState, Depends(ui_state)]) -> Session:
     session = state.sessions.get(request.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired
     return session
 
 
+AnySessionDep = Annotated[Session, Depends(any_session)]
+
+
+def signed_in(session: AnySessionDep) -> Session:
+    """A project's session: the data pages' dependency."""
+    if session.admin:
+        raise AdminOnly
+    return session
+
+
+def admin_signed_in(session: AnySessionDep) -> Session:
+    if not session.admin:
+        raise HTTPException(403, "Only the admin key manages projects and keys.")
+    return session
+
+
 SessionDep = Annotated[Session, Depends(signed_in)]
+AdminSessionDep = Annotated[Session, Depends(admin_signed_in)]
 StateDep = Annotated[UiState, Depends(ui_state)]
 
 
@@ -54,7 +81,7 @@ async def form_fields(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
-async def checked_form(request: Request, session: SessionDep) -> dict[str, str]:
+async def checked_form(request: Request, session: AnySessionDep) -> dict[str, str]:
     """The posted form of a signed-in session, once it passed the CSRF checks."""
     fields = await form_fields(request)
     if not same_origin(request) or not tokens_match(fields.get("csrf"), session.csrf_token):
@@ -112,15 +139,15 @@ async def signin(request: Request, state: StateDep) -> Response:
     session = state.sessions.sign_in(key) if key else None
     if session is None:
         return _signin_form(request, state, "That API key is not valid (unknown or revoked).", 401)
-    audit(session.caller, "ui.signin")
-    response = RedirectResponse("/ui/inferences", status_code=303)
+    audit(session.caller, "ui.signin", admin=session.admin)
+    response = RedirectResponse("/ui/admin" if session.admin else "/ui/inferences", status_code=303)
     set_session_cookie(response, request, session)
     response.delete_cookie(SIGNIN_COOKIE, path="/ui/signin")
     return response
 
 
 @router.post("/signout")
-async def signout(request: Request, state: StateDep, session: SessionDep, form: FormDep) -> Response:
+async def signout(request: Request, state: StateDep, session: AnySessionDep, form: FormDep) -> Response:
     state.sessions.sign_out(session.session_id)
     audit(session.caller, "ui.signout")
     response = RedirectResponse("/ui/signin", status_code=303)
@@ -128,4 +155,4 @@ async def signout(request: Request, state: StateDep, session: SessionDep, form: 
     return response
 
 
-__all__ = ["FormDep", "SessionDep", "SessionStore", "StateDep", "router"]
+__all__ = ["AdminSessionDep", "FormDep", "SessionDep", "SessionStore", "StateDep", "router"]

@@ -26,6 +26,7 @@ class Session:
     csrf_token: str = field(repr=False)  # the hidden field every state-changing form carries
     created_at: float
     last_used_at: float
+    admin: bool = False  # signed in with the admin key: manages projects and keys, reads no data
 
     @property
     def caller(self) -> Caller:
@@ -33,25 +34,33 @@ class Session:
 
 
 class SessionStore:
-    def __init__(self, keys: KeySource, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        keys: KeySource,
+        is_admin: Callable[[str], bool] = lambda key: False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keys = keys
+        self._is_admin = is_admin
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._now = clock
 
     def sign_in(self, key: str) -> Session | None:
-        """A new session for a valid key; None for an unknown or revoked one."""
+        """A new session for a project's key or the admin key; None for any other."""
         project_id = self._keys.project_for(key)
-        if project_id is None:
+        admin = project_id is None and self._is_admin(key)
+        if project_id is None and not admin:
             return None
         now = self._now()
         session = Session(
             session_id=secrets.token_urlsafe(32),
             key=key,
-            project_id=project_id,
+            project_id=project_id or "",
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
             last_used_at=now,
+            admin=admin,
         )
         with self._lock:
             self._drop_expired(now)
@@ -70,7 +79,7 @@ class SessionStore:
             session = self._sessions.get(session_id)
             if session is None:
                 return None
-            if self._expired(session, now) or self._keys.project_for(session.key) != session.project_id:
+            if self._expired(session, now) or not self._still_valid(session):
                 del self._sessions[session_id]
                 return None
             session.last_used_at = now
@@ -82,6 +91,11 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def _still_valid(self, session: Session) -> bool:
+        if session.admin:
+            return self._is_admin(session.key)
+        return self._keys.project_for(session.key) == session.project_id
 
     @staticmethod
     def _expired(session: Session, now: float) -> bool:
