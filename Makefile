@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench lint check install clean
+.PHONY: run test bench lint check install clean ui
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ check: install
 	$(BIN)/mypy
 
 lint: check
+
+## Re-vendor the dashboard's front-end libraries: npm ci (versions from ui/package-lock.json), then
+## copy their dist files (ui/vendor-files.txt) into inferline/ui/static/vendor/. Only needed after
+## changing ui/package.json; the copies are committed, so `make run` needs no Node.js.
+ui:
+	cd ui && npm ci --ignore-scripts --no-audit --no-fund
+	grep -v '^#' ui/vendor-files.txt | while read -r src dest; do \
+		cp "ui/node_modules/$$src" "inferline/ui/static/vendor/$$dest"; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -60,6 +60,9 @@ class InferenceItem(BaseModel):
     input_tokens: int
     output_tokens: int
     total_tokens: int
+    cache_read_tokens: int = Field(description="Input tokens read from the provider's prompt cache.")
+    cache_write_tokens: int = Field(description="Input tokens written to the provider's prompt cache.")
+    reasoning_tokens: int = Field(description="Output tokens spent on reasoning.")
     response_time_ms: float
     ttft_ms: float | None
     cost: float | None = Field(description="USD; null when the model could not be priced.")

@@ -78,6 +78,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         from inferline.storage.clickhouse import connect
         from inferline.storage.retention import apply_configured_retention
         from inferline.storage.schema import migrate
+        from inferline.ui.app import add_dashboard
 
         client = connect(url, database)
         migrate(client, database, settings.retention_days)  # the writer owns the schema
@@ -101,7 +102,9 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         )
         servers.append(
             _server(
-                api_app(api_keys, sql, lambda: all(r() for r in ready), context), settings, settings.api_port
+                add_dashboard(api_app(api_keys, sql, lambda: all(r() for r in ready), context)),
+                settings,
+                settings.api_port,
             )
         )
         closers += [sql.close, client.close, feedback_client.close]

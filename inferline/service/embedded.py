@@ -36,6 +36,7 @@ from inferline.storage.clickhouse import connect
 from inferline.storage.keys import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
 from inferline.storage.retention import apply_configured_retention
 from inferline.storage.schema import migrate
+from inferline.ui.app import add_dashboard
 
 log = structlog.get_logger()
 
@@ -144,6 +145,8 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
     sql = ReadOnlySql(url, database, **settings.sql.model_dump())
     feedback_client = connect(url, database)
+    write_feedback = insert_feedback(settings.processors, feedback_client, database)
+    context = api_context(settings, keys, sql, write_feedback)
 
     admission = receiver_admission(settings)  # shared by both receivers
     grpc_server = otlp_grpc_server(
@@ -163,17 +166,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
                 ),
                 settings.http_port,
             ),
-            (
-                api_app(
-                    keys,
-                    sql,
-                    lambda: engine.healthy,
-                    api_context(
-                        settings, keys, sql, insert_feedback(settings.processors, feedback_client, database)
-                    ),
-                ),
-                settings.api_port,
-            ),
+            (add_dashboard(api_app(keys, sql, lambda: engine.healthy, context)), settings.api_port),
         )
     ]
     serving = [asyncio.create_task(s.serve()) for s in http_servers]

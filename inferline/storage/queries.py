@@ -41,6 +41,9 @@ ITEM_COLUMNS = f"""toString(inference_id) AS inference_id,
     input_tokens,
     output_tokens,
     total_tokens,
+    cache_read_tokens,
+    cache_write_tokens,
+    reasoning_tokens,
     latency_ms AS response_time_ms,
     ttft_ms,
     total_cost_usd AS cost,
@@ -63,7 +66,8 @@ CSV_COLUMNS = f"""toString(inference_id) AS inference_id,
 # What the list's inner query reads: the columns the items are made of.
 _RAW_COLUMNS = (
     "inference_id, start_time, model, provider, prompt_messages, response_messages, input_tokens, "
-    "output_tokens, total_tokens, latency_ms, ttft_ms, total_cost_usd, success, error_type"
+    "output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, "
+    "ttft_ms, total_cost_usd, success, error_type"
 )
 
 
@@ -143,4 +147,25 @@ AVERAGES = """SELECT
         AS model_avg_cost_per_token
 FROM llm_inferences FINAL
 WHERE project_id = {project:String}
+    AND start_time >= {from:DateTime64(9, 'UTC')} AND start_time <= {to:DateTime64(9, 'UTC')}"""
+
+
+# One trace's spans, oldest first: parameters `project`, `trace`, `limit` (TRACE_MAX_SPANS + 1, to
+# tell a truncated trace).
+TRACE_MAX_SPANS = 2000
+TRACE_SPANS = """SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name, SpanKind AS kind,
+    ServiceName AS service_name, StatusCode AS status, StatusMessage AS status_message,
+    toUnixTimestamp64Nano(Timestamp) AS start_ns, Duration AS duration_ns,
+    formatDateTime(Timestamp, '%Y-%m-%dT%H:%i:%S.%fZ') AS start_iso, toString(Timestamp) AS start_text
+FROM otel_traces FINAL
+WHERE ProjectId = {project:String} AND TraceId = {trace:String}
+ORDER BY Timestamp, SpanId
+LIMIT {limit:UInt32}"""
+
+# The inferences of a trace's spans: parameters `project`, `trace`, `from` and `to` (the first and
+# last span starts; an inference starts when its span does, so the range narrows the read).
+TRACE_INFERENCES = """SELECT span_id, toString(inference_id) AS inference_id, model, provider, input_tokens,
+    output_tokens, total_tokens, total_cost_usd AS cost, success AS is_success
+FROM llm_inferences FINAL
+WHERE project_id = {project:String} AND trace_id = {trace:String}
     AND start_time >= {from:DateTime64(9, 'UTC')} AND start_time <= {to:DateTime64(9, 'UTC')}"""

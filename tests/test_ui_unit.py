@@ -1,0 +1,215 @@
+"""The dashboard's parts in-process: sessions, the URL's view of the Inferences page, the way in
+from `/`, CSRF checks and escaping. (The whole dashboard in a browser: test_ui_browser.py.)"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from inferline.api.app import api_app
+from inferline.api.inference_models import ListRequest
+from inferline.api.sql import ReadOnlySql
+from inferline.ui.app import add_dashboard
+from inferline.ui.listing import list_request, parse_view
+from inferline.ui.security import CONTENT_SECURITY_POLICY, BrowserEntrance, same_origin, tokens_match
+from inferline.ui.sessions import IDLE_S, LIFETIME_S, SessionStore
+from inferline.ui.templating import percent_class, templates
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.valid = {"il_good": "alpha", "il_other": "beta"}
+
+    def project_for(self, key: str | None) -> str | None:
+        return self.valid.get(key or "")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_valid_key_gets_a_session_of_its_project_and_a_wrong_one_none() -> None:
+    store = SessionStore(Keys())
+    assert store.sign_in("il_wrong") is None and len(store) == 0
+    session = store.sign_in("il_good")
+    assert session is not None and session.project_id == "alpha"
+    assert store.get(session.session_id) is session
+    assert session.session_id != session.csrf_token and "il_good" not in session.session_id
+    assert "il_good" not in repr(session) and session.session_id not in repr(session)
+    assert session.caller.project_id == "alpha" and session.caller.key_id != "il_good"
+    another = store.sign_in("il_good")
+    assert another is not None and another.session_id != session.session_id
+
+
+def test_sessions_end_when_idle_when_old_on_sign_out_and_when_the_key_is_revoked() -> None:
+    keys, clock = Keys(), Clock()
+    store = SessionStore(keys, clock=clock)
+    idle = store.sign_in("il_good")
+    assert idle is not None
+    clock.now += IDLE_S + 1
+    assert store.get(idle.session_id) is None
+
+    used = store.sign_in("il_good")
+    assert used is not None
+    start = clock.now
+    while clock.now - start + IDLE_S / 2 <= LIFETIME_S:  # kept busy: lives on …
+        clock.now += IDLE_S / 2
+        assert store.get(used.session_id) is not None
+    clock.now = start + LIFETIME_S + 1  # … until its lifetime is over
+    assert store.get(used.session_id) is None
+
+    out = store.sign_in("il_other")
+    assert out is not None
+    store.sign_out(out.session_id)
+    assert store.get(out.session_id) is None
+
+    revoked = store.sign_in("il_good")
+    assert revoked is not None
+    del keys.valid["il_good"]
+    assert store.get(revoked.session_id) is None
+    assert store.get(None) is None and store.get("") is None
+
+
+def test_the_url_holds_the_whole_view_and_comes_back_unchanged() -> None:
+    query = (
+        "range=30d&status=error&model=gpt-4o&provider=openai&user=u+1&session=s&tenant=t&q=hello+world"
+        "&min_tokens=10&max_tokens=20&max_latency=500&tag=feature%3Dchat&tag=team%3Dx&sort=cost&order=asc"
+        "&page=3&size=50"
+    )
+    view = parse_view(parse_qsl(query))
+    assert view.errors == ()
+    assert parse_view(parse_qsl(view.query())) == view
+    request = list_request(view, NOW)
+    assert isinstance(request, ListRequest)
+    assert request.model_dump(exclude_none=True) == {
+        "from_date": NOW - timedelta(days=30),
+        "is_success": False,
+        "model": "gpt-4o",
+        "provider": "openai",
+        "user": "u 1",
+        "session": "s",
+        "tenant": "t",
+        "search": "hello world",
+        "min_tokens": 10,
+        "max_tokens": 20,
+        "max_latency_ms": 500.0,
+        "tags": {"feature": "chat", "team": "x"},
+        "sort_by": "cost",
+        "sort_order": "asc",
+        "offset": 100,
+        "limit": 50,
+    }
+    # A column header flips the order of its own column and starts other columns descending.
+    assert "sort=cost" in view.sort_query("cost") and "order=" not in view.sort_query("cost")  # desc
+    assert "sort=latency" in view.sort_query("latency") and "order=asc" not in view.sort_query("latency")
+    assert "page=" not in view.sort_query("latency")  # a new order starts at page 1
+    assert "format=csv" in view.export_query("csv") and "page=" not in view.export_query("csv")
+
+
+def test_defaults_stay_out_of_the_url_and_bad_values_are_named() -> None:
+    assert parse_view([]).query() == ""
+    bad = parse_view([("size", "7"), ("sort", "model"), ("range", "forever"), ("status", "meh")])
+    assert len(bad.errors) == 4 and bad.size == 25 and bad.sort == "timestamp"
+    assert list_request(parse_view([("min_tokens", "9"), ("max_tokens", "3")]), NOW) == [
+        "max tokens: Value error, max_tokens must not be below min_tokens"
+    ]
+    assert list_request(parse_view([("tag", "no-equals-sign")]), NOW) == [
+        "tag filters are key=value: no-equals-sign"
+    ]
+    explicit = list_request(parse_view([("from", "2026-04-01T10:00:00"), ("range", "1h")]), NOW)
+    assert isinstance(explicit, ListRequest) and explicit.from_date == datetime(2026, 4, 1, 10, tzinfo=UTC)
+
+
+def _sql_app() -> TestClient:
+    async def sql(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("sql:" + request.query_params.get("query", ""))
+
+    app = Starlette(routes=[Route("/", sql, methods=["GET", "POST"])])
+    return TestClient(BrowserEntrance(app), follow_redirects=False)
+
+
+def test_only_a_browser_asking_for_html_at_root_is_sent_to_the_dashboard() -> None:
+    client = _sql_app()
+    browser = client.get("/", headers={"accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert (browser.status_code, browser.headers["location"]) == (303, "/ui/")
+    assert client.get("/", headers={"accept": "*/*"}).text == "sql:"
+    assert client.get("/?query=SELECT+1", headers={"accept": "text/html"}).text == "sql:SELECT 1"
+    assert client.get("/?query=", headers={"accept": "text/html"}).text == "sql:"
+    assert client.post("/", headers={"accept": "text/html"}).text == "sql:"
+
+
+def _request(headers: dict[str, str]) -> Request:
+    raw = [(k.encode(), v.encode()) for k, v in {"host": "dash:8080", **headers}.items()]
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": raw, "query_string": b""})
+
+
+def test_form_posts_from_another_site_are_told_apart() -> None:
+    assert same_origin(_request({"sec-fetch-site": "same-origin", "origin": "null"}))
+    assert not same_origin(_request({"sec-fetch-site": "cross-site"}))
+    assert not same_origin(_request({"sec-fetch-site": "same-site"}))
+    assert same_origin(_request({"origin": "http://dash:8080"}))
+    assert not same_origin(_request({"origin": "https://evil.example"}))
+    assert same_origin(_request({}))  # no browser hints: the CSRF token decides
+    assert tokens_match("abc", "abc") and not tokens_match("abc", "abd")
+    assert not tokens_match(None, "abc") and not tokens_match("", "") and not tokens_match("x", "")
+
+
+def test_templates_escape_data_and_bars_use_classes() -> None:
+    env = templates().env
+    hostile = "<script>alert(1)</script>\"'&"
+    html = env.from_string("<p title='{{ v }}'>{{ v }}</p>").render(v=hostile)
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&#39;" in html
+    assert env.get_template("_messages.html").render(messages=[]).count("<li") == 1
+    assert [percent_class(f) for f in (-1, 0, 0.374, 1, 3)] == ["w-0", "w-0", "w-37", "w-100", "w-100"]
+
+
+def test_add_dashboard_serves_ui_beside_the_unchanged_sql_interface() -> None:
+    """The wiring both API-serving roles use (embedded and the distributed writer)."""
+    app = add_dashboard(api_app(Keys(), ReadOnlySql("chdb://", "default"), lambda: True))
+    client = TestClient(app, follow_redirects=False)
+    assert client.get("/", headers={"accept": "text/html"}).headers["location"] == "/ui/"
+    assert client.get("/", headers={"accept": "*/*"}).status_code == 401  # ClickHouse's answer
+    page = client.get("/ui/signin")
+    assert page.status_code == 200 and page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    token = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    wrong = client.post("/ui/signin", data={"csrf": token, "key": "il_wrong"})
+    assert wrong.status_code == 401 and "inferline_session" not in wrong.headers.get("set-cookie", "")
+    no_token = client.post("/ui/signin", data={"key": "il_good"})
+    assert no_token.status_code == 403
+    token = client.get("/ui/signin").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    signed_in = client.post("/ui/signin", data={"csrf": token, "key": "il_good"})
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/ui/inferences"
+    cookie = signed_in.headers["set-cookie"]
+    assert (
+        "HttpOnly" in cookie
+        and "SameSite=strict" in cookie
+        and "Path=/" in cookie
+        and "il_good" not in cookie
+    )
+    assert client.get("/ui/analytics?range=forever").status_code == 400  # signed in: the page validates
+
+
+def test_the_admin_key_gets_an_admin_session_that_ends_when_the_admin_key_changes() -> None:
+    admin_keys = {"admin-secret"}
+    store = SessionStore(Keys(), is_admin=lambda key: key in admin_keys)
+    session = store.sign_in("admin-secret")
+    assert session is not None and session.admin and session.project_id == ""
+    project = store.sign_in("il_good")
+    assert project is not None and not project.admin
+    admin_keys.clear()  # INFERLINE_ADMIN_KEY changed
+    assert store.get(session.session_id) is None and store.sign_in("admin-secret") is None
+    assert store.get(project.session_id) is project
