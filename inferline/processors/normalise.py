@@ -48,7 +48,7 @@ from inferline.processors.conventions.row_messages import row_messages
 from inferline.processors.conventions.span_events import SpanEvents
 from inferline.processors.conventions.timing import streaming_and_ttft
 from inferline.processors.conventions.usage import ProvidedCost, TokenCounts, provided_cost, tokens
-from inferline.processors.conventions.values import as_count, as_float, as_str, unquote
+from inferline.processors.conventions.values import as_count, as_float, as_str, stringify, unquote
 
 # Fixed so that replays of the same span produce the same inference_id.
 INFERENCE_NAMESPACE = uuid.UUID("b6f3c9e2-51a4-5d0e-9c7a-2f4e8d1a6b30")
@@ -63,10 +63,11 @@ ROW_KEYS: tuple[str, ...] = (
     "inference_id", "project_id", "trace_id", "span_id", "parent_span_id", "start_time", "end_time",
     "latency_ms", "ttft_ms", "provider", "model", "request_model", "response_id", "operation", "convention",
     "success", "error_type", "status_message", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "reasoning_tokens", "total_tokens", "total_cost_usd", "input_cost_usd",
-    "output_cost_usd", "price_status", "prompt_messages", "response_messages", "streaming", "finish_reasons",
-    "temperature", "top_p", "max_tokens", "user_id", "session_id", "tenant_id", "service_name", "environment",
-    "server_address", "agent_name", "tags", "labels", "version",
+    "cache_write_tokens", "reasoning_tokens", "total_tokens", "usage_details", "total_cost_usd",
+    "input_cost_usd", "output_cost_usd", "provided_cost_usd", "price_status", "prompt_messages",
+    "response_messages", "streaming", "finish_reasons", "temperature", "top_p", "max_tokens",
+    "request_parameters", "user_id", "session_id", "tenant_id", "service_name", "environment",
+    "server_address", "agent_name", "agent_id", "tags", "labels", "version",
 )  # fmt: skip
 
 _STATUS_ERROR = 2
@@ -222,17 +223,35 @@ class GenAINormaliser:
         # most spans have no events and no log content: share one empty reading then
         ev = SpanEvents(span.events, log_content) if span.events or log_content is not None else _NO_EVENTS
         # JSON side documents, parsed only when present.
-        oi_params = openinference.invocation_parameters(a) if "llm.invocation_parameters" in a else None
+        oi_params = (
+            openinference.invocation_parameters(a) if openinference.INVOCATION_PARAMETERS in a else None
+        )
         oi_meta = openinference.metadata(a) if "metadata" in a else None
         lf_params = langfuse.model_parameters(a) if is_langfuse else None
         lf_meta = langfuse.metadata(a) if is_langfuse else None
+        oi_response = None
+        if conv == "openinference":
+            # The raw request, when no invocation parameters carry its model and parameters.
+            if oi_params is None and openinference.INPUT_VALUE in a:
+                oi_params = openinference.request_document(a)
+            # The raw response holds what OpenInference has no attribute for (the response id), and
+            # usage and finish reasons some instrumentors leave there. An embeddings response is
+            # mostly vectors: read only when its usage is missing.
+            if openinference.OUTPUT_VALUE in a and (op != "embeddings" or "llm.token_count.prompt" not in a):
+                oi_response = openinference.response_facts(a)
 
-        call = _call(a, ch, op, conv, indexed, is_vercel)
-        counts, adjusted = tokens(a, ch, is_langfuse, is_vercel, call.provider)
+        call = _call(a, ch, op, conv, indexed, is_vercel, oi_params, oi_response)
+        counts, adjusted = tokens(
+            a, ch, is_langfuse, is_vercel, call.provider, oi_response.usage if oi_response else None
+        )
         streaming, ttft = streaming_and_ttft(
             a, ch.stream, oi_params, span.start_ns, is_langfuse, is_vercel, ev
         )
-        prompt, response, frs, waiting = row_messages(a, indexed, is_vercel, is_langfuse, ch.finish, ev)
+        prompt, response, frs, waiting = row_messages(
+            a, indexed, is_vercel, is_langfuse, ch.finish, ev, oi_response.document if oi_response else None
+        )
+        if not frs and oi_response is not None:
+            frs = oi_response.finish_reasons
         row = _row(
             span,
             ttft,
@@ -241,7 +260,7 @@ class GenAINormaliser:
             counts,
             provided_cost(a, is_langfuse),
             RowContent(prompt, response, streaming, frs),
-            _request_params(a, (oi_params, lf_params), is_vercel),
+            _request_params(a, (oi_params, lf_params), is_vercel, indexed),
             attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
             metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
         )
@@ -276,7 +295,7 @@ def _row(
 ) -> Row:
     """The row, its keys in ROW_KEYS order."""
     error_type = status.error_type
-    total_cost = cost.total
+    total_cost = cost.total  # the span's own cost; the pricing stage decides what total_cost_usd holds
     start = span.start_ns
     end = span.end_ns
     return {
@@ -304,9 +323,11 @@ def _row(
         "cache_write_tokens": counts.cache_write,
         "reasoning_tokens": counts.reasoning,
         "total_tokens": counts.total,
+        "usage_details": counts.details,
         "total_cost_usd": total_cost,
         "input_cost_usd": cost.input,
         "output_cost_usd": cost.output,
+        "provided_cost_usd": total_cost,
         "price_status": "provided" if total_cost is not None else "",
         "prompt_messages": content.prompt,
         "response_messages": content.response,
@@ -315,6 +336,7 @@ def _row(
         "temperature": params.temperature,
         "top_p": params.top_p,
         "max_tokens": params.max_tokens,
+        "request_parameters": params.other,
         "user_id": who.user_id,
         "session_id": who.session_id,
         "tenant_id": who.tenant_id,
@@ -322,6 +344,7 @@ def _row(
         "environment": who.environment,
         "server_address": call.server_address,
         "agent_name": who.agent_name,
+        "agent_id": who.agent_id,
         "tags": meta.tags,
         "labels": meta.labels,
         "version": 1,
@@ -340,7 +363,22 @@ class ModelCall(NamedTuple):
     server_address: str
 
 
-def _call(a: dict[str, Any], ch: Chains, op: str, conv: str, indexed: Indexed, is_vercel: bool) -> ModelCall:
+# OpenInference: request-model attributes that beat the request document (`llm.model_name`, later in
+# the chain, is the response model when the call succeeded).
+_OI_REQUEST_MODEL = ("gen_ai.request.model", "llm.request.model_name")
+_RESPONSE_MODEL = ("langfuse.observation.model.name", "gen_ai.response.model", "llm.response.model_name")
+
+
+def _call(
+    a: dict[str, Any],
+    ch: Chains,
+    op: str,
+    conv: str,
+    indexed: Indexed,
+    is_vercel: bool,
+    oi_request: dict[str, Any] | None,
+    oi_response: openinference.ResponseFacts | None,
+) -> ModelCall:
     server_address = otel_genai.server_address(a) or ""
     provider = None
     for k in _PROVIDER:
@@ -362,21 +400,78 @@ def _call(a: dict[str, Any], ch: Chains, op: str, conv: str, indexed: Indexed, i
         and openinference.INPUT_PREFIX not in indexed
     ):
         op = "text_completion"  # OpenInference legacy completions API
-    request_model = first_str(a, ch.request_model) or ""
-    model = first_str(a, ch.model) or request_model  # the model served, else the one requested
-    response_id = first_str(a, ch.response_id) or ""
+    if conv == "openinference":
+        request_model = (
+            first_str(a, _OI_REQUEST_MODEL)
+            or (openinference.request_model(oi_request) if oi_request else None)
+            or first_str(a, ch.request_model)
+            or ""
+        )
+        model = (
+            first_str(a, _RESPONSE_MODEL)
+            or (oi_response.model if oi_response else None)
+            or first_str(a, ch.model)
+            or request_model
+        )
+        response_id = first_str(a, ch.response_id) or (oi_response.response_id if oi_response else None) or ""
+    else:
+        request_model = first_str(a, ch.request_model) or ""
+        model = first_str(a, ch.model) or request_model  # the model served, else the one requested
+        response_id = first_str(a, ch.response_id) or ""
     return ModelCall(provider or "", model, request_model, response_id, op, conv, server_address)
 
 
 class RequestParams(NamedTuple):
-    """Sampling parameters the call asked for, None where not given."""
+    """Sampling parameters the call asked for, None where not given; `other` holds the request
+    parameters without a column of their own (seed, stop sequences, tool definitions, ...)."""
 
     temperature: float | None
     top_p: float | None
     max_tokens: int | None
+    other: dict[str, str]
 
 
-def _request_params(a: dict[str, Any], params: _Documents, is_vercel: bool) -> RequestParams:
+# Request attributes without a column -> `request_parameters` keys (the first name found wins).
+_OTHER_PARAMS = {
+    "gen_ai.request.seed": "seed",
+    "gen_ai.openai.request.seed": "seed",
+    "gen_ai.request.top_k": "top_k",
+    "gen_ai.request.frequency_penalty": "frequency_penalty",
+    "gen_ai.request.presence_penalty": "presence_penalty",
+    "gen_ai.request.stop_sequences": "stop_sequences",
+    "gen_ai.request.choice.count": "choice_count",
+    "gen_ai.output.type": "output_type",
+    "gen_ai.openai.request.response_format": "output_type",
+    "gen_ai.request.encoding_formats": "encoding_formats",
+    "gen_ai.request.reasoning_effort": "reasoning_effort",
+    "openai.request.service_tier": "service_tier",
+    "gen_ai.openai.request.service_tier": "service_tier",
+    "gen_ai.tool.definitions": "tool_definitions",
+}
+_OTHER_PARAM_NAMES = frozenset(_OTHER_PARAMS)
+
+
+def _other_params(a: dict[str, Any], params: _Documents, indexed: Indexed) -> dict[str, str]:
+    other: dict[str, str] = {}
+    present = _OTHER_PARAM_NAMES.intersection(a)  # one C-level pass; most spans carry none of them
+    if present:
+        for k, name in _OTHER_PARAMS.items():
+            if k in present and name not in other:
+                v = stringify(a[k])
+                if v:
+                    other[name] = v
+    tools = indexed.get(openinference.TOOLS_PREFIX)
+    if tools and "tool_definitions" not in other:
+        other["tool_definitions"] = openinference.tool_definitions(tools)
+    for d in params:
+        if d:
+            openinference.other_parameters(d, other)
+    return other
+
+
+def _request_params(
+    a: dict[str, Any], params: _Documents, is_vercel: bool, indexed: Indexed
+) -> RequestParams:
     """Each from the span attribute, then parameter documents (None: absent), then the AI SDK's
     settings."""
     temperature = as_float(a.get("gen_ai.request.temperature"))
@@ -396,7 +491,7 @@ def _request_params(a: dict[str, Any], params: _Documents, is_vercel: bool) -> R
             max_tokens = as_count(a.get("ai.settings.maxOutputTokens")) or as_count(
                 a.get("ai.settings.maxTokens")
             )
-    return RequestParams(temperature, top_p, max_tokens)
+    return RequestParams(temperature, top_p, max_tokens, _other_params(a, params, indexed))
 
 
 def _param(params: _Documents, keys: tuple[str, ...], conv: Callable[[Any], Any]) -> Any:

@@ -21,7 +21,16 @@ _ENVIRONMENT = (
 )
 _SERVICE = ("service.name", "gen_ai.application_name")
 _LABELS = ("tag.tags", "ai.telemetry.metadata.tags", "langsmith.span.tags")
-_CONTENT_REFS = ("gen_ai.input.messages.ref", "gen_ai.output.messages.ref")
+# Attributes kept as tags under their own names: content uploaded elsewhere (the contrib upload hook
+# leaves a reference), and the agent's description and version (OTel GenAI agent attributes).
+_KEPT_AS_TAGS = (
+    "gen_ai.input.messages.ref",
+    "gen_ai.output.messages.ref",
+    "gen_ai.agent.description",
+    "gen_ai.agent.version",
+)
+_CONVERSATION = ("gen_ai.conversation.id",)
+_AGENT_ID = ("gen_ai.agent.id",)
 _LANGFUSE_TAGGED = (langfuse.TRACE_METADATA_PREFIX, langfuse.OBSERVATION_METADATA_PREFIX)
 
 
@@ -34,6 +43,7 @@ class Attribution(NamedTuple):
     service_name: str
     environment: str
     agent_name: str
+    agent_id: str
 
 
 def attribution(
@@ -43,9 +53,15 @@ def attribution(
     tenant_keys: tuple[str, ...],
     metas: tuple[dict[str, Any] | None, ...],
 ) -> Attribution:
-    """Span attributes first, then free-form metadata documents, then resource attributes."""
+    """Span attributes first, then free-form metadata documents, then resource attributes. The OTel
+    `gen_ai.conversation.id` is the session only when no session attribute or metadata names one."""
     user_id = first_id(a, ch.user) or meta_str(metas, _META_USER) or first_id(res, ("user.id", "enduser.id"))
-    session_id = first_id(a, ch.session) or meta_str(metas, _META_SESSION) or first_id(res, ("session.id",))
+    session_id = (
+        first_id(a, ch.session)
+        or meta_str(metas, _META_SESSION)
+        or first_str(a, _CONVERSATION)
+        or first_id(res, ("session.id",))
+    )
     tenant_id = first_id(a, ch.tenant) or meta_str(metas, _META_TENANT_KEYS) or first_id(res, tenant_keys)
     return Attribution(
         user_id or "",
@@ -54,6 +70,7 @@ def attribution(
         first_str(res, _SERVICE) or first_str(a, _SERVICE) or "",
         first_id(a, _ENVIRONMENT) or first_id(res, _ENVIRONMENT) or "",
         first_str(a, ch.agent) or "",
+        first_str(a, _AGENT_ID) or "",
     )
 
 
@@ -87,9 +104,9 @@ def metadata(
         if p == vercel_ai.METADATA_PREFIX and k == "tags":
             continue  # list-style, goes to labels
         tags[k] = tag_value(langfuse.meta_value(v) if p in _LANGFUSE_TAGGED else v)
-    for k in _CONTENT_REFS:
+    for k in _KEPT_AS_TAGS:
         v = a.get(k)
-        if v is not None:  # content uploaded elsewhere (contrib upload hook): keep the reference
+        if v is not None:
             tags[k] = tag_value(v)
     labels: list[str] = []
     if is_langfuse:

@@ -137,6 +137,8 @@ def copy_row(row: Row) -> Row:
     r["response_messages"] = _copy_msgs(row["response_messages"])
     r["finish_reasons"] = list(row["finish_reasons"])
     r["tags"] = dict(row["tags"])
+    r["usage_details"] = dict(row["usage_details"])
+    r["request_parameters"] = dict(row["request_parameters"])
     r["labels"] = list(row["labels"])
     return r
 
