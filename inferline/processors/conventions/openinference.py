@@ -213,7 +213,13 @@ def other_parameters(doc: dict[str, Any], out: dict[str, str]) -> None:
         name = "tool_definitions" if k in _TOOL_KEYS else k
         if name in out:
             continue
-        s = stringify(v)
+        t = type(v)
+        if t is str:
+            s: str | None = v
+        elif t is int:
+            s = str(v)  # JSON and str() agree on ints; orjson costs more
+        else:
+            s = stringify(v)
         if s is not None and (len(s) <= _MAX_PARAMETER_CHARS or name == "tool_definitions"):
             out[name] = s
 
