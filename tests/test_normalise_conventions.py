@@ -239,6 +239,70 @@ def test_openinference_responses_api_status_as_finish_reason() -> None:
     assert row["request_parameters"] == {"reasoning": '{"effort":"high"}'}
 
 
+def test_openinference_langchain_llm_result() -> None:
+    """openinference-instrumentation-langchain: `output.value` is the run's LLMResult; the response
+    id and model are in `llm_output`, finish reasons in each generation's `generation_info`."""
+    token_usage = {
+        "completion_tokens": 2,
+        "prompt_tokens": 405,
+        "total_tokens": 407,
+        "completion_tokens_details": None,
+        "prompt_tokens_details": {"audio_tokens": None, "cache_write_tokens": None, "cached_tokens": 0},
+    }
+    result = {
+        "generations": [
+            [
+                {
+                    "text": "billing",
+                    "generation_info": {"finish_reason": "stop", "logprobs": None},
+                    "type": "ChatGeneration",
+                    "message": {"content": "billing", "type": "ai", "id": "lc_run--019f7f91-0"},
+                }
+            ]
+        ],
+        "llm_output": {
+            "token_usage": token_usage,
+            "model_provider": "openai",
+            "model_name": "gpt-4o-mini-2024-07-18",
+            "system_fingerprint": "fp_1",
+            "id": "chatcmpl-nnko9b7UN7EXQXDE33wKGYxuH24DeeMJ",
+        },
+        "run": None,
+        "type": "LLMResult",
+    }
+    params = {
+        "model": "gpt-4o-mini",
+        "model_name": "gpt-4o-mini",
+        "stream": False,
+        "n": 1,
+        "temperature": 0.0,
+    }
+    row = one(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.system": "openai",
+            "llm.provider": "openai",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.invocation_parameters": json.dumps(params),
+            "input.value": json.dumps(
+                {"messages": [[{"lc": 1, "type": "constructor", "kwargs": {"content": "hi"}}]]}
+            ),
+            "input.mime_type": "application/json",
+            "output.value": json.dumps(result),
+            "output.mime_type": "application/json",
+            "llm.token_count.prompt": 405,
+            "llm.token_count.completion": 2,
+            "llm.token_count.total": 407,
+        },
+        name="ChatOpenAI",
+        scope="openinference.instrumentation.langchain",
+    )
+    assert row["response_id"] == "chatcmpl-nnko9b7UN7EXQXDE33wKGYxuH24DeeMJ"
+    assert (row["request_model"], row["model"]) == ("gpt-4o-mini", "gpt-4o-mini-2024-07-18")
+    assert row["finish_reasons"] == ["stop"] and row["temperature"] == 0.0
+    assert row["request_parameters"] == {"n": "1"}
+
+
 @pytest.mark.parametrize(
     "output_value",
     [

@@ -257,6 +257,16 @@ def response_facts(a: dict[str, Any]) -> ResponseFacts | None:
     doc = json_object(v, MAX_DOCUMENT_CHARS) if v is not None else None
     if doc is None:
         return None
+    llm_output = doc.get("llm_output")
+    if type(llm_output) is dict:  # LangChain's LLMResult (the LangChain instrumentor's LLM spans)
+        u = llm_output.get("token_usage") or llm_output.get("usage")
+        return ResponseFacts(
+            doc,
+            as_str(llm_output.get("id")),
+            as_str(llm_output.get("model_name")) or as_str(llm_output.get("model")),
+            _generation_finish_reasons(doc.get("generations")),
+            _response_usage(u) if type(u) is dict else None,
+        )
     u = doc.get("usage")
     return ResponseFacts(
         doc,
@@ -265,6 +275,21 @@ def response_facts(a: dict[str, Any]) -> ResponseFacts | None:
         _response_finish_reasons(doc),
         _response_usage(u) if type(u) is dict else None,
     )
+
+
+def _generation_finish_reasons(generations: Any) -> list[str]:
+    """`generations[i][j].generation_info.finish_reason` (or `stop_reason`) of a LangChain LLMResult."""
+    out: list[str] = []
+    if type(generations) is not list:
+        return out
+    for batch in generations:
+        for g in batch if type(batch) is list else ():
+            info = g.get("generation_info") if type(g) is dict else None
+            if type(info) is dict:
+                reason = info.get("finish_reason") or info.get("stop_reason")
+                if type(reason) is str and reason:
+                    out.append(norm_finish_reason(reason))
+    return out
 
 
 def _response_finish_reasons(doc: dict[str, Any]) -> list[str]:
