@@ -16,7 +16,15 @@ import pytest
 
 from tests.conftest import Service, make_service
 from tests.genai_examples import example
-from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
+from tests.otlp_helpers import (
+    GENAI_ATTRIBUTES,
+    GENAI_COST,
+    json_span,
+    logs_json,
+    new_span_id,
+    new_trace_id,
+    traces_json,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -296,3 +304,46 @@ def test_prefer_provided_costs_setting(tmp_path_factory: pytest.TempPathFactory)
         assert row["price_status"] == "provided"
     finally:
         assert svc.stop() == 0, svc.logs()[-3000:]
+
+
+@pytest.mark.parametrize("order", ["parent_first", "child_first"])
+def test_user_and_session_from_the_parent_request_span(service: Service, order: str) -> None:
+    """The application sets `user.id` and `session.id` on its own request span; the openai-v2 model
+    span under it names neither. Sent in separate requests, in either order: one row, attributed."""
+    trace_id, parent_id, child_id = new_trace_id(), new_span_id(), new_span_id()
+    start_ns = time.time_ns() - 10_000_000_000
+    parent = json_span(
+        {"http.request.method": "POST", "http.route": "/chat", "user.id": "u_77", "session.id": "sess_5"},
+        trace_id=trace_id,
+        span_id=parent_id,
+        name="POST /chat",
+        kind=2,
+        start_ns=start_ns,
+        end_ns=start_ns + 3_000_000_000,
+    )
+    child_attributes = {
+        k: v for k, v in GENAI_ATTRIBUTES.items() if k not in ("user.id", "gen_ai.conversation.id")
+    }
+    child = json_span(
+        child_attributes,
+        trace_id=trace_id,
+        span_id=child_id,
+        parent_span_id=parent_id,
+        name="chat gpt-4o-mini",
+        start_ns=start_ns + 100_000_000,
+        end_ns=start_ns + 2_000_000_000,
+    )
+    requests = [
+        ([parent], "opentelemetry.instrumentation.fastapi"),
+        ([child], "opentelemetry.instrumentation.openai_v2"),
+    ]
+    if order == "child_first":
+        requests.reverse()
+    for spans, scope in requests:
+        send(service, "/v1/traces", traces_json(spans, {"service.name": "chat-api"}, scope=scope))
+    rows = _rows_by_span(service, trace_id)
+    assert list(rows) == [child_id]  # FINAL: one row per inference, whatever its versions
+    row = rows[child_id]
+    assert (row["user_id"], row["session_id"]) == ("u_77", "sess_5")
+    assert row["version"] == (1 if order == "parent_first" else 2)
+    assert row["total_cost_usd"] == Decimal(GENAI_COST)

@@ -26,7 +26,22 @@ from inferline.processors.conventions import (
     openllmetry,
     otel_genai,
 )
-from inferline.processors.conventions.attribution import Attribution, RowMetadata, attribution, metadata
+from inferline.processors.conventions.ancestry import (
+    Ancestry,
+    Inherited,
+    Waiter,
+    attributed,
+    changes,
+    needs_ancestors,
+)
+from inferline.processors.conventions.attribution import (
+    ID_KEYS,
+    Attribution,
+    RowMetadata,
+    attribution,
+    metadata,
+    span_ids,
+)
 from inferline.processors.conventions.classify import convention as detect_convention
 from inferline.processors.conventions.classify import model_call_operation
 from inferline.processors.conventions.content_join import (
@@ -114,6 +129,9 @@ class GenAINormaliser:
         self._chains_full = Chains(None, self.tenant_keys)
         self._chains = {c: Chains.for_convention(c, self.tenant_keys) for c in CONVENTIONS}
         self._join = ContentJoin(join_window_s, max(0, int(max_pending)))
+        # Every span is a link for the window: room for many more of them than of kept rows.
+        self._ancestry = Ancestry(join_window_s, 10 * max(0, int(max_pending)), max(0, int(max_pending)))
+        self._id_keys = ID_KEYS | frozenset(self.tenant_keys)
         self._clock = clock
         self.failed = 0  # spans skipped because building their row raised
         self.failed_logs = 0  # log records skipped because reading them raised
@@ -134,19 +152,35 @@ class GenAINormaliser:
     def emitted_size(self) -> int:
         return self._join.emitted_size
 
+    @property
+    def ancestry_links(self) -> int:
+        return self._ancestry.links_size
+
+    @property
+    def ancestry_waiting(self) -> int:
+        return self._ancestry.waiting_size
+
     def held_offsets(self) -> dict[Partition, int]:
         """The lowest Kafka offset per (topic, partition) of the records the join still holds in memory
-        (content waiting for its span, rows waiting for late content). A consumer must not commit past
-        it: after a restart the replay rebuilds what was held. Empty for records without `origin`."""
-        return self._join.held_offsets()
+        (content waiting for its span, rows waiting for late content or for ancestors, the spans of the
+        ancestry). A consumer must not commit past it: after a restart the replay rebuilds what was
+        held. Empty for records without `origin`."""
+        held = self._join.held_offsets()
+        for tp, offset in self._ancestry.held_offsets().items():
+            cur = held.get(tp)
+            if cur is None or offset < cur:
+                held[tp] = offset
+        return held
 
     def expire(self) -> None:
         """Drop what outlived the join window (normalise does this on every call; for idle times)."""
-        self._join.expire(self._clock())
+        now = self._clock()
+        self._join.expire(now)
+        self._ancestry.expire(now)
 
     def forget(self, partitions: list[Partition]) -> int:
         """Drop what the join holds from records of `partitions` (revoked from this consumer)."""
-        return self._join.forget(partitions)
+        return self._join.forget(partitions) + self._ancestry.forget(partitions)
 
     def normalise(self, spans: list[Span], logs: list[LogRecord]) -> list[Row]:
         """Inference rows for the model-call spans among `spans`, with message content joined from
@@ -154,6 +188,7 @@ class GenAINormaliser:
         now = self._clock()
         join = self._join
         join.expire(now)
+        self._ancestry.expire(now)
         batch_content: dict[JoinKey, EventContent] = {}
         # Kafka coordinates of the content logs, per span (stays None in embedded mode).
         batch_origins: dict[JoinKey, Origins] | None = None
@@ -169,28 +204,85 @@ class GenAINormaliser:
                 batch_origins[key] = add_origin(batch_origins.get(key), log.origin)
         rows: list[Row] = []
         waiting = join.waiting
+        anc = self._ancestry
+        # Every span joins the ancestry first, so the rows below see the ancestors of their batch.
+        ops: list[str | None] = []
         for span in spans:
+            try:
+                op = model_call_operation(span)
+                passed_on = self._passed_on(span.attributes) if op is None else None
+            except Exception:  # a span that cannot be read is skipped and counted
+                self.failed += 1
+                ops.append(None)
+                continue
+            ops.append(op)
+            if op is None:
+                anc.record(
+                    (span.project_id, span.trace_id, span.span_id),
+                    span.parent_span_id,
+                    passed_on,
+                    now,
+                    add_origin(None, span.origin) if span.origin is not None else None,
+                )
+        for span, op in zip(spans, ops, strict=True):
+            if op is None:
+                continue
             key = (span.project_id, span.trace_id, span.span_id)
             content = batch_content.pop(key, None)
             origins: Origins = None
             if key in waiting:
                 content, origins = join.take(key, content)
             try:
-                built = self._build(span, content)
+                row, emitted, own, resource = self._build(span, op, content)
             except Exception:  # a span that still fails is skipped and counted
                 self.failed += 1
                 continue
-            if built is None:
-                continue
-            row, emitted = built
-            rows.append(row)
-            if emitted is not None:
-                # Held while remembered: the span, and the logs whose content went into the row.
+            missing = None
+            if span.parent_span_id:
+                found, missing = anc.resolve(span.project_id, span.trace_id, span.parent_span_id)
+                if found:
+                    row.update(attributed(own, found, resource))
+                if missing is not None and not needs_ancestors(own):
+                    missing = None
+            if emitted is None and missing is None:
+                rows.append(row)
+            else:
+                # Kept (for late logs or ancestors): the caller gets a copy, because later stages
+                # rewrite rows in place (masking, pricing). Held while kept: the span, and the logs
+                # whose content went into the row.
+                rows.append(copy_row(row))
                 if span.origin is not None:
                     origins = add_origin(origins, span.origin)
                 if batch_origins is not None:
                     origins = merge_origins(origins, batch_origins.pop(key, None))
-                join.remember(key, emitted, now, origins)
+                if missing is not None:
+                    kept = emitted or EmittedRow(row, _STRONG, EventContent(), _NO_WEAK)
+                    waiter = Waiter(
+                        kept, span.project_id, span.trace_id, span.parent_span_id, own, resource,
+                        dict(origins) if origins else None,
+                    )  # fmt: skip
+                    anc.wait(missing, waiter, now, hold=True)
+                if emitted is not None:
+                    join.remember(key, emitted, now, origins)
+            # A model call is seldom the ancestor of another: its link holds no offsets.
+            passes_on = (
+                own if own.user_id or own.session_id or own.tenant_id or own.tags or own.labels else None
+            )
+            anc.record(key, span.parent_span_id, passes_on, now, None)
+        # Rows whose missing ancestor came in this batch: a new version when it changes them.
+        for w in anc.woken():
+            try:
+                found, missing = anc.resolve(w.project, w.trace, w.parent)
+                fields = attributed(w.own, found, w.resource)
+                if changes(w.emitted.row, fields):
+                    rows.append(w.emitted.reattributed(fields))
+            except Exception:
+                self.failed += 1
+                missing = None
+            if missing is not None:
+                anc.wait(missing, w, now, hold=False)
+            else:
+                anc.done(w)
         # Content for spans not in this batch: completes a row emitted earlier, or waits for its span.
         for key, content in batch_content.items():
             origins = batch_origins.get(key) if batch_origins is not None else None
@@ -204,13 +296,11 @@ class GenAINormaliser:
                 self.failed_logs += 1
             join.extend(emitted, origins)
         join.bound()
+        anc.bound()
         return rows
 
-    def _build(self, span: Span, log_content: EventContent | None) -> tuple[Row, EmittedRow | None] | None:
-        """The row for one span (None when it is not a model call), and what to keep for late logs."""
-        op = model_call_operation(span)
-        if op is None:
-            return None
+    def _build(self, span: Span, op: str, log_content: EventContent | None) -> Built:
+        """The row for one model-call span, what to keep for late logs, and what the span names."""
         a = span.attributes
         indexed, tagged = scan(a)
         ll_indexed = indexed.get(openllmetry.PROMPT_PREFIX) or indexed.get(openllmetry.COMPLETION_PREFIX)
@@ -261,15 +351,41 @@ class GenAINormaliser:
             provided_cost(a, is_langfuse),
             RowContent(prompt, response, streaming, frs),
             _request_params(a, (oi_params, lf_params), is_vercel, indexed),
-            attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
-            metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
+            who := attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
+            meta := metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
         )
+        own = Inherited(*who.own_ids, meta.tags, meta.labels)
         if waiting is None:
-            return row, None
-        # Kept for later logs. The kept row shares message objects with the content; the caller gets a
-        # copy, because later stages rewrite rows in place (masking, pricing).
+            return Built(row, None, own, who.resource_ids)
+        # Kept for later logs. The kept row shares message objects with the content.
         strong, weak = waiting
-        return copy_row(row), EmittedRow(row, strong, ev.content or EventContent(), weak)
+        return Built(row, EmittedRow(row, strong, ev.content or EventContent(), weak), own, who.resource_ids)
+
+    def _passed_on(self, a: dict[str, Any]) -> Inherited | None:
+        """What a span that is not a model call passes on to the calls under it (None: nothing)."""
+        if self._id_keys.isdisjoint(a):  # most spans: one C-level pass over their keys
+            return None
+        _, tagged = scan(a)
+        oi_meta = openinference.metadata(a) if "metadata" in a else None
+        ids = span_ids(a, self._chains_full, (oi_meta,))
+        meta = metadata(a, tagged, oi_meta, None, False, False)
+        if not any(ids) and not meta.tags and not meta.labels:
+            return None
+        return Inherited(*ids, meta.tags, meta.labels)
+
+
+class Built(NamedTuple):
+    """A model call's row, what to keep for late log content (None: nothing to wait for), and what
+    its own span and its resource name (for what ancestors add between the two)."""
+
+    row: Row
+    emitted: EmittedRow | None
+    own: Inherited
+    resource: tuple[str, str, str]
+
+
+_STRONG = (True, True, True)
+_NO_WEAK: tuple[list[Message], list[Message], list[str]] = ([], [], [])
 
 
 class RowContent(NamedTuple):

@@ -44,6 +44,35 @@ class Attribution(NamedTuple):
     environment: str
     agent_name: str
     agent_id: str
+    # (user, session, tenant) named by the span itself and by its resource: an ancestor span's
+    # values come between the two (`ancestry`)
+    own_ids: tuple[str, str, str]
+    resource_ids: tuple[str, str, str]
+
+
+_RESOURCE_USER = ("user.id", "enduser.id")
+_RESOURCE_SESSION = ("session.id",)
+# Every attribute that can name a user, session or tenant on a span (the tenant keys are added per
+# normaliser): a span without any of them passes nothing on to its descendants.
+_ALL_CHAINS = Chains(None, ())
+ID_KEYS = frozenset(
+    (
+        *_ALL_CHAINS.user,
+        *_ALL_CHAINS.session,
+        *_CONVERSATION,
+        "metadata",  # OpenInference: a JSON document that may name them
+        *_LABELS,
+    )
+)
+
+
+def span_ids(a: dict[str, Any], ch: Chains, metas: tuple[dict[str, Any] | None, ...]) -> tuple[str, str, str]:
+    """(user, session, tenant) the span names (attributes, then free-form metadata documents). The OTel
+    `gen_ai.conversation.id` is the session only when no session attribute or metadata names one."""
+    user_id = first_id(a, ch.user) or meta_str(metas, _META_USER)
+    session_id = first_id(a, ch.session) or meta_str(metas, _META_SESSION) or first_str(a, _CONVERSATION)
+    tenant_id = first_id(a, ch.tenant) or meta_str(metas, _META_TENANT_KEYS)
+    return user_id or "", session_id or "", tenant_id or ""
 
 
 def attribution(
@@ -53,24 +82,23 @@ def attribution(
     tenant_keys: tuple[str, ...],
     metas: tuple[dict[str, Any] | None, ...],
 ) -> Attribution:
-    """Span attributes first, then free-form metadata documents, then resource attributes. The OTel
-    `gen_ai.conversation.id` is the session only when no session attribute or metadata names one."""
-    user_id = first_id(a, ch.user) or meta_str(metas, _META_USER) or first_id(res, ("user.id", "enduser.id"))
-    session_id = (
-        first_id(a, ch.session)
-        or meta_str(metas, _META_SESSION)
-        or first_str(a, _CONVERSATION)
-        or first_id(res, ("session.id",))
+    """Span attributes first, then free-form metadata documents, then resource attributes."""
+    own = span_ids(a, ch, metas)
+    resource = (
+        first_id(res, _RESOURCE_USER) or "",
+        first_id(res, _RESOURCE_SESSION) or "",
+        first_id(res, tenant_keys) or "",
     )
-    tenant_id = first_id(a, ch.tenant) or meta_str(metas, _META_TENANT_KEYS) or first_id(res, tenant_keys)
     return Attribution(
-        user_id or "",
-        session_id or "",
-        tenant_id or "",
+        own[0] or resource[0],
+        own[1] or resource[1],
+        own[2] or resource[2],
         first_str(res, _SERVICE) or first_str(a, _SERVICE) or "",
         first_id(a, _ENVIRONMENT) or first_id(res, _ENVIRONMENT) or "",
         first_str(a, ch.agent) or "",
         first_str(a, _AGENT_ID) or "",
+        own,
+        resource,
     )
 
 

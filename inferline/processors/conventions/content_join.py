@@ -192,6 +192,15 @@ class EmittedRow:
         self.row = row
         return copy_row(row)
 
+    def reattributed(self, fields: dict[str, Any]) -> Row:
+        """The row with attribution `fields` from ancestor spans, at version + 1 (a copy; the new row
+        is kept, so later content and later ancestors build on it)."""
+        row = dict(self.row)
+        row.update(fields)
+        row["version"] = self.row["version"] + 1
+        self.row = row
+        return copy_row(row)
+
 
 class ContentJoin:
     """Log content waiting for its span, and emitted rows waiting for late log content.
