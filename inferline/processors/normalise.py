@@ -332,7 +332,7 @@ class GenAINormaliser:
 
         call = _call(a, ch, op, conv, indexed, is_vercel, oi_params, oi_response)
         counts, adjusted = tokens(
-            a, ch, is_langfuse, is_vercel, call.provider, oi_response.usage if oi_response else None
+            a, ch, is_langfuse, is_vercel, call.provider, oi_response.usage(a) if oi_response else None
         )
         streaming, ttft = streaming_and_ttft(
             a, ch.stream, oi_params, span.start_ns, is_langfuse, is_vercel, ev

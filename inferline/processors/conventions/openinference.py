@@ -128,6 +128,8 @@ def io_messages(
 MAX_DOCUMENT_CHARS = 256 * 1024
 
 INVOCATION_PARAMETERS = "llm.invocation_parameters"
+PROMPT_TOKENS = "llm.token_count.prompt"
+COMPLETION_TOKENS = "llm.token_count.completion"
 INPUT_VALUE = "input.value"
 OUTPUT_VALUE = "output.value"
 
@@ -246,7 +248,17 @@ class ResponseFacts(NamedTuple):
     response_id: str | None
     model: str | None
     finish_reasons: list[str]
-    usage: ResponseUsage | None
+    usage_document: dict[str, Any] | None  # the raw `usage`, read by `usage()` only when needed
+
+    def usage(self, a: dict[str, Any]) -> ResponseUsage | None:
+        """The response's token counts, when the span's attributes leave the input or output count
+        out, or when it is Anthropic's usage (whose cache counts instrumentors may leave out)."""
+        u = self.usage_document
+        if u is None:
+            return None
+        if PROMPT_TOKENS in a and COMPLETION_TOKENS in a and "cache_read_input_tokens" not in u:
+            return None
+        return _response_usage(u)
 
 
 def response_facts(a: dict[str, Any]) -> ResponseFacts | None:
@@ -265,7 +277,7 @@ def response_facts(a: dict[str, Any]) -> ResponseFacts | None:
             as_str(llm_output.get("id")),
             as_str(llm_output.get("model_name")) or as_str(llm_output.get("model")),
             _generation_finish_reasons(doc.get("generations")),
-            _response_usage(u) if type(u) is dict else None,
+            u if type(u) is dict else None,
         )
     u = doc.get("usage")
     return ResponseFacts(
@@ -273,7 +285,7 @@ def response_facts(a: dict[str, Any]) -> ResponseFacts | None:
         as_str(doc.get("id")),
         as_str(doc.get("model")),
         _response_finish_reasons(doc),
-        _response_usage(u) if type(u) is dict else None,
+        u if type(u) is dict else None,
     )
 
 
