@@ -74,6 +74,8 @@ def test_list_defaults_newest_first_with_seed_columns(service: Service, data: tu
         assert item["is_success"] is s.success
         assert item["error_type"] == ("" if s.success else "RateLimitError")
         assert (item["cost"] is None) == (s.model == "house-llm-1")
+        assert item["price_status"] == ("unknown_model" if s.model == "house-llm-1" else "priced")
+        assert item["provided_cost"] is None  # these spans carry no cost of their own
     long_item = next(i for i in page["items"] if i["prompt_preview"].startswith("Long"))
     assert long_item["prompt_preview"] == LONG_PROMPT[:100] and len(long_item["prompt_preview"]) == 100
 
@@ -243,7 +245,8 @@ def test_detail(service: Service, data: tuple[list[Sent], str]) -> None:
     assert p["latency_ms"] == pytest.approx(s.latency_ms) and p["ttft_ms"] is None
     assert p["tokens"]["input"] == s.input_tokens and p["tokens"]["total"] == s.total_tokens
     assert p["tokens_per_second"] == pytest.approx(s.output_tokens / (s.latency_ms / 1000))
-    assert p["cost"] == {"input": None, "output": None, "total": None} and p["cost_per_token"] is None
+    assert p["cost"] == {"input": None, "output": None, "total": None, "provided": None}
+    assert p["cost_per_token"] is None
     assert [e["event"] for e in p["timeline"]] == ["request", "response_complete"]
     # Averages over the 24 hours up to this call: inferences 0-5, of which 2 and 5 are this model.
     c = p["comparison"]

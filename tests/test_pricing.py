@@ -97,12 +97,62 @@ def test_unknown_model_gets_null_cost_and_is_counted() -> None:
     assert pricer.unknown_models == {"vllm/llama-3-70b-instruct": 1, "/my-private-model": 1}
 
 
-def test_provided_cost_is_kept() -> None:
-    [r] = priced(
-        row("gpt-4.1-mini", "openai", 14, 3, total_cost_usd=Decimal("0.0000104"), price_status="provided")
+def _carried(model: str, provider: str, cost: str, **extra: object) -> dict:
+    """A row as the normaliser leaves it when the span carried a cost (OpenLIT `gen_ai.usage.cost`)."""
+    return row(
+        model,
+        provider,
+        1000,
+        200,
+        total_cost_usd=Decimal(cost),
+        input_cost_usd=None,
+        output_cost_usd=None,
+        provided_cost_usd=Decimal(cost),
+        price_status="provided",
+        **extra,
     )
-    assert r["total_cost_usd"] == Decimal("0.0000104")
-    assert r["price_status"] == "provided"
+
+
+def test_provided_cost_kept_beside_the_table_cost_by_default() -> None:
+    # A stale price file in the SDK: it says $0.01; the table says 1000 × $0.15/M + 200 × $0.60/M.
+    [r] = priced(_carried("gpt-4o-mini-2024-07-18", "openai", "0.01"))
+    assert r["provided_cost_usd"] == Decimal("0.01")
+    assert r["total_cost_usd"] == Decimal("0.00027")
+    assert (r["input_cost_usd"], r["output_cost_usd"]) == (Decimal("0.00015"), Decimal("0.00012"))
+    assert r["price_status"] == "priced"
+
+
+def test_prefer_provided_keeps_the_instrumentations_cost() -> None:
+    config = PricingConfig(prefer="provided")
+    [r, plain] = priced(
+        _carried("gpt-4o-mini-2024-07-18", "openai", "0.01"),
+        row("gpt-4o-mini-2024-07-18", "openai", 1000, 200),
+        config=config,
+    )
+    assert r["total_cost_usd"] == Decimal("0.01") and r["price_status"] == "provided"
+    assert r["provided_cost_usd"] == Decimal("0.01")
+    # a span without a cost of its own is priced from the table as ever
+    assert plain["total_cost_usd"] == Decimal("0.00027") and plain["price_status"] == "priced"
+    assert plain["provided_cost_usd"] is None
+
+
+def test_provided_cost_used_when_the_table_does_not_know_the_model() -> None:
+    [r] = priced(_carried("house-llm-1", "vllm", "0.0042"))
+    assert r["total_cost_usd"] == Decimal("0.0042") and r["price_status"] == "provided"
+    assert r["provided_cost_usd"] == Decimal("0.0042")
+
+
+def test_impossible_provided_cost_is_dropped_for_the_tables() -> None:
+    [r] = priced(
+        _carried("gpt-4o-mini-2024-07-18", "openai", "5000000"), config=PricingConfig(prefer="provided")
+    )
+    assert r["provided_cost_usd"] is None
+    assert r["total_cost_usd"] == Decimal("0.00027") and r["price_status"] == "priced"
+
+
+def test_prefer_is_validated() -> None:
+    with pytest.raises(ValueError, match="prefer"):
+        PricingConfig.model_validate({"prefer": "cheapest"})
 
 
 def test_override_file_prices_self_hosted_models(tmp_path: Path) -> None:

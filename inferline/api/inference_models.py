@@ -66,6 +66,14 @@ class InferenceItem(BaseModel):
     response_time_ms: float
     ttft_ms: float | None
     cost: float | None = Field(description="USD; null when the model could not be priced.")
+    provided_cost: float | None = Field(
+        description="USD the instrumentation itself reported (e.g. OpenLIT's `gen_ai.usage.cost`), "
+        "kept beside the price table's; null when the span carried none."
+    )
+    price_status: str = Field(
+        description="Where `cost` comes from: `priced` (price table), `override` (your prices), "
+        "`provided` (the instrumentation's cost), `unknown_model` or `error` (no cost)."
+    )
     is_success: bool
     error_type: str
 
@@ -85,6 +93,7 @@ class Source(BaseModel):
     instrumentation_version: str
     environment: str
     agent_name: str
+    agent_id: str
 
 
 class Overview(BaseModel):
@@ -111,6 +120,9 @@ class Overview(BaseModel):
     temperature: float | None
     top_p: float | None
     max_tokens: int | None
+    request_parameters: dict[str, str] = Field(
+        description="Other request parameters (seed, stop sequences, tool definitions, …), as sent."
+    )
     user_id: str
     session_id: str
     tenant_id: str
@@ -133,12 +145,17 @@ class Tokens(BaseModel):
     cache_read: int
     cache_write: int
     reasoning: int
+    details: dict[str, int] = Field(description="Tokens by modality where reported (`input.audio`, …).")
 
 
 class Cost(BaseModel):
     input: float | None
     output: float | None
     total: float | None
+    provided: float | None = Field(
+        description="USD the instrumentation reported, beside the price table's (`price_status` says "
+        "which one `total` is)."
+    )
 
 
 class Averages(BaseModel):

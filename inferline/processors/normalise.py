@@ -26,7 +26,22 @@ from inferline.processors.conventions import (
     openllmetry,
     otel_genai,
 )
-from inferline.processors.conventions.attribution import Attribution, RowMetadata, attribution, metadata
+from inferline.processors.conventions.ancestry import (
+    Ancestry,
+    Inherited,
+    Waiter,
+    attributed,
+    changes,
+    needs_ancestors,
+)
+from inferline.processors.conventions.attribution import (
+    ID_KEYS,
+    Attribution,
+    RowMetadata,
+    attribution,
+    metadata,
+    span_ids,
+)
 from inferline.processors.conventions.classify import convention as detect_convention
 from inferline.processors.conventions.classify import model_call_operation
 from inferline.processors.conventions.content_join import (
@@ -48,7 +63,7 @@ from inferline.processors.conventions.row_messages import row_messages
 from inferline.processors.conventions.span_events import SpanEvents
 from inferline.processors.conventions.timing import streaming_and_ttft
 from inferline.processors.conventions.usage import ProvidedCost, TokenCounts, provided_cost, tokens
-from inferline.processors.conventions.values import as_count, as_float, as_str, unquote
+from inferline.processors.conventions.values import as_count, as_float, as_str, stringify, unquote
 
 # Fixed so that replays of the same span produce the same inference_id.
 INFERENCE_NAMESPACE = uuid.UUID("b6f3c9e2-51a4-5d0e-9c7a-2f4e8d1a6b30")
@@ -63,10 +78,11 @@ ROW_KEYS: tuple[str, ...] = (
     "inference_id", "project_id", "trace_id", "span_id", "parent_span_id", "start_time", "end_time",
     "latency_ms", "ttft_ms", "provider", "model", "request_model", "response_id", "operation", "convention",
     "success", "error_type", "status_message", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "reasoning_tokens", "total_tokens", "total_cost_usd", "input_cost_usd",
-    "output_cost_usd", "price_status", "prompt_messages", "response_messages", "streaming", "finish_reasons",
-    "temperature", "top_p", "max_tokens", "user_id", "session_id", "tenant_id", "service_name", "environment",
-    "server_address", "agent_name", "tags", "labels", "version",
+    "cache_write_tokens", "reasoning_tokens", "total_tokens", "usage_details", "total_cost_usd",
+    "input_cost_usd", "output_cost_usd", "provided_cost_usd", "price_status", "prompt_messages",
+    "response_messages", "streaming", "finish_reasons", "temperature", "top_p", "max_tokens",
+    "request_parameters", "user_id", "session_id", "tenant_id", "service_name", "environment",
+    "server_address", "agent_name", "agent_id", "tags", "labels", "version",
 )  # fmt: skip
 
 _STATUS_ERROR = 2
@@ -113,6 +129,9 @@ class GenAINormaliser:
         self._chains_full = Chains(None, self.tenant_keys)
         self._chains = {c: Chains.for_convention(c, self.tenant_keys) for c in CONVENTIONS}
         self._join = ContentJoin(join_window_s, max(0, int(max_pending)))
+        # Every span is a link for the window: room for many more of them than of kept rows.
+        self._ancestry = Ancestry(join_window_s, 10 * max(0, int(max_pending)), max(0, int(max_pending)))
+        self._id_keys = ID_KEYS | frozenset(self.tenant_keys)
         self._clock = clock
         self.failed = 0  # spans skipped because building their row raised
         self.failed_logs = 0  # log records skipped because reading them raised
@@ -133,19 +152,35 @@ class GenAINormaliser:
     def emitted_size(self) -> int:
         return self._join.emitted_size
 
+    @property
+    def ancestry_links(self) -> int:
+        return self._ancestry.links_size
+
+    @property
+    def ancestry_waiting(self) -> int:
+        return self._ancestry.waiting_size
+
     def held_offsets(self) -> dict[Partition, int]:
         """The lowest Kafka offset per (topic, partition) of the records the join still holds in memory
-        (content waiting for its span, rows waiting for late content). A consumer must not commit past
-        it: after a restart the replay rebuilds what was held. Empty for records without `origin`."""
-        return self._join.held_offsets()
+        (content waiting for its span, rows waiting for late content or for ancestors, the spans of the
+        ancestry). A consumer must not commit past it: after a restart the replay rebuilds what was
+        held. Empty for records without `origin`."""
+        held = self._join.held_offsets()
+        for tp, offset in self._ancestry.held_offsets().items():
+            cur = held.get(tp)
+            if cur is None or offset < cur:
+                held[tp] = offset
+        return held
 
     def expire(self) -> None:
         """Drop what outlived the join window (normalise does this on every call; for idle times)."""
-        self._join.expire(self._clock())
+        now = self._clock()
+        self._join.expire(now)
+        self._ancestry.expire(now)
 
     def forget(self, partitions: list[Partition]) -> int:
         """Drop what the join holds from records of `partitions` (revoked from this consumer)."""
-        return self._join.forget(partitions)
+        return self._join.forget(partitions) + self._ancestry.forget(partitions)
 
     def normalise(self, spans: list[Span], logs: list[LogRecord]) -> list[Row]:
         """Inference rows for the model-call spans among `spans`, with message content joined from
@@ -153,6 +188,7 @@ class GenAINormaliser:
         now = self._clock()
         join = self._join
         join.expire(now)
+        self._ancestry.expire(now)
         batch_content: dict[JoinKey, EventContent] = {}
         # Kafka coordinates of the content logs, per span (stays None in embedded mode).
         batch_origins: dict[JoinKey, Origins] | None = None
@@ -168,28 +204,85 @@ class GenAINormaliser:
                 batch_origins[key] = add_origin(batch_origins.get(key), log.origin)
         rows: list[Row] = []
         waiting = join.waiting
+        anc = self._ancestry
+        # Every span joins the ancestry first, so the rows below see the ancestors of their batch.
+        ops: list[str | None] = []
         for span in spans:
+            try:
+                op = model_call_operation(span)
+                passed_on = self._passed_on(span.attributes) if op is None else None
+            except Exception:  # a span that cannot be read is skipped and counted
+                self.failed += 1
+                ops.append(None)
+                continue
+            ops.append(op)
+            if op is None:
+                anc.record(
+                    (span.project_id, span.trace_id, span.span_id),
+                    span.parent_span_id,
+                    passed_on,
+                    now,
+                    add_origin(None, span.origin) if span.origin is not None else None,
+                )
+        for span, op in zip(spans, ops, strict=True):
+            if op is None:
+                continue
             key = (span.project_id, span.trace_id, span.span_id)
             content = batch_content.pop(key, None)
             origins: Origins = None
             if key in waiting:
                 content, origins = join.take(key, content)
             try:
-                built = self._build(span, content)
+                row, emitted, own, resource = self._build(span, op, content)
             except Exception:  # a span that still fails is skipped and counted
                 self.failed += 1
                 continue
-            if built is None:
-                continue
-            row, emitted = built
-            rows.append(row)
-            if emitted is not None:
-                # Held while remembered: the span, and the logs whose content went into the row.
+            missing = None
+            if span.parent_span_id:
+                found, missing = anc.resolve(span.project_id, span.trace_id, span.parent_span_id)
+                if found:
+                    row.update(attributed(own, found, resource))
+                if missing is not None and not needs_ancestors(own):
+                    missing = None
+            if emitted is None and missing is None:
+                rows.append(row)
+            else:
+                # Kept (for late logs or ancestors): the caller gets a copy, because later stages
+                # rewrite rows in place (masking, pricing). Held while kept: the span, and the logs
+                # whose content went into the row.
+                rows.append(copy_row(row))
                 if span.origin is not None:
                     origins = add_origin(origins, span.origin)
                 if batch_origins is not None:
                     origins = merge_origins(origins, batch_origins.pop(key, None))
-                join.remember(key, emitted, now, origins)
+                if missing is not None:
+                    kept = emitted or EmittedRow(row, _STRONG, EventContent(), _NO_WEAK)
+                    waiter = Waiter(
+                        kept, span.project_id, span.trace_id, span.parent_span_id, own, resource,
+                        dict(origins) if origins else None,
+                    )  # fmt: skip
+                    anc.wait(missing, waiter, now, hold=True)
+                if emitted is not None:
+                    join.remember(key, emitted, now, origins)
+            # A model call is seldom the ancestor of another: its link holds no offsets.
+            passes_on = (
+                own if own.user_id or own.session_id or own.tenant_id or own.tags or own.labels else None
+            )
+            anc.record(key, span.parent_span_id, passes_on, now, None)
+        # Rows whose missing ancestor came in this batch: a new version when it changes them.
+        for w in anc.woken():
+            try:
+                found, missing = anc.resolve(w.project, w.trace, w.parent)
+                fields = attributed(w.own, found, w.resource)
+                if changes(w.emitted.row, fields):
+                    rows.append(w.emitted.reattributed(fields))
+            except Exception:
+                self.failed += 1
+                missing = None
+            if missing is not None:
+                anc.wait(missing, w, now, hold=False)
+            else:
+                anc.done(w)
         # Content for spans not in this batch: completes a row emitted earlier, or waits for its span.
         for key, content in batch_content.items():
             origins = batch_origins.get(key) if batch_origins is not None else None
@@ -203,13 +296,11 @@ class GenAINormaliser:
                 self.failed_logs += 1
             join.extend(emitted, origins)
         join.bound()
+        anc.bound()
         return rows
 
-    def _build(self, span: Span, log_content: EventContent | None) -> tuple[Row, EmittedRow | None] | None:
-        """The row for one span (None when it is not a model call), and what to keep for late logs."""
-        op = model_call_operation(span)
-        if op is None:
-            return None
+    def _build(self, span: Span, op: str, log_content: EventContent | None) -> Built:
+        """The row for one model-call span, what to keep for late logs, and what the span names."""
         a = span.attributes
         indexed, tagged = scan(a)
         ll_indexed = indexed.get(openllmetry.PROMPT_PREFIX) or indexed.get(openllmetry.COMPLETION_PREFIX)
@@ -222,17 +313,35 @@ class GenAINormaliser:
         # most spans have no events and no log content: share one empty reading then
         ev = SpanEvents(span.events, log_content) if span.events or log_content is not None else _NO_EVENTS
         # JSON side documents, parsed only when present.
-        oi_params = openinference.invocation_parameters(a) if "llm.invocation_parameters" in a else None
+        oi_params = (
+            openinference.invocation_parameters(a) if openinference.INVOCATION_PARAMETERS in a else None
+        )
         oi_meta = openinference.metadata(a) if "metadata" in a else None
         lf_params = langfuse.model_parameters(a) if is_langfuse else None
         lf_meta = langfuse.metadata(a) if is_langfuse else None
+        oi_response = None
+        if conv == "openinference":
+            # The raw request, when no invocation parameters carry its model and parameters.
+            if oi_params is None and openinference.INPUT_VALUE in a:
+                oi_params = openinference.request_document(a)
+            # The raw response holds what OpenInference has no attribute for (the response id), and
+            # usage and finish reasons some instrumentors leave there. An embeddings response is
+            # mostly vectors: read only when its usage is missing.
+            if openinference.OUTPUT_VALUE in a and (op != "embeddings" or "llm.token_count.prompt" not in a):
+                oi_response = openinference.response_facts(a)
 
-        call = _call(a, ch, op, conv, indexed, is_vercel)
-        counts, adjusted = tokens(a, ch, is_langfuse, is_vercel, call.provider)
+        call = _call(a, ch, op, conv, indexed, is_vercel, oi_params, oi_response)
+        counts, adjusted = tokens(
+            a, ch, is_langfuse, is_vercel, call.provider, oi_response.usage(a) if oi_response else None
+        )
         streaming, ttft = streaming_and_ttft(
             a, ch.stream, oi_params, span.start_ns, is_langfuse, is_vercel, ev
         )
-        prompt, response, frs, waiting = row_messages(a, indexed, is_vercel, is_langfuse, ch.finish, ev)
+        prompt, response, frs, waiting = row_messages(
+            a, indexed, is_vercel, is_langfuse, ch.finish, ev, oi_response.document if oi_response else None
+        )
+        if not frs and oi_response is not None:
+            frs = oi_response.finish_reasons
         row = _row(
             span,
             ttft,
@@ -241,16 +350,42 @@ class GenAINormaliser:
             counts,
             provided_cost(a, is_langfuse),
             RowContent(prompt, response, streaming, frs),
-            _request_params(a, (oi_params, lf_params), is_vercel),
-            attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
-            metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
+            _request_params(a, (oi_params, lf_params), is_vercel, indexed),
+            who := attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
+            meta := metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
         )
+        own = Inherited(*who.own_ids, meta.tags, meta.labels)
         if waiting is None:
-            return row, None
-        # Kept for later logs. The kept row shares message objects with the content; the caller gets a
-        # copy, because later stages rewrite rows in place (masking, pricing).
+            return Built(row, None, own, who.resource_ids)
+        # Kept for later logs. The kept row shares message objects with the content.
         strong, weak = waiting
-        return copy_row(row), EmittedRow(row, strong, ev.content or EventContent(), weak)
+        return Built(row, EmittedRow(row, strong, ev.content or EventContent(), weak), own, who.resource_ids)
+
+    def _passed_on(self, a: dict[str, Any]) -> Inherited | None:
+        """What a span that is not a model call passes on to the calls under it (None: nothing)."""
+        if self._id_keys.isdisjoint(a):  # most spans: one C-level pass over their keys
+            return None
+        _, tagged = scan(a)
+        oi_meta = openinference.metadata(a) if "metadata" in a else None
+        ids = span_ids(a, self._chains_full, (oi_meta,))
+        meta = metadata(a, tagged, oi_meta, None, False, False)
+        if not any(ids) and not meta.tags and not meta.labels:
+            return None
+        return Inherited(*ids, meta.tags, meta.labels)
+
+
+class Built(NamedTuple):
+    """A model call's row, what to keep for late log content (None: nothing to wait for), and what
+    its own span and its resource name (for what ancestors add between the two)."""
+
+    row: Row
+    emitted: EmittedRow | None
+    own: Inherited
+    resource: tuple[str, str, str]
+
+
+_STRONG = (True, True, True)
+_NO_WEAK: tuple[list[Message], list[Message], list[str]] = ([], [], [])
 
 
 class RowContent(NamedTuple):
@@ -276,7 +411,7 @@ def _row(
 ) -> Row:
     """The row, its keys in ROW_KEYS order."""
     error_type = status.error_type
-    total_cost = cost.total
+    total_cost = cost.total  # the span's own cost; the pricing stage decides what total_cost_usd holds
     start = span.start_ns
     end = span.end_ns
     return {
@@ -304,9 +439,11 @@ def _row(
         "cache_write_tokens": counts.cache_write,
         "reasoning_tokens": counts.reasoning,
         "total_tokens": counts.total,
+        "usage_details": counts.details,
         "total_cost_usd": total_cost,
         "input_cost_usd": cost.input,
         "output_cost_usd": cost.output,
+        "provided_cost_usd": total_cost,
         "price_status": "provided" if total_cost is not None else "",
         "prompt_messages": content.prompt,
         "response_messages": content.response,
@@ -315,6 +452,7 @@ def _row(
         "temperature": params.temperature,
         "top_p": params.top_p,
         "max_tokens": params.max_tokens,
+        "request_parameters": params.other,
         "user_id": who.user_id,
         "session_id": who.session_id,
         "tenant_id": who.tenant_id,
@@ -322,6 +460,7 @@ def _row(
         "environment": who.environment,
         "server_address": call.server_address,
         "agent_name": who.agent_name,
+        "agent_id": who.agent_id,
         "tags": meta.tags,
         "labels": meta.labels,
         "version": 1,
@@ -340,7 +479,22 @@ class ModelCall(NamedTuple):
     server_address: str
 
 
-def _call(a: dict[str, Any], ch: Chains, op: str, conv: str, indexed: Indexed, is_vercel: bool) -> ModelCall:
+# OpenInference: request-model attributes that beat the request document (`llm.model_name`, later in
+# the chain, is the response model when the call succeeded).
+_OI_REQUEST_MODEL = ("gen_ai.request.model", "llm.request.model_name")
+_RESPONSE_MODEL = ("langfuse.observation.model.name", "gen_ai.response.model", "llm.response.model_name")
+
+
+def _call(
+    a: dict[str, Any],
+    ch: Chains,
+    op: str,
+    conv: str,
+    indexed: Indexed,
+    is_vercel: bool,
+    oi_request: dict[str, Any] | None,
+    oi_response: openinference.ResponseFacts | None,
+) -> ModelCall:
     server_address = otel_genai.server_address(a) or ""
     provider = None
     for k in _PROVIDER:
@@ -362,21 +516,78 @@ def _call(a: dict[str, Any], ch: Chains, op: str, conv: str, indexed: Indexed, i
         and openinference.INPUT_PREFIX not in indexed
     ):
         op = "text_completion"  # OpenInference legacy completions API
-    request_model = first_str(a, ch.request_model) or ""
-    model = first_str(a, ch.model) or request_model  # the model served, else the one requested
-    response_id = first_str(a, ch.response_id) or ""
+    if conv == "openinference":
+        request_model = (
+            first_str(a, _OI_REQUEST_MODEL)
+            or (openinference.request_model(oi_request) if oi_request else None)
+            or first_str(a, ch.request_model)
+            or ""
+        )
+        model = (
+            first_str(a, _RESPONSE_MODEL)
+            or (oi_response.model if oi_response else None)
+            or first_str(a, ch.model)
+            or request_model
+        )
+        response_id = first_str(a, ch.response_id) or (oi_response.response_id if oi_response else None) or ""
+    else:
+        request_model = first_str(a, ch.request_model) or ""
+        model = first_str(a, ch.model) or request_model  # the model served, else the one requested
+        response_id = first_str(a, ch.response_id) or ""
     return ModelCall(provider or "", model, request_model, response_id, op, conv, server_address)
 
 
 class RequestParams(NamedTuple):
-    """Sampling parameters the call asked for, None where not given."""
+    """Sampling parameters the call asked for, None where not given; `other` holds the request
+    parameters without a column of their own (seed, stop sequences, tool definitions, ...)."""
 
     temperature: float | None
     top_p: float | None
     max_tokens: int | None
+    other: dict[str, str]
 
 
-def _request_params(a: dict[str, Any], params: _Documents, is_vercel: bool) -> RequestParams:
+# Request attributes without a column -> `request_parameters` keys (the first name found wins).
+_OTHER_PARAMS = {
+    "gen_ai.request.seed": "seed",
+    "gen_ai.openai.request.seed": "seed",
+    "gen_ai.request.top_k": "top_k",
+    "gen_ai.request.frequency_penalty": "frequency_penalty",
+    "gen_ai.request.presence_penalty": "presence_penalty",
+    "gen_ai.request.stop_sequences": "stop_sequences",
+    "gen_ai.request.choice.count": "choice_count",
+    "gen_ai.output.type": "output_type",
+    "gen_ai.openai.request.response_format": "output_type",
+    "gen_ai.request.encoding_formats": "encoding_formats",
+    "gen_ai.request.reasoning_effort": "reasoning_effort",
+    "openai.request.service_tier": "service_tier",
+    "gen_ai.openai.request.service_tier": "service_tier",
+    "gen_ai.tool.definitions": "tool_definitions",
+}
+_OTHER_PARAM_NAMES = frozenset(_OTHER_PARAMS)
+
+
+def _other_params(a: dict[str, Any], params: _Documents, indexed: Indexed) -> dict[str, str]:
+    other: dict[str, str] = {}
+    present = _OTHER_PARAM_NAMES.intersection(a)  # one C-level pass; most spans carry none of them
+    if present:
+        for k, name in _OTHER_PARAMS.items():
+            if k in present and name not in other:
+                v = stringify(a[k])
+                if v:
+                    other[name] = v
+    tools = indexed.get(openinference.TOOLS_PREFIX)
+    if tools and "tool_definitions" not in other:
+        other["tool_definitions"] = openinference.tool_definitions(tools)
+    for d in params:
+        if d:
+            openinference.other_parameters(d, other)
+    return other
+
+
+def _request_params(
+    a: dict[str, Any], params: _Documents, is_vercel: bool, indexed: Indexed
+) -> RequestParams:
     """Each from the span attribute, then parameter documents (None: absent), then the AI SDK's
     settings."""
     temperature = as_float(a.get("gen_ai.request.temperature"))
@@ -396,7 +607,7 @@ def _request_params(a: dict[str, Any], params: _Documents, is_vercel: bool) -> R
             max_tokens = as_count(a.get("ai.settings.maxOutputTokens")) or as_count(
                 a.get("ai.settings.maxTokens")
             )
-    return RequestParams(temperature, top_p, max_tokens)
+    return RequestParams(temperature, top_p, max_tokens, _other_params(a, params, indexed))
 
 
 def _param(params: _Documents, keys: tuple[str, ...], conv: Callable[[Any], Any]) -> Any:

@@ -3,8 +3,12 @@ snapshot, offline) or from user overrides for self-hosted / negotiated prices.
 
 - `input_tokens` is inclusive of cache reads and writes; the table's rules price those buckets
   at their own rates, and reasoning tokens at the output rate (they are inside output_tokens).
-- A cost the span already carried is kept (`price_status = 'provided'`).
-- An unknown model gets NULL costs and `price_status = 'unknown_model'`: never 0, never a guess.
+- A cost the span already carried (an instrumentation's own price file) is kept in
+  `provided_cost_usd`; the table's cost is computed anyway. `prefer` says which of the two
+  `total_cost_usd` holds when both exist, and `price_status` says which one it is (`provided`,
+  else `priced`/`override`).
+- An unknown model gets NULL costs and `price_status = 'unknown_model'` (unless the span carried a
+  cost): never 0, never a guess.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import fnmatch
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 import yaml
@@ -83,6 +87,13 @@ class PriceOverride(BaseModel):
 
 class PricingConfig(BaseModel):
     enabled: bool = True
+    prefer: Literal["table", "provided"] = Field(
+        "table",
+        description="Which cost `total_cost_usd` holds when the span carried one and the price table "
+        "knows the model: `table` (the table's, kept current) or `provided` (the instrumentation's). "
+        "Either way the carried cost stays in `provided_cost_usd`, and the other one is used when "
+        "only it exists.",
+    )
     overrides_file: Path | None = Field(None, description="YAML file: a list of overrides under `models:`")
     overrides: list[PriceOverride] = Field(default_factory=list)
 
@@ -145,6 +156,30 @@ def linear_cost(model_price: Any, row: Row) -> tuple[Decimal, Decimal] | None:
     return input_cost / _MTOK, row["output_tokens"] * (prices.get("output_mtok") or Decimal(0)) / _MTOK
 
 
+_Costs = tuple[Decimal | None, Decimal | None, Decimal]  # input, output, total
+
+
+def _provided(row: Row) -> _Costs | None:
+    """The cost the span carried (the normaliser leaves it in the cost columns with
+    `price_status = 'provided'`), quantized; None without one or when it is impossible."""
+    if row.get("price_status") != "provided":
+        return None
+    total = row.get("total_cost_usd")
+    if not isinstance(total, Decimal) or not _plausible(total):
+        return None  # an impossible carried cost: only the table's counts
+
+    def part(column: str) -> Decimal | None:
+        v = row.get(column)
+        return v.quantize(_SCALE) if isinstance(v, Decimal) and _plausible(v) else None
+
+    return part("input_cost_usd"), part("output_cost_usd"), total.quantize(_SCALE)
+
+
+def _set_provided(row: Row, costs: _Costs) -> None:
+    row["input_cost_usd"], row["output_cost_usd"], row["total_cost_usd"] = costs
+    row["price_status"] = "provided"
+
+
 def _tier_price(prices: TieredPrices, input_tokens: int) -> Decimal:
     """genai-prices' "cliff" tiers: past a tier's start (in input tokens, cache included) that
     tier's price applies to every token."""
@@ -159,6 +194,7 @@ class Pricer:
 
     def __init__(self, config: PricingConfig | None = None) -> None:
         config = config or PricingConfig()
+        self._prefer_provided = config.prefer == "provided"
         self._overrides = config.all_overrides()
         self._snapshot = get_snapshot()
         # (provider, model) → ModelInfo | _NOT_FOUND; the table lookup costs ~130 µs, so once per model.
@@ -168,19 +204,19 @@ class Pricer:
 
     def process(self, batch: Batch) -> None:
         for row in batch.inferences:
-            if row.get("price_status") == "provided" and not _plausible(row.get("total_cost_usd")):
-                row["total_cost_usd"] = row["input_cost_usd"] = row["output_cost_usd"] = None
-                row["price_status"] = ""  # an impossible carried cost: price it ourselves instead
-            if row.get("price_status") == "provided":
-                for column in ("input_cost_usd", "output_cost_usd", "total_cost_usd"):
-                    if isinstance(row.get(column), Decimal):
-                        row[column] = row[column].quantize(_SCALE)
-            else:
-                try:
-                    self.price(row)
-                except Exception as e:  # one odd row never costs the batch
-                    log.warning("pricing failed", model=row.get("model"), error=error_summary(e))
-                    row["price_status"] = "error"
+            provided = _provided(row)
+            row["provided_cost_usd"] = provided[2] if provided is not None else None
+            if provided is not None and self._prefer_provided:
+                _set_provided(row, provided)
+                continue
+            try:
+                self.price(row)
+            except Exception as e:  # one odd row never costs the batch
+                log.warning("pricing failed", model=row.get("model"), error=error_summary(e))
+                row["input_cost_usd"] = row["output_cost_usd"] = row["total_cost_usd"] = None
+                row["price_status"] = "error"
+            if provided is not None and row["price_status"] in ("unknown_model", "error"):
+                _set_provided(row, provided)  # the table cannot price it: the span's own cost
 
     def price(self, row: Row) -> None:
         model, provider = row.get("model") or "", row.get("provider") or ""

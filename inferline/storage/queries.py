@@ -47,6 +47,8 @@ ITEM_COLUMNS = f"""toString(inference_id) AS inference_id,
     latency_ms AS response_time_ms,
     ttft_ms,
     total_cost_usd AS cost,
+    provided_cost_usd AS provided_cost,
+    price_status,
     success AS is_success,
     error_type"""
 
@@ -67,7 +69,7 @@ CSV_COLUMNS = f"""toString(inference_id) AS inference_id,
 _RAW_COLUMNS = (
     "inference_id, start_time, model, provider, prompt_messages, response_messages, input_tokens, "
     "output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, "
-    "ttft_ms, total_cost_usd, success, error_type"
+    "ttft_ms, total_cost_usd, provided_cost_usd, price_status, success, error_type"
 )
 
 
@@ -110,9 +112,10 @@ DETAIL = """SELECT
     toString(start_time) AS start_time_text,
     latency_ms, ttft_ms, provider, model, request_model, operation, convention, server_address,
     success, error_type, status_message, input_tokens, output_tokens, cache_read_tokens,
-    cache_write_tokens, reasoning_tokens, total_tokens, input_cost_usd, output_cost_usd, total_cost_usd,
-    price_status, prompt_messages, response_messages, streaming, finish_reasons, temperature, top_p,
-    max_tokens, user_id, session_id, tenant_id, service_name, environment, agent_name, tags, labels,
+    cache_write_tokens, reasoning_tokens, total_tokens, usage_details, input_cost_usd, output_cost_usd,
+    total_cost_usd, provided_cost_usd, price_status, prompt_messages, response_messages, streaming,
+    finish_reasons, temperature, top_p, max_tokens, request_parameters, user_id, session_id, tenant_id,
+    service_name, environment, agent_name, agent_id, tags, labels,
     pii_found, prompt_sentiment, prompt_sentiment_label, response_sentiment, response_sentiment_label
 FROM llm_inferences FINAL
 WHERE project_id = {project:String} AND inference_id = {id:UUID}

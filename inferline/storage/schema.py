@@ -214,72 +214,89 @@ OTEL_LOGS = Table(
 )
 
 _DEC = "Nullable(Decimal(18, 12))"
-LLM_INFERENCES = Table(
-    "llm_inferences",
-    (
-        Column("project_id", "LowCardinality(String)"),
-        Column("inference_id", "UUID"),
-        Column("trace_id", "String", Z),
-        Column("span_id", "String", Z),
-        Column("parent_span_id", "String", Z),
-        Column("start_time", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
-        Column("end_time", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
-        Column("latency_ms", "Float64"),
-        Column("ttft_ms", "Nullable(Float64)"),
-        Column("provider", "LowCardinality(String)"),
-        Column("model", "LowCardinality(String)"),
-        Column("request_model", "LowCardinality(String)"),
-        Column("response_id", "String", Z),
-        Column("operation", "LowCardinality(String)"),
-        Column("convention", "LowCardinality(String)"),
-        Column("success", "Bool"),
-        Column("error_type", "LowCardinality(String)"),
-        Column("status_message", "String", Z),
-        Column("input_tokens", "UInt64"),
-        Column("output_tokens", "UInt64"),
-        Column("cache_read_tokens", "UInt64"),
-        Column("cache_write_tokens", "UInt64"),
-        Column("reasoning_tokens", "UInt64"),
-        Column("total_tokens", "UInt64"),
-        Column("input_cost_usd", _DEC),
-        Column("output_cost_usd", _DEC),
-        Column("total_cost_usd", _DEC),
-        Column("price_status", "LowCardinality(String)"),
-        Column("prompt_messages", "String", "ZSTD(3)"),
-        Column("response_messages", "String", "ZSTD(3)"),
-        Column("streaming", "Bool"),
-        Column("finish_reasons", "Array(LowCardinality(String))"),
-        Column("temperature", "Nullable(Float64)"),
-        Column("top_p", "Nullable(Float64)"),
-        Column("max_tokens", "Nullable(UInt32)"),
-        Column("user_id", "String", Z),
-        Column("session_id", "String", Z),
-        Column("tenant_id", "LowCardinality(String)"),
-        Column("service_name", "LowCardinality(String)"),
-        Column("environment", "LowCardinality(String)"),
-        Column("server_address", "LowCardinality(String)"),
-        Column("agent_name", "LowCardinality(String)"),
-        Column("tags", _ATTR_MAP, Z),
-        Column("labels", "Array(String)", Z),
-        Column("pii_found", "Map(LowCardinality(String), UInt32)"),
-        Column("prompt_sentiment", "Nullable(Float32)"),
-        Column("prompt_sentiment_label", "LowCardinality(String)"),
-        Column("response_sentiment", "Nullable(Float32)"),
-        Column("response_sentiment_label", "LowCardinality(String)"),
-        Column("version", "UInt64"),
-        Column("ingested_at", "DateTime64(3, 'UTC')", default_expr="now64(3)"),
-    ),
+# llm_inferences as migration 1 created it; later migrations add the columns after it.
+_LLM_INFERENCES_V1_COLUMNS = (
+    Column("project_id", "LowCardinality(String)"),
+    Column("inference_id", "UUID"),
+    Column("trace_id", "String", Z),
+    Column("span_id", "String", Z),
+    Column("parent_span_id", "String", Z),
+    Column("start_time", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
+    Column("end_time", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
+    Column("latency_ms", "Float64"),
+    Column("ttft_ms", "Nullable(Float64)"),
+    Column("provider", "LowCardinality(String)"),
+    Column("model", "LowCardinality(String)"),
+    Column("request_model", "LowCardinality(String)"),
+    Column("response_id", "String", Z),
+    Column("operation", "LowCardinality(String)"),
+    Column("convention", "LowCardinality(String)"),
+    Column("success", "Bool"),
+    Column("error_type", "LowCardinality(String)"),
+    Column("status_message", "String", Z),
+    Column("input_tokens", "UInt64"),
+    Column("output_tokens", "UInt64"),
+    Column("cache_read_tokens", "UInt64"),
+    Column("cache_write_tokens", "UInt64"),
+    Column("reasoning_tokens", "UInt64"),
+    Column("total_tokens", "UInt64"),
+    Column("input_cost_usd", _DEC),
+    Column("output_cost_usd", _DEC),
+    Column("total_cost_usd", _DEC),
+    Column("price_status", "LowCardinality(String)"),
+    Column("prompt_messages", "String", "ZSTD(3)"),
+    Column("response_messages", "String", "ZSTD(3)"),
+    Column("streaming", "Bool"),
+    Column("finish_reasons", "Array(LowCardinality(String))"),
+    Column("temperature", "Nullable(Float64)"),
+    Column("top_p", "Nullable(Float64)"),
+    Column("max_tokens", "Nullable(UInt32)"),
+    Column("user_id", "String", Z),
+    Column("session_id", "String", Z),
+    Column("tenant_id", "LowCardinality(String)"),
+    Column("service_name", "LowCardinality(String)"),
+    Column("environment", "LowCardinality(String)"),
+    Column("server_address", "LowCardinality(String)"),
+    Column("agent_name", "LowCardinality(String)"),
+    Column("tags", _ATTR_MAP, Z),
+    Column("labels", "Array(String)", Z),
+    Column("pii_found", "Map(LowCardinality(String), UInt32)"),
+    Column("prompt_sentiment", "Nullable(Float32)"),
+    Column("prompt_sentiment_label", "LowCardinality(String)"),
+    Column("response_sentiment", "Nullable(Float32)"),
+    Column("response_sentiment_label", "LowCardinality(String)"),
+    Column("version", "UInt64"),
+    Column("ingested_at", "DateTime64(3, 'UTC')", default_expr="now64(3)"),
+)
+# Migration 5 (issue #15): token counts by modality, the instrumentation's own cost beside the
+# price table's, the request parameters without a column, the agent's id.
+_LLM_INFERENCES_ADDED_5 = (
+    Column("usage_details", "Map(LowCardinality(String), UInt64)"),
+    Column("provided_cost_usd", _DEC),
+    Column("request_parameters", _ATTR_MAP, Z),
+    Column("agent_id", "LowCardinality(String)"),
+)
+_LLM_INFERENCES_ENGINE = (
     # ReplacingMergeTree(version): a replayed row, or a later row carrying content that arrived
     # in log records after the span, replaces the earlier one for the same inference_id.
     "ENGINE = ReplacingMergeTree(version)\nPARTITION BY toDate(start_time)\n"
     "ORDER BY (project_id, toStartOfHour(start_time), model, inference_id)\n"
-    "TTL toDateTime(start_time) + toIntervalDay({retention_days})\n" + _SETTINGS,
-    (
-        "idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
-        "idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 4",
-        "idx_session_id session_id TYPE bloom_filter(0.01) GRANULARITY 4",
-        "idx_latency latency_ms TYPE minmax GRANULARITY 1",
-    ),
+    "TTL toDateTime(start_time) + toIntervalDay({retention_days})\n" + _SETTINGS
+)
+_LLM_INFERENCES_INDEXES = (
+    "idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
+    "idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 4",
+    "idx_session_id session_id TYPE bloom_filter(0.01) GRANULARITY 4",
+    "idx_latency latency_ms TYPE minmax GRANULARITY 1",
+)
+LLM_INFERENCES = Table(
+    "llm_inferences",
+    _LLM_INFERENCES_V1_COLUMNS + _LLM_INFERENCES_ADDED_5,
+    _LLM_INFERENCES_ENGINE,
+    _LLM_INFERENCES_INDEXES,
+)
+_LLM_INFERENCES_V1 = Table(
+    "llm_inferences", _LLM_INFERENCES_V1_COLUMNS, _LLM_INFERENCES_ENGINE, _LLM_INFERENCES_INDEXES
 )
 
 API_KEYS = Table(
@@ -295,6 +312,8 @@ API_KEYS = Table(
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES, API_KEYS)}
+# What migration 1 created (it must not change once released).
+_TABLES_V1 = (OTEL_TRACES, OTEL_LOGS, _LLM_INFERENCES_V1, API_KEYS)
 
 # Migration 4; not in TABLES, which is migration 1's list.
 FEEDBACK = Table(
@@ -321,7 +340,7 @@ FEEDBACK = Table(
     "TTL toDateTime(created_at) + toIntervalDay({retention_days})\n" + _SETTINGS,
 )
 
-# Migration 5: the ingest ledger (`inferline.core.ledger`): one row per durable entry (its source
+# Migration 6: the ingest ledger (`inferline.core.ledger`): one row per durable entry (its source
 # position) and outcome. A replayed entry's rows replace the first ones: read with FINAL, sum().
 INGEST_LEDGER = Table(
     "ingest_ledger",
@@ -355,7 +374,7 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
         Migration(
             1,
             "otel_traces, otel_logs, llm_inferences, api_keys",
-            tuple(t.ddl(database, retention_days) for t in TABLES.values()),
+            tuple(t.ddl(database, retention_days) for t in _TABLES_V1),
         ),
         Migration(2, "llm_inferences_by_minute rollup", _rollup_statements(database, retention_days)),
         Migration(3, "projects; api_keys.issued_at", _projects_statements(database)),
@@ -371,7 +390,16 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
                 f"ALTER TABLE `{database}`.llm_inferences MATERIALIZE INDEX idx_inference_id",
             ),
         ),
-        Migration(5, "ingest_ledger", (INGEST_LEDGER.ddl(database, retention_days),)),
+        Migration(
+            5,
+            "llm_inferences: usage_details, provided_cost_usd, request_parameters, agent_id",
+            tuple(
+                f"ALTER TABLE `{database}`.llm_inferences ADD COLUMN IF NOT EXISTS `{c.name}` {c.type}"
+                + (f" CODEC({c.codec})" if c.codec else "")
+                for c in _LLM_INFERENCES_ADDED_5
+            ),
+        ),
+        Migration(6, "ingest_ledger", (INGEST_LEDGER.ddl(database, retention_days),)),
     ]
 
 

@@ -21,7 +21,16 @@ _ENVIRONMENT = (
 )
 _SERVICE = ("service.name", "gen_ai.application_name")
 _LABELS = ("tag.tags", "ai.telemetry.metadata.tags", "langsmith.span.tags")
-_CONTENT_REFS = ("gen_ai.input.messages.ref", "gen_ai.output.messages.ref")
+# Attributes kept as tags under their own names: content uploaded elsewhere (the contrib upload hook
+# leaves a reference), and the agent's description and version (OTel GenAI agent attributes).
+_KEPT_AS_TAGS = (
+    "gen_ai.input.messages.ref",
+    "gen_ai.output.messages.ref",
+    "gen_ai.agent.description",
+    "gen_ai.agent.version",
+)
+_CONVERSATION = ("gen_ai.conversation.id",)
+_AGENT_ID = ("gen_ai.agent.id",)
 _LANGFUSE_TAGGED = (langfuse.TRACE_METADATA_PREFIX, langfuse.OBSERVATION_METADATA_PREFIX)
 
 
@@ -34,6 +43,36 @@ class Attribution(NamedTuple):
     service_name: str
     environment: str
     agent_name: str
+    agent_id: str
+    # (user, session, tenant) named by the span itself and by its resource: an ancestor span's
+    # values come between the two (`ancestry`)
+    own_ids: tuple[str, str, str]
+    resource_ids: tuple[str, str, str]
+
+
+_RESOURCE_USER = ("user.id", "enduser.id")
+_RESOURCE_SESSION = ("session.id",)
+# Every attribute that can name a user, session or tenant on a span (the tenant keys are added per
+# normaliser): a span without any of them passes nothing on to its descendants.
+_ALL_CHAINS = Chains(None, ())
+ID_KEYS = frozenset(
+    (
+        *_ALL_CHAINS.user,
+        *_ALL_CHAINS.session,
+        *_CONVERSATION,
+        "metadata",  # OpenInference: a JSON document that may name them
+        *_LABELS,
+    )
+)
+
+
+def span_ids(a: dict[str, Any], ch: Chains, metas: tuple[dict[str, Any] | None, ...]) -> tuple[str, str, str]:
+    """(user, session, tenant) the span names (attributes, then free-form metadata documents). The OTel
+    `gen_ai.conversation.id` is the session only when no session attribute or metadata names one."""
+    user_id = first_id(a, ch.user) or meta_str(metas, _META_USER)
+    session_id = first_id(a, ch.session) or meta_str(metas, _META_SESSION) or first_str(a, _CONVERSATION)
+    tenant_id = first_id(a, ch.tenant) or meta_str(metas, _META_TENANT_KEYS)
+    return user_id or "", session_id or "", tenant_id or ""
 
 
 def attribution(
@@ -44,16 +83,22 @@ def attribution(
     metas: tuple[dict[str, Any] | None, ...],
 ) -> Attribution:
     """Span attributes first, then free-form metadata documents, then resource attributes."""
-    user_id = first_id(a, ch.user) or meta_str(metas, _META_USER) or first_id(res, ("user.id", "enduser.id"))
-    session_id = first_id(a, ch.session) or meta_str(metas, _META_SESSION) or first_id(res, ("session.id",))
-    tenant_id = first_id(a, ch.tenant) or meta_str(metas, _META_TENANT_KEYS) or first_id(res, tenant_keys)
+    own = span_ids(a, ch, metas)
+    resource = (
+        first_id(res, _RESOURCE_USER) or "",
+        first_id(res, _RESOURCE_SESSION) or "",
+        first_id(res, tenant_keys) or "",
+    )
     return Attribution(
-        user_id or "",
-        session_id or "",
-        tenant_id or "",
+        own[0] or resource[0],
+        own[1] or resource[1],
+        own[2] or resource[2],
         first_str(res, _SERVICE) or first_str(a, _SERVICE) or "",
         first_id(a, _ENVIRONMENT) or first_id(res, _ENVIRONMENT) or "",
         first_str(a, ch.agent) or "",
+        first_str(a, _AGENT_ID) or "",
+        own,
+        resource,
     )
 
 
@@ -87,9 +132,9 @@ def metadata(
         if p == vercel_ai.METADATA_PREFIX and k == "tags":
             continue  # list-style, goes to labels
         tags[k] = tag_value(langfuse.meta_value(v) if p in _LANGFUSE_TAGGED else v)
-    for k in _CONTENT_REFS:
+    for k in _KEPT_AS_TAGS:
         v = a.get(k)
-        if v is not None:  # content uploaded elsewhere (contrib upload hook): keep the reference
+        if v is not None:
             tags[k] = tag_value(v)
     labels: list[str] = []
     if is_langfuse:

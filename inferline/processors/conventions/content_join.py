@@ -137,6 +137,8 @@ def copy_row(row: Row) -> Row:
     r["response_messages"] = _copy_msgs(row["response_messages"])
     r["finish_reasons"] = list(row["finish_reasons"])
     r["tags"] = dict(row["tags"])
+    r["usage_details"] = dict(row["usage_details"])
+    r["request_parameters"] = dict(row["request_parameters"])
     r["labels"] = list(row["labels"])
     return r
 
@@ -186,6 +188,15 @@ class EmittedRow:
             row["response_messages"] = ev.response_messages() or self.weak_response
         if not self.strong_finish:
             row["finish_reasons"] = ev.finish_reasons() or self.weak_finish
+        row["version"] = self.row["version"] + 1
+        self.row = row
+        return copy_row(row)
+
+    def reattributed(self, fields: dict[str, Any]) -> Row:
+        """The row with attribution `fields` from ancestor spans, at version + 1 (a copy; the new row
+        is kept, so later content and later ancestors build on it)."""
+        row = dict(self.row)
+        row.update(fields)
         row["version"] = self.row["version"] + 1
         self.row = row
         return copy_row(row)

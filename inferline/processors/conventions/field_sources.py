@@ -66,6 +66,7 @@ CACHE_READ = (
     "gen_ai.usage.cache_read.input_tokens",
     "gen_ai.usage.cache_read_input_tokens",
     "llm.token_count.prompt_details.cache_read",
+    "llm.token_count.prompt_details.cache_input",
     "ai.usage.cachedInputTokens",
     "gen_ai.usage.prompt_tokens_details.cached_tokens",
 )
@@ -114,7 +115,6 @@ USER = (
 SESSION = (
     "langfuse.session.id",
     "session.id",
-    "gen_ai.conversation.id",
     "traceloop.association.properties.session_id",
     "ai.telemetry.metadata.sessionId",
     "langfuse.observation.metadata.langfuse_session_id",

@@ -17,6 +17,7 @@ _INDEXED = (
     openinference.OUTPUT_PREFIX,
     openinference.PROMPTS_PREFIX,
     openinference.CHOICES_PREFIX,
+    openinference.TOOLS_PREFIX,
     openllmetry.PROMPT_PREFIX,
     openllmetry.COMPLETION_PREFIX,
 )

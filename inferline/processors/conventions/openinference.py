@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from inferline.processors.conventions.messages import (
     Message,
     flatten_content,
+    norm_finish_reason,
     norm_role,
+    output_finish_reasons,
     to_messages,
     tool_call,
 )
 from inferline.processors.conventions.otel_genai import normalise_provider
-from inferline.processors.conventions.values import as_json, as_json_dict, as_str
+from inferline.processors.conventions.values import as_count, as_json, as_str, json_object, stringify
 
 SPAN_KIND = "openinference.span.kind"
 FIRST_TOKEN_EVENT = "First Token Stream Event"
@@ -22,6 +24,7 @@ INPUT_PREFIX = "llm.input_messages."
 OUTPUT_PREFIX = "llm.output_messages."
 PROMPTS_PREFIX = "llm.prompts."
 CHOICES_PREFIX = "llm.choices."
+TOOLS_PREFIX = "llm.tools."  # `llm.tools.<i>.tool.json_schema`: the tools offered to the model
 
 _KIND_OPERATION = {"LLM": "chat", "EMBEDDING": "embeddings"}
 
@@ -103,8 +106,13 @@ def legacy_texts(indexed: Indexed, key: str, role: str) -> list[Message]:
     return out
 
 
-def io_messages(a: dict[str, Any], key: str, role: str) -> list[Message]:
-    """`input.value` / `output.value`: the raw request/response; a fallback only."""
+def io_messages(
+    a: dict[str, Any], key: str, role: str, parsed_doc: dict[str, Any] | None = None
+) -> list[Message]:
+    """`input.value` / `output.value`: the raw request/response; a fallback only. `parsed_doc` is
+    the value already parsed, when it was."""
+    if parsed_doc is not None:
+        return to_messages(parsed_doc, role)
     v = a.get(key)
     if v is None:
         return []
@@ -115,11 +123,249 @@ def io_messages(a: dict[str, Any], key: str, role: str) -> list[Message]:
     return to_messages(parsed, role)
 
 
+# Raw documents longer than this are not parsed (a long chat history, embedding vectors): the
+# facts read from them are not worth milliseconds per span.
+MAX_DOCUMENT_CHARS = 256 * 1024
+
+INVOCATION_PARAMETERS = "llm.invocation_parameters"
+PROMPT_TOKENS = "llm.token_count.prompt"
+COMPLETION_TOKENS = "llm.token_count.completion"
+INPUT_VALUE = "input.value"
+OUTPUT_VALUE = "output.value"
+
+
 def invocation_parameters(a: dict[str, Any]) -> dict[str, Any] | None:
-    v = a.get("llm.invocation_parameters")
-    return as_json_dict(v) if v is not None else None
+    """`llm.invocation_parameters`: the request's parameters without its messages (JSON)."""
+    v = a.get(INVOCATION_PARAMETERS)
+    return json_object(v, MAX_DOCUMENT_CHARS) if v is not None else None
+
+
+def request_document(a: dict[str, Any]) -> dict[str, Any] | None:
+    """The raw request (`input.value`), read only when the span has no `llm.invocation_parameters`:
+    instrumentors write the same parameters there, with the messages."""
+    v = a.get(INPUT_VALUE)
+    return json_object(v, MAX_DOCUMENT_CHARS) if v is not None else None
 
 
 def metadata(a: dict[str, Any]) -> dict[str, Any] | None:
     v = a.get("metadata")
-    return as_json_dict(v) if v is not None else None
+    return json_object(v, MAX_DOCUMENT_CHARS) if v is not None else None
+
+
+# Request-model keys of the providers' request bodies (OpenAI/Anthropic `model`, LangChain
+# `model_name`, Bedrock `modelId`).
+_MODEL_KEYS = ("model", "model_name", "model_id", "modelId")
+# Parameters the row has columns for (or that are not parameters); the rest go to
+# `request_parameters` under their own names.
+_NOT_OTHER_PARAMETERS = frozenset(
+    (
+        *_MODEL_KEYS,
+        "temperature",
+        "top_p",
+        "topP",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "maxTokens",
+        "maxOutputTokens",
+        "max_new_tokens",
+        "stream",
+        "messages",
+        "input",
+        "prompt",
+        "system",
+        "metadata",
+        "user",
+    )
+)
+_MAX_PARAMETERS = 32
+_MAX_PARAMETER_CHARS = 4096
+
+
+# Tool definitions in a request document, kept under one name whatever the provider calls them.
+_TOOL_KEYS = frozenset(("tools", "functions"))
+
+
+def tool_definitions(indexed: Indexed) -> str:
+    """`llm.tools.<i>.tool.json_schema` (JSON strings) as one JSON array."""
+    schemas = []
+    for i in sorted(indexed):
+        v = indexed[i].get("tool.json_schema")
+        parsed = as_json(v)
+        schemas.append(parsed if parsed is not None else v)
+    return stringify(schemas) or ""
+
+
+def request_model(doc: dict[str, Any]) -> str | None:
+    for k in _MODEL_KEYS:
+        s = as_str(doc.get(k))
+        if s:
+            return s
+    return None
+
+
+def other_parameters(doc: dict[str, Any], out: dict[str, str]) -> None:
+    """Request parameters without a column of their own (seed, stop, top_k, penalties, n, tools,
+    response_format, ...) into `out`, under the names the request used; bounded in number and size."""
+    for k, v in doc.items():
+        if len(out) >= _MAX_PARAMETERS:
+            return
+        if k in _NOT_OTHER_PARAMETERS or v is None:
+            continue
+        name = "tool_definitions" if k in _TOOL_KEYS else k
+        if name in out:
+            continue
+        t = type(v)
+        if t is str:
+            s: str | None = v
+        elif t is int:
+            s = str(v)  # JSON and str() agree on ints; orjson costs more
+        else:
+            s = stringify(v)
+        if s is not None and (len(s) <= _MAX_PARAMETER_CHARS or name == "tool_definitions"):
+            out[name] = s
+
+
+class ResponseUsage(NamedTuple):
+    """Token counts read from a raw response's `usage`, None where it has none. Input includes
+    cache reads and writes, output includes reasoning (as the row's columns do)."""
+
+    input: int | None
+    output: int | None
+    total: int | None
+    cache_read: int | None
+    cache_write: int | None
+    reasoning: int | None
+    details: dict[str, int]
+    # Anthropic's own `input_tokens` (cache left out), which some instrumentors copy as the prompt count
+    uncached_input: int | None = None
+
+
+class ResponseFacts(NamedTuple):
+    """What the raw response (`output.value`) says about the call."""
+
+    document: dict[str, Any]
+    response_id: str | None
+    model: str | None
+    finish_reasons: list[str]
+    usage_document: dict[str, Any] | None  # the raw `usage`, read by `usage()` only when needed
+
+    def usage(self, a: dict[str, Any]) -> ResponseUsage | None:
+        """The response's token counts, when the span's attributes leave the input or output count
+        out, or when it is Anthropic's usage (whose cache counts instrumentors may leave out)."""
+        u = self.usage_document
+        if u is None:
+            return None
+        if PROMPT_TOKENS in a and COMPLETION_TOKENS in a and "cache_read_input_tokens" not in u:
+            return None
+        return _response_usage(u)
+
+
+def response_facts(a: dict[str, Any]) -> ResponseFacts | None:
+    """The response id, model, finish reasons and usage of the raw response JSON in `output.value`
+    (OpenAI chat/completions, streamed chunks accumulated, Responses API; Anthropic Messages).
+    None when it is not a JSON object (plain text, too long, invalid)."""
+    v = a.get(OUTPUT_VALUE)
+    doc = json_object(v, MAX_DOCUMENT_CHARS) if v is not None else None
+    if doc is None:
+        return None
+    llm_output = doc.get("llm_output")
+    if type(llm_output) is dict:  # LangChain's LLMResult (the LangChain instrumentor's LLM spans)
+        u = llm_output.get("token_usage") or llm_output.get("usage")
+        return ResponseFacts(
+            doc,
+            as_str(llm_output.get("id")),
+            as_str(llm_output.get("model_name")) or as_str(llm_output.get("model")),
+            _generation_finish_reasons(doc.get("generations")),
+            u if type(u) is dict else None,
+        )
+    u = doc.get("usage")
+    return ResponseFacts(
+        doc,
+        as_str(doc.get("id")),
+        as_str(doc.get("model")),
+        _response_finish_reasons(doc),
+        u if type(u) is dict else None,
+    )
+
+
+def _generation_finish_reasons(generations: Any) -> list[str]:
+    """`generations[i][j].generation_info.finish_reason` (or `stop_reason`) of a LangChain LLMResult."""
+    out: list[str] = []
+    if type(generations) is not list:
+        return out
+    for batch in generations:
+        for g in batch if type(batch) is list else ():
+            info = g.get("generation_info") if type(g) is dict else None
+            if type(info) is dict:
+                reason = info.get("finish_reason") or info.get("stop_reason")
+                if type(reason) is str and reason:
+                    out.append(norm_finish_reason(reason))
+    return out
+
+
+def _response_finish_reasons(doc: dict[str, Any]) -> list[str]:
+    if "choices" in doc:  # OpenAI chat / completions
+        return output_finish_reasons(doc)
+    stop = doc.get("stop_reason")  # Anthropic Messages
+    if type(stop) is str and stop:
+        return [norm_finish_reason(stop)]
+    if doc.get("object") == "response":  # OpenAI Responses API: a status, no finish reason
+        incomplete = doc.get("incomplete_details")
+        reason = incomplete.get("reason") if type(incomplete) is dict else None
+        if type(reason) is str and reason:
+            return [norm_finish_reason(reason)]
+        if doc.get("status") == "completed":
+            output = doc.get("output")
+            calls = type(output) is list and any(
+                type(o) is dict and o.get("type") == "function_call" for o in output
+            )
+            return ["tool_call" if calls else "stop"]
+    return []
+
+
+def _detail(d: Any, key: str) -> int | None:
+    return as_count(d.get(key)) if type(d) is dict else None
+
+
+def _response_usage(u: dict[str, Any]) -> ResponseUsage:
+    details: dict[str, int] = {}
+    if "prompt_tokens" in u or "completion_tokens" in u:  # OpenAI chat / completions
+        prompt_details = u.get("prompt_tokens_details")
+        completion_details = u.get("completion_tokens_details")
+        for key, d, name in (
+            ("input.audio", prompt_details, "audio_tokens"),
+            ("output.audio", completion_details, "audio_tokens"),
+        ):
+            n = _detail(d, name)
+            if n:
+                details[key] = n
+        return ResponseUsage(
+            as_count(u.get("prompt_tokens")),
+            as_count(u.get("completion_tokens")),
+            as_count(u.get("total_tokens")),
+            _detail(prompt_details, "cached_tokens"),
+            None,
+            _detail(completion_details, "reasoning_tokens"),
+            details,
+        )
+    inp = as_count(u.get("input_tokens"))
+    if "input_tokens_details" in u or "output_tokens_details" in u:  # Responses API: input includes cache
+        return ResponseUsage(
+            inp,
+            as_count(u.get("output_tokens")),
+            as_count(u.get("total_tokens")),
+            _detail(u.get("input_tokens_details"), "cached_tokens"),
+            None,
+            _detail(u.get("output_tokens_details"), "reasoning_tokens"),
+            details,
+        )
+    # Anthropic Messages: input_tokens leaves out cache reads and writes
+    cache_read = as_count(u.get("cache_read_input_tokens"))
+    cache_write = as_count(u.get("cache_creation_input_tokens"))
+    uncached = inp
+    if inp is not None:
+        inp += (cache_read or 0) + (cache_write or 0)
+    return ResponseUsage(
+        inp, as_count(u.get("output_tokens")), None, cache_read, cache_write, None, details, uncached
+    )

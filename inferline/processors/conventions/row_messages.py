@@ -25,9 +25,11 @@ def row_messages(
     is_langfuse: bool,
     finish_keys: tuple[str, ...],
     ev: SpanEvents,
+    raw_response: dict[str, Any] | None = None,
 ) -> tuple[list[Message], list[Message], list[str], Waiting | None]:
     """(prompt, response, finish reasons, waiting): `waiting` is set when a side still lacks strong or
-    event content, and holds what completing the row later needs."""
+    event content, and holds what completing the row later needs. `raw_response` is OpenInference's
+    `output.value` when it was already parsed."""
     events = ev.content
     prompt = _strong_prompt(a, indexed, is_vercel, is_langfuse)
     response, fr_out = _strong_response(a, indexed, is_vercel, is_langfuse)
@@ -46,7 +48,7 @@ def row_messages(
         prompt = ev_prompt or weak_prompt
     if not response:
         ev_response = events.response_messages() if events is not None else None
-        weak_response = _weak_response(a, indexed, ev.completion_event)
+        weak_response = _weak_response(a, indexed, ev.completion_event, raw_response)
         response = ev_response or weak_response
     if not frs and events is not None:
         frs = events.finish_reasons()
@@ -124,7 +126,9 @@ def _weak_prompt(a: dict[str, Any], indexed: Indexed, prompt_event: Any, is_verc
     return openinference.io_messages(a, "input.value", "user")
 
 
-def _weak_response(a: dict[str, Any], indexed: Indexed, completion_event: Any) -> list[Message]:
+def _weak_response(
+    a: dict[str, Any], indexed: Indexed, completion_event: Any, raw_response: dict[str, Any] | None
+) -> list[Message]:
     for v in (completion_event, a.get("gen_ai.completion")):
         if v is not None:
             msgs = otel_genai.legacy_content_messages(v, "assistant")
@@ -133,4 +137,4 @@ def _weak_response(a: dict[str, Any], indexed: Indexed, completion_event: Any) -
     ix = indexed.get(openinference.CHOICES_PREFIX)
     if ix:
         return openinference.legacy_texts(ix, "completion.text", "assistant")
-    return openinference.io_messages(a, "output.value", "assistant")
+    return openinference.io_messages(a, "output.value", "assistant", raw_response)

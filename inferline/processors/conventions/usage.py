@@ -10,10 +10,26 @@ from typing import Any, NamedTuple
 
 from inferline.processors.conventions import langfuse, langsmith, vercel_ai
 from inferline.processors.conventions.field_sources import Chains, first_count
+from inferline.processors.conventions.openinference import ResponseUsage
 from inferline.processors.conventions.values import as_count, as_decimal
 
 _IN_DETAILS = "gen_ai.usage.input_token_details"
 _OUT_DETAILS = "gen_ai.usage.output_token_details"
+
+# Usage broken down by modality -> `usage_details` keys. OTel semconv-genai (after 1.42) names
+# first, then OpenInference's audio details.
+USAGE_DETAILS = (
+    ("gen_ai.usage.text.input_tokens", "input.text"),
+    ("gen_ai.usage.image.input_tokens", "input.image"),
+    ("gen_ai.usage.audio.input_tokens", "input.audio"),
+    ("gen_ai.usage.video.input_tokens", "input.video"),
+    ("gen_ai.usage.text.output_tokens", "output.text"),
+    ("gen_ai.usage.image.output_tokens", "output.image"),
+    ("gen_ai.usage.audio.output_tokens", "output.audio"),
+    ("gen_ai.usage.video.output_tokens", "output.video"),
+    ("llm.token_count.prompt_details.audio", "input.audio"),
+    ("llm.token_count.completion_details.audio", "output.audio"),
+)
 
 
 class TokenCounts(NamedTuple):
@@ -25,18 +41,49 @@ class TokenCounts(NamedTuple):
     cache_read: int
     cache_write: int
     reasoning: int
+    details: dict[str, int]  # by modality: `input.audio`, `output.image`, ... (only those reported)
+
+
+def usage_details(a: dict[str, Any]) -> dict[str, int]:
+    """Token counts by modality; the first name found for a key wins."""
+    details: dict[str, int] = {}
+    for attribute, key in USAGE_DETAILS:
+        v = a.get(attribute)
+        if v is not None and key not in details:
+            n = as_count(v)
+            if n is not None:
+                details[key] = n
+    return details
 
 
 def tokens(
-    a: dict[str, Any], ch: Chains, is_langfuse: bool, is_vercel: bool, provider: str | None
+    a: dict[str, Any],
+    ch: Chains,
+    is_langfuse: bool,
+    is_vercel: bool,
+    provider: str | None,
+    response: ResponseUsage | None = None,
 ) -> tuple[TokenCounts, bool]:
-    """The row's token counts, and whether input was adjusted for the AI SDK v5 Anthropic bug."""
+    """The row's token counts, and whether input was adjusted for the AI SDK v5 Anthropic bug.
+    `response` is the usage of a raw response document, for counts no attribute carries."""
     inp = first_count(a, ch.input)
     out = first_count(a, ch.output)
     total = first_count(a, ch.total)
     cache_read = first_count(a, ch.cache_read)
     cache_write = first_count(a, ch.cache_write)
     reasoning = first_count(a, ch.reasoning)
+    details = usage_details(a)
+    if response is not None:
+        if inp is not None and inp == response.uncached_input:
+            inp = response.input  # the prompt count copied Anthropic's cache-less input_tokens
+        inp = inp if inp is not None else response.input
+        out = out if out is not None else response.output
+        total = total if total is not None else response.total
+        cache_read = cache_read if cache_read is not None else response.cache_read
+        cache_write = cache_write if cache_write is not None else response.cache_write
+        reasoning = reasoning if reasoning is not None else response.reasoning
+        for k, n in response.details.items():
+            details.setdefault(k, n)
     if is_langfuse:
         u = langfuse.usage(a)
         if u is not None:
@@ -70,7 +117,8 @@ def tokens(
     out = out or 0
     if total is None:
         total = inp + out
-    return TokenCounts(inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0), adjusted
+    counts = TokenCounts(inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0, details)
+    return counts, adjusted
 
 
 def _langsmith_details(

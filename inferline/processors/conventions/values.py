@@ -136,6 +136,21 @@ def as_json(v: Any) -> Any:
     return None
 
 
+def json_object(v: Any, max_chars: int) -> dict | None:
+    """A JSON object attribute (a raw request/response document) as a dict. None when absent, not
+    an object, invalid, or longer than `max_chars`: parsing megabytes per span would cost more than
+    the few facts read from it are worth."""
+    t = type(v)
+    if t is dict:
+        return v
+    if (t is str or t is bytes) and len(v) <= max_chars:
+        s = v.lstrip()
+        if s[:1] in ("{", b"{"):
+            d = loads(s)
+            return d if type(d) is dict else None
+    return None
+
+
 def as_json_dict(v: Any) -> dict | None:
     d = as_json(v)
     return d if type(d) is dict else None

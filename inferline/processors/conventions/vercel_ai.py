@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from inferline.processors.conventions.messages import Message, to_messages, tool_call
-from inferline.processors.conventions.values import as_count, as_json, as_json_dict, as_str
+from inferline.processors.conventions.values import as_count, as_json, as_json_dict, as_str, loads, stringify
 
 OPERATION_ID = "ai.operationId"
+EMBED_VALUES = "ai.values"
 METADATA_PREFIX = "ai.telemetry.metadata."
 FIRST_CHUNK_EVENT = "ai.stream.firstChunk"
 
@@ -43,7 +44,27 @@ def prompt_messages(a: dict[str, Any]) -> list[Message]:
     v = a.get("ai.prompt.messages")
     if v is not None:
         return to_messages(v)
+    v = a.get(EMBED_VALUES)
+    if v is not None:
+        return embedded_values(v)
     return []
+
+
+def embedded_values(v: Any) -> list[Message]:
+    """`ai.values` of `ai.embed.doEmbed` / `ai.embedMany.doEmbed` spans: a string array, each item
+    the JSON of one value embedded (`JSON.stringify(value)`). One user message per value."""
+    items = v if type(v) is list else as_json(v)
+    if type(items) is not list:
+        return []
+    out: list[Message] = []
+    for item in items:
+        value = loads(item) if type(item) is str else item  # `"\"text\""` -> `text`
+        if value is None:
+            value = item  # not JSON: the value as it is
+        text = value if type(value) is str else stringify(value)
+        if text:
+            out.append({"role": "user", "content": text})
+    return out
 
 
 def root_prompt_messages(a: dict[str, Any]) -> list[Message]:
