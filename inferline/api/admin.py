@@ -1,17 +1,23 @@
-"""Projects and API keys, for the admin key only (INFERLINE_ADMIN_KEY). The admin key manages
-projects and keys and reads no project's data; a project key cannot use these routes."""
+"""Projects and API keys, and the erasure and export of an end user's or a session's data (GDPR),
+for the admin key only (INFERLINE_ADMIN_KEY). Beyond a subject's export, the admin key reads no
+project's data; a project key cannot use these routes."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, overload
+from typing import Annotated, Any, Literal, overload
 
+import structlog
 from fastapi import APIRouter, HTTPException, Path
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from inferline.api.deps import AdminDep, ApiContext, ContextDep, audit, key_id
-from inferline.api.errors import documented
+from inferline.api.deps import AdminDep, ApiContext, Caller, ContextDep, audit, key_id
+from inferline.api.erasure import MAX_ID_CHARS, Kind, count_query, export_lines, subject_digest
+from inferline.api.errors import documented, error_code
 from inferline.storage.keys import KEY_ID, PROJECT_ID, KeyInfo, ProjectExists, ProjectInfo
+
+log = structlog.get_logger()
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=documented(401, 403, 503))
 
@@ -161,3 +167,129 @@ def revoke_key(key_id: KeyId, who: AdminDep, ctx: ContextDep) -> Key:
         raise HTTPException(404, "no key with this id") from None
     audit(who, "admin.keys.revoke", target_project=revoked.project_id, target_key_id=key_id)
     return Key(**_key(revoked))
+
+
+# Right to erasure and portability (GDPR): an end user's or a session's rows, for the admin key.
+SubjectId = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_ID_CHARS, description="The id as stored (`user_id` / `session_id`)."),
+]
+
+
+class Erased(BaseModel):
+    project_id: str
+    subject: Literal["user", "session"]
+    subject_digest: str = Field(
+        description="First 16 hex digits of the id's SHA-256: names it in the audit log."
+    )
+    removed: dict[str, int] = Field(
+        description="Rows removed per table (0 everywhere when nothing was held: erasure is idempotent)."
+    )
+    rows_removed: int
+
+
+def _erase(ctx: ApiContext, who: Caller, project_id: str, kind: Kind, subject: str) -> Erased:
+    if ctx.key_admin is not None:
+        _known_project(ctx.key_admin, project_id)
+    if ctx.eraser is None:
+        raise HTTPException(503, "erasure is not available here: use the role that owns the store (writer)")
+    try:
+        removed = ctx.eraser.erase(project_id, kind, subject)
+    except Exception as e:
+        log.error("erasure failed", project_id=project_id, subject=kind, error=error_code(str(e)))
+        raise HTTPException(503, "the store could not apply the erasure; retry (it is idempotent)") from None
+    digest = subject_digest(subject)
+    total = sum(removed.values())
+    audit(
+        who,
+        f"admin.{kind}s.erase",
+        rows=total,
+        target_project=project_id,
+        subject_digest=digest,
+        removed=removed,
+    )
+    return Erased(
+        project_id=project_id, subject=kind, subject_digest=digest, removed=removed, rows_removed=total
+    )
+
+
+def _export(ctx: ApiContext, who: Caller, project_id: str, kind: Kind, subject: str) -> StreamingResponse:
+    if ctx.key_admin is not None:
+        _known_project(ctx.key_admin, project_id)
+    # Counted first: the audit line says how many rows leave, and a failing query is an HTTP
+    # error here rather than a response cut short.
+    counts = ctx.sql.rows(project_id, count_query(kind), {"project": project_id, "subject": subject})[0]
+    audit(
+        who,
+        f"admin.{kind}s.export",
+        rows=sum(int(v) for v in counts.values()),
+        target_project=project_id,
+        subject_digest=subject_digest(subject),
+    )
+    return StreamingResponse(
+        export_lines(ctx.sql, project_id, kind, subject),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{kind}-{project_id}.jsonl"'},
+    )
+
+
+_SUBJECT_EXPORT: dict[int | str, dict[str, Any]] = {
+    **documented(404),
+    200: {
+        "description": "One JSON object per stored row, with a `table` field naming its table",
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+    },
+}
+_ERASE_DOC = (
+    "Removes every row held about the {what} from llm_inferences, feedback, otel_traces and otel_logs{usage} "
+    "(docs/operations.md: what is removed, what stays). Answers once ClickHouse applied the deletes; "
+    "a second call removes nothing. Audited with a digest of the id."
+)
+
+
+@router.delete(
+    "/projects/{project_id}/users/{user_id}",
+    response_model=Erased,
+    summary="Erase an end user's data",
+    description=_ERASE_DOC.format(what="end user", usage=" and the usage rollup's rows of the user"),
+    responses=documented(404),
+)
+def erase_user(project_id: ProjectId, user_id: SubjectId, who: AdminDep, ctx: ContextDep) -> Erased:
+    return _erase(ctx, who, project_id, "user", user_id)
+
+
+@router.delete(
+    "/projects/{project_id}/sessions/{session_id}",
+    response_model=Erased,
+    summary="Erase a session's data",
+    description=_ERASE_DOC.format(what="session", usage=""),
+    responses=documented(404),
+)
+def erase_session(project_id: ProjectId, session_id: SubjectId, who: AdminDep, ctx: ContextDep) -> Erased:
+    return _erase(ctx, who, project_id, "session", session_id)
+
+
+@router.get(
+    "/projects/{project_id}/users/{user_id}/export",
+    summary="Export an end user's data (JSONL)",
+    description="Everything held about the end user, one JSON object per row with its `table`.",
+    response_class=StreamingResponse,
+    responses=_SUBJECT_EXPORT,
+)
+def export_user(
+    project_id: ProjectId, user_id: SubjectId, who: AdminDep, ctx: ContextDep
+) -> StreamingResponse:
+    return _export(ctx, who, project_id, "user", user_id)
+
+
+@router.get(
+    "/projects/{project_id}/sessions/{session_id}/export",
+    summary="Export a session's data (JSONL)",
+    description="Everything held about the session, one JSON object per row with its `table`.",
+    response_class=StreamingResponse,
+    responses=_SUBJECT_EXPORT,
+)
+def export_session(
+    project_id: ProjectId, session_id: SubjectId, who: AdminDep, ctx: ContextDep
+) -> StreamingResponse:
+    return _export(ctx, who, project_id, "session", session_id)

@@ -47,6 +47,9 @@ class ApiContext:
     write_feedback: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
     # Creates and revokes keys (ApiKeys); None where keys come from static configuration.
     key_admin: Any = None
+    # Deletes an end user's or a session's rows (inferline.api.erasure.Eraser, with a writable
+    # client of its own); None where this role owns no store (the erasure routes answer 503).
+    eraser: Any = None
 
 
 def admin_digest(admin_key: str) -> str:

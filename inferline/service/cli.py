@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -14,6 +14,7 @@ from inferline.core.errors import ConfigError
 from inferline.core.logging import configure_logging
 
 if TYPE_CHECKING:
+    from inferline.api.erasure import Kind
     from inferline.storage.keys import ApiKeys
 
 
@@ -47,6 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     list_keys.add_argument("--project", required=True)
     revoke = key_commands.add_parser("revoke", help="revoke a key, given the key or its id")
     revoke.add_argument("key", help="the key (il_…) or its 12-character id from 'keys list'")
+
+    # GDPR: an end user's or a session's data (against a running service: the admin API).
+    for kind, flag in (("users", "--user"), ("sessions", "--session")):
+        subject = commands.add_parser(
+            kind,
+            help=f"erase or export one of a project's {kind} (run while the embedded service is stopped)",
+        )
+        subject_commands = subject.add_subparsers(dest="subject_command", required=True)
+        for action, what in (
+            ("erase", "delete every row held about it; prints the rows removed per table"),
+            ("export", "print every row held about it as JSONL (one object per row, with `table`)"),
+        ):
+            sub = subject_commands.add_parser(action, help=what)
+            sub.add_argument("--project", required=True)
+            sub.add_argument(flag, dest="subject", required=True)
 
     commands.add_parser("migrate", help="apply schema migrations and exit")
 
@@ -88,6 +104,42 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from inferline.storage.keys import ApiKeys
 
         return _admin(args, ApiKeys(client, settings.clickhouse_database))
+    if args.command in ("users", "sessions"):
+        return _subject(args, client, settings)
+    return 0
+
+
+def _subject(args: argparse.Namespace, client: Any, settings: Settings) -> int:
+    """Erase or export an end user or a session, as the admin API does (same queries)."""
+    import orjson
+
+    from inferline.api.deps import Caller, audit
+    from inferline.api.erasure import MAX_ID_CHARS, Eraser, count_query, export_lines, subject_digest
+    from inferline.api.sql import ReadOnlySql
+    from inferline.storage.keys import PROJECT_ID
+
+    kind: Kind = "user" if args.command == "users" else "session"
+    if not PROJECT_ID.match(args.project) or not 0 < len(args.subject) <= MAX_ID_CHARS:
+        print(f"inferline: invalid project or {kind} id", file=sys.stderr)
+        return 1
+    who = Caller("", "cli")
+    database = settings.clickhouse_database
+    details = {"target_project": args.project, "subject_digest": subject_digest(args.subject)}
+    if args.subject_command == "erase":
+        removed = Eraser(client, database).erase(args.project, kind, args.subject)
+        audit(who, f"admin.{kind}s.erase", rows=sum(removed.values()), removed=removed, **details)
+        print(orjson.dumps({"removed": removed, "rows_removed": sum(removed.values())}).decode())
+        return 0
+    sql = ReadOnlySql(settings.resolved_clickhouse_url, database, **settings.sql.model_dump())
+    try:
+        params = {"project": args.project, "subject": args.subject}
+        counts = sql.rows(args.project, count_query(kind), params)[0]
+        audit(who, f"admin.{kind}s.export", rows=sum(int(v) for v in counts.values()), **details)
+        for chunk in export_lines(sql, args.project, kind, args.subject):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+    finally:
+        sql.close()
     return 0
 
 

@@ -72,6 +72,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     if writes:
         from inferline.api.app import api_app
         from inferline.api.deps import ApiContext, admin_digest
+        from inferline.api.erasure import Eraser
         from inferline.api.sql import ReadOnlySql
         from inferline.service.feedback import insert_feedback
         from inferline.service.writer_role import WriterRole
@@ -91,6 +92,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         api_keys = AnyKeys(_static_keys(settings), stored_keys)
         # Feedback reaches no topic: this process inserts it, with a client of its own.
         feedback_client = connect(url, database)
+        erase_client = connect(url, database)  # GDPR erasure: deletes, with a client of its own
         context = ApiContext(
             keys=api_keys,
             sql=sql,
@@ -99,6 +101,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             # The admin API manages the api_keys table; static keys stay in configuration.
             admin_key_sha256=admin_digest(settings.admin_key.get_secret_value()),
             key_admin=stored_keys,
+            eraser=Eraser(erase_client, database),
         )
         servers.append(
             _server(
@@ -107,7 +110,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
                 settings.api_port,
             )
         )
-        closers += [sql.close, client.close, feedback_client.close]
+        closers += [sql.close, client.close, feedback_client.close, erase_client.close]
     else:
         servers.append(_server(health_app(lambda: all(r() for r in ready)), settings, settings.api_port))
 

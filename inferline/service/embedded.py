@@ -15,6 +15,7 @@ import uvicorn
 
 from inferline.api.app import api_app
 from inferline.api.deps import ApiContext, admin_digest
+from inferline.api.erasure import Eraser
 from inferline.api.sql import ReadOnlySql
 from inferline.core.config import Settings
 from inferline.core.consumer import Sink
@@ -71,7 +72,11 @@ def http_server(app: Any, host: str, port: int, grace_s: float = 10) -> uvicorn.
 
 
 def api_context(
-    settings: Settings, keys: ApiKeys, sql: ReadOnlySql, write_feedback: WriteFeedback | None = None
+    settings: Settings,
+    keys: ApiKeys,
+    sql: ReadOnlySql,
+    write_feedback: WriteFeedback | None = None,
+    eraser: Eraser | None = None,
 ) -> ApiContext:
     return ApiContext(
         keys=keys,
@@ -80,6 +85,7 @@ def api_context(
         admin_key_sha256=admin_digest(settings.admin_key.get_secret_value()),
         key_admin=keys,
         write_feedback=write_feedback,
+        eraser=eraser,
     )
 
 
@@ -146,7 +152,8 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     sql = ReadOnlySql(url, database, **settings.sql.model_dump())
     feedback_client = connect(url, database)
     write_feedback = insert_feedback(settings.processors, feedback_client, database)
-    context = api_context(settings, keys, sql, write_feedback)
+    erase_client = connect(url, database)  # GDPR erasure: deletes, with a client of its own
+    context = api_context(settings, keys, sql, write_feedback, Eraser(erase_client, database))
 
     admission = receiver_admission(settings)  # shared by both receivers
     grpc_server = otlp_grpc_server(
@@ -196,5 +203,6 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     processing.close()
     sql.close()
     feedback_client.close()
+    erase_client.close()
     write_client.close()
     log.info("stopped")
