@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -127,6 +128,13 @@ def test_a_project_key_cannot_erase_or_export(svc: Service, seeded: dict[str, An
     assert held(svc, ALICE) == seeded["alice"]
 
 
+def test_an_id_is_a_value_never_sql(svc: Service, seeded: dict[str, Any]) -> None:
+    for odd in ("x' OR 1=1 --", "u_alice' OR user_id != '", 'Grüße \\ "q"', "%"):
+        r = admin(svc, "DELETE", "/default/users/" + quote(odd, safe=""))
+        assert r.status_code == 200 and r.json()["rows_removed"] == 0, (odd, r.text)
+    assert held(svc, ALICE) == seeded["alice"]
+
+
 def test_erasing_a_user_removes_their_rows_everywhere_and_nothing_else(
     svc: Service, seeded: dict[str, Any]
 ) -> None:
@@ -150,9 +158,10 @@ def test_erasing_a_user_removes_their_rows_everywhere_and_nothing_else(
     assert again.status_code == 200 and again.json()["rows_removed"] == 0
     assert set(again.json()["removed"].values()) == {0}
 
-    erased = [a for a in audit_lines(svc) if a["action"] == "admin.users.erase"]
+    lines = [a for a in audit_lines(svc) if a["action"] == "admin.users.erase"]
+    erased = [a for a in lines if a["subject_digest"] == subject_digest(ALICE)]
     assert [a["rows"] for a in erased] == [body["rows_removed"], 0]
-    assert erased[0]["target_project"] == "default" and erased[0]["subject_digest"] == subject_digest(ALICE)
+    assert erased[0]["target_project"] == "default" and erased[0]["removed"] == body["removed"]
     assert all(ALICE not in orjson.dumps(a).decode() for a in erased)
 
 

@@ -26,6 +26,7 @@ _PROMPT_PREVIEW = """leftUTF8(if(
             JSONExtractArrayRaw(prompt_messages)), 'content') AS last_user != '',
         last_user,
         JSONExtractString(JSONExtractArrayRaw(prompt_messages)[-1], 'content')), 100)"""
+PROMPT_PREVIEW = _PROMPT_PREVIEW  # also the insights' repeated prompts
 # The first response message with text.
 _RESPONSE_PREVIEW = """leftUTF8(JSONExtractString(arrayFirst(m -> JSONExtractString(m, 'content') != '',
         JSONExtractArrayRaw(response_messages)), 'content'), 100)"""
