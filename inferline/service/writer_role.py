@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import TypeVar
 
 import orjson
 import structlog
@@ -46,6 +48,7 @@ from inferline.kafka.consumer_lag import ConsumerLag
 from inferline.storage.schema import INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
 
 log = structlog.get_logger()
+_T = TypeVar("_T")
 
 _DECIMAL_COLUMNS = {
     t.name: tuple(c.name for c in t.columns if "Decimal" in c.type)
@@ -92,6 +95,7 @@ class WriterRole:
         self._positions: dict[TopicPartition, int] = {}  # next offset to deliver, per partition
         self._lag = ConsumerLag(self._group, self._tables)
         self._running = False
+        self._stopping = asyncio.Event()
         self._broker = BrokerWatch()
 
     @property
@@ -104,6 +108,7 @@ class WriterRole:
         return self._exporter.healthy
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stopping = stop
         await asyncio.get_running_loop().run_in_executor(None, self._plans.create)
         ks = self._ks
         producer = await start_client(lambda: make_producer(ks, self._bootstrap), stop)
@@ -145,21 +150,43 @@ class WriterRole:
 
     async def partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """New partitions start at their committed offsets; the recorded flushes past them are
-        rebuilt before anything else is gathered."""
+        rebuilt before anything else is gathered. Both lookups are retried until they succeed:
+        consuming without them would take a half-stored flush (rows in the table, not yet in its
+        rollup views) for new data and skip what its views still miss. A partition the group never
+        committed has no recorded flush to rebuild here: plans of the same names may come from
+        another cluster or an earlier topic (whose offsets mean other records)."""
+        partitions = list(self._consumer.assignment())
+        committed = await self._retried("read committed offsets", lambda: self._committed(partitions))
+        if committed is None:
+            return  # stopping
+        self._positions = dict(committed)
+        loop = asyncio.get_running_loop()
+        flushes = await self._retried(
+            "read the flush plans", lambda: loop.run_in_executor(None, self._plans.pending, committed)
+        )
+        if flushes is None:
+            return
+        await self._exporter.idle()
+        self._exporter.replay(flushes, committed)
+
+    async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         committed: dict[TopicPartition, int] = {}
-        for tp in self._consumer.assignment():
+        for tp in partitions:
             offset = await self._consumer.committed(tp)
             if offset is not None:
                 committed[tp] = offset
-        self._positions = dict(committed)
-        loop = asyncio.get_running_loop()
-        try:
-            flushes = await loop.run_in_executor(None, self._plans.pending, committed)
-        except Exception as e:  # without the plans a replay may duplicate; it loses nothing
-            log.error("could not read the flush plans", error=error_summary(e))
-            flushes = []
-        await self._exporter.idle()
-        self._exporter.replay(flushes, committed)
+        return committed
+
+    async def _retried(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T | None:
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                return await attempt()
+            except Exception as e:
+                log.error(f"could not {what}; retrying", retry_in_s=delay, error=error_summary(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return None
 
     # -- consuming -------------------------------------------------------------------------------
 

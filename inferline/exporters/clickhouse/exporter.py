@@ -132,7 +132,8 @@ class ClickHouseExporter:
             f for f in flushes if any(positions.get(p, 0) < e for p, (_, e) in f.ranges.items())
         )
         if self._replay:
-            log.info("rebuilding recorded flushes", flushes=len(self._replay))
+            shares = sum(not f.exact for f in self._replay)
+            log.info("rebuilding recorded flushes", flushes=len(self._replay), split_by_a_rebalance=shares)
 
     def limit(self, partition: Source) -> int | None:
         """The offset below which `partition` may read now (None: no limit). While a recorded
