@@ -27,6 +27,7 @@ from tests.ui_helpers import (
     CHROMIUM_ARGS,
     XSS_CORPUS,
     XSS_FEATURE,
+    XSS_SESSION,
     PageWatch,
     agent_trace,
     export_spans,
@@ -397,8 +398,9 @@ def test_detail_tabs_and_feedback(service: Service, data: Data, watched: tuple[P
     overview = page.locator("[data-tab=overview]")
     for text in (s.inference_id, s.model, "api.openai.com", "api-test-bot", "test", s.tenant):
         expect(overview).to_contain_text(text)
-    expect(page.locator("a[data-link=session]")).to_have_attribute(
-        "href", f"/ui/inferences?range=all&session={s.session}"
+    expect(page.locator("a[data-link=session]")).to_have_attribute("href", f"/ui/sessions/{s.session}")
+    expect(page.locator("a[data-link=user]")).to_have_attribute(
+        "href", f"/ui/users/sessions?user={s.user}&range=all"
     )
     shot(page, "detail-overview")
 
@@ -594,6 +596,150 @@ def test_trace_waterfall_from_an_inference(
 
 def export_ids(*spans: Any) -> list[str]:
     return [inference_id("default", f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}") for s in spans]
+
+
+# --- sessions and users ---------------------------------------------------------------------------
+
+
+def _cost_of(service: Service, key: str, **filters: str) -> float:
+    """The summed cost of the list API's rows matching these filters (unpriced rows add 0)."""
+    items = api(
+        service,
+        "POST",
+        "/api/v1/metrics/inferences/list",
+        key,
+        json={"from_date": "1970-01-01T00:00:00Z", "limit": 1000, **filters},
+    ).json()["items"]
+    return sum(item["cost"] or 0.0 for item in items)
+
+
+@browser_test
+def test_session_page_lists_the_calls_in_order_with_the_totals(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.key)
+    calls = sorted(data.where(session="sess_1"), key=lambda s: s.start_ns)
+    page.goto(f"{service.api_url}/ui/inferences/{calls[1].inference_id}")
+    page.click("a[data-link=session]")
+    page.wait_for_url("**/ui/sessions/sess_1")
+    items = page.locator("li.call")
+    expect(items).to_have_count(len(calls))
+    assert items.evaluate_all("ls => ls.map(l => l.dataset.inferenceId)") == [s.inference_id for s in calls]
+    for i, s in enumerate(calls):
+        expect(items.nth(i).locator(".turn.user .text")).to_have_text(s.prompt[:100])
+        expect(items.nth(i).locator(".turn.assistant .text")).to_have_text(s.response[:100])
+    expect(page.get_by_test_id("session-calls")).to_have_text(str(len(calls)))
+    expect(page.get_by_test_id("session-tokens")).to_have_text(f"{sum(s.total_tokens for s in calls):,}")
+    expect(page.get_by_test_id("session-cost")).to_have_text(
+        f"${_cost_of(service, service.key, session='sess_1'):,.6f}"
+    )
+    shown_costs = [
+        float(t.replace("$", "").replace(",", "")) if t != "—" else 0.0
+        for t in page.get_by_test_id("call-cost").all_inner_texts()
+    ]
+    assert sum(shown_costs) == pytest.approx(_cost_of(service, service.key, session="sess_1"), abs=1e-5)
+    # Minutes apart: from the first call's start to the last call's end.
+    span_ms = (calls[-1].start_ns - calls[0].start_ns) / 1e6 + calls[-1].latency_ms
+    minutes, seconds = divmod(round(span_ms / 1000), 60)
+    expect(page.get_by_test_id("session-duration")).to_have_text(f"{minutes} min {seconds} s")
+    shot(page, "session")
+    items.nth(0).locator("a.open").click()
+    page.wait_for_url(f"**/ui/inferences/{calls[0].inference_id}")
+
+
+@browser_test
+def test_users_page_ranks_users_and_links_to_their_inferences_and_sessions(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.key)
+    page.click("nav.tabs-nav a:text-is('Users')")
+    page.wait_for_url("**/ui/users")
+    xss_users = {f"u_mallory{text[:40]}" for text in XSS_CORPUS}
+    users = {s.user for s in data.mine} | {PAGER_USER, "u_agent"} | xss_users
+    cost = {user: _cost_of(service, service.key, user=user) for user in users}
+    by_cost = page.get_by_test_id("by-cost").locator("tbody tr[data-user]")
+    ranked = by_cost.evaluate_all("rs => rs.map(r => [r.dataset.user, r.children[2].textContent])")
+    assert {user for user, _ in ranked} == users
+    assert [shown for _, shown in ranked] == [f"${cost[user]:,.4f}" for user, _ in ranked]
+    assert [cost[user] for user, _ in ranked] == sorted(cost.values(), reverse=True)
+    by_calls = page.get_by_test_id("by-calls").locator("tbody tr[data-user]")
+    expect(by_calls.first).to_have_attribute("data-user", PAGER_USER)
+    expect(by_calls.first.locator("td").nth(3)).to_have_text(str(PAGER_ROWS))
+    shot(page, "users")
+
+    page.click("[data-testid=by-cost] tr[data-user=u_bob] a[data-link=inferences]")
+    page.wait_for_url("**/ui/inferences?range=7d&user=u_bob")
+    wait_for_rows(page, [s.inference_id for s in sorted(data.where(user="u_bob"), key=lambda s: -s.start_ns)])
+    expect(page.locator("a[data-link=user]")).to_have_attribute(
+        "href", "/ui/users/sessions?user=u_bob&range=7d"
+    )
+
+    page.goto(f"{service.api_url}/ui/users")
+    page.click("[data-testid=by-cost] tr[data-user=u_alice] a[data-link=sessions]")
+    page.wait_for_url("**/ui/users/sessions?user=u_alice&range=7d")
+    alice = data.where(user="u_alice")
+    expect(page.get_by_test_id("user-calls")).to_have_text(str(len(alice)))
+    sessions = page.locator("table.sessions tr[data-session]")
+    assert set(sessions.evaluate_all("rs => rs.map(r => r.dataset.session)")) == {s.session for s in alice}
+    shot(page, "user-sessions")
+    page.click("table.sessions tr[data-session=sess_2] a[data-link=session]")
+    page.wait_for_url("**/ui/sessions/sess_2")
+    expect(page.locator("li.call")).to_have_count(len(data.where(session="sess_2")))
+
+
+@browser_test
+def test_sessions_and_users_pages_show_another_project_nothing(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.extra_keys["other"])
+    only_mine = "sess_1"  # `other` has sess_0 only
+    assert only_mine not in {s.session for s in data.theirs}
+    answer = page.goto(f"{service.api_url}/ui/sessions/{only_mine}")
+    assert answer is not None and answer.status == 404
+    expect(page.locator("main")).not_to_contain_text("topic-")
+    page.goto(f"{service.api_url}/ui/sessions/sess_0")  # both projects have one: theirs only
+    shown = page.locator("li.call").evaluate_all("ls => ls.map(l => l.dataset.inferenceId)")
+    assert set(shown) == {s.inference_id for s in data.theirs if s.session == "sess_0"}
+    page.goto(f"{service.api_url}/ui/users?range=all")
+    listed = page.locator("[data-testid=by-cost] tr[data-user]").evaluate_all(
+        "rs => rs.map(r => r.dataset.user)"
+    )
+    assert set(listed) == {s.user for s in data.theirs}
+    page.goto(f"{service.api_url}/ui/users/sessions?user={PAGER_USER}")
+    expect(page.get_by_test_id("user-calls")).to_have_text("0")
+    expect(page.locator("table.sessions tr[data-session]")).to_have_count(0)
+
+
+@browser_test
+def test_hostile_ids_and_content_stay_inert_on_the_sessions_and_users_pages(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.key)
+
+    def nothing_injected() -> None:
+        assert (
+            page.locator("main img, main iframe, main svg, main script, main style, main link").count() == 0
+        )
+        assert page.locator("main a[href^='javascript']").count() == 0
+
+    page.goto(f"{service.api_url}/ui/users?range=all")
+    nothing_injected()
+    page.locator("[data-testid=by-cost] tr[data-user^=u_mallory] a[data-link=sessions]").first.click()
+    page.wait_for_url("**/ui/users/sessions?user=u_mallory*")
+    nothing_injected()
+    page.click("table.sessions a[data-link=session]")
+    page.wait_for_url("**/ui/sessions/xss%2F*")
+    expect(page.get_by_test_id("session-id")).to_have_text(XSS_SESSION)  # the whole id, as text
+    xss_calls = page.locator("li.call").evaluate_all("ls => ls.map(l => l.dataset.inferenceId)")
+    assert xss_calls == data.xss  # sent in corpus order, one after another
+    expect(page.locator("li.call .turn.user .text").nth(1)).to_have_text(f"xss-1 {XSS_CORPUS[1]}"[:100])
+    nothing_injected()
+    shot(page, "xss-session")
+    page.wait_for_timeout(300)  # anything an injected element would do has had its chance
 
 
 # --- projects and keys ----------------------------------------------------------------------------
