@@ -527,7 +527,7 @@ def test_analytics_charts_and_model_table(
         "})"
     )
     charts = {chart_id: dict(series) for chart_id, series in drawn}
-    assert set(charts) == {"chart-cost", "chart-requests", "chart-latency"}
+    assert set(charts) == {"chart-cost", "chart-requests", "chart-latency", "chart-ttft", "chart-throughput"}
     sdk_model = "gpt-4o-mini-2024-07-18"  # the response model of sdk_spans' calls
     assert set(charts["chart-cost"]) == {s.model for s in data.mine} | {sdk_model}
     overview = api(
@@ -543,7 +543,30 @@ def test_analytics_charts_and_model_table(
     assert set(charts["chart-latency"]) == {"p50", "p95", "p99"}
     claude = page.locator("tr[data-model='claude-3-5-sonnet-20241022'] td")
     expect(claude.nth(1)).to_have_text(str(len(data.where(provider="anthropic"))))
+    # Time to first token: the SDK's calls of this hour took 412 ms; the seeded ones 40–50 ms.
+    assert set(charts["chart-ttft"]) == {"p50", "p95"}
+    ttft_p50 = [v for v in charts["chart-ttft"]["p50"] if v is not None]
+    assert any(v == pytest.approx(412, abs=1) for v in ttft_p50), ttft_p50
+    assert any(40 <= v <= 50 for v in ttft_p50), ttft_p50
+    assert any(v and v > 0 for v in charts["chart-throughput"]["tokens/s"])
+
+    # Cost and calls by provider, user, tenant and feature, each group linking to its calls.
+    anthropic = page.locator("table[data-breakdown=provider] tr[data-key=anthropic] td")
+    expect(anthropic.nth(1)).to_have_text(f"${_cost_of(service, service.key, provider='anthropic'):,.4f}")
+    expect(anthropic.nth(3)).to_have_text(str(len(data.where(provider="anthropic"))))
+    expect(page.locator("table[data-breakdown=user] tr[data-key=u_123] td").nth(3)).to_have_text(
+        str(PAGER_ROWS)
+    )
+    expect(page.locator("table[data-breakdown=tenant] tr[data-key=globex] td").nth(3)).to_have_text(
+        str(len(data.where(tenant="globex")))
+    )
+    xss_feature = page.locator(f"table[data-breakdown=feature] tr[data-key={XSS_FEATURE}]")
+    expect(xss_feature.locator("td").nth(3)).to_have_text(str(len(XSS_CORPUS)))
     shot(page, "analytics")
+    xss_feature.locator("a").click()
+    page.wait_for_url(f"**/ui/inferences?range=24h&tag=feature%3D{XSS_FEATURE}")
+    assert set(row_ids(page)) == set(data.xss)
+    page.goto(f"{service.api_url}/ui/analytics")
 
     page.click(".range-picker a:text-is('Last hour')")
     page.wait_for_url("**range=1h")
@@ -796,6 +819,50 @@ def test_admin_manages_projects_and_keys_and_revocation_ends_sessions(
     expect(user_page.get_by_role("alert")).to_have_text("That API key is not valid (unknown or revoked).")
     admin_context.close()
     user_context.close()
+
+
+@browser_test
+def test_analytics_auto_refresh_swaps_in_new_figures_without_a_page_load(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    """Last of the browser tests: it sends one more call (every count above is taken before)."""
+    page, _ = watched
+    page.clock.install()  # htmx's timers run on this clock: 30 s pass at once
+    sign_in(page, service, service.key)
+    page.goto(f"{service.api_url}/ui/analytics?range=1h")
+    expect(page.locator("[data-testid=auto-refresh]")).to_have_count(0)  # off by default
+    before = int(page.get_by_test_id("requests").inner_text())
+    page.select_option("select[name=refresh]", "30")
+    page.wait_for_url("**/ui/analytics?range=1h&refresh=30")
+    expect(page.locator("[data-testid=auto-refresh]")).to_have_attribute("hx-trigger", "every 30s")
+    page.evaluate("() => { window.sameDocument = true; }")  # gone if the page were loaded anew
+
+    export_spans(service, service.key, sdk_spans(count=1, service_name="late-bot"))
+    service.settle()
+    with page.expect_request(lambda r: "/ui/analytics?" in r.url and r.headers.get("hx-request") == "true"):
+        page.clock.run_for(31_000)
+    expect(page.get_by_test_id("requests")).to_have_text(str(before + 1))
+    assert page.evaluate("() => window.sameDocument") is True
+    assert page.url.endswith("/ui/analytics?range=1h&refresh=30")
+    page.clock.run_for(100)  # htmx settles the swap 20 ms later (on the installed clock)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('canvas[data-chart]')].filter(Chart.getChart).length == 5"
+    )  # the swapped-in charts are drawn
+    requests = page.evaluate(
+        "() => Chart.getChart(document.getElementById('chart-requests')).data.datasets[0].data"
+    )
+    assert sum(requests) == before + 1
+    # And again, every 30 s, until it is turned off.
+    with page.expect_response(
+        lambda r: "/ui/analytics?" in r.url and r.request.headers.get("hx-request") == "true"
+    ):
+        page.clock.run_for(31_000)
+    page.clock.run_for(100)
+    page.select_option("select[name=refresh]", "off")
+    page.wait_for_url("**/ui/analytics?range=1h&refresh=off")
+    page.clock.run_for(100)
+    expect(page.locator("[data-testid=auto-refresh]")).to_have_count(0)
+    expect(page.locator("select[name=refresh]")).to_have_value("off")
 
 
 def test_the_service_logged_no_key_and_no_content(service: Service, data: Data) -> None:
