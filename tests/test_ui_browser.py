@@ -789,14 +789,18 @@ def test_admin_manages_projects_and_keys_and_revocation_ends_sessions(
     team = admin_page.locator("section[data-project='team-b']")
     expect(team).to_contain_text("No keys yet.")
     team.locator("input[name=name]").fill("browser")
-    team.locator("button:text-is('Create key')").click()
+    with admin_page.expect_response("**/ui/admin/projects/team-b/keys") as created:
+        team.locator("button:text-is('Create key')").click()
+    assert created.value.status == 303  # Post/Redirect/Get
+    admin_page.wait_for_url("**/ui/admin")
     new_key = admin_page.get_by_test_id("new-key").inner_text()
-    assert new_key.startswith("il_")
+    assert new_key.startswith("il_") and new_key not in admin_page.url
     shot(admin_page, "admin")
-    admin_page.goto(f"{service.api_url}/ui/admin")
+    admin_page.reload()  # re-requests the page: no form is posted again, no second key is made
     expect(admin_page.get_by_test_id("new-key")).to_have_count(0)  # shown once
     assert new_key not in admin_page.content()
     key_row = admin_page.locator("section[data-project='team-b'] tr[data-key-id]")
+    expect(key_row).to_have_count(1)
     expect(key_row).to_contain_text("browser")
     expect(key_row.locator(".badge")).to_have_text("active")
 
