@@ -70,6 +70,12 @@ PAGES: dict[str, tuple[str, str]] = {
     "analytics, last 24 hours": ("/ui/analytics", CHARTS_DRAWN),
     "analytics, last 7 days": ("/ui/analytics?range=7d", CHARTS_DRAWN),
     "users, last 7 days": ("/ui/users", "() => document.querySelectorAll('tr[data-user]').length > 0"),
+    # u_0 is the busiest user of the synthetic data (~1 call in 37); s_1 one of its 500k sessions.
+    "a user's sessions, all time (busiest user)": (
+        "/ui/users/sessions?user=u_0",
+        "() => document.querySelectorAll('tr[data-session]').length > 0",
+    ),
+    "a session": ("/ui/sessions/s_1", "() => document.querySelectorAll('li.call').length > 0"),
 }
 
 
