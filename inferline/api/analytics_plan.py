@@ -23,7 +23,7 @@ from inferline.storage.rollups import AGGREGATES, BY_HOUR, BY_MINUTE, FEATURE_TA
 
 RAW_TABLE = "llm_inferences"
 Interval = Literal["minute", "hour", "day"]
-Dimension = Literal["model", "provider", "user", "tenant", "feature", "tag"]
+Dimension = Literal["model", "provider", "user", "tenant", "feature", "tag", "session"]
 INTERVAL_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _START_OF = {"minute": "toStartOfMinute", "hour": "toStartOfHour", "day": "toStartOfDay"}
 # Rollup families, finest bucket last; a family answers when it has every column asked for.
@@ -36,6 +36,7 @@ _DIMENSIONS = {
     "tenant": ("tenant_id", "tenant_id"),
     "feature": ("feature", f"tags['{FEATURE_TAG}']"),
     "tag": (None, "tags[{g_tag:String}]"),
+    "session": (None, "session_id"),  # no rollup keeps sessions
 }
 # Rollups hold times as DateTime (1970 … 2106); a range reaching past either end is open there.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -67,7 +68,7 @@ class Question:
 def _rollup_columns(question: Question) -> set[str] | None:
     """The rollup columns the question needs, or None when no rollup can answer it."""
     f = question.filters
-    if question.source == "raw" or question.group_by == "tag":
+    if question.source == "raw" or question.group_by in ("tag", "session"):
         return None
     if any(
         v is not None

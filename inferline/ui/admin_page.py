@@ -1,5 +1,5 @@
 """Projects and API keys, for a session signed in with the admin key: list, create a project,
-create a key (shown once, on the page that answers the form), revoke a key. Every change goes
+create a key (shown once, on the page the form redirects to), revoke a key. Every change goes
 through the admin API's own functions, with their checks and audit lines."""
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def _page(
 
 @router.get("/admin")
 def admin_page(request: Request, state: StateDep, session: AdminSessionDep) -> Response:
-    return _page(request, state, session)
+    flash = state.sessions.take_flash(session)
+    return _page(request, state, session, new_key=flash if isinstance(flash, NewKey) else None)
 
 
 @router.post("/admin/projects")
@@ -72,8 +73,10 @@ def create_key(
     except ValidationError:
         return _page(request, state, session, error="A key's name is at most 256 characters.", status=422)
     new_key = admin.create_key(project_id, session.caller, state.ctx, body)
-    # Shown on this answer only (a no-store page); a reload of /ui/admin no longer has it.
-    return _page(request, state, session, new_key=new_key, status=201)
+    # Post/Redirect/Get: the new key waits server-side for the next page (never in the URL); a
+    # reload then re-requests the page instead of posting the form again, and no longer has it.
+    state.sessions.leave_flash(session, new_key)
+    return RedirectResponse("/ui/admin", status_code=303)
 
 
 @router.post("/admin/keys/{key_id}/revoke")

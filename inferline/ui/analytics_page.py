@@ -1,7 +1,8 @@
-"""The Analytics page: cost over time by model (stacked), requests and success rate, latency
-percentiles, and a model comparison table, over a chosen range. Figures come from the analytics
-API's functions and query planner (rollups where they answer exactly), run in the session's
-project's read-only session like every API read."""
+"""The Analytics page: cost over time by model (stacked), requests and success rate, latency and
+time-to-first-token percentiles, tokens per second, cost and calls by provider, user, tenant and
+feature, and a model comparison table, over a chosen range, optionally refreshed every 30 or 60 s.
+Figures come from the analytics API's functions and query planner (rollups where they answer
+exactly), run in the session's project's read-only session like every API read."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from inferline.api import analytics
-from inferline.api.analytics import AnalyticsQuery, BreakdownQuery, TimeSeriesQuery
-from inferline.api.analytics_plan import Interval, Question, stats_query
+from inferline.api.analytics import AnalyticsQuery, BreakdownQuery, Group, TimeSeriesQuery
+from inferline.api.analytics_plan import Dimension, Interval, Question, stats_query
 from inferline.api.deps import Caller, audit
+from inferline.storage.rollups import FEATURE_TAG
+from inferline.ui import links
 from inferline.ui.auth import SessionDep, StateDep
 from inferline.ui.state import UiState
 
@@ -32,6 +35,51 @@ RANGES: dict[str, tuple[timedelta, Interval]] = {
     "90d": (timedelta(days=90), "day"),
 }
 STACKED_MODELS = 6  # models drawn on their own in the cost chart; the rest are summed as "other"
+# Auto-refresh choices (seconds; "off" none): htmx re-requests the page's main part on a timer.
+REFRESH_CHOICES = ("off", "30", "60")
+Refresh = Literal["off", "30", "60"]
+BREAKDOWN_ROWS = 10  # groups of each cost-and-calls table
+
+
+@dataclass(frozen=True)
+class Share:
+    """A group of a cost-and-calls table, with its share of the range's cost and its filtered list."""
+
+    group: Group
+    cost_share: float  # of the range's whole cost, 0 … 1
+    link: str  # the Inferences page narrowed to it; '' for calls without the value
+
+
+# The breakdowns shown as cost-and-calls tables: title, breakdown dimension, Inferences page filter.
+BREAKDOWNS: tuple[tuple[str, Dimension, str], ...] = (
+    ("Provider", "provider", "provider"),
+    ("User", "user", "user"),
+    ("Tenant", "tenant", "tenant"),
+    ("Feature", "feature", "tag"),
+)
+
+
+def shares(
+    state: UiState, who: Caller, filters: AnalyticsQuery, range_name: str, total: float
+) -> dict[str, list[Share]]:
+    """Cost and calls by provider, user, tenant and feature tag: the costliest groups of each
+    (`total`: the range's whole cost)."""
+    out: dict[str, list[Share]] = {}
+    for title, dimension, url_name in BREAKDOWNS:
+        body = BreakdownQuery(
+            from_date=filters.from_date,
+            to_date=filters.to_date,
+            group_by=dimension,
+            sort_by="cost",
+            limit=BREAKDOWN_ROWS,
+        )
+        rows = []
+        for g in analytics.breakdown(body, who, state.ctx).groups:
+            value = f"{FEATURE_TAG}={g.key}" if url_name == "tag" else g.key
+            link = links.inferences(range_name, **{url_name: value}) if g.key else ""
+            rows.append(Share(g, g.cost.total_usd / total if total else 0.0, link))
+        out[title] = rows
+    return out
 
 
 @dataclass(frozen=True)
@@ -68,6 +116,7 @@ def analytics_page(
     state: StateDep,
     session: SessionDep,
     range: Annotated[RangeName, Query()] = "24h",
+    refresh: Annotated[Refresh, Query()] = "off",
 ) -> Response:
     span, interval = RANGES[range]
     now = datetime.now(UTC)
@@ -79,6 +128,7 @@ def analytics_page(
     stamps = [int(p.timestamp.timestamp()) for p in series.points]
     cost = cost_by_model(state, who, filters, interval, stamps)
     overview = analytics.overview(filters, who, state.ctx)
+    by_dimension = shares(state, who, filters, range, overview.cost.total_usd)
     models = analytics.breakdown(
         BreakdownQuery(
             from_date=filters.from_date, to_date=now, group_by="model", sort_by="requests", limit=50
@@ -106,6 +156,17 @@ def analytics_page(
                 name: [getattr(p.latency_ms, name) for p in series.points] for name in ("p50", "p95", "p99")
             },
         },
+        "ttft": {
+            "kind": "line",
+            "labels": cost.labels,
+            "unit": "ms",
+            "series": {name: [getattr(p.ttft_ms, name) for p in series.points] for name in ("p50", "p95")},
+        },
+        "throughput": {
+            "kind": "line",
+            "labels": cost.labels,
+            "series": {"tokens/s": [p.tokens_per_second for p in series.points]},
+        },
     }
     context: dict[str, Any] = {
         "session": session,
@@ -114,6 +175,10 @@ def analytics_page(
         "interval": interval,
         "overview": overview,
         "models": models.groups,
+        "shares": by_dimension,
+        "now": now.isoformat().replace("+00:00", "Z"),
+        "refresh": refresh,
+        "refresh_choices": REFRESH_CHOICES,
         "charts": {name: orjson.dumps(chart).decode() for name, chart in charts.items()},
     }
     return state.templates.TemplateResponse(request, "analytics.html", context)

@@ -15,7 +15,15 @@ from starlette.staticfiles import StaticFiles
 from inferline.api.deps import ApiContext
 from inferline.api.errors import error_code
 from inferline.api.sql_guard import SqlError
-from inferline.ui import admin_page, analytics_page, auth, inference_pages, trace_page
+from inferline.ui import (
+    admin_page,
+    analytics_page,
+    auth,
+    inference_pages,
+    session_page,
+    trace_page,
+    users_page,
+)
 from inferline.ui.security import BrowserEntrance, SecurityHeaders
 from inferline.ui.sessions import COOKIE, SessionStore
 from inferline.ui.state import UiState
@@ -50,6 +58,8 @@ def dashboard(ctx: ApiContext) -> FastAPI:
     app.include_router(inference_pages.router)
     app.include_router(analytics_page.router)
     app.include_router(trace_page.router)
+    app.include_router(session_page.router)
+    app.include_router(users_page.router)
     app.include_router(admin_page.router)
     return app
 

@@ -9,7 +9,6 @@ import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -19,6 +18,7 @@ from inferline.api import analytics, feedback, inferences
 from inferline.api.analytics import AnalyticsQuery
 from inferline.api.feedback import FeedbackIn
 from inferline.api.inference_models import InferenceDetail
+from inferline.ui import links
 from inferline.ui.auth import FormDep, SessionDep, StateDep
 from inferline.ui.detail_view import chat, comparisons, timing
 from inferline.ui.listing import PAGE_SIZES, RANGES, export_request, list_request, parse_view, unfiltered
@@ -48,6 +48,8 @@ def inference_list(request: Request, state: StateDep, session: SessionDep) -> Re
     view = parse_view(list(request.query_params.multi_items()))
     context: dict[str, Any] = {
         "view": view,
+        "session_link": links.session_page(view.text["session"]) if view.text.get("session") else "",
+        "user_link": links.user_page(view.text["user"], view.range) if view.text.get("user") else "",
         "ranges": list(RANGES),
         "page_sizes": PAGE_SIZES,
         "result": None,
@@ -164,11 +166,12 @@ def _detail_page(
 
 
 def _links(detail: InferenceDetail) -> dict[str, str]:
-    """Lists of this inference's session and user (their own pages come later)."""
+    """The pages of this inference's session and user."""
     out = {}
-    for name, value in (("session", detail.overview.session_id), ("user", detail.overview.user_id)):
-        if value:
-            out[name] = "/ui/inferences?" + urlencode({"range": "all", name: value})
+    if detail.overview.session_id:
+        out["session"] = links.session_page(detail.overview.session_id)
+    if detail.overview.user_id:
+        out["user"] = links.user_page(detail.overview.user_id)
     return out
 
 

@@ -16,6 +16,16 @@ COOKIE = "inferline_session"
 LIFETIME_S = 12 * 3600  # a session ends this long after sign-in, whatever its use
 IDLE_S = 2 * 3600  # or after this long unused
 MAX_SESSIONS = 10_000  # the oldest are dropped beyond it: memory stays bounded
+FLASH_S = 60  # a flash (what one page tells the next, e.g. a new key) is gone this long after
+
+
+@dataclass(frozen=True)
+class Flash:
+    """A value one answer leaves for the next page of the same session (Post/Redirect/Get): kept
+    server-side, never in a URL or a cookie, read once."""
+
+    value: object = field(repr=False)
+    expires_at: float
 
 
 @dataclass
@@ -27,6 +37,7 @@ class Session:
     created_at: float
     last_used_at: float
     admin: bool = False  # signed in with the admin key: manages projects and keys, reads no data
+    flash: Flash | None = field(default=None, repr=False)
 
     @property
     def caller(self) -> Caller:
@@ -84,6 +95,19 @@ class SessionStore:
                 return None
             session.last_used_at = now
             return session
+
+    def leave_flash(self, session: Session, value: object) -> None:
+        """Keeps `value` for the session's next page (replacing an unread one)."""
+        with self._lock:
+            session.flash = Flash(value, self._now() + FLASH_S)
+
+    def take_flash(self, session: Session) -> object | None:
+        """The value left for this page, once: None when there is none or it is too old."""
+        with self._lock:
+            flash, session.flash = session.flash, None
+        if flash is None or self._now() > flash.expires_at:
+            return None
+        return flash.value
 
     def sign_out(self, session_id: str | None) -> None:
         with self._lock:

@@ -32,6 +32,22 @@ def milliseconds(value: float | None) -> str:
     return f"{value:,.0f} ms" if value >= 10 else f"{value:,.1f} ms"
 
 
+def duration(value: float | None) -> str:
+    """Milliseconds as the largest unit that reads well: 850 ms, 12.4 s, 3 min 5 s, 2 h 4 min."""
+    if value is None:
+        return "—"
+    if value < 1000:
+        return milliseconds(value)
+    seconds = value / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
 def signed_percent(value: float | None) -> str:
     if value is None:
         return "—"
@@ -67,6 +83,13 @@ def templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(usd=usd, number=number, ms=milliseconds, signed_percent=signed_percent, pretty=pretty)
+    env.filters.update(
+        usd=usd,
+        number=number,
+        ms=milliseconds,
+        duration=duration,
+        signed_percent=signed_percent,
+        pretty=pretty,
+    )
     env.globals.update(percent_class=percent_class)
     return Jinja2Templates(env=env)

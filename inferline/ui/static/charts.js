@@ -59,4 +59,18 @@ function drawCharts(root) {
   }
 }
 
+function destroyCharts(root) {
+  if (typeof Chart === "undefined") return;
+  for (const canvas of root.querySelectorAll("canvas[data-chart]")) {
+    const chart = Chart.getChart(canvas);
+    if (chart) chart.destroy();
+    // htmx "settles" a swapped-in element by copying the old one's style attribute onto it with
+    // setAttribute, which the Content-Security-Policy blocks: the old canvas keeps none.
+    canvas.removeAttribute("style");
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => drawCharts(document));
+// Auto-refresh swaps in a new main part: the old charts are let go, the new canvases drawn.
+document.addEventListener("htmx:beforeSwap", (event) => destroyCharts(event.detail.target));
+document.addEventListener("htmx:afterSettle", () => drawCharts(document));

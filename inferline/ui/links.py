@@ -1,0 +1,20 @@
+"""Addresses of the dashboard's pages for a session, a user or a filtered list: one place that
+quotes the values (ids are sender-chosen text: a slash, a `?` or a `#` must stay part of the id)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+
+def session_page(session_id: str) -> str:
+    return "/ui/sessions/" + quote(session_id, safe="")
+
+
+def user_page(user_id: str, range_name: str = "all") -> str:
+    """The user's sessions and totals."""
+    return "/ui/users/sessions?" + urlencode({"user": user_id, "range": range_name})
+
+
+def inferences(range_name: str = "all", **filters: str) -> str:
+    """The Inferences page narrowed to these filters (URL names: user, session, model …)."""
+    return "/ui/inferences?" + urlencode({"range": range_name, **filters})
