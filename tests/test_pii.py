@@ -355,13 +355,16 @@ def _batch() -> Batch:
             "gen_ai.prompt.0.content": f"mail {EMAIL}",
             "gen_ai.input.messages": orjson.dumps([{"role": "user", "content": f"call {PHONE}"}]).decode(),
             "input.value": f"card {CARD}",
-            "http.client_ip": "10.0.0.1",  # not configured: untouched
-            "user.email": EMAIL,  # not configured by default: untouched
+            "http.client_ip": "10.0.0.1",  # every string value is scanned by default
+            "user.email": EMAIL,
+            "http.route": "/users/jane@example.com",  # never masked: a route is not content
         },
         "Events.Attributes": [
             {"gen_ai.completion": f"key {KEY}", "event.name": "done"},
-            {"exception.message": f"failed for {EMAIL}"},  # not configured: untouched
+            {"exception.message": f"failed for {EMAIL}"},
         ],
+        "ResourceAttributes": {"service.name": "support-bot", "host.owner": "Anna Schmidt"},
+        "StatusMessage": f"could not reach {EMAIL}",
     }
     log = {
         "Body": orjson.dumps({"content": f"reach me at {EMAIL}"}).decode(),
@@ -398,29 +401,58 @@ def test_processor_masks_every_field(masker: PiiMasker) -> None:
     assert inf["response_messages"][0]["reasoning"] == "user wrote <PHONE>"
 
     attrs = span["SpanAttributes"]
-    assert span["PiiFound"] == {"EMAIL": 1, "PHONE": 1, "CREDIT_CARD": 1, "SECRET": 1}
+    assert span["PiiFound"] == {
+        "EMAIL": 4,
+        "PHONE": 1,
+        "CREDIT_CARD": 1,
+        "SECRET": 1,
+        "IP_ADDRESS": 1,
+        "PERSON": 1,
+    }
     assert attrs["gen_ai.prompt.0.content"] == "mail <EMAIL>"
     assert orjson.loads(attrs["gen_ai.input.messages"]) == [{"role": "user", "content": "call <PHONE>"}]
     assert attrs["input.value"] == "card <CREDIT_CARD>"
     assert attrs["gen_ai.request.model"] == "gpt-4o"
-    assert attrs["http.client_ip"] == "10.0.0.1" and attrs["user.email"] == EMAIL
+    assert attrs["http.client_ip"] == "<IP_ADDRESS>" and attrs["user.email"] == "<EMAIL>"
+    assert attrs["http.route"] == "/users/jane@example.com"
     assert span["Events.Attributes"][0] == {"gen_ai.completion": "key <SECRET>", "event.name": "done"}
-    assert span["Events.Attributes"][1] == {"exception.message": f"failed for {EMAIL}"}
+    assert span["Events.Attributes"][1] == {"exception.message": "failed for <EMAIL>"}
+    assert span["ResourceAttributes"] == {"service.name": "support-bot", "host.owner": "<PERSON>"}
+    assert span["StatusMessage"] == "could not reach <EMAIL>"
 
     assert log["PiiFound"] == {"EMAIL": 1, "PHONE": 1}
     assert orjson.loads(log["Body"]) == {"content": "reach me at <EMAIL>"}
     assert log["LogAttributes"] == {"traceloop.entity.output": "call <PHONE>", "service": "api"}
 
 
-def test_processor_extra_attribute_globs() -> None:
-    m = PiiMasker(PiiConfig(attributes=["user.email", "exception.*"]))
+def test_processor_only_configured_attributes_when_mask_all_is_off() -> None:
+    m = PiiMasker(PiiConfig(mask_all_attributes=False, attributes=["user.email", "exception.*"]))
     batch = _batch()
     m.process(batch)
     span = batch.spans[0]
     assert span["SpanAttributes"]["user.email"] == "<EMAIL>"
     assert span["SpanAttributes"]["http.client_ip"] == "10.0.0.1"
     assert span["Events.Attributes"][1] == {"exception.message": "failed for <EMAIL>"}
+    assert span["ResourceAttributes"]["host.owner"] == "Anna Schmidt"
     assert span["PiiFound"]["EMAIL"] == 3
+
+
+def test_never_mask_keys_and_forced_attributes() -> None:
+    m = PiiMasker(PiiConfig(never_mask=["user.*", "exception.message"], attributes=["user.email"]))
+    batch = _batch()
+    m.process(batch)
+    span = batch.spans[0]
+    assert span["SpanAttributes"]["user.email"] == "<EMAIL>"  # `attributes` win over never_mask
+    assert span["Events.Attributes"][1] == {"exception.message": f"failed for {EMAIL}"}
+    assert span["SpanAttributes"]["http.client_ip"] == "<IP_ADDRESS>"
+
+
+def test_shared_resource_attributes_are_counted_on_every_row(masker: PiiMasker) -> None:
+    resource = {"service.name": "bot", "owner.contact": "jane@example.com"}
+    batch = Batch(spans=[{"SpanAttributes": {}, "ResourceAttributes": resource} for _ in range(3)])
+    masker.process(batch)
+    assert resource["owner.contact"] == "<EMAIL>"
+    assert [row["PiiFound"] for row in batch.spans] == [{"EMAIL": 1}] * 3
 
 
 def test_processor_rows_without_pii_get_empty_counts(masker: PiiMasker) -> None:

@@ -70,6 +70,91 @@ DEFAULT_ATTRIBUTES: tuple[str, ...] = (
     "traceloop.entity.output",
 )
 
+# Attribute keys never masked (exact names or fnmatch globs): identifiers, enums, model names,
+# routes, numbers sent as strings. Every other string value is scanned (`mask_all_attributes`).
+DEFAULT_NEVER_MASK: tuple[str, ...] = (
+    "service.name",
+    "service.namespace",
+    "service.version",
+    "service.instance.id",
+    "deployment.environment*",
+    "telemetry.*",
+    "process.runtime.*",
+    "process.pid",
+    "host.arch",
+    "host.id",
+    "os.type",
+    "os.version",
+    "cloud.provider",
+    "cloud.region",
+    "cloud.platform",
+    "k8s.*.uid",
+    "container.id",
+    "http.route",
+    "http.method",
+    "http.request.method",
+    "http.status_code",
+    "http.response.status_code",
+    "url.scheme",
+    "network.protocol.*",
+    "rpc.system",
+    "rpc.service",
+    "rpc.method",
+    "db.system*",
+    "db.operation*",
+    "messaging.system",
+    "otel.*",
+    "error.type",
+    "event.name",
+    "exception.type",
+    "code.*",
+    "thread.id",
+    "thread.name",
+    "log.level",
+    "logger.name",
+    "gen_ai.system",
+    "gen_ai.provider.name",
+    "gen_ai.operation.name",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.response.id",
+    "gen_ai.response.finish_reasons",
+    "gen_ai.request.temperature",
+    "gen_ai.request.top_p",
+    "gen_ai.request.max_tokens",
+    "gen_ai.usage.*",
+    "gen_ai.output.type",
+    "gen_ai.token.type",
+    "gen_ai.tool.name",
+    "gen_ai.tool.type",
+    "gen_ai.tool.call.id",
+    "gen_ai.agent.id",
+    "gen_ai.conversation.id",
+    "llm.model_name",
+    "llm.provider",
+    "llm.system",
+    "llm.token_count.*",
+    "llm.*.role",
+    "llm.*.message.role",
+    "openinference.span.kind",
+    "traceloop.span.kind",
+    "traceloop.entity.name",
+    "traceloop.workflow.name",
+    "ai.model.*",
+    "ai.operationId",
+    "ai.usage.*",
+    "ai.response.finishReason",
+    "ai.response.id",
+    "ai.response.model*",
+    "langfuse.observation.type",
+    "langfuse.observation.model*",
+    "session.id",
+    "*.trace_id",
+    "*.span_id",
+    "*.request_id",
+    "inferline.*",
+)
+
 # Keys inside chat messages whose values are identifiers or enums, never free text.
 MESSAGE_SKIP_KEYS: frozenset[str] = frozenset({"role", "id", "tool_call_id", "name", "type", "finish_reason"})
 
@@ -110,11 +195,22 @@ class PiiConfig(BaseModel):
     hash_chars: int = Field(8, ge=4, le=64, description="hex chars of the HMAC kept in the token")
     custom_patterns: list[CustomPattern] = Field(default_factory=list)
     allow_list: list[str] = Field(default_factory=list, description="exact values never masked")
+    # Every string value of span, event, link, resource and log attributes is scanned, except the
+    # keys of `never_mask` (and of DEFAULT_NEVER_MASK). False: only `attributes` and the GenAI
+    # content keys of DEFAULT_ATTRIBUTES (the behaviour before every value was masked).
+    mask_all_attributes: bool = True
+    never_mask: list[str] = Field(
+        default_factory=list, description="attribute keys or fnmatch globs never masked"
+    )
+    include_default_never_mask: bool = True
     attributes: list[str] = Field(
-        default_factory=list, description="extra span/log attribute keys or fnmatch globs to mask"
+        default_factory=list,
+        description="attribute keys or fnmatch globs always masked, even when also in never_mask",
     )
     include_default_attributes: bool = True
-    inference_fields: list[str] = Field(default_factory=lambda: ["prompt_messages", "response_messages"])
+    inference_fields: list[str] = Field(
+        default_factory=lambda: ["prompt_messages", "response_messages", "status_message", "labels"]
+    )
     mask_log_body: bool = True
 
     @field_validator("detectors")
@@ -379,10 +475,15 @@ class PiiMasker:
         self._hash_cache: dict[tuple[str, str], str] = {}
         self._placeholders = {r.pii_type: f"<{r.pii_type}>" for r in rules}
         keys = list(DEFAULT_ATTRIBUTES if cfg.include_default_attributes else ()) + list(cfg.attributes)
-        self._exact_keys = frozenset(k for k in keys if not any(c in k for c in "*?["))
-        globs = [fnmatch.translate(k) for k in keys if any(c in k for c in "*?[")]
-        self._key_glob = re.compile("|".join(globs)) if globs else None
+        self._masked_keys = _KeyMatcher(keys)
+        never = list(DEFAULT_NEVER_MASK if cfg.include_default_never_mask else ()) + list(cfg.never_mask)
+        never.append(CARRIED_COUNTS)  # the receiver's counts: JSON of type names, never content
+        self._never_keys = _KeyMatcher(never)
+        self._mask_all = cfg.mask_all_attributes
         self._key_cache: dict[str, bool] = {}
+        # Shared attribute maps (the resource's, one dict for all spans of a request) are masked
+        # once per batch; each row that carries one still counts what it held.
+        self._shared_counts: dict[int, dict[str, int]] | None = None
         # Within one batch the same text is usually met twice (a span's content attribute and the
         # inference's message built from it): scanned once, counted for each row.
         self._memo: dict[str, tuple[str, dict[str, int]]] | None = None
@@ -537,12 +638,16 @@ class PiiMasker:
         return masked_s
 
     def key_masked(self, key: str) -> bool:
-        """Whether an attribute key is configured for masking (exact name or glob)."""
+        """Whether an attribute's value is scanned: every key unless never-masked, or (with
+        mask_all_attributes off) only the configured keys. `attributes` always win."""
         hit = self._key_cache.get(key)
         if hit is None:
-            hit = key in self._exact_keys or (
-                self._key_glob is not None and self._key_glob.match(key) is not None
-            )
+            if self._masked_keys.matches(key):
+                hit = True
+            elif self._mask_all:
+                hit = not self._never_keys.matches(key)
+            else:
+                hit = False
             if len(self._key_cache) > 8192:  # attribute keys are few; this only bounds abuse
                 self._key_cache.clear()
             self._key_cache[key] = hit
@@ -550,10 +655,23 @@ class PiiMasker:
 
     def _mask_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
         for key, value in attrs.items():
-            if isinstance(value, str) and self.key_masked(key):
+            if isinstance(value, str) and not _not_text(value) and self.key_masked(key):
                 new = self._mask_str(value, counts, MESSAGE_SKIP_KEYS)
                 if new is not value:
                     attrs[key] = new
+
+    def _mask_shared_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
+        shared = self._shared_counts
+        if shared is None:
+            self._mask_attributes(attrs, counts)
+            return
+        found = shared.get(id(attrs))
+        if found is None:
+            found = {}
+            self._mask_attributes(attrs, found)
+            shared[id(attrs)] = found
+        for k, n in found.items():
+            counts[k] = counts.get(k, 0) + n
 
     # --- processor --------------------------------------------------------------------------
 
@@ -561,10 +679,12 @@ class PiiMasker:
         if not self.config.enabled:
             return
         self._memo = {}
+        self._shared_counts = {}
         try:
             self._process(batch)
         finally:
             self._memo = None
+            self._shared_counts = None
 
     def _process(self, batch: Batch) -> None:
         # Counts of what the receiver already masked (INFERLINE_MASK_AT_RECEIVER), by span.
@@ -573,10 +693,10 @@ class PiiMasker:
             self._guard(row, "pii_found", self._process_inference, self.config.inference_fields)
             _add(row, "pii_found", carried.get(row.get("span_id", "")))
         for row in batch.spans:
-            self._guard(row, "PiiFound", self._process_span, ("SpanAttributes", "Events.Attributes"))
+            self._guard(row, "PiiFound", self._process_span, _SPAN_FIELDS)
             _add(row, "PiiFound", carried.get(row.get("SpanId", "")))
         for row in batch.logs:
-            self._guard(row, "PiiFound", self._process_log, ("Body", "LogAttributes"))
+            self._guard(row, "PiiFound", self._process_log, _LOG_FIELDS)
             _add(row, "PiiFound", _carried(row.get("LogAttributes")))
 
     def _guard(self, row: Row, count_col: str, fn: Any, fields: Iterable[str]) -> None:
@@ -589,9 +709,9 @@ class PiiMasker:
             log.warning("pii: could not scan a row; redacting its content fields", exc_info=True)
             for f in fields:
                 value = row.get(f)
-                if f in ("SpanAttributes", "LogAttributes") and isinstance(value, dict):
+                if f in _ATTRIBUTE_MAPS and isinstance(value, dict):
                     row[f] = self._redact_attributes(value)
-                elif f == "Events.Attributes" and isinstance(value, list):
+                elif f in _ATTRIBUTE_MAP_LISTS and isinstance(value, list):
                     row[f] = [self._redact_attributes(a) if isinstance(a, dict) else a for a in value]
                 elif f in row:
                     row[f] = _redacted_like(value)
@@ -613,9 +733,11 @@ class PiiMasker:
         attrs = row.get("SpanAttributes")
         if attrs:
             self._mask_attributes(attrs, counts)
-        for ev_attrs in row.get("Events.Attributes") or ():
-            if ev_attrs:
-                self._mask_attributes(ev_attrs, counts)
+        for list_key in _ATTRIBUTE_MAP_LISTS:
+            for ev_attrs in row.get(list_key) or ():
+                if ev_attrs:
+                    self._mask_attributes(ev_attrs, counts)
+        self._process_common(row, counts, "StatusMessage")
 
     def _process_log(self, row: Row, counts: dict[str, int]) -> None:
         body = row.get("Body")
@@ -624,6 +746,51 @@ class PiiMasker:
         attrs = row.get("LogAttributes")
         if attrs:
             self._mask_attributes(attrs, counts)
+        self._process_common(row, counts, None)
+
+    def _process_common(self, row: Row, counts: dict[str, int], message_key: str | None) -> None:
+        """Resource attributes and a free-text status message, when masking every value."""
+        if not self._mask_all:
+            return
+        resource = row.get("ResourceAttributes")
+        if resource:
+            self._mask_shared_attributes(resource, counts)
+        if message_key is not None:
+            message = row.get(message_key)
+            if isinstance(message, str) and message:
+                row[message_key] = self._mask_str(message, counts, MESSAGE_SKIP_KEYS)
+
+
+_ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes")
+_ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
+_SPAN_FIELDS = ("SpanAttributes", "Events.Attributes", "Links.Attributes", "ResourceAttributes", "StatusMessage")
+_LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes")
+
+
+class _KeyMatcher:
+    """Exact attribute keys plus fnmatch globs compiled into one regex."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self.exact = frozenset(k for k in keys if not any(c in k for c in "*?["))
+        globs = [fnmatch.translate(k) for k in keys if any(c in k for c in "*?[")]
+        self.glob = re.compile("|".join(globs)) if globs else None
+
+    def matches(self, key: str) -> bool:
+        return key in self.exact or (self.glob is not None and self.glob.match(key) is not None)
+
+
+# Values that are obviously not text are not scanned: short numbers, hex ids (trace/span ids,
+# hashes), UUIDs. A 13-19 digit run may be a card number, so long digit runs are scanned.
+_NOT_TEXT = re.compile(
+    r"(?:\d{1,12}|[0-9a-fA-F]{16,64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|-?\d+\.\d+|true|false|null)",
+    re.ASCII,
+)
+
+
+def _not_text(value: str) -> bool:
+    return len(value) < 6 or (len(value) <= 64 and _NOT_TEXT.fullmatch(value) is not None)
 
 
 # Shorter texts cost less to scan than to remember.
