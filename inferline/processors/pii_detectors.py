@@ -121,7 +121,7 @@ def _check_phone(m: re.Match[str]) -> Span | None:
     elif first == "0":
         ok = 9 <= n <= 12  # trunk-prefixed national numbers; 8 digits is too date-like (01.02.2025)
     else:
-        ok = n == 10  # NANP 3-3-4
+        ok = n == 10 or (n == 9 and len(raw) == 11)  # NANP 3-3-4; Spanish/Portuguese 3-3-3
     return m.span() if ok else None
 
 
@@ -254,6 +254,7 @@ _PHONE_RE = re.compile(
           | \(0?[1-9]\d{1,4}\)[ .\-]?\d{2,5}(?:[ .\-]?\d{2,5}){0,3}    # (415) 555-0132
           | 0[1-9]\d{0,4}(?:[ .\-/]\d{2,8}){1,4}                      # 020 7946 0958, 06 12 34 56 78
           | [2-9]\d{2}([.\- ])\d{3}\1\d{4}                             # 415-555-0132
+          | [6-9]\d{2}[ ]\d{3}[ ]\d{3}                                  # ES/PT mobile 612 345 678
         )"""
     + _NUM_RIGHT,
     _X,
@@ -264,6 +265,7 @@ PHONE = Rule(
         rb"\+[1-9][0-9]{0,2}[ .\-]?\(?[0-9]",
         rb"0[1-9][0-9]{0,4}[ .\-/][0-9]{2}",
         rb"[2-9][0-9]{2}[.\- ][0-9]{3}[.\- ][0-9]",
+        rb"[6-9][0-9]{2} [0-9]{3} [0-9]{3}",
     ),
     _PHONE_RE,
     _check_phone,
@@ -484,6 +486,13 @@ ADDRESS_RULES: tuple[Rule, ...] = (
         (rb"\b(?:" + _hs_words(pii_names.SOUTH_STREET_TYPES) + rb") [A-Za-z?0-9]",),
         pii_names.SOUTH_ADDRESS,
         pii_names.check_south_address,
+        needs_digit=True,
+    ),
+    Rule(
+        "ADDRESS",
+        (rb"[0-9]{1,4}[A-Za-z]?, (?:[0-9]{4} ?[A-Z]{2}|[0-9]{5}|[0-9]{4}-[0-9]{3}) [A-Z?]",),
+        pii_names.POSTCODE_ADDRESS,
+        pii_names.check_postcode_address,
         needs_digit=True,
     ),
     Rule(

@@ -59,11 +59,11 @@ GIVEN_NAMES, FAMILY_NAMES, COMMON_WORDS = _load_gazetteer()
 NEVER_NAME: frozenset[str] = frozenset(
     """
     Claude Gemini Mistral Mixtral Llama Grok Gemma Phi Qwen Falcon Bard Copilot Cursor Devin
-    Alexa Siri Cortana Watson Jarvis Sonnet Opus Haiku Codex Ollama Perplexity Jasper Replit
+    Alexa Siri Cortana Jarvis Sonnet Opus Haiku Codex Ollama Perplexity Replit
     Kafka Apache Spark Jenkins Docker Kubernetes Redis Postgres Grafana Prometheus Django Flask
     React Angular Vue Node Windows Linux Ubuntu Debian Mac Microsoft Google Amazon Apple Meta
     OpenAI Anthropic Azure Bedrock Vertex GitHub Slack Jira Notion Stripe Shopify Salesforce
-    Oracle Tesla Python Java Rust Ruby Julia Ada Pascal Haskell Swift Kotlin Scala Perl Elixir
+    Oracle Tesla Python Java Rust Haskell Swift Kotlin Scala Perl Elixir
     Team Teams All Everyone Everybody Folks Guys World Welt Monde Mundo Mondo Wereld Sir Madam
     Madame Monsieur Señor Señora Signore Signora Mevrouw Heer Damen Herren Kollegen Colleagues
     Support Admin Customer Client Kunde Kundin Friends Freunde Leute Amigos Amici Allemaal
@@ -88,6 +88,7 @@ _AMBIGUOUS_EXTRA = frozenset(
     Phoenix Chester Kent Devon Sierra Jordan Chelsea Milan Roma Siena Verona Dakota China India
     Mercedes Dolores Pilar Consuelo Amparo Luz Cruz Paz Sol Rosa Rose Nina Eve Ben Don Dean Earl
     Miles Summer Autumn Winter Storm River Rain Star Royal Price Ward Wade Drew Bob
+    Julia Ada Ruby Pascal Watson Jasper
     """.split()
 )
 
@@ -104,7 +105,10 @@ LITERAL_GIVEN_NAMES: tuple[str, ...] = tuple(
 _UP = "A-Z\u00c0-\u00d6\u00d8-\u00de\u0100-\u017f"
 _LO = "a-z\u00df-\u00f6\u00f8-\u00ff\u0100-\u017f"
 # "Anna", "Müller", "O'Brien", "D'Angelo", "McDonald", "Jean-Pierre", "Lloyd-Webber".
-TOKEN = rf"[{_UP}][{_LO}]+(?:[{_UP}][{_LO}]+)?(?:[-'’][{_UP}]?[{_LO}]+(?:[{_UP}][{_LO}]+)?)*"
+TOKEN = (
+    rf"(?:[{_UP}]['’][{_UP}][{_LO}]+|[{_UP}][{_LO}]+(?:[{_UP}][{_LO}]+)?)"
+    rf"(?:[-'’][{_UP}]?[{_LO}]+(?:[{_UP}][{_LO}]+)?)*"
+)
 _PARTICLE = (
     r"(?:van\ der|van\ den|van\ de|van\ 't|von\ der|von\ dem|de\ la|de\ los|de\ las|van|von|vom|zu|"
     r"del|della|dello|degli|dei|de|di|da|du|des|le|la|ten|ter|den|der|dos|das|do|y|e)"
@@ -174,6 +178,8 @@ def check_given_name(m: re.Match[str]) -> Span | None:
     head = first.split("-", 1)[0]
     if head not in GIVEN_NAMES or first in NEVER_NAME:
         return None
+    if _after_street_type(text, start):
+        return None  # "Rua Augusta", "Via Giuseppe Verdi": a street named after someone
     ambiguous = head in AMBIGUOUS_GIVEN
     # Sentence-initial ambiguous names ("Will Python ...", "May Day") need a known family name.
     initial = ambiguous and _sentence_start(text, start)
@@ -181,6 +187,12 @@ def check_given_name(m: re.Match[str]) -> Span | None:
     if end == m.end() and ambiguous:
         return None
     return start, end
+
+
+def _after_street_type(text: str, start: int) -> bool:
+    lo = start - 16 if start > 16 else 0
+    words = text[lo:start].split()
+    return bool(words) and words[-1] in STREET_PREFIXES
 
 
 def _sentence_start(text: str, start: int) -> bool:
@@ -325,12 +337,12 @@ def closing_anchors() -> tuple[bytes, ...]:
 
 # --- addresses ----------------------------------------------------------------------------------
 
-_W = rf"[{_UP}][{_LO}'’\-]+"  # a capitalised word of a street or city name
+_W = rf"[{_UP}][{_LO}'’]+(?:-[{_UP}]?[{_LO}'’]+)*-?"  # a capitalised word of a street or city name
 _CITY = rf"{_W}(?:[ \-](?:am|an der|im|sur|upon|de|del|di|aan den|aan de|{_W})){{0,2}}"
 _NUMBER = r"\d{1,4}(?:[ ]?[A-Za-z](?![A-Za-z]))?(?:[\-/]\d{1,4}[A-Za-z]?)?"
 # Postcode and city, in any of the locales' orders; a UK/US/IE postcode after the city.
 _POST_CITY = (
-    rf"(?:,?[ ](?:D-|F-|I-|E-|NL-|B-|A-|CH-)?(?:\d{{5}}|\d{{4}}[ ]?[A-Z]{{2}}|\d{{4}})[ ]{_CITY}"
+    rf"(?:,?[ ](?:D-|F-|I-|E-|NL-|B-|A-|CH-|P-)?(?:\d{{5}}|\d{{4}}[ ]?[A-Z]{{2}}|\d{{4}}-\d{{3}}|\d{{4}})[ ]{_CITY}"
     rf"(?:[ ]\(?[A-Z]{{2}}\)?)?"  # Italian province "(RM)"
     rf"|,[ ]{_CITY}(?:,?[ ](?:[A-Z]{{1,2}}\d[A-Z\d]?[ ]?\d[A-Z]{{2}}|[A-Z]{{2}}[ ]\d{{5}}(?:-\d{{4}})?))?)?"
 )
@@ -345,7 +357,7 @@ FR_STREET_TYPES = (
 )  # fmt: skip
 SOUTH_STREET_TYPES = (
     "Calle", "C/", "Avenida", "Avda.", "Avda", "Paseo", "Plaza", "Camino", "Carrera", "Ronda",
-    "Travesía", "Carretera", "Via", "Viale", "Piazza", "Piazzale", "Corso", "Largo", "Vicolo",
+    "Travesía", "Carretera", "Gran Vía", "Vía", "Via", "Viale", "Piazza", "Piazzale", "Corso", "Largo", "Vicolo",
     "Strada", "Lungomare", "Rua", "Praça", "Travessa", "Largo", "Rue", "Avenue", "Boulevard", "Place",
 )  # fmt: skip
 # German and Dutch: the type is a suffix of the street's word ("Hauptstraße", "Keizersgracht").
@@ -354,6 +366,7 @@ NORTH_SUFFIXES = (
     "chaussee", "markt", "straat", "laan", "gracht", "plein", "kade", "singel", "dijk", "steeg", "hof",
     "pad", "Straße", "Strasse", "Weg", "Platz", "Allee", "Gasse", "Ring", "Damm", "Ufer", "Markt",
 )  # fmt: skip
+STREET_PREFIXES = frozenset(SOUTH_STREET_TYPES) | frozenset(EN_STREET_TYPES) | {"Rue", "rue", "avenue"}
 _STRONG_NORTH = ("straße", "strasse", "str.", "gasse", "allee", "platz", "weg", "straat", "laan",
                  "gracht", "plein", "kade", "singel", "dijk", "steeg")  # fmt: skip
 
@@ -401,6 +414,30 @@ def north_street_start(text: str, end: int) -> int | None:
     while start < type_end and not text[start].isupper():
         start += 1  # street names start with a capital ("Hauptstraße", "Am Markt", "Unter den Linden")
     return start if start < type_end else None
+
+
+# A street without a type word ("Damrak 1, 1012 LG Amsterdam", "Lange Voorhout 34, 2514 EE Den
+# Haag"): the house number, a comma, a postcode and a city are evidence enough. Matched from the
+# number; the street words before it are found backwards.
+POSTCODE_ADDRESS = re.compile(
+    rf"{_NUMBER},[ ](?:\d{{4}}[ ]?[A-Z]{{2}}|\d{{5}}|\d{{4}}-\d{{3}})[ ]{_CITY}"
+)
+_STREET_WORDS_REVERSED = re.compile(rf"[ ](?:[{_LO}'’\-]*[{_UP}](?:[ ](?:[{_LO}]{{1,3}}|[{_LO}'’\-]*[{_UP}])){{0,3}})")
+
+
+def check_postcode_address(m: re.Match[str]) -> Span | None:
+    text = m.string
+    start = m.start()
+    if start and _letter(text[start - 1]):
+        return None
+    lo = start - 48 if start > 48 else 0
+    run = _STREET_WORDS_REVERSED.match(text[lo:start][::-1])
+    if run is None:
+        return None
+    street_start = start - run.end()
+    if text[street_start:start].strip() in NEVER_NAME:
+        return None
+    return street_start, m.end()
 
 
 def check_north_address(m: re.Match[str]) -> Span | None:
