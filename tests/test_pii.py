@@ -482,11 +482,11 @@ def test_bad_row_is_redacted_not_raised(masker: PiiMasker, monkeypatch: pytest.M
     calls = {"n": 0}
     original = masker.mask_value
 
-    def boom(value: object, counts: dict[str, int], skip: frozenset[str] = frozenset()) -> object:
+    def boom(value: object, counts: dict[str, int], skip: frozenset[str] = frozenset(), depth: int = 0) -> object:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("boom")
-        return original(value, counts, skip)
+        return original(value, counts, skip, depth)
 
     monkeypatch.setattr(masker, "mask_value", boom)
     masker.process(batch)
@@ -555,3 +555,49 @@ def test_json_skipped_keys_stay_untouched_on_either_path(masker: PiiMasker) -> N
     value = orjson.dumps({skipped: "jane@example.com", "content": "jane@example.com"}).decode()
     masked = orjson.loads(masker._mask_str(value, {}, pii_module.MESSAGE_SKIP_KEYS))
     assert masked == {skipped: "jane@example.com", "content": "<EMAIL>"}
+
+
+# --- pathological input: bounded work, never a failed batch --------------------------------------
+
+PATHOLOGICAL = {
+    "1 MB of one letter": "a" * 1_000_000,
+    "1 MB of one capital": "A" * 1_000_000,
+    "1 MB of digits": "7" * 1_000_000,
+    "100k short tokens": "ab " * 100_000,
+    "100k given names": "Anna " * 100_000,
+    "100k titles": "Dr. Müller " * 50_000,
+    "100k street fragments": "Hauptstraße 5, " * 50_000,
+    "deeply nested JSON": "[" * 5_000 + '"jane@example.com"' + "]" * 5_000,
+    "lone surrogates": "mail jane@example.com \ud800 from Anna Schmidt \udfff",
+}
+
+
+@pytest.mark.parametrize("text", list(PATHOLOGICAL.values()), ids=list(PATHOLOGICAL))
+def test_pathological_text_is_masked_or_passed_through(masker: PiiMasker, text: str) -> None:
+    masked, counts = masker.mask_text(text)
+    assert isinstance(masked, str) and all(n > 0 for n in counts.values())
+    assert "jane@example.com" not in masked and "Anna Schmidt" not in masked
+
+
+def test_pathological_rows_do_not_fail_the_batch(masker: PiiMasker) -> None:
+    bad_leaf = {"role": "user", "content": "[" * 3_000 + "]" * 3_000}
+    surrogate_json = orjson.dumps({"content": "jane@example.com"}).decode().replace("jane", "\\ud800jane")
+    deep: object = "jane@example.com"
+    for _ in range(5_000):  # deeper than the interpreter's recursion limit
+        deep = [deep]
+    batch = Batch(
+        inferences=[
+            {"prompt_messages": [bad_leaf, {"role": "user", "content": "x" * 1_000_000}]},
+            {"prompt_messages": [{"role": "user", "content": deep}]},
+            {"prompt_messages": [{"role": "user", "content": f"hi {EMAIL}"}]},
+        ],
+        spans=[{"SpanAttributes": {"gen_ai.input.messages": surrogate_json, "note": "\ud800" * 1000}}],
+        logs=[{"Body": "Anna " * 100_000, "LogAttributes": {}}],
+    )
+    masker.process(batch)
+    assert batch.inferences[2]["pii_found"] == {"EMAIL": 1}
+    # Too deep to walk: redacted, not let through and not raised.
+    assert batch.inferences[1]["pii_found"] == {"ERROR": 1}
+    assert EMAIL not in str(batch.inferences[1]["prompt_messages"])
+    assert "jane@example.com" not in batch.spans[0]["SpanAttributes"]["gen_ai.input.messages"]
+    assert batch.logs[0]["PiiFound"]["PERSON"] > 0

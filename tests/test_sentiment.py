@@ -350,3 +350,15 @@ def test_held_out_accuracy_with_domain_rules() -> None:
 )
 def test_domain_rules_on_the_patterns_that_break_vader(text: str, label: str) -> None:
     assert SentimentScorer(domain=True).score(text)[1] == label
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 1_000_000, "great " * 100_000, "not bad \ud800 " * 1_000, "🙄" * 100_000],
+    ids=["1 MB of one letter", "100k tokens", "lone surrogates", "100k emoji"],
+)
+def test_pathological_text_is_scored_without_failing(text: str) -> None:
+    row = _row([{"role": "user", "content": text}], [{"role": "assistant", "content": text}])
+    SentimentProcessor().process(Batch(inferences=[row]))
+    assert row["prompt_sentiment_label"] in (POS, NEU, NEG)
+    assert row["response_sentiment_label"] in (POS, NEU, NEG)

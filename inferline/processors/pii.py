@@ -158,6 +158,13 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
 # Keys inside chat messages whose values are identifiers or enums, never free text.
 MESSAGE_SKIP_KEYS: frozenset[str] = frozenset({"role", "id", "tool_call_id", "name", "type", "finish_reason"})
 
+MAX_DEPTH = 64  # nesting of lists/dicts walked when masking structured content
+
+
+class TooDeep(ValueError):
+    pass
+
+
 ERROR_KEY = "ERROR"  # counted in pii_found when a row could not be scanned and was redacted instead
 REDACTED = "<REDACTED>"
 
@@ -556,16 +563,21 @@ class PiiMasker:
 
     # --- structured values ------------------------------------------------------------------
 
-    def mask_value(self, value: Any, counts: dict[str, int], skip_keys: frozenset[str] = frozenset()) -> Any:
+    def mask_value(
+        self, value: Any, counts: dict[str, int], skip_keys: frozenset[str] = frozenset(), depth: int = 0
+    ) -> Any:
         """Masks every string leaf of a str/list/dict (dict keys in `skip_keys` are left as is).
-        Returns the same object when nothing changed; adds to `counts`."""
+        Returns the same object when nothing changed; adds to `counts`. Deeper than MAX_DEPTH
+        raises TooDeep (the row is then redacted): no message format nests that far."""
         if isinstance(value, str):
             return self._mask_str(value, counts, skip_keys)
+        if depth > MAX_DEPTH and isinstance(value, (list, dict)):
+            raise TooDeep(f"structure nested deeper than {MAX_DEPTH}")
         if isinstance(value, list):
             changed = False
             new_list = []
             for item in value:
-                new_item = self.mask_value(item, counts, skip_keys)
+                new_item = self.mask_value(item, counts, skip_keys, depth + 1)
                 changed = changed or new_item is not item
                 new_list.append(new_item)
             return new_list if changed else value
@@ -574,7 +586,7 @@ class PiiMasker:
             for k, v in value.items():
                 if k in skip_keys:
                     continue
-                new_v = self.mask_value(v, counts, skip_keys)
+                new_v = self.mask_value(v, counts, skip_keys, depth + 1)
                 if new_v is not v:
                     if new_dict is None:
                         new_dict = dict(value)
@@ -850,12 +862,15 @@ def _parallel(a: Any, b: Any, skip_keys: frozenset[str]) -> bool:
     return a == b
 
 
-def _redacted_like(value: Any) -> Any:
-    """Same container shape as `value`, every string replaced, so the row still inserts."""
+def _redacted_like(value: Any, depth: int = 0) -> Any:
+    """Same container shape as `value`, every string replaced, so the row still inserts; past
+    MAX_DEPTH the whole branch becomes one placeholder string."""
     if isinstance(value, str):
         return REDACTED
+    if isinstance(value, (list, dict)) and depth > MAX_DEPTH:
+        return REDACTED
     if isinstance(value, list):
-        return [_redacted_like(v) for v in value]
+        return [_redacted_like(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {k: (v if k in MESSAGE_SKIP_KEYS else _redacted_like(v)) for k, v in value.items()}
+        return {k: (v if k in MESSAGE_SKIP_KEYS else _redacted_like(v, depth + 1)) for k, v in value.items()}
     return value
