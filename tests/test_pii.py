@@ -4,6 +4,7 @@ byte-for-byte, multilingual and emoji context, modes, config, and the processor 
 from __future__ import annotations
 
 import copy
+import json
 
 import orjson
 import pytest
@@ -535,11 +536,20 @@ def test_counts_carried_from_the_receiver_are_added(masker: PiiMasker) -> None:
 
 def test_json_text_is_masked_in_place_around_escapes(masker: PiiMasker) -> None:
     """The one-pass path: the JSON text keeps its own formatting and escapes, only values change."""
-    value = '[ {"role": "user", "content": "caf\\u00e9 \\"quoted\\"\\njane@example.com\\tok"} ]'
+    value = '[ {"role": "user", "content": "a\\u2013b \\"quoted\\"\\njane@example.com\\tok"} ]'
     counts: dict[str, int] = {}
     masked = masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS)
-    assert masked == '[ {"role": "user", "content": "caf\\u00e9 \\"quoted\\"\\n<EMAIL>\\tok"} ]'
+    assert masked == '[ {"role": "user", "content": "a\\u2013b \\"quoted\\"\\n<EMAIL>\\tok"} ]'
     assert counts == {"EMAIL": 1}
+
+
+def test_json_with_escaped_accented_letters_is_masked_per_leaf(masker: PiiMasker) -> None:
+    """json.dumps writes "Amélie" as "Am\\u00e9lie": the name is found in the decoded value."""
+    value = json.dumps([{"role": "user", "content": "Merci de transmettre à Amélie Dubois."}])
+    counts: dict[str, int] = {}
+    masked = orjson.loads(masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS))
+    assert masked == [{"role": "user", "content": "Merci de transmettre à <PERSON>."}]
+    assert counts == {"PERSON": 1}
 
 
 def test_json_falls_back_to_leaves_when_a_match_is_not_inside_a_string(masker: PiiMasker) -> None:

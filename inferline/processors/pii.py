@@ -263,6 +263,8 @@ def _whole_match(m: re.Match[str]) -> tuple[int, int] | None:
 
 
 _DIGIT = re.compile(r"\d", re.ASCII)
+# A \\u escape of a letter beyond ASCII (Latin-1 and Latin Extended: accented names and streets).
+_ESCAPED_LETTER = re.compile(r"\\u0(?:0[c-fC-F]|1[0-7])[0-9a-fA-F]")
 # JSON escapes blanked to a non-word control char before the pre-scan of a raw JSON string, so
 # that "\n+1 415 555 0132" still looks like a phone number after a boundary.
 _JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
@@ -620,17 +622,22 @@ class PiiMasker:
             return s  # inline images/audio: masking would corrupt them and they hold no text
         first = s[0]
         if (first == "{" or first == "[") and s[-1] in "}]":
-            # Escapes become filler of the same length: no match can take in part of an escape,
-            # and match offsets in the probe are offsets in the JSON text.
-            probe = _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
-            detections = self._detect(probe)
-            if not detections:
-                return s
+            if "\\u" in s and _ESCAPED_LETTER.search(s) is not None:
+                # "Am\\u00e9lie Dubois", as json.dumps writes it: a name only reads as one
+                # decoded, so the values are masked leaf by leaf.
+                detections = []
+            else:
+                # Escapes become filler of the same length: no match can take in part of an
+                # escape, and match offsets in the probe are offsets in the JSON text.
+                probe = _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
+                detections = self._detect(probe)
+                if not detections:
+                    return s
             # Mask the JSON text itself in one pass, and keep it if it still parses to the same
             # shape with the skipped keys unchanged; otherwise (a match in a number, across
             # values) mask leaf by leaf below.
-            masked_s, found = self._apply(s, detections)
-            if _same_shape_and_skipped(s, masked_s, json_skip_keys):
+            masked_s, found = self._apply(s, detections) if detections else (s, {})
+            if detections and _same_shape_and_skipped(s, masked_s, json_skip_keys):
                 for k, n in found.items():
                     counts[k] = counts.get(k, 0) + n
                 return masked_s
