@@ -483,7 +483,9 @@ def test_bad_row_is_redacted_not_raised(masker: PiiMasker, monkeypatch: pytest.M
     calls = {"n": 0}
     original = masker.mask_value
 
-    def boom(value: object, counts: dict[str, int], skip: frozenset[str] = frozenset(), depth: int = 0) -> object:
+    def boom(
+        value: object, counts: dict[str, int], skip: frozenset[str] = frozenset(), depth: int = 0
+    ) -> object:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("boom")

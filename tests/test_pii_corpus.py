@@ -76,7 +76,9 @@ def measure(masker: PiiMasker, lines: list[Line]) -> Figures:
     kinds = sorted(set(total) | set(false_pos))
     return Figures(
         recall={k: found[k] / total[k] for k in kinds if total[k]},
-        precision={k: true_pos[k] / (true_pos[k] + false_pos[k]) for k in kinds if true_pos[k] + false_pos[k]},
+        precision={
+            k: true_pos[k] / (true_pos[k] + false_pos[k]) for k in kinds if true_pos[k] + false_pos[k]
+        },
         lookalike_precision=intact / lookalikes,
         misses=misses,
     )
@@ -91,7 +93,9 @@ def figures() -> Figures:
     counts = Counter(line.pii_type for line in lines)
     print("\ntype           lines  recall  precision")
     for kind in sorted(result.recall):
-        print(f"{kind:<14} {counts[kind]:>5}  {result.recall[kind]:6.1%}  {result.precision.get(kind, 0):8.1%}")
+        print(
+            f"{kind:<14} {counts[kind]:>5}  {result.recall[kind]:6.1%}  {result.precision.get(kind, 0):8.1%}"
+        )
     print(f"LOOKALIKE      {counts['LOOKALIKE']:>5}  unchanged {result.lookalike_precision:.1%}")
     return result
 

@@ -131,7 +131,13 @@ def test_corpus_through_the_service_no_value_in_any_table(service: Service) -> N
                 [{"role": "user", "parts": [{"type": "text", "content": t}]} for t in texts]
             ),
             "gen_ai.output.messages": json.dumps(
-                [{"role": "assistant", "parts": [{"type": "text", "content": address}], "finish_reason": "stop"}]
+                [
+                    {
+                        "role": "assistant",
+                        "parts": [{"type": "text", "content": address}],
+                        "finish_reason": "stop",
+                    }
+                ]
             ),
             "app.note": address,
         }
@@ -167,7 +173,9 @@ def test_corpus_through_the_service_no_value_in_any_table(service: Service) -> N
     ]
     assert not leaked, leaked[:20]
     assert not _appears("Klaus Müller", tables["otel_traces"])
-    altered = [value for _, kind, value, _ in lines if kind == "LOOKALIKE" and not _appears(value, everything)]
+    altered = [
+        value for _, kind, value, _ in lines if kind == "LOOKALIKE" and not _appears(value, everything)
+    ]
     assert not altered, altered
     samples = scrape(service.api_url)
     assert _masked(samples, "PERSON") > 0 and _masked(samples, "ADDRESS") > 0
@@ -176,5 +184,7 @@ def test_corpus_through_the_service_no_value_in_any_table(service: Service) -> N
 def _masked(samples: Samples, pii_type: str) -> float:
     """inferline_pii_masked_total summed over projects."""
     return sum(
-        v for (name, labels), v in samples.items() if name == "inferline_pii_masked_total" and ("type", pii_type) in labels
+        v
+        for (name, labels), v in samples.items()
+        if name == "inferline_pii_masked_total" and ("type", pii_type) in labels
     )

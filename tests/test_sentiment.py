@@ -308,7 +308,9 @@ def _labeled(name: str) -> list[tuple[str, str]]:
     return rows
 
 
-def _accuracy(scorer: SentimentScorer, rows: list[tuple[str, str]]) -> tuple[float, list[tuple[str, str, str]]]:
+def _accuracy(
+    scorer: SentimentScorer, rows: list[tuple[str, str]]
+) -> tuple[float, list[tuple[str, str, str]]]:
     wrong = [(text, want, got) for text, want in rows if (got := scorer.score(text)[1]) != want]
     return 1 - len(wrong) / len(rows), wrong
 

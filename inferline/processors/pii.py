@@ -436,7 +436,13 @@ def _literal_database(words: tuple[bytes, ...]) -> Any:
         if db is None:
             db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
             # One id per literal: with a shared id the literal compiler takes ~60x longer.
-            db.compile(expressions=list(words), ids=list(range(len(words))), elements=len(words), flags=0, literal=True)
+            db.compile(
+                expressions=list(words),
+                ids=list(range(len(words))),
+                elements=len(words),
+                flags=0,
+                literal=True,
+            )
             _LITERAL_DATABASES[words] = db
         return db
 
@@ -782,7 +788,13 @@ class PiiMasker:
 
 _ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes")
 _ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
-_SPAN_FIELDS = ("SpanAttributes", "Events.Attributes", "Links.Attributes", "ResourceAttributes", "StatusMessage")
+_SPAN_FIELDS = (
+    "SpanAttributes",
+    "Events.Attributes",
+    "Links.Attributes",
+    "ResourceAttributes",
+    "StatusMessage",
+)
 _LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes")
 
 

@@ -469,7 +469,11 @@ def _hs_words(words: tuple[str, ...]) -> bytes:
 ADDRESS_RULES: tuple[Rule, ...] = (
     Rule(
         "ADDRESS",
-        (rb"[0-9]{1,5}[A-Za-z]?,? (?:[A-Z?][A-Za-z?'\-]* ){1,3}(?:" + _hs_words(pii_names.EN_STREET_TYPES) + rb")\b",),
+        (
+            rb"[0-9]{1,5}[A-Za-z]?,? (?:[A-Z?][A-Za-z?'\-]* ){1,3}(?:"
+            + _hs_words(pii_names.EN_STREET_TYPES)
+            + rb")\b",
+        ),
         pii_names.EN_ADDRESS,
         pii_names.check_en_address,
         needs_digit=True,

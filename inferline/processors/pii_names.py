@@ -54,10 +54,17 @@ def _load_gazetteer() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
 
 GIVEN_NAMES, FAMILY_NAMES, COMMON_WORDS = _load_gazetteer()
 
+
+def words(text: str) -> list[str]:
+    """A word list written as one block of text (long lists stay readable)."""
+    return text.split()
+
+
 # Capitalised words that are never (part of) a person's name here, whatever the gazetteer says:
 # model and product names users write to and about assistants, and words that follow greetings.
 NEVER_NAME: frozenset[str] = frozenset(
-    """
+    words(
+        """
     Claude Gemini Mistral Mixtral Llama Grok Gemma Phi Qwen Falcon Bard Copilot Cursor Devin
     Alexa Siri Cortana Jarvis Sonnet Opus Haiku Codex Ollama Perplexity Replit
     Kafka Apache Spark Jenkins Docker Kubernetes Redis Postgres Grafana Prometheus Django Flask
@@ -75,12 +82,14 @@ NEVER_NAME: frozenset[str] = frozenset(
     Monday Tuesday Wednesday Thursday Friday Saturday Sunday Today Tomorrow Yesterday
     Januar Februar März Juni Juli Oktober Dezember Montag Dienstag Mittwoch Donnerstag Freitag
     Samstag Sonntag
-    """.split()
+    """
+    )
 )
 
 # Given names that are also everyday words, places or names of things: masked only with context.
 _AMBIGUOUS_EXTRA = frozenset(
-    """
+    words(
+        """
     Will Max Mark Bill Grace Hope Faith Joy June Pat Rich Frank Art Ray Rob Sue Sky Dawn Page
     Chase Hunter Sandy Penny Crystal Amber Ruby Jade Ivy Holly Iris Lily Daisy Violet Hazel Olive
     Angel Sunny Paris Florence Sydney Austin Dallas Houston Jackson Lincoln Madison Orlando
@@ -89,7 +98,8 @@ _AMBIGUOUS_EXTRA = frozenset(
     Mercedes Dolores Pilar Consuelo Amparo Luz Cruz Paz Sol Rosa Rose Nina Eve Ben Don Dean Earl
     Miles Summer Autumn Winter Storm River Rain Star Royal Price Ward Wade Drew Bob
     Julia Ada Ruby Pascal Watson Jasper
-    """.split()
+    """
+    )
 )
 
 AMBIGUOUS_GIVEN: frozenset[str] = GIVEN_NAMES & (COMMON_WORDS | _AMBIGUOUS_EXTRA | NEVER_NAME)
@@ -264,7 +274,7 @@ STRONG_INTRO_RE, WEAK_INTRO_RE = _STRONG_INTRO_RE, _WEAK_INTRO_RE
 
 def _name_group(m: re.Match[str], strict_first: bool) -> Span | None:
     """The name after a context word, cut before the first token that is not a name."""
-    start, end = m.span(1)
+    start = m.start(1)
     if start and _letter(m.string[start - 1]) and m.string[start - 1] != "\x01":
         return None
     text = m.string
@@ -342,7 +352,8 @@ _CITY = rf"{_W}(?:[ \-](?:am|an der|im|sur|upon|de|del|di|aan den|aan de|{_W})){
 _NUMBER = r"\d{1,4}(?:[ ]?[A-Za-z](?![A-Za-z]))?(?:[\-/]\d{1,4}[A-Za-z]?)?"
 # Postcode and city, in any of the locales' orders; a UK/US/IE postcode after the city.
 _POST_CITY = (
-    rf"(?:,?[ ](?:D-|F-|I-|E-|NL-|B-|A-|CH-|P-)?(?:\d{{5}}|\d{{4}}[ ]?[A-Z]{{2}}|\d{{4}}-\d{{3}}|\d{{4}})[ ]{_CITY}"
+    rf"(?:,?[ ](?:D-|F-|I-|E-|NL-|B-|A-|CH-|P-)?"
+    rf"(?:\d{{5}}|\d{{4}}[ ]?[A-Z]{{2}}|\d{{4}}-\d{{3}}|\d{{4}})[ ]{_CITY}"
     rf"(?:[ ]\(?[A-Z]{{2}}\)?)?"  # Italian province "(RM)"
     rf"|,[ ]{_CITY}(?:,?[ ](?:[A-Z]{{1,2}}\d[A-Z\d]?[ ]?\d[A-Z]{{2}}|[A-Z]{{2}}[ ]\d{{5}}(?:-\d{{4}})?))?)?"
 )
@@ -357,7 +368,8 @@ FR_STREET_TYPES = (
 )  # fmt: skip
 SOUTH_STREET_TYPES = (
     "Calle", "C/", "Avenida", "Avda.", "Avda", "Paseo", "Plaza", "Camino", "Carrera", "Ronda",
-    "Travesía", "Carretera", "Gran Vía", "Vía", "Via", "Viale", "Piazza", "Piazzale", "Corso", "Largo", "Vicolo",
+    "Travesía", "Carretera", "Gran Vía", "Vía", "Via", "Viale", "Piazza", "Piazzale", "Corso", "Largo",
+    "Vicolo",
     "Strada", "Lungomare", "Rua", "Praça", "Travessa", "Largo", "Rue", "Avenue", "Boulevard", "Place",
 )  # fmt: skip
 # German and Dutch: the type is a suffix of the street's word ("Hauptstraße", "Keizersgracht").
@@ -377,10 +389,11 @@ _EN_ADDRESS = re.compile(
 _FR_ADDRESS = re.compile(
     rf"\d{{1,4}}(?:[ ]?(?:bis|ter|[A-Z](?![\w])))?,?[ ](?i:{_alternation(FR_STREET_TYPES)})"
     rf"(?:[ ](?:de[ ]la|de[ ]l'|d'|de|du|des|la|le|les|l'|{_W})){{1,5}}{_POST_CITY}",
-    )
+)
 _SOUTH_ADDRESS = re.compile(
     rf"(?:{_alternation(SOUTH_STREET_TYPES)})(?:[ ](?:de[ ]la|de[ ]los|de[ ]las|del|de|della|delle|dei|"
-    rf"degli|di|da|dos|das|do|la|le|{_W}|\d{{1,2}}[ ](?:de[ ])?{_W})){{1,5}},?[ ](?:n\.?[ ]?º?|nº[ ]?|No\.[ ]?)?"
+    rf"degli|di|da|dos|das|do|la|le|{_W}|\d{{1,2}}[ ](?:de[ ])?{_W})){{1,5}},?[ ]"
+    rf"(?:n\.?[ ]?º?|nº[ ]?|No\.[ ]?)?"
     rf"{_NUMBER}(?![\d])(?:,?[ ]\d+º?[ ]?[A-Za-z]?(?=,))?{_POST_CITY}"
 )
 _NORTH_ADDRESS = re.compile(
@@ -419,10 +432,10 @@ def north_street_start(text: str, end: int) -> int | None:
 # A street without a type word ("Damrak 1, 1012 LG Amsterdam", "Lange Voorhout 34, 2514 EE Den
 # Haag"): the house number, a comma, a postcode and a city are evidence enough. Matched from the
 # number; the street words before it are found backwards.
-POSTCODE_ADDRESS = re.compile(
-    rf"{_NUMBER},[ ](?:\d{{4}}[ ]?[A-Z]{{2}}|\d{{5}}|\d{{4}}-\d{{3}})[ ]{_CITY}"
+POSTCODE_ADDRESS = re.compile(rf"{_NUMBER},[ ](?:\d{{4}}[ ]?[A-Z]{{2}}|\d{{5}}|\d{{4}}-\d{{3}})[ ]{_CITY}")
+_STREET_WORDS_REVERSED = re.compile(
+    rf"[ ](?:[{_LO}'’\-]*[{_UP}](?:[ ](?:[{_LO}]{{1,3}}|[{_LO}'’\-]*[{_UP}])){{0,3}})"
 )
-_STREET_WORDS_REVERSED = re.compile(rf"[ ](?:[{_LO}'’\-]*[{_UP}](?:[ ](?:[{_LO}]{{1,3}}|[{_LO}'’\-]*[{_UP}])){{0,3}})")
 
 
 def check_postcode_address(m: re.Match[str]) -> Span | None:
@@ -452,4 +465,9 @@ def check_north_address(m: re.Match[str]) -> Span | None:
     return start, end
 
 
-EN_ADDRESS, FR_ADDRESS, SOUTH_ADDRESS, NORTH_ADDRESS = _EN_ADDRESS, _FR_ADDRESS, _SOUTH_ADDRESS, _NORTH_ADDRESS
+EN_ADDRESS, FR_ADDRESS, SOUTH_ADDRESS, NORTH_ADDRESS = (
+    _EN_ADDRESS,
+    _FR_ADDRESS,
+    _SOUTH_ADDRESS,
+    _NORTH_ADDRESS,
+)

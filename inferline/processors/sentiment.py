@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
-from bisect import bisect_right
 import string
+from bisect import bisect_right
 from pathlib import Path
 from typing import Any, Literal
 
@@ -456,7 +456,7 @@ class SentimentConfig(BaseModel):
         200,
         ge=0,
         le=100_000,
-        description="the response is scored on its first this-many characters (0: head and tail as the prompt)",
+        description="the response is scored on its first this-many characters (0: head + tail, as prompts)",
     )
     domain_rules: bool = Field(
         True, description="domain words, phrases, other languages, sarcasm, requests; false: plain VADER"
@@ -471,7 +471,9 @@ class SentimentProcessor:
 
     def __init__(self, config: SentimentConfig | None = None, scorer: SentimentScorer | None = None) -> None:
         self.config = config or SentimentConfig()
-        self.scorer = scorer or SentimentScorer(max_chars=self.config.max_chars, domain=self.config.domain_rules)
+        self.scorer = scorer or SentimentScorer(
+            max_chars=self.config.max_chars, domain=self.config.domain_rules
+        )
         self._prompt = "prompt" in self.config.fields
         self._response = "response" in self.config.fields
         self._head = self.config.response_head_chars

@@ -7,6 +7,12 @@ Valences are on VADER's scale (-4 .. +4).
 
 from __future__ import annotations
 
+
+def words(text: str) -> list[str]:
+    """A word list written as one block of text (long lists stay readable)."""
+    return text.split()
+
+
 # Words VADER does not know, or knows with a sense that misleads on feedback about answers.
 DOMAIN_WORDS: dict[str, float] = {
     # English, about answers
@@ -121,13 +127,15 @@ EMOJI_OVERRIDES: dict[str, str] = {
 # A comment starting with one of these asks for something; unless it also judges the answer
 # strongly, it is neutral ("Please help me ...", "Can you make it more concise?").
 REQUEST_STARTERS: frozenset[str] = frozenset(
-    """
+    words(
+        """
     can could would will please rewrite translate explain add use make give show summarise summarize
     convert try split list return format merge check do draft write continue go now same only
     kannst könntest bitte schreib erkläre übersetze peux pouvez traduis résume explique écris
     puedes podrías hazlo escríbelo traduce resume puoi potresti traducilo riscrivi scrivi kun
     kunt wil schrijf vertaal what which how where is are why when who
-    """.split()
+    """
+    )
 )
 # Valence magnitude from which a word in a request still counts ("Can you fix this useless
 # answer?" is negative).
