@@ -68,6 +68,9 @@ DEFAULT_ATTRIBUTES: tuple[str, ...] = (
     "langfuse.observation.output",
     "traceloop.entity.input",
     "traceloop.entity.output",
+    # Who the user is: scanned even though "*.id" keys are never masked.
+    "user.*",
+    "enduser.*",
 )
 
 # Attribute keys never masked (exact names or fnmatch globs): identifiers, enums, model names,
@@ -152,6 +155,18 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "*.trace_id",
     "*.span_id",
     "*.request_id",
+    "*.id",
+    "*_id",
+    "*Id",
+    "*.role",
+    "*.mime_type",
+    "*.level",
+    "*.environment",
+    "*.usage_details",
+    "*.timestamp",
+    "*.finish_reason*",
+    "llm.invocation_parameters",
+    "operation.name",
     "inferline.*",
 )
 
@@ -353,7 +368,8 @@ class _Engine:
             scratch, literal_scratch = self._scratch()
             if self.db is not None:
                 self.db.scan(data, match_event_handler=_on_match, context=hits, scratch=scratch)
-            if self.literal_db is not None:
+            # A name starts with a capital: all-lowercase text (ids, URLs, enums) skips the scan.
+            if self.literal_db is not None and not text.islower():
                 literal_hits: list[tuple[int, int, int]] = []
                 # The space lets a word at the very end of the text match with its end character.
                 self.literal_db.scan(

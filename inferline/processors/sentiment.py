@@ -445,15 +445,16 @@ class SentimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    # 150 + 150 characters carry the tone of a message; each character scored costs ~0.12 µs.
     max_chars: int = Field(
-        400, ge=32, le=100_000, description="longer texts are scored on their first and last max_chars/2"
+        300, ge=32, le=100_000, description="longer texts are scored on their first and last max_chars/2"
     )
     fields: list[ScoredField] = Field(
         default_factory=_both_fields,
         description="prompt = the last user message; response = the assistant response text",
     )
     response_head_chars: int = Field(
-        200,
+        160,
         ge=0,
         le=100_000,
         description="the response is scored on its first this-many characters (0: head + tail, as prompts)",

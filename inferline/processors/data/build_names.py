@@ -50,7 +50,12 @@ def _words(values: object) -> list[str]:
 def _clean(name: str) -> str | None:
     name = name.strip()
     # Faker's de_DE list has generated suffixes ("Koch II"); keep real-looking names only.
-    if len(name) < 2 or not name[0].isupper() or any(c.isdigit() for c in name) or name.endswith((" I", " II")):
+    if (
+        len(name) < 2
+        or not name[0].isupper()
+        or any(c.isdigit() for c in name)
+        or name.endswith((" I", " II"))
+    ):
         return None
     return name
 
