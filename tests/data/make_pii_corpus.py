@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (hand-written corpus lists: one line per locale reads better than wrapping)
 """Writes `pii_corpus.tsv`, the labeled PII corpus of tests/test_pii_corpus.py (run by hand after
 editing the lists below: `python tests/data/make_pii_corpus.py`).
 
