@@ -68,9 +68,6 @@ DEFAULT_ATTRIBUTES: tuple[str, ...] = (
     "langfuse.observation.output",
     "traceloop.entity.input",
     "traceloop.entity.output",
-    # Who the user is: scanned even though "*.id" keys are never masked.
-    "user.*",
-    "enduser.*",
 )
 
 # Attribute keys never masked (exact names or fnmatch globs): identifiers, enums, model names,
@@ -152,6 +149,9 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "langfuse.observation.type",
     "langfuse.observation.model*",
     "session.id",
+    # Ids, user ids included: `user.id` / `enduser.id` feed the llm_inferences `user_id` column
+    # (not masked either) and erasure finds an end user's spans by them. `user.email` and other
+    # user attributes are scanned.
     "*.trace_id",
     "*.span_id",
     "*.request_id",
