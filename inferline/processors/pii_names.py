@@ -82,6 +82,9 @@ NEVER_NAME: frozenset[str] = frozenset(
     Monday Tuesday Wednesday Thursday Friday Saturday Sunday Today Tomorrow Yesterday
     Januar Februar März Juni Juli Oktober Dezember Montag Dienstag Mittwoch Donnerstag Freitag
     Samstag Sonntag
+    German English French Spanish Italian Dutch Portuguese Polish Swedish Danish Norwegian Finnish
+    Greek Turkish Russian Chinese Japanese Korean Arabic Hindi Latin Europe Asia Africa America
+    Americas Oceania Australia Antarctica
     """
     )
 )
@@ -185,6 +188,9 @@ def check_given_name(m: re.Match[str]) -> Span | None:
     if start and _letter(text[start - 1]):
         return None
     first = m.group()
+    end = m.end()
+    if (end < len(text) and text[end] in "/\\_@") or (start and text[start - 1] in "/\\_.@"):
+        return None  # a path, a time zone, an identifier ("Asia/Tokyo", "src/Anna.py")
     head = first.split("-", 1)[0]
     if head not in GIVEN_NAMES or first in NEVER_NAME:
         return None

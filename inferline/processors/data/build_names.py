@@ -10,7 +10,7 @@ Sections of the output:
 * `given`: given names of the locales below, as written (capitalised, accents kept).
 * `family`: family names; multi-word ones ("van Noort", "De Boeck") are kept whole and their last
   word is added on its own.
-* `common`: capitalised common words, cities, months and weekdays of the same locales. A given or
+* `common`: capitalised common words, cities, countries, months and weekdays of the same locales. A given or
   family name that is also one of these ("Mark", "Paris", "Rosa", "Weber"? no: only common words)
   is ambiguous: masked only with context (a title, a greeting, a second name), never alone.
 """
@@ -86,6 +86,9 @@ def main() -> None:
     for loc in CITY_LOCALES:
         p = _provider("address", loc)
         common.update(c for c in _words(getattr(p, "cities", ())) if " " not in c)
+    for loc in ("en_US", *LOREM_LOCALES, "es_ES", "pt_PT"):
+        p = _provider("address", loc)  # country names ("France", "Georgia", "Jordan")
+        common.update(c for c in _words(getattr(p, "countries", ())) if " " not in c)
     for loc in LOCALES:
         p = _provider("date_time", loc)
         for attr in ("DAY_NAMES", "MONTH_NAMES"):
