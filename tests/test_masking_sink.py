@@ -65,3 +65,41 @@ def test_content_attributes_events_and_log_bodies_are_masked_before_the_sink() -
     carried = {kv.key: kv.value.string_value for kv in masked_span.attributes}["inferline.pii_found"]
     assert orjson.loads(carried) == {"EMAIL": 3, "CREDIT_CARD": 1}
     assert b"order 1234567" in raw and b"https://shop.example/orders/1234567" in raw
+
+
+def test_every_string_value_is_masked_at_the_receiver_except_never_masked_keys() -> None:
+    """Resource attributes, any span attribute, the status message and a log body: all masked
+    before the sink; ids, the model and the route are left as they are; counts per span include
+    what the span's resource held."""
+    masker = PiiMasker(PiiConfig())
+    recorder = Recorder()
+    sink = MaskingSink(recorder, masker)
+    span = json_span(
+        {
+            "app.note": f"escalated by Anna Schmidt, {EMAIL}",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "http.route": "/users/{id}",
+        },
+        status_code=2,
+    )
+    span["status"]["message"] = f"timeout calling {EMAIL}"
+    traces = decode_json(
+        traces_json([span], resource={"service.name": "support-bot", "deployment.owner": EMAIL}),
+        ExportTraceServiceRequest,
+    )
+    asyncio.run(sink.export_spans(traces, "p"))
+    log = {"traceId": span["traceId"], "spanId": span["spanId"], "body": "Hauptstraße 5, 10115 Berlin"}
+    logs = decode_json(logs_json([log], resource={"service.name": "support-bot"}), ExportLogsServiceRequest)
+    asyncio.run(sink.export_logs(logs, "p"))
+
+    sent = ExportTraceServiceRequest.FromString(recorder.seen[0]).resource_spans[0]
+    resource = {kv.key: kv.value.string_value for kv in sent.resource.attributes}
+    assert resource == {"service.name": "support-bot", "deployment.owner": "<EMAIL>"}
+    masked_span = sent.scope_spans[0].spans[0]
+    attrs = {kv.key: kv.value.string_value for kv in masked_span.attributes}
+    assert attrs["app.note"] == "escalated by <PERSON>, <EMAIL>"
+    assert attrs["gen_ai.request.model"] == "gpt-4o-mini" and attrs["http.route"] == "/users/{id}"
+    assert masked_span.status.message == "timeout calling <EMAIL>"
+    assert orjson.loads(attrs["inferline.pii_found"]) == {"EMAIL": 3, "PERSON": 1}
+    body = ExportLogsServiceRequest.FromString(recorder.seen[1]).resource_logs[0].scope_logs[0].log_records[0]
+    assert body.body.string_value == "<ADDRESS>"

@@ -4,6 +4,7 @@ byte-for-byte, multilingual and emoji context, modes, config, and the processor 
 from __future__ import annotations
 
 import copy
+import json
 
 import orjson
 import pytest
@@ -355,13 +356,16 @@ def _batch() -> Batch:
             "gen_ai.prompt.0.content": f"mail {EMAIL}",
             "gen_ai.input.messages": orjson.dumps([{"role": "user", "content": f"call {PHONE}"}]).decode(),
             "input.value": f"card {CARD}",
-            "http.client_ip": "10.0.0.1",  # not configured: untouched
-            "user.email": EMAIL,  # not configured by default: untouched
+            "http.client_ip": "10.0.0.1",  # every string value is scanned by default
+            "user.email": EMAIL,
+            "http.route": "/users/jane@example.com",  # never masked: a route is not content
         },
         "Events.Attributes": [
             {"gen_ai.completion": f"key {KEY}", "event.name": "done"},
-            {"exception.message": f"failed for {EMAIL}"},  # not configured: untouched
+            {"exception.message": f"failed for {EMAIL}"},
         ],
+        "ResourceAttributes": {"service.name": "support-bot", "host.owner": "Anna Schmidt"},
+        "StatusMessage": f"could not reach {EMAIL}",
     }
     log = {
         "Body": orjson.dumps({"content": f"reach me at {EMAIL}"}).decode(),
@@ -398,29 +402,58 @@ def test_processor_masks_every_field(masker: PiiMasker) -> None:
     assert inf["response_messages"][0]["reasoning"] == "user wrote <PHONE>"
 
     attrs = span["SpanAttributes"]
-    assert span["PiiFound"] == {"EMAIL": 1, "PHONE": 1, "CREDIT_CARD": 1, "SECRET": 1}
+    assert span["PiiFound"] == {
+        "EMAIL": 4,
+        "PHONE": 1,
+        "CREDIT_CARD": 1,
+        "SECRET": 1,
+        "IP_ADDRESS": 1,
+        "PERSON": 1,
+    }
     assert attrs["gen_ai.prompt.0.content"] == "mail <EMAIL>"
     assert orjson.loads(attrs["gen_ai.input.messages"]) == [{"role": "user", "content": "call <PHONE>"}]
     assert attrs["input.value"] == "card <CREDIT_CARD>"
     assert attrs["gen_ai.request.model"] == "gpt-4o"
-    assert attrs["http.client_ip"] == "10.0.0.1" and attrs["user.email"] == EMAIL
+    assert attrs["http.client_ip"] == "<IP_ADDRESS>" and attrs["user.email"] == "<EMAIL>"
+    assert attrs["http.route"] == "/users/jane@example.com"
     assert span["Events.Attributes"][0] == {"gen_ai.completion": "key <SECRET>", "event.name": "done"}
-    assert span["Events.Attributes"][1] == {"exception.message": f"failed for {EMAIL}"}
+    assert span["Events.Attributes"][1] == {"exception.message": "failed for <EMAIL>"}
+    assert span["ResourceAttributes"] == {"service.name": "support-bot", "host.owner": "<PERSON>"}
+    assert span["StatusMessage"] == "could not reach <EMAIL>"
 
     assert log["PiiFound"] == {"EMAIL": 1, "PHONE": 1}
     assert orjson.loads(log["Body"]) == {"content": "reach me at <EMAIL>"}
     assert log["LogAttributes"] == {"traceloop.entity.output": "call <PHONE>", "service": "api"}
 
 
-def test_processor_extra_attribute_globs() -> None:
-    m = PiiMasker(PiiConfig(attributes=["user.email", "exception.*"]))
+def test_processor_only_configured_attributes_when_mask_all_is_off() -> None:
+    m = PiiMasker(PiiConfig(mask_all_attributes=False, attributes=["user.email", "exception.*"]))
     batch = _batch()
     m.process(batch)
     span = batch.spans[0]
     assert span["SpanAttributes"]["user.email"] == "<EMAIL>"
     assert span["SpanAttributes"]["http.client_ip"] == "10.0.0.1"
     assert span["Events.Attributes"][1] == {"exception.message": "failed for <EMAIL>"}
+    assert span["ResourceAttributes"]["host.owner"] == "Anna Schmidt"
     assert span["PiiFound"]["EMAIL"] == 3
+
+
+def test_never_mask_keys_and_forced_attributes() -> None:
+    m = PiiMasker(PiiConfig(never_mask=["user.*", "exception.message"], attributes=["user.email"]))
+    batch = _batch()
+    m.process(batch)
+    span = batch.spans[0]
+    assert span["SpanAttributes"]["user.email"] == "<EMAIL>"  # `attributes` win over never_mask
+    assert span["Events.Attributes"][1] == {"exception.message": f"failed for {EMAIL}"}
+    assert span["SpanAttributes"]["http.client_ip"] == "<IP_ADDRESS>"
+
+
+def test_shared_resource_attributes_are_counted_on_every_row(masker: PiiMasker) -> None:
+    resource = {"service.name": "bot", "owner.contact": "jane@example.com"}
+    batch = Batch(spans=[{"SpanAttributes": {}, "ResourceAttributes": resource} for _ in range(3)])
+    masker.process(batch)
+    assert resource["owner.contact"] == "<EMAIL>"
+    assert [row["PiiFound"] for row in batch.spans] == [{"EMAIL": 1}] * 3
 
 
 def test_processor_rows_without_pii_get_empty_counts(masker: PiiMasker) -> None:
@@ -450,11 +483,13 @@ def test_bad_row_is_redacted_not_raised(masker: PiiMasker, monkeypatch: pytest.M
     calls = {"n": 0}
     original = masker.mask_value
 
-    def boom(value: object, counts: dict[str, int], skip: frozenset[str] = frozenset()) -> object:
+    def boom(
+        value: object, counts: dict[str, int], skip: frozenset[str] = frozenset(), depth: int = 0
+    ) -> object:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("boom")
-        return original(value, counts, skip)
+        return original(value, counts, skip, depth)
 
     monkeypatch.setattr(masker, "mask_value", boom)
     masker.process(batch)
@@ -503,11 +538,20 @@ def test_counts_carried_from_the_receiver_are_added(masker: PiiMasker) -> None:
 
 def test_json_text_is_masked_in_place_around_escapes(masker: PiiMasker) -> None:
     """The one-pass path: the JSON text keeps its own formatting and escapes, only values change."""
-    value = '[ {"role": "user", "content": "caf\\u00e9 \\"quoted\\"\\njane@example.com\\tok"} ]'
+    value = '[ {"role": "user", "content": "a\\u2013b \\"quoted\\"\\njane@example.com\\tok"} ]'
     counts: dict[str, int] = {}
     masked = masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS)
-    assert masked == '[ {"role": "user", "content": "caf\\u00e9 \\"quoted\\"\\n<EMAIL>\\tok"} ]'
+    assert masked == '[ {"role": "user", "content": "a\\u2013b \\"quoted\\"\\n<EMAIL>\\tok"} ]'
     assert counts == {"EMAIL": 1}
+
+
+def test_json_with_escaped_accented_letters_is_masked_per_leaf(masker: PiiMasker) -> None:
+    """json.dumps writes "Amélie" as "Am\\u00e9lie": the name is found in the decoded value."""
+    value = json.dumps([{"role": "user", "content": "Merci de transmettre à Amélie Dubois."}])
+    counts: dict[str, int] = {}
+    masked = orjson.loads(masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS))
+    assert masked == [{"role": "user", "content": "Merci de transmettre à <PERSON>."}]
+    assert counts == {"PERSON": 1}
 
 
 def test_json_falls_back_to_leaves_when_a_match_is_not_inside_a_string(masker: PiiMasker) -> None:
@@ -523,3 +567,49 @@ def test_json_skipped_keys_stay_untouched_on_either_path(masker: PiiMasker) -> N
     value = orjson.dumps({skipped: "jane@example.com", "content": "jane@example.com"}).decode()
     masked = orjson.loads(masker._mask_str(value, {}, pii_module.MESSAGE_SKIP_KEYS))
     assert masked == {skipped: "jane@example.com", "content": "<EMAIL>"}
+
+
+# --- pathological input: bounded work, never a failed batch --------------------------------------
+
+PATHOLOGICAL = {
+    "1 MB of one letter": "a" * 1_000_000,
+    "1 MB of one capital": "A" * 1_000_000,
+    "1 MB of digits": "7" * 1_000_000,
+    "100k short tokens": "ab " * 100_000,
+    "100k given names": "Anna " * 100_000,
+    "100k titles": "Dr. Müller " * 50_000,
+    "100k street fragments": "Hauptstraße 5, " * 50_000,
+    "deeply nested JSON": "[" * 5_000 + '"jane@example.com"' + "]" * 5_000,
+    "lone surrogates": "mail jane@example.com \ud800 from Anna Schmidt \udfff",
+}
+
+
+@pytest.mark.parametrize("text", list(PATHOLOGICAL.values()), ids=list(PATHOLOGICAL))
+def test_pathological_text_is_masked_or_passed_through(masker: PiiMasker, text: str) -> None:
+    masked, counts = masker.mask_text(text)
+    assert isinstance(masked, str) and all(n > 0 for n in counts.values())
+    assert "jane@example.com" not in masked and "Anna Schmidt" not in masked
+
+
+def test_pathological_rows_do_not_fail_the_batch(masker: PiiMasker) -> None:
+    bad_leaf = {"role": "user", "content": "[" * 3_000 + "]" * 3_000}
+    surrogate_json = orjson.dumps({"content": "jane@example.com"}).decode().replace("jane", "\\ud800jane")
+    deep: object = "jane@example.com"
+    for _ in range(5_000):  # deeper than the interpreter's recursion limit
+        deep = [deep]
+    batch = Batch(
+        inferences=[
+            {"prompt_messages": [bad_leaf, {"role": "user", "content": "x" * 1_000_000}]},
+            {"prompt_messages": [{"role": "user", "content": deep}]},
+            {"prompt_messages": [{"role": "user", "content": f"hi {EMAIL}"}]},
+        ],
+        spans=[{"SpanAttributes": {"gen_ai.input.messages": surrogate_json, "note": "\ud800" * 1000}}],
+        logs=[{"Body": "Anna " * 100_000, "LogAttributes": {}}],
+    )
+    masker.process(batch)
+    assert batch.inferences[2]["pii_found"] == {"EMAIL": 1}
+    # Too deep to walk: redacted, not let through and not raised.
+    assert batch.inferences[1]["pii_found"] == {"ERROR": 1}
+    assert EMAIL not in str(batch.inferences[1]["prompt_messages"])
+    assert "jane@example.com" not in batch.spans[0]["SpanAttributes"]["gen_ai.input.messages"]
+    assert batch.logs[0]["PiiFound"]["PERSON"] > 0

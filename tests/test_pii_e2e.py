@@ -5,15 +5,17 @@ in full. Lookalikes (order numbers, UUIDs, versions, timestamps, prices) survive
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Service, make_service
+from tests.conftest import Service, make_service, wait_for
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
 from tests.pii_samples import LOOKALIKES, PII, chat_attributes_with_pii
+from tests.prom_helpers import Samples, scrape
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +92,99 @@ def test_no_pii_in_any_table_and_lookalikes_survive(service: Service, tmp_path: 
         f"WHERE TraceId = '{trace_id}'"
     )
     assert masked_attribute == "<EMAIL>\trelease v2.10.0-rc1, order 1234567\n"
+
+
+def _corpus_lines() -> list[tuple[str, str, str, str]]:
+    rows = []
+    for raw in (Path(__file__).parent / "data" / "pii_corpus.tsv").read_text(encoding="utf-8").splitlines():
+        if raw and not raw.startswith("#"):
+            locale, kind, value, text = raw.split("\t")
+            rows.append((locale, kind, value.replace("\\n", "\n"), text.replace("\\n", "\n")))
+    return rows
+
+
+def _appears(value: str, dump: str) -> bool:
+    """The value as a whole word, in plain or JSON-escaped spelling."""
+    spellings = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    spellings |= {s.replace("/", "\\/") for s in spellings}  # ClickHouse's JSON escapes '/'
+    return any(re.search(rf"(?<!\w){re.escape(s)}(?!\w)", dump) for s in spellings)
+
+
+def test_corpus_through_the_service_no_value_in_any_table(service: Service) -> None:
+    """Every PII value of the labeled corpus (names, addresses and structured types in seven
+    locales), sent as chat messages, a plain span attribute, a resource attribute and log bodies,
+    is found in no table and no column; every lookalike comes back unchanged."""
+    lines = _corpus_lines()
+    headers = {"x-api-key": service.key, "content-type": "application/json"}
+    trace_id = new_trace_id()
+    spans, logs = [], []
+    for locale in sorted({line[0] for line in lines}):
+        texts = [text for loc, _, _, text in lines if loc == locale]
+        person = next(text for loc, kind, _, text in lines if loc == locale and kind == "PERSON")
+        address = next(text for loc, kind, _, text in lines if loc == locale and kind == "ADDRESS")
+        span_id = new_span_id()
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.input.messages": json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": t}]} for t in texts]
+            ),
+            "gen_ai.output.messages": json.dumps(
+                [
+                    {
+                        "role": "assistant",
+                        "parts": [{"type": "text", "content": address}],
+                        "finish_reason": "stop",
+                    }
+                ]
+            ),
+            "app.note": address,
+        }
+        spans.append(json_span(attributes, trace_id=trace_id, span_id=span_id, name=f"chat {locale}"))
+        logs.append({"traceId": trace_id, "spanId": span_id, "body": person})
+    resource = {"service.name": "pii-corpus", "deployment.owner": "Klaus Müller"}
+    for path, body in (("/v1/traces", traces_json(spans, resource=resource)), ("/v1/logs", logs_json(logs))):
+        assert httpx.post(f"{service.http_url}{path}", content=body, headers=headers).status_code == 200
+
+    def dumps() -> dict[str, str]:
+        return {
+            table: service.sql(f"SELECT * FROM {table} WHERE {column} = '{trace_id}' FORMAT JSONEachRow")
+            for table, column in (
+                ("llm_inferences", "trace_id"),
+                ("otel_traces", "TraceId"),
+                ("otel_logs", "TraceId"),
+            )
+        }
+
+    def stored() -> dict[str, str] | None:
+        d = dumps()
+        return d if all(d.values()) and d["otel_logs"].count("\n") >= len(logs) else None
+
+    tables = wait_for(stored)
+    assert tables is not None, "the rows did not arrive"
+    everything = "".join(tables.values())
+    leaked = [
+        (kind, value, table)
+        for _, kind, value, _ in lines
+        if kind != "LOOKALIKE"
+        for table, text in tables.items()
+        if _appears(value, text)
+    ]
+    assert not leaked, leaked[:20]
+    assert not _appears("Klaus Müller", tables["otel_traces"])
+    altered = [
+        value for _, kind, value, _ in lines if kind == "LOOKALIKE" and not _appears(value, everything)
+    ]
+    assert not altered, altered
+    samples = scrape(service.api_url)
+    assert _masked(samples, "PERSON") > 0 and _masked(samples, "ADDRESS") > 0
+
+
+def _masked(samples: Samples, pii_type: str) -> float:
+    """inferline_pii_masked_total summed over projects."""
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "inferline_pii_masked_total" and ("type", pii_type) in labels
+    )

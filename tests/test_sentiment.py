@@ -4,6 +4,7 @@ with the reference vaderSentiment, and the processor's four columns."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -259,11 +260,19 @@ def test_processor_fields_and_max_chars() -> None:
     row = _row(
         [{"role": "user", "content": "Great, thanks!"}], [{"role": "assistant", "content": long_response}]
     )
-    SentimentProcessor(SentimentConfig(fields=["response"], max_chars=200)).process(Batch(inferences=[row]))
+    config = SentimentConfig(fields=["response"], max_chars=200, response_head_chars=0, domain_rules=False)
+    SentimentProcessor(config).process(Batch(inferences=[row]))
     assert row["prompt_sentiment"] is None and row["prompt_sentiment_label"] == ""
     # Only head and tail are scored: "Terrible" and the positive ending, not 6,000 chars of filler.
     assert row["response_sentiment"] == SentimentScorer().compound(clip(long_response, 200))
     assert row["response_sentiment_label"] == POS
+
+
+def test_processor_scores_the_head_of_the_response_by_default() -> None:
+    long_response = "Sorry, that was wrong. " + "neutral filler text " * 300 + " Excellent, wonderful, great!"
+    row = _row([{"role": "user", "content": "hi"}], [{"role": "assistant", "content": long_response}])
+    SentimentProcessor().process(Batch(inferences=[row]))
+    assert row["response_sentiment_label"] == NEG  # the opening apology, not the cheerful tail
 
 
 def test_processor_disabled_and_config_validation() -> None:
@@ -282,3 +291,76 @@ def test_processor_survives_bad_row() -> None:
     SentimentProcessor().process(Batch(inferences=[bad, good]))
     assert bad["prompt_sentiment"] is None and bad["response_sentiment"] is None
     assert good["prompt_sentiment_label"] == NEG
+
+
+# --- the labeled feedback set: tuned on one part, measured on the other ------------------------
+
+DATA = Path(__file__).parent / "data"
+HELD_OUT_MIN_ACCURACY = 0.85
+
+
+def _labeled(name: str) -> list[tuple[str, str]]:
+    rows = []
+    for line in (DATA / name).read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            label, text = line.split("\t", 1)
+            rows.append((text, label))
+    return rows
+
+
+def _accuracy(
+    scorer: SentimentScorer, rows: list[tuple[str, str]]
+) -> tuple[float, list[tuple[str, str, str]]]:
+    wrong = [(text, want, got) for text, want in rows if (got := scorer.score(text)[1]) != want]
+    return 1 - len(wrong) / len(rows), wrong
+
+
+def test_feedback_sets_are_large_separate_and_balanced() -> None:
+    tune, held_out = _labeled("sentiment_tune.tsv"), _labeled("sentiment_heldout.tsv")
+    assert len(tune) + len(held_out) >= 300 and len(held_out) >= 150
+    assert not {t for t, _ in tune} & {t for t, _ in held_out}, "a comment is in both parts"
+    for rows in (tune, held_out):
+        counts = {label: sum(1 for _, lab in rows if lab == label) for label in (POS, NEU, NEG)}
+        assert min(counts.values()) >= len(rows) // 4, counts
+
+
+def test_held_out_accuracy_with_domain_rules() -> None:
+    """Three-class accuracy on comments the domain rules were not fitted on (`python -m pytest
+    tests/test_sentiment.py -k held_out -rA` prints the figures quoted in docs/sentiment.md)."""
+    held_out = _labeled("sentiment_heldout.tsv")
+    accuracy, wrong = _accuracy(SentimentScorer(domain=True), held_out)
+    vader, _ = _accuracy(SentimentScorer(), held_out)
+    print(f"held-out: domain {accuracy:.1%}, plain VADER {vader:.1%} ({len(held_out)} comments)")
+    assert accuracy >= HELD_OUT_MIN_ACCURACY, f"accuracy {accuracy:.2%}, wrong: {wrong}"
+    assert accuracy > vader
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Great, another wrong answer.", NEG),  # sarcasm
+        ("Thanks for nothing.", NEG),
+        ("Not bad at all.", POS),  # negated negative
+        ("Not perfect, but good enough.", POS),  # negation stops at the clause
+        ("It hallucinated the API.", NEG),  # domain word
+        ("Spot on!", POS),  # domain phrase
+        ("Das funktioniert nicht.", NEG),  # negation after the verb
+        ("Ça ne marche pas.", NEG),  # ne ... pas negates once
+        ("Please help me write a cover letter.", NEU),  # a request
+        ("👎", NEG),
+    ],
+)
+def test_domain_rules_on_the_patterns_that_break_vader(text: str, label: str) -> None:
+    assert SentimentScorer(domain=True).score(text)[1] == label
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 1_000_000, "great " * 100_000, "not bad \ud800 " * 1_000, "🙄" * 100_000],
+    ids=["1 MB of one letter", "100k tokens", "lone surrogates", "100k emoji"],
+)
+def test_pathological_text_is_scored_without_failing(text: str) -> None:
+    row = _row([{"role": "user", "content": text}], [{"role": "assistant", "content": text}])
+    SentimentProcessor().process(Batch(inferences=[row]))
+    assert row["prompt_sentiment_label"] in (POS, NEU, NEG)
+    assert row["response_sentiment_label"] in (POS, NEU, NEG)

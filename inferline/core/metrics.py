@@ -107,6 +107,11 @@ LLM_TOKENS = Counter(
 LLM_COST = Counter(
     "inferline_llm_cost_usd", "priced cost of committed model calls, USD", ["project", "model"]
 )
+PII_MASKED = Counter(
+    "inferline_pii_masked",
+    "values masked in committed llm_inferences rows, by PII type (pii_found)",
+    ["project", "type"],
+)
 LLM_LATENCY = Histogram(
     "inferline_llm_latency_seconds",
     "model call duration",
@@ -146,6 +151,7 @@ project_label, model_label, provider_label = CappedLabel(), CappedLabel(), Cappe
 # The llm_inferences columns `observe_inferences` reads (worker processes send only these).
 OBSERVED_FIELDS = (
     "version",
+    "pii_found",
     "project_id",
     "model",
     "provider",
@@ -189,6 +195,12 @@ def observe_inferences(rows: Iterable[Mapping[str, Any]]) -> None:
         ttft_ms = row.get("ttft_ms")
         if ttft_ms is not None and ttft_ms >= 0:
             LLM_TTFT.labels(model).observe(ttft_ms / 1000)
+        pii_found = row.get("pii_found")
+        if pii_found:
+            for pii_type, n in pii_found.items():
+                if n > 0:
+                    # Types are the built-in detectors and the configured custom patterns: bounded.
+                    PII_MASKED.labels(project, str(pii_type)).inc(n)
 
 
 def observe_insert(table: str, rows: int, seconds: float) -> None:

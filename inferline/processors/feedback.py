@@ -26,7 +26,7 @@ class FeedbackEnricher:
             masker = PiiMasker(pii)
         sentiment = SentimentConfig.model_validate(settings.sentiment)
         if "sentiment" in settings.chain and sentiment.enabled:
-            scorer = SentimentScorer(max_chars=sentiment.max_chars)
+            scorer = SentimentScorer(max_chars=sentiment.max_chars, domain=sentiment.domain_rules)
         return cls(masker, scorer)
 
     def process(self, rows: list[Row]) -> None:

@@ -2,8 +2,10 @@
 
 For deployments where unmasked content must never reach Kafka (`INFERLINE_MASK_AT_RECEIVER=true`):
 the raw topics then hold masked content only. The processor's PII stage still runs; masking an
-already masked value changes nothing. Masked: the configured attributes (the GenAI content
-attributes by default) of spans and span events, and log bodies and configured log attributes.
+already masked value changes nothing. Masked: every string value of span, event, link, resource
+and log attributes except the never-masked keys (or only the configured ones, with
+`mask_all_attributes: false`), span status messages and log bodies (strings, and the string
+values of structured bodies).
 A record that had PII carries its counts in the attribute `inferline.pii_found`, which the PII
 stage adds to the `pii_found` / `PiiFound` columns.
 """
@@ -47,6 +49,11 @@ def _mask_attributes(kvs: KeyValues, masker: PiiMasker, counts: dict[str, int]) 
             _mask_any(kv.value, masker, counts)
 
 
+def _mask_string(value: str, masker: PiiMasker, counts: dict[str, int]) -> str:
+    masked = masker.mask_value(value, counts) if value else value
+    return value if masked is value else str(masked)
+
+
 def _note(kvs: KeyValues, counts: dict[str, int]) -> None:
     """What was masked travels with the record, so the PII stage can still count it."""
     if counts:
@@ -55,13 +62,24 @@ def _note(kvs: KeyValues, counts: dict[str, int]) -> None:
 
 def mask_spans_request(request: ExportTraceServiceRequest, masker: PiiMasker) -> dict[str, int]:
     total: dict[str, int] = {}
+    mask_all = masker.config.mask_all_attributes
     for rs in request.resource_spans:
+        # The resource's values are stored on every span's row: each row counts them.
+        resource_counts: dict[str, int] = {}
+        if mask_all:
+            _mask_attributes(rs.resource.attributes, masker, resource_counts)
         for ss in rs.scope_spans:
             for span in ss.spans:
-                counts: dict[str, int] = {}
+                counts = dict(resource_counts)
                 _mask_attributes(span.attributes, masker, counts)
                 for event in span.events:
                     _mask_attributes(event.attributes, masker, counts)
+                if mask_all:
+                    for link in span.links:
+                        _mask_attributes(link.attributes, masker, counts)
+                    masked = _mask_string(span.status.message, masker, counts)
+                    if masked is not span.status.message:
+                        span.status.message = masked
                 _note(span.attributes, counts)
                 _add_counts(total, counts)
     return total
@@ -69,11 +87,16 @@ def mask_spans_request(request: ExportTraceServiceRequest, masker: PiiMasker) ->
 
 def mask_logs_request(request: ExportLogsServiceRequest, masker: PiiMasker) -> dict[str, int]:
     total: dict[str, int] = {}
+    mask_all = masker.config.mask_all_attributes
     for rl in request.resource_logs:
+        resource_counts: dict[str, int] = {}
+        if mask_all:
+            _mask_attributes(rl.resource.attributes, masker, resource_counts)
         for sl in rl.scope_logs:
             for record in sl.log_records:
-                counts: dict[str, int] = {}
-                _mask_any(record.body, masker, counts)
+                counts = dict(resource_counts)
+                if masker.config.mask_log_body:
+                    _mask_any(record.body, masker, counts)
                 _mask_attributes(record.attributes, masker, counts)
                 _note(record.attributes, counts)
                 _add_counts(total, counts)

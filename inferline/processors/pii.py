@@ -70,8 +70,115 @@ DEFAULT_ATTRIBUTES: tuple[str, ...] = (
     "traceloop.entity.output",
 )
 
+# Attribute keys never masked (exact names or fnmatch globs): identifiers, enums, model names,
+# routes, numbers sent as strings. Every other string value is scanned (`mask_all_attributes`).
+DEFAULT_NEVER_MASK: tuple[str, ...] = (
+    "service.name",
+    "service.namespace",
+    "service.version",
+    "service.instance.id",
+    "deployment.environment*",
+    "telemetry.*",
+    "process.runtime.*",
+    "process.pid",
+    "host.arch",
+    "host.id",
+    "os.type",
+    "os.version",
+    "cloud.provider",
+    "cloud.region",
+    "cloud.platform",
+    "k8s.*.uid",
+    "container.id",
+    "http.route",
+    "http.method",
+    "http.request.method",
+    "http.status_code",
+    "http.response.status_code",
+    "url.scheme",
+    "network.protocol.*",
+    "rpc.system",
+    "rpc.service",
+    "rpc.method",
+    "db.system*",
+    "db.operation*",
+    "messaging.system",
+    "otel.*",
+    "error.type",
+    "event.name",
+    "exception.type",
+    "code.*",
+    "thread.id",
+    "thread.name",
+    "log.level",
+    "logger.name",
+    "gen_ai.system",
+    "gen_ai.provider.name",
+    "gen_ai.operation.name",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.response.id",
+    "gen_ai.response.finish_reasons",
+    "gen_ai.request.temperature",
+    "gen_ai.request.top_p",
+    "gen_ai.request.max_tokens",
+    "gen_ai.usage.*",
+    "gen_ai.output.type",
+    "gen_ai.token.type",
+    "gen_ai.tool.name",
+    "gen_ai.tool.type",
+    "gen_ai.tool.call.id",
+    "gen_ai.agent.id",
+    "gen_ai.conversation.id",
+    "llm.model_name",
+    "llm.provider",
+    "llm.system",
+    "llm.token_count.*",
+    "llm.*.role",
+    "llm.*.message.role",
+    "openinference.span.kind",
+    "traceloop.span.kind",
+    "traceloop.entity.name",
+    "traceloop.workflow.name",
+    "ai.model.*",
+    "ai.operationId",
+    "ai.usage.*",
+    "ai.response.finishReason",
+    "ai.response.id",
+    "ai.response.model*",
+    "langfuse.observation.type",
+    "langfuse.observation.model*",
+    "session.id",
+    # Ids, user ids included: `user.id` / `enduser.id` feed the llm_inferences `user_id` column
+    # (not masked either) and erasure finds an end user's spans by them. `user.email` and other
+    # user attributes are scanned.
+    "*.trace_id",
+    "*.span_id",
+    "*.request_id",
+    "*.id",
+    "*_id",
+    "*Id",
+    "*.role",
+    "*.mime_type",
+    "*.level",
+    "*.environment",
+    "*.usage_details",
+    "*.timestamp",
+    "*.finish_reason*",
+    "llm.invocation_parameters",
+    "operation.name",
+    "inferline.*",
+)
+
 # Keys inside chat messages whose values are identifiers or enums, never free text.
 MESSAGE_SKIP_KEYS: frozenset[str] = frozenset({"role", "id", "tool_call_id", "name", "type", "finish_reason"})
+
+MAX_DEPTH = 64  # nesting of lists/dicts walked when masking structured content
+
+
+class TooDeep(ValueError):
+    pass
+
 
 ERROR_KEY = "ERROR"  # counted in pii_found when a row could not be scanned and was redacted instead
 REDACTED = "<REDACTED>"
@@ -110,11 +217,22 @@ class PiiConfig(BaseModel):
     hash_chars: int = Field(8, ge=4, le=64, description="hex chars of the HMAC kept in the token")
     custom_patterns: list[CustomPattern] = Field(default_factory=list)
     allow_list: list[str] = Field(default_factory=list, description="exact values never masked")
+    # Every string value of span, event, link, resource and log attributes is scanned, except the
+    # keys of `never_mask` (and of DEFAULT_NEVER_MASK). False: only `attributes` and the GenAI
+    # content keys of DEFAULT_ATTRIBUTES (the behaviour before every value was masked).
+    mask_all_attributes: bool = True
+    never_mask: list[str] = Field(
+        default_factory=list, description="attribute keys or fnmatch globs never masked"
+    )
+    include_default_never_mask: bool = True
     attributes: list[str] = Field(
-        default_factory=list, description="extra span/log attribute keys or fnmatch globs to mask"
+        default_factory=list,
+        description="attribute keys or fnmatch globs always masked, even when also in never_mask",
     )
     include_default_attributes: bool = True
-    inference_fields: list[str] = Field(default_factory=lambda: ["prompt_messages", "response_messages"])
+    inference_fields: list[str] = Field(
+        default_factory=lambda: ["prompt_messages", "response_messages", "status_message", "labels"]
+    )
     mask_log_body: bool = True
 
     @field_validator("detectors")
@@ -160,6 +278,8 @@ def _whole_match(m: re.Match[str]) -> tuple[int, int] | None:
 
 
 _DIGIT = re.compile(r"\d", re.ASCII)
+# A \\u escape of a letter beyond ASCII (Latin-1 and Latin Extended: accented names and streets).
+_ESCAPED_LETTER = re.compile(r"\\u0(?:0[c-fC-F]|1[0-7])[0-9a-fA-F]")
 # JSON escapes blanked to a non-word control char before the pre-scan of a raw JSON string, so
 # that "\n+1 415 555 0132" still looks like a phone number after a boundary.
 _JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
@@ -176,6 +296,8 @@ class _Engine:
             None if r.left is None else _ascii_class(r.left) for r in rules
         ]
         self.db: Any = None
+        self.literal_db: Any = None  # the names gazetteer: a literal-only database, second scan
+        self.literal_rids: list[int] = []  # literal id -> rule index
         self.scan_rules: list[int] = []  # rules run by `re.finditer` over the whole text
         self._local = threading.local()  # Hyperscan scratch is per thread
         if _hs is not None:
@@ -188,7 +310,17 @@ class _Engine:
         expressions: list[bytes] = []
         ids: list[int] = []
         flags: list[int] = []
+        words: dict[bytes, int] = {}
         for rid, rule in enumerate(self.rules):
+            if rule.gazetteer:
+                # Each word with each character that may end it: a bare "Dan" would be reported
+                # inside every "Danke" (a callback each), and literals have no word boundaries.
+                # Non-ASCII letters are '?' in the scanned bytes, so they are in the literals too.
+                for w in rule.gazetteer:
+                    encoded = w.encode("ascii", "replace")
+                    for end in _WORD_ENDS:
+                        words.setdefault(encoded + end, rid)
+                continue
             anchors = rule.anchors
             rule_flags = 0 if rule.locate is not None else _hs.HS_FLAG_SOM_LEFTMOST
             if rule.exact.flags & re.IGNORECASE:
@@ -204,17 +336,23 @@ class _Engine:
                 expressions.append(a)
                 ids.append(rid)
                 flags.append(rule_flags)
+        if words:
+            self.literal_rids = list(words.values())
+            self.literal_db = _literal_database(tuple(words))
         if not expressions:
             return
         db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
         db.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
         self.db = db
 
-    def _scratch(self) -> Any:
+    def _scratch(self) -> tuple[Any, Any]:
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             assert _hs is not None
-            scratch = _hs.Scratch(self.db)
+            scratch = (
+                _hs.Scratch(self.db) if self.db is not None else None,
+                _hs.Scratch(self.literal_db) if self.literal_db is not None else None,
+            )
             self._local.scratch = scratch
         return scratch
 
@@ -222,12 +360,25 @@ class _Engine:
         """(start, -end, rule index) for validated, not allow-listed matches; may overlap."""
         rules = self.rules
         found: list[tuple[int, int, int]] = []
-        if self.db is not None:
+        if self.db is not None or self.literal_db is not None:
             # One byte per character so Hyperscan offsets are `str` offsets: non-ASCII becomes '?',
             # which is a non-word character exactly as it is under re.ASCII.
             data = text.encode("ascii") if text.isascii() else text.encode("ascii", "replace")
             hits: list[tuple[int, int, int]] = []
-            self.db.scan(data, match_event_handler=_on_match, context=hits, scratch=self._scratch())
+            scratch, literal_scratch = self._scratch()
+            if self.db is not None:
+                self.db.scan(data, match_event_handler=_on_match, context=hits, scratch=scratch)
+            # A name starts with a capital: all-lowercase text (ids, URLs, enums) skips the scan.
+            if self.literal_db is not None and not text.islower():
+                literal_hits: list[tuple[int, int, int]] = []
+                # The space lets a word at the very end of the text match with its end character.
+                self.literal_db.scan(
+                    data + b" ", match_event_handler=_on_match, context=literal_hits, scratch=literal_scratch
+                )
+                if literal_hits:
+                    # Reported ends include the end character: the rule sees the word's own end.
+                    rids = self.literal_rids
+                    hits.extend((rids[lid], start, end - 1) for lid, start, end in literal_hits)
             if hits:
                 seen: set[tuple[int, int]] = set()
                 left_sets = self.left_sets
@@ -283,6 +434,35 @@ class _Engine:
         return found
 
 
+# Characters that can follow a gazetteer word; '?' stands for any non-ASCII character, \x01 for a
+# blanked JSON escape.
+_WORD_ENDS: tuple[bytes, ...] = tuple(c.encode() for c in " ,.\n\r\t!?'\")]:;-\x01/")
+
+
+_LITERAL_DATABASES: dict[tuple[bytes, ...], Any] = {}
+_LITERAL_LOCK = threading.Lock()
+
+
+def _literal_database(words: tuple[bytes, ...]) -> Any:
+    """A compiled literal database, shared by every masker of the process with the same words
+    (~80k literals compile in ~1.5 s; a database is read-only while scanning, scratch is not)."""
+    assert _hs is not None
+    with _LITERAL_LOCK:
+        db = _LITERAL_DATABASES.get(words)
+        if db is None:
+            db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+            # One id per literal: with a shared id the literal compiler takes ~60x longer.
+            db.compile(
+                expressions=list(words),
+                ids=list(range(len(words))),
+                elements=len(words),
+                flags=0,
+                literal=True,
+            )
+            _LITERAL_DATABASES[words] = db
+        return db
+
+
 def _ascii_class(body: str) -> frozenset[str]:
     cls = re.compile(f"[{body}]", re.ASCII)
     return frozenset(c for c in map(chr, range(128)) if cls.match(c))
@@ -326,10 +506,15 @@ class PiiMasker:
         self._hash_cache: dict[tuple[str, str], str] = {}
         self._placeholders = {r.pii_type: f"<{r.pii_type}>" for r in rules}
         keys = list(DEFAULT_ATTRIBUTES if cfg.include_default_attributes else ()) + list(cfg.attributes)
-        self._exact_keys = frozenset(k for k in keys if not any(c in k for c in "*?["))
-        globs = [fnmatch.translate(k) for k in keys if any(c in k for c in "*?[")]
-        self._key_glob = re.compile("|".join(globs)) if globs else None
+        self._masked_keys = _KeyMatcher(keys)
+        never = list(DEFAULT_NEVER_MASK if cfg.include_default_never_mask else ()) + list(cfg.never_mask)
+        never.append(CARRIED_COUNTS)  # the receiver's counts: JSON of type names, never content
+        self._never_keys = _KeyMatcher(never)
+        self._mask_all = cfg.mask_all_attributes
         self._key_cache: dict[str, bool] = {}
+        # Shared attribute maps (the resource's, one dict for all spans of a request) are masked
+        # once per batch; each row that carries one still counts what it held.
+        self._shared_counts: dict[int, dict[str, int]] | None = None
         # Within one batch the same text is usually met twice (a span's content attribute and the
         # inference's message built from it): scanned once, counted for each row.
         self._memo: dict[str, tuple[str, dict[str, int]]] | None = None
@@ -402,16 +587,21 @@ class PiiMasker:
 
     # --- structured values ------------------------------------------------------------------
 
-    def mask_value(self, value: Any, counts: dict[str, int], skip_keys: frozenset[str] = frozenset()) -> Any:
+    def mask_value(
+        self, value: Any, counts: dict[str, int], skip_keys: frozenset[str] = frozenset(), depth: int = 0
+    ) -> Any:
         """Masks every string leaf of a str/list/dict (dict keys in `skip_keys` are left as is).
-        Returns the same object when nothing changed; adds to `counts`."""
+        Returns the same object when nothing changed; adds to `counts`. Deeper than MAX_DEPTH
+        raises TooDeep (the row is then redacted): no message format nests that far."""
         if isinstance(value, str):
             return self._mask_str(value, counts, skip_keys)
+        if depth > MAX_DEPTH and isinstance(value, (list, dict)):
+            raise TooDeep(f"structure nested deeper than {MAX_DEPTH}")
         if isinstance(value, list):
             changed = False
             new_list = []
             for item in value:
-                new_item = self.mask_value(item, counts, skip_keys)
+                new_item = self.mask_value(item, counts, skip_keys, depth + 1)
                 changed = changed or new_item is not item
                 new_list.append(new_item)
             return new_list if changed else value
@@ -420,7 +610,7 @@ class PiiMasker:
             for k, v in value.items():
                 if k in skip_keys:
                     continue
-                new_v = self.mask_value(v, counts, skip_keys)
+                new_v = self.mask_value(v, counts, skip_keys, depth + 1)
                 if new_v is not v:
                     if new_dict is None:
                         new_dict = dict(value)
@@ -454,17 +644,22 @@ class PiiMasker:
             return s  # inline images/audio: masking would corrupt them and they hold no text
         first = s[0]
         if (first == "{" or first == "[") and s[-1] in "}]":
-            # Escapes become filler of the same length: no match can take in part of an escape,
-            # and match offsets in the probe are offsets in the JSON text.
-            probe = _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
-            detections = self._detect(probe)
-            if not detections:
-                return s
+            if "\\u" in s and _ESCAPED_LETTER.search(s) is not None:
+                # "Am\\u00e9lie Dubois", as json.dumps writes it: a name only reads as one
+                # decoded, so the values are masked leaf by leaf.
+                detections = []
+            else:
+                # Escapes become filler of the same length: no match can take in part of an
+                # escape, and match offsets in the probe are offsets in the JSON text.
+                probe = _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
+                detections = self._detect(probe)
+                if not detections:
+                    return s
             # Mask the JSON text itself in one pass, and keep it if it still parses to the same
             # shape with the skipped keys unchanged; otherwise (a match in a number, across
             # values) mask leaf by leaf below.
-            masked_s, found = self._apply(s, detections)
-            if _same_shape_and_skipped(s, masked_s, json_skip_keys):
+            masked_s, found = self._apply(s, detections) if detections else (s, {})
+            if detections and _same_shape_and_skipped(s, masked_s, json_skip_keys):
                 for k, n in found.items():
                     counts[k] = counts.get(k, 0) + n
                 return masked_s
@@ -484,12 +679,16 @@ class PiiMasker:
         return masked_s
 
     def key_masked(self, key: str) -> bool:
-        """Whether an attribute key is configured for masking (exact name or glob)."""
+        """Whether an attribute's value is scanned: every key unless never-masked, or (with
+        mask_all_attributes off) only the configured keys. `attributes` always win."""
         hit = self._key_cache.get(key)
         if hit is None:
-            hit = key in self._exact_keys or (
-                self._key_glob is not None and self._key_glob.match(key) is not None
-            )
+            if self._masked_keys.matches(key):
+                hit = True
+            elif self._mask_all:
+                hit = not self._never_keys.matches(key)
+            else:
+                hit = False
             if len(self._key_cache) > 8192:  # attribute keys are few; this only bounds abuse
                 self._key_cache.clear()
             self._key_cache[key] = hit
@@ -497,10 +696,23 @@ class PiiMasker:
 
     def _mask_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
         for key, value in attrs.items():
-            if isinstance(value, str) and self.key_masked(key):
+            if isinstance(value, str) and not _not_text(value) and self.key_masked(key):
                 new = self._mask_str(value, counts, MESSAGE_SKIP_KEYS)
                 if new is not value:
                     attrs[key] = new
+
+    def _mask_shared_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
+        shared = self._shared_counts
+        if shared is None:
+            self._mask_attributes(attrs, counts)
+            return
+        found = shared.get(id(attrs))
+        if found is None:
+            found = {}
+            self._mask_attributes(attrs, found)
+            shared[id(attrs)] = found
+        for k, n in found.items():
+            counts[k] = counts.get(k, 0) + n
 
     # --- processor --------------------------------------------------------------------------
 
@@ -508,10 +720,12 @@ class PiiMasker:
         if not self.config.enabled:
             return
         self._memo = {}
+        self._shared_counts = {}
         try:
             self._process(batch)
         finally:
             self._memo = None
+            self._shared_counts = None
 
     def _process(self, batch: Batch) -> None:
         # Counts of what the receiver already masked (INFERLINE_MASK_AT_RECEIVER), by span.
@@ -520,10 +734,10 @@ class PiiMasker:
             self._guard(row, "pii_found", self._process_inference, self.config.inference_fields)
             _add(row, "pii_found", carried.get(row.get("span_id", "")))
         for row in batch.spans:
-            self._guard(row, "PiiFound", self._process_span, ("SpanAttributes", "Events.Attributes"))
+            self._guard(row, "PiiFound", self._process_span, _SPAN_FIELDS)
             _add(row, "PiiFound", carried.get(row.get("SpanId", "")))
         for row in batch.logs:
-            self._guard(row, "PiiFound", self._process_log, ("Body", "LogAttributes"))
+            self._guard(row, "PiiFound", self._process_log, _LOG_FIELDS)
             _add(row, "PiiFound", _carried(row.get("LogAttributes")))
 
     def _guard(self, row: Row, count_col: str, fn: Any, fields: Iterable[str]) -> None:
@@ -536,9 +750,9 @@ class PiiMasker:
             log.warning("pii: could not scan a row; redacting its content fields", exc_info=True)
             for f in fields:
                 value = row.get(f)
-                if f in ("SpanAttributes", "LogAttributes") and isinstance(value, dict):
+                if f in _ATTRIBUTE_MAPS and isinstance(value, dict):
                     row[f] = self._redact_attributes(value)
-                elif f == "Events.Attributes" and isinstance(value, list):
+                elif f in _ATTRIBUTE_MAP_LISTS and isinstance(value, list):
                     row[f] = [self._redact_attributes(a) if isinstance(a, dict) else a for a in value]
                 elif f in row:
                     row[f] = _redacted_like(value)
@@ -560,9 +774,11 @@ class PiiMasker:
         attrs = row.get("SpanAttributes")
         if attrs:
             self._mask_attributes(attrs, counts)
-        for ev_attrs in row.get("Events.Attributes") or ():
-            if ev_attrs:
-                self._mask_attributes(ev_attrs, counts)
+        for list_key in _ATTRIBUTE_MAP_LISTS:
+            for ev_attrs in row.get(list_key) or ():
+                if ev_attrs:
+                    self._mask_attributes(ev_attrs, counts)
+        self._process_common(row, counts, "StatusMessage")
 
     def _process_log(self, row: Row, counts: dict[str, int]) -> None:
         body = row.get("Body")
@@ -571,6 +787,57 @@ class PiiMasker:
         attrs = row.get("LogAttributes")
         if attrs:
             self._mask_attributes(attrs, counts)
+        self._process_common(row, counts, None)
+
+    def _process_common(self, row: Row, counts: dict[str, int], message_key: str | None) -> None:
+        """Resource attributes and a free-text status message, when masking every value."""
+        if not self._mask_all:
+            return
+        resource = row.get("ResourceAttributes")
+        if resource:
+            self._mask_shared_attributes(resource, counts)
+        if message_key is not None:
+            message = row.get(message_key)
+            if isinstance(message, str) and message:
+                row[message_key] = self._mask_str(message, counts, MESSAGE_SKIP_KEYS)
+
+
+_ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes")
+_ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
+_SPAN_FIELDS = (
+    "SpanAttributes",
+    "Events.Attributes",
+    "Links.Attributes",
+    "ResourceAttributes",
+    "StatusMessage",
+)
+_LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes")
+
+
+class _KeyMatcher:
+    """Exact attribute keys plus fnmatch globs compiled into one regex."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self.exact = frozenset(k for k in keys if not any(c in k for c in "*?["))
+        globs = [fnmatch.translate(k) for k in keys if any(c in k for c in "*?[")]
+        self.glob = re.compile("|".join(globs)) if globs else None
+
+    def matches(self, key: str) -> bool:
+        return key in self.exact or (self.glob is not None and self.glob.match(key) is not None)
+
+
+# Values that are obviously not text are not scanned: short numbers, hex ids (trace/span ids,
+# hashes), UUIDs. A 13-19 digit run may be a card number, so long digit runs are scanned.
+_NOT_TEXT = re.compile(
+    r"(?:\d{1,12}|[0-9a-fA-F]{16,64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|-?\d+\.\d+|true|false|null)",
+    re.ASCII,
+)
+
+
+def _not_text(value: str) -> bool:
+    return len(value) < 6 or (len(value) <= 64 and _NOT_TEXT.fullmatch(value) is not None)
 
 
 # Shorter texts cost less to scan than to remember.
@@ -630,12 +897,15 @@ def _parallel(a: Any, b: Any, skip_keys: frozenset[str]) -> bool:
     return a == b
 
 
-def _redacted_like(value: Any) -> Any:
-    """Same container shape as `value`, every string replaced, so the row still inserts."""
+def _redacted_like(value: Any, depth: int = 0) -> Any:
+    """Same container shape as `value`, every string replaced, so the row still inserts; past
+    MAX_DEPTH the whole branch becomes one placeholder string."""
     if isinstance(value, str):
         return REDACTED
+    if isinstance(value, (list, dict)) and depth > MAX_DEPTH:
+        return REDACTED
     if isinstance(value, list):
-        return [_redacted_like(v) for v in value]
+        return [_redacted_like(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {k: (v if k in MESSAGE_SKIP_KEYS else _redacted_like(v)) for k, v in value.items()}
+        return {k: (v if k in MESSAGE_SKIP_KEYS else _redacted_like(v, depth + 1)) for k, v in value.items()}
     return value
