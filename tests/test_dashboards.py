@@ -26,13 +26,25 @@ DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 PLUGIN = "grafana-clickhouse-datasource"
 
 # Time range and interval of the simulated panel (the plugin's query.TimeRange / query.Interval).
-NOW = int(time.time())
-FROM, TO = NOW - 6 * 3600, NOW + 300
+# When the store's rows were written (they are placed relative to it): set by the `store`
+# fixture, not at import, which can be many minutes earlier in a long run.
+_CLOCK = {"now": int(time.time())}
+
+
+def now() -> int:
+    return _CLOCK["now"]
+
+
 INTERVAL_S = 60
 
 
-def expand_macros(sql: str, from_s: int = FROM, to_s: int = TO, interval_s: int = INTERVAL_S) -> str:
-    """What the plugin's backend (pkg/macros) sends to ClickHouse for each macro."""
+def expand_macros(
+    sql: str, from_s: int | None = None, to_s: int | None = None, interval_s: int = INTERVAL_S
+) -> str:
+    """What the plugin's backend (pkg/macros) sends to ClickHouse for each macro; by default the
+    dashboard's range: the last 6 hours."""
+    from_s = now() - 6 * 3600 if from_s is None else from_s
+    to_s = now() + 300 if to_s is None else to_s
     time_dt = (f"toDateTime({from_s})", f"toDateTime({to_s})")
     time_ms = (f"fromUnixTimestamp64Milli({from_s * 1000})", f"fromUnixTimestamp64Milli({to_s * 1000})")
     dates = tuple(f"toDate('{time.strftime('%Y-%m-%d', time.gmtime(t))}')" for t in (from_s, to_s))
@@ -215,6 +227,7 @@ COLUMNS = {
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     client = connect(f"chdb://{tmp_path_factory.mktemp('dashboards') / 'clickhouse'}")
     migrate(client)
+    _CLOCK["now"] = int(time.time())
     for i, (
         project,
         model,
@@ -305,7 +318,7 @@ def test_panels_answer_the_numbers_of_the_calls(store: Any) -> None:
 def test_time_range_limits_what_panels_read(store: Any) -> None:
     panel = by_title("Cost")
     sql = fill_variables(panel["targets"][0]["rawSql"], ["acme"])
-    later = store.query(expand_macros(sql, from_s=NOW - 15 * 60, to_s=NOW + 300)).result_rows
+    later = store.query(expand_macros(sql, from_s=now() - 15 * 60, to_s=now() + 300)).result_rows
     assert later == [(pytest.approx(0.002),)]  # only alice's gpt-4o-mini call, 10 minutes ago
 
 
