@@ -87,13 +87,13 @@ def process_entries(
             try:
                 ledger.add_tally(key, ReceiverTally.decode(entry.payload))
             except Exception as e:
-                failed.append(Failure(i, DECODE, f"ledger tally: {type(e).__name__}: {e}"[:500]))
+                failed.append(Failure(i, DECODE, "ledger tally: " + _why(e)))
             continue
         signal = SPANS_SIGNAL if entry.kind == SPANS else LOGS_SIGNAL
         try:
             flat = _flatten(entry)
         except Exception as e:
-            failed.append(Failure(i, DECODE, f"{type(e).__name__}: {e}"[:500]))
+            failed.append(Failure(i, DECODE, _why(e)))
             # What it held is unknown: the ledger counts the entry as one record, dead-lettered.
             ledger.add(key, signal, ACCEPTED, 1)
             ledger.add(key, signal, DEAD_LETTERED, 1, UNDECODABLE)
@@ -126,12 +126,10 @@ def process_entries(
                 try:
                     one = chain.run(run.spans, run.logs)
                 except Exception as e:
-                    failed.append(Failure(run.entry, PROCESS, f"{type(e).__name__}: {e}"[:500]))
+                    failed.append(Failure(run.entry, PROCESS, _why(e)))
                     run.stored = False
                     continue
-                batch.inferences += one.inferences
-                batch.spans += one.spans
-                batch.logs += one.logs
+                batch.extend(one)
     for run in runs:
         n = len(run.spans) + len(run.logs)
         if run.stored:
@@ -140,6 +138,11 @@ def process_entries(
             ledger.add(run.key, run.signal, DEAD_LETTERED, n, PROCESSING_FAILED)
     batch.ledger = ledger.rows()
     return Processed(encoder(batch), held_offsets(chain), failed)
+
+
+def _why(e: Exception) -> str:
+    """A dead letter's reason: the error and its message, bounded."""
+    return f"{type(e).__name__}: {e}"[:500]
 
 
 @dataclass(slots=True)

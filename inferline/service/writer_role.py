@@ -183,7 +183,7 @@ class WriterRole:
             try:
                 return await attempt()
             except Exception as e:
-                log.error(f"could not {what}; retrying", retry_in_s=delay, error=error_summary(e))
+                log.error("a lookup failed; retrying", lookup=what, retry_in_s=delay, error=error_summary(e))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return None
