@@ -166,3 +166,26 @@ def logs_json(records: list[dict[str, Any]], resource: Mapping[str, Any] | None 
             ]
         }
     )
+
+
+def span_row(name: str, project_id: str = "p") -> dict[str, Any]:
+    """An `otel_traces` row of a plain span named `name`, as the processors produce it."""
+    from inferline.core.records import Span
+    from inferline.processors.otel_rows import trace_rows
+
+    now = time.time_ns()
+    span = Span(
+        project_id=project_id,
+        trace_id=f"{random.getrandbits(128):032x}",
+        span_id=f"{random.getrandbits(64):016x}",
+        parent_span_id="",
+        trace_state="",
+        name=name,
+        kind=3,
+        start_ns=now,
+        end_ns=now + 1000,
+        status_code=0,
+        status_message="",
+        attributes={},
+    )
+    return trace_rows([span])[0]

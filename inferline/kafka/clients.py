@@ -162,6 +162,22 @@ async def ensure_topics(ks: KafkaSettings, bootstrap: str, topics: dict[str, int
             await admin.close()
 
 
+async def cluster_id(ks: KafkaSettings, bootstrap: str) -> str:
+    """The id of the cluster behind `bootstrap` (Metadata v2+): what tells a new cluster, or
+    another one, from the one whose offsets were recorded. Raises while it is unreachable."""
+    admin = AIOKafkaAdminClient(**_common(ks, bootstrap), request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        described = await admin.describe_cluster()
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    found = described.get("cluster_id")
+    if not found:
+        raise RuntimeError("the cluster reports no id (Kafka < 0.10.1?)")
+    return str(found)
+
+
 async def stop_client(client: AIOKafkaProducer | AIOKafkaConsumer, timeout_s: float = 10.0) -> None:
     """Stops a client, bounded: with the cluster gone, a producer would retry what it still holds
     forever. Whatever it held was never acknowledged to anyone, so nothing acknowledged is lost."""

@@ -36,6 +36,7 @@ from inferline.kafka.clients import (
     H_SCHEMA,
     SCHEMA_VERSION,
     BrokerWatch,
+    cluster_id,
     dead_letter_headers,
     header,
     make_consumer,
@@ -154,8 +155,12 @@ class WriterRole:
         consuming without them would take a half-stored flush (rows in the table, not yet in its
         rollup views) for new data and skip what its views still miss. A partition the group never
         committed has no recorded flush to rebuild here: plans of the same names may come from
-        another cluster or an earlier topic (whose offsets mean other records)."""
+        another cluster or an earlier topic (whose offsets mean other records). The cluster's id
+        is looked up again on every assignment: the same address may now lead to a new cluster,
+        and plans are read and recorded under the id of the one the offsets come from."""
         partitions = list(self._consumer.assignment())
+        if await self._retried("identify the cluster", self._use_cluster) is None:
+            return  # stopping
         committed = await self._retried("read committed offsets", lambda: self._committed(partitions))
         if committed is None:
             return  # stopping
@@ -168,6 +173,11 @@ class WriterRole:
             return
         await self._exporter.idle()
         self._exporter.replay(flushes, committed)
+
+    async def _use_cluster(self) -> str:
+        cluster = await cluster_id(self._ks, self._bootstrap)
+        await asyncio.get_running_loop().run_in_executor(None, self._plans.use_cluster, cluster)
+        return cluster
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         committed: dict[TopicPartition, int] = {}
