@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Mapping
@@ -189,3 +190,32 @@ def span_row(name: str, project_id: str = "p") -> dict[str, Any]:
         attributes={},
     )
     return trace_rows([span])[0]
+
+
+def _nested_value(depth: int, kind: str) -> dict[str, Any]:
+    value: dict[str, Any] = {"stringValue": "leaf"}
+    for _ in range(depth):
+        if kind == "kvlist":
+            value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+        else:
+            value = {"arrayValue": {"values": [value]}}
+    return value
+
+
+def nested_span(depth: int, kind: str, span_id: str) -> dict[str, Any]:
+    """An OTLP/JSON span whose attribute `deep` nests `depth` levels of `kind` (kvlist or array)
+    around the string "leaf"."""
+    now = time.time_ns()
+    return {
+        "traceId": new_trace_id(),
+        "spanId": span_id,
+        "name": f"nested {kind} {depth}",
+        "startTimeUnixNano": str(now),
+        "endTimeUnixNano": str(now + 1000),
+        "attributes": [{"key": "deep", "value": _nested_value(depth, kind)}],
+    }
+
+
+def nested_request(*spans: dict[str, Any]) -> bytes:
+    # The standard library: orjson refuses to write nesting this deep.
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": list(spans)}]}]}).encode()
