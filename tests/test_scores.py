@@ -267,3 +267,26 @@ def test_retrieval_and_mcp_spans_are_not_inferences() -> None:
     )
     batch = run([retrieval, mcp, mcp_without_operation])
     assert batch.inferences == [] and len(batch.spans) == 3
+
+
+def test_any_otlp_value_as_a_score_is_kept_without_failing_the_batch() -> None:
+    """OTLP lets a sender put any AnyValue in the score: bytes, arrays, maps, a name that is a
+    number. None of them fails the batch; what is no number is kept as text."""
+    odd = [b"A+", [0.5, 1], {"grade": "B"}, "  ", "1e400"]
+    events = [
+        Event(
+            START,
+            "gen_ai.evaluation.result",
+            {"gen_ai.evaluation.name": 7, "gen_ai.evaluation.score.value": v},
+        )
+        for v in odd
+    ]
+    batch = run([span(_CHAT, events=events)])
+    assert len(batch.inferences) == 1
+    assert [(r["name"], r["value"], r["label"]) for r in batch.scores] == [
+        ("7", None, "A+"),
+        ("7", None, "[0.5,1]"),
+        ("7", None, '{"grade":"B"}'),
+        ("7", None, ""),
+        ("7", None, "1e400"),
+    ]

@@ -162,7 +162,7 @@ def _export_request(query: BaseModel) -> ExportRequest:
         if sep and name:
             scores[name] = {"label": label}
             continue
-        name, *bounds = item.split(":")
+        name, *bounds = item.rsplit(":", 2)  # the name may hold colons; the bounds cannot
         if len(bounds) != 2 or not name:
             raise _query_error("score", "score must be name:min:max or name=label", item)
         scores[name] = {k: v for k, v in zip(("min", "max"), bounds, strict=True) if v}

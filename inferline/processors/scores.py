@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import structlog
+
 from inferline.core.records import LogRecord, Row, Span
 from inferline.processors.conventions.values import as_float, as_str, stringify
 from inferline.processors.normalise import inference_id
@@ -35,6 +37,7 @@ _LABEL = "gen_ai.evaluation.score.label"
 _EXPLANATION = "gen_ai.evaluation.explanation"
 _RESPONSE_ID = "gen_ai.response.id"
 
+log = structlog.get_logger()
 NIL_UUID = str(uuid.UUID(int=0))
 OTEL, OPENINFERENCE = "otel_genai", "openinference"
 SPAN, TRACE, SESSION = "span", "trace", "session"
@@ -72,7 +75,8 @@ def score_value(raw: Any) -> tuple[float | None, str]:
         return value, ""
     if isinstance(raw, float) and math.isnan(raw):
         return None, "NaN"
-    return None, (stringify(raw) or "")[:256]
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else stringify(raw) or ""
+    return None, text.strip()[:256]
 
 
 def scores(spans: list[Span], logs: list[LogRecord]) -> list[Row]:
@@ -88,16 +92,25 @@ def scores(spans: list[Span], logs: list[LogRecord]) -> list[Row]:
             for collection, first in zip(_OI_COLLECTIONS, _OI_FIRST_KEYS, strict=True):
                 if first[0] in a or first[1] in a or first[2] in a:
                     rows.extend(_openinference(span, *collection))
-        except Exception:
-            continue
-    for log in logs:
-        name = log.event_name or log.attributes.get("event.name")
+        except Exception as e:  # its span row is stored as usual
+            _skipped("span", span.trace_id, e)
+    for record in logs:
+        name = record.event_name or record.attributes.get("event.name")
         if name == EVALUATION_EVENT:
             try:
-                rows.append(_log_record(log))
-            except Exception:
-                continue
+                rows.append(_log_record(record))
+            except Exception as e:  # its log row is stored as usual
+                _skipped("log record", record.trace_id, e)
     return rows
+
+
+def _skipped(carrier: str, trace_id: str, error: Exception) -> None:
+    log.warning(
+        "an evaluation result could not be read; skipped",
+        carrier=carrier,
+        trace_id=trace_id,
+        error=f"{type(error).__name__}: {error}"[:300],
+    )
 
 
 def _row(
@@ -164,12 +177,12 @@ def _span_events(span: Span) -> Iterator[Row]:
         )
 
 
-def _log_record(log: LogRecord) -> Row:
+def _log_record(record: LogRecord) -> Row:
     """An evaluation log record judges the span of its context, else the call with its response
     id. Its fields are attributes; a body map is read for the ones missing there."""
-    a = log.attributes
+    a = record.attributes
     fields = _otel_fields(a)
-    body = log.body
+    body = record.body
     if isinstance(body, dict):
         for key, name in (
             (_NAME, "name"),
@@ -183,16 +196,16 @@ def _log_record(log: LogRecord) -> Row:
         as_str(body.get(_RESPONSE_ID)) if isinstance(body, dict) else None
     )
     # A log record without a span context says nothing about the trace either.
-    target = (log.trace_id, log.span_id) if log.span_id else ("", "")
+    target = (record.trace_id, record.span_id) if record.span_id else ("", "")
     return _row(
-        log.project_id,
-        log.time_ns or log.observed_time_ns,
+        record.project_id,
+        record.time_ns or record.observed_time_ns,
         SPAN,
         target,
         response_id or "",
         fields,
         OTEL,
-        log.span_id,
+        record.span_id,
     )
 
 
