@@ -230,6 +230,10 @@ def test_analytics_averages_each_score_per_model(service: Service, sent: dict) -
     assert relevance["labels"] == {"relevant": 1}
     assert groups[("hallucination", model)]["labels"] == {"factual": 1}
     assert groups[("quality", model)]["avg"] is None and groups[("quality", model)]["results"] == 1
+    # The other analytics routes take the score filter too (answered from llm_inferences).
+    body = {"from_date": sent["from"], "scores": {"relevance": {"min": 0.9}}}
+    overview = api(service, "POST", "/api/v1/metrics/analytics/overview", service.key, json=body).json()
+    assert overview["requests"] == 1 and overview["sources"] == ["llm_inferences"]
     other = api(
         service,
         "POST",
