@@ -2,7 +2,8 @@
 and 5), sent with the real OTel SDK exporters over OTLP/HTTP, in separate requests:
 
 1. an agent trace: the model span with a `gen_ai.evaluation.result` span event, a second model
-   span, a retrieval span (semconv 1.40) and an MCP `tools/call` span (semconv 1.39);
+   span, a retrieval span (semconv 1.40), an MCP `tools/call` span (semconv 1.39), and a judge's
+   span whose evaluation event names the second call by response id;
 2. a `gen_ai.evaluation.result` log record in the first model span's context;
 3. a `gen_ai.evaluation.result` log record without a span context, naming the second call's
    response id, with a score the SDK sends as a word.
@@ -99,6 +100,16 @@ def sent(service: Service) -> Iterator[dict[str, Any]]:
             "chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes={**MODEL, "gen_ai.response.id": "chatcmpl-2"}
         ) as second:
             pass
+        # A judge traced as a span of its own, naming the call it judged by response id.
+        with tracer.start_as_current_span("evaluate helpfulness") as judge:
+            judge.add_event(
+                "gen_ai.evaluation.result",
+                {
+                    "gen_ai.evaluation.name": "helpfulness",
+                    "gen_ai.evaluation.score.value": 0.5,
+                    "gen_ai.response.id": "chatcmpl-2",
+                },
+            )
     provider.shutdown()
 
     loggers = LoggerProvider(resource=RESOURCE)
@@ -164,10 +175,12 @@ def test_the_detail_shows_the_results_from_the_span_event_and_the_log_record(
     assert {s["scope"] for s in scores.values()} == {"span"}
 
 
-def test_a_result_sent_with_only_a_response_id_reaches_its_call(service: Service, sent: dict) -> None:
-    (score,) = detail(service, sent["second"])["scores"]
+def test_results_naming_only_a_response_id_reach_their_call(service: Service, sent: dict) -> None:
+    scores = {s["name"]: s for s in detail(service, sent["second"])["scores"]}
     # The SDK sent the score as a word: kept as the label, no value, nothing lost.
-    assert (score["name"], score["value"], score["label"]) == ("quality", None, "excellent")
+    assert (scores["quality"]["value"], scores["quality"]["label"]) == (None, "excellent")
+    # The judge's own span carried this one.
+    assert scores["helpfulness"]["value"] == 0.5 and set(scores) == {"quality", "helpfulness"}
 
 
 def test_the_list_filters_by_score_range_and_label(service: Service, sent: dict) -> None:
@@ -176,6 +189,9 @@ def test_the_list_filters_by_score_range_and_label(service: Service, sent: dict)
         sent["first"]
     ]
     assert list_ids(service, service.key, {**base, "scores": {"relevance": {"min": 0.95}}}) == []
+    assert list_ids(service, service.key, {**base, "scores": {"helpfulness": {"max": 0.5}}}) == [
+        sent["second"]
+    ]
     assert list_ids(service, service.key, {**base, "scores": {"hallucination": {"label": "factual"}}}) == [
         sent["first"]
     ]
@@ -230,6 +246,7 @@ def test_analytics_averages_each_score_per_model(service: Service, sent: dict) -
     assert relevance["labels"] == {"relevant": 1}
     assert groups[("hallucination", model)]["labels"] == {"factual": 1}
     assert groups[("quality", model)]["avg"] is None and groups[("quality", model)]["results"] == 1
+    assert groups[("helpfulness", model)]["avg"] == 0.5
     # The other analytics routes take the score filter too (answered from llm_inferences).
     body = {"from_date": sent["from"], "scores": {"relevance": {"min": 0.9}}}
     overview = api(service, "POST", "/api/v1/metrics/analytics/overview", service.key, json=body).json()
@@ -248,7 +265,7 @@ def test_retrieval_and_mcp_spans_are_steps_of_the_trace_not_inferences(service: 
     r = api(service, "GET", f"/api/v1/traces/{sent['trace']}", service.key)
     assert r.status_code == 200, r.text
     t = r.json()
-    assert (t["span_count"], t["inferences"], t["tool_calls"], t["retrievals"]) == (5, 2, 1, 1)
+    assert (t["span_count"], t["inferences"], t["tool_calls"], t["retrievals"]) == (6, 2, 1, 1)
     steps = {s["name"]: s for s in t["spans"]}
     tool = steps["tools/call get-weather"]
     assert tool["step"] == "tool_call" and tool["inference"] is None

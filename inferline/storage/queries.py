@@ -215,21 +215,28 @@ ORDER BY scope = 'span' DESC, scope, name, timestamp
 LIMIT 500"""
 
 # Evaluation results per name, model and label over the inferences `where` selects (the analytics
-# filters). A span-scoped result counts for the call whose span it judges, else for the call with
-# its response id: each result joins one call at most.
-SCORES_BY_MODEL = """SELECT s.name AS name, i.model AS model, s.label AS label, count() AS results,
-    count(s.value) AS scored, sum(s.value) AS value_sum, min(s.value) AS value_min, max(s.value) AS value_max
+# filters). A span-scoped result counts for the call whose span it judges, else for the call its
+# response id names (as the list filter and the detail match them); once, whatever matched.
+SCORES_BY_MODEL = """SELECT name, model, label, count() AS results, count(value) AS scored,
+    sum(value) AS value_sum, min(value) AS value_min, max(value) AS value_max
 FROM (
-    SELECT model, arrayJoin(arrayFilter(k -> k != '',
-        [toString(inference_id), if(response_id = '', '', concat('r:', response_id))])) AS score_key
-    FROM llm_inferences FINAL WHERE {where}
-) AS i
-INNER JOIN (
-    SELECT name, label, value,
-        if(span_id != '', toString(inference_id), concat('r:', response_id)) AS score_key
-    FROM scores FINAL
-    WHERE project_id = {{project:String}} AND scope = 'span' AND (span_id != '' OR response_id != '')
-) AS s USING score_key
+    SELECT s.result, s.name AS name, s.label AS label, s.value AS value, i.model AS model
+    FROM (
+        SELECT model, arrayJoin(arrayFilter(k -> k != '', [concat('s:', toString(inference_id)),
+            if(response_id = '', '', concat('r:', response_id))])) AS score_key
+        FROM llm_inferences FINAL WHERE {where}
+    ) AS i
+    INNER JOIN (
+        SELECT name, label, value,
+            cityHash64(trace_id, span_id, response_id, source, evaluator, identifier) AS result,
+            arrayJoin(arrayFilter(k -> k != '', [if(span_id = '', '', concat('s:', toString(inference_id))),
+                if(response_id = '', '', concat('r:', response_id))])) AS score_key
+        FROM scores FINAL
+        WHERE project_id = {{project:String}} AND scope = 'span'
+    ) AS s USING score_key
+    ORDER BY s.result, startsWith(score_key, 's:') DESC
+    LIMIT 1 BY s.result, s.name
+)
 GROUP BY name, model, label
 ORDER BY name, model, label
 LIMIT 100000"""
