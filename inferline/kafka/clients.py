@@ -33,6 +33,7 @@ H_SCHEMA = "schema-version"
 H_KIND = "record-kind"
 H_CONTENT_TYPE = "content-type"
 KIND_INFERENCE, KIND_SPAN, KIND_LOG, KIND_LEDGER = b"inference", b"span", b"log", b"ledger"
+KIND_SCORE = b"score"
 JSON = b"application/json"
 # Dead-letter headers (Kafka Connect style: the original value and headers are kept as they were).
 H_DLQ_ERROR = "inferline-dlq-error"

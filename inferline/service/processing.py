@@ -33,7 +33,7 @@ from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
 from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import reason_code
 from inferline.processors.chain import ProcessorChain
-from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
+from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES
 
 Output = TypeVar("Output")
 # Turns the chain's rows into what the next stage takes (picklable: it travels to workers).
@@ -197,6 +197,7 @@ def native_blocks(batch: Batch) -> Batch:
         (OTEL_TRACES, batch.spans),
         (OTEL_LOGS, batch.logs),
         (LLM_INFERENCES, batch.inferences),
+        (SCORES, batch.scores),
     ):
         if rows:
             out.encoded.append((table.name, len(rows), encode_block(table, rows)))

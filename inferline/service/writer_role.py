@@ -46,14 +46,14 @@ from inferline.kafka.clients import (
     stop_client,
 )
 from inferline.kafka.consumer_lag import ConsumerLag
-from inferline.storage.schema import INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
+from inferline.storage.schema import INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES, Table
 
 log = structlog.get_logger()
 _T = TypeVar("_T")
 
 _DECIMAL_COLUMNS = {
     t.name: tuple(c.name for c in t.columns if "Decimal" in c.type)
-    for t in (LLM_INFERENCES, OTEL_TRACES, OTEL_LOGS, INGEST_LEDGER)
+    for t in (LLM_INFERENCES, OTEL_TRACES, OTEL_LOGS, SCORES, INGEST_LEDGER)
 }
 
 
@@ -79,6 +79,7 @@ class WriterRole:
             ks.inferences_topic: LLM_INFERENCES,
             ks.spans_topic: OTEL_TRACES,
             ks.logs_topic: OTEL_LOGS,
+            ks.scores_topic: SCORES,
             ks.ledger_topic: INGEST_LEDGER,
         }
         self._max_rows = settings.batch.max_rows
@@ -217,6 +218,7 @@ class WriterRole:
             inferences=rows if table is LLM_INFERENCES else [],
             spans=rows if table is OTEL_TRACES else [],
             logs=rows if table is OTEL_LOGS else [],
+            scores=rows if table is SCORES else [],
             ledger=rows if table is INGEST_LEDGER else [],
         )
         end = records[-1].offset + 1
