@@ -197,7 +197,7 @@ def run(args: argparse.Namespace, tmp: Path, show: Progress, overrides: dict[str
     """Phoenix first (if it cannot be installed or started, nothing else is worth running), then
     inferline; the ratio is inferline's persisted spans/s over Phoenix's."""
     show.say(f"  installing {phoenix.SPEC} into {phoenix.VENV} (reused while the range is unchanged)")
-    version = phoenix.install()
+    version = phoenix.install(phoenix.VENV, phoenix.SPEC)
     out: dict[str, Any] = {
         "peer": args.peer,
         "peer_version": version,
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace, tmp: Path, show: Progress, overrides: dict[str
             "log_records": False,
         },
     }
-    with phoenix.serve(tmp / "phoenix") as server:
+    with phoenix.serve(tmp / "phoenix", phoenix.VENV) as server:
         show.say(f"  Phoenix {version} up (pid {server.process.pid}), working dir {tmp / 'phoenix'}")
         out["phoenix"] = _measure(
             args,

@@ -35,8 +35,9 @@ class PeerError(RuntimeError):
     """Phoenix could not be installed or started; the message says why."""
 
 
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+def _tail(text: str, lines: int = 25, width: int = 300) -> str:
+    """The end of a log, each line cut short (pip can print every version it knows on one line)."""
+    return "\n".join(line[:width] for line in text.strip().splitlines()[-lines:])
 
 
 def installed_version(venv: Path) -> str:
