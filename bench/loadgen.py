@@ -3,7 +3,8 @@
     python -m bench.loadgen   (started by bench.run; not meant to be run by hand)
 
 First line in: the target {"grpc", "http", "key", "genai_spans", "plain_spans", "seed",
-"templates"?}; the
+"templates"?, "transport"?, "logs"?}; "transport" sends every request over that one transport,
+"logs": false leaves out the correlated log records (a peer without a logs endpoint). The
 generator builds its request templates and answers {"ev": "ready", ...}. Then one command per
 line, {"cmd": "run", "phase": ..., "kind": "genai"|"plain", "mode": "closed"|"open", ...}, each
 answered by progress lines every half second and one {"ev": "result", ...}; {"cmd": "exit"} ends.
@@ -204,10 +205,14 @@ class Generator:
         self.prefix = secrets.token_bytes(8)
         started = time.perf_counter()
         count, seed = int(target.get("templates", TEMPLATES_PER_KIND)), int(target["seed"])
+        transport = str(target.get("transport", ""))
         self.templates = {
-            "genai": build_templates("genai", count, target["genai_spans"], self.prefix, seed),
-            "plain": build_templates("plain", max(1, count // 2), target["plain_spans"], self.prefix, seed),
+            "genai": build_templates("genai", count, target["genai_spans"], self.prefix, seed, transport),
+            "plain": build_templates(
+                "plain", max(1, count // 2), target["plain_spans"], self.prefix, seed, transport
+            ),
         }
+        self.send_logs = bool(target.get("logs", True))
         self.build_s = time.perf_counter() - started
         self.client = Client(target["grpc"], target["http"], target["key"], target.get("connections", 256))
 
@@ -248,7 +253,7 @@ class Generator:
         tally.acked_spans += template.spans
         tally.acked_genai_spans += template.genai_spans
         tally.acked_ranges.append((base, template.spans))
-        if logs is None:
+        if logs is None or not self.send_logs:
             return
         tally.log_requests += 1
         started = time.perf_counter()

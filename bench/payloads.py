@@ -570,14 +570,15 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
 
 
 def build_templates(
-    kind: str, count: int, spans_per_request: int, prefix: bytes, seed: int = 7
+    kind: str, count: int, spans_per_request: int, prefix: bytes, seed: int = 7, transport: str = ""
 ) -> list[Template]:
-    """`count` requests with transports in TRANSPORT_WEIGHTS proportions, interleaved; trace ids
-    start with `prefix` (8 bytes, one per run, so runs never share a trace)."""
+    """`count` requests with transports in TRANSPORT_WEIGHTS proportions, interleaved, or all
+    over `transport` if given (a peer may take only gRPC); trace ids start with `prefix` (8 bytes,
+    one per run, so runs never share a trace). The same seed gives the same spans either way."""
     rng = random.Random(seed)
     transports: list[str] = []
     for t, w in zip(TRANSPORTS, TRANSPORT_WEIGHTS, strict=True):
-        transports += [t] * max(1, round(w * count))
+        transports += [transport or t] * max(1, round(w * count))
     rng.shuffle(transports)
     return [build_template(kind, t, spans_per_request, rng, prefix) for t in transports[:count]]
 

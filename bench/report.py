@@ -137,9 +137,44 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
+def peer_lines(results: dict[str, Any]) -> list[str]:
+    """The side-by-side section (bench.peer): persisted spans/s of the peer and of inferline."""
+    side = results.get("peer")
+    if not side:
+        return []
+    if "error" in side:
+        return ["", f"Side by side: failed: {side['error']}"]
+    load = side["load"]
+    lines = [
+        "",
+        f"Side by side with {side['peer']} {side['peer_version']}: {load['spans']:,} GenAI spans each,"
+        f" {load['spans_per_request']} per request, {load['senders']} senders, gRPC:",
+        "",
+    ]
+    for name in (side["peer"], "inferline"):
+        f = side[name]
+        lines.append(
+            f"  {name:<10} persisted {f['persisted_spans_per_s']:>8,.0f} spans/s"
+            f"  ({f['persisted_spans']:,} of {f['acked_spans']:,} acknowledged stored"
+            f" in {f['persist_s']:.1f} s; accepted {f['accepted_spans_per_s']:,.0f}/s;"
+            f" CPU {f.get('service_cpu_s_per_10k_spans') or 0:.1f} s/10k spans;"
+            f" load average {f.get('load_avg_1m_at_start', 0):.1f})"
+        )
+    ratio = side["ratio_inferline_to_peer"]
+    lines.append(
+        f"  inferline / {side['peer']}: {ratio:,.1f}x persisted spans/s" if ratio else "  ratio: n/a"
+    )
+    cpu = side.get("cpu_ratio_peer_to_inferline")
+    if cpu:
+        lines.append(f"  {side['peer']} / inferline: {cpu:,.1f}x CPU seconds per stored span")
+    return lines
+
+
 def summary(results: dict[str, Any]) -> list[str]:
     ts = targets(results)
     results["targets"] = [t.as_json() for t in ts]
+    if all(t.figure is None for t in ts):  # e.g. a side-by-side run alone
+        return peer_lines(results)
     lines = ["", "Targets (issue #5) on this machine:", ""]
     width = max(len(t.what) for t in ts)
     lines.append(f"  {'measure':<{width}}  {'figure':>16}  {'target':>16}  result")
@@ -165,7 +200,7 @@ def summary(results: dict[str, Any]) -> list[str]:
                 f"  ack p50/p99 {lat.get('p50', 0):,.0f}/{lat.get('p99', 0):,.0f} ms"
                 f"  CPU {f.get('service_cpu_s_per_10k_spans') or 0:.2f} s/10k  lost {f.get('lost_spans')}"
             )
-    return lines
+    return lines + peer_lines(results)
 
 
 def git_state() -> dict[str, Any]:

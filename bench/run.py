@@ -2,10 +2,12 @@
 under load, and the query benchmark; a summary against the issue's targets; a results file.
 
     python -m bench [--quick] [--only stages,embedded,kafka,query] [--seconds 20] ...
+    python -m bench --peer phoenix [--peer-spans 10000]   # side by side with Arize Phoenix
 
 Every duration and size has a flag, and an environment variable for `make bench`
 (BENCH_SECONDS, BENCH_OPEN_SECONDS, BENCH_KAFKA_SECONDS, BENCH_QUERY_ROWS, BENCH_ONLY,
-BENCH_CONCURRENCY, BENCH_QUICK=1); INFERLINE_* variables pass through to the service.
+BENCH_CONCURRENCY, BENCH_QUICK=1, BENCH_PEER, BENCH_PEER_SPANS); INFERLINE_* variables pass
+through to the service.
 Figures are printed and saved, never asserted. docs/performance.md explains the method.
 """
 
@@ -25,7 +27,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench import report, services
+from bench import peer, report, services
 from bench.phases import LoadGenerator, Phase, Sql, phase_line, run_phase
 from bench.procstats import ProcessTree, machine
 from bench.progress import Progress
@@ -42,7 +44,11 @@ def _env(name: str, default: Any) -> Any:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--only", default=_env("BENCH_ONLY", ",".join(SECTIONS)), help="comma-separated sections")
+    p.add_argument(
+        "--only",
+        default=_env("BENCH_ONLY", ""),
+        help=f"comma-separated sections of {','.join(SECTIONS)} (default: all of them, or none with --peer)",
+    )
     p.add_argument(
         "--quick", action="store_true", default=bool(_env("BENCH_QUICK", 0)), help="5 s phases, 1M rows"
     )
@@ -71,7 +77,30 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--service-env", action="append", default=[], metavar="INFERLINE_X=V")
     p.add_argument("--results-dir", type=Path, default=report.RESULTS_DIR)
+    p.add_argument(
+        "--peer",
+        choices=peer.PEERS,
+        default=_env("BENCH_PEER", "") or None,
+        help="also run the side-by-side section: install the peer in its own virtualenv (bench/.peers/),"
+        " send it and then inferline's embedded service the same bounded GenAI load over gRPC, print"
+        " persisted spans/s of both and the ratio; alone, it runs no other section",
+    )
+    p.add_argument(
+        "--peer-spans",
+        type=int,
+        default=_env("BENCH_PEER_SPANS", 10_000),
+        help="GenAI spans sent to each side (in requests of --genai-spans)",
+    )
+    p.add_argument("--peer-senders", type=int, default=4, help="closed-loop senders for each side")
+    p.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=900.0,
+        help="longest wait for one side to take and store its load",
+    )
     args = p.parse_args(argv)
+    if not args.only:
+        args.only = "" if args.peer else ",".join(SECTIONS)
     if args.quick:
         args.seconds = min(args.seconds, 5.0)
         args.open_seconds = min(args.open_seconds, 5.0)
@@ -79,7 +108,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.warmup_seconds = min(args.warmup_seconds, 2.0)
         args.query_rows = min(args.query_rows, 1_000_000)
         args.query_runs = min(args.query_runs, 3)
-    unknown = set(args.only.split(",")) - set(SECTIONS)
+    unknown = set(args.only.split(",")) - set(SECTIONS) - {""}
     if unknown:
         p.error(f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
     return args
@@ -302,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in SECTIONS:
             if name in wanted:
                 section(results, name, show, steps[name])
+        if args.peer:
+            section(results, "peer", show, lambda: peer.run(args, tmp, show, overrides))
     results["total_s"] = round(time.perf_counter() - started, 1)
     for line in report.summary(results):
         print(line)
@@ -309,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     print(f"\nresults: {shown}  (compare two runs: python -m bench.compare A.json B.json)")
     print(f"total {results['total_s']:.0f} s")
-    failed = [n for n in SECTIONS if isinstance(results.get(n), dict) and "error" in results[n]]
+    failed = [n for n in (*SECTIONS, "peer") if isinstance(results.get(n), dict) and "error" in results[n]]
     if failed:
         print(f"sections that failed: {', '.join(failed)}")
     return 1 if failed else 0
