@@ -3,6 +3,7 @@ take them as they take the pipeline's inserts), and a webhook receiver on loopba
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,16 @@ def store_client(path: Path) -> Client:
     client = connect(f"chdb://{path / 'clickhouse'}")
     migrate(client)
     return client
+
+
+@contextlib.contextmanager
+def opened_store(path: Path) -> Iterator[Client]:
+    """A migrated store, closed afterwards (chDB opens one path per process at a time)."""
+    client = store_client(path)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def insert_calls(

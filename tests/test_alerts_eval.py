@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 from inferline.alerts.evaluator import Evaluator, whole_minute
 from inferline.alerts.rules import RuleSpec
 from inferline.alerts.store import AlertStore, StoredRule
-from tests.alert_helpers import insert_calls, store_client
+from tests.alert_helpers import insert_calls, opened_store
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +25,8 @@ MINUTE = timedelta(minutes=1)
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Client]:
-    c = store_client(tmp_path)
-    yield c
-    c.close()
+    with opened_store(tmp_path) as c:
+        yield c
 
 
 @pytest.fixture

@@ -76,7 +76,9 @@ _DELIVERY_COLUMNS = (
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, to the millisecond the tables keep (an answer shows what a later read shows)."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 def _utc(t: datetime | None) -> datetime | None:
