@@ -201,3 +201,25 @@ def test_signature_binds_body_and_time() -> None:
     assert not signing.verify(secret, header, body + b" ", now=1_700_000_100)
     assert not signing.verify(secret, header, body, now=1_700_001_000)  # replayed too late
     assert not signing.verify(secret, "v1=abc", body)
+
+
+@pytest.mark.integration
+def test_a_failing_endpoint_costs_one_request_per_round(client: Client, receiver: Receiver) -> None:
+    store = AlertStore(client)
+    hook = add_webhook(store, receiver.url)
+    events = []
+    for _ in range(3):
+        events.append(event())
+        enqueue(store, [events[-1]], max_pending=100)
+        asyncio.run(asyncio.sleep(0.002))  # one event per millisecond at least: their order is known
+    receiver.status = 500
+    assert deliver(store) == 3
+    assert len(receiver.requests) == 1  # the other two wait for the same retry time
+    attempts = sorted(d.attempts for d in store.deliveries("default", hook.webhook_id))
+    assert attempts == [0, 0, 1]
+    receiver.status = 200
+    asyncio.run(asyncio.sleep(0.05))
+    deliver(store)
+    assert {d.status for d in store.deliveries("default", hook.webhook_id)} == {"delivered"}
+    assert len(receiver.requests) == 4
+    assert [r["headers"]["inferline-event-id"] for r in receiver.requests[1:]] == [e.event_id for e in events]

@@ -3,7 +3,8 @@ event id), and each outcome is written back: delivered, or tried again after an 
 backoff until `retry_for_s` after the event, then failed.
 
 One round at a time: a round's deliveries are all answered (or timed out) and written before the
-next round reads the outbox, so a delivery in flight is never sent a second time. A process that
+next round reads the outbox, so a delivery in flight is never sent a second time. Within a round
+a webhook's deliveries go one after another, oldest first, and stop at its first failure. A process that
 dies after an endpoint answered but before the outcome was written sends it once more after the
 restart, with the same event id, which the receiver uses to drop the repeat.
 """
@@ -70,20 +71,29 @@ class Deliverer:
         due = await asyncio.to_thread(self.store.due_deliveries, self.clock(), self.policy.batch)
         if not due:
             return 0
-        hooks: dict[tuple[str, str], Webhook | None] = {}
+        by_hook: dict[tuple[str, str], list[Delivery]] = {}
         for d in due:
-            key = (d.project_id, d.webhook_id)
-            if key not in hooks:
-                found = await asyncio.to_thread(self.store.webhooks, d.project_id, d.webhook_id)
-                hooks[key] = found[0] if found else None
+            by_hook.setdefault((d.project_id, d.webhook_id), []).append(d)
         turns = asyncio.Semaphore(self.policy.concurrency)
 
-        async def one(d: Delivery) -> Delivery:
+        async def one_hook(key: tuple[str, str], deliveries: list[Delivery]) -> list[Delivery]:
             async with turns:
-                return await self._attempt(d, hooks[(d.project_id, d.webhook_id)])
+                found = await asyncio.to_thread(self.store.webhooks, *key)
+                hook = found[0] if found else None
+                out: list[Delivery] = []
+                for i, d in enumerate(deliveries):
+                    outcome = await self._attempt(d, hook)
+                    out.append(outcome)
+                    if hook is not None and outcome.status != DELIVERED:
+                        # The endpoint is failing: its other deliveries wait for the same retry
+                        # time without a request each (and without a timeout each).
+                        later = outcome.next_attempt_at
+                        out += [replace(x, next_attempt_at=later) for x in deliveries[i + 1 :]]
+                        break
+                return out
 
-        outcomes = await asyncio.gather(*(one(d) for d in due))
-        await asyncio.to_thread(self.store.put_deliveries, list(outcomes))
+        rounds = await asyncio.gather(*(one_hook(k, ds) for k, ds in by_hook.items()))
+        await asyncio.to_thread(self.store.put_deliveries, [d for r in rounds for d in r])
         return len(due)
 
     async def _attempt(self, d: Delivery, hook: Webhook | None) -> Delivery:
@@ -151,7 +161,8 @@ class Deliverer:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.deliver_due()
+                if await self.deliver_due() >= self.policy.batch:
+                    continue  # more are due: no pause
             except Exception as e:  # the store is down: try again at the next poll
                 log.error("webhook delivery round failed", error=error_summary(e))
             with contextlib.suppress(TimeoutError):

@@ -265,7 +265,7 @@ class AlertStore:
         return self._delivery_rows(
             "status = {pending:String} AND next_attempt_at <= {now:DateTime64(3, 'UTC')}",
             {"pending": PENDING, "now": now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]},
-            "next_attempt_at, delivery_id",
+            "created_at, delivery_id",  # oldest events first
             limit,
         )
 
