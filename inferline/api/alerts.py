@@ -82,34 +82,43 @@ def _one(a: Alerting, who: Caller, rule_id: uuid.UUID) -> Rule:
     return _out(found[0], a.store.states(who.project_id).get(found[0].rule_id))
 
 
+def add_rule(ctx: ApiContext, who: Caller, body: RuleSpec) -> Rule:
+    """Creates a rule (blocking; the API and the dashboard both call it)."""
+    a = alerting(ctx)
+    if len(a.store.rules(who.project_id)) >= a.alerts.max_rules_per_project:
+        raise HTTPException(409, f"a project has at most {a.alerts.max_rules_per_project} rules")
+    now = utcnow()
+    stored = StoredRule(who.project_id, str(uuid.uuid4()), body, now, now)
+    a.store.put_rule(stored)
+    audit(who, "alerts.rules.create", rows=1, rule_id=stored.rule_id)
+    return _out(stored, None)
+
+
+def rules_of(ctx: ApiContext, who: Caller) -> RuleList:
+    a = alerting(ctx)
+    states = a.store.states(who.project_id)
+    rules = RuleList(rules=[_out(r, states.get(r.rule_id)) for r in a.store.rules(who.project_id)])
+    audit(who, "alerts.rules.list", rows=len(rules.rules))
+    return rules
+
+
+def remove_rule(ctx: ApiContext, who: Caller, rule_id: uuid.UUID) -> None:
+    a = alerting(ctx)
+    found = a.store.rules(who.project_id, str(rule_id))
+    if not found:
+        raise HTTPException(404, f"rule {rule_id} not found")
+    a.store.put_rule(found[0], deleted=True)
+    audit(who, "alerts.rules.delete", rows=1, rule_id=str(rule_id))
+
+
 @router.post("/api/v1/alerts/rules", status_code=201, response_model=Rule)
 async def create_rule(body: RuleSpec, who: CallerDep, ctx: ContextDep) -> Rule:
-    a = alerting(ctx)
-
-    def create() -> Rule:
-        if len(a.store.rules(who.project_id)) >= a.alerts.max_rules_per_project:
-            raise HTTPException(409, f"a project has at most {a.alerts.max_rules_per_project} rules")
-        now = utcnow()
-        rule = StoredRule(who.project_id, str(uuid.uuid4()), body, now, now)
-        a.store.put_rule(rule)
-        return _out(rule, None)
-
-    rule = await asyncio.to_thread(create)
-    audit(who, "alerts.rules.create", rows=1, rule_id=str(rule.rule_id))
-    return rule
+    return await asyncio.to_thread(add_rule, ctx, who, body)
 
 
 @router.get("/api/v1/alerts/rules", response_model=RuleList)
 async def list_rules(who: CallerDep, ctx: ContextDep) -> RuleList:
-    a = alerting(ctx)
-
-    def read() -> RuleList:
-        states = a.store.states(who.project_id)
-        return RuleList(rules=[_out(r, states.get(r.rule_id)) for r in a.store.rules(who.project_id)])
-
-    rules = await asyncio.to_thread(read)
-    audit(who, "alerts.rules.list", rows=len(rules.rules))
-    return rules
+    return await asyncio.to_thread(rules_of, ctx, who)
 
 
 @router.get(
@@ -150,16 +159,7 @@ async def replace_rule(rule_id: RuleId, body: RuleSpec, who: CallerDep, ctx: Con
 )
 async def delete_rule(rule_id: RuleId, who: CallerDep, ctx: ContextDep) -> Response:
     """Deletes the rule (a firing rule sends no `resolved`); its history stays."""
-    a = alerting(ctx)
-
-    def delete() -> None:
-        found = a.store.rules(who.project_id, str(rule_id))
-        if not found:
-            raise HTTPException(404, f"rule {rule_id} not found")
-        a.store.put_rule(found[0], deleted=True)
-
-    await asyncio.to_thread(delete)
-    audit(who, "alerts.rules.delete", rows=1, rule_id=str(rule_id))
+    await asyncio.to_thread(remove_rule, ctx, who, rule_id)
     return Response(status_code=204)
 
 
