@@ -42,7 +42,7 @@ def app(tmp_path: Path) -> Iterator[tuple[TestClient, Alerting]]:
     with TestClient(api_app(Keys(), sql, lambda: True, context)) as client:
         yield client, alerting
     sql.close()
-    alerting.store.close()
+    alerting.close()
 
 
 def as_(key: str) -> dict[str, str]:

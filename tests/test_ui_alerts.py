@@ -37,7 +37,7 @@ def app(tmp_path: Path) -> Iterator[TestClient]:
     context = ApiContext(keys=Keys(), sql=sql, alerts=alerting)
     yield TestClient(add_dashboard(api_app(Keys(), sql, lambda: True, context)), follow_redirects=False)
     sql.close()
-    alerting.store.close()
+    alerting.close()
 
 
 def signed_in(app: TestClient, key: str) -> str:

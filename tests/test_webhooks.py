@@ -223,3 +223,16 @@ def test_a_failing_endpoint_costs_one_request_per_round(client: Client, receiver
     assert {d.status for d in store.deliveries("default", hook.webhook_id)} == {"delivered"}
     assert len(receiver.requests) == 4
     assert [r["headers"]["inferline-event-id"] for r in receiver.requests[1:]] == [e.event_id for e in events]
+
+
+@pytest.mark.integration
+def test_a_name_is_called_at_its_checked_addresses_with_its_host_header(
+    client: Client, receiver: Receiver
+) -> None:
+    """`localhost` may resolve to ::1 first, where nothing listens: the next address is tried."""
+    store = AlertStore(client)
+    add_webhook(store, f"http://localhost:{receiver.port}/hook")
+    enqueue(store, [event()], max_pending=100)
+    assert deliver(store) == 1
+    [got] = receiver.requests
+    assert got["headers"]["host"] == f"localhost:{receiver.port}"

@@ -66,6 +66,9 @@ class Alerting:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.deliverer.close()
+
+    def close(self) -> None:
+        """After `stop`, once the API no longer takes requests (its routes use the store)."""
         self.store.close()
 
     async def feedback_stored(self, rows: list[dict[str, Any]]) -> None:

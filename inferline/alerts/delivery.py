@@ -141,22 +141,31 @@ class Deliverer:
     async def _post(self, hook: Webhook, d: Delivery) -> int:
         scheme, host, port = url_guard.parse(hook.url)
         addresses = await asyncio.to_thread(url_guard.resolve, host, port, self.policy.allow_private)
-        ip = addresses[0]
-        # To the address just checked, not to whatever the name resolves to a moment later; the
-        # Host header and TLS (SNI, certificate) still name the host.
-        url = httpx.URL(hook.url).copy_with(host=str(ip))
         default_port = 443 if scheme == "https" else 80
+        named = f"[{host}]" if ":" in host else host  # an IPv6 literal
         body = d.body.encode()
         headers = {
-            "Host": host if port == default_port else f"{host}:{port}",
+            "Host": named if port == default_port else f"{named}:{port}",
             "Content-Type": "application/json",
             signing.SIGNATURE_HEADER: signing.sign(hook.secret, body),
             signing.EVENT_ID_HEADER: d.event_id,
             signing.EVENT_TYPE_HEADER: d.event_type,
         }
         extensions = {"sni_hostname": host} if scheme == "https" else {}
-        r = await self._client.post(url, content=body, headers=headers, extensions=extensions)
-        return r.status_code
+        refused: httpx.ConnectError | None = None
+        for ip in addresses:
+            # To an address just checked, not to whatever the name resolves to a moment later;
+            # the Host header and TLS (SNI, certificate) still name the host. The next address
+            # when one cannot be reached (an IPv6 address without an IPv6 route).
+            url = httpx.URL(hook.url).copy_with(host=str(ip))
+            try:
+                r = await self._client.post(url, content=body, headers=headers, extensions=extensions)
+            except httpx.ConnectError as e:
+                refused = e
+                continue
+            return r.status_code
+        assert refused is not None
+        raise refused
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

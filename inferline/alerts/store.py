@@ -183,7 +183,8 @@ class AlertStore:
         where = "project_id = {project:String}" + (" AND rule_id = {rule:String}" if rule_id else "")
         return self._rows(
             "SELECT rule_id, event_id, at, status, value, calls "
-            f"FROM {self._db}.alert_events FINAL WHERE {where} ORDER BY at DESC, event_id LIMIT {int(limit)}",
+            f"FROM {self._db}.alert_events FINAL WHERE {where} "
+            f"ORDER BY at DESC, recorded_at DESC, event_id LIMIT {int(limit)}",
             {"project": project_id, "rule": rule_id or ""},
         )
 

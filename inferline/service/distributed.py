@@ -120,7 +120,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
                 settings.api_port,
             )
         )
-        closers += [sql.close, client.close, feedback_client.close, erase_client.close]
+        closers += [sql.close, client.close, feedback_client.close, erase_client.close, alerts.close]
     else:
         servers.append(_server(health_app(lambda: all(r() for r in ready)), settings, settings.api_port))
 

@@ -217,5 +217,6 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     sql.close()
     feedback_client.close()
     erase_client.close()
+    alerts.close()
     write_client.close()
     log.info("stopped")

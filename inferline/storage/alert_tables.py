@@ -54,7 +54,9 @@ def alert_statements(database: str, retention_days: int) -> tuple[str, ...]:
     `status` LowCardinality(String),
     `value` Nullable(Float64),
     `calls` UInt64,
-    `body` String
+    `body` String,
+    -- orders two transitions of one evaluation minute (evaluations more often than a minute)
+    `recorded_at` DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (project_id, rule_id, at, event_id)
