@@ -123,6 +123,15 @@ def test_fires_resolves_and_delivers_each_transition_once_across_a_restart(tmp_p
         assert data["inference_id"] == inference_id and data["rating"] == 2
         assert signing.verify(hook["secret"], fb["headers"]["inferline-signature"], fb["body"])
         assert hook["secret"] not in svc.logs()
+        # Since the restart: the resolved event and the feedback, delivered.
+        metrics = wait_for(
+            lambda: (
+                'inferline_webhook_deliveries_total{outcome="delivered"} 2.0'
+                in (t := call(svc, "GET", "/metrics").text)
+                and t
+            ),
+        )
+        assert metrics and 'inferline_alert_evaluations_total{outcome="ok"}' in metrics
     finally:
         receiver.close()
         assert svc.stop() == 0, svc.logs()[-3000:]

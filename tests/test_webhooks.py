@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
+from prometheus_client import REGISTRY
 
 from inferline.alerts import signing, url_guard
 from inferline.alerts.delivery import Deliverer, DeliveryPolicy
@@ -46,6 +47,10 @@ def add_webhook(
 
 def event(project: str = "default", kind: str = "alert.firing") -> Event:
     return Event(project, str(uuid.uuid4()), kind, datetime.now(UTC), {"status": kind.split(".")[1]})
+
+
+def _counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("inferline_webhook_deliveries_total", {"outcome": outcome}) or 0.0
 
 
 def deliver(store: AlertStore, policy: DeliveryPolicy = POLICY) -> int:
@@ -87,10 +92,12 @@ def test_retried_while_down_then_delivered_once_after_a_restart(
     hook = add_webhook(store, receiver.url)
     enqueue(store, [event()], max_pending=100)
     receiver.status = 503
+    retried = _counted("retried")
     for _ in range(3):
         deliver(store)
         asyncio.run(asyncio.sleep(0.05))
     assert len(receiver.requests) == 3  # retried, each with the same event id
+    assert _counted("retried") == retried + 3
     assert len({r["headers"]["inferline-event-id"] for r in receiver.requests}) == 1
     [d] = store.deliveries("default", hook.webhook_id)
     assert (d.status, d.attempts, d.last_status, d.last_error) == ("pending", 3, 503, "HTTP 503")
@@ -140,7 +147,9 @@ def test_outbox_is_bounded_per_project_and_subscriptions_apply(client: Client, r
     alerts_only = add_webhook(store, receiver.url, events=("alert.firing",))
     add_webhook(store, receiver.url, project="other")
     assert enqueue(store, [event("default", "feedback.created")], max_pending=2) == 0
+    dropped = _counted("dropped")
     enqueue(store, [event(), event(), event()], max_pending=2)
+    assert _counted("dropped") == dropped + 1
     statuses = sorted(d.status for d in store.deliveries("default", alerts_only.webhook_id))
     assert statuses == ["dropped", "pending", "pending"]
     assert store.pending_count("other") == 0  # the other project's webhook got none of them

@@ -24,6 +24,7 @@ import structlog
 from inferline.alerts import signing, url_guard
 from inferline.alerts.store import DELIVERED, FAILED, AlertStore, Delivery, Webhook, utcnow
 from inferline.core.logging import error_summary
+from inferline.core.metrics import WEBHOOK_DELIVERIES
 
 log = structlog.get_logger()
 
@@ -98,11 +99,13 @@ class Deliverer:
 
     async def _attempt(self, d: Delivery, hook: Webhook | None) -> Delivery:
         if hook is None:
+            WEBHOOK_DELIVERIES.labels("failed").inc()
             return replace(d, status=FAILED, last_error="webhook deleted")
         status, error = 0, ""
         try:
             status = await self._post(hook, d)
             if 200 <= status < 300:
+                WEBHOOK_DELIVERIES.labels("delivered").inc()
                 return replace(
                     d,
                     status=DELIVERED,
@@ -120,6 +123,7 @@ class Deliverer:
         now = self.clock()
         retry_at = now + timedelta(seconds=backoff(self.policy, attempts))
         gave_up = retry_at - d.created_at > timedelta(seconds=self.policy.retry_for_s)
+        WEBHOOK_DELIVERIES.labels("failed" if gave_up else "retried").inc()
         log.warning(
             "webhook delivery failed",
             project_id=d.project_id,

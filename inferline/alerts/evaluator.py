@@ -22,6 +22,7 @@ from inferline.alerts.outbox import Event, enqueue
 from inferline.alerts.states import RuleState, step
 from inferline.alerts.store import AlertStore, StoredRule, utcnow
 from inferline.core.logging import error_summary
+from inferline.core.metrics import ALERT_EVALUATIONS, ALERT_TRANSITIONS
 
 log = structlog.get_logger()
 
@@ -58,7 +59,10 @@ class Evaluator:
             try:
                 events += self._evaluate_project(project_id, rules, end)
             except Exception as e:
+                ALERT_EVALUATIONS.labels("error").inc()
                 log.error("alert evaluation failed", project_id=project_id, error=error_summary(e))
+            else:
+                ALERT_EVALUATIONS.labels("ok").inc()
         return events
 
     def _evaluate_project(self, project_id: str, rules: list[StoredRule], end: datetime) -> list[Event]:
@@ -106,6 +110,7 @@ class Evaluator:
             )
             enqueue(self.store, events, self.max_pending)
             for e in events:
+                ALERT_TRANSITIONS.labels(e.data["status"]).inc()
                 log.info(
                     "alert", project_id=project_id, rule_id=e.data["rule"]["rule_id"], status=e.data["status"]
                 )

@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import structlog
 
-from inferline.alerts.store import DROPPED, PENDING, AlertStore, Delivery
+from inferline.alerts.store import DROPPED, AlertStore, Delivery
+from inferline.core.metrics import WEBHOOK_DELIVERIES
 
 log = structlog.get_logger()
 
@@ -83,7 +84,9 @@ def enqueue(store: AlertStore, events: list[Event], max_pending: int) -> int:
                 room -= 1
             else:
                 kept.append(replace(d, status=DROPPED, body="", last_error="outbox full"))
-        if len(kept) > sum(1 for d in kept if d.status == PENDING):
+        dropped = sum(1 for d in kept if d.status == DROPPED)
+        if dropped:
+            WEBHOOK_DELIVERIES.labels("dropped").inc(dropped)
             log.warning(
                 "webhook outbox full: deliveries dropped", project_id=project_id, max_pending=max_pending
             )
