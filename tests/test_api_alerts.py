@@ -156,6 +156,7 @@ def test_webhook_secret_is_shown_once_and_status_is_visible(app: tuple[TestClien
 def test_server_side_request_forgery_is_refused(app: tuple[TestClient, Alerting], target: str) -> None:
     r = app[0].post(HOOKS, json={"url": target}, headers=as_(MINE))
     assert r.status_code == 422 and "url refused" in r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "url"]  # the same 422 as any invalid field
     assert app[0].get(HOOKS, headers=as_(MINE)).json() == {"webhooks": []}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 import structlog
@@ -21,7 +21,8 @@ from inferline.core.metrics import WEBHOOK_DELIVERIES
 
 log = structlog.get_logger()
 
-EVENT_TYPES = ("alert.firing", "alert.resolved", "feedback.created")
+EventType = Literal["alert.firing", "alert.resolved", "feedback.created"]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 _DELIVERY_NAMESPACE = uuid.UUID("0b6f3a52-9c1e-5d47-8e2a-4c7d1f905b63")
 
 

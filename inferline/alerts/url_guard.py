@@ -55,6 +55,8 @@ def resolve(host: str, port: int, allow_private: bool) -> list[IPAddress]:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as e:
             raise UnsafeUrl(f"{host} does not resolve: {e.strerror or e}") from None
+        except (UnicodeError, ValueError):  # not a name IDNA can encode (a label over 63 characters)
+            raise UnsafeUrl("the host is not a valid name") from None
         addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
     if not addresses:
         raise UnsafeUrl(f"{host} has no address")

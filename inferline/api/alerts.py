@@ -16,10 +16,11 @@ from inferline.alerts.rules import RuleSpec
 from inferline.alerts.states import RuleState, Status
 from inferline.alerts.store import StoredRule, utcnow
 from inferline.api.deps import ApiContext, Caller, CallerDep, ContextDep, audit
+from inferline.api.errors import documented
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], responses=documented(401, 503))
 RuleId = Annotated[uuid.UUID, Path(description="The rule's id.")]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such rule in the key's project."}}
+_NOT_FOUND = documented(404)
 
 
 def alerting(ctx: ApiContext) -> Alerting:
@@ -111,7 +112,7 @@ def remove_rule(ctx: ApiContext, who: Caller, rule_id: uuid.UUID) -> None:
     audit(who, "alerts.rules.delete", rows=1, rule_id=str(rule_id))
 
 
-@router.post("/api/v1/alerts/rules", status_code=201, response_model=Rule)
+@router.post("/api/v1/alerts/rules", status_code=201, response_model=Rule, responses=documented(409))
 async def create_rule(body: RuleSpec, who: CallerDep, ctx: ContextDep) -> Rule:
     return await asyncio.to_thread(add_rule, ctx, who, body)
 
