@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from clickhouse_connect.driver.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -162,6 +163,18 @@ def running_with_other_project(svc: Service) -> Iterator[Service]:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One running embedded service per test module, with a second project's key."""
     yield from running_with_other_project(make_service(tmp_path_factory.mktemp("svc")))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Client]:
+    """A migrated chDB store of this test's own (the real ClickHouse engine, in process)."""
+    from inferline.storage.clickhouse import connect
+    from inferline.storage.schema import migrate
+
+    c = connect(f"chdb://{tmp_path / 'clickhouse'}")
+    migrate(c)
+    yield c
+    c.close()
 
 
 def wait_for(fn: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:

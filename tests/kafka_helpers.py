@@ -42,7 +42,8 @@ def _mock_topics() -> dict[str, int]:
     ks = KafkaSettings()
     topics = {ks.raw_spans_topic: ks.raw_partitions, ks.raw_logs_topic: ks.raw_partitions, ks.dlq_topic: 1}
     topics[ks.ledger_topic] = 1
-    topics |= {t: ks.enriched_partitions for t in (ks.inferences_topic, ks.spans_topic, ks.logs_topic)}
+    enriched = (ks.inferences_topic, ks.spans_topic, ks.logs_topic, ks.scores_topic)
+    topics |= {t: ks.enriched_partitions for t in enriched}
     return topics
 
 

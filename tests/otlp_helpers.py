@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Mapping
@@ -166,3 +167,55 @@ def logs_json(records: list[dict[str, Any]], resource: Mapping[str, Any] | None 
             ]
         }
     )
+
+
+def span_row(name: str, project_id: str = "p") -> dict[str, Any]:
+    """An `otel_traces` row of a plain span named `name`, as the processors produce it."""
+    from inferline.core.records import Span
+    from inferline.processors.otel_rows import trace_rows
+
+    now = time.time_ns()
+    span = Span(
+        project_id=project_id,
+        trace_id=f"{random.getrandbits(128):032x}",
+        span_id=f"{random.getrandbits(64):016x}",
+        parent_span_id="",
+        trace_state="",
+        name=name,
+        kind=3,
+        start_ns=now,
+        end_ns=now + 1000,
+        status_code=0,
+        status_message="",
+        attributes={},
+    )
+    return trace_rows([span])[0]
+
+
+def _nested_value(depth: int, kind: str) -> dict[str, Any]:
+    value: dict[str, Any] = {"stringValue": "leaf"}
+    for _ in range(depth):
+        if kind == "kvlist":
+            value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+        else:
+            value = {"arrayValue": {"values": [value]}}
+    return value
+
+
+def nested_span(depth: int, kind: str, span_id: str) -> dict[str, Any]:
+    """An OTLP/JSON span whose attribute `deep` nests `depth` levels of `kind` (kvlist or array)
+    around the string "leaf"."""
+    now = time.time_ns()
+    return {
+        "traceId": new_trace_id(),
+        "spanId": span_id,
+        "name": f"nested {kind} {depth}",
+        "startTimeUnixNano": str(now),
+        "endTimeUnixNano": str(now + 1000),
+        "attributes": [{"key": "deep", "value": _nested_value(depth, kind)}],
+    }
+
+
+def nested_request(*spans: dict[str, Any]) -> bytes:
+    # The standard library: orjson refuses to write nesting this deep.
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": list(spans)}]}]}).encode()

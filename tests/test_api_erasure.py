@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 ADMIN_KEY = "adm_" + "g" * 40
 ALICE, BOB = "u_alice", "u_bob"
-TABLES = ("feedback", "otel_logs", "otel_traces", "inference_usage_by_day", "llm_inferences")
+TABLES = ("feedback", "scores", "otel_logs", "otel_traces", "inference_usage_by_day", "llm_inferences")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,7 @@ def held(svc: Service, user: str, key: str | None = None) -> dict[str, int]:
     spans = f"(TraceId IN ({traces}) OR SpanAttributes['user.id'] = '{user}')"
     query = (
         f"SELECT (SELECT count() FROM feedback FINAL WHERE inference_id IN ({ids})),"
+        f" (SELECT count() FROM scores FINAL WHERE trace_id IN ({traces})),"
         f" (SELECT count() FROM otel_logs FINAL WHERE TraceId IN ({traces})),"
         f" (SELECT count() FROM otel_traces FINAL WHERE {spans}),"
         f" (SELECT count() FROM inference_usage_by_day FINAL WHERE user_id = '{user}'),"
@@ -75,20 +76,27 @@ def feedback(svc: Service, inference_id: str) -> None:
 
 @pytest.fixture(scope="module")
 def seeded(svc: Service) -> dict[str, Any]:
-    """Twelve inferences (alice: 3, bob: 3), a child span and a log record in one of alice's
-    traces, a span elsewhere naming alice in its attributes, feedback on alice's and bob's first
-    calls, and three inferences in the other project (one of alice's)."""
+    """Twelve inferences (alice: 3, bob: 3), a child span, a log record and an evaluation result
+    in one of alice's traces, a span elsewhere naming alice in its attributes, feedback on alice's
+    and bob's first calls, and three inferences in the other project (one of alice's)."""
     base = time.time_ns() - 3 * 3600 * 1_000_000_000
     mine = send(svc, svc.key, dataset("default", base))
     send(svc, svc.extra_keys["other"], dataset("other", base, 3))
-    alice_trace = svc.sql(
-        f"SELECT trace_id FROM llm_inferences WHERE user_id = '{ALICE}' ORDER BY start_time LIMIT 1"
-    ).strip()
+    alice_trace, alice_span = svc.sql(
+        f"SELECT trace_id, span_id FROM llm_inferences WHERE user_id = '{ALICE}' ORDER BY start_time LIMIT 1"
+    ).split()
     child = json_span({"http.method": "GET"}, trace_id=alice_trace, name="GET /orders", start_ns=base)
     login = json_span({"user.id": ALICE, "event": "login"}, trace_id=new_trace_id(), name="login")
     post_json(svc, "/v1/traces", traces_json([child, login]), svc.key)
     record = {"traceId": alice_trace, "spanId": new_span_id(), "body": "order lookup for the user"}
-    post_json(svc, "/v1/logs", logs_json([record]), svc.key)
+    judged = {
+        "traceId": alice_trace,
+        "spanId": alice_span,
+        "eventName": "gen_ai.evaluation.result",
+        "attributes": {"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": 0.9},
+        "body": "",
+    }
+    post_json(svc, "/v1/logs", logs_json([record, judged]), svc.key)
     feedback(svc, mine[0].inference_id)  # alice's
     feedback(svc, mine[1].inference_id)  # bob's
     before = {"alice": held(svc, ALICE), "bob": held(svc, BOB)}
@@ -98,7 +106,8 @@ def seeded(svc: Service) -> dict[str, Any]:
 
 def test_the_seed_is_what_the_tests_expect(seeded: dict[str, Any]) -> None:
     alice = seeded["alice"]
-    assert alice["llm_inferences"] == 3 and alice["feedback"] == 1 and alice["otel_logs"] == 1
+    assert alice["llm_inferences"] == 3 and alice["feedback"] == 1 and alice["otel_logs"] == 2
+    assert alice["scores"] == 1
     assert alice["otel_traces"] == 5  # 3 inference spans, the child span, the login span
     assert alice["inference_usage_by_day"] >= 3  # one per (day, tenant, model, …) group
     assert seeded["other_alice"]["llm_inferences"] == 1

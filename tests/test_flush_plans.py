@@ -6,23 +6,17 @@ recreated topic) never collide with old tokens."""
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiokafka.structs import TopicPartition
 from clickhouse_connect.driver.client import Client
 
 from inferline.core.config import BatchSettings
-from inferline.core.records import Batch, Row, Span
+from inferline.core.records import Batch
 from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges, RecordedFlush
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.clickhouse.plans import LEGACY_PLANS_TABLE, ClickHousePlans
-from inferline.processors.otel_rows import trace_rows
-from inferline.storage.clickhouse import connect
-from inferline.storage.schema import migrate
+from tests.otlp_helpers import span_row
 
 pytestmark = pytest.mark.integration
 
@@ -31,38 +25,18 @@ BATCH = BatchSettings(max_rows=100_000, min_delay_s=0.01, max_delay_s=0.02)
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[Client]:
-    c = connect(f"chdb://{tmp_path / 'clickhouse'}")
-    migrate(c)
-    yield c
-    c.close()
-
-
-def _span_row(name: str) -> Row:
-    now = time.time_ns()
-    span = Span(
-        project_id="p",
-        trace_id=uuid.uuid4().hex,
-        span_id=uuid.uuid4().hex[:16],
-        parent_span_id="",
-        trace_state="",
-        name=name,
-        kind=3,
-        start_ns=now,
-        end_ns=now + 1000,
-        status_code=0,
-        status_message="",
-        attributes={},
-    )
-    return trace_rows([span])[0]
+def client(store: Client) -> Client:
+    return store
 
 
 class Run:
     """One writer's life: an exporter over the plans; what it stored, and whether it committed."""
 
-    def __init__(self, client: Client, commit: bool = True) -> None:
+    def __init__(self, client: Client, commit: bool = True, cluster: str = "") -> None:
         self.plans = ClickHousePlans(client, "default", "writers")
         self.plans.create()
+        if cluster:
+            self.plans.use_cluster(cluster)
         self.committed: dict[TopicPartition, int] = {}
         self._commit = commit
         self.exporter = ClickHouseExporter(Inserter(client), self.plans, self._stored, BATCH)
@@ -80,7 +54,7 @@ class Run:
 
 
 def _rows(names: list[str]) -> Batch:
-    return Batch(spans=[_span_row(n) for n in names])
+    return Batch(spans=[span_row(n) for n in names])
 
 
 def _count(client: Client, prefix: str) -> int:
@@ -173,3 +147,37 @@ def test_plans_of_earlier_versions_are_moved_over(client: Client) -> None:
     assert plans.pending({B: 10}) == [RecordedFlush("writers/inferline.spans/1/10-20", {B: (10, 20)})]
     exists = client.command(f"SELECT count() FROM system.tables WHERE name = '{LEGACY_PLANS_TABLE}'")
     assert int(str(exists)) == 0
+
+
+def test_two_clusters_with_one_group_name_never_rebuild_each_others_flushes(client: Client) -> None:
+    """Two Kafka clusters feed one database with the same writer group name. Cluster one's writer
+    died after its insert, before its commit; cluster two's writer, at the same offsets, must not
+    take that plan (its token would make ClickHouse drop cluster two's rows as a replay)."""
+    one = Run(client, commit=False, cluster="cluster-one")
+    asyncio.run(one.deliver(Delivery(A, 0, 2, _rows(["c one 0", "c one 1"]))))
+
+    two = Run(client, cluster="cluster-two")
+    assert two.plans.pending({A: 0}) == []
+    asyncio.run(two.deliver(Delivery(A, 0, 2, _rows(["c two 0", "c two 1"]))))
+    assert _count(client, "c two") == 2
+
+    # Cluster one's writer, back, still rebuilds its own flush: dropped by its token, no duplicate.
+    again = Run(client, cluster="cluster-one")
+    pending = again.plans.pending({A: 0})
+    assert [p.ranges for p in pending] == [{A: (0, 2)}]
+
+    async def replay() -> None:
+        again.exporter.replay(pending, {A: 0})
+        await again.deliver(Delivery(A, 0, 2, _rows(["c one 0", "c one 1"])))
+
+    asyncio.run(replay())
+    assert _count(client, "c one") == 2
+
+
+def test_plans_recorded_before_cluster_ids_belong_to_the_first_cluster_seen(client: Client) -> None:
+    before = Run(client, commit=False)  # an earlier version: no cluster id
+    asyncio.run(before.deliver(Delivery(A, 0, 1, _rows(["u 0"]))))
+
+    upgraded = Run(client, cluster="cluster-one")
+    assert [p.ranges for p in upgraded.plans.pending({A: 0})] == [{A: (0, 1)}]
+    assert Run(client, cluster="cluster-two").plans.pending({A: 0}) == []

@@ -15,7 +15,9 @@ import orjson
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from inferline.processors.normalise import inference_id
 from tests.conftest import wait_for
@@ -30,6 +32,7 @@ from tests.kafka_helpers import (
     value_of,
 )
 from tests.otlp_helpers import (
+    GENAI_ATTRIBUTES,
     GENAI_COST,
     json_span,
     logs_json,
@@ -44,6 +47,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(240)]
 
 KEY, PROJECT = "test-key-kafka-e2e", "proj-kafka"
 INFERENCES, SPANS, DLQ = "inferline.inferences", "inferline.spans", "inferline.dlq"
+SCORES = "inferline.scores"
 
 
 @dataclass
@@ -324,3 +328,53 @@ def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(
         assert value not in everything, f"{kind} reached the enriched topics or ClickHouse"
     for lookalike in LOOKALIKES:
         assert lookalike in everything, f"lookalike {lookalike!r} was altered"
+
+
+def test_evaluation_scores_travel_their_topic_and_the_writer_stores_them(pipeline: Pipeline) -> None:
+    """A model span with a `gen_ai.evaluation.result` span event (real SDK exporter, gRPC) and, in
+    a request of its own, an evaluation log record in the span's context (OTLP/JSON): each result
+    is a message of `inferline.scores`, keyed by trace, and a row of `scores` via the writer."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("opentelemetry.instrumentation.openai_v2").start_as_current_span(
+        "chat gpt-4o-mini", attributes=GENAI_ATTRIBUTES
+    ) as span:
+        span.add_event(
+            "gen_ai.evaluation.result",
+            {"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": 0.75},
+        )
+    provider.shutdown()
+    headers = {"authorization": f"Bearer {KEY}"}
+    exporter = GrpcSpanExporter(endpoint=pipeline.receiver.grpc_target, insecure=True, headers=headers)
+    assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    context = span.get_span_context()
+    trace_id, span_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
+    record = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "eventName": "gen_ai.evaluation.result",
+        "attributes": {"gen_ai.evaluation.name": "hallucination", "gen_ai.evaluation.score.label": "factual"},
+        "body": "",
+    }
+    r = httpx.post(
+        f"{pipeline.receiver.http_url}/v1/logs",
+        content=logs_json([record]),
+        headers={**headers, "content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+
+    messages = consume(pipeline.backend.bootstrap, SCORES, keyed(trace_id), 2)
+    assert {headers_of(m)["record-kind"] for m in messages} == {b"score"}
+    assert {orjson.loads(value_of(m))["name"] for m in messages} == {"relevance", "hallucination"}
+    query = (
+        f"SELECT name, value, label, toString(inference_id) FROM scores FINAL WHERE trace_id = '{trace_id}' "
+        "ORDER BY name FORMAT TSV"
+    )
+    expected = inference_id(PROJECT, trace_id, span_id)
+    stored = f"hallucination\t\\N\tfactual\t{expected}\nrelevance\t0.75\t\t{expected}"
+    assert wait_for(lambda: pipeline.writer.sql(query, KEY) == stored, timeout=60), pipeline.writer.sql(
+        query, KEY
+    )

@@ -3,6 +3,8 @@ Retry-After, gRPC UNAVAILABLE) within the configured delivery timeout, never a s
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,16 +105,6 @@ def test_receiver_starts_without_kafka_and_refuses_retryably(tmp_path: Path) -> 
         assert receiver.stop() == 0, receiver.logs()[-3000:]
 
 
-def _send_spans(receiver: Role, names: list[str]) -> None:
-    r = httpx.post(
-        f"{receiver.http_url}/v1/traces",
-        content=traces_json([json_span({"k": "v"}, name=n) for n in names]),
-        headers=HEADERS,
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-
-
 def _ready(role: Role) -> int:
     try:
         return httpx.get(role.api_url + "/readyz", timeout=2).status_code
@@ -126,10 +118,47 @@ def _stored(writer: Role, prefix: str) -> str:
     )
 
 
+class _Load(threading.Thread):
+    """A sender under steady load: 5 spans per request, one request every 50 ms, each span named
+    by a sequence number; records which spans were acknowledged (HTTP 200), and when."""
+
+    def __init__(self, receiver: Role) -> None:
+        super().__init__(daemon=True)
+        self._url = f"{receiver.http_url}/v1/traces"
+        self._halt = threading.Event()
+        self.acked: list[tuple[float, str]] = []
+        self.refused = 0
+
+    def run(self) -> None:
+        n = 0
+        with httpx.Client(headers=HEADERS, timeout=10) as http:
+            while not self._halt.is_set():
+                names = [f"load {n + i}" for i in range(5)]
+                n += 5
+                body = traces_json([json_span({"k": "v"}, name=name) for name in names])
+                try:
+                    ok = http.post(self._url, content=body).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    self.acked += [(time.monotonic(), name) for name in names]
+                else:
+                    self.refused += 1
+                self._halt.wait(0.05)
+
+    def since(self, t: float) -> set[str]:
+        return {name for at, name in self.acked if at >= t}
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(30)
+
+
 def test_an_outage_then_a_replacement_cluster_lose_nothing_and_readiness_tells(tmp_path: Path) -> None:
-    """The broker dies: every role turns not ready, senders are refused retryably. The roles are
-    pointed at a new, empty cluster (offsets start again at 0): they turn ready, and everything
-    acknowledged, before and after, is stored exactly once (no FINAL)."""
+    """Under steady load the broker dies: every role turns not ready, senders are refused
+    retryably and nothing is acknowledged. The roles are pointed at a new, empty cluster (offsets
+    start again at 0): they turn ready, and every span acknowledged after the switch is stored
+    exactly once (no FINAL), as is everything stored before."""
     first = MockBrokerProcess()
     env = dict(INFERLINE_API_KEYS=f"{KEY}={PROJECT}", INFERLINE_KAFKA__DELIVERY_TIMEOUT_S="2")
     roles = [
@@ -137,15 +166,20 @@ def test_an_outage_then_a_replacement_cluster_lose_nothing_and_readiness_tells(t
         for name in ("processor", "writer", "receiver")
     ]
     second: MockBrokerProcess | None = None
+    load: _Load | None = None
     try:
         for r in roles:
             r.start()
         _, writer, receiver = roles
-        _send_spans(receiver, [f"before {i}" for i in range(20)])
-        assert wait_for(lambda: _stored(writer, "before") == "20\t20", timeout=60)
+        load = _Load(receiver)
+        load.start()
+        assert wait_for(lambda: len(load.acked) >= 200 and int(_stored(writer, "load").split()[0]) >= 200, 60)
 
         first.kill()
         assert wait_for(lambda: all(_ready(r) == 503 for r in roles), timeout=30), [_ready(r) for r in roles]
+        outage = time.monotonic()
+        time.sleep(3)  # the load goes on against the dead cluster
+        assert not load.since(outage), "a span was acknowledged while Kafka was gone"
         assert _http_export(receiver).status_code == 503
 
         for r in roles:
@@ -154,11 +188,27 @@ def test_an_outage_then_a_replacement_cluster_lose_nothing_and_readiness_tells(t
         for r in roles:
             r.env = role_env(tmp_path, second.bootstrap, **env)
             r.start()  # waits for /readyz 200
-        _send_spans(receiver, [f"after {i}" for i in range(30)])
-        assert wait_for(lambda: _stored(writer, "after") == "30\t30", timeout=60), _stored(writer, "after")
-        assert _stored(writer, "before") == "20\t20"
+        switched = time.monotonic()
+        assert wait_for(lambda: len(load.since(switched)) >= 500, timeout=60)
+        load.stop()
+        after = load.since(switched)
+        assert after and load.refused > 0
+
+        def stored_after() -> set[str]:
+            rows = writer.sql(
+                "SELECT SpanName FROM otel_traces WHERE SpanName IN "
+                f"({', '.join(repr(n) for n in sorted(after))})",
+                KEY,
+            )
+            return set(rows.splitlines())
+
+        assert wait_for(lambda: stored_after() == after, timeout=60), len(after - stored_after())
+        count, unique = _stored(writer, "load").split("\t")
+        assert count == unique, "a span was stored twice"
         assert "replaying" not in writer.logs() and "rebuilding" not in writer.logs()
     finally:
+        if load is not None:
+            load.stop()
         for r in reversed(roles):
             r.stop()
         first.kill()

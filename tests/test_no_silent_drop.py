@@ -44,9 +44,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import SpanKind
 
+from inferline.otlp.json_codec import decode_json
+from inferline.otlp.protobuf import MAX_VALUE_DEPTH
 from tests.conftest import wait_for
 from tests.kafka_helpers import Backend, Role, headers_of, role_env, start_backend, value_of
-from tests.otlp_helpers import GENAI_ATTRIBUTES, new_span_id, new_trace_id
+from tests.otlp_helpers import GENAI_ATTRIBUTES, nested_request, nested_span, new_span_id, new_trace_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -376,6 +378,26 @@ def test_hand_built_spans_with_bad_ids_are_rejected_and_the_normal_one_lands(
     assert wait_for(lambda: pipeline.count("otel_traces", "SpanId", normal_id) == 1, timeout=LANDS_WITHIN_S)
     trace_id = request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
     assert pipeline.count("otel_traces", "TraceId", trace_id) == 1
+
+
+def test_values_nested_to_the_documented_depth_land_through_kafka(pipeline: Pipeline) -> None:
+    """Deeper than protobuf's own parser reads, in a request of several traces (split by trace on
+    the way to the raw topic, parsed again by the processor): every span is stored, whole."""
+    spans = [nested_span(MAX_VALUE_DEPTH, "kvlist", new_span_id()) for _ in range(4)]
+    r = httpx.post(
+        f"{pipeline.receiver.http_url}/v1/traces",
+        content=decode_json(nested_request(*spans), ExportTraceServiceRequest).SerializeToString(),
+        headers={**HEADERS, "content-type": PROTOBUF},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert ExportTraceServiceResponse.FromString(r.content).partial_success.rejected_spans == 0
+    ids = ", ".join(f"'{s['spanId']}'" for s in spans)
+    query = (
+        "SELECT count(), countIf(position(SpanAttributes['deep'], 'leaf') > 0) FROM otel_traces "
+        f"WHERE SpanId IN ({ids})"
+    )
+    assert wait_for(lambda: pipeline.sql(query) == "4\t4", timeout=LANDS_WITHIN_S), pipeline.sql(query)
 
 
 def test_a_log_record_with_a_bad_trace_id_is_rejected_and_the_normal_one_lands(pipeline: Pipeline) -> None:

@@ -176,6 +176,7 @@ def test_tables_without_a_ttl_get_one_on_their_time_column(store: Any) -> None:
     days = {"spans": 180, "logs": 180, "inferences": 180, "feedback": 365, "rollups": 730}
     changes = {c.table: (c.old_days, c.new_days) for c in apply_retention(store, "default", days)}
     assert changes.pop("feedback") == (None, 365)
+    assert changes.pop("scores") == (180, 365)  # evaluation results are kept as long as feedback
     assert changes.pop("llm_cost_by_day") == (None, 730)
     assert "llm_inferences_by_minute" in changes
     assert all(kind_of(t) == "rollups" and change == (180, 730) for t, change in changes.items())

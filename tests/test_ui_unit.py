@@ -250,3 +250,40 @@ def test_links_quote_ids_so_they_stay_whole() -> None:
 )
 def test_durations_read_in_the_largest_fitting_unit(ms: float | None, text: str) -> None:
     assert duration(ms) == text
+
+
+def test_the_waterfall_marks_tool_calls_and_retrievals_escaped() -> None:
+    from types import SimpleNamespace
+
+    from inferline.api.trace_steps import Document, Retrieval, ToolCall
+    from inferline.api.traces import Trace, TraceSpan
+    from inferline.ui.trace_page import bars
+
+    hostile = "<img src=x onerror=alert(1)>"
+
+    def span(span_id: str, step: str, **extra: object) -> TraceSpan:
+        return TraceSpan(
+            span_id=span_id, parent_span_id="", name=f"{step} span", kind="Client", service_name="bot",
+            start_time="2026-05-01T12:00:00Z", offset_ms=0, duration_ms=10, depth=0, status="Ok",
+            status_message="", inference=None, step=step, **extra,
+        )  # fmt: skip
+
+    tool = ToolCall(name=hostile, call_id="", mcp_method="tools/call", mcp_session_id="s")
+    found = Retrieval(data_source="kb-main", document_count=2, documents=[Document(id="d", score=1)])
+    spans = [span("a" * 16, "tool_call", tool=tool), span("b" * 16, "retrieval", retrieval=found)]
+    trace = Trace(
+        trace_id="c" * 32, start_time="2026-05-01T12:00:00Z", duration_ms=10, span_count=2,
+        truncated=False, inferences=0, total_tokens=0, total_cost=0, unpriced_inferences=0,
+        tool_calls=1, retrievals=1, spans=spans,
+    )  # fmt: skip
+    request = SimpleNamespace(url=SimpleNamespace(path="/ui/traces/x"))
+    session = SimpleNamespace(admin=False, csrf_token="t", project_id="p")
+    html = (
+        templates()
+        .env.get_template("trace.html")
+        .render(request=request, session=session, trace=trace, bars=bars(trace.spans, 10), selected="")
+    )
+    assert hostile not in html and "&lt;img src=x" in html
+    assert 'data-step="tool_call"' in html and "MCP tools/call" in html
+    assert 'data-step="retrieval"' in html and "2 documents" in html
+    assert 'data-testid="trace-tool-calls">1<' in html and 'data-testid="trace-retrievals">1<' in html

@@ -7,7 +7,7 @@ edges from `llm_inferences` itself (or whole days from `inference_usage_by_day` 
 is about tenants, users or features). Every segment yields the same partial aggregates
 (inferline.storage.rollups.AGGREGATES), so one outer query merges them, and the answer is the one the raw
 table gives. Only `llm_inferences` answers when a filter or grouping is one no rollup has (tags,
-search, success, tokens, latency, session), or when `source` is "raw".
+search, success, tokens, latency, session, scores), or when `source` is "raw".
 
 Raw segments read `llm_inferences FINAL`: one row per inference, whatever versions it has.
 """
@@ -72,7 +72,7 @@ def _rollup_columns(question: Question) -> set[str] | None:
         return None
     if any(
         v is not None
-        for v in (f.is_success, f.min_tokens, f.max_tokens, f.max_latency_ms, f.session, f.search)
+        for v in (f.is_success, f.min_tokens, f.max_tokens, f.max_latency_ms, f.session, f.search, f.scores)
     ):
         return None
     needed: set[str] = set()

@@ -4,6 +4,8 @@ project, found the same way for the export and the deletion.
 What belongs to a subject (`docs/operations.md#right-to-erasure-and-portability`):
 - `llm_inferences`: their rows (`user_id`, or `session_id`, equal to the id);
 - `feedback`: the feedback on those inferences;
+- `scores`: the evaluation results about their traces (the calls, the traces as a whole), those
+  naming one of their response ids, and (session only) those about the session;
 - `otel_traces` / `otel_logs`: every span and log record of a trace one of those inferences
   belongs to (the whole trace: its other spans, tool calls and HTTP spans, carry the same
   conversation), and any other span or record whose span, log or resource attributes carry the id
@@ -64,8 +66,15 @@ def parts(kind: Kind) -> tuple[Part, ...]:
     """What is held about one subject, table by table, in deletion order (`llm_inferences` last)."""
     traces = _inferences(kind, "trace_id")
     ids = _inferences(kind, "inference_id")
+    responses = _inferences(kind, "response_id") + " AND response_id != ''"
+    session_scoped = " OR (scope = 'session' AND session_id = {subject:String})" if kind == "session" else ""
     found: list[Part] = [
         Part("feedback", f"project_id = {{project:String}} AND inference_id IN ({ids})"),
+        Part(
+            "scores",
+            f"project_id = {{project:String}} AND (trace_id IN ({traces}) OR "
+            f"(response_id != '' AND response_id IN ({responses})){session_scoped})",
+        ),
         Part(
             "otel_logs",
             f"ProjectId = {{project:String}} AND (TraceId IN ({traces}) OR "

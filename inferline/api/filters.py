@@ -9,7 +9,7 @@ the server-side `additional_table_filters` of the project's read-only session (d
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import HTTPException
@@ -22,10 +22,35 @@ _Count = Annotated[int, Field(ge=0, le=(1 << 63) - 1)]
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 MAX_TAG_FILTERS = 20
+MAX_SCORE_FILTERS = 10
+_N = TypeVar("_N", int | None, float | None)
 
 
 STORABLE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
 STORABLE_TO = datetime(2262, 4, 11, tzinfo=UTC)
+
+
+def not_below(value: _N, info: ValidationInfo, low_field: str, field: str) -> _N:
+    """An upper bound, refused when below the lower bound given with it."""
+    low = info.data.get(low_field)
+    if value is not None and low is not None and value < low:
+        raise ValueError(f"{field} must not be below {low_field}")
+    return value
+
+
+class ScoreFilter(BaseModel):
+    """An evaluation result the inference must have: a value in [min, max] and/or a label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = Field(None, allow_inf_nan=False, description="Lowest value (inclusive).")
+    max: float | None = Field(None, allow_inf_nan=False, description="Highest value (inclusive).")
+    label: _Text | None = Field(None, description="The result's label, exactly.")
+
+    @field_validator("max")
+    @classmethod
+    def _not_below_min(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return not_below(value, info, "min", "max")
 
 
 class InferenceFilters(BaseModel):
@@ -69,6 +94,13 @@ class InferenceFilters(BaseModel):
     search: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
         None, description="Text that the prompt or the response contains (case-insensitive)."
     )
+    scores: dict[_Text, ScoreFilter] | None = Field(
+        None,
+        max_length=MAX_SCORE_FILTERS,
+        description="Evaluation name → the value range and/or label a result of that name must have "
+        "(the call's own results: judged by its span, or by its response id).",
+        examples=[{"relevance": {"min": 0.8}, "hallucination": {"label": "factual"}}],
+    )
 
     @field_validator("from_date", "to_date")
     @classmethod
@@ -94,10 +126,7 @@ class InferenceFilters(BaseModel):
     @field_validator("max_tokens")
     @classmethod
     def _not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
-        low = info.data.get("min_tokens")
-        if value is not None and low is not None and value < low:
-            raise ValueError("max_tokens must not be below min_tokens")
-        return value
+        return not_below(value, info, "min_tokens", "max_tokens")
 
     def names(self) -> list[str]:
         """Names of the filters in use, for the audit log (never their values)."""
@@ -159,7 +188,32 @@ def where_clause(
             " OR positionCaseInsensitiveUTF8(response_messages, {f_search:String}) > 0)"
         )
         params["f_search"] = orjson.dumps(filters.search).decode()[1:-1]
+    for i, (name, wanted) in enumerate((filters.scores or {}).items()):
+        conditions.append(_score_condition(i, name, wanted, params))
     return " AND ".join(conditions), params
+
+
+def _score_condition(i: int, name: str, wanted: ScoreFilter, params: dict[str, Any]) -> str:
+    """The inference has a result named `name` matching `wanted`: one judging its span, or one
+    naming its response id (an evaluation sent without a span context)."""
+    checks = [f"name = {{f_score_{i}:String}}"]
+    params[f"f_score_{i}"] = name
+    if wanted.min is not None:
+        checks.append(f"value >= {{f_score_min_{i}:Float64}}")
+        params[f"f_score_min_{i}"] = repr(wanted.min)
+    if wanted.max is not None:
+        checks.append(f"value <= {{f_score_max_{i}:Float64}}")
+        params[f"f_score_max_{i}"] = repr(wanted.max)
+    if wanted.label is not None:
+        checks.append(f"label = {{f_score_label_{i}:String}}")
+        params[f"f_score_label_{i}"] = wanted.label
+    matching = "FROM scores FINAL WHERE project_id = {project:String} AND scope = 'span' AND " + " AND ".join(
+        checks
+    )
+    return (
+        f"(inference_id IN (SELECT inference_id {matching} AND span_id != '')"
+        f" OR (response_id != '' AND response_id IN (SELECT response_id {matching} AND response_id != '')))"
+    )
 
 
 def _ch_time(value: datetime) -> str:

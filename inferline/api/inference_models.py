@@ -30,15 +30,21 @@ class ExportRequest(InferenceFilters, Sorting):
 
 
 _TAG_HELP = "A tag filter as `key=value` (repeatable; every one must match)."
-# GET /export takes the same fields as query parameters; tags become repeated `tag=key=value`
-# (a query string has no maps). Typed as Any: a Literal is a valid field type, not a `type[Any]`.
+_SCORE_HELP = (
+    "An evaluation filter as `name:min:max` (either bound may be empty: `relevance:0.8:`) or "
+    "`name=label` (repeatable; every one must match)."
+)
+# GET /export takes the same fields as query parameters; tags become repeated `tag=key=value` and
+# score filters repeated `score=…` (a query string has no maps). Typed as Any: a Literal is a
+# valid field type, not a `type[Any]`.
 _EXPORT_QUERY_FIELDS: dict[str, Any] = {
     "format": (ExportFormat, Field("csv", description="`csv` or `jsonl`.")),
     "tag": (list[str], Field(default_factory=list, description=_TAG_HELP)),
+    "score": (list[str], Field(default_factory=list, description=_SCORE_HELP)),
     **{
         name: (field.annotation, field)
         for name, field in ExportRequest.model_fields.items()
-        if name != "tags"
+        if name not in ("tags", "scores")
     },
 }
 ExportQuery: type[BaseModel] = create_model(
@@ -201,8 +207,29 @@ class RawData(BaseModel):
     sentiment: dict[str, Any]
 
 
+class Score(BaseModel):
+    """One evaluation result about the call (OTel `gen_ai.evaluation.result`, OpenInference
+    annotations and evaluations)."""
+
+    name: str
+    value: float | None = Field(
+        description="The numeric score; null when the result has none (or it was unreadable)."
+    )
+    label: str = Field(description="The categorical result (an unreadable score's text lands here).")
+    explanation: str
+    scope: Literal["span", "trace", "session"] = Field(
+        description="What it judges: this call (its span or response id), its whole trace, or its session."
+    )
+    evaluator: str = Field(description="Kind of judge where given (`HUMAN`, `LLM`, `CODE`).")
+    identifier: str
+    metadata: str = Field(description="JSON object, as sent.")
+    source: str = Field(description="Convention it came in: `otel_genai` or `openinference`.")
+    timestamp: str = Field(description="When the result was recorded, ISO 8601 UTC.")
+
+
 class InferenceDetail(BaseModel):
     overview: Overview
     messages: list[Message]
     performance: Performance
     raw: RawData
+    scores: list[Score] = Field(default_factory=list, description="Evaluation results about this call.")

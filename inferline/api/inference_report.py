@@ -17,6 +17,7 @@ def detail_from_rows(
     averages: dict[str, Any],
     window_from: str,
     window_to: str,
+    scores: list[dict[str, Any]] | None = None,
 ) -> InferenceDetail:
     span = span or {}
     latency = float(row["latency_ms"])
@@ -115,6 +116,7 @@ def detail_from_rows(
                     "response_label": row["response_sentiment_label"],
                 },
             },
+            "scores": scores or [],
         }
     )
 

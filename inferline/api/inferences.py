@@ -147,24 +147,27 @@ def export_get(
 def _export_request(query: BaseModel) -> ExportRequest:
     """The query string's fields as an ExportRequest (so the same checks apply), with errors
     reported as query-parameter errors."""
-    data = query.model_dump(exclude={"format", "tag"}, exclude_none=True)
+    data = query.model_dump(exclude={"format", "tag", "score"}, exclude_none=True)
     tags: dict[str, str] = {}
     for item in query.tag:  # type: ignore[attr-defined]
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "value_error",
-                        "loc": ("query", "tag"),
-                        "msg": "tag must be key=value",
-                        "input": item,
-                    }
-                ]
-            )
+            raise _query_error("tag", "tag must be key=value", item)
         tags[key] = value
     if tags:
         data["tags"] = tags
+    scores: dict[str, dict[str, str]] = {}
+    for item in query.score:  # type: ignore[attr-defined]
+        name, sep, label = item.partition("=")
+        if sep and name:
+            scores[name] = {"label": label}
+            continue
+        name, *bounds = item.rsplit(":", 2)  # the name may hold colons; the bounds cannot
+        if len(bounds) != 2 or not name:
+            raise _query_error("score", "score must be name:min:max or name=label", item)
+        scores[name] = {k: v for k, v in zip(("min", "max"), bounds, strict=True) if v}
+    if scores:
+        data["scores"] = scores
     try:
         return ExportRequest.model_validate(data)
     except ValidationError as e:
@@ -174,6 +177,12 @@ def _export_request(query: BaseModel) -> ExportRequest:
                 for err in e.errors(include_url=False, include_context=False)
             ]
         ) from None
+
+
+def _query_error(name: str, message: str, item: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": item}]
+    )
 
 
 @router.get(
@@ -188,7 +197,7 @@ def get_inference(
     ] = 24,
 ) -> InferenceDetail:
     """Overview, messages, performance (compared with the project's and the model's averages
-    over a recent window) and raw attributes of one inference of the project."""
+    over a recent window), raw attributes and evaluation results of one inference of the project."""
     params = {"project": who.project_id, "id": str(inference_id)}
     found = _rows(ctx.sql, who.project_id, queries.DETAIL, params)
     audit(who, "inferences.get", rows=len(found), inference_id=str(inference_id))
@@ -211,7 +220,17 @@ def get_inference(
     }
     averages = _rows(ctx.sql, who.project_id, queries.AVERAGES, window)[0]
     window_from = (start - timedelta(hours=window_hours)).isoformat().replace("+00:00", "Z")
-    return detail_from_rows(row, span[0] if span else None, averages, window_from, row["start_time_iso"])
+    score_params = {
+        "project": who.project_id,
+        "trace": row["trace_id"],
+        "span": row["span_id"],
+        "response": row["response_id"],
+        "session": row["session_id"],
+    }
+    scores = _rows(ctx.sql, who.project_id, queries.DETAIL_SCORES, score_params)
+    return detail_from_rows(
+        row, span[0] if span else None, averages, window_from, row["start_time_iso"], scores
+    )
 
 
 def _parse_iso(text: str) -> datetime:

@@ -20,6 +20,7 @@ PROJECT_TABLES = {
     "inference_usage_by_day": "project_id",
     "feedback": "project_id",
     "ingest_ledger": "project_id",
+    "scores": "project_id",
     "otel_traces": "ProjectId",
     "otel_logs": "ProjectId",
 }

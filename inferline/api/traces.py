@@ -1,5 +1,6 @@
 """One trace of the caller's project: its spans in start order with their place in the trace
-(for a waterfall), each GenAI span with its inference's tokens and cost, and the trace's totals."""
+(for a waterfall), what each is (model call, tool call, retrieval, …), each GenAI span with its
+inference's tokens and cost, and the trace's totals."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from inferline.api.deps import CallerDep, ContextDep, audit
 from inferline.api.errors import documented
+from inferline.api.trace_steps import Retrieval, Step, ToolCall, retrieval, step_of, tool_call
 from inferline.storage import queries
 
 router = APIRouter(prefix="/api/v1/traces", tags=["traces"], responses=documented(401, 504))
@@ -40,6 +42,12 @@ class TraceSpan(BaseModel):
     status: str = Field(description="Unset, Ok or Error.")
     status_message: str
     inference: SpanInference | None = Field(description="The inference this span is, for a GenAI call.")
+    step: Step = Field(
+        description="What the span is: `inference` (a model call), `tool_call` (a tool execution or an "
+        "MCP request), `retrieval` (documents fetched for the model), `agent`, or `other`."
+    )
+    tool: ToolCall | None = Field(None, description="For a tool call: the tool and MCP request.")
+    retrieval: Retrieval | None = Field(None, description="For a retrieval: its data source and documents.")
 
 
 class Trace(BaseModel):
@@ -52,6 +60,8 @@ class Trace(BaseModel):
     total_tokens: int
     total_cost: float = Field(description="USD, of the priced inferences.")
     unpriced_inferences: int
+    tool_calls: int = Field(description="Spans that are tool calls (MCP requests included).")
+    retrievals: int
     spans: list[TraceSpan]
 
 
@@ -87,6 +97,8 @@ def get_trace(trace_id: TraceId, who: CallerDep, ctx: ContextDep) -> Trace:
         total_tokens=sum(s.inference.total_tokens for s in out if s.inference is not None),
         total_cost=sum(priced),
         unpriced_inferences=sum(1 for s in out if s.inference is not None and s.inference.cost is None),
+        tool_calls=sum(1 for s in out if s.step == "tool_call"),
+        retrievals=sum(1 for s in out if s.step == "retrieval"),
         spans=out,
     )
 
@@ -106,6 +118,8 @@ def _depths(spans: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def _span(row: dict[str, Any], first_ns: int, depth: int, inference: dict[str, Any] | None) -> TraceSpan:
+    attributes = row["step_attributes"]
+    step = step_of(attributes, inference is not None)
     return TraceSpan(
         span_id=row["span_id"],
         parent_span_id=row["parent_span_id"],
@@ -121,4 +135,7 @@ def _span(row: dict[str, Any], first_ns: int, depth: int, inference: dict[str, A
         inference=None
         if inference is None
         else SpanInference(**{k: v for k, v in inference.items() if k != "span_id"}),
+        step=step,
+        tool=tool_call(attributes) if step == "tool_call" else None,
+        retrieval=retrieval(attributes, int(row["oi_documents"])) if step == "retrieval" else None,
     )

@@ -128,6 +128,7 @@ class KafkaSettings(BaseModel):
     spans_topic: str = "inferline.spans"
     logs_topic: str = "inferline.logs"
     dlq_topic: str = "inferline.dlq"
+    scores_topic: str = "inferline.scores"  # evaluation results (`scores` rows)
     ledger_topic: str = "inferline.ledger"  # ingest ledger counts (one partition: a few rows a second)
     processor_group: str = "inferline-processor"
     writer_group: str = "inferline-writer"

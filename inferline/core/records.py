@@ -3,7 +3,7 @@
 `Span` and `LogRecord` are OTLP records flattened with their resource and scope, attribute
 values already decoded from `AnyValue` into plain Python (str, bool, int, float, bytes, list,
 dict). Stages after normalisation work on *rows*: plain dicts keyed by ClickHouse column name,
-one dict per row of `otel_traces`, `otel_logs` or `llm_inferences`. Rows are what the
+one dict per row of `otel_traces`, `otel_logs`, `llm_inferences` or `scores`. Rows are what the
 enriched Kafka topics carry (as JSON) and what the writer inserts.
 """
 
@@ -105,6 +105,7 @@ class Batch:
     spans: list[Row] = field(default_factory=list)  # otel_traces rows
     logs: list[Row] = field(default_factory=list)  # otel_logs rows
     feedback: list[Row] = field(default_factory=list)  # feedback rows (from the API, not OTLP)
+    scores: list[Row] = field(default_factory=list)  # evaluation results (`scores` rows)
     # Rows a worker process already encoded as Native blocks: (table, row count, block).
     encoded: list[tuple[str, int, bytes]] = field(default_factory=list)
     # What the metrics read of the encoded llm_inferences rows (metrics.OBSERVED_FIELDS).
@@ -118,6 +119,7 @@ class Batch:
             + len(self.spans)
             + len(self.logs)
             + len(self.feedback)
+            + len(self.scores)
             + sum(n for _, n, _ in self.encoded)
             + len(self.ledger)
         )
@@ -127,6 +129,7 @@ class Batch:
         self.spans.extend(other.spans)
         self.logs.extend(other.logs)
         self.feedback.extend(other.feedback)
+        self.scores.extend(other.scores)
         self.encoded.extend(other.encoded)
         self.observed.extend(other.observed)
         self.ledger.extend(other.ledger)

@@ -33,6 +33,7 @@ H_SCHEMA = "schema-version"
 H_KIND = "record-kind"
 H_CONTENT_TYPE = "content-type"
 KIND_INFERENCE, KIND_SPAN, KIND_LOG, KIND_LEDGER = b"inference", b"span", b"log", b"ledger"
+KIND_SCORE = b"score"
 JSON = b"application/json"
 # Dead-letter headers (Kafka Connect style: the original value and headers are kept as they were).
 H_DLQ_ERROR = "inferline-dlq-error"
@@ -160,6 +161,22 @@ async def ensure_topics(ks: KafkaSettings, bootstrap: str, topics: dict[str, int
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+async def cluster_id(ks: KafkaSettings, bootstrap: str) -> str:
+    """The id of the cluster behind `bootstrap` (Metadata v2+): what tells a new cluster, or
+    another one, from the one whose offsets were recorded. Raises while it is unreachable."""
+    admin = AIOKafkaAdminClient(**_common(ks, bootstrap), request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        described = await admin.describe_cluster()
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    found = described.get("cluster_id")
+    if not found:
+        raise RuntimeError("the cluster reports no id (Kafka < 0.10.1?)")
+    return str(found)
 
 
 async def stop_client(client: AIOKafkaProducer | AIOKafkaConsumer, timeout_s: float = 10.0) -> None:

@@ -17,13 +17,16 @@ import base64
 import binascii
 from collections.abc import Iterable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from inferline.otlp.errors import OtlpDecodeError
+from inferline.otlp.protobuf import TooDeep, parse
+
+_M = TypeVar("_M", bound=Message)
 
 _HEX_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
 _INT_TYPES = frozenset(
@@ -233,23 +236,22 @@ def decode_json(body: bytes, message_type: type[Message]) -> Message:
         raise OtlpDecodeError(f"invalid value: {e}") from None
 
 
-def decode_protobuf(body: bytes, message_type: type[Message]) -> Message:
+def decode_protobuf(body: bytes, message_type: type[_M]) -> _M:
     try:
-        return message_type.FromString(body)
+        return parse(body, message_type)
+    except TooDeep as e:
+        raise OtlpDecodeError(str(e)) from None
     except Exception as e:  # protobuf raises DecodeError, but upb may raise others on garbage
         raise OtlpDecodeError(f"invalid protobuf payload: {e}") from None
 
 
 def decoded_as_protobuf(body: bytes, request_type: type[Message]) -> bytes:
     """The OTLP/JSON request, decoded and serialized as the protobuf it will be read back as
-    (from the local log, or Kafka). A request protobuf cannot read back (values nested past its
-    parser's depth limit: about 30 levels of key-value lists) is refused here, with the reason,
-    rather than accepted and then unreadable."""
+    (from the local log, or Kafka). A request protobuf cannot read back (values nested past
+    `MAX_VALUE_DEPTH`) is refused here, with the reason, rather than accepted and then unreadable."""
     encoded = decode_json(body, request_type).SerializeToString()
     try:
-        request_type.FromString(encoded)
+        parse(encoded, request_type)
     except DecodeError as e:
-        raise OtlpDecodeError(
-            "attribute values are nested too deeply for OTLP protobuf (at most ~30 levels)"
-        ) from e
+        raise OtlpDecodeError(str(e) if isinstance(e, TooDeep) else f"invalid OTLP/JSON payload: {e}") from e
     return encoded

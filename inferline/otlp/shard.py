@@ -12,6 +12,8 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from inferline.otlp.protobuf import copy_into
+
 
 def shard_of(trace_id: bytes, shards: int) -> int:
     # The last bytes of a W3C trace id are random; records without a valid one go to shard 0.
@@ -63,5 +65,5 @@ def _shard(request: Any, shards: int, resources: str, scopes: str, records: str,
                 new_scope = getattr(new_resource, scopes).add()
                 new_scope.scope.CopyFrom(scope.scope)
                 new_scope.schema_url = scope.schema_url
-                getattr(new_scope, records).extend(items)
+                copy_into(getattr(new_scope, records), items)
     return out

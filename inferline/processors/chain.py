@@ -16,6 +16,7 @@ from inferline.core.records import Batch, LogRecord, Span
 from inferline.processors.base import Processor
 from inferline.processors.normalise import GenAINormaliser
 from inferline.processors.otel_rows import log_row, trace_rows
+from inferline.processors.scores import scores
 
 log = structlog.get_logger()
 
@@ -61,6 +62,7 @@ class ProcessorChain:
             inferences=self.normaliser.normalise(spans, logs),
             spans=trace_rows(spans),
             logs=[log_row(r) for r in logs],
+            scores=scores(spans, logs),
         )
         for stage in self.stages:
             stage.process(batch)

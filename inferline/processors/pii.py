@@ -739,6 +739,8 @@ class PiiMasker:
         for row in batch.logs:
             self._guard(row, "PiiFound", self._process_log, _LOG_FIELDS)
             _add(row, "PiiFound", _carried(row.get("LogAttributes")))
+        for row in batch.scores:
+            self._guard(row, "pii_found", self._process_score, _SCORE_FIELDS)
 
     def _guard(self, row: Row, count_col: str, fn: Any, fields: Iterable[str]) -> None:
         try:
@@ -769,6 +771,12 @@ class PiiMasker:
                 new = self.mask_value(value, counts, MESSAGE_SKIP_KEYS)
                 if new is not value:
                     row[f] = new
+
+    def _process_score(self, row: Row, counts: dict[str, int]) -> None:
+        for f in _SCORE_FIELDS:
+            value = row.get(f)
+            if value:
+                row[f] = self._mask_str(value, counts, MESSAGE_SKIP_KEYS)
 
     def _process_span(self, row: Row, counts: dict[str, int]) -> None:
         attrs = row.get("SpanAttributes")
@@ -812,6 +820,8 @@ _SPAN_FIELDS = (
     "StatusMessage",
 )
 _LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes")
+# Free text of an evaluation result (a judge's explanation quotes the call it judged).
+_SCORE_FIELDS = ("explanation", "metadata")
 
 
 class _KeyMatcher:

@@ -55,7 +55,8 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     if receives or processes:
         topics |= {ks.raw_spans_topic: ks.raw_partitions, ks.raw_logs_topic: ks.raw_partitions}
     if processes or writes:
-        topics |= {t: ks.enriched_partitions for t in (ks.inferences_topic, ks.spans_topic, ks.logs_topic)}
+        enriched = (ks.inferences_topic, ks.spans_topic, ks.logs_topic, ks.scores_topic)
+        topics |= {t: ks.enriched_partitions for t in enriched}
         topics[ks.dlq_topic] = topics[ks.ledger_topic] = 1
     await ensure_topics(ks, bootstrap, topics)
 

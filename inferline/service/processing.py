@@ -30,9 +30,10 @@ from inferline.core.ledger import (
 from inferline.core.records import LEDGER, SPANS, Batch, LogRecord, SourceEntry, Span
 from inferline.exporters.clickhouse.native import encode_block
 from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
+from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import reason_code
 from inferline.processors.chain import ProcessorChain
-from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
+from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES
 
 Output = TypeVar("Output")
 # Turns the chain's rows into what the next stage takes (picklable: it travels to workers).
@@ -161,9 +162,9 @@ def _flatten(entry: SourceEntry) -> Flattened:
     """The entry's records, each with its origin, and how many were refused and why."""
     origin = (entry.topic, entry.partition, entry.offset)
     if entry.kind == SPANS:
-        flat = flatten_spans(ExportTraceServiceRequest.FromString(entry.payload), entry.project_id)
+        flat = flatten_spans(parse(entry.payload, ExportTraceServiceRequest), entry.project_id)
     else:
-        flat = flatten_logs(ExportLogsServiceRequest.FromString(entry.payload), entry.project_id)
+        flat = flatten_logs(parse(entry.payload, ExportLogsServiceRequest), entry.project_id)
     for record in flat.records:
         record.origin = origin
     return flat
@@ -196,6 +197,7 @@ def native_blocks(batch: Batch) -> Batch:
         (OTEL_TRACES, batch.spans),
         (OTEL_LOGS, batch.logs),
         (LLM_INFERENCES, batch.inferences),
+        (SCORES, batch.scores),
     ):
         if rows:
             out.encoded.append((table.name, len(rows), encode_block(table, rows)))

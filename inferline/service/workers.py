@@ -27,6 +27,7 @@ from inferline.core.config import ProcessorSettings
 from inferline.core.errors import Overloaded, Unavailable
 from inferline.core.records import SourceEntry
 from inferline.otlp.json_codec import decoded_as_protobuf
+from inferline.otlp.protobuf import parse
 from inferline.processors.chain import ProcessorChain
 from inferline.service.parent_watch import die_with_parent
 from inferline.service.processing import (
@@ -177,7 +178,7 @@ class WorkerProcesses(Generic[Output]):
         except BrokenProcessPool:
             self._replace(k, executor)
             raise Unavailable("a worker process restarted, retry") from None
-        return request_type.FromString(encoded)
+        return parse(encoded, request_type)
 
     async def restart(self) -> None:
         """Every worker afresh: after one died, the others' memory of the join must go too, since

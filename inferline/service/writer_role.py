@@ -36,6 +36,7 @@ from inferline.kafka.clients import (
     H_SCHEMA,
     SCHEMA_VERSION,
     BrokerWatch,
+    cluster_id,
     dead_letter_headers,
     header,
     make_consumer,
@@ -45,14 +46,14 @@ from inferline.kafka.clients import (
     stop_client,
 )
 from inferline.kafka.consumer_lag import ConsumerLag
-from inferline.storage.schema import INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
+from inferline.storage.schema import INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES, Table
 
 log = structlog.get_logger()
 _T = TypeVar("_T")
 
 _DECIMAL_COLUMNS = {
     t.name: tuple(c.name for c in t.columns if "Decimal" in c.type)
-    for t in (LLM_INFERENCES, OTEL_TRACES, OTEL_LOGS, INGEST_LEDGER)
+    for t in (LLM_INFERENCES, OTEL_TRACES, OTEL_LOGS, SCORES, INGEST_LEDGER)
 }
 
 
@@ -78,6 +79,7 @@ class WriterRole:
             ks.inferences_topic: LLM_INFERENCES,
             ks.spans_topic: OTEL_TRACES,
             ks.logs_topic: OTEL_LOGS,
+            ks.scores_topic: SCORES,
             ks.ledger_topic: INGEST_LEDGER,
         }
         self._max_rows = settings.batch.max_rows
@@ -154,8 +156,12 @@ class WriterRole:
         consuming without them would take a half-stored flush (rows in the table, not yet in its
         rollup views) for new data and skip what its views still miss. A partition the group never
         committed has no recorded flush to rebuild here: plans of the same names may come from
-        another cluster or an earlier topic (whose offsets mean other records)."""
+        another cluster or an earlier topic (whose offsets mean other records). The cluster's id
+        is looked up again on every assignment: the same address may now lead to a new cluster,
+        and plans are read and recorded under the id of the one the offsets come from."""
         partitions = list(self._consumer.assignment())
+        if await self._retried("identify the cluster", self._use_cluster) is None:
+            return  # stopping
         committed = await self._retried("read committed offsets", lambda: self._committed(partitions))
         if committed is None:
             return  # stopping
@@ -168,6 +174,11 @@ class WriterRole:
             return
         await self._exporter.idle()
         self._exporter.replay(flushes, committed)
+
+    async def _use_cluster(self) -> str:
+        cluster = await cluster_id(self._ks, self._bootstrap)
+        await asyncio.get_running_loop().run_in_executor(None, self._plans.use_cluster, cluster)
+        return cluster
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         committed: dict[TopicPartition, int] = {}
@@ -207,6 +218,7 @@ class WriterRole:
             inferences=rows if table is LLM_INFERENCES else [],
             spans=rows if table is OTEL_TRACES else [],
             logs=rows if table is OTEL_LOGS else [],
+            scores=rows if table is SCORES else [],
             ledger=rows if table is INGEST_LEDGER else [],
         )
         end = records[-1].offset + 1

@@ -157,14 +157,40 @@ WHERE project_id = {project:String}
 # One trace's spans, oldest first: parameters `project`, `trace`, `limit` (TRACE_MAX_SPANS + 1, to
 # tell a truncated trace).
 TRACE_MAX_SPANS = 2000
-TRACE_SPANS = """SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name, SpanKind AS kind,
+# The span attributes that say what a step of a trace is (`inferline.api.trace_steps`), plus
+# OpenInference's document ids and scores; never content.
+TRACE_STEP_ATTRIBUTES = (
+    "gen_ai.operation.name",
+    "openinference.span.kind",
+    "langfuse.observation.type",
+    "traceloop.span.kind",
+    "ai.operationId",
+    "mcp.method.name",
+    "mcp.session.id",
+    "gen_ai.tool.name",
+    "gen_ai.tool.call.id",
+    "tool.name",
+    "gen_ai.data_source.id",
+    "gen_ai.retrieval.documents",
+)
+_STEP_KEYS = ", ".join(f"'{k}'" for k in TRACE_STEP_ATTRIBUTES)
+TRACE_SPANS = (
+    """SELECT SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name, SpanKind AS kind,
     ServiceName AS service_name, StatusCode AS status, StatusMessage AS status_message,
+    mapFilter((k, v) -> k IN ("""
+    + _STEP_KEYS
+    + """) OR (startsWith(k, 'retrieval.documents.')
+        AND (endsWith(k, '.document.id') OR endsWith(k, '.document.score'))), SpanAttributes)
+        AS step_attributes,
+    length(arrayDistinct(arrayMap(k -> splitByChar('.', k)[3],
+        arrayFilter(k -> startsWith(k, 'retrieval.documents.'), mapKeys(SpanAttributes))))) AS oi_documents,
     toUnixTimestamp64Nano(Timestamp) AS start_ns, Duration AS duration_ns,
     formatDateTime(Timestamp, '%Y-%m-%dT%H:%i:%S.%fZ') AS start_iso, toString(Timestamp) AS start_text
 FROM otel_traces FINAL
 WHERE ProjectId = {project:String} AND TraceId = {trace:String}
 ORDER BY Timestamp, SpanId
 LIMIT {limit:UInt32}"""
+)
 
 # The inferences of a trace's spans: parameters `project`, `trace`, `from` and `to` (the first and
 # last span starts; an inference starts when its span does, so the range narrows the read).
@@ -173,3 +199,44 @@ TRACE_INFERENCES = """SELECT span_id, toString(inference_id) AS inference_id, mo
 FROM llm_inferences FINAL
 WHERE project_id = {project:String} AND trace_id = {trace:String}
     AND start_time >= {from:DateTime64(9, 'UTC')} AND start_time <= {to:DateTime64(9, 'UTC')}"""
+
+# The evaluation results of one inference: parameters `project`, `trace`, `span`, `response` (its
+# response id, '' when it has none) and `session` (its session id, or ''). Results judging its span,
+# naming its response id, judging its whole trace, or its session.
+DETAIL_SCORES = """SELECT scope, name, value, label, explanation, evaluator, identifier, metadata, source,
+    formatDateTime(timestamp, '%Y-%m-%dT%H:%i:%S.%fZ') AS timestamp
+FROM scores FINAL
+WHERE project_id = {project:String} AND (
+    (scope = 'span' AND trace_id = {trace:String} AND span_id = {span:String})
+    OR (scope = 'span' AND {response:String} != '' AND response_id = {response:String})
+    OR (scope = 'trace' AND trace_id = {trace:String})
+    OR (scope = 'session' AND {session:String} != '' AND session_id = {session:String}))
+ORDER BY scope = 'span' DESC, scope, name, timestamp
+LIMIT 500"""
+
+# Evaluation results per name, model and label over the inferences `where` selects (the analytics
+# filters). A span-scoped result counts for the call whose span it judges, else for the call its
+# response id names (as the list filter and the detail match them); once, whatever matched.
+SCORES_BY_MODEL = """SELECT name, model, label, count() AS results, count(value) AS scored,
+    sum(value) AS value_sum, min(value) AS value_min, max(value) AS value_max
+FROM (
+    SELECT s.result, s.name AS name, s.label AS label, s.value AS value, i.model AS model
+    FROM (
+        SELECT model, arrayJoin(arrayFilter(k -> k != '', [concat('s:', toString(inference_id)),
+            if(response_id = '', '', concat('r:', response_id))])) AS score_key
+        FROM llm_inferences FINAL WHERE {where}
+    ) AS i
+    INNER JOIN (
+        SELECT name, label, value,
+            cityHash64(trace_id, span_id, response_id, source, evaluator, identifier) AS result,
+            arrayJoin(arrayFilter(k -> k != '', [if(span_id = '', '', concat('s:', toString(inference_id))),
+                if(response_id = '', '', concat('r:', response_id))])) AS score_key
+        FROM scores FINAL
+        WHERE project_id = {{project:String}} AND scope = 'span'
+    ) AS s USING score_key
+    ORDER BY s.result, startsWith(score_key, 's:') DESC
+    LIMIT 1 BY s.result, s.name
+)
+GROUP BY name, model, label
+ORDER BY name, model, label
+LIMIT 100000"""

@@ -3,7 +3,7 @@
 Migrations create tables with `retention_days`; after them, `apply_retention` compares every
 managed table's TTL with the days configured for its kind and runs `ALTER TABLE … MODIFY TTL`
 only where they differ, so a restart with unchanged settings changes nothing. Kinds: spans
-(`otel_traces`), logs (`otel_logs`), inferences (`llm_inferences`), feedback (`feedback`) and
+(`otel_traces`), logs (`otel_logs`), inferences (`llm_inferences`), feedback (`feedback`, `scores`) and
 rollups (any table named `*_by_minute`, `*_by_hour`, `*_by_day`).
 """
 
@@ -26,6 +26,7 @@ KIND_BY_TABLE = {
     "otel_logs": "logs",
     "llm_inferences": "inferences",
     "feedback": "feedback",
+    "scores": "feedback",  # evaluation results are judgements of calls, as feedback is
 }
 ROLLUP_SUFFIXES = ("_by_minute", "_by_hour", "_by_day")
 

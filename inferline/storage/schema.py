@@ -362,6 +362,47 @@ INGEST_LEDGER = Table(
 )
 
 
+# Migration 7 (issue #15): evaluation results (OTel `gen_ai.evaluation.result` events, OpenInference
+# annotations and evaluations), one row per result, keyed to what it judges: a span (the inference's
+# trace and span; `inference_id` is then the inference's id), a response id (events sent without a
+# span context: matched to `llm_inferences.response_id` when read), a whole trace or a session.
+SCORES = Table(
+    "scores",
+    (
+        Column("project_id", "LowCardinality(String)"),
+        Column("timestamp", "DateTime64(9, 'UTC')", "Delta, ZSTD(1)"),
+        Column("scope", "LowCardinality(String)"),  # span | trace | session
+        Column("trace_id", "String", Z),
+        Column("span_id", "String", Z),
+        # uuid5 of project/trace/span for span scope (as `llm_inferences.inference_id`), else nil
+        Column("inference_id", "UUID"),
+        Column("response_id", "String", Z),
+        Column("session_id", "String", Z),
+        Column("name", "LowCardinality(String)"),
+        Column("value", "Nullable(Float64)"),
+        Column("label", "LowCardinality(String)"),
+        Column("explanation", "String", "ZSTD(3)"),
+        Column("evaluator", "LowCardinality(String)"),  # OpenInference annotator_kind: HUMAN, LLM, CODE
+        Column("identifier", "String", Z),
+        Column("metadata", "String", Z),  # JSON object, as sent
+        Column("source", "LowCardinality(String)"),  # otel_genai | openinference
+        Column("carrier_span_id", "String", Z),  # the span (or log record's span) that carried it
+        Column("pii_found", "Map(LowCardinality(String), UInt32)"),
+    ),
+    # One result per target, name, judge and identifier: a replay collapses, and a later result
+    # (a re-run evaluation) replaces the earlier one (the newest `timestamp` wins).
+    "ENGINE = ReplacingMergeTree(timestamp)\nPARTITION BY toYYYYMM(timestamp)\n"
+    "ORDER BY (project_id, name, trace_id, span_id, response_id, session_id, scope, source, evaluator,"
+    " identifier)\n"
+    "TTL toDateTime(timestamp) + toIntervalDay({retention_days})\n" + _SETTINGS,
+    (
+        "idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
+        "idx_response_id response_id TYPE bloom_filter(0.001) GRANULARITY 1",
+        "idx_inference_id inference_id TYPE bloom_filter(0.001) GRANULARITY 1",
+    ),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -401,7 +442,7 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
             ),
         ),
         Migration(6, "ingest_ledger", (INGEST_LEDGER.ddl(database, retention_days),)),
-        # 7 is the scores table (issue #16); migrations apply by version, so either lands first.
+        Migration(7, "scores", (SCORES.ddl(database, retention_days),)),
         Migration(
             8,
             "alert_rules, alert_state, alert_events, webhooks, webhook_deliveries",

@@ -11,7 +11,15 @@ from inferline.core import metrics
 from inferline.core.logging import error_summary
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.native import encode_block
-from inferline.storage.schema import FEEDBACK, INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, Table
+from inferline.storage.schema import (
+    FEEDBACK,
+    INGEST_LEDGER,
+    LLM_INFERENCES,
+    OTEL_LOGS,
+    OTEL_TRACES,
+    SCORES,
+    Table,
+)
 
 log = structlog.get_logger()
 
@@ -33,6 +41,7 @@ class Inserter:
             (OTEL_LOGS, batch.logs),
             (LLM_INFERENCES, batch.inferences),
             (FEEDBACK, batch.feedback),
+            (SCORES, batch.scores),
             # Last: a ledger row is stored only after the rows it counts.
             (INGEST_LEDGER, batch.ledger),
         ):

@@ -5,7 +5,9 @@ A plan is one row per source partition (`topic/partition`) of a flush: its offse
 the token of the flush, and how many partitions the flush held. Tokens are unique per flush (a
 random id under the group's name), never derived from offsets: a recreated topic or a new Kafka
 cluster starts its offsets at 0 again, and an offset-derived token would make ClickHouse drop new
-data as a replay of old.
+data as a replay of old. Plans belong to the Kafka cluster they were read from (its id): offsets of
+one cluster say nothing about another's records, so a writer never rebuilds another cluster's
+flush, even when both use the same group name and write into one database.
 
 On assignment a writer loads the plans that still cover offsets past its partitions' committed
 positions. If it holds every partition of a plan, the plan is rebuilt exactly with its token; if
@@ -33,7 +35,7 @@ def plans_ddl(database: str) -> str:
     return (
         f"CREATE TABLE IF NOT EXISTS `{database}`.`{PLANS_TABLE}` (\n"
         "    consumer String, token String, source String, start_offset Int64, end_offset Int64,\n"
-        "    partitions UInt32, created_at DateTime64(3, 'UTC') DEFAULT now64(3)\n"
+        "    partitions UInt32, created_at DateTime64(3, 'UTC') DEFAULT now64(3), cluster String DEFAULT ''\n"
         ") ENGINE = ReplacingMergeTree(created_at)\n"
         "ORDER BY (consumer, source, end_offset, token)\n"
         "TTL toDateTime(created_at) + INTERVAL 7 DAY"
@@ -57,6 +59,7 @@ class ClickHousePlans:
         self._table = f"`{database}`.`{PLANS_TABLE}`"
         self._database = database
         self._consumer = consumer
+        self.cluster = ""  # the Kafka cluster's id; set by `use_cluster` before any flush
 
     def create(self) -> None:
         """The table, and the plans of earlier versions moved into it (their tokens were
@@ -76,14 +79,28 @@ class ClickHousePlans:
                 f"FROM {legacy}"
             )
             self._client.command(f"DROP TABLE {legacy}")
+        # Plans of versions before cluster ids keep cluster '' until a writer claims them.
+        self._client.command(f"ALTER TABLE {self._table} ADD COLUMN IF NOT EXISTS cluster String DEFAULT ''")
+
+    def use_cluster(self, cluster: str) -> None:
+        """Plans from now on belong to `cluster`. The group's plans recorded before cluster ids
+        existed are claimed by the first cluster seen (an upgrade keeps its cluster)."""
+        if cluster == self.cluster:
+            return
+        self._client.command(
+            f"ALTER TABLE {self._table} UPDATE cluster = {{cluster:String}} "
+            "WHERE consumer = {c:String} AND cluster = ''",
+            parameters={"cluster": cluster, "c": self._consumer},
+            settings={"mutations_sync": 2},
+        )
+        self.cluster = cluster
 
     def record_flush(self, ranges: Ranges) -> str:
         token = f"{self._consumer}/{uuid.uuid4().hex}"
-        self._client.insert(
-            self._table,
-            [[self._consumer, token, source_name(tp), s, e, len(ranges)] for tp, (s, e) in ranges.items()],
-            column_names=["consumer", "token", "source", "start_offset", "end_offset", "partitions"],
-        )
+        columns = ["consumer", "cluster", "token", "source", "start_offset", "end_offset", "partitions"]
+        group, cluster, size = self._consumer, self.cluster, len(ranges)
+        plan = [[group, cluster, token, source_name(tp), s, e, size] for tp, (s, e) in ranges.items()]
+        self._client.insert(self._table, plan, column_names=columns)
         return token
 
     def pending(self, committed: dict[TopicPartition, int]) -> list[RecordedFlush]:
@@ -94,10 +111,11 @@ class ClickHousePlans:
         rows = self._client.query(
             "SELECT token, source, start_offset, end_offset, partitions, created_at "
             f"FROM {self._table} FINAL "
-            "WHERE consumer = {c:String} AND source IN {sources:Array(String)} "
-            "AND end_offset > {low:Int64} ORDER BY created_at, token",
+            "WHERE consumer = {c:String} AND cluster = {cluster:String} "
+            "AND source IN {sources:Array(String)} AND end_offset > {low:Int64} ORDER BY created_at, token",
             parameters={
                 "c": self._consumer,
+                "cluster": self.cluster,
                 "sources": [source_name(tp) for tp in committed],
                 "low": min(committed.values()),
             },

@@ -20,12 +20,13 @@ from inferline.kafka.clients import (
     KIND_INFERENCE,
     KIND_LEDGER,
     KIND_LOG,
+    KIND_SCORE,
     KIND_SPAN,
     MESSAGE_OVERHEAD,
     SCHEMA_VERSION,
     encode_row,
 )
-from inferline.storage.schema import INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES
+from inferline.storage.schema import INGEST_LEDGER, LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES
 
 log = structlog.get_logger()
 
@@ -46,6 +47,7 @@ class EnrichedMessages:
     inferences_topic: str
     spans_topic: str
     logs_topic: str
+    scores_topic: str
     ledger_topic: str
     project_header: str
     max_value_bytes: int
@@ -56,6 +58,7 @@ class EnrichedMessages:
             ks.inferences_topic,
             ks.spans_topic,
             ks.logs_topic,
+            ks.scores_topic,
             ks.ledger_topic,
             ks.project_header,
             ks.max_message_bytes - MESSAGE_OVERHEAD,
@@ -74,6 +77,7 @@ class EnrichedMessages:
             ),
             (self.spans_topic, KIND_SPAN, OTEL_TRACES.name, batch.spans, "TraceId", "ProjectId"),
             (self.logs_topic, KIND_LOG, OTEL_LOGS.name, batch.logs, "TraceId", "ProjectId"),
+            (self.scores_topic, KIND_SCORE, SCORES.name, batch.scores, "trace_id", "project_id"),
             (self.ledger_topic, KIND_LEDGER, INGEST_LEDGER.name, batch.ledger, "", "project_id"),
         ):
             for row in rows:

@@ -29,6 +29,7 @@ from inferline.core.errors import Overloaded, Unavailable
 from inferline.core.ledger import HEADER as LEDGER_HEADER
 from inferline.core.ledger import LOGS_SIGNAL, SPANS_SIGNAL, ReceiverTally
 from inferline.kafka.clients import MESSAGE_OVERHEAD, BrokerWatch, make_producer, start_client, stop_client
+from inferline.otlp.protobuf import copy_into
 from inferline.otlp.validate import (
     UNTIMED_LOG_STAMPED,
     Rejected,
@@ -114,7 +115,7 @@ def split_request(
                 new_ss = getattr(new_rs, scope_field).add()
                 new_ss.scope.CopyFrom(ss.scope)
                 new_ss.schema_url = ss.schema_url
-                getattr(new_ss, rec_field).extend(recs)
+                copy_into(getattr(new_ss, rec_field), recs)
     for trace_id, (part, _) in groups.items():
         key = trace_id.hex().encode() if trace_id else None
         for piece in _fit(part, kind, max_bytes, out):
@@ -180,7 +181,7 @@ def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Spl
     if len(resources) > 1:
         for half in _halves(resources):
             piece = type(request)()
-            getattr(piece, res_field).extend(half)
+            copy_into(getattr(piece, res_field), half)
             pieces.append(piece)
     else:
         rs = resources[0]
@@ -191,7 +192,7 @@ def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Spl
                 new_rs = getattr(piece, res_field).add()
                 new_rs.resource.CopyFrom(rs.resource)
                 new_rs.schema_url = rs.schema_url
-                getattr(new_rs, scope_field).extend(half)
+                copy_into(getattr(new_rs, scope_field), half)
                 pieces.append(piece)
         else:
             ss = scopes[0]
@@ -211,7 +212,7 @@ def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Spl
                 new_ss = getattr(new_rs, scope_field).add()
                 new_ss.scope.CopyFrom(ss.scope)
                 new_ss.schema_url = ss.schema_url
-                getattr(new_ss, rec_field).extend(half)
+                copy_into(getattr(new_ss, rec_field), half)
                 pieces.append(piece)
     return [b for p in pieces for b in _fit(p, kind, max_bytes, out)]
 

@@ -72,7 +72,10 @@ def model_call_operation(span: Span) -> str | None:
         return "chat"
     if openllmetry.SPAN_KIND in a:  # workflow / task / agent / tool without LLM markers
         return None
-    # Pre-1.27 OTel spans had no operation name: a provider plus a model is a model call.
+    # Pre-1.27 OTel spans had no operation name: a provider plus a model is a model call. An MCP
+    # span (semconv 1.39: `mcp.method.name`) is a tool call or protocol message, never one.
+    if "mcp.method.name" in a:
+        return None
     if ("gen_ai.system" in a or "gen_ai.provider.name" in a) and (
         "gen_ai.request.model" in a or "gen_ai.response.model" in a
     ):

@@ -30,6 +30,7 @@ from inferline.core.logging import error_summary
 from inferline.otlp.errors import OtlpDecodeError
 from inferline.otlp.flatten import count_records
 from inferline.otlp.json_codec import decode_protobuf, decoded_as_protobuf
+from inferline.otlp.protobuf import parse
 from inferline.receivers.otlp.admission import Admission
 from inferline.receivers.otlp.bodies import BodyTooLarge, UnsupportedEncoding, decompress, read_limited
 from inferline.storage.keys import ApiKeys, key_from_headers
@@ -101,7 +102,7 @@ JsonDecoder = Callable[[bytes, type[Message]], Awaitable[Message]]
 
 
 async def decode_json_here(body: bytes, request_type: type[Message]) -> Message:
-    return request_type.FromString(decoded_as_protobuf(body, request_type))
+    return parse(decoded_as_protobuf(body, request_type), request_type)
 
 
 def otlp_http_app(
