@@ -193,9 +193,35 @@ def test_average_rating_from_feedback(client: Client, store: AlertStore, base: d
     assert state.value == pytest.approx(7 / 3) and state.calls == 3
 
 
+def test_average_score_of_one_name(client: Client, store: AlertStore, base: datetime) -> None:
+    """Evaluation results (the `scores` table): only the rule's score name counts."""
+    rule = add_rule(store, metric="avg_score", score_name="relevance", comparison="<", threshold=0.5)
+    also = add_rule(store, metric="avg_rating", comparison="<", threshold=3)  # no feedback: nothing
+    now = base + 10 * MINUTE
+    # One result per call (trace) and name: the table keeps the newest of a repeated one.
+    results = [("default", 2, "relevance", v) for v in (0.2, 0.3, 0.4)]
+    results += [
+        ("default", 2, "toxicity", 0.9),
+        ("default", 30, "relevance", 1.0),
+        ("other", 2, "relevance", 1.0),
+    ]
+    client.insert(
+        "scores",
+        [[p, now - m * MINUTE, "span", uuid.uuid4().hex, name, v] for p, m, name, v in results],
+        column_names=["project_id", "timestamp", "scope", "trace_id", "name", "value"],
+    )
+    events = Evaluator(store, max_pending=100).evaluate(at(now))
+    assert [e.type for e in events] == ["alert.firing"]
+    states = store.states("default")
+    assert states[rule].value == pytest.approx(0.3) and states[rule].calls == 3
+    assert states[also].value is None and states[also].calls == 0
+
+
 def test_rule_validation() -> None:
     with pytest.raises(ValueError, match="slow_ms"):
         RuleSpec(name="x", metric="slow_share", threshold=0.1)
+    with pytest.raises(ValueError, match="score_name"):
+        RuleSpec(name="x", metric="avg_score", threshold=0.5)
     with pytest.raises(ValueError, match="avg_rating takes no filter"):
         RuleSpec(name="x", metric="avg_rating", threshold=3, filter={"model": "m"})
     with pytest.raises(ValueError, match="finite"):

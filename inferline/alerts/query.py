@@ -4,7 +4,8 @@ Rules do not get a query each: the project's minutes are read once (from
 `inference_stats_by_minute`, the analytics rollup) and every rule's figures are aggregates over
 them with its own condition (`sumIf`, `quantilesTDigestMergeIf`). A rule filtered by tenant or
 tag reads `llm_inferences` (no rollup keeps those by the minute) in a second branch of the same
-query; feedback ratings come from `feedback` in a scalar subquery of it.
+query; feedback ratings and evaluation scores come from `feedback` and `scores` in scalar
+subqueries of it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,27 @@ _QUANTILE_INDEX = {"p50": QUANTILES.index(0.5) + 1, "p95": QUANTILES.index(0.95)
 
 
 @dataclass(frozen=True, slots=True)
+class Averaged:
+    """A metric averaged from a table of its own (no rollup): a scalar subquery of the query."""
+
+    alias: str
+    table: str
+    value: str
+    time: str  # DateTime64(3|9) column the window applies to
+    present: str  # which rows count
+
+
+AVERAGED = {
+    "avg_rating": Averaged("ratings", "feedback", "toFloat64(rating)", "created_at", "rating IS NOT NULL"),
+    # A rule names its score (`score_name`); scores of every scope count (span, trace, session).
+    "avg_score": Averaged("scores", "scores", "value", "timestamp", "value IS NOT NULL"),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Measurement:
     value: float | None  # None: nothing to measure (no calls, or no cost a day earlier)
-    calls: int  # calls (ratings for avg_rating, calls with a TTFT for ttft_*) in the window
+    calls: int  # calls (ratings, scores for avg_*, calls with a TTFT for ttft_*) in the window
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +58,15 @@ class ProjectQuery:
 
     def measurements(self, row: dict[str, Any]) -> dict[str, Measurement]:
         out = {}
-        ratings = 0  # avg_rating rules' figures are pairs in the `ratings` tuple, in rule order
+        # avg_rating / avg_score rules' figures are (average, count) pairs in their table's tuple,
+        # in rule order.
+        seen = dict.fromkeys(AVERAGED, 0)
         for i, (rule_id, spec) in enumerate(self.rules):
-            if spec.metric == "avg_rating":
-                average, count = row["ratings"][2 * ratings : 2 * ratings + 2]
-                ratings += 1
+            source = AVERAGED.get(spec.metric)
+            if source is not None:
+                k = seen[spec.metric]
+                average, count = row[source.alias][2 * k : 2 * k + 2]
+                seen[spec.metric] += 1
                 out[rule_id] = Measurement(_finite(average) if count else None, int(count))
             else:
                 out[rule_id] = _measure(spec, row, i)
@@ -65,7 +88,7 @@ def build(project_id: str, rules: list[tuple[str, RuleSpec]], end: datetime) -> 
         start = end - timedelta(minutes=spec.window_minutes)
         return start - DAY if spec.metric == "cost_vs_previous_day" else start
 
-    minute_rules = [s for _, s in rules if s.metric != "avg_rating"]
+    minute_rules = [s for _, s in rules if s.metric not in AVERAGED]
     rollup_from = min((reach(s) for s in minute_rules if not s.filter.needs_raw), default=end)
     raw_from = min((reach(s) for s in minute_rules if s.filter.needs_raw), default=end)
     params |= {"rollup_from": _ts(rollup_from), "raw_from": _ts(raw_from)}
@@ -90,13 +113,19 @@ def build(project_id: str, rules: list[tuple[str, RuleSpec]], end: datetime) -> 
         )
 
     columns: list[str] = []
-    rating_columns: list[str] = []
+    averaged: dict[str, list[str]] = {}
     for i, (_, spec) in enumerate(rules):
         start = end - timedelta(minutes=spec.window_minutes)
         params[f"r{i}_from"] = _ts(start)
-        if spec.metric == "avg_rating":
-            cond = f"created_at >= {{r{i}_from:DateTime64(3, 'UTC')}}"
-            rating_columns += [f"avgIf(toFloat64(rating), {cond})", f"countIf({cond})"]
+        source = AVERAGED.get(spec.metric)
+        if source is not None:
+            cond = f"{source.time} >= {{r{i}_from:DateTime64(3, 'UTC')}}"
+            if spec.score_name is not None:
+                params[f"r{i}_score"] = spec.score_name
+                cond += f" AND name = {{r{i}_score:String}}"
+            averaged.setdefault(spec.metric, []).extend(
+                [f"avgIf({source.value}, {cond})", f"countIf({cond})"]
+            )
             continue
         cond = _condition(
             spec, i, f"{{r{i}_from:DateTime('UTC')}}", "{end:DateTime('UTC')}", tag_columns, params
@@ -114,17 +143,15 @@ def build(project_id: str, rules: list[tuple[str, RuleSpec]], end: datetime) -> 
                 params,
             )
             columns.append(f"sumIf(cost_usd, {prev}) AS r{i}_prev_cost")
-    if rating_columns:
-        rating_from = min(
-            end - timedelta(minutes=s.window_minutes) for _, s in rules if s.metric == "avg_rating"
-        )
-        params["rating_from"] = _ts(rating_from)
+    for metric, figures in averaged.items():
+        source = AVERAGED[metric]
+        start = min(end - timedelta(minutes=sp.window_minutes) for _, sp in rules if sp.metric == metric)
+        params[f"{source.alias}_from"] = _ts(start)
         columns.append(
-            f"(SELECT tuple({', '.join(rating_columns)}) FROM feedback FINAL"
-            " WHERE project_id = {project:String} AND rating IS NOT NULL"
-            " AND created_at >= {rating_from:DateTime64(3, 'UTC')}"
-            " AND created_at < {end:DateTime64(3, 'UTC')})"
-            " AS ratings"
+            f"(SELECT tuple({', '.join(figures)}) FROM {source.table} FINAL"
+            f" WHERE project_id = {{project:String}} AND {source.present}"
+            f" AND {source.time} >= {{{source.alias}_from:DateTime64(3, 'UTC')}}"
+            f" AND {source.time} < {{end:DateTime64(3, 'UTC')}}) AS {source.alias}"
         )
     union = "\n    UNION ALL\n    ".join(branches)
     # count() makes it an aggregation: one row, even over no rows and with only ratings asked for.

@@ -22,6 +22,7 @@ Metric = Literal[
     "cost_vs_previous_day",
     "tokens_per_minute",
     "avg_rating",
+    "avg_score",
 ]
 Comparison = Literal[">", ">=", "<", "<="]
 # The window reaches at most a day back (and a day before that for cost_vs_previous_day): the
@@ -72,9 +73,13 @@ class RuleSpec(BaseModel):
         description="latency_p50/p95/p99 and ttft_p50/p95/p99 (ms), error_rate (0-1), slow_share "
         "(share of calls slower than `slow_ms`, 0-1), cost_per_hour / cost_per_day (USD over the "
         "window, scaled to an hour or a day), cost_vs_previous_day (cost over the window divided by "
-        "the cost of the same window a day earlier), tokens_per_minute, avg_rating (feedback, 1-5)."
+        "the cost of the same window a day earlier), tokens_per_minute, avg_rating (feedback, 1-5), "
+        "avg_score (the `value` of evaluation scores named `score_name`)."
     )
     slow_ms: float | None = Field(None, gt=0, description="For slow_share: what counts as slow, in ms.")
+    score_name: str | None = Field(
+        None, min_length=1, max_length=256, description="For avg_score: the scores' `name`."
+    )
     filter: RuleFilter = Field(default_factory=RuleFilter)
     window_minutes: int = Field(5, ge=1, le=MAX_WINDOW_MINUTES, description="The whole minutes looked at.")
     comparison: Comparison = ">"
@@ -98,9 +103,11 @@ class RuleSpec(BaseModel):
     def _consistent(self) -> RuleSpec:
         if (self.metric == "slow_share") != (self.slow_ms is not None):
             raise ValueError("slow_ms is required by slow_share and taken by no other metric")
-        if self.metric == "avg_rating" and not self.filter.empty:
-            # Feedback rows carry no model, provider, tenant or tags.
-            raise ValueError("avg_rating takes no filter: feedback is per project")
+        if (self.metric == "avg_score") != (self.score_name is not None):
+            raise ValueError("score_name is required by avg_score and taken by no other metric")
+        if self.metric in ("avg_rating", "avg_score") and not self.filter.empty:
+            # Feedback and score rows carry no model, provider, tenant or tags.
+            raise ValueError(f"{self.metric} takes no filter: its rows are per project")
         return self
 
     def breached(self, value: float) -> bool:
