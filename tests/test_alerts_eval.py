@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from inferline.alerts.evaluator import Evaluator, whole_minute
 from inferline.alerts.rules import RuleSpec
-from inferline.alerts.store import AlertStore, StoredRule
+from inferline.alerts.store import AlertStore, StoredRule, Webhook
 from tests.alert_helpers import insert_calls, opened_store
 
 pytestmark = pytest.mark.integration
@@ -94,6 +94,31 @@ def test_a_blip_does_not_fire_a_sustained_breach_does_and_fast_calls_resolve_it(
         ("firing", base + 8 * MINUTE),
     ]
     assert history[1]["value"] > 2000 and history[1]["calls"] == 4
+
+
+def test_a_crash_before_the_states_are_written_repeats_no_event(
+    client: Client, store: AlertStore, base: datetime
+) -> None:
+    """Transitions are written (history, outbox) before the states: evaluating the same minute
+    again after a crash in between finds the same transition, with the same id, kept once."""
+    rule = add_rule(store, metric="error_rate", threshold=0.1)
+    store.put_webhook(Webhook("default", "w1", "https://93.184.216.34/", "whsec_x", (), "", base))
+    insert_calls(client, base, [100] * 5, success=False)
+    evaluator = Evaluator(store, max_pending=100)
+    write_states = store.put_states
+
+    def crash(states: Any) -> None:
+        raise RuntimeError("killed")
+
+    store.put_states = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        evaluator.evaluate(at(base + MINUTE))
+    store.put_states = write_states  # type: ignore[method-assign]
+    [event] = evaluator.evaluate(at(base + MINUTE))  # the restarted service, the same minute
+    assert event.type == "alert.firing"
+    assert [e["event_id"] for e in store.events("default", rule)] == [event.event_id]
+    assert [d.event_id for d in store.deliveries("default", "w1")] == [event.event_id]
+    assert store.states("default")[rule].status == "firing"
 
 
 def test_too_few_calls_never_fire(client: Client, store: AlertStore, base: datetime) -> None:

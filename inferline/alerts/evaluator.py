@@ -55,22 +55,31 @@ class Evaluator:
             if rule.spec.enabled:
                 by_project.setdefault(rule.project_id, []).append(rule)
         events: list[Event] = []
+        states: dict[tuple[str, str], RuleState] = {}
         for project_id, rules in by_project.items():
             try:
-                events += self._evaluate_project(project_id, rules, end)
+                project_events, project_states = self._evaluate_project(project_id, rules, end)
             except Exception as e:
                 ALERT_EVALUATIONS.labels("error").inc()
                 log.error("alert evaluation failed", project_id=project_id, error=error_summary(e))
-            else:
-                ALERT_EVALUATIONS.labels("ok").inc()
+                continue
+            ALERT_EVALUATIONS.labels("ok").inc()
+            events += project_events
+            states |= {(project_id, rule_id): state for rule_id, state in project_states.items()}
+        # After every project's events: a crash before this line repeats them (same ids), once.
+        self.store.put_states(states)
         return events
 
-    def _evaluate_project(self, project_id: str, rules: list[StoredRule], end: datetime) -> list[Event]:
+    def _evaluate_project(
+        self, project_id: str, rules: list[StoredRule], end: datetime
+    ) -> tuple[list[Event], dict[str, RuleState]]:
+        """Measures one project's rules and writes their transitions; returns them with the new
+        states (written for every project at once, by `evaluate`)."""
         q = query.build(project_id, [(r.rule_id, r.spec) for r in rules], end)
         [row] = self.store.query(q.sql, q.params)
         measured = q.measurements(row)
         before = self.store.states(project_id)
-        after = {}
+        after: dict[str, RuleState] = {}
         events = []
         for rule in rules:
             spec, m = rule.spec, measured[rule.rule_id]
@@ -114,8 +123,7 @@ class Evaluator:
                 log.info(
                     "alert", project_id=project_id, rule_id=e.data["rule"]["rule_id"], status=e.data["status"]
                 )
-        self.store.put_states(project_id, after)
-        return events
+        return events, after
 
     async def run(self, stop: asyncio.Event, every_s: float) -> None:
         """Evaluates at every `every_s` (60: SETTLE after each whole minute) until `stop` is set."""

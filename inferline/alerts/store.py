@@ -167,10 +167,11 @@ class AlertStore:
             for r in rows
         }
 
-    def put_states(self, project_id: str, states: dict[str, RuleState]) -> None:
+    def put_states(self, states: dict[tuple[str, str], RuleState]) -> None:
+        """States by (project, rule), every project's in one insert."""
         rows = [
             [project_id, rule_id, s.status, s.since, s.value, s.calls, s.evaluated_at, self._version()]
-            for rule_id, s in states.items()
+            for (project_id, rule_id), s in states.items()
         ]
         cols = ("project_id", "rule_id", "status", "since", "value", "calls", "evaluated_at", "version")
         self._insert("alert_state", cols, rows)
