@@ -20,7 +20,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inferline.api import admin, analytics, feedback, inferences, insights, ledger, score_analytics, traces
+from inferline.api import (
+    admin,
+    alerts,
+    analytics,
+    feedback,
+    inferences,
+    insights,
+    ledger,
+    score_analytics,
+    traces,
+    webhooks,
+)
 from inferline.api.deps import ApiContext, Caller, KeySource, audit, key_id
 from inferline.api.errors import query_failed, validation_error
 from inferline.api.sql import ReadOnlySql
@@ -177,7 +188,18 @@ def api_app(
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(SqlError, query_failed)
-    for module in (inferences, feedback, analytics, score_analytics, insights, traces, admin, ledger):
+    for module in (
+        inferences,
+        feedback,
+        analytics,
+        score_analytics,
+        insights,
+        traces,
+        admin,
+        ledger,
+        alerts,
+        webhooks,
+    ):
         app.include_router(module.router)
     # Plain Starlette routes, outside the OpenAPI spec: ClickHouse's protocol and health probes.
     app.router.routes.extend(

@@ -50,6 +50,9 @@ class ApiContext:
     # Deletes an end user's or a session's rows (inferline.api.erasure.Eraser, with a writable
     # client of its own); None where this role owns no store (the erasure routes answer 503).
     eraser: Any = None
+    # Alert rules and webhooks (inferline.alerts.component.Alerting); None where this role owns
+    # no store (the routes answer 503).
+    alerts: Any = None
 
 
 def admin_digest(admin_key: str) -> str:

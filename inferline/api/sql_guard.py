@@ -170,6 +170,12 @@ _INTERNAL_TABLES = frozenset(
         "inference_stats_by_minute_mv",
         "inference_stats_by_hour_mv",
         "inference_usage_by_day_mv",
+        # Alert rules and webhooks (their secrets) are read through their own API routes only.
+        "alert_rules",
+        "alert_state",
+        "alert_events",
+        "webhooks",
+        "webhook_deliveries",
     }
 )
 

@@ -79,6 +79,34 @@ class SqlSettings(BaseModel):
     max_result_bytes: int = Field(256 << 20, ge=1 << 10)
 
 
+class AlertSettings(BaseModel):
+    """Alert rules per project (docs/alerts.md), evaluated by the process that owns the store
+    (embedded service, writer role)."""
+
+    enabled: bool = Field(True, description="evaluate rules and send webhooks in this process")
+    evaluate_every_s: float = Field(
+        60.0, ge=0.1, description="60: once a minute, after the minute; shorter only for tests"
+    )
+    max_rules_per_project: int = Field(100, ge=1)
+
+
+class WebhookSettings(BaseModel):
+    """Webhook deliveries: who may be called, how long and how often a delivery is retried."""
+
+    allow_private_addresses: bool = Field(
+        False, description="allow loopback, private and link-local targets (server-side request forgery)"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="one delivery attempt")
+    backoff_s: float = Field(10.0, gt=0, description="first retry's wait, doubled each time")
+    max_backoff_s: float = Field(3600.0, gt=0)
+    retry_for_s: float = Field(86400.0, gt=0, description="after this long an undelivered event fails")
+    poll_s: float = Field(2.0, gt=0, description="how often the outbox is read")
+    max_pending: int = Field(
+        10_000, ge=1, description="waiting deliveries per project; past it new ones drop"
+    )
+    max_per_project: int = Field(10, ge=1)
+
+
 class ProcessorSettings(BaseModel):
     """The enrichment chain after normalisation: order and per-stage options."""
 
@@ -176,6 +204,8 @@ class Settings(BaseSettings):
     sql: SqlSettings = Field(default_factory=SqlSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     # Static API keys, "key=project,key2=project2": a distributed receiver authenticates without
     # opening the writer's store. Keys in a ClickHouse server's api_keys table work as well.
     api_keys: str = ""

@@ -94,6 +94,18 @@ BUILD_INFO = Gauge(
     "inferline_build_info", "the running version (value 1)", ["version"], multiprocess_mode="max"
 )
 
+# -- alert rules and webhooks (inferline.alerts) -------------------------------------------------
+
+ALERT_EVALUATIONS = Counter(
+    "inferline_alert_evaluations", "evaluations of a project's alert rules (one query each)", ["outcome"]
+)
+ALERT_TRANSITIONS = Counter("inferline_alert_transitions", "alert rules that fired or resolved", ["status"])
+WEBHOOK_DELIVERIES = Counter(
+    "inferline_webhook_deliveries",
+    "webhook delivery outcomes: delivered, retried (an attempt failed), failed (given up), dropped",
+    ["outcome"],
+)
+
 # -- LLM, from committed inference rows ----------------------------------------------------------
 
 LLM_INFERENCES = Counter(

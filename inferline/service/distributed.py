@@ -11,7 +11,7 @@ Every role serves /healthz, /readyz and /metrics on the API port.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -66,6 +66,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     ready: list[Callable[[], bool]] = []
     servers: list[uvicorn.Server] = []
     closers: list[Callable[[], Any]] = []
+    stoppers: list[Callable[[], Awaitable[None]]] = []  # background components, stopped before the closers
     grpc_server = None
     sink = None
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
@@ -75,6 +76,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         from inferline.api.deps import ApiContext, admin_digest
         from inferline.api.erasure import Eraser
         from inferline.api.sql import ReadOnlySql
+        from inferline.service.embedded import alerting
         from inferline.service.feedback import insert_feedback
         from inferline.service.writer_role import WriterRole
         from inferline.storage.clickhouse import connect
@@ -94,11 +96,19 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         # Feedback reaches no topic: this process inserts it, with a client of its own.
         feedback_client = connect(url, database)
         erase_client = connect(url, database)  # GDPR erasure: deletes, with a client of its own
+        # Rules are evaluated and webhooks sent here: the writer owns the store. With several
+        # writers, set INFERLINE_ALERTS__ENABLED=false on all but one (docs/alerts.md).
+        alerts = alerting(settings)
+        alerts.start()
+        stoppers.append(alerts.stop)
         context = ApiContext(
             keys=api_keys,
             sql=sql,
             database=database,
-            write_feedback=insert_feedback(settings.processors, feedback_client, database),
+            alerts=alerts,
+            write_feedback=insert_feedback(
+                settings.processors, feedback_client, database, alerts.feedback_stored
+            ),
             # The admin API manages the api_keys table; static keys stay in configuration.
             admin_key_sha256=admin_digest(settings.admin_key.get_secret_value()),
             key_admin=stored_keys,
@@ -111,7 +121,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
                 settings.api_port,
             )
         )
-        closers += [sql.close, client.close, feedback_client.close, erase_client.close]
+        closers += [sql.close, client.close, feedback_client.close, erase_client.close, alerts.close]
     else:
         servers.append(_server(health_app(lambda: all(r() for r in ready)), settings, settings.api_port))
 
@@ -188,6 +198,8 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         await sink.close()
     workers_stop.set()
     results = await asyncio.gather(*workers, return_exceptions=True)
+    for stop_component in stoppers:
+        await stop_component()
     servers[0].should_exit = True
     await asyncio.gather(*serving, return_exceptions=True)
     for close in closers:

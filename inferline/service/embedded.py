@@ -13,6 +13,8 @@ from typing import Any
 import structlog
 import uvicorn
 
+from inferline.alerts.component import Alerting
+from inferline.alerts.store import AlertStore
 from inferline.api.app import api_app
 from inferline.api.deps import ApiContext, admin_digest
 from inferline.api.erasure import Eraser
@@ -77,6 +79,7 @@ def api_context(
     sql: ReadOnlySql,
     write_feedback: WriteFeedback | None = None,
     eraser: Eraser | None = None,
+    alerts: Alerting | None = None,
 ) -> ApiContext:
     return ApiContext(
         keys=keys,
@@ -86,7 +89,14 @@ def api_context(
         key_admin=keys,
         write_feedback=write_feedback,
         eraser=eraser,
+        alerts=alerts,
     )
+
+
+def alerting(settings: Settings) -> Alerting:
+    """Alert rules and webhooks, with a client of their own (started with `start()`)."""
+    url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
+    return Alerting(AlertStore(connect(url, database), database), settings.alerts, settings.webhooks)
 
 
 def time_window(settings: Settings) -> TimeWindow:
@@ -150,10 +160,11 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     if settings.mask_at_receiver:
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
     sql = ReadOnlySql(url, database, **settings.sql.model_dump())
+    alerts = alerting(settings)
     feedback_client = connect(url, database)
-    write_feedback = insert_feedback(settings.processors, feedback_client, database)
+    write_feedback = insert_feedback(settings.processors, feedback_client, database, alerts.feedback_stored)
     erase_client = connect(url, database)  # GDPR erasure: deletes, with a client of its own
-    context = api_context(settings, keys, sql, write_feedback, Eraser(erase_client, database))
+    context = api_context(settings, keys, sql, write_feedback, Eraser(erase_client, database), alerts)
 
     admission = receiver_admission(settings)  # shared by both receivers
     grpc_server = otlp_grpc_server(
@@ -177,6 +188,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         )
     ]
     serving = [asyncio.create_task(s.serve()) for s in http_servers]
+    alerts.start()
     log.info(
         "inferline started",
         mode="embedded",
@@ -192,6 +204,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     deadline = Deadline(settings.shutdown_timeout_s)  # exits the process if the steps below hang
     log.info("stopping: finishing accepted requests", deadline_s=settings.shutdown_timeout_s)
     engine.pipeline.drain()
+    await alerts.stop(timeout_s=deadline.fraction(0.2))
     otlp_http, api = http_servers
     otlp_http.should_exit = True
     await grpc_server.stop(grace=deadline.fraction(0.3))
@@ -204,5 +217,6 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     sql.close()
     feedback_client.close()
     erase_client.close()
+    alerts.close()
     write_client.close()
     log.info("stopped")

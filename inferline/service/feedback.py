@@ -24,10 +24,16 @@ log = structlog.get_logger()
 WriteFeedback = Callable[[list[Row]], Awaitable[None]]
 
 
-def insert_feedback(processors: ProcessorSettings, client: Any, database: str) -> WriteFeedback:
+def insert_feedback(
+    processors: ProcessorSettings,
+    client: Any,
+    database: str,
+    on_stored: Callable[[list[Row]], Awaitable[None]] | None = None,
+) -> WriteFeedback:
     """Both modes: feedback reaches no log or topic; the process that owns the store inserts it
     at once, with a client of its own, and answers only once it is stored. The dedup token is made
-    of the feedback ids, so an insert retried after an unclear failure is dropped by ClickHouse."""
+    of the feedback ids, so an insert retried after an unclear failure is dropped by ClickHouse.
+    `on_stored` gets the rows as stored (masked, scored): the webhooks' `feedback.created`."""
     enricher = FeedbackEnricher.from_settings(processors)
     inserter = Inserter(client, database)
     executor = ThreadPoolExecutor(1, thread_name_prefix="feedback-insert")  # one client, one user
@@ -43,5 +49,7 @@ def insert_feedback(processors: ProcessorSettings, client: Any, database: str) -
         except Exception as e:
             log.error("feedback insert failed", rows=len(rows), error=error_summary(e))
             raise Unavailable("storage unavailable, retry later") from None
+        if on_stored is not None:
+            await on_stored(rows)
 
     return write

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from inferline.storage.alert_tables import alert_statements
 from inferline.storage.rollups import rollup_statements
 
 log = structlog.get_logger()
@@ -442,6 +443,11 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
         ),
         Migration(6, "ingest_ledger", (INGEST_LEDGER.ddl(database, retention_days),)),
         Migration(7, "scores", (SCORES.ddl(database, retention_days),)),
+        Migration(
+            8,
+            "alert_rules, alert_state, alert_events, webhooks, webhook_deliveries",
+            alert_statements(database, retention_days),
+        ),
     ]
 
 

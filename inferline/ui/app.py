@@ -17,6 +17,7 @@ from inferline.api.errors import error_code
 from inferline.api.sql_guard import SqlError
 from inferline.ui import (
     admin_page,
+    alerts_page,
     analytics_page,
     auth,
     inference_pages,
@@ -61,6 +62,7 @@ def dashboard(ctx: ApiContext) -> FastAPI:
     app.include_router(session_page.router)
     app.include_router(users_page.router)
     app.include_router(admin_page.router)
+    app.include_router(alerts_page.router)
     return app
 
 

@@ -1,0 +1,247 @@
+"""Webhook deliveries in-process, on a real store, to a real HTTP endpoint on loopback: signed,
+once per event, retried, kept across a restart of the component, bounded; and the URLs refused
+(server-side request forgery)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from clickhouse_connect.driver.client import Client
+from prometheus_client import REGISTRY
+
+from inferline.alerts import signing, url_guard
+from inferline.alerts.delivery import Deliverer, DeliveryPolicy
+from inferline.alerts.outbox import Event, enqueue
+from inferline.alerts.store import AlertStore, Webhook
+from tests.alert_helpers import Receiver, opened_store, store_client
+
+POLICY = DeliveryPolicy(allow_private=True, timeout_s=2, backoff_s=0.01, max_backoff_s=0.01, poll_s=0.05)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[Client]:
+    with opened_store(tmp_path) as c:
+        yield c
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def add_webhook(
+    store: AlertStore, url: str, project: str = "default", events: tuple[str, ...] = ()
+) -> Webhook:
+    hook = Webhook(project, str(uuid.uuid4()), url, signing.new_secret(), events, "", datetime.now(UTC))
+    store.put_webhook(hook)
+    return hook
+
+
+def event(project: str = "default", kind: str = "alert.firing") -> Event:
+    return Event(project, str(uuid.uuid4()), kind, datetime.now(UTC), {"status": kind.split(".")[1]})
+
+
+def _counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("inferline_webhook_deliveries_total", {"outcome": outcome}) or 0.0
+
+
+def deliver(store: AlertStore, policy: DeliveryPolicy = POLICY) -> int:
+    async def once() -> int:
+        deliverer = Deliverer(store, policy)
+        try:
+            return await deliverer.deliver_due()
+        finally:
+            await deliverer.close()
+
+    return asyncio.run(once())
+
+
+@pytest.mark.integration
+def test_one_signed_delivery_per_event_and_none_again(client: Client, receiver: Receiver) -> None:
+    store = AlertStore(client)
+    hook = add_webhook(store, receiver.url)
+    e = event()
+    assert enqueue(store, [e], max_pending=100) == 1
+    assert enqueue(store, [e], max_pending=100) == 0  # the same event again: already queued
+    assert deliver(store) == 1
+    assert deliver(store) == 0
+    [got] = receiver.requests
+    assert signing.verify(hook.secret, got["headers"]["inferline-signature"], got["body"])
+    assert not signing.verify("whsec_other", got["headers"]["inferline-signature"], got["body"])
+    assert got["headers"]["inferline-event-id"] == e.event_id
+    assert got["headers"]["inferline-event-type"] == "alert.firing"
+    body = orjson.loads(got["body"])
+    assert body["id"] == e.event_id and body["type"] == "alert.firing" and body["project_id"] == "default"
+    [d] = store.deliveries("default", hook.webhook_id)
+    assert (d.status, d.attempts, d.last_status) == ("delivered", 1, 200)
+
+
+@pytest.mark.integration
+def test_retried_while_down_then_delivered_once_after_a_restart(
+    client: Client, receiver: Receiver, tmp_path: Path
+) -> None:
+    store = AlertStore(client)
+    hook = add_webhook(store, receiver.url)
+    enqueue(store, [event()], max_pending=100)
+    receiver.status = 503
+    retried = _counted("retried")
+    for _ in range(3):
+        deliver(store)
+        asyncio.run(asyncio.sleep(0.05))
+    assert len(receiver.requests) == 3  # retried, each with the same event id
+    assert _counted("retried") == retried + 3
+    assert len({r["headers"]["inferline-event-id"] for r in receiver.requests}) == 1
+    [d] = store.deliveries("default", hook.webhook_id)
+    assert (d.status, d.attempts, d.last_status, d.last_error) == ("pending", 3, 503, "HTTP 503")
+
+    # The endpoint is gone entirely (connection refused), then the component restarts with a
+    # store client of its own: the outbox is what the store holds.
+    port = receiver.port
+    receiver.close()
+    deliver(store)
+    [d] = store.deliveries("default", hook.webhook_id)
+    assert d.status == "pending" and d.attempts == 4 and d.last_status == 0 and "Connect" in d.last_error
+    store.close()
+    asyncio.run(asyncio.sleep(0.05))
+    back = Receiver(port)
+    try:
+        restarted = AlertStore(store_client(tmp_path))
+        assert deliver(restarted) == 1
+        for _ in range(3):
+            asyncio.run(asyncio.sleep(0.05))
+            assert deliver(restarted) == 0
+        assert len(back.requests) == 1
+        assert signing.verify(
+            hook.secret, back.requests[0]["headers"]["inferline-signature"], back.requests[0]["body"]
+        )
+        [d] = restarted.deliveries("default", hook.webhook_id)
+        assert (d.status, d.attempts, d.last_status) == ("delivered", 5, 200)
+        restarted.close()
+    finally:
+        back.close()
+
+
+@pytest.mark.integration
+def test_gives_up_after_the_retry_period(client: Client, receiver: Receiver) -> None:
+    store = AlertStore(client)
+    hook = add_webhook(store, receiver.url)
+    enqueue(store, [event()], max_pending=100)
+    receiver.status = 500
+    deliver(store, DeliveryPolicy(allow_private=True, backoff_s=5, retry_for_s=1))
+    [d] = store.deliveries("default", hook.webhook_id)
+    assert (d.status, d.attempts) == ("failed", 1)
+    assert deliver(store) == 0
+
+
+@pytest.mark.integration
+def test_outbox_is_bounded_per_project_and_subscriptions_apply(client: Client, receiver: Receiver) -> None:
+    store = AlertStore(client)
+    alerts_only = add_webhook(store, receiver.url, events=("alert.firing",))
+    add_webhook(store, receiver.url, project="other")
+    assert enqueue(store, [event("default", "feedback.created")], max_pending=2) == 0
+    dropped = _counted("dropped")
+    enqueue(store, [event(), event(), event()], max_pending=2)
+    assert _counted("dropped") == dropped + 1
+    statuses = sorted(d.status for d in store.deliveries("default", alerts_only.webhook_id))
+    assert statuses == ["dropped", "pending", "pending"]
+    assert store.pending_count("other") == 0  # the other project's webhook got none of them
+
+
+@pytest.mark.integration
+def test_a_delivery_is_refused_when_the_name_turns_private(client: Client, receiver: Receiver) -> None:
+    """Checked at delivery time too: a loopback target without the operator's permission."""
+    store = AlertStore(client)
+    hook = add_webhook(store, receiver.url)
+    enqueue(store, [event()], max_pending=100)
+    deliver(store, DeliveryPolicy(allow_private=False, backoff_s=0.01))
+    assert receiver.requests == []
+    [d] = store.deliveries("default", hook.webhook_id)
+    assert d.status == "pending" and "loopback" in d.last_error
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x",
+        "http://localhost:8080/",
+        "http://[::1]/",
+        "http://10.1.2.3/",
+        "http://192.168.0.10/",
+        "http://172.16.5.4/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[fe80::1]/",
+        "http://100.64.0.1/",
+        "http://0.0.0.0/",
+        "ftp://93.184.216.34/",
+        "file:///etc/passwd",
+        "http://user:pass@93.184.216.34/",
+        "http:///nohost",
+    ],
+)
+def test_unsafe_urls_are_refused(url: str) -> None:
+    with pytest.raises(url_guard.UnsafeUrl):
+        url_guard.check(url, allow_private=False)
+
+
+@pytest.mark.unit
+def test_private_targets_need_the_operators_permission() -> None:
+    assert url_guard.check("http://127.0.0.1:9/x", allow_private=True)
+    assert url_guard.check("https://93.184.216.34/hook", allow_private=False)
+    with pytest.raises(url_guard.UnsafeUrl):  # never the unspecified address
+        url_guard.check("http://0.0.0.0/", allow_private=True)
+
+
+@pytest.mark.unit
+def test_signature_binds_body_and_time() -> None:
+    secret = signing.new_secret()
+    body = b'{"id": "1"}'
+    header = signing.sign(secret, body, timestamp=1_700_000_000)
+    assert signing.verify(secret, header, body, now=1_700_000_100)
+    assert not signing.verify(secret, header, body + b" ", now=1_700_000_100)
+    assert not signing.verify(secret, header, body, now=1_700_001_000)  # replayed too late
+    assert not signing.verify(secret, "v1=abc", body)
+
+
+@pytest.mark.integration
+def test_a_failing_endpoint_costs_one_request_per_round(client: Client, receiver: Receiver) -> None:
+    store = AlertStore(client)
+    hook = add_webhook(store, receiver.url)
+    events = []
+    for _ in range(3):
+        events.append(event())
+        enqueue(store, [events[-1]], max_pending=100)
+        asyncio.run(asyncio.sleep(0.002))  # one event per millisecond at least: their order is known
+    receiver.status = 500
+    assert deliver(store) == 3
+    assert len(receiver.requests) == 1  # the other two wait for the same retry time
+    attempts = sorted(d.attempts for d in store.deliveries("default", hook.webhook_id))
+    assert attempts == [0, 0, 1]
+    receiver.status = 200
+    asyncio.run(asyncio.sleep(0.05))
+    deliver(store)
+    assert {d.status for d in store.deliveries("default", hook.webhook_id)} == {"delivered"}
+    assert len(receiver.requests) == 4
+    assert [r["headers"]["inferline-event-id"] for r in receiver.requests[1:]] == [e.event_id for e in events]
+
+
+@pytest.mark.integration
+def test_a_name_is_called_at_its_checked_addresses_with_its_host_header(
+    client: Client, receiver: Receiver
+) -> None:
+    """`localhost` may resolve to ::1 first, where nothing listens: the next address is tried."""
+    store = AlertStore(client)
+    add_webhook(store, f"http://localhost:{receiver.port}/hook")
+    enqueue(store, [event()], max_pending=100)
+    assert deliver(store) == 1
+    [got] = receiver.requests
+    assert got["headers"]["host"] == f"localhost:{receiver.port}"
