@@ -207,10 +207,12 @@ def test_an_outage_then_a_replacement_cluster_lose_nothing_and_readiness_tells(t
         assert count == unique, "a span was stored twice"
         assert "replaying" not in writer.logs() and "rebuilding" not in writer.logs()
     finally:
-        if load is not None:
-            load.stop()
-        for r in reversed(roles):
-            r.stop()
-        first.kill()
-        if second is not None:
-            second.kill()
+        try:
+            if load is not None:
+                load.stop()
+        finally:
+            for r in reversed(roles):
+                r.stop()
+            first.kill()
+            if second is not None:
+                second.kill()
