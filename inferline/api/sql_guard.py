@@ -18,6 +18,7 @@ PROJECT_TABLES = {
     "inference_stats_by_minute": "project_id",
     "inference_stats_by_hour": "project_id",
     "inference_usage_by_day": "project_id",
+    "inference_attribution_by_hour": "project_id",
     "feedback": "project_id",
     "ingest_ledger": "project_id",
     "otel_traces": "ProjectId",
@@ -169,6 +170,7 @@ _INTERNAL_TABLES = frozenset(
         "inference_stats_by_minute_mv",
         "inference_stats_by_hour_mv",
         "inference_usage_by_day_mv",
+        "inference_attribution_by_hour_mv",
     }
 )
 

@@ -1,4 +1,4 @@
-"""The analytics rollups (migration 4): materialized views from `llm_inferences` into
+"""The analytics rollups (migrations 4 and 9): materialized views from `llm_inferences` into
 AggregatingMergeTree tables, so overviews, time series and breakdowns read a few thousand rows
 instead of billions.
 
@@ -161,8 +161,26 @@ USAGE_BY_DAY = Rollup(
         *_MODEL_DIMENSIONS,
     ),
 )
-ROLLUPS = (BY_MINUTE, BY_HOUR, USAGE_BY_DAY)
+# Migration 9: cost attribution per hour by tenant and feature, without users. Per user and hour
+# the usage rollup would hold about a row per call; without them an hour is a few dozen rows, so
+# tenant and feature questions read no raw rows but the partial hours at a range's edges.
+ATTRIBUTION_BY_HOUR = Rollup(
+    "inference_attribution_by_hour",
+    "hour",
+    "DateTime('UTC')",
+    "toStartOfHour(start_time)",
+    3600,
+    (
+        ("tenant_id", "LowCardinality(String)", "tenant_id"),
+        ("feature", "LowCardinality(String)", f"tags['{FEATURE_TAG}']"),
+        *_MODEL_DIMENSIONS,
+    ),
+)
+ROLLUPS = (BY_MINUTE, BY_HOUR, USAGE_BY_DAY)  # migration 4's: never changes
+ROLLUPS_9 = (ATTRIBUTION_BY_HOUR,)
 
 
-def rollup_statements(database: str, retention_days: int) -> tuple[str, ...]:
-    return tuple(s for r in ROLLUPS for s in r.statements(database, retention_days))
+def rollup_statements(
+    database: str, retention_days: int, rollups: tuple[Rollup, ...] = ROLLUPS
+) -> tuple[str, ...]:
+    return tuple(s for r in rollups for s in r.statements(database, retention_days))

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from inferline.storage.rollups import rollup_statements
+from inferline.storage.rollups import ROLLUPS_9, rollup_statements
 
 log = structlog.get_logger()
 
@@ -400,6 +400,12 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
             ),
         ),
         Migration(6, "ingest_ledger", (INGEST_LEDGER.ddl(database, retention_days),)),
+        # 7 and 8 are taken by work merged separately; `migrate` applies whatever is missing.
+        Migration(
+            9,
+            "inference_attribution_by_hour rollup (tenant, feature)",
+            rollup_statements(database, retention_days, ROLLUPS_9),
+        ),
     ]
 
 
