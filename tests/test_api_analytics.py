@@ -318,6 +318,43 @@ def test_usage_rollup_answers_whole_days(known: Service) -> None:
     assert got["sources"][0] == "inference_usage_by_day"
 
 
+def test_top_users_come_whole_whatever_their_ids(known: Service) -> None:
+    """A breakdown by user ranks every user and returns the top ones with all their figures,
+    percentiles included, for ids with quotes and backslashes too (five days before the other
+    calls, in a window of their own)."""
+    start = BASE - timedelta(days=5)
+    users = ["o'brien", "back\\slash", "tab\tbed", "plain", "small"]
+    calls = [
+        Call(
+            start + i * MINUTE,
+            "gpt-4o-mini",
+            "openai",
+            100.0 + i,
+            5.0,
+            1000 * (6 - n),
+            10,
+            user,
+            "acme",
+            "",
+            True,
+        )
+        for n, user in enumerate(users)
+        for i in range(3)
+    ]
+    send(known, calls, known.key)
+    body: dict[str, Any] = {
+        "from_date": iso(start - HOUR),
+        "to_date": iso(start + HOUR),
+        "group_by": "user",
+        "limit": 3,
+    }
+    got = ask(known, "breakdown", **body)
+    assert [g["key"] for g in got["groups"]] == users[:3]  # costliest first
+    for group in got["groups"]:
+        check_stats(group, [c for c in calls if c.user == group["key"]])
+    assert same(got, ask(known, "breakdown", **body, source="raw"))
+
+
 def test_breakdowns_by_model_user_tenant_feature_and_tag(known: Service) -> None:
     span = {"from_date": iso(BASE - HOUR), "to_date": iso(BASE + 4 * HOUR)}
     by_model = ask(known, "breakdown", group_by="model", **span)["groups"]

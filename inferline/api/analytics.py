@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from inferline.api.analytics_plan import INTERVAL_SECONDS, Dimension, Interval, Question, stats_query
-from inferline.api.deps import CallerDep, ContextDep, audit
+from inferline.api.deps import ApiContext, Caller, CallerDep, ContextDep, audit
 from inferline.api.filters import InferenceFilters, check_project, where_clause
-from inferline.storage.rollups import AGGREGATES, QUANTILES
+from inferline.storage.rollups import AGGREGATES, QUANTILES, SUMS
 
 router = APIRouter(prefix="/api/v1/metrics/analytics", tags=["analytics"])
 MAX_POINTS = 10_000
@@ -191,27 +191,38 @@ _GROUP_ORDER = {
 }
 
 
-# Dimensions with up to a group per call: ranked first without digests (see `breakdown`).
-_MANY_GROUPS = frozenset({"user", "session", "tag"})
+# Rollups keep these groups by the thousand (a user per row): a digest merge for each would be
+# wasted on all but `limit` of them, so they are ranked on the order's own sums first.
+_RANKED_FIRST = frozenset({"user"})
 
 
 @router.post("/breakdown", response_model=Breakdown)
 def breakdown(body: BreakdownQuery, who: CallerDep, ctx: ContextDep) -> Breakdown:
+    return grouped(body, who, ctx)
+
+
+def grouped(body: BreakdownQuery, who: Caller, ctx: ApiContext, *, percentiles: bool = True) -> Breakdown:
+    """The breakdown route's answer. `percentiles=False` leaves the latency and TTFT percentiles
+    out (None): they cost a t-digest merge per group, wasted on a table that shows none."""
     check_project(body, who.project_id)
     question = Question(body, group_by=body.group_by, tag_key=body.tag_key, source=body.source)
     order = f"{_GROUP_ORDER[body.sort_by]}, dim"
     only: list[str] | None = None
-    if body.group_by in _MANY_GROUPS:
-        # Tens of thousands of users would each merge two t-digests only for all but `limit` of
-        # them to be dropped: rank on the order's own columns, then aggregate the chosen groups.
+    if percentiles and body.group_by in _RANKED_FIRST:
         words = set(order.replace("/", " ").split()) | {"requests"}  # the raw part's HAVING needs it
         ranking = tuple(a for a in AGGREGATES if a.name in words)
         query, params, _ = stats_query(question, who.project_id, order, body.limit, aggregates=ranking)
         only = [str(r["dim"]) for r in ctx.sql.rows(who.project_id, query, params)]
     query, params, sources = stats_query(
-        question, who.project_id, order_by=order, limit=body.limit, only_groups=only
+        question,
+        who.project_id,
+        order_by=order,
+        limit=body.limit,
+        aggregates=AGGREGATES if percentiles else SUMS,
+        only_groups=only or None,
     )
-    groups = [Group(**_stats(r), key=str(r["dim"])) for r in ctx.sql.rows(who.project_id, query, params)]
+    rows = ctx.sql.rows(who.project_id, query, params) if only != [] else []
+    groups = [Group(**_stats(r), key=str(r["dim"])) for r in rows]
     audit(who, "analytics.breakdown", rows=len(groups), filters=body.names(), group_by=body.group_by)
     return Breakdown(group_by=body.group_by, tag_key=body.tag_key, sources=sources, groups=groups)
 

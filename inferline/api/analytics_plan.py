@@ -158,15 +158,19 @@ def stats_query(
 ) -> tuple[str, dict[str, Any], list[str]]:
     """(query, parameters, tables read). Columns: `dim` when grouped, `bucket` (unix seconds) with
     an interval, then `aggregates` (by default every one of inferline.storage.rollups) merged.
-    `only_groups`: the groups (values of `dim`) to aggregate; every other row is skipped before
-    it is aggregated."""
+    `only_groups`: the groups (values of `dim`; at least one) to aggregate; every other row is
+    skipped before it is aggregated."""
     segments = plan(question)
     raw_where, params = where_clause(question.filters, project_id)
     if question.tag_key is not None:
         params["g_tag"] = question.tag_key
+    only = None
     if only_groups is not None:
-        params["g_only"] = only_groups
-    shape = _Shape(question, aggregates, only_groups is not None)
+        # A String parameter each: any text (quotes, backslashes, newlines) arrives as it is.
+        names = [f"g_only_{i}" for i in range(len(only_groups))]
+        params.update(zip(names, only_groups, strict=True))
+        only = "(" + ", ".join(f"{{{n}:String}}" for n in names) + ")"
+    shape = _Shape(question, aggregates, only)
     parts = [_segment_query(shape, seg, i, raw_where, params) for i, seg in enumerate(segments)]
     if not parts:  # an empty range: the raw table answers it (with nothing)
         parts = [
@@ -201,7 +205,7 @@ class _Shape:
 
     question: Question
     aggregates: tuple[Aggregate, ...]
-    only_groups: bool  # `dim` restricted to the parameter g_only
+    only_groups: str | None  # the set of `dim` values aggregated, "({g_only_0:String}, …)"; None: all
 
 
 def _segment_query(shape: _Shape, seg: Segment, i: int, raw_where: str, params: dict[str, Any]) -> str:
@@ -212,7 +216,7 @@ def _segment_query(shape: _Shape, seg: Segment, i: int, raw_where: str, params: 
         column, expr = _DIMENSIONS[question.group_by]
         keys.append(f"{column if rollup else expr} AS dim")
         if shape.only_groups:
-            only.append(f"{column if rollup else expr} IN {{g_only:Array(String)}}")
+            only.append(f"{column if rollup else expr} IN {shape.only_groups}")
     if question.interval:
         time = _rollup_time(rollup) if rollup else "toDateTime(start_time, 'UTC')"
         keys.append(f"{_START_OF[question.interval]}({time}) AS bucket")

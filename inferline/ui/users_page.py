@@ -57,8 +57,9 @@ def _range(name: str) -> str:
 
 
 def _breakdown(state: UiState, who: Caller, range_name: str, **fields: Any) -> list[Group]:
+    """The breakdown's groups without percentiles: these tables show none."""
     body = BreakdownQuery.model_validate({"from_date": _start(range_name), **fields})
-    return analytics.breakdown(body, who, state.ctx).groups
+    return analytics.grouped(body, who, state.ctx, percentiles=False).groups
 
 
 @router.get("/users")
