@@ -11,8 +11,10 @@ from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from inferline.api.analytics_feedback import feedback_by_group
 from inferline.api.analytics_plan import INTERVAL_SECONDS, Dimension, Interval, Question, stats_query
 from inferline.api.deps import ApiContext, Caller, CallerDep, ContextDep, audit
+from inferline.api.feedback import FeedbackSummary, summary_of
 from inferline.api.filters import InferenceFilters, check_project, where_clause
 from inferline.storage.rollups import AGGREGATES, QUANTILES, SUMS
 
@@ -115,6 +117,11 @@ class TimeSeries(BaseModel):
 
 class Group(Stats):
     key: str
+    feedback: FeedbackSummary | None = Field(
+        None,
+        description="Feedback on the group's calls in the range, as one inference's summary "
+        "(`average_rating`: the mean of their 1-5 ratings).",
+    )
 
 
 class Breakdown(BaseModel):
@@ -201,9 +208,12 @@ def breakdown(body: BreakdownQuery, who: CallerDep, ctx: ContextDep) -> Breakdow
     return grouped(body, who, ctx)
 
 
-def grouped(body: BreakdownQuery, who: Caller, ctx: ApiContext, *, percentiles: bool = True) -> Breakdown:
+def grouped(
+    body: BreakdownQuery, who: Caller, ctx: ApiContext, *, percentiles: bool = True, feedback: bool = True
+) -> Breakdown:
     """The breakdown route's answer. `percentiles=False` leaves the latency and TTFT percentiles
-    out (None): they cost a t-digest merge per group, wasted on a table that shows none."""
+    out (None): they cost a t-digest merge per group, wasted on a table that shows none;
+    `feedback=False` the feedback (None), which costs a query of its own."""
     check_project(body, who.project_id)
     question = Question(body, group_by=body.group_by, tag_key=body.tag_key, source=body.source)
     order = f"{_GROUP_ORDER[body.sort_by]}, dim"
@@ -222,7 +232,12 @@ def grouped(body: BreakdownQuery, who: Caller, ctx: ApiContext, *, percentiles: 
         only_groups=only or None,
     )
     rows = ctx.sql.rows(who.project_id, query, params) if only != [] else []
-    groups = [Group(**_stats(r), key=str(r["dim"])) for r in rows]
+    keys = [str(r["dim"]) for r in rows]
+    rated = feedback_by_group(body, body.group_by, body.tag_key, keys, who, ctx) if feedback else {}
+    groups = [
+        Group(**_stats(r), key=key, feedback=rated.get(key, summary_of({})) if feedback else None)
+        for r, key in zip(rows, keys, strict=True)
+    ]
     audit(who, "analytics.breakdown", rows=len(groups), filters=body.names(), group_by=body.group_by)
     return Breakdown(group_by=body.group_by, tag_key=body.tag_key, sources=sources, groups=groups)
 

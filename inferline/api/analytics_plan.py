@@ -164,12 +164,7 @@ def stats_query(
     raw_where, params = where_clause(question.filters, project_id)
     if question.tag_key is not None:
         params["g_tag"] = question.tag_key
-    only = None
-    if only_groups is not None:
-        # A String parameter each: any text (quotes, backslashes, newlines) arrives as it is.
-        names = [f"g_only_{i}" for i in range(len(only_groups))]
-        params.update(zip(names, only_groups, strict=True))
-        only = "(" + ", ".join(f"{{{n}:String}}" for n in names) + ")"
+    only = None if only_groups is None else group_set(only_groups, params)
     shape = _Shape(question, aggregates, only)
     parts = [_segment_query(shape, seg, i, raw_where, params) for i, seg in enumerate(segments)]
     if not parts:  # an empty range: the raw table answers it (with nothing)
@@ -197,6 +192,19 @@ def stats_query(
         query += f"\nLIMIT {int(limit)}"
     tables = list(dict.fromkeys(s.table for s in segments)) or [RAW_TABLE]
     return query, params, tables
+
+
+def group_set(groups: list[str], params: dict[str, Any]) -> str:
+    """`groups` as the right side of IN, "({g_only_0:String}, …)", their parameters added to
+    `params`. A String parameter each: any text (quotes, backslashes, newlines) arrives intact."""
+    names = [f"g_only_{i}" for i in range(len(groups))]
+    params.update(zip(names, groups, strict=True))
+    return "(" + ", ".join(f"{{{n}:String}}" for n in names) + ")"
+
+
+def raw_dimension(group_by: Dimension) -> str:
+    """The group's expression over `llm_inferences` columns (a tag's: parameter g_tag)."""
+    return _DIMENSIONS[group_by][1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,8 +124,9 @@ def analytics_page(
         body = BreakdownQuery(
             from_date=filters.from_date, to_date=now, group_by=dimension, sort_by=sort_by, limit=limit
         )
-        # The tables show no percentiles (the model table's p95 aside): none are merged for them.
-        return parallel.start(analytics.grouped, body, who, ctx, percentiles=dimension == "model")
+        # Only the model table shows percentiles (p95) and feedback (the average rating).
+        full = dimension == "model"
+        return parallel.start(analytics.grouped, body, who, ctx, percentiles=full, feedback=full)
 
     # Every figure is independent of the others: asked for at once, in sessions of their own.
     series_body = TimeSeriesQuery(from_date=filters.from_date, to_date=now, interval=interval)

@@ -57,9 +57,9 @@ def _range(name: str) -> str:
 
 
 def _breakdown(state: UiState, who: Caller, range_name: str, **fields: Any) -> list[Group]:
-    """The breakdown's groups without percentiles: these tables show none."""
+    """The breakdown's groups without percentiles or feedback: these tables show neither."""
     body = BreakdownQuery.model_validate({"from_date": _start(range_name), **fields})
-    return analytics.grouped(body, who, state.ctx, percentiles=False).groups
+    return analytics.grouped(body, who, state.ctx, percentiles=False, feedback=False).groups
 
 
 @router.get("/users")
