@@ -294,8 +294,8 @@ def test_rollups_answer_as_the_raw_table_does(
     auto = ask(known, route, **body)
     raw = ask(known, route, **body, source="raw")
     assert raw["sources"] == ["llm_inferences"]
-    # Tenants, users and features are rolled up by day only.
-    by_day = {"user", "tenant", "tags"} & set(extra) or extra.get("group_by") in ("user", "tenant", "feature")
+    # Users are rolled up by day only (tenants and features by hour too).
+    by_day = "user" in extra or extra.get("group_by") == "user"
     if days or not by_day:
         assert any(s != "llm_inferences" for s in auto["sources"]), auto["sources"]
     assert same(auto, raw)

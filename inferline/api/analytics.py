@@ -4,6 +4,7 @@ the most expensive or slowest inferences. Every route takes a JSON body with the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -16,7 +17,7 @@ from inferline.api.analytics_plan import INTERVAL_SECONDS, Dimension, Interval, 
 from inferline.api.deps import ApiContext, Caller, CallerDep, ContextDep, audit
 from inferline.api.feedback import FeedbackSummary, summary_of
 from inferline.api.filters import InferenceFilters, check_project, where_clause
-from inferline.storage.rollups import AGGREGATES, QUANTILES, SUMS
+from inferline.storage.rollups import AGGREGATES, QUANTILES, named
 
 router = APIRouter(prefix="/api/v1/metrics/analytics", tags=["analytics"])
 MAX_POINTS = 10_000
@@ -209,26 +210,33 @@ def breakdown(body: BreakdownQuery, who: CallerDep, ctx: ContextDep) -> Breakdow
 
 
 def grouped(
-    body: BreakdownQuery, who: Caller, ctx: ApiContext, *, percentiles: bool = True, feedback: bool = True
+    body: BreakdownQuery,
+    who: Caller,
+    ctx: ApiContext,
+    *,
+    columns: Iterable[str] | None = None,
+    feedback: bool = True,
 ) -> Breakdown:
-    """The breakdown route's answer. `percentiles=False` leaves the latency and TTFT percentiles
-    out (None): they cost a t-digest merge per group, wasted on a table that shows none;
-    `feedback=False` the feedback (None), which costs a query of its own."""
+    """The breakdown route's answer. `columns`: only these aggregates (inferline.storage.rollups
+    names; `requests` and the order's always) for a table that shows only some figures: the
+    others come back 0, or None where the field allows. `feedback=False`: no feedback (None),
+    which costs a query of its own."""
     check_project(body, who.project_id)
     question = Question(body, group_by=body.group_by, tag_key=body.tag_key, source=body.source)
     order = f"{_GROUP_ORDER[body.sort_by]}, dim"
+    by_order = order.replace("/", " ").split()
     only: list[str] | None = None
-    if percentiles and body.group_by in _RANKED_FIRST:
-        words = set(order.replace("/", " ").split()) | {"requests"}  # the raw part's HAVING needs it
-        ranking = tuple(a for a in AGGREGATES if a.name in words)
-        query, params, _ = stats_query(question, who.project_id, order, body.limit, aggregates=ranking)
+    if columns is None and body.group_by in _RANKED_FIRST:
+        query, params, _ = stats_query(
+            question, who.project_id, order, body.limit, aggregates=named(by_order)
+        )
         only = [str(r["dim"]) for r in ctx.sql.rows(who.project_id, query, params)]
     query, params, sources = stats_query(
         question,
         who.project_id,
         order_by=order,
         limit=body.limit,
-        aggregates=AGGREGATES if percentiles else SUMS,
+        aggregates=AGGREGATES if columns is None else named([*columns, *by_order]),
         only_groups=only or None,
     )
     rows = ctx.sql.rows(who.project_id, query, params) if only != [] else []
@@ -294,13 +302,13 @@ def _stats(row: dict[str, Any]) -> dict[str, Any]:
             output=int(row.get("tokens_out", 0)),
         ),
         "latency_ms": Latency(
-            avg=row["latency_sum_ms"] / requests if requests else None,
-            min=row["latency_min_ms"] if requests else None,
-            max=row["latency_max_ms"] if requests else None,
+            avg=row["latency_sum_ms"] / requests if requests and "latency_sum_ms" in row else None,
+            min=row.get("latency_min_ms") if requests else None,
+            max=row.get("latency_max_ms") if requests else None,
             **{p: latency[i] if latency else None for p, i in _P.items()},
         ),
         "ttft_ms": Ttft(requests=ttft_requests, **{p: ttft[i] if ttft else None for p, i in _P.items()}),
-        "tokens_per_second": row["rate_sum"] / rated if rated else None,
+        "tokens_per_second": row.get("rate_sum", 0) / rated if rated else None,
     }
 
 

@@ -14,6 +14,7 @@ also skips rows already stored), see docs/schema.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -68,8 +69,14 @@ AGGREGATES: tuple[Aggregate, ...] = (
     _sum("rate_sum", f"sumIf(output_tokens / (latency_ms / 1000), {_RATED})", "Float64"),
     _sum("rated_requests", f"countIf({_RATED})"),
 )
-# Everything but the t-digests, whose merge is most of a query's time over a week of rollup rows.
-SUMS = tuple(a for a in AGGREGATES if "Digest" not in a.type)
+
+
+def named(names: Iterable[str]) -> tuple[Aggregate, ...]:
+    """The aggregates of these names and `requests` (a raw segment's HAVING and every ratio need
+    it), in AGGREGATES' order. A table showing a few figures asks for those only: merging the
+    t-digests, or summing Decimal128 costs over every user of a week, is most of a query's time."""
+    wanted = {"requests", *names}
+    return tuple(a for a in AGGREGATES if a.name in wanted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from inferline.api import analytics
 from inferline.api.analytics import AnalyticsQuery, Breakdown, BreakdownQuery, Group, TimeSeriesQuery
 from inferline.api.analytics_plan import Dimension, Interval, Question, stats_query
 from inferline.api.deps import Caller, audit
-from inferline.storage.rollups import FEATURE_TAG, SUMS
+from inferline.storage.rollups import FEATURE_TAG, named
 from inferline.ui import links, parallel
 from inferline.ui.auth import SessionDep, StateDep
 from inferline.ui.state import UiState
@@ -86,7 +86,7 @@ def cost_rows(
     """Cost per bucket and model in one query: the planner's own query grouped by model and by
     bucket (the API's timeseries and breakdown routes each have one of the two)."""
     question = Question(filters, group_by="model", interval=interval)
-    query, params, sources = stats_query(question, who.project_id, aggregates=SUMS)
+    query, params, sources = stats_query(question, who.project_id, aggregates=named(["cost_usd"]))
     rows = state.ctx.sql.rows(who.project_id, query, params)
     audit(who, "analytics.cost_by_model", rows=len(rows), sources=sources)
     return rows
@@ -124,9 +124,10 @@ def analytics_page(
         body = BreakdownQuery(
             from_date=filters.from_date, to_date=now, group_by=dimension, sort_by=sort_by, limit=limit
         )
-        # Only the model table shows percentiles (p95) and feedback (the average rating).
-        full = dimension == "model"
-        return parallel.start(analytics.grouped, body, who, ctx, percentiles=full, feedback=full)
+        if dimension == "model":  # the model table: every figure, the rating too
+            return parallel.start(analytics.grouped, body, who, ctx)
+        # The cost-and-calls tables: cost (and calls) only.
+        return parallel.start(analytics.grouped, body, who, ctx, columns=["cost_usd"], feedback=False)
 
     # Every figure is independent of the others: asked for at once, in sessions of their own.
     series_body = TimeSeriesQuery(from_date=filters.from_date, to_date=now, interval=interval)

@@ -77,7 +77,7 @@ def session_page(
         ),
         who,
         state.ctx,
-        percentiles=False,
+        columns=(),
         feedback=False,
     ).groups
     start = _started(first)

@@ -56,10 +56,14 @@ def _range(name: str) -> str:
     return name if name in RANGES else DEFAULT_RANGE
 
 
+# What the users' and the sessions' tables show: calls, cost, tokens, mean latency, success.
+_SHOWN = ("cost_usd", "tokens_total", "latency_sum_ms", "successes")
+
+
 def _breakdown(state: UiState, who: Caller, range_name: str, **fields: Any) -> list[Group]:
-    """The breakdown's groups without percentiles or feedback: these tables show neither."""
+    """The breakdown's groups with the figures the tables show (no percentiles, no feedback)."""
     body = BreakdownQuery.model_validate({"from_date": _start(range_name), **fields})
-    return analytics.grouped(body, who, state.ctx, percentiles=False, feedback=False).groups
+    return analytics.grouped(body, who, state.ctx, columns=_SHOWN, feedback=False).groups
 
 
 @router.get("/users")
