@@ -4,10 +4,11 @@ a real browser with 1M inferences in the store. Figures are printed, never asser
     python -m bench.ui_scale [--rows 1000000] [--runs 5] [--spread] [--keep DIR]
 
 Loads the query benchmark's synthetic inferences (bench/query.py: 7 days, 12 models, Pareto
-users, 500k sessions; every row in the project the service's key opens unless --spread keeps
-that benchmark's 20 projects) into a fresh chDB store, starts the embedded service on it, signs
-in with Debian's Chromium through Playwright and times each page from navigation to its data
-drawn (rows in the table, totals, every chart) — median and slowest of --runs after a warm-up.
+users, 500k sessions; a rating on one call in a hundred; every row in the project the service's
+key opens unless --spread keeps that benchmark's 20 projects) into a fresh chDB store, starts the
+embedded service on it, signs in with Debian's Chromium through Playwright and times each page
+from navigation to its data drawn (rows in the table, totals, every chart) — median and slowest
+of --runs after a warm-up.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 TIMEOUT_MS = 60_000
 
 
+# A rating (and thumbs) on one call in a hundred: the model table's average rating reads them.
+FEEDBACK_SQL = (
+    "INSERT INTO feedback (project_id, inference_id, feedback_id, inference_time, created_at, thumbs_up, "
+    "rating, comment, comment_sentiment, comment_sentiment_label, demonstration, pii_found, key_id) "
+    "SELECT project_id, inference_id, generateUUIDv4(), start_time, now64(9), rand() % 2 = 0, "
+    "1 + rand() % 5, '', NULL, '', '', map(), 'bench' FROM llm_inferences WHERE rand() % 100 = 0"
+)
+
+
 def load(data_dir: Path, rows: int, spread: bool) -> None:
     """The query benchmark's load (its INSERT … SELECT and rollup refill), into `data_dir`."""
     configure_logging("error")
@@ -44,6 +54,7 @@ def load(data_dir: Path, rows: int, spread: bool) -> None:
     client = connect(f"chdb://{(data_dir / 'clickhouse').resolve()}")
     migrate(client)
     loaded = query.load(client, rows, backfill=True, one_project=not spread)  # every rollup fed
+    client.command(FEEDBACK_SQL)
     total, mine = client.query(
         "SELECT count(), countIf(project_id = {p:String}) FROM llm_inferences",
         parameters={"p": query.PROJECT},

@@ -152,13 +152,20 @@ def known(service: Service) -> Service:
 
 
 def ask(service: Service, route: str, key: str | None = None, **body: Any) -> dict[str, Any]:
+    return post(service, f"analytics/{route}", body, key)
+
+
+def post(
+    service: Service, path: str, body: dict[str, Any], key: str | None = None, status: int = 200
+) -> dict[str, Any]:
+    """POST `body` to /api/v1/metrics/`path`; the answer, which must have `status`."""
     r = httpx.post(
-        f"{service.api_url}/api/v1/metrics/analytics/{route}",
+        f"{service.api_url}/api/v1/metrics/{path}",
         json=body,
         headers={"Authorization": f"Bearer {key or service.key}"},
         timeout=30,
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == status, r.text
     return r.json()
 
 
@@ -287,8 +294,8 @@ def test_rollups_answer_as_the_raw_table_does(
     auto = ask(known, route, **body)
     raw = ask(known, route, **body, source="raw")
     assert raw["sources"] == ["llm_inferences"]
-    # Tenants, users and features are rolled up by day only.
-    by_day = {"user", "tenant", "tags"} & set(extra) or extra.get("group_by") in ("user", "tenant", "feature")
+    # Users are rolled up by day only (tenants and features by hour too).
+    by_day = "user" in extra or extra.get("group_by") == "user"
     if days or not by_day:
         assert any(s != "llm_inferences" for s in auto["sources"]), auto["sources"]
     assert same(auto, raw)
@@ -316,6 +323,86 @@ def test_usage_rollup_answers_whole_days(known: Service) -> None:
         known, "breakdown", from_date=iso(start), to_date=iso(start + timedelta(days=3)), group_by="user"
     )
     assert got["sources"][0] == "inference_usage_by_day"
+
+
+def test_top_users_come_whole_whatever_their_ids(known: Service) -> None:
+    """A breakdown by user ranks every user and returns the top ones with all their figures,
+    percentiles included, for ids with quotes and backslashes too (five days before the other
+    calls, in a window of their own)."""
+    start = BASE - timedelta(days=5)
+    users = ["o'brien", "back\\slash", "tab\tbed", "plain", "small"]
+    calls = [
+        Call(
+            start + i * MINUTE,
+            "gpt-4o-mini",
+            "openai",
+            100.0 + i,
+            5.0,
+            1000 * (6 - n),
+            10,
+            user,
+            "acme",
+            "",
+            True,
+        )
+        for n, user in enumerate(users)
+        for i in range(3)
+    ]
+    send(known, calls, known.key)
+    body: dict[str, Any] = {
+        "from_date": iso(start - HOUR),
+        "to_date": iso(start + HOUR),
+        "group_by": "user",
+        "limit": 3,
+    }
+    got = ask(known, "breakdown", **body)
+    assert [g["key"] for g in got["groups"]] == users[:3]  # costliest first
+    for group in got["groups"]:
+        check_stats(group, [c for c in calls if c.user == group["key"]])
+    assert same(got, ask(known, "breakdown", **body, source="raw"))
+
+
+def test_breakdown_groups_carry_the_feedback_on_their_calls(known: Service) -> None:
+    """Ratings given to a model's calls average per model; feedback on calls outside the range,
+    or of another group, is not counted (a window eight days before the other calls)."""
+    start = BASE - timedelta(days=8)
+    models = ["gpt-4o-mini"] * 3 + ["claude-sonnet-4-5"] * 2 + ["in-house-llm"]
+    calls = [
+        Call(start + i * MINUTE, m, "x", 100.0, None, 10, 10, "fb-user", "acme", "", True)
+        for i, m in enumerate(models)
+    ]
+    early = Call(start - 2 * HOUR, "gpt-4o-mini", "x", 100.0, None, 10, 10, "fb-user", "acme", "", True)
+    send(known, [*calls, early], known.key)
+    rows = known.sql(
+        "SELECT inference_id FROM llm_inferences WHERE user_id = 'fb-user' ORDER BY start_time, model"
+    ).split()
+    feedback: list[tuple[int, dict[str, Any]]] = [  # (call, body): the early call first
+        (0, {"rating": 1}),
+        (1, {"rating": 5, "thumbs_up": True}),
+        (2, {"rating": 3}),
+        (3, {"thumbs_up": False, "comment": "no rating here"}),
+        (4, {"rating": 2}),
+        (5, {"rating": 1}),
+    ]
+    for index, body in feedback:
+        post(known, f"inferences/{rows[index]}/feedback", body, status=201)
+    span = {"from_date": iso(start - MINUTE), "to_date": iso(start + HOUR), "group_by": "model"}
+    got = {g["key"]: g["feedback"] for g in ask(known, "breakdown", **span)["groups"]}
+    assert got["gpt-4o-mini"] == {
+        "count": 3,
+        "ratings": 2,
+        "average_rating": 4.0,
+        "thumbs_up": 1,
+        "thumbs_down": 1,
+        "comments": 1,
+        "average_sentiment": got["gpt-4o-mini"]["average_sentiment"],
+    }
+    assert (got["claude-sonnet-4-5"]["ratings"], got["claude-sonnet-4-5"]["average_rating"]) == (2, 1.5)
+    assert (got["in-house-llm"]["count"], got["in-house-llm"]["average_rating"]) == (0, None)
+    by_user = ask(known, "breakdown", **{**span, "group_by": "user"})["groups"]
+    assert [(g["key"], g["feedback"]["ratings"], g["feedback"]["average_rating"]) for g in by_user] == [
+        ("fb-user", 4, 2.75)
+    ]
 
 
 def test_breakdowns_by_model_user_tenant_feature_and_tag(known: Service) -> None:

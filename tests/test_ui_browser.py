@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 
 from inferline.processors.normalise import inference_id
 from inferline.ui.security import CONTENT_SECURITY_POLICY
@@ -515,6 +515,10 @@ def test_analytics_charts_and_model_table(
     service: Service, data: Data, watched: tuple[Page, PageWatch]
 ) -> None:
     page, _ = watched
+    # Two ratings on claude's calls: the model table shows their average.
+    for sent, rating in zip(data.where(provider="anthropic"), (2, 5), strict=False):
+        path = f"/api/v1/metrics/inferences/{sent.inference_id}/feedback"
+        assert api(service, "POST", path, service.key, json={"rating": rating}).status_code == 201
     sign_in(page, service, service.key)
     page.click("nav.tabs-nav a:text-is('Analytics')")
     page.wait_for_url("**/ui/analytics")
@@ -543,6 +547,7 @@ def test_analytics_charts_and_model_table(
     assert set(charts["chart-latency"]) == {"p50", "p95", "p99"}
     claude = page.locator("tr[data-model='claude-3-5-sonnet-20241022'] td")
     expect(claude.nth(1)).to_have_text(str(len(data.where(provider="anthropic"))))
+    expect(claude.nth(8)).to_have_text("3.50 (2)")  # the average of its calls' ratings, and how many
     # Time to first token: the SDK's calls of this hour took 412 ms; the seeded ones 40–50 ms.
     assert set(charts["chart-ttft"]) == {"p50", "p95"}
     ttft_p50 = [v for v in charts["chart-ttft"]["p50"] if v is not None]
@@ -862,8 +867,19 @@ def test_analytics_auto_refresh_swaps_in_new_figures_without_a_page_load(
     ):
         page.clock.run_for(31_000)
     page.clock.run_for(100)
-    page.select_option("select[name=refresh]", "off")
+    # Turned off while a poll is on its way (its answer held back here): the poll is aborted, so
+    # its older view (refresh on) never lands over the chosen one.
+    held: list[Route] = []
+    poll = f"{service.api_url}/ui/analytics?range=1h&refresh=30"
+    page.route(poll, lambda route: held.append(route))
+    with page.expect_request(poll):
+        page.clock.run_for(31_000)
+    with page.expect_event("requestfailed", lambda r: r.url == poll):
+        page.select_option("select[name=refresh]", "off")
     page.wait_for_url("**/ui/analytics?range=1h&refresh=off")
+    page.clock.run_for(100)
+    for route in held:
+        route.continue_()  # too late: nothing is waiting for it
     page.clock.run_for(100)
     expect(page.locator("[data-testid=auto-refresh]")).to_have_count(0)
     expect(page.locator("select[name=refresh]")).to_have_value("off")

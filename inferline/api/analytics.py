@@ -4,6 +4,7 @@ the most expensive or slowest inferences. Every route takes a JSON body with the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -11,10 +12,12 @@ from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from inferline.api.analytics_feedback import feedback_by_group
 from inferline.api.analytics_plan import INTERVAL_SECONDS, Dimension, Interval, Question, stats_query
-from inferline.api.deps import CallerDep, ContextDep, audit
+from inferline.api.deps import ApiContext, Caller, CallerDep, ContextDep, audit
+from inferline.api.feedback import FeedbackSummary, summary_of
 from inferline.api.filters import InferenceFilters, check_project, where_clause
-from inferline.storage.rollups import QUANTILES
+from inferline.storage.rollups import AGGREGATES, QUANTILES, named
 
 router = APIRouter(prefix="/api/v1/metrics/analytics", tags=["analytics"])
 MAX_POINTS = 10_000
@@ -115,6 +118,11 @@ class TimeSeries(BaseModel):
 
 class Group(Stats):
     key: str
+    feedback: FeedbackSummary | None = Field(
+        None,
+        description="Feedback on the group's calls in the range, as one inference's summary "
+        "(`average_rating`: the mean of their 1-5 ratings).",
+    )
 
 
 class Breakdown(BaseModel):
@@ -191,13 +199,53 @@ _GROUP_ORDER = {
 }
 
 
+# Rollups keep these groups by the thousand (a user per row): a digest merge for each would be
+# wasted on all but `limit` of them, so they are ranked on the order's own sums first.
+_RANKED_FIRST = frozenset({"user"})
+
+
 @router.post("/breakdown", response_model=Breakdown)
 def breakdown(body: BreakdownQuery, who: CallerDep, ctx: ContextDep) -> Breakdown:
+    return grouped(body, who, ctx)
+
+
+def grouped(
+    body: BreakdownQuery,
+    who: Caller,
+    ctx: ApiContext,
+    *,
+    columns: Iterable[str] | None = None,
+    feedback: bool = True,
+) -> Breakdown:
+    """The breakdown route's answer. `columns`: only these aggregates (inferline.storage.rollups
+    names; `requests` and the order's always) for a table that shows only some figures: the
+    others come back 0, or None where the field allows. `feedback=False`: no feedback (None),
+    which costs a query of its own."""
     check_project(body, who.project_id)
     question = Question(body, group_by=body.group_by, tag_key=body.tag_key, source=body.source)
     order = f"{_GROUP_ORDER[body.sort_by]}, dim"
-    query, params, sources = stats_query(question, who.project_id, order_by=order, limit=body.limit)
-    groups = [Group(**_stats(r), key=str(r["dim"])) for r in ctx.sql.rows(who.project_id, query, params)]
+    by_order = order.replace("/", " ").split()
+    only: list[str] | None = None
+    if columns is None and body.group_by in _RANKED_FIRST:
+        query, params, _ = stats_query(
+            question, who.project_id, order, body.limit, aggregates=named(by_order)
+        )
+        only = [str(r["dim"]) for r in ctx.sql.rows(who.project_id, query, params)]
+    query, params, sources = stats_query(
+        question,
+        who.project_id,
+        order_by=order,
+        limit=body.limit,
+        aggregates=AGGREGATES if columns is None else named([*columns, *by_order]),
+        only_groups=only or None,
+    )
+    rows = ctx.sql.rows(who.project_id, query, params) if only != [] else []
+    keys = [str(r["dim"]) for r in rows]
+    rated = feedback_by_group(body, body.group_by, body.tag_key, keys, who, ctx) if feedback else {}
+    groups = [
+        Group(**_stats(r), key=key, feedback=rated.get(key, summary_of({})) if feedback else None)
+        for r, key in zip(rows, keys, strict=True)
+    ]
     audit(who, "analytics.breakdown", rows=len(groups), filters=body.names(), group_by=body.group_by)
     return Breakdown(group_by=body.group_by, tag_key=body.tag_key, sources=sources, groups=groups)
 
@@ -254,13 +302,13 @@ def _stats(row: dict[str, Any]) -> dict[str, Any]:
             output=int(row.get("tokens_out", 0)),
         ),
         "latency_ms": Latency(
-            avg=row["latency_sum_ms"] / requests if requests else None,
-            min=row["latency_min_ms"] if requests else None,
-            max=row["latency_max_ms"] if requests else None,
+            avg=row["latency_sum_ms"] / requests if requests and "latency_sum_ms" in row else None,
+            min=row.get("latency_min_ms") if requests else None,
+            max=row.get("latency_max_ms") if requests else None,
             **{p: latency[i] if latency else None for p, i in _P.items()},
         ),
         "ttft_ms": Ttft(requests=ttft_requests, **{p: ttft[i] if ttft else None for p, i in _P.items()}),
-        "tokens_per_second": row["rate_sum"] / rated if rated else None,
+        "tokens_per_second": row.get("rate_sum", 0) / rated if rated else None,
     }
 
 

@@ -3,8 +3,9 @@ query that answers it (`stats_query`).
 
 The range is cut into segments: the whole hours inside it from `inference_stats_by_hour`, the
 whole minutes at its edges from `inference_stats_by_minute`, and the seconds left at the very
-edges from `llm_inferences` itself (or whole days from `inference_usage_by_day` when the question
-is about tenants, users or features). Every segment yields the same partial aggregates
+edges from `llm_inferences` itself (whole hours from `inference_attribution_by_hour` when the
+question is about tenants or features, whole days from `inference_usage_by_day` when it is about
+users). Every segment yields the same partial aggregates
 (inferline.storage.rollups.AGGREGATES), so one outer query merges them, and the answer is the one the raw
 table gives. Only `llm_inferences` answers when a filter or grouping is one no rollup has (tags,
 search, success, tokens, latency, session, scores), or when `source` is "raw".
@@ -19,15 +20,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from inferline.api.filters import InferenceFilters, where_clause
-from inferline.storage.rollups import AGGREGATES, BY_HOUR, BY_MINUTE, FEATURE_TAG, USAGE_BY_DAY, Rollup
+from inferline.storage.rollups import (
+    AGGREGATES,
+    ATTRIBUTION_BY_HOUR,
+    BY_HOUR,
+    BY_MINUTE,
+    FEATURE_TAG,
+    USAGE_BY_DAY,
+    Aggregate,
+    Rollup,
+)
 
 RAW_TABLE = "llm_inferences"
 Interval = Literal["minute", "hour", "day"]
 Dimension = Literal["model", "provider", "user", "tenant", "feature", "tag", "session"]
 INTERVAL_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _START_OF = {"minute": "toStartOfMinute", "hour": "toStartOfHour", "day": "toStartOfDay"}
-# Rollup families, finest bucket last; a family answers when it has every column asked for.
-_FAMILIES: tuple[tuple[Rollup, ...], ...] = ((BY_HOUR, BY_MINUTE), (USAGE_BY_DAY,))
+# Rollup families, finest bucket last; the first family that has every column asked for answers.
+_FAMILIES: tuple[tuple[Rollup, ...], ...] = ((BY_HOUR, BY_MINUTE), (ATTRIBUTION_BY_HOUR,), (USAGE_BY_DAY,))
 # API dimension → (rollup column, llm_inferences expression).
 _DIMENSIONS = {
     "model": ("model", "model"),
@@ -138,19 +148,29 @@ def _ceil(t: datetime, seconds: int) -> datetime:
 
 
 def stats_query(
-    question: Question, project_id: str, order_by: str = "", limit: int | None = None
+    question: Question,
+    project_id: str,
+    order_by: str = "",
+    limit: int | None = None,
+    *,
+    aggregates: tuple[Aggregate, ...] = AGGREGATES,
+    only_groups: list[str] | None = None,
 ) -> tuple[str, dict[str, Any], list[str]]:
     """(query, parameters, tables read). Columns: `dim` when grouped, `bucket` (unix seconds) with
-    an interval, then every aggregate of inferline.storage.rollups merged."""
+    an interval, then `aggregates` (by default every one of inferline.storage.rollups) merged.
+    `only_groups`: the groups (values of `dim`; at least one) to aggregate; every other row is
+    skipped before it is aggregated."""
     segments = plan(question)
     raw_where, params = where_clause(question.filters, project_id)
     if question.tag_key is not None:
         params["g_tag"] = question.tag_key
-    parts = [_segment_query(question, seg, i, raw_where, params) for i, seg in enumerate(segments)]
+    only = None if only_groups is None else group_set(only_groups, params)
+    shape = _Shape(question, aggregates, only)
+    parts = [_segment_query(shape, seg, i, raw_where, params) for i, seg in enumerate(segments)]
     if not parts:  # an empty range: the raw table answers it (with nothing)
         parts = [
             _segment_query(
-                question,
+                shape,
                 Segment(None, question.filters.from_date, question.filters.from_date, False),
                 0,
                 raw_where,
@@ -158,7 +178,7 @@ def stats_query(
             )
         ]
     keys = [k for k, on in (("dim", question.group_by), ("bucket", question.interval)) if on]
-    merged = [f"{a.merge}({a.name}) AS {a.name}" for a in AGGREGATES]
+    merged = [f"{a.merge}({a.name}) AS {a.name}" for a in aggregates]
     select = ", ".join(
         [*keys, *(["toUnixTimestamp(bucket) AS bucket_ts"] if question.interval else []), *merged]
     )
@@ -174,17 +194,42 @@ def stats_query(
     return query, params, tables
 
 
-def _segment_query(question: Question, seg: Segment, i: int, raw_where: str, params: dict[str, Any]) -> str:
-    rollup = seg.rollup
+def group_set(groups: list[str], params: dict[str, Any]) -> str:
+    """`groups` as the right side of IN, "({g_only_0:String}, …)", their parameters added to
+    `params`. A String parameter each: any text (quotes, backslashes, newlines) arrives intact."""
+    names = [f"g_only_{i}" for i in range(len(groups))]
+    params.update(zip(names, groups, strict=True))
+    return "(" + ", ".join(f"{{{n}:String}}" for n in names) + ")"
+
+
+def raw_dimension(group_by: Dimension) -> str:
+    """The group's expression over `llm_inferences` columns (a tag's: parameter g_tag)."""
+    return _DIMENSIONS[group_by][1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What every segment of one query selects."""
+
+    question: Question
+    aggregates: tuple[Aggregate, ...]
+    only_groups: str | None  # the set of `dim` values aggregated, "({g_only_0:String}, …)"; None: all
+
+
+def _segment_query(shape: _Shape, seg: Segment, i: int, raw_where: str, params: dict[str, Any]) -> str:
+    question, rollup = shape.question, seg.rollup
     keys = []
+    only: list[str] = []
     if question.group_by:
         column, expr = _DIMENSIONS[question.group_by]
         keys.append(f"{column if rollup else expr} AS dim")
+        if shape.only_groups:
+            only.append(f"{column if rollup else expr} IN {shape.only_groups}")
     if question.interval:
         time = _rollup_time(rollup) if rollup else "toDateTime(start_time, 'UTC')"
         keys.append(f"{_START_OF[question.interval]}({time}) AS bucket")
     if rollup is None:
-        conditions = [raw_where]
+        conditions = [raw_where, *only]
         lo_type, lo_text = "DateTime64(9, 'UTC')", _text(seg.start, 6)
         conditions.append(f"start_time >= {{s{i}_lo:{lo_type}}}")
         params[f"s{i}_lo"] = lo_text
@@ -192,7 +237,7 @@ def _segment_query(question: Question, seg: Segment, i: int, raw_where: str, par
             op = "<=" if seg.end_inclusive else "<"
             conditions.append(f"start_time {op} {{s{i}_hi:{lo_type}}}")
             params[f"s{i}_hi"] = _text(seg.end, 6)
-        aggregates = [f"{a.state} AS {a.name}" for a in AGGREGATES]
+        aggregates = [f"{a.state} AS {a.name}" for a in shape.aggregates]
         group = f" GROUP BY {', '.join(k.rsplit(' AS ', 1)[1] for k in keys)}" if keys else ""
         # HAVING: an ungrouped aggregate over no rows is one row of zeros (a min latency of 0).
         return (
@@ -206,8 +251,8 @@ def _segment_query(question: Question, seg: Segment, i: int, raw_where: str, par
     if seg.end is not None:
         conditions.append(f"{rollup.bucket} < {{s{i}_hi:{bucket_type}}}")
         params[f"s{i}_hi"] = _text(seg.end, digits)
-    conditions += _rollup_filters(question.filters)
-    columns = [*keys, *(a.name for a in AGGREGATES)]
+    conditions += _rollup_filters(question.filters) + only
+    columns = [*keys, *(a.name for a in shape.aggregates)]
     return f"SELECT {', '.join(columns)} FROM {rollup.table} WHERE {' AND '.join(conditions)}"
 
 

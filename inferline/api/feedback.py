@@ -175,27 +175,33 @@ def list_feedback(inference_id: InferenceId, who: CallerDep, ctx: ContextDep) ->
     if not rows and _inference_start_ns(ctx, who, inference_id) is None:
         raise HTTPException(404, f"inference {inference_id} not found")
     summary = ctx.sql.rows(
-        who.project_id,
-        "SELECT count() AS n, count(rating) AS rated, avg(rating) AS avg_rating, countIf(thumbs_up) AS up, "
-        "countIf(NOT thumbs_up) AS down, countIf(comment != '') AS commented, "
-        f"avg(comment_sentiment) AS avg_sentiment FROM feedback FINAL WHERE {_OF_INFERENCE}",
-        params,
+        who.project_id, f"SELECT {SUMMARY_COLUMNS} FROM feedback FINAL WHERE {_OF_INFERENCE}", params
     )[0]
     audit(who, "feedback.read", rows=len(rows), inference_id=str(inference_id))
     return FeedbackList(
-        inference_id=inference_id,
-        summary=FeedbackSummary(
-            count=summary["n"],
-            ratings=summary["rated"],
-            average_rating=summary["avg_rating"],
-            thumbs_up=summary["up"],
-            thumbs_down=summary["down"],
-            comments=summary["commented"],
-            average_sentiment=None
-            if summary["avg_sentiment"] is None
-            else round(summary["avg_sentiment"], 4),
-        ),
-        items=[_feedback(r) for r in rows],
+        inference_id=inference_id, summary=summary_of(summary), items=[_feedback(r) for r in rows]
+    )
+
+
+# A summary's aggregates over `feedback FINAL` rows: one inference's, or an analytics group's.
+SUMMARY_COLUMNS = (
+    "count() AS n, count(rating) AS rated, avg(rating) AS avg_rating, countIf(thumbs_up) AS up, "
+    "countIf(NOT thumbs_up) AS down, countIf(comment != '') AS commented, "
+    "avg(comment_sentiment) AS avg_sentiment"
+)
+
+
+def summary_of(row: dict[str, Any]) -> FeedbackSummary:
+    """A row of SUMMARY_COLUMNS (an absent row: no feedback) as the API's summary."""
+    sentiment = row.get("avg_sentiment")
+    return FeedbackSummary(
+        count=row.get("n", 0),
+        ratings=row.get("rated", 0),
+        average_rating=row.get("avg_rating"),
+        thumbs_up=row.get("up", 0),
+        thumbs_down=row.get("down", 0),
+        comments=row.get("commented", 0),
+        average_sentiment=None if sentiment is None else round(sentiment, 4),
     )
 
 

@@ -15,9 +15,11 @@ Fences, each stopping a different thing:
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -37,6 +39,45 @@ def unescape_param(value: str) -> str:
 
 class _Session(Protocol):
     def __call__(self, query: str, fmt: str, params: dict[str, str]) -> bytes: ...
+
+
+class _Pool:
+    """The sessions of one project and purpose, each lent to one query at a time, opened on
+    demand up to `size`."""
+
+    def __init__(self, open_session: Callable[[], _Session], size: int) -> None:
+        self._open = open_session
+        self._size = size
+        self._opened = 0
+        self._free: queue.LifoQueue[_Session] = queue.LifoQueue()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[_Session]:
+        try:
+            session = self._free.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                grow = self._opened < self._size
+                self._opened += grow
+            if grow:
+                try:
+                    session = self._open()
+                except BaseException:
+                    with self._lock:
+                        self._opened -= 1
+                    raise
+            else:
+                session = self._free.get()
+        try:
+            yield session
+        finally:
+            self._free.put(session)
+
+
+# Sessions per project: the API's own queries may run side by side (a dashboard page's figures
+# are asked for at once); analysts' SQL keeps one, so one key's queries queue behind each other.
+_POOL_SIZES = {"api": 4, "sql": 1}
 
 
 class ReadOnlySql:
@@ -64,7 +105,7 @@ class ReadOnlySql:
             "max_result_bytes": str(max_result_bytes),
             "result_overflow_mode": "throw",
         }
-        self._sessions: dict[tuple[str, str], tuple[_Session, threading.Lock]] = {}
+        self._pools: dict[tuple[str, str], _Pool] = {}
         self._closers: list[Any] = []
         self._lock = threading.Lock()
 
@@ -77,16 +118,17 @@ class ReadOnlySql:
         )
         return "{" + pairs + "}"
 
-    def _session(self, project_id: str, purpose: str = "sql") -> tuple[_Session, threading.Lock]:
-        """Analysts' SQL and the API's own queries get separate sessions: an API page never
-        waits behind a long analyst query, and the API's output settings stay its own."""
+    def _session(self, project_id: str, purpose: str = "sql") -> contextlib.AbstractContextManager[_Session]:
+        """A session of the project to run one query in. Analysts' SQL and the API's own queries
+        get separate sessions: an API page never waits behind a long analyst query, and the API's
+        output settings stay its own."""
         with self._lock:
-            found = self._sessions.get((project_id, purpose))
-            if found is None:
+            pool = self._pools.get((project_id, purpose))
+            if pool is None:
                 extra = _API_SETTINGS if purpose == "api" else {}
-                found = (self._open(project_id, extra), threading.Lock())
-                self._sessions[(project_id, purpose)] = found
-            return found
+                pool = _Pool(lambda: self._open(project_id, extra), _POOL_SIZES[purpose])
+                self._pools[(project_id, purpose)] = pool
+        return pool.lend()
 
     def _settings(self, project_id: str, extra: dict[str, str]) -> dict[str, str]:
         return {"additional_table_filters": self._filters(project_id), **self._limits, **extra}
@@ -122,9 +164,8 @@ class ReadOnlySql:
     def rows(self, project_id: str, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows of one of the API's own (trusted, parameterised) queries, in the project's
         read-only session: the server confines every table to the project whatever the query."""
-        session, lock = self._session(project_id, "api")
         text_params = {k: _param_text(v) for k, v in (params or {}).items()}
-        with lock:
+        with self._session(project_id, "api") as session:
             try:
                 body = session(query, "JSON", text_params)
             except Exception as e:
@@ -166,8 +207,7 @@ class ReadOnlySql:
             raise SqlError(400, "empty query")
         fmt = fmt or default_format or "TabSeparated"
         params = {k: unescape_param(v) for k, v in params.items()}
-        session, lock = self._session(project_id)
-        with lock:
+        with self._session(project_id) as session:
             try:
                 ast = session(f"EXPLAIN AST {query}", "TabSeparatedRaw", params)
                 check_ast(ast.decode(errors="replace"), self._database)

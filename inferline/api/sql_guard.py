@@ -18,6 +18,7 @@ PROJECT_TABLES = {
     "inference_stats_by_minute": "project_id",
     "inference_stats_by_hour": "project_id",
     "inference_usage_by_day": "project_id",
+    "inference_attribution_by_hour": "project_id",
     "feedback": "project_id",
     "ingest_ledger": "project_id",
     "scores": "project_id",
@@ -176,6 +177,7 @@ _INTERNAL_TABLES = frozenset(
         "alert_events",
         "webhooks",
         "webhook_deliveries",
+        "inference_attribution_by_hour_mv",
     }
 )
 

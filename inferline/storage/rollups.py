@@ -1,4 +1,4 @@
-"""The analytics rollups (migration 4): materialized views from `llm_inferences` into
+"""The analytics rollups (migrations 4 and 9): materialized views from `llm_inferences` into
 AggregatingMergeTree tables, so overviews, time series and breakdowns read a few thousand rows
 instead of billions.
 
@@ -14,6 +14,7 @@ also skips rows already stored), see docs/schema.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -68,6 +69,14 @@ AGGREGATES: tuple[Aggregate, ...] = (
     _sum("rate_sum", f"sumIf(output_tokens / (latency_ms / 1000), {_RATED})", "Float64"),
     _sum("rated_requests", f"countIf({_RATED})"),
 )
+
+
+def named(names: Iterable[str]) -> tuple[Aggregate, ...]:
+    """The aggregates of these names and `requests` (a raw segment's HAVING and every ratio need
+    it), in AGGREGATES' order. A table showing a few figures asks for those only: merging the
+    t-digests, or summing Decimal128 costs over every user of a week, is most of a query's time."""
+    wanted = {"requests", *names}
+    return tuple(a for a in AGGREGATES if a.name in wanted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +170,26 @@ USAGE_BY_DAY = Rollup(
         *_MODEL_DIMENSIONS,
     ),
 )
-ROLLUPS = (BY_MINUTE, BY_HOUR, USAGE_BY_DAY)
+# Migration 9: cost attribution per hour by tenant and feature, without users. Per user and hour
+# the usage rollup would hold about a row per call; without them an hour is a few dozen rows, so
+# tenant and feature questions read no raw rows but the partial hours at a range's edges.
+ATTRIBUTION_BY_HOUR = Rollup(
+    "inference_attribution_by_hour",
+    "hour",
+    "DateTime('UTC')",
+    "toStartOfHour(start_time)",
+    3600,
+    (
+        ("tenant_id", "LowCardinality(String)", "tenant_id"),
+        ("feature", "LowCardinality(String)", f"tags['{FEATURE_TAG}']"),
+        *_MODEL_DIMENSIONS,
+    ),
+)
+ROLLUPS = (BY_MINUTE, BY_HOUR, USAGE_BY_DAY)  # migration 4's: never changes
+ROLLUPS_9 = (ATTRIBUTION_BY_HOUR,)
 
 
-def rollup_statements(database: str, retention_days: int) -> tuple[str, ...]:
-    return tuple(s for r in ROLLUPS for s in r.statements(database, retention_days))
+def rollup_statements(
+    database: str, retention_days: int, rollups: tuple[Rollup, ...] = ROLLUPS
+) -> tuple[str, ...]:
+    return tuple(s for r in rollups for s in r.statements(database, retention_days))

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from inferline.storage.alert_tables import alert_statements
-from inferline.storage.rollups import rollup_statements
+from inferline.storage.rollups import ROLLUPS_9, rollup_statements
 
 log = structlog.get_logger()
 
@@ -447,6 +447,11 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
             8,
             "alert_rules, alert_state, alert_events, webhooks, webhook_deliveries",
             alert_statements(database, retention_days),
+        ),
+        Migration(
+            9,
+            "inference_attribution_by_hour rollup (tenant, feature)",
+            rollup_statements(database, retention_days, ROLLUPS_9),
         ),
     ]
 

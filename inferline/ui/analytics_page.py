@@ -7,6 +7,7 @@ exactly), run in the session's project's read-only session like every API read."
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -16,11 +17,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from inferline.api import analytics
-from inferline.api.analytics import AnalyticsQuery, BreakdownQuery, Group, TimeSeriesQuery
+from inferline.api.analytics import AnalyticsQuery, Breakdown, BreakdownQuery, Group, TimeSeriesQuery
 from inferline.api.analytics_plan import Dimension, Interval, Question, stats_query
 from inferline.api.deps import Caller, audit
-from inferline.storage.rollups import FEATURE_TAG
-from inferline.ui import links
+from inferline.storage.rollups import FEATURE_TAG, named
+from inferline.ui import links, parallel
 from inferline.ui.auth import SessionDep, StateDep
 from inferline.ui.state import UiState
 
@@ -59,22 +60,13 @@ BREAKDOWNS: tuple[tuple[str, Dimension, str], ...] = (
 )
 
 
-def shares(
-    state: UiState, who: Caller, filters: AnalyticsQuery, range_name: str, total: float
-) -> dict[str, list[Share]]:
-    """Cost and calls by provider, user, tenant and feature tag: the costliest groups of each
-    (`total`: the range's whole cost)."""
+def shares(breakdowns: dict[str, Breakdown], range_name: str, total: float) -> dict[str, list[Share]]:
+    """Cost and calls by provider, user, tenant and feature tag (`breakdowns`, by title): the
+    costliest groups of each, with their share of `total`, the range's whole cost."""
     out: dict[str, list[Share]] = {}
-    for title, dimension, url_name in BREAKDOWNS:
-        body = BreakdownQuery(
-            from_date=filters.from_date,
-            to_date=filters.to_date,
-            group_by=dimension,
-            sort_by="cost",
-            limit=BREAKDOWN_ROWS,
-        )
+    for title, _, url_name in BREAKDOWNS:
         rows = []
-        for g in analytics.breakdown(body, who, state.ctx).groups:
+        for g in breakdowns[title].groups:
             value = f"{FEATURE_TAG}={g.key}" if url_name == "tag" else g.key
             link = links.inferences(range_name, **{url_name: value}) if g.key else ""
             rows.append(Share(g, g.cost.total_usd / total if total else 0.0, link))
@@ -88,15 +80,20 @@ class CostSeries:
     models: dict[str, list[float]]  # model → cost per bucket, largest total first
 
 
-def cost_by_model(
-    state: UiState, who: Caller, filters: AnalyticsQuery, interval: Interval, stamps: list[int]
-) -> CostSeries:
+def cost_rows(
+    state: UiState, who: Caller, filters: AnalyticsQuery, interval: Interval
+) -> list[dict[str, Any]]:
     """Cost per bucket and model in one query: the planner's own query grouped by model and by
     bucket (the API's timeseries and breakdown routes each have one of the two)."""
     question = Question(filters, group_by="model", interval=interval)
-    query, params, sources = stats_query(question, who.project_id)
+    query, params, sources = stats_query(question, who.project_id, aggregates=named(["cost_usd"]))
     rows = state.ctx.sql.rows(who.project_id, query, params)
     audit(who, "analytics.cost_by_model", rows=len(rows), sources=sources)
+    return rows
+
+
+def cost_by_model(rows: list[dict[str, Any]], stamps: list[int]) -> CostSeries:
+    """`cost_rows` as the stacked chart's series: the costliest models, the rest as "other"."""
     per_model: dict[str, dict[int, float]] = defaultdict(dict)
     for row in rows:
         per_model[str(row["dim"]) or "(unknown)"][int(row["bucket_ts"])] = float(row["cost_usd"])
@@ -120,22 +117,30 @@ def analytics_page(
 ) -> Response:
     span, interval = RANGES[range]
     now = datetime.now(UTC)
-    who = session.caller
+    who, ctx = session.caller, state.ctx
     filters = AnalyticsQuery(from_date=now - span, to_date=now)
-    series = analytics.timeseries(
-        TimeSeriesQuery(from_date=filters.from_date, to_date=now, interval=interval), who, state.ctx
-    )
+
+    def breakdown(dimension: Dimension, sort_by: str, limit: int) -> Future[Breakdown]:
+        body = BreakdownQuery(
+            from_date=filters.from_date, to_date=now, group_by=dimension, sort_by=sort_by, limit=limit
+        )
+        if dimension == "model":  # the model table: every figure, the rating too
+            return parallel.start(analytics.grouped, body, who, ctx)
+        # The cost-and-calls tables: cost (and calls) only.
+        return parallel.start(analytics.grouped, body, who, ctx, columns=["cost_usd"], feedback=False)
+
+    # Every figure is independent of the others: asked for at once, in sessions of their own.
+    series_body = TimeSeriesQuery(from_date=filters.from_date, to_date=now, interval=interval)
+    series_f = parallel.start(analytics.timeseries, series_body, who, ctx)
+    cost_f = parallel.start(cost_rows, state, who, filters, interval)
+    overview_f = parallel.start(analytics.overview, filters, who, ctx)
+    breakdowns_f = {title: breakdown(dimension, "cost", BREAKDOWN_ROWS) for title, dimension, _ in BREAKDOWNS}
+    models_f = breakdown("model", "requests", 50)
+    series, overview = series_f.result(), overview_f.result()
     stamps = [int(p.timestamp.timestamp()) for p in series.points]
-    cost = cost_by_model(state, who, filters, interval, stamps)
-    overview = analytics.overview(filters, who, state.ctx)
-    by_dimension = shares(state, who, filters, range, overview.cost.total_usd)
-    models = analytics.breakdown(
-        BreakdownQuery(
-            from_date=filters.from_date, to_date=now, group_by="model", sort_by="requests", limit=50
-        ),
-        who,
-        state.ctx,
-    )
+    cost = cost_by_model(cost_f.result(), stamps)
+    by_dimension = shares({t: f.result() for t, f in breakdowns_f.items()}, range, overview.cost.total_usd)
+    models = models_f.result()
     charts = {
         "cost": {"kind": "stacked-bar", "labels": cost.labels, "series": cost.models, "unit": "usd"},
         "requests": {

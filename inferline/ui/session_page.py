@@ -71,12 +71,14 @@ def session_page(
     last = calls("desc", 1).items[0]
     filters = AnalyticsQuery(from_date=_BEGINNING, session=session_id)
     totals = analytics.overview(filters, who, state.ctx)
-    users = analytics.breakdown(
+    users = analytics.grouped(  # only their ids are shown
         BreakdownQuery(
             from_date=_BEGINNING, session=session_id, group_by="user", sort_by="requests", limit=10
         ),
         who,
         state.ctx,
+        columns=(),
+        feedback=False,
     ).groups
     start = _started(first)
     offset = (page - 1) * CALLS_PER_PAGE
