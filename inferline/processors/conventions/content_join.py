@@ -15,6 +15,7 @@ commits no further, so a restart (or a partition moving) replays what only lived
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterable, KeysView
 from typing import Any
 
@@ -216,8 +217,10 @@ class ContentJoin:
         self.window_s = window_s
         self.max_entries = max_entries
         # key -> (deadline, content, origins)
-        self._pending: dict[JoinKey, tuple[float, EventContent, Origins]] = {}
-        self._emitted: dict[JoinKey, EmittedRow] = {}
+        # OrderedDicts: expiry and eviction take from the front, O(1) here, O(n) on a dict
+        # whose front entries were deleted (see Ancestry).
+        self._pending: OrderedDict[JoinKey, tuple[float, EventContent, Origins]] = OrderedDict()
+        self._emitted: OrderedDict[JoinKey, EmittedRow] = OrderedDict()
         self._holds = OffsetHolds()
 
     @property
@@ -316,16 +319,14 @@ class ContentJoin:
         pending = self._pending
         excess = len(pending) - self.max_entries
         while excess > 0:  # evict oldest
-            k = next(iter(pending))
-            origins = pending.pop(k)[2]
+            origins = pending.popitem(last=False)[1][2]
             if origins:
                 holds.release(origins)
             excess -= 1
         emitted = self._emitted
         excess = len(emitted) - self.max_entries
         while excess > 0:
-            k = next(iter(emitted))
-            origins = emitted.pop(k).origins
+            origins = emitted.popitem(last=False)[1].origins
             if origins:
                 holds.release(origins)
             excess -= 1
