@@ -47,7 +47,9 @@ def test_an_unpriced_model_has_no_estimate() -> None:
 
 def test_erasure_covers_the_usage_rollup_for_users_only_and_inferences_last() -> None:
     users, sessions = [p.table for p in parts("user")], [p.table for p in parts("session")]
-    assert users == ["feedback", "otel_logs", "otel_traces", "inference_usage_by_day", "llm_inferences"]
-    assert sessions == ["feedback", "otel_logs", "otel_traces", "llm_inferences"]
+    # Scores are found through the inferences' trace and response ids: erased before them.
+    raw = ["feedback", "scores", "otel_logs", "otel_traces"]
+    assert users == [*raw, "inference_usage_by_day", "llm_inferences"]
+    assert sessions == [*raw, "llm_inferences"]
     session_spans = next(p.where for p in parts("session") if p.table == "otel_traces")
     assert "'gen_ai.conversation.id'" in session_spans and "'session.id'" in session_spans
