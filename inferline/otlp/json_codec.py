@@ -245,13 +245,18 @@ def decode_protobuf(body: bytes, message_type: type[_M]) -> _M:
         raise OtlpDecodeError(f"invalid protobuf payload: {e}") from None
 
 
-def decoded_as_protobuf(body: bytes, request_type: type[Message]) -> bytes:
-    """The OTLP/JSON request, decoded and serialized as the protobuf it will be read back as
-    (from the local log, or Kafka). A request protobuf cannot read back (values nested past
-    `MAX_VALUE_DEPTH`) is refused here, with the reason, rather than accepted and then unreadable."""
+def read_back_json(body: bytes, request_type: type[_M]) -> tuple[bytes, _M]:
+    """The OTLP/JSON request serialized as the protobuf it will be read back as (from the local
+    log, or Kafka), and that read-back message. A request protobuf cannot read back (values
+    nested past `MAX_VALUE_DEPTH`) is refused here, with the reason, rather than accepted and then
+    unreadable."""
     encoded = decode_json(body, request_type).SerializeToString()
     try:
-        parse(encoded, request_type)
+        return encoded, parse(encoded, request_type)
     except DecodeError as e:
         raise OtlpDecodeError(str(e) if isinstance(e, TooDeep) else f"invalid OTLP/JSON payload: {e}") from e
-    return encoded
+
+
+def decoded_as_protobuf(body: bytes, request_type: type[Message]) -> bytes:
+    """`read_back_json`'s bytes (a worker process sends them back to the receiver)."""
+    return read_back_json(body, request_type)[0]

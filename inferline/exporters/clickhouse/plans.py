@@ -87,12 +87,17 @@ class ClickHousePlans:
         existed are claimed by the first cluster seen (an upgrade keeps its cluster)."""
         if cluster == self.cluster:
             return
-        self._client.command(
-            f"ALTER TABLE {self._table} UPDATE cluster = {{cluster:String}} "
-            "WHERE consumer = {c:String} AND cluster = ''",
-            parameters={"cluster": cluster, "c": self._consumer},
-            settings={"mutations_sync": 2},
+        unclaimed = self._client.command(
+            f"SELECT count() FROM {self._table} WHERE consumer = {{c:String}} AND cluster = ''",
+            parameters={"c": self._consumer},
         )
+        if int(str(unclaimed)):  # a mutation only when there is something to claim (upgrades)
+            self._client.command(
+                f"ALTER TABLE {self._table} UPDATE cluster = {{cluster:String}} "
+                "WHERE consumer = {c:String} AND cluster = ''",
+                parameters={"cluster": cluster, "c": self._consumer},
+                settings={"mutations_sync": 2},
+            )
         self.cluster = cluster
 
     def record_flush(self, ranges: Ranges) -> str:

@@ -29,8 +29,7 @@ from inferline.core.errors import Retryable
 from inferline.core.logging import error_summary
 from inferline.otlp.errors import OtlpDecodeError
 from inferline.otlp.flatten import count_records
-from inferline.otlp.json_codec import decode_protobuf, decoded_as_protobuf
-from inferline.otlp.protobuf import parse
+from inferline.otlp.json_codec import decode_protobuf, read_back_json
 from inferline.receivers.otlp.admission import Admission
 from inferline.receivers.otlp.bodies import BodyTooLarge, UnsupportedEncoding, decompress, read_limited
 from inferline.storage.keys import ApiKeys, key_from_headers
@@ -102,7 +101,7 @@ JsonDecoder = Callable[[bytes, type[Message]], Awaitable[Message]]
 
 
 async def decode_json_here(body: bytes, request_type: type[Message]) -> Message:
-    return parse(decoded_as_protobuf(body, request_type), request_type)
+    return read_back_json(body, request_type)[1]
 
 
 def otlp_http_app(
