@@ -57,6 +57,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--open-seconds", type=float, default=_env("BENCH_OPEN_SECONDS", 12.0), help="open-loop phases"
     )
     p.add_argument("--warmup-seconds", type=float, default=3.0)
+    p.add_argument(
+        "--phases",
+        default="",
+        help="comma-separated load phases to run (default: all; embedded: genai_max, plain_max,"
+        " genai_half, genai_overload; kafka: genai_max, genai_half); the half and 2x phases need genai_max",
+    )
     p.add_argument("--kafka-seconds", type=float, default=_env("BENCH_KAFKA_SECONDS", 10.0))
     p.add_argument(
         "--concurrency", type=int, default=_env("BENCH_CONCURRENCY", 64), help="closed-loop senders"
@@ -227,6 +233,12 @@ def load_phases(
     return out
 
 
+def chosen(args: argparse.Namespace, phases: list[str]) -> list[str]:
+    """The phases of a section that `--phases` names (all of them without it)."""
+    wanted = set(filter(None, args.phases.split(",")))
+    return [p for p in phases if not wanted or p in wanted]
+
+
 def run_embedded(
     args: argparse.Namespace, tmp: Path, show: Progress, overrides: dict[str, str]
 ) -> dict[str, Any]:
@@ -236,7 +248,7 @@ def run_embedded(
             target,
             args,
             show,
-            ["genai_max", "plain_max", "genai_half", "genai_overload"],
+            chosen(args, ["genai_max", "plain_max", "genai_half", "genai_overload"]),
             0xA0,
             args.seconds,
             3.0,
@@ -253,7 +265,9 @@ def run_kafka(
         )
         # 30 s without progress before what is missing counts as lost: one Kafka-writer flush of
         # a large backlog (an insert per partition) can take longer than 15 s on 2 vCPUs.
-        out = load_phases(target, args, show, ["genai_max", "genai_half"], 0xB0, args.kafka_seconds, 30.0)
+        out = load_phases(
+            target, args, show, chosen(args, ["genai_max", "genai_half"]), 0xB0, args.kafka_seconds, 30.0
+        )
         return out
 
 

@@ -85,3 +85,43 @@ def test_the_loss_check_counts_acknowledged_ids_that_are_not_stored(svc: Service
     sql = Sql(svc.api_url, svc.key)
     never_sent = phase_base(0xC2) + 1_000_000
     assert missing_ids(sql, "otel_traces", "SpanId", span_id_prefix(0xC2), [[never_sent, 7]]) == 7
+
+
+def test_spans_still_in_the_local_log_when_the_drain_times_out_are_reported_as_not_stored_yet(
+    tmp_path: Path,
+) -> None:
+    # Batches wait 8 s for storage, the drain gives up after 1 s: what was acknowledged is still
+    # in the local log then, which is "not stored yet", not "lost".
+    slow = make_service(tmp_path, INFERLINE_BATCH__MIN_DELAY_S="8", INFERLINE_BATCH__MAX_DELAY_S="8")
+    slow.start()
+    gen = LoadGenerator(
+        {
+            "grpc": slow.grpc_target,
+            "http": slow.http_url,
+            "key": slow.key,
+            "genai_spans": 20,
+            "plain_spans": 20,
+            "seed": 2,
+            "templates": 1,
+        }
+    )
+    try:
+        assert slow.process is not None
+        figures = run_phase(
+            gen,
+            Sql(slow.api_url, slow.key),
+            ProcessTree([slow.process.pid]),
+            Progress(io.StringIO()),
+            Phase("genai_max", "test", "genai", "closed", 0xC3, 0.5, concurrency=2),
+            settle_s=0.5,
+            drain_timeout_s=1,
+        )
+    finally:
+        gen.close()
+        slow.stop()
+    assert figures["acked_spans"] > 0
+    assert figures["lost_spans"] is None
+    assert figures["unstored_spans"] > 0 and figures["log_backlog_bytes"] > 0
+    lines = report.summary({"embedded": {"phases": {"genai_max": figures}}})
+    lost_line = next(line for line in lines if "acknowledged spans lost" in line)
+    assert "not measured" in lost_line and "not stored yet when a drain timed out" in lost_line
