@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -185,34 +184,65 @@ def observe_ledger(rows: Iterable[Mapping[str, Any]]) -> None:
 def observe_inferences(rows: Iterable[Mapping[str, Any]]) -> None:
     """Record the LLM metrics of llm_inferences rows just committed. Only version 1 of an
     inference counts (later versions add content that arrived late, as the rollup view does),
-    so a call is counted once however many times its row is rewritten."""
+    so a call is counted once however many times its row is rewritten.
+
+    Sums are gathered per label set first and added once each: `.labels()` costs more than the
+    rest of a row's bookkeeping, and a batch holds thousands of rows but a few label sets."""
+    calls: dict[tuple[str, str, str, str], int] = {}
+    tokens: dict[tuple[str, str, str, str], int] = {}
+    cost: dict[tuple[str, str], float] = {}
+    pii: dict[tuple[str, str], int] = {}
+    latency: dict[str, list[float]] = {}
+    ttft: dict[str, list[float]] = {}
+    labels: dict[tuple[Any, Any, Any], tuple[str, str, str]] = {}
     for row in rows:
         if row.get("version", 1) != 1:
             continue
-        project = project_label(str(row.get("project_id") or ""))
-        model = model_label(str(row.get("model") or ""))
-        provider = provider_label(str(row.get("provider") or ""))
-        status = "ok" if row.get("success", True) else "error"
-        LLM_INFERENCES.labels(project, model, provider, status).inc()
+        raw = (row.get("project_id"), row.get("model"), row.get("provider"))
+        named = labels.get(raw)
+        if named is None:
+            named = labels[raw] = (
+                project_label(str(raw[0] or "")),
+                model_label(str(raw[1] or "")),
+                provider_label(str(raw[2] or "")),
+            )
+        project, model, provider = named
+        key = (project, model, provider, "ok" if row.get("success", True) else "error")
+        calls[key] = calls.get(key, 0) + 1
         for kind in ("input", "output"):
-            tokens = row.get(f"{kind}_tokens") or 0
-            if tokens > 0:
-                LLM_TOKENS.labels(project, model, provider, kind).inc(tokens)
-        cost = row.get("total_cost_usd")
-        if cost is not None and cost > 0:
-            LLM_COST.labels(project, model).inc(float(cost) if isinstance(cost, Decimal) else cost)
+            n = row.get(f"{kind}_tokens") or 0
+            if n > 0:
+                key = (project, model, provider, kind)
+                tokens[key] = tokens.get(key, 0) + n
+        usd = row.get("total_cost_usd")
+        if usd is not None and usd > 0:
+            cost[(project, model)] = cost.get((project, model), 0.0) + float(usd)
         latency_ms = row.get("latency_ms")
         if latency_ms is not None and latency_ms >= 0:
-            LLM_LATENCY.labels(model).observe(latency_ms / 1000)
+            latency.setdefault(model, []).append(latency_ms / 1000)
         ttft_ms = row.get("ttft_ms")
         if ttft_ms is not None and ttft_ms >= 0:
-            LLM_TTFT.labels(model).observe(ttft_ms / 1000)
+            ttft.setdefault(model, []).append(ttft_ms / 1000)
         pii_found = row.get("pii_found")
         if pii_found:
             for pii_type, n in pii_found.items():
                 if n > 0:
                     # Types are the built-in detectors and the configured custom patterns: bounded.
-                    PII_MASKED.labels(project, str(pii_type)).inc(n)
+                    key2 = (project, str(pii_type))
+                    pii[key2] = pii.get(key2, 0) + n
+    for k4, n in calls.items():
+        LLM_INFERENCES.labels(*k4).inc(n)
+    for k4, n in tokens.items():
+        LLM_TOKENS.labels(*k4).inc(n)
+    for k2, usd_sum in cost.items():
+        LLM_COST.labels(*k2).inc(usd_sum)
+    for k2, n in pii.items():
+        PII_MASKED.labels(*k2).inc(n)
+    for histogram, by_model in ((LLM_LATENCY, latency), (LLM_TTFT, ttft)):
+        for model, seconds in by_model.items():
+            child = histogram.labels(model)
+            for value in seconds:
+                child.observe(value)
 
 
 def observe_insert(table: str, rows: int, seconds: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -223,6 +224,10 @@ def _init(settings_json: str, encoder: Encoder[Any], log_level: str, parent_pid:
     configure_logging(log_level)
     _chain = ProcessorChain(ProcessorSettings.model_validate_json(settings_json))
     _encoder = encoder
+    # The chain's lexicons, gazetteers and price tables live as long as the worker: keep the
+    # collector from walking them on every full collection (py-spy: ~19% of a worker's samples
+    # were gc_collect_main, ~40 ms a full pass, before this).
+    gc.freeze()
 
 
 def _decode_json_in_worker(body: bytes, request_type: type[Message]) -> bytes:
