@@ -9,31 +9,19 @@ the ceiling, the garbage collector runs and freed heap is handed back to the OS 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import os
 import threading
 import time
-from collections.abc import Callable
 
 import psutil
 import structlog
 
 from inferline.core.errors import MemoryPressure
+from inferline.core.memory import release_free_heap
 
 log = structlog.get_logger()
 
 _RECLAIM_EVERY_S = 5.0
-
-
-def _malloc_trim() -> Callable[[], None]:
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
-        trim = None
-    return (lambda: trim(0)) if trim is not None else (lambda: None)
 
 
 class MemoryCeiling:
@@ -45,7 +33,6 @@ class MemoryCeiling:
         self._sampled_at = float("-inf")
         self._reclaimed_at = float("-inf")
         self._lock = threading.Lock()
-        self._trim = _malloc_trim()
 
     @property
     def enabled(self) -> bool:
@@ -67,8 +54,7 @@ class MemoryCeiling:
 
     def _reclaim(self) -> None:
         before = self._rss
-        gc.collect()
-        self._trim()
+        release_free_heap()
         self._rss = self._process.memory_info().rss
         log.warning(
             "memory ceiling reached; refusing new requests",
