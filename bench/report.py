@@ -56,6 +56,7 @@ STAGE_BUDGETS: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("PII", ("pii",), 20),
     ("normalise + flatten", ("normalise", "flatten"), 30),
     ("encoding rows for ClickHouse", ("native_encode",), 8),
+    ("main process (receive, local log, chDB insert)", ("receive", "local_log", "chdb_insert"), 30),
 )
 
 

@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # chDB insert of the enriched rows: encoding to Native, then the engine's insert.
     _insert_stages(st, base, n, runs)
+    _receive_stages(st, proto, n)
 
     plain = _requests("plain", "grpc", 2, 500)
     np_ = sum(s for _, _, s in plain)
@@ -263,6 +264,72 @@ def _normalise_by_example(st: Stages) -> None:
         f"  {'normalise, per doc example (µs/span)':<52} "
         + "  ".join(f"{k}: {v}" for k, v in figures.items())
     )
+
+
+def _receive_stages(st: Stages, proto: list[tuple[bytes, bytes | None, int]], n: int) -> None:
+    """The embedded service's main process per request, before and after the workers: parse,
+    check and split by trace id; append to the local log (fsynced), read back and pickled for a
+    worker. With the chDB insert, this is the main-process budget of issue #12 (≤ 30 µs/span);
+    HTTP/gRPC handling and ClickHouse's merges come on top."""
+    import asyncio
+    import pickle
+
+    from inferline.bus.local_log import Append, LocalLog
+    from inferline.core.records import SPANS
+    from inferline.otlp.protobuf import parse
+    from inferline.otlp.shard import shard_spans
+    from inferline.otlp.validate import TimeWindow, remove_invalid
+
+    window, workers = TimeWindow(spans_days=180, logs_days=180), 2
+
+    def receive() -> list[tuple[int, bytes]]:
+        parts = []
+        for body, _, _ in proto:
+            request = parse(body, ExportTraceServiceRequest)
+            remove_invalid(request, window)
+            parts += [(k, part.SerializeToString()) for k, part in shard_spans(request, workers).items()]
+        return parts
+
+    st.time("receive", "receive: parse, check, split by trace (main)", receive, n)
+    parts = receive()
+
+    async def log_round_trip(log: LocalLog) -> None:
+        # Every request at once, as concurrent senders: one group commit (one fsync) for them.
+        await asyncio.gather(*(log.append([Append(k, SPANS, "default", b)]) for k, b in parts))
+        positions = log.committed()
+        for k in range(workers):
+            entries = log.read(k, positions.get(k, 0), 1 << 20)
+            pickle.dumps(entries)  # what a worker is sent
+            if entries:
+                positions[k] = entries[-1].offset + 1
+        log.commit(positions)  # the stored entries are deleted
+
+    async def timed() -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            log = LocalLog(Path(tmp) / "log", max_bytes=1 << 34)
+            log.open()
+            log.start()
+            await log_round_trip(log)  # warm
+            best = float("inf")
+            for _ in range(5):
+                started = time.perf_counter()
+                await log_round_trip(log)
+                best = min(best, time.perf_counter() - started)
+            await log.close()
+            return best
+
+    try:
+        us = asyncio.run(timed()) / n * 1e6
+    except Exception as e:
+        st.results["local_log"] = {"label": "local log", "error": f"{type(e).__name__}: {e}"[:200]}
+        return
+    label = "local log: append + fsync, read back, pickle (main)"
+    st.results["local_log"] = {
+        "label": label,
+        "us_per_span": round(us, 2),
+        "spans_per_s_per_core": round(1e6 / us),
+    }
+    print(f"  {label:<52} {us:8.1f} µs/span  {1e6 / us:>10,.0f} spans/s per core")
 
 
 def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:

@@ -125,3 +125,26 @@ def test_spans_still_in_the_local_log_when_the_drain_times_out_are_reported_as_n
     lines = report.summary({"embedded": {"phases": {"genai_max": figures}}})
     lost_line = next(line for line in lines if "acknowledged spans lost" in line)
     assert "not measured" in lost_line and "not stored yet when a drain timed out" in lost_line
+
+
+def test_stage_budgets_are_judged_from_the_stage_table() -> None:
+    stages = {
+        k: {"us_per_span": us}
+        for k, us in {
+            "sentiment": 12.0,
+            "pii": 25.0,
+            "normalise": 20.0,
+            "flatten": 15.0,
+            "native_encode": 8.0,
+            "receive": 5.0,
+            "local_log": 10.0,
+            "chdb_insert": 10.0,
+        }.items()
+    }
+    verdicts = {t.what: t.met for t in report.targets({"stages": {"stages": stages}})}
+    assert verdicts["sentiment stage, µs of CPU per GenAI span"] is True
+    assert verdicts["PII stage, µs of CPU per GenAI span"] is False
+    assert verdicts["normalise + flatten stage, µs of CPU per GenAI span"] is False  # 35 > 30
+    assert verdicts["encoding rows for ClickHouse stage, µs of CPU per GenAI span"] is True
+    assert verdicts["main process (receive, local log, chDB insert) stage, µs of CPU per GenAI span"] is True
+    assert verdicts["GenAI spans/s persisted, embedded, full chain"] is None  # no load phase in this run
