@@ -122,6 +122,10 @@ class Recovery:
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    # Entries are requests of ~100 KB-1 MB: with 64 KiB pages (the largest; takes effect when the
+    # file is created) each is a chain of a few overflow pages instead of ~100, which halves what
+    # appending, reading and deleting one costs (bench stage "local log": ~15 -> ~8.5 µs/span).
+    conn.execute("PRAGMA page_size=65536")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # the WAL is fsynced at every commit: the ack's promise
     # Checkpoint (copy the WAL into the main file) every ~64 MiB instead of every 4 MiB: fewer,

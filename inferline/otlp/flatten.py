@@ -37,12 +37,9 @@ def any_value(v: AnyValue) -> Any:
 
 
 def attributes(kvs: Any) -> dict[str, Any]:
-    # Most values are strings: read those without a call.
-    return {
-        kv.key: v.string_value if v.WhichOneof("value") == "string_value" else any_value(v)
-        for kv in kvs
-        for v in (kv.value,)
-    }
+    # Most values are non-empty strings: one field read each, without a call (an unset
+    # `string_value` reads "", and `any_value` then tells an empty string from another type).
+    return {kv.key: v.string_value or any_value(v) for kv in kvs for v in (kv.value,)}
 
 
 @dataclass(slots=True)
