@@ -22,7 +22,9 @@ class BatchSettings(BaseModel):
     # quick acknowledgements where inserts are cheap, few inserts where they are dear.
     min_delay_s: float = Field(0.05, gt=0, description="shortest wait for a batch to fill")
     max_delay_s: float = Field(1.0, gt=0, description="longest wait for a batch to fill")
-    max_pending_rows: int = Field(200_000, ge=1, description="rows waiting for storage before refusing")
+    max_pending_rows: int = Field(
+        50_000, ge=1, description="rows gathered for storage past which consumers wait for a flush"
+    )
 
 
 class LocalLogSettings(BaseModel):
