@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,7 +54,9 @@ class SessionStore:
     ) -> None:
         self._keys = keys
         self._is_admin = is_admin
-        self._sessions: dict[str, Session] = {}
+        # Oldest first; an OrderedDict because taking from the front of a plain dict is O(n) once
+        # entries were deleted there.
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
         self._now = clock
 
@@ -76,7 +79,7 @@ class SessionStore:
         with self._lock:
             self._drop_expired(now)
             while len(self._sessions) >= MAX_SESSIONS:
-                del self._sessions[next(iter(self._sessions))]  # dicts keep insertion order
+                self._sessions.popitem(last=False)
             self._sessions[session.session_id] = session
         return session
 
