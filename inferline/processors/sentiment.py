@@ -58,10 +58,21 @@ _N_SCALAR = N_SCALAR
 _BOOSTERS: dict[str, float] = BOOSTER_DICT
 _SPECIAL_CASES: dict[str, float] = SPECIAL_CASES
 _NEGATE = frozenset(NEGATE)
-# Any word that can take part in a multi-word idiom or booster; the idiom check is skipped when
-# none is near the current word.
-_IDIOM_WORDS = frozenset(
-    w for key in list(_SPECIAL_CASES) + [k for k in _BOOSTERS if " " in k] for w in key.split() if " " in key
+# One word of each multi-word idiom or booster ("the shit", "kiss of death", "kind of"): an idiom
+# can only match where all of its words are, so the idiom check runs only where one of these is
+# near (not "the", "to", "of", which are near most words).
+_IDIOM_MARKERS = frozenset(
+    {"shit", "bomb", "ass", "bus", "yeah", "kiss", "die", "beating", "enough", "kind"} | {"sort"}
+)
+assert all(_IDIOM_MARKERS.intersection(k.split()) for k in [*_SPECIAL_CASES, *_BOOSTERS] if " " in k)
+# Words that make VADER's rules do more than take a lexicon word's valence as is when they are
+# within three tokens before it or two after it: boosters, negations, "no", "least", "never
+# so/this", "without doubt", "so"/"this" (VADER's quirk: one token back they amplify x1.25),
+# idiom markers. A lexicon word with none of them near (and not ALL CAPS, no "n't" before it)
+# skips the rules: most of them, as a text has few boosters and negations.
+_RULE_WORDS = frozenset(
+    {*(k for k in _BOOSTERS if " " not in k), *_NEGATE, *_IDIOM_MARKERS}
+    | {"no", "never", "so", "this", "without", "doubt", "least"}
 )
 _PUNCT = string.punctuation
 
@@ -111,8 +122,13 @@ for _phrase, _valence in PHRASES.items():
 for _word in [w for w, v in _DOMAIN_LEXICON.items() if v == 0.0]:
     del _DOMAIN_LEXICON[_word]
 _DOMAIN_NEGATE = _NEGATE | EXTRA_NEGATORS
+_DOMAIN_RULE_WORDS = _RULE_WORDS | EXTRA_NEGATORS | POST_NEGATORS
 _DOMAIN_EMOJI = {**_EMOJI, **EMOJI_OVERRIDES}
 _DOMAIN_EMOJI_CHARS = frozenset(_DOMAIN_EMOJI)
+# The second words of the phrases, per first word.
+_PHRASE_SECONDS: dict[str, frozenset[str]] = {
+    first: frozenset(p[1] for p in PHRASES if p[0] == first) for first in PHRASE_FIRST_WORDS
+}
 # Longest phrases first, per first word.
 _PHRASES_BY_FIRST: dict[str, list[tuple[tuple[str, ...], str]]] = {}
 for _phrase in sorted(PHRASES, key=len, reverse=True):
@@ -132,6 +148,7 @@ class SentimentScorer:
         self.domain = domain
         self.lexicon = _DOMAIN_LEXICON if domain else _LEXICON
         self._negate = _DOMAIN_NEGATE if domain else _NEGATE
+        self._rule_words = _DOMAIN_RULE_WORDS if domain else _RULE_WORDS
         self._emoji = _DOMAIN_EMOJI if domain else _EMOJI
         self._emoji_chars = _DOMAIN_EMOJI_CHARS if domain else _EMOJI_CHARS
 
@@ -177,6 +194,8 @@ class SentimentScorer:
         is_cap_diff = 0 < n - sum(map(str.isupper, words)) < n
 
         # Sparse valences: only lexicon words (that are not boosters) get one.
+        rule_words = self._rule_words
+        contractions = "n't" in " ".join(lower)  # "n't" negates in any word: no set finds it
         valences: dict[int, float] = {}
         for i in [i for i, lw in enumerate(lower) if lw in lexicon]:
             lw = lower[i]
@@ -184,7 +203,15 @@ class SentimentScorer:
                 continue
             if lw == "kind" and i < n - 1 and lower[i + 1] == "of":
                 continue
-            v = self._valence(i, words, lower, n, is_cap_diff, clause)
+            lo = i - 3 if i > 3 else 0
+            if (
+                rule_words.isdisjoint(lower[lo : i + 3])
+                and not words[i].isupper()
+                and not (contractions and "n't" in " ".join(lower[lo:i]))
+            ):
+                v = lexicon[lw]  # no rule can apply (see _RULE_WORDS)
+            else:
+                v = self._valence(i, words, lower, n, is_cap_diff, clause)
             if v:
                 valences[i] = v
         if self.domain and valences:
@@ -293,13 +320,15 @@ def _join_phrases(
     the positions of a phrase's first word are looked at; the lists are rebuilt only on a match."""
     matches: list[tuple[int, int, str]] = []
     last_end = 0
+    n = len(lower)
     for i in [i for i, w in enumerate(lower) if w in PHRASE_FIRST_WORDS]:
-        if i < last_end:
+        # Most first words ("like", "not", "no") are not followed by a phrase's second word.
+        if i < last_end or i + 1 == n or lower[i + 1].strip(_PUNCT) not in _PHRASE_SECONDS[lower[i]]:
             continue
         for phrase, token in _PHRASES_BY_FIRST[lower[i]]:
             k = len(phrase)
             # VADER keeps the punctuation of short words ("on,"): compare without it.
-            if len(lower) - i >= k and all(lower[i + m].strip(_PUNCT) == phrase[m] for m in range(1, k)):
+            if n - i >= k and all(lower[i + m].strip(_PUNCT) == phrase[m] for m in range(1, k)):
                 matches.append((i, k, token))
                 last_end = i + k
                 break
@@ -384,7 +413,7 @@ def _but_check(valences: dict[int, float], n: int, bi: int) -> float:
 
 def _idioms(valence: float, lower: list[str], i: int, n: int) -> float:
     """VADER's _special_idioms_check (called with i >= 3), skipped when no idiom word is near."""
-    if _IDIOM_WORDS.isdisjoint(lower[i - 3 : i + 3]):
+    if _IDIOM_MARKERS.isdisjoint(lower[i - 3 : i + 3]):
         return valence
     w3, w2, w1, w0 = lower[i - 3], lower[i - 2], lower[i - 1], lower[i]
     for seq in (f"{w1} {w0}", f"{w2} {w1} {w0}", f"{w2} {w1}", f"{w3} {w2} {w1}", f"{w3} {w2}"):
