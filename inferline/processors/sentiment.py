@@ -28,7 +28,7 @@ import string
 from bisect import bisect_right
 from itertools import compress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import vaderSentiment
 from pydantic import BaseModel, ConfigDict, Field
@@ -330,19 +330,14 @@ def _vader_word(token: str) -> str:
 
 def _vader_words(raw: list[str]) -> list[str]:
     cache = _WORD_CACHE
-    try:
-        return list(map(cache.__getitem__, raw))  # every token seen before (a C-level pass)
-    except KeyError:
-        pass
-    if len(cache) + len(raw) > _WORD_CACHE_MAX:
-        cache.clear()
-    out = []
-    for token in raw:
-        word = cache.get(token)
-        if word is None:
-            word = cache[token] = _vader_word(token)
-        out.append(word)
-    return out
+    words = list(map(cache.get, raw))
+    if None in words:  # tokens not seen before (names, numbers, ids)
+        if len(cache) > _WORD_CACHE_MAX:
+            cache.clear()
+        for i, word in enumerate(words):
+            if word is None:
+                words[i] = cache[raw[i]] = _vader_word(raw[i])
+    return cast(list[str], words)
 
 
 def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str]]:
