@@ -6,10 +6,13 @@ same lexicon, emoji descriptions and rules, restructured for speed. The referenc
 it re-lowercases the whole token list inside every rule (O(n^2)), rebuilds strings for idiom checks
 at every lexicon word, and appends emoji descriptions character by character. Here:
 
-* emoji -> description is one `str.translate` (only for non-ASCII text);
-* tokens are stripped and lower-cased once; only tokens found in the lexicon run the rules;
-* the idiom check (SPECIAL_CASES, multi-word boosters) runs only when a nearby token can be part
-  of an idiom;
+* emoji are found with one set intersection (only for non-ASCII text) and replaced;
+* tokens are stripped and lower-cased once, and only on first sight (a bounded cache of VADER's
+  word per distinct token); lexicon words are found in one C-level pass;
+* a lexicon word runs the rules only when a word that a rule reads is near it (`_RULE_WORDS`),
+  or it is ALL CAPS, or "n't" precedes it; the others (most) take their lexicon valence as is;
+* the idiom check (SPECIAL_CASES, multi-word boosters) runs only when an idiom's marker word is
+  near;
 * only the compound score is computed (pos/neu/neg ratios are not needed).
 
 Rules kept (as in vaderSentiment 3.3.2): booster/dampener words up to 3 tokens back (scaled 1,
@@ -498,7 +501,7 @@ class SentimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    # 150 + 150 characters carry the tone of a message; each character scored costs ~0.12 µs.
+    # 150 + 150 characters carry the tone of a message; the cost grows with the length scored.
     max_chars: int = Field(
         300, ge=32, le=100_000, description="longer texts are scored on their first and last max_chars/2"
     )
