@@ -6,10 +6,13 @@ same lexicon, emoji descriptions and rules, restructured for speed. The referenc
 it re-lowercases the whole token list inside every rule (O(n^2)), rebuilds strings for idiom checks
 at every lexicon word, and appends emoji descriptions character by character. Here:
 
-* emoji -> description is one `str.translate` (only for non-ASCII text);
-* tokens are stripped and lower-cased once; only tokens found in the lexicon run the rules;
-* the idiom check (SPECIAL_CASES, multi-word boosters) runs only when a nearby token can be part
-  of an idiom;
+* emoji are found with one set intersection (only for non-ASCII text) and replaced;
+* tokens are stripped and lower-cased once, and only on first sight (a bounded cache of VADER's
+  word per distinct token); lexicon words are found in one C-level pass;
+* a lexicon word runs the rules only when a word that a rule reads is near it (`_RULE_WORDS`),
+  or it is ALL CAPS, or "n't" precedes it; the others (most) take their lexicon valence as is;
+* the idiom check (SPECIAL_CASES, multi-word boosters) runs only when an idiom's marker word is
+  near;
 * only the compound score is computed (pos/neu/neg ratios are not needed).
 
 Rules kept (as in vaderSentiment 3.3.2): booster/dampener words up to 3 tokens back (scaled 1,
@@ -26,8 +29,9 @@ import logging
 import math
 import string
 from bisect import bisect_right
+from itertools import compress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import vaderSentiment
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,10 +62,21 @@ _N_SCALAR = N_SCALAR
 _BOOSTERS: dict[str, float] = BOOSTER_DICT
 _SPECIAL_CASES: dict[str, float] = SPECIAL_CASES
 _NEGATE = frozenset(NEGATE)
-# Any word that can take part in a multi-word idiom or booster; the idiom check is skipped when
-# none is near the current word.
-_IDIOM_WORDS = frozenset(
-    w for key in list(_SPECIAL_CASES) + [k for k in _BOOSTERS if " " in k] for w in key.split() if " " in key
+# One word of each multi-word idiom or booster ("the shit", "kiss of death", "kind of"): an idiom
+# can only match where all of its words are, so the idiom check runs only where one of these is
+# near (not "the", "to", "of", which are near most words).
+_IDIOM_MARKERS = frozenset(
+    {"shit", "bomb", "ass", "bus", "yeah", "kiss", "die", "beating", "enough", "kind"} | {"sort"}
+)
+assert all(_IDIOM_MARKERS.intersection(k.split()) for k in [*_SPECIAL_CASES, *_BOOSTERS] if " " in k)
+# Words that make VADER's rules do more than take a lexicon word's valence as is when they are
+# within three tokens before it or two after it: boosters, negations, "no", "least", "never
+# so/this", "without doubt", "so"/"this" (VADER's quirk: one token back they amplify x1.25),
+# idiom markers. A lexicon word with none of them near (and not ALL CAPS, no "n't" before it)
+# skips the rules: most of them, as a text has few boosters and negations.
+_RULE_WORDS = frozenset(
+    {*(k for k in _BOOSTERS if " " not in k), *_NEGATE, *_IDIOM_MARKERS}
+    | {"no", "never", "so", "this", "without", "doubt", "least"}
 )
 _PUNCT = string.punctuation
 
@@ -111,8 +126,13 @@ for _phrase, _valence in PHRASES.items():
 for _word in [w for w, v in _DOMAIN_LEXICON.items() if v == 0.0]:
     del _DOMAIN_LEXICON[_word]
 _DOMAIN_NEGATE = _NEGATE | EXTRA_NEGATORS
+_DOMAIN_RULE_WORDS = _RULE_WORDS | EXTRA_NEGATORS | POST_NEGATORS
 _DOMAIN_EMOJI = {**_EMOJI, **EMOJI_OVERRIDES}
 _DOMAIN_EMOJI_CHARS = frozenset(_DOMAIN_EMOJI)
+# The second words of the phrases, per first word.
+_PHRASE_SECONDS: dict[str, frozenset[str]] = {
+    first: frozenset(p[1] for p in PHRASES if p[0] == first) for first in PHRASE_FIRST_WORDS
+}
 # Longest phrases first, per first word.
 _PHRASES_BY_FIRST: dict[str, list[tuple[tuple[str, ...], str]]] = {}
 for _phrase in sorted(PHRASES, key=len, reverse=True):
@@ -132,6 +152,7 @@ class SentimentScorer:
         self.domain = domain
         self.lexicon = _DOMAIN_LEXICON if domain else _LEXICON
         self._negate = _DOMAIN_NEGATE if domain else _NEGATE
+        self._rule_words = _DOMAIN_RULE_WORDS if domain else _RULE_WORDS
         self._emoji = _DOMAIN_EMOJI if domain else _EMOJI
         self._emoji_chars = _DOMAIN_EMOJI_CHARS if domain else _EMOJI_CHARS
 
@@ -153,15 +174,13 @@ class SentimentScorer:
         raw = text.split()
         if not raw:
             return 0.0
-        # VADER strips surrounding punctuation unless that leaves <= 2 chars (emoticons like ":)").
-        words = [s if len(s) > 2 else t for t, s in zip(raw, [t.strip(_PUNCT) for t in raw], strict=True)]
-        lower = list(map(str.lower, words))
+        lower = _vader_words(raw)
         clause: list[int] | None = None
         if self.domain:
             if "\u2019" in text:  # typographic apostrophes: "didn\u2019t" is "didn't"
                 lower = [w.replace("\u2019", "'") for w in lower]
             if not PHRASE_FIRST_WORDS.isdisjoint(lower):
-                raw, words, lower = _join_phrases(raw, words, lower)
+                raw, lower = _join_phrases(raw, lower)
             # Clause bounds matter only where something negates.
             if (
                 lower[0] in OPENING_NEGATORS
@@ -171,20 +190,33 @@ class SentimentScorer:
             ):
                 clause = _clause_starts(raw, lower)
         lexicon = self.lexicon
-        if lexicon.keys().isdisjoint(lower):
+        hits = list(compress(range(len(lower)), map(lexicon.__contains__, lower)))
+        if not hits:
             return 0.0  # most tool/log-like texts: no sentiment word at all
-        n = len(words)
-        is_cap_diff = 0 < n - sum(map(str.isupper, words)) < n
+        n = len(raw)
+        is_cap_diff: bool | None = None  # counted only for a word that may need it
 
         # Sparse valences: only lexicon words (that are not boosters) get one.
+        rule_words = self._rule_words
+        contractions = "n't" in " ".join(lower)  # "n't" negates in any word: no set finds it
         valences: dict[int, float] = {}
-        for i in [i for i, lw in enumerate(lower) if lw in lexicon]:
+        for i in hits:
             lw = lower[i]
             if lw in _BOOSTERS:
                 continue
             if lw == "kind" and i < n - 1 and lower[i + 1] == "of":
                 continue
-            v = self._valence(i, words, lower, n, is_cap_diff, clause)
+            lo = i - 3 if i > 3 else 0
+            if (
+                rule_words.isdisjoint(lower[lo : i + 3])
+                and not raw[i].isupper()
+                and not (contractions and "n't" in " ".join(lower[lo:i]))
+            ):
+                v = lexicon[lw]  # no rule can apply (see _RULE_WORDS)
+            else:
+                if is_cap_diff is None:
+                    is_cap_diff = 0 < n - sum(map(str.isupper, raw)) < n
+                v = self._valence(i, raw, lower, n, is_cap_diff, clause)
             if v:
                 valences[i] = v
         if self.domain and valences:
@@ -207,7 +239,7 @@ class SentimentScorer:
         return round(max(-1.0, min(1.0, norm)), 4)
 
     def _valence(
-        self, i: int, words: list[str], lower: list[str], n: int, is_cap_diff: bool, clause: list[int] | None
+        self, i: int, raw: list[str], lower: list[str], n: int, is_cap_diff: bool, clause: list[int] | None
     ) -> float:
         lexicon = self.lexicon
         # Domain mode: negation does not reach across a clause ("Not perfect, but good").
@@ -223,7 +255,7 @@ class SentimentScorer:
             or (i > 2 and lower[i - 3] == "no" and lower[i - 1] in ("or", "nor"))
         ):
             valence = base * _N_SCALAR
-        if is_cap_diff and words[i].isupper():
+        if is_cap_diff and raw[i].isupper():
             valence = valence + _C_INCR if valence > 0 else valence - _C_INCR
 
         for start_i in range(3):
@@ -236,7 +268,7 @@ class SentimentScorer:
                 s = _BOOSTERS[prev_lower]
                 if valence < 0:
                     s = -s
-                if is_cap_diff and words[j].isupper():
+                if is_cap_diff and raw[j].isupper():
                     s = s + _C_INCR if valence > 0 else s - _C_INCR
                 if start_i == 1:
                     s *= 0.95
@@ -286,41 +318,65 @@ class SentimentScorer:
         return valence
 
 
-def _join_phrases(
-    raw: list[str], words: list[str], lower: list[str]
-) -> tuple[list[str], list[str], list[str]]:
+# VADER's word for each distinct token seen: natural text repeats its words (Zipf), so most
+# tokens cost one dict lookup instead of strip + lower, which were a fifth of the scorer's time.
+# Bounded: emptied when full.
+_WORD_CACHE: dict[str, str] = {}
+_WORD_CACHE_MAX = 50_000
+
+
+def _vader_word(token: str) -> str:
+    """VADER strips surrounding punctuation unless that leaves <= 2 chars (emoticons like ":)")."""
+    stripped = token.strip(_PUNCT)
+    return (stripped if len(stripped) > 2 else token).lower()
+
+
+def _vader_words(raw: list[str]) -> list[str]:
+    cache = _WORD_CACHE
+    words = list(map(cache.get, raw))
+    if None in words:  # tokens not seen before (names, numbers, ids)
+        if len(cache) > _WORD_CACHE_MAX:
+            cache.clear()
+        for i, word in enumerate(words):
+            if word is None:
+                words[i] = cache[raw[i]] = _vader_word(raw[i])
+    return cast(list[str], words)
+
+
+def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str]]:
     """Domain phrases ("made up", "spot on", "thanks for nothing") become one token each. Only
-    the positions of a phrase's first word are looked at; the lists are rebuilt only on a match."""
+    the positions of a phrase's first word are looked at; the lists are rebuilt only on a match.
+    A joined token is the phrase (lower case: never ALL CAPS) with the punctuation that ends the
+    phrase (which may end a clause)."""
     matches: list[tuple[int, int, str]] = []
     last_end = 0
-    for i in [i for i, w in enumerate(lower) if w in PHRASE_FIRST_WORDS]:
-        if i < last_end:
+    n = len(lower)
+    for i in compress(range(n), map(PHRASE_FIRST_WORDS.__contains__, lower)):
+        # Most first words ("like", "not", "no") are not followed by a phrase's second word.
+        if i < last_end or i + 1 == n or lower[i + 1].strip(_PUNCT) not in _PHRASE_SECONDS[lower[i]]:
             continue
         for phrase, token in _PHRASES_BY_FIRST[lower[i]]:
             k = len(phrase)
             # VADER keeps the punctuation of short words ("on,"): compare without it.
-            if len(lower) - i >= k and all(lower[i + m].strip(_PUNCT) == phrase[m] for m in range(1, k)):
+            if n - i >= k and all(lower[i + m].strip(_PUNCT) == phrase[m] for m in range(1, k)):
                 matches.append((i, k, token))
                 last_end = i + k
                 break
     if not matches:
-        return raw, words, lower
+        return raw, lower
     out_raw: list[str] = []
-    out_words: list[str] = []
     out_lower: list[str] = []
     pos = 0
     for i, k, token in matches:
         out_raw += raw[pos:i]
-        out_words += words[pos:i]
         out_lower += lower[pos:i]
-        out_raw.append(raw[i + k - 1])  # keeps the punctuation that ends the phrase
-        out_words.append(token)
+        last = raw[i + k - 1]
+        out_raw.append(token + last[len(last.rstrip(_PUNCT)) :])
         out_lower.append(token)
         pos = i + k
     out_raw += raw[pos:]
-    out_words += words[pos:]
     out_lower += lower[pos:]
-    return out_raw, out_words, out_lower
+    return out_raw, out_lower
 
 
 _CLAUSE_END = frozenset(",.;:!?")
@@ -384,7 +440,7 @@ def _but_check(valences: dict[int, float], n: int, bi: int) -> float:
 
 def _idioms(valence: float, lower: list[str], i: int, n: int) -> float:
     """VADER's _special_idioms_check (called with i >= 3), skipped when no idiom word is near."""
-    if _IDIOM_WORDS.isdisjoint(lower[i - 3 : i + 3]):
+    if _IDIOM_MARKERS.isdisjoint(lower[i - 3 : i + 3]):
         return valence
     w3, w2, w1, w0 = lower[i - 3], lower[i - 2], lower[i - 1], lower[i]
     for seq in (f"{w1} {w0}", f"{w2} {w1} {w0}", f"{w2} {w1}", f"{w3} {w2} {w1}", f"{w3} {w2}"):
@@ -445,7 +501,7 @@ class SentimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    # 150 + 150 characters carry the tone of a message; each character scored costs ~0.12 µs.
+    # 150 + 150 characters carry the tone of a message; the cost grows with the length scored.
     max_chars: int = Field(
         300, ge=32, le=100_000, description="longer texts are scored on their first and last max_chars/2"
     )
