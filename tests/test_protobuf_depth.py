@@ -11,8 +11,8 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from inferline.otlp.json_codec import decode_json
 from inferline.otlp import protobuf
+from inferline.otlp.json_codec import decode_json
 from inferline.otlp.protobuf import MAX_VALUE_DEPTH, TooDeep, parse
 from tests.otlp_helpers import nested_request, nested_span
 
