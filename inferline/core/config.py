@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 class BatchSettings(BaseModel):
     max_rows: int = Field(10_000, ge=1, description="flush a table's batch at this many rows")
     # Between the two, a batch waits ~4x as long as recent inserts took (storage/flush_policy.py):
-    # quick acknowledgements where inserts are cheap, few inserts where they are dear.
+    # data queryable quickly where inserts are cheap, few inserts where they are dear.
     min_delay_s: float = Field(0.05, gt=0, description="shortest wait for a batch to fill")
     max_delay_s: float = Field(1.0, gt=0, description="longest wait for a batch to fill")
     max_pending_rows: int = Field(

@@ -3,10 +3,11 @@
 Every insert costs ClickHouse a fixed amount besides its rows: a part for each table and for each
 rollup view it feeds (measured ~60–100 ms of CPU per flush of our tables on a 2-vCPU machine,
 against ~20 µs per span of row work). Flushing on a fixed short delay spends that cost several
-times a second whatever the load; a long one makes every acknowledgement wait. So the delay
-follows the inserts: a batch waits `1 / fixed_share - 1` times as long as recent inserts took
-(4× by default), within [min_s, max_s]. Where inserts are cheap, acknowledgements come quickly;
-where they are dear, the inserts' fixed cost stays about a fifth of the time.
+times a second whatever the load; a long one keeps data out of queries for longer (senders do not
+wait for it: they are answered once the local log or Kafka has their data). So the delay follows
+the inserts: a batch waits `1 / fixed_share - 1` times as long as recent inserts took (4× by
+default), within [min_s, max_s]. Where inserts are cheap, data is queryable quickly; where they
+are dear, the inserts' fixed cost stays about a fifth of the time.
 """
 
 from __future__ import annotations
