@@ -406,9 +406,15 @@ class _Engine:
         out: list[list[tuple[int, int, int]]] = [[] for _ in texts]
         if not texts:
             return out
-        # The trailing space is the last text's end character for the literal scan.
-        joined = _SEPARATOR.join(texts) + " "
-        data = joined.encode("ascii") if joined.isascii() else joined.encode("ascii", "replace")
+        # Encoded one by one (most values are ASCII: a copy) rather than joined first: a joined
+        # `str` takes 4 bytes per character as soon as one value holds an emoji. The trailing
+        # space is the last text's end character for the literal scan.
+        data = (
+            _SEPARATOR_BYTES.join(
+                [t.encode("ascii") if t.isascii() else t.encode("ascii", "replace") for t in texts]
+            )
+            + b" "
+        )
         # Offset of each text in `data`, and one past its end.
         bases: list[int] = []
         ends: list[int] = []
@@ -528,6 +534,7 @@ def _checked_span(rule: Rule, m: re.Match[str], allow: frozenset[str]) -> tuple[
 # space; the line-spanning anchors (closings) need a line break or `\x01\x01`. The space is a word
 # end for the literal scan, the NUL is a non-word, non-left-context character like a text's start.
 _SEPARATOR = " \x00"
+_SEPARATOR_BYTES = _SEPARATOR.encode()
 
 # Characters that can follow a gazetteer word; '?' stands for any non-ASCII character, \x01 for a
 # blanked JSON escape.
@@ -607,6 +614,7 @@ class PiiMasker:
         self._never_keys = _KeyMatcher(never)
         self._mask_all = cfg.mask_all_attributes
         self._key_cache: dict[str, bool] = {}
+        self._masked_layouts: dict[tuple[str, ...], tuple[str, ...]] = {}  # attribute keys -> masked ones
         # Shared attribute maps (the resource's, one dict for all spans of a request) are masked
         # once per batch; each row that carries one still counts what it held.
         self._shared_counts: dict[int, dict[str, int]] | None = None
@@ -959,34 +967,51 @@ class PiiMasker:
 
     def _collect_value(self, value: Any, out: list[str], depth: int = 0) -> None:
         """The strings `mask_value(value, counts, MESSAGE_SKIP_KEYS)` scans."""
+        min_len = self._min_len
         if isinstance(value, str):
-            if len(value) >= self._min_len:
+            if len(value) >= min_len:
                 out.append(value)
             return
         if depth > MAX_DEPTH and isinstance(value, (list, dict)):
             raise TooDeep(f"structure nested deeper than {MAX_DEPTH}")
+        # String leaves inline: most nodes of a message are strings, a call each would double this.
         if isinstance(value, list):
             for item in value:
-                self._collect_value(item, out, depth + 1)
+                if isinstance(item, str):
+                    if len(item) >= min_len:
+                        out.append(item)
+                else:
+                    self._collect_value(item, out, depth + 1)
         elif isinstance(value, dict):
             for k, v in value.items():
-                if k not in MESSAGE_SKIP_KEYS:
+                if k in MESSAGE_SKIP_KEYS:
+                    continue
+                if isinstance(v, str):
+                    if len(v) >= min_len:
+                        out.append(v)
+                else:
                     self._collect_value(v, out, depth + 1)
 
     def _collect_attributes(self, attrs: dict[str, Any], out: list[str]) -> None:
-        """The values `_mask_attributes` scans."""
-        # `_mask_attributes`' test, inlined and reordered (cheapest first): this runs for every
-        # attribute of every row, ~30 per GenAI span.
+        """The values `_mask_attributes` scans (its test, reordered: cheapest first)."""
+        # The spans of one instrumentation carry the same keys in the same order, ~30 of them,
+        # mostly ids, enums and numbers: the masked keys are looked up once per key layout.
+        layout = tuple(attrs)
+        keys = self._masked_layouts.get(layout)
+        if keys is None:
+            if len(self._masked_layouts) > 4096:  # layouts are few; this only bounds abuse
+                self._masked_layouts.clear()
+            keys = self._masked_layouts[layout] = tuple(k for k in layout if self.key_masked(k))
         min_len = max(self._min_len, 6)  # `_not_text`: shorter values are never text
-        key_cache = self._key_cache
         not_text = _NOT_TEXT.fullmatch
-        for key, value in attrs.items():
-            if isinstance(value, str) and len(value) >= min_len:
-                masked = key_cache.get(key)
-                if masked is None:
-                    masked = self.key_masked(key)
-                if masked and (len(value) > 64 or not_text(value) is None):
-                    out.append(value)
+        for key in keys:
+            value = attrs[key]
+            if (
+                isinstance(value, str)
+                and len(value) >= min_len
+                and (len(value) > 64 or not_text(value) is None)
+            ):
+                out.append(value)
 
     def _collect_inference(self, row: Row, out: list[str], _resources: dict[int, list[str]]) -> None:
         for f in self.config.inference_fields:
