@@ -891,7 +891,11 @@ class PiiMasker:
         Collecting mirrors the walk's choice of values (same keys, same not-text and length
         checks); a row whose collection fails (an unexpected shape, nesting past MAX_DEPTH) is
         simply walked, so `_guard` handles it as before."""
-        rows: list[tuple[Row, list[str] | None]] = []
+        # One flat list of values and an end offset per row (-1: walk it), not a list per row: a
+        # few thousand containers alive for the whole batch would be promoted by the collector and
+        # bring on full collections of the (large) heap every few batches.
+        texts: list[str] = []
+        row_ends: list[int] = []
         resources: dict[int, list[str]] = {}
         collectors: tuple[tuple[list[Row], Any], ...] = (
             (batch.inferences, self._collect_inference),
@@ -901,22 +905,28 @@ class PiiMasker:
         )
         for batch_rows, collect in collectors:
             for row in batch_rows:
-                texts: list[str] | None = []
+                start = len(texts)
                 try:
                     collect(row, texts, resources)
                 except Exception:  # walked instead; `_guard` redacts it if it fails there too
-                    texts = None
-                rows.append((row, texts))
+                    del texts[start:]
+                    row_ends.append(-1)
+                else:
+                    row_ends.append(len(texts))
         # Each distinct value once, as `_scan_str` would scan it; the leaves of a JSON value that
         # is masked leaf by leaf are values of their own.
-        probes: dict[str, str | list[str] | None] = {}
-        pending = [t for _, texts in rows if texts for t in texts]
-        while pending:
-            t = pending.pop()
+        probes: dict[str, str | tuple[str, ...] | None] = {}
+        for t in texts:
             if t not in probes:
                 probe = probes[t] = self._probe(t)
-                if isinstance(probe, list):
-                    pending.extend(probe)
+                if isinstance(probe, tuple):
+                    pending = list(probe)
+                    while pending:
+                        leaf = pending.pop()
+                        if leaf not in probes:
+                            leaf_probe = probes[leaf] = self._probe(leaf)
+                            if isinstance(leaf_probe, tuple):
+                                pending.extend(leaf_probe)
         scan = list({p: None for p in probes.values() if isinstance(p, str) and p})
         prescanned: dict[str, list[tuple[int, int, str]]] = {}
         for text, found in zip(scan, self._engine.find_many(scan, self._allow), strict=True):
@@ -928,7 +938,7 @@ class PiiMasker:
             known = dirty_memo.get(t)
             if known is None:
                 probe = probes[t]
-                if isinstance(probe, list):
+                if isinstance(probe, tuple):
                     known = any(is_dirty(leaf) for leaf in probe)
                 else:
                     known = probe is None or bool(probe and prescanned[probe])
@@ -937,9 +947,19 @@ class PiiMasker:
 
         dirty = {t for t in probes if is_dirty(t)}
         self._clean_values = probes.keys() - dirty
-        return {id(row) for row, texts in rows if texts is not None and dirty.isdisjoint(texts)}
+        clean: set[int] = set()
+        ends = iter(row_ends)
+        start = 0
+        for batch_rows, _ in collectors:
+            for row in batch_rows:
+                end = next(ends)
+                if end >= 0:
+                    if dirty.isdisjoint(texts[start:end]):
+                        clean.add(id(row))
+                    start = end
+        return clean
 
-    def _probe(self, s: str) -> str | list[str] | None:
+    def _probe(self, s: str) -> str | tuple[str, ...] | None:
         """What `_scan_str` scans for `s`: `s` itself, a JSON text with its escapes blanked,
         `_SKIPPED` for inline data, the string leaves of a JSON value masked leaf by leaf (escaped
         accented letters), or None when `s` must be walked to know (a parse the walk would fail)."""
@@ -961,7 +981,7 @@ class PiiMasker:
                     self._collect_value(obj, leaves)
                 except Exception:  # too deep: the walk redacts the row
                     return None
-                return leaves
+                return tuple(leaves)
             return _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
         return s
 
