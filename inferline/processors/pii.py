@@ -817,9 +817,24 @@ class PiiMasker:
             self._key_cache[key] = hit
         return hit
 
+    def _masked_keys_of(self, attrs: dict[str, Any]) -> tuple[str, ...]:
+        """The keys of `attrs` whose values are scanned, in order. The spans of one
+        instrumentation carry the same keys in the same order, ~20-30 of them, mostly ids, enums
+        and numbers: the answer is remembered per key layout."""
+        layout = tuple(attrs)
+        keys = self._masked_layouts.get(layout)
+        if keys is None:
+            if len(self._masked_layouts) > 4096:  # layouts are few; this only bounds abuse
+                self._masked_layouts.clear()
+            keys = self._masked_layouts[layout] = tuple(
+                k for k in layout if isinstance(k, str) and self.key_masked(k)
+            )
+        return keys
+
     def _mask_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
-        for key, value in attrs.items():
-            if isinstance(value, str) and not _not_text(value) and self.key_masked(key):
+        for key in self._masked_keys_of(attrs):
+            value = attrs[key]
+            if isinstance(value, str) and not _not_text(value):
                 new = self._mask_str(value, counts, MESSAGE_SKIP_KEYS)
                 if new is not value:
                     attrs[key] = new
@@ -1014,14 +1029,7 @@ class PiiMasker:
 
     def _collect_attributes(self, attrs: dict[str, Any], out: list[str]) -> None:
         """The values `_mask_attributes` scans (its test, reordered: cheapest first)."""
-        # The spans of one instrumentation carry the same keys in the same order, ~30 of them,
-        # mostly ids, enums and numbers: the masked keys are looked up once per key layout.
-        layout = tuple(attrs)
-        keys = self._masked_layouts.get(layout)
-        if keys is None:
-            if len(self._masked_layouts) > 4096:  # layouts are few; this only bounds abuse
-                self._masked_layouts.clear()
-            keys = self._masked_layouts[layout] = tuple(k for k in layout if self.key_masked(k))
+        keys = self._masked_keys_of(attrs)
         min_len = max(self._min_len, 6)  # `_not_text`: shorter values are never text
         not_text = _NOT_TEXT.fullmatch
         for key in keys:
