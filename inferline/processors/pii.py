@@ -18,6 +18,11 @@ Without Hyperscan (not importable, or a pattern it cannot compile) the same exac
 with `finditer` over the whole text, each gated by a substring prefilter ('@', '://', 'sk-', a
 digit, ...). Same results, roughly 15-30x slower.
 
+The processor (`PiiMasker.process`) scans a whole batch at once: every value the row walk would
+scan, each distinct one once, joined into one buffer for one call per Hyperscan database
+(`_Engine.find_many`, reports mapped back to their value); only the rows with a detection are then
+walked. A call per value cost ~0.5 µs of fixed overhead each, ~10 per GenAI span.
+
 Structured values (JSON strings in attributes, log bodies, tool-call arguments) are parsed and
 their string leaves masked, so a mask never lands inside a JSON escape (`\\njane@x.com`). The
 parse happens only when a scan of the raw string (escapes blanked) finds something.
