@@ -670,3 +670,15 @@ def test_batch_scan_is_off_with_custom_patterns() -> None:
     # A user's regex might match across the separator of the joined texts.
     masker = PiiMasker(PiiConfig(custom_patterns=[{"name": "emp", "regex": r"EMP-\d{6}"}]))
     assert not masker._batch_scan
+
+
+def test_a_failed_batch_scan_falls_back_to_a_scan_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    masker = PiiMasker()
+
+    def boom(texts: list[str], allow: frozenset[str]) -> list[list[tuple[int, int, int]]]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(masker._engine, "find_many", boom)
+    batch = _batch()
+    masker.process(batch)
+    assert batch.inferences[0]["pii_found"] and EMAIL not in str(batch.inferences[0]["prompt_messages"])

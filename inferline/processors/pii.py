@@ -37,6 +37,7 @@ import re
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from types import ModuleType
 from typing import Any, Literal, NamedTuple
 
@@ -876,7 +877,15 @@ class PiiMasker:
         # Counts of what the receiver already masked (INFERLINE_MASK_AT_RECEIVER), by span.
         carried = {row["SpanId"]: c for row in batch.spans if (c := _carried(row.get("SpanAttributes")))}
         # Most rows hold nothing to mask: found by one scan of the whole batch, they are not walked.
-        clean = self._prescan(batch) if self._batch_scan else _NO_ROWS
+        clean: AbstractSet[int] = _NO_ROWS
+        if self._batch_scan:
+            try:
+                clean = self._prescan(batch)
+            except Exception:
+                # Not a reason to fail the batch: every row is walked and scanned on its own, and
+                # `_guard` redacts the rows that fail there too.
+                log.warning("pii: the batch pre-scan failed; scanning row by row", exc_info=True)
+                self._prescanned = self._clean_values = None
         for row in batch.inferences:
             if id(row) in clean:
                 row["pii_found"] = {}
