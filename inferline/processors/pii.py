@@ -744,8 +744,9 @@ class PiiMasker:
     def _mask_str(self, s: str, counts: dict[str, int], json_skip_keys: frozenset[str]) -> str:
         if len(s) < self._min_len:
             return s
-        if self._clean_values is not None and s in self._clean_values:
-            return s  # the batch's pre-scan found nothing in it
+        clean = self._clean_values
+        if clean is not None and json_skip_keys is MESSAGE_SKIP_KEYS and s in clean:
+            return s  # the batch's pre-scan (which skips these keys in JSON) found nothing in it
         memo = self._memo
         if memo is None or len(s) < _MEMO_MIN_LEN:
             return self._scan_str(s, counts, json_skip_keys)
