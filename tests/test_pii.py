@@ -613,3 +613,72 @@ def test_pathological_rows_do_not_fail_the_batch(masker: PiiMasker) -> None:
     assert EMAIL not in str(batch.inferences[1]["prompt_messages"])
     assert "jane@example.com" not in batch.spans[0]["SpanAttributes"]["gen_ai.input.messages"]
     assert batch.logs[0]["PiiFound"]["PERSON"] > 0
+
+
+# --- the batch pre-scan (one Hyperscan scan per batch) gives what a scan per value gives ----------
+
+_EDGES = [
+    "4111 1111 1111 1111",  # a number at a value's very start (left context at the separator)
+    "+1 415 555 0132",
+    "203.0.113.42",
+    "Best regards,\nAnna",  # a given name at a value's very end (the literal scan's end character)
+    "Thanks, Anna",
+    "lives at 12 rue",  # an anchor that would end in the separator's space
+    "Hi de",
+    "merci élodie, à bientôt",  # all lower case: no name scan
+    "://user:pass",  # URL credentials cut at the value's end
+    "user:pass@host.example.com",
+    '{"content": "Am\\u00e9lie Dubois, jane@example.com"}',  # masked leaf by leaf
+    '{"content": "Am\\u00e9lie sagt hallo"}',
+    '[{"role": "user", "content": "mail\\njane@example.com"}]',  # masked in place
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk",
+    "mail jane@example.com \ud800 from Anna Schmidt \udfff",
+]
+
+
+def _scan_batch(texts: list[str]) -> Batch:
+    return Batch(
+        inferences=[{"prompt_messages": [{"role": "user", "content": t}]} for t in texts],
+        spans=[
+            {"SpanAttributes": {"app.note": t, "gen_ai.request.model": "gpt-4o"}, "StatusMessage": t}
+            for t in texts
+        ],
+        logs=[{"Body": t, "LogAttributes": {"note": t}} for t in reversed(texts)],
+        scores=[{"explanation": t} for t in texts],
+    )
+
+
+def test_batch_scan_gives_the_same_rows_as_a_scan_per_value() -> None:
+    texts = [t for t, *_ in POSITIVES] + list(NEGATIVES) + [t for t, *_ in MULTILINGUAL] + _EDGES
+    texts += [json.dumps({"content": t}) for t in texts] + [
+        json.dumps({"content": t}, ensure_ascii=False) for t in texts
+    ]
+    masker = PiiMasker()
+    assert masker._batch_scan
+    per_value = PiiMasker()
+    per_value._batch_scan = False
+    a, b = _scan_batch(texts), _scan_batch(texts)
+    masker.process(a)
+    per_value.process(b)
+    assert a == b
+    assert any(row["pii_found"] for row in a.inferences) and any(not row["pii_found"] for row in a.inferences)
+    engine = masker._engine
+    assert engine.find_many(texts, frozenset()) == [engine.find(t, frozenset()) for t in texts]
+
+
+def test_batch_scan_is_off_with_custom_patterns() -> None:
+    # A user's regex might match across the separator of the joined texts.
+    masker = PiiMasker(PiiConfig(custom_patterns=[{"name": "emp", "regex": r"EMP-\d{6}"}]))
+    assert not masker._batch_scan
+
+
+def test_a_failed_batch_scan_falls_back_to_a_scan_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    masker = PiiMasker()
+
+    def boom(texts: list[str], allow: frozenset[str]) -> list[list[tuple[int, int, int]]]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(masker._engine, "find_many", boom)
+    batch = _batch()
+    masker.process(batch)
+    assert batch.inferences[0]["pii_found"] and EMAIL not in str(batch.inferences[0]["prompt_messages"])

@@ -6,12 +6,14 @@ type, precision per type, and lookalikes that must come back unchanged.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
+from inferline.core.records import Batch
 from inferline.processors.pii import PiiMasker
 
 pytestmark = pytest.mark.unit
@@ -132,3 +134,27 @@ def test_unseen_sample() -> None:
     )
     assert result.recall["PERSON"] >= 0.9 and result.recall["ADDRESS"] >= 0.9
     assert result.lookalike_precision >= 0.9
+
+
+def test_batch_scan_masks_the_corpus_as_a_scan_per_value() -> None:
+    """The processor scans a whole batch at once (`_Engine.find_many`): over the corpus, as chat
+    content, a span attribute (plain and JSON) and a log body, the rows are those of a scan per value."""
+    texts = [line.text for line in _corpus()]
+
+    def batch() -> Batch:
+        return Batch(
+            inferences=[{"prompt_messages": [{"role": "user", "content": t}]} for t in texts],
+            spans=[
+                {"SpanAttributes": {"app.note": t, "gen_ai.input.messages": json.dumps([{"content": t}])}}
+                for t in texts
+            ],
+            logs=[{"Body": t, "LogAttributes": {}} for t in texts],
+        )
+
+    batched, per_value = PiiMasker(), PiiMasker()
+    per_value._batch_scan = False
+    a, b = batch(), batch()
+    batched.process(a)
+    per_value.process(b)
+    assert a == b
+    assert sum(bool(row["pii_found"]) for row in a.inferences) > len(texts) // 2
