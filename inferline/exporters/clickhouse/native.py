@@ -9,6 +9,8 @@ concatenate into one valid Native stream.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -27,14 +29,25 @@ from inferline.storage.schema import JSON_COLUMNS, Column, Table
 log = structlog.get_logger()
 
 
-def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[list[Any]]]:
+def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[Sequence[Any]]]:
+    insert_columns = table.insert_columns
+    columns: list[Sequence[Any]]
+    try:
+        # Rows from the processor chain carry every column: transposed at C speed (~2.5x faster
+        # than a .get per value, bench stage "encode Native blocks").
+        columns = list(zip(*map(_getter(table), rows), strict=True)) if rows else []
+    except KeyError:  # rows from elsewhere (feedback, ledger, tests) may leave columns out
+        columns = [[row.get(c.name, c.empty) for row in rows] for c in insert_columns]
+    if not columns:
+        columns = [() for _ in insert_columns]
     names, data = [], []
-    for col in table.insert_columns:
+    for col, values in zip(insert_columns, columns, strict=True):
         name, empty = col.name, col.empty
-        values = [row.get(name, empty) for row in rows]
         if name in JSON_COLUMNS:
-            values = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
-        elif empty is not None:  # NULL is only legal in Nullable columns
+            # Bytes all through: the String serialiser writes bytes as they are, so orjson's
+            # output is not decoded to str only to be encoded back.
+            values = [v.encode() if isinstance(v, str) else orjson.dumps(v) for v in values]
+        elif empty is not None and None in values:  # NULL is only legal in Nullable columns
             values = [empty if v is None else v for v in values]
         limits = col.limits
         if limits is not None and values:
@@ -44,7 +57,16 @@ def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[list[Any]
     return names, data
 
 
-def _fit(table: str, col: Column, values: list[Any], limits: tuple[Any, Any]) -> list[Any]:
+@cache
+def _getter(table: Table) -> Callable[[Row], tuple[Any, ...]]:
+    """A row's values in insert-column order (KeyError when one is missing)."""
+    names = [c.name for c in table.insert_columns]
+    if len(names) == 1:  # itemgetter of one name returns the value, not a 1-tuple
+        return lambda row: (row[names[0]],)
+    return operator.itemgetter(*names)
+
+
+def _fit(table: str, col: Column, values: Sequence[Any], limits: tuple[Any, Any]) -> Sequence[Any]:
     """Values the column cannot hold (a token count of 1e25, a severity of 300) become the empty
     value, counted in a metric: one absurd value must not fail the insert of everyone's batch.
     The common case, everything in range, costs a min() and a max() at C speed."""
