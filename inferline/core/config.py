@@ -139,6 +139,9 @@ class KafkaSettings(BaseModel):
     enriched_partitions: int = Field(12, ge=1)
     replication_factor: int = Field(1, ge=1)
     partition_key: Literal["trace_id", "none"] = "trace_id"
+    # Enriched topics: many records per message (schema version 2), or one (version 1, keyed by
+    # trace id) for consumers that need a record per message. docs/kafka-topics.md.
+    enriched_format: Literal["ndjson", "json"] = "ndjson"
     max_message_bytes: int = Field(1_000_000, ge=10_000, description="the broker's message.max.bytes or less")
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
     linger_ms: int = Field(5, ge=0)
