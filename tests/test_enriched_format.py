@@ -129,3 +129,20 @@ def test_the_writer_reads_both_versions_and_dead_letters_a_bad_line_alone() -> N
     [(_, _, _, h)] = sent
     assert b"unsupported schema-version" in h["inferline-dlq-error"]
     assert "inferline-dlq-source-line" not in h
+
+
+def test_the_writer_waits_longer_for_a_batch_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kafka mode's writer flushes at most every `kafka.writer_max_delay_s` (5 s) by default; an
+    explicit INFERLINE_BATCH__MAX_DELAY_S still applies to it."""
+    from inferline.core.config import Settings
+
+    def max_delay() -> float:
+        writer = WriterRole(Settings(), "localhost:9092", SimpleNamespace())  # type: ignore[arg-type]
+        return writer._exporter._delay._max_s
+
+    monkeypatch.delenv("INFERLINE_BATCH__MAX_DELAY_S", raising=False)
+    assert max_delay() == 5.0
+    monkeypatch.setenv("INFERLINE_KAFKA__WRITER_MAX_DELAY_S", "3")
+    assert max_delay() == 3.0
+    monkeypatch.setenv("INFERLINE_BATCH__MAX_DELAY_S", "0.2")
+    assert max_delay() == 0.2

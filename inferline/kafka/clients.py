@@ -121,6 +121,10 @@ def make_producer(ks: KafkaSettings, bootstrap: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         compression_type=_compression(ks.compression),
         max_request_size=ks.max_message_bytes + MESSAGE_OVERHEAD,
+        # One record batch per partition and request, up to the largest request (aiokafka's
+        # default, 16 KiB, is ~3 raw messages of a GenAI trace: a batch, its compression frame,
+        # its CRC and its delivery future per handful of messages).
+        max_batch_size=ks.max_message_bytes + MESSAGE_OVERHEAD,
         linger_ms=ks.linger_ms,
         request_timeout_ms=int(ks.delivery_timeout_s * 1000),
     )

@@ -108,11 +108,14 @@ class WriterRole:
         self._consumer: AIOKafkaConsumer
         self._producer: AIOKafkaProducer  # dead letters only
         self._plans = ClickHousePlans(client, self._database, self._group)
+        batch = settings.batch
+        if "max_delay_s" not in batch.model_fields_set:  # not chosen: the writer's own default
+            batch = batch.model_copy(update={"max_delay_s": ks.writer_max_delay_s})
         self._exporter = ClickHouseExporter(
             Inserter(client, self._database),
             self._plans,
             self._stored,
-            settings.batch,
+            batch,
             before_insert=self._keep_new_inferences,
         )
         self._positions: dict[TopicPartition, int] = {}  # next offset to deliver, per partition
