@@ -22,6 +22,7 @@ from typing import Any
 
 import confluent_kafka
 import httpx
+import orjson
 import pytest
 
 from inferline.core.config import KafkaSettings
@@ -312,6 +313,18 @@ def consume(
 ) -> list[confluent_kafka.Message]:
     """A downstream consumer as a user would write it (confluent-kafka, its own group): the first
     `count` messages on `topic` that `matches`, or fewer if `timeout` runs out."""
+    found: list[confluent_kafka.Message] = []
+    for m in _downstream(bootstrap, topic, timeout, lambda: len(found) >= count):
+        if matches(m):
+            found.append(m)
+    return found
+
+
+def _downstream(
+    bootstrap: str, topic: str, timeout: float, done: Callable[[], bool]
+) -> Iterator[confluent_kafka.Message]:
+    """The messages on `topic` from the earliest (a consumer group of its own), until `done()` or
+    `timeout` runs out."""
     consumer = confluent_kafka.Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -321,16 +334,14 @@ def consume(
         }
     )
     consumer.subscribe([topic])
-    found: list[confluent_kafka.Message] = []
     deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and len(found) < count:
+        while time.monotonic() < deadline and not done():
             m = consumer.poll(0.5)
-            if m is not None and not m.error() and matches(m):
-                found.append(m)
+            if m is not None and not m.error():
+                yield m
     finally:
         consumer.close()
-    return found
 
 
 def value_of(m: confluent_kafka.Message) -> bytes:
@@ -355,3 +366,47 @@ def keyed(trace_id: str) -> Callable[[confluent_kafka.Message], bool]:
     """Messages keyed by this trace id."""
     key = trace_id.encode()
     return lambda m: m.key() == key
+
+
+@dataclass
+class EnrichedRecord:
+    """One record of an enriched topic, as a downstream consumer reads it: a whole message
+    (schema version 1) or one line of one (version 2, NDJSON)."""
+
+    row: dict[str, Any]
+    value: bytes  # the record's JSON
+    headers: dict[str, bytes]  # its message's
+    key: bytes | None  # its message's
+    partition: int | None
+
+
+def records_of(m: confluent_kafka.Message) -> list[EnrichedRecord]:
+    """The records of an enriched message, by its `schema-version` header (docs/kafka-topics.md)."""
+    headers = headers_of(m)
+    value = value_of(m)
+    if headers.get("schema-version") == b"2":
+        assert headers["content-type"] == b"application/x-ndjson"
+        lines = [line for line in value.split(b"\n") if line.strip()]
+    else:
+        lines = [value]
+    return [EnrichedRecord(orjson.loads(line), line, headers, m.key(), m.partition()) for line in lines]
+
+
+def consume_records(
+    bootstrap: str,
+    topic: str,
+    matches: Callable[[EnrichedRecord], bool],
+    count: int = 1,
+    timeout: float = 60,
+) -> list[EnrichedRecord]:
+    """The first `count` records on enriched `topic` that `matches`, or fewer if `timeout` runs
+    out (a downstream consumer, as `consume`)."""
+    found: list[EnrichedRecord] = []
+    for m in _downstream(bootstrap, topic, timeout, lambda: len(found) >= count):
+        found.extend(r for r in records_of(m) if matches(r))
+    return found[:count]
+
+
+def of_trace(trace_id: str) -> Callable[[EnrichedRecord], bool]:
+    """Enriched records of this trace (whichever of the two id columns its table has)."""
+    return lambda r: trace_id in (r.row.get("trace_id"), r.row.get("TraceId"))

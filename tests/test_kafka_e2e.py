@@ -25,8 +25,10 @@ from tests.kafka_helpers import (
     Backend,
     Role,
     consume,
+    consume_records,
     headers_of,
     keyed,
+    of_trace,
     role_env,
     start_backend,
     value_of,
@@ -127,16 +129,14 @@ def _export(receiver: Role, genai_count: int, plain_count: int) -> tuple[int, se
 
 def _enriched_inferences(bootstrap: str, ids: set[str]) -> list[dict]:
     """Downstream: the enriched inferences, read by a different Kafka client than ours."""
-    got = consume(bootstrap, INFERENCES, lambda m: orjson.loads(value_of(m))["inference_id"] in ids, len(ids))
+    got = consume_records(bootstrap, INFERENCES, lambda r: r.row["inference_id"] in ids, len(ids))
     assert len(got) == len(ids)
-    records = []
-    for m in got:
-        record = orjson.loads(value_of(m))
-        assert headers_of(m)["schema-version"] == b"1"
-        assert headers_of(m)["record-kind"] == b"inference"
-        assert m.key() == record["trace_id"].encode()
-        records.append(record)
-    return records
+    for r in got:  # schema version 2: many records per message, one JSON object a line
+        assert r.headers["schema-version"] == b"2"
+        assert r.headers["content-type"] == b"application/x-ndjson"
+        assert r.headers["record-kind"] == b"inference"
+        assert r.headers["inferline-project"] == PROJECT.encode()
+    return [r.row for r in got]
 
 
 def test_end_to_end_with_the_writer_killed_and_restarted(pipeline: Pipeline) -> None:
@@ -214,9 +214,9 @@ def test_garbage_raw_message_goes_to_dlq_and_processing_continues(pipeline: Pipe
     assert h["inferline-project"] == PROJECT.encode()
     assert dead[0].key() == b"junk"
 
-    after = consume(p.backend.bootstrap, SPANS, lambda m: orjson.loads(value_of(m))["TraceId"] == trace_id)
+    after = consume_records(p.backend.bootstrap, SPANS, of_trace(trace_id))
     assert len(after) == 1
-    assert headers_of(after[0])["record-kind"] == b"span"
+    assert after[0].headers["record-kind"] == b"span"
 
 
 def test_unknown_key_is_refused(pipeline: Pipeline) -> None:
@@ -247,22 +247,23 @@ def test_no_pii_in_raw_or_enriched_topics(pipeline: Pipeline) -> None:
         assert r.status_code == 200, r.text
 
     bootstrap = pipeline.backend.bootstrap
-    ours = keyed(trace_id)
-    messages = {
-        topic: consume(bootstrap, topic, ours)
-        for topic in ("otlp_spans", "otlp_logs", INFERENCES, SPANS, "inferline.logs")
+    raw = {topic: consume(bootstrap, topic, keyed(trace_id)) for topic in ("otlp_spans", "otlp_logs")}
+    records = {
+        topic: consume_records(bootstrap, topic, of_trace(trace_id))
+        for topic in (INFERENCES, SPANS, "inferline.logs")
     }
-    for topic, found in messages.items():
+    for topic, found in (raw | records).items():
         assert found, f"nothing for the trace on {topic}"
-    everything = b"".join(value_of(m) for found in messages.values() for m in found)
+    everything = b"".join(value_of(m) for found in raw.values() for m in found)
+    everything += b"".join(r.value for found in records.values() for r in found)
     for kind, value in PII.items():
         assert value.encode() not in everything, f"{kind} reached Kafka"
-    enriched = b"".join(value_of(m) for m in messages[INFERENCES])
+    enriched = b"".join(r.value for r in records[INFERENCES])
     for lookalike in LOOKALIKES:
         assert lookalike.encode() in enriched, f"lookalike {lookalike!r} was altered"
     assert b"<CREDIT_CARD>" in enriched and b"<EMAIL>" in everything
     # Masked at the receiver, still counted: the counts travelled with the span.
-    assert orjson.loads(value_of(messages[INFERENCES][0]))["pii_found"]["CREDIT_CARD"] == 1
+    assert records[INFERENCES][0].row["pii_found"]["CREDIT_CARD"] == 1
 
 
 def test_a_row_clickhouse_would_refuse_goes_to_the_dlq_and_the_writer_goes_on(pipeline: Pipeline) -> None:
@@ -307,12 +308,12 @@ def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(
     )
     producer.flush(10)
 
-    ours = keyed(trace_id)
-    enriched = [m for topic in (INFERENCES, SPANS) for m in consume(pipeline.backend.bootstrap, topic, ours)]
+    bootstrap = pipeline.backend.bootstrap
+    enriched = [
+        r for topic in (INFERENCES, SPANS) for r in consume_records(bootstrap, topic, of_trace(trace_id))
+    ]
     assert len(enriched) == 2
-    inference = orjson.loads(
-        value_of(enriched[0]) if b"inference_id" in value_of(enriched[0]) else value_of(enriched[1])
-    )
+    inference = enriched[0].row
     assert inference["pii_found"]["EMAIL"] == 1 and inference["pii_found"]["CREDIT_CARD"] == 1
     assert wait_for(
         lambda: (
@@ -323,7 +324,7 @@ def test_processor_masks_what_a_collector_publishes_and_clickhouse_holds_no_pii(
         pipeline.writer.sql(f"SELECT * FROM {table} WHERE {column} = '{trace_id}' FORMAT JSONEachRow", KEY)
         for table, column in (("llm_inferences", "trace_id"), ("otel_traces", "TraceId"))
     )
-    everything = b"".join(value_of(m) for m in enriched).decode() + stored
+    everything = b"".join(r.value for r in enriched).decode() + stored
     for kind, value in PII.items():
         assert value not in everything, f"{kind} reached the enriched topics or ClickHouse"
     for lookalike in LOOKALIKES:
@@ -366,9 +367,9 @@ def test_evaluation_scores_travel_their_topic_and_the_writer_stores_them(pipelin
     )
     assert r.status_code == 200, r.text
 
-    messages = consume(pipeline.backend.bootstrap, SCORES, keyed(trace_id), 2)
-    assert {headers_of(m)["record-kind"] for m in messages} == {b"score"}
-    assert {orjson.loads(value_of(m))["name"] for m in messages} == {"relevance", "hallucination"}
+    records = consume_records(pipeline.backend.bootstrap, SCORES, of_trace(trace_id), 2)
+    assert {r.headers["record-kind"] for r in records} == {b"score"}
+    assert {r.row["name"] for r in records} == {"relevance", "hallucination"}
     query = (
         f"SELECT name, value, label, toString(inference_id) FROM scores FINAL WHERE trace_id = '{trace_id}' "
         "ORDER BY name FORMAT TSV"

@@ -18,7 +18,7 @@ import pytest
 
 from inferline.processors.normalise import inference_id
 from tests.conftest import wait_for
-from tests.kafka_helpers import Backend, Role, consume, keyed, role_env, start_backend, value_of
+from tests.kafka_helpers import Backend, Role, consume_records, of_trace, role_env, start_backend
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(240)]
@@ -99,7 +99,7 @@ def _send_span(receiver: Role, trace_id: str, span_id: str) -> None:
 
 def _consume(bootstrap: str, topic: str, trace_id: str, count: int, timeout: float = 60) -> list[dict]:
     """The enriched records of one trace on `topic`, decoded."""
-    return [orjson.loads(value_of(m)) for m in consume(bootstrap, topic, keyed(trace_id), count, timeout)]
+    return [r.row for r in consume_records(bootstrap, topic, of_trace(trace_id), count, timeout)]
 
 
 def _restart_processor(p: Pipeline) -> None:

@@ -44,8 +44,7 @@ def test_enriched_inference_with_new_columns_decodes_in_the_writer() -> None:
         headers=[], value=encode_row(row), topic="inferline.inferences", offset=0, key=None
     )
     fake_writer: Any = SimpleNamespace()  # a valid row never touches the writer's producer
-    decoded = asyncio.run(WriterRole._decode(fake_writer, message, LLM_INFERENCES))
-    assert decoded is not None
+    [decoded] = asyncio.run(WriterRole._decode(fake_writer, message, LLM_INFERENCES))
     assert decoded["provided_cost_usd"] == Decimal("0.01")
     assert decoded["total_cost_usd"] == Decimal("0.00002475") and decoded["price_status"] == "priced"
     assert decoded["usage_details"] == {"input.image": 20}

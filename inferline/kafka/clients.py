@@ -28,19 +28,22 @@ log = structlog.get_logger()
 
 Client = TypeVar("Client", AIOKafkaProducer, AIOKafkaConsumer)
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"1"  # one JSON record per message (`enriched_format: json`)
+SCHEMA_VERSION_NDJSON = b"2"  # many records per message, one JSON object a line (`ndjson`)
 H_SCHEMA = "schema-version"
 H_KIND = "record-kind"
 H_CONTENT_TYPE = "content-type"
 KIND_INFERENCE, KIND_SPAN, KIND_LOG, KIND_LEDGER = b"inference", b"span", b"log", b"ledger"
 KIND_SCORE = b"score"
 JSON = b"application/json"
+NDJSON = b"application/x-ndjson"
 # Dead-letter headers (Kafka Connect style: the original value and headers are kept as they were).
 H_DLQ_ERROR = "inferline-dlq-error"
 H_DLQ_STAGE = "inferline-dlq-stage"
 H_DLQ_TOPIC = "inferline-dlq-source-topic"
 H_DLQ_PARTITION = "inferline-dlq-source-partition"
 H_DLQ_OFFSET = "inferline-dlq-source-offset"
+H_DLQ_LINE = "inferline-dlq-source-line"  # a schema version 2 record: its line in the message, from 0
 
 # Producer request overhead on top of the value (record batch header, key, headers): the value
 # budget is max_message_bytes minus this, so a split message never trips the broker limit.
@@ -118,6 +121,10 @@ def make_producer(ks: KafkaSettings, bootstrap: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         compression_type=_compression(ks.compression),
         max_request_size=ks.max_message_bytes + MESSAGE_OVERHEAD,
+        # One record batch per partition and request, up to the largest request (aiokafka's
+        # default, 16 KiB, is ~3 raw messages of a GenAI trace: a batch, its compression frame,
+        # its CRC and its delivery future per handful of messages).
+        max_batch_size=ks.max_message_bytes + MESSAGE_OVERHEAD,
         linger_ms=ks.linger_ms,
         request_timeout_ms=int(ks.delivery_timeout_s * 1000),
     )

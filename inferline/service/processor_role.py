@@ -1,6 +1,7 @@
 """The processor role: raw topics (otlp_proto) → the same processing as embedded mode (flatten,
 `ProcessorChain`, in the same worker processes: `inferline.service.workers`) → one JSON message
-per record on the enriched topic of its kind.
+per record, or many records per message (`inferline.exporters.kafka.enriched`), on the enriched
+topic of its kind.
 
 A raw partition always goes to the same worker (partition mod workers), and the receiver keys
 both raw topics by trace id, so a trace's spans and log records meet in one worker's join.
@@ -39,7 +40,13 @@ from inferline.core import metrics
 from inferline.core.config import Settings
 from inferline.core.ledger import HEADER as LEDGER_HEADER
 from inferline.core.records import LEDGER, LOGS, SPANS, SourceEntry
-from inferline.exporters.kafka.enriched import EnrichedMessages, Message
+from inferline.exporters.kafka.enriched import (
+    Enriched,
+    EnrichedLines,
+    EnrichedMessages,
+    Message,
+    ndjson_messages,
+)
 from inferline.kafka.clients import (
     BrokerWatch,
     dead_letter_headers,
@@ -94,7 +101,9 @@ class ProcessorRole:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self._ks = ks = settings.kafka
         encoder = EnrichedMessages.for_topics(ks)
-        self._processing: InThread[list[Message]] | WorkerProcesses[list[Message]]
+        self._max_value_bytes = encoder.max_value_bytes
+        self._spread = 0  # where this batch's records without a trace id go (round robin)
+        self._processing: InThread[Enriched] | WorkerProcesses[Enriched]
         if settings.resolved_workers:
             self._processing = WorkerProcesses(
                 settings.processors, settings.resolved_workers, encoder, settings.log_level
@@ -196,8 +205,16 @@ class ProcessorRole:
         results = await asyncio.gather(
             *(self._processing.process(w, [entry for _, entry in run]) for w, run in runs.items())
         )
+        self._spread += 1
         for (worker, run), processed in zip(runs.items(), results, strict=True):
-            outgoing += processed.output
+            for item in processed.output:
+                if isinstance(item, EnrichedLines):
+                    partitions = len(await self._producer.partitions_for(item.topic))
+                    outgoing += ndjson_messages(
+                        item, partitions, self._spread, self._ks.project_header, self._max_value_bytes
+                    )
+                else:
+                    outgoing.append(item)
             self._held[worker] = processed.held
             for failure in processed.failed:
                 outgoing.append(
@@ -213,7 +230,10 @@ class ProcessorRole:
         loop = asyncio.get_running_loop()
         try:
             send = self._producer.send
-            acks = [await send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages]
+            acks = [
+                await send(m.topic, m.value, key=m.key, headers=m.headers, partition=m.partition)
+                for m in messages
+            ]
         except Exception as e:  # settled (and sent again) like a failed acknowledgement
             failed: asyncio.Future[Any] = loop.create_future()
             failed.set_exception(e)

@@ -33,8 +33,10 @@ from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.clickhouse.plans import ClickHousePlans
 from inferline.kafka.clients import (
+    H_DLQ_LINE,
     H_SCHEMA,
     SCHEMA_VERSION,
+    SCHEMA_VERSION_NDJSON,
     BrokerWatch,
     cluster_id,
     dead_letter_headers,
@@ -55,6 +57,25 @@ _DECIMAL_COLUMNS = {
     t.name: tuple(c.name for c in t.columns if "Decimal" in c.type)
     for t in (LLM_INFERENCES, OTEL_TRACES, OTEL_LOGS, SCORES, INGEST_LEDGER)
 }
+
+
+class _InvalidRow(ValueError):
+    """A record ClickHouse would refuse (a value of the wrong type for its column)."""
+
+
+def _checked_row(value: bytes, table: Table) -> Row:
+    """One record's JSON as the row to insert; raises if it is not one ClickHouse would take."""
+    row = orjson.loads(value)
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    for col in _DECIMAL_COLUMNS[table.name]:
+        v = row.get(col)
+        if v is not None:
+            row[col] = Decimal(v)
+    problem = table.problem(row)
+    if problem:  # ClickHouse would refuse it, and with it everyone's batch: dead-letter it
+        raise _InvalidRow(problem)
+    return row
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -87,11 +108,14 @@ class WriterRole:
         self._consumer: AIOKafkaConsumer
         self._producer: AIOKafkaProducer  # dead letters only
         self._plans = ClickHousePlans(client, self._database, self._group)
+        batch = settings.batch
+        if "max_delay_s" not in batch.model_fields_set:  # not chosen: the writer's own default
+            batch = batch.model_copy(update={"max_delay_s": ks.writer_max_delay_s})
         self._exporter = ClickHouseExporter(
             Inserter(client, self._database),
             self._plans,
             self._stored,
-            settings.batch,
+            batch,
             before_insert=self._keep_new_inferences,
         )
         self._positions: dict[TopicPartition, int] = {}  # next offset to deliver, per partition
@@ -213,7 +237,9 @@ class WriterRole:
                 await asyncio.sleep(0.02)
                 return
         table = self._tables[tp.topic]
-        rows = [row for m in records if (row := await self._decode(m, table)) is not None]
+        rows: list[Row] = []
+        for m in records:
+            rows += await self._decode(m, table)
         batch = Batch(
             inferences=rows if table is LLM_INFERENCES else [],
             spans=rows if table is OTEL_TRACES else [],
@@ -225,34 +251,53 @@ class WriterRole:
         await self._exporter.consume(Delivery(tp, position, end, batch))
         self._positions[tp] = end
 
-    async def _decode(self, m: ConsumerRecord, table: Table) -> Row | None:
-        reason = "decode"  # the `reason` label of inferline_dlq_records_total
-        try:
-            version = header(m.headers, H_SCHEMA)
-            if version is not None and version != SCHEMA_VERSION:
-                raise ValueError(f"unsupported schema-version {version!r}")
-            row = orjson.loads(m.value)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-            for col in _DECIMAL_COLUMNS[table.name]:
-                v = row.get(col)
-                if v is not None:
-                    row[col] = Decimal(v)
-            problem = table.problem(row)
-            if problem:  # ClickHouse would refuse it, and with it everyone's batch: dead-letter it
-                reason = "invalid_row"
-                raise ValueError(problem)
-            return row
-        except Exception as e:
-            # Deterministic, so a replayed range decodes to the same rows.
-            log.warning(
-                "enriched message to the dead-letter topic", topic=m.topic, offset=m.offset, error=repr(e)
-            )
-            await self._producer.send_and_wait(
-                self._ks.dlq_topic, m.value, key=m.key, headers=dead_letter_headers(m, "write", e)
-            )
-            metrics.DLQ_RECORDS.labels("writer", reason).inc()
-            return None
+    async def _decode(self, m: ConsumerRecord, table: Table) -> list[Row]:
+        """The message's rows: one (schema version 1, or no version header) or one per line
+        (version 2). A record that cannot be stored goes to the dead-letter topic alone (for
+        version 2, that line); the message's other records are stored. Deterministic, so a
+        replayed range decodes to the same rows."""
+        version = header(m.headers, H_SCHEMA)
+        one_row = version is None or version == SCHEMA_VERSION
+        if not one_row and version != SCHEMA_VERSION_NDJSON:
+            await self._dead_letter(m, m.value, ValueError(f"unsupported schema-version {version!r}"))
+            return []
+        if m.value is None:
+            await self._dead_letter(m, m.value, ValueError("message has no value"))
+            return []
+        rows = []
+        for i, value in enumerate([m.value] if one_row else m.value.split(b"\n")):
+            if not one_row and not value.strip():
+                continue  # blank lines (a trailing newline) are no records
+            try:
+                rows.append(_checked_row(value, table))
+            except _InvalidRow as e:
+                await self._dead_letter(m, value, e, "invalid_row", None if one_row else i)
+            except Exception as e:
+                await self._dead_letter(m, value, e, "decode", None if one_row else i)
+        return rows
+
+    async def _dead_letter(
+        self,
+        m: ConsumerRecord,
+        value: bytes | None,
+        error: Exception,
+        reason: str = "decode",
+        line: int | None = None,
+    ) -> None:
+        """`value` (the message's, or one line of it) to the dead-letter topic, with the message's
+        key and headers and where it came from."""
+        log.warning(
+            "enriched record to the dead-letter topic",
+            topic=m.topic,
+            offset=m.offset,
+            line=line,
+            error=repr(error),
+        )
+        headers = dead_letter_headers(m, "write", error)
+        if line is not None:
+            headers.append((H_DLQ_LINE, str(line).encode()))
+        await self._producer.send_and_wait(self._ks.dlq_topic, value, key=m.key, headers=headers)
+        metrics.DLQ_RECORDS.labels("writer", reason).inc()
 
     # -- storing ---------------------------------------------------------------------------------
 

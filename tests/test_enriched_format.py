@@ -1,0 +1,148 @@
+"""The enriched topics' message formats (docs/kafka-topics.md): schema version 2 (NDJSON, many
+records per message, a trace's records in one partition) by default, version 1 (one keyed record
+per message) on request, and the writer reading both, dead-lettering a bad line alone."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from inferline.core.config import KafkaSettings
+from inferline.core.records import Batch
+from inferline.exporters.kafka.enriched import EnrichedLines, EnrichedMessages, Message, ndjson_messages
+from inferline.service.writer_role import WriterRole
+from inferline.storage.schema import OTEL_TRACES
+
+pytestmark = pytest.mark.unit
+
+TRACES = [f"{i:032x}" for i in range(1, 40)]
+
+
+def _span(trace_id: str, project: str = "default", name: str = "op") -> dict[str, Any]:
+    return {"TraceId": trace_id, "SpanId": "00000000000000aa", "ProjectId": project, "SpanName": name}
+
+
+def _log(trace_id: str) -> dict[str, Any]:
+    return {"TraceId": trace_id, "SpanId": "", "ProjectId": "default", "Body": "hello"}
+
+
+def _messages(encoder: EnrichedMessages, batch: Batch, partitions: int = 12) -> list[Message]:
+    out: list[Message] = []
+    for item in encoder(batch):
+        assert isinstance(item, EnrichedLines)
+        out += ndjson_messages(item, partitions, 5, "inferline-project", encoder.max_value_bytes)
+    return out
+
+
+def _lines(m: Message) -> list[dict[str, Any]]:
+    assert m.value is not None
+    return [orjson.loads(line) for line in m.value.split(b"\n")]
+
+
+def test_ndjson_messages_hold_many_records_and_keep_a_trace_in_one_partition() -> None:
+    encoder = EnrichedMessages.for_topics(KafkaSettings())
+    spans = [_span(t) for t in TRACES for _ in range(3)] + [_span(TRACES[0], project="other")]
+    messages = _messages(encoder, Batch(spans=spans, logs=[_log(""), _log("")]))
+
+    span_messages = [m for m in messages if m.topic == "inferline.spans"]
+    assert len(span_messages) <= 12 + 1, "one message per partition and project"
+    seen = []
+    for m in span_messages:
+        h = dict(m.headers)
+        assert h["schema-version"] == b"2" and h["content-type"] == b"application/x-ndjson"
+        assert h["record-kind"] == b"span"
+        assert m.key is None and m.partition is not None
+        for row in _lines(m):
+            assert row["ProjectId"] == h["inferline-project"].decode()
+            assert m.partition == zlib.crc32(row["TraceId"].encode()) % 12, "a trace's partition"
+            seen.append(row)
+    assert sorted(seen, key=repr) == sorted(spans, key=repr), "every record, once"
+
+    # Records without a trace id go together to the batch's round-robin partition.
+    [logs] = [m for m in messages if m.topic == "inferline.logs"]
+    assert logs.partition == 5 % 12 and len(_lines(logs)) == 2
+
+
+def test_ndjson_messages_are_cut_at_the_message_limit() -> None:
+    encoder = EnrichedMessages.for_topics(KafkaSettings(max_message_bytes=10_000))
+    big = [_span(TRACES[0], name="x" * 500) for _ in range(100)]
+    messages = _messages(encoder, Batch(spans=big))
+    assert len(messages) > 1
+    assert all(m.value is not None and len(m.value) <= encoder.max_value_bytes for m in messages)
+    assert sum(len(_lines(m)) for m in messages) == 100
+    assert {m.partition for m in messages} == {zlib.crc32(TRACES[0].encode()) % 12}
+
+
+def test_json_format_is_one_keyed_record_per_message() -> None:
+    encoder = EnrichedMessages.for_topics(KafkaSettings(enriched_format="json"))
+    output = encoder(Batch(spans=[_span(TRACES[0]), _span(TRACES[1])]))
+    assert len(output) == 2
+    for m, trace_id in zip(output, TRACES, strict=False):
+        assert isinstance(m, Message)
+        assert dict(m.headers)["schema-version"] == b"1" and m.key == trace_id.encode()
+        assert m.value is not None and orjson.loads(m.value)["TraceId"] == trace_id
+
+
+def _writer() -> tuple[WriterRole, list[tuple[Any, ...]]]:
+    sent: list[tuple[Any, ...]] = []
+
+    async def send_and_wait(topic: str, value: bytes, key: bytes | None, headers: list[Any]) -> None:
+        sent.append((topic, value, key, dict(headers)))
+
+    writer = WriterRole.__new__(WriterRole)
+    writer._ks = KafkaSettings()
+    writer._producer = SimpleNamespace(send_and_wait=send_and_wait)
+    return writer, sent
+
+
+def _record(value: bytes, version: bytes | None) -> Any:
+    headers = [] if version is None else [("schema-version", version)]
+    return SimpleNamespace(
+        headers=headers, value=value, topic="inferline.spans", partition=3, offset=7, key=None
+    )
+
+
+def test_the_writer_reads_both_versions_and_dead_letters_a_bad_line_alone() -> None:
+    writer, sent = _writer()
+    good = [_span(t) for t in TRACES[:3]]
+    bad_type = orjson.dumps({"TraceId": TRACES[3], "Duration": "long"})
+    lines = [orjson.dumps(good[0]), b"{not json", orjson.dumps(good[1]), bad_type, orjson.dumps(good[2]), b""]
+    rows = asyncio.run(writer._decode(_record(b"\n".join(lines), b"2"), OTEL_TRACES))
+    assert rows == good
+    assert [(value, h["inferline-dlq-source-line"]) for _, value, _, h in sent] == [
+        (b"{not json", b"1"),
+        (bad_type, b"3"),
+    ]
+    assert all(
+        h["inferline-dlq-source-offset"] == b"7" and h["inferline-dlq-stage"] == b"write" for *_, h in sent
+    )
+
+    sent.clear()
+    assert asyncio.run(writer._decode(_record(orjson.dumps(good[0]), b"1"), OTEL_TRACES)) == [good[0]]
+    assert asyncio.run(writer._decode(_record(orjson.dumps(good[0]), None), OTEL_TRACES)) == [good[0]]
+    assert asyncio.run(writer._decode(_record(orjson.dumps(good[0]), b"3"), OTEL_TRACES)) == []
+    [(_, _, _, h)] = sent
+    assert b"unsupported schema-version" in h["inferline-dlq-error"]
+    assert "inferline-dlq-source-line" not in h
+
+
+def test_the_writer_waits_longer_for_a_batch_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kafka mode's writer flushes at most every `kafka.writer_max_delay_s` (5 s) by default; an
+    explicit INFERLINE_BATCH__MAX_DELAY_S still applies to it."""
+    from inferline.core.config import Settings
+
+    def max_delay() -> float:
+        writer = WriterRole(Settings(), "localhost:9092", SimpleNamespace())  # type: ignore[arg-type]
+        return writer._exporter._delay._max_s
+
+    monkeypatch.delenv("INFERLINE_BATCH__MAX_DELAY_S", raising=False)
+    assert max_delay() == 5.0
+    monkeypatch.setenv("INFERLINE_KAFKA__WRITER_MAX_DELAY_S", "3")
+    assert max_delay() == 3.0
+    monkeypatch.setenv("INFERLINE_BATCH__MAX_DELAY_S", "0.2")
+    assert max_delay() == 0.2
