@@ -56,7 +56,7 @@ from inferline.processors.conventions.content_join import (
     merge_origins,
 )
 from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS, Chains, first_str
-from inferline.processors.conventions.key_scan import Indexed, scan
+from inferline.processors.conventions.key_scan import Indexed, KeyLayout, scan
 from inferline.processors.conventions.messages import Message
 from inferline.processors.conventions.otel_genai import EventContent
 from inferline.processors.conventions.row_messages import row_messages
@@ -86,6 +86,10 @@ ROW_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 
 _STATUS_ERROR = 2
+
+# Distinct attribute key layouts remembered per normaliser. Instrumentations write a few each; keys
+# that carry ids would make every span new: past this many, the cache starts over.
+_MAX_LAYOUTS = 2048
 
 _NO_EVENTS = SpanEvents([], None)  # read-only, shared by spans without events or log content
 
@@ -132,6 +136,7 @@ class GenAINormaliser:
         # Every span is a link for the window: room for many more of them than of kept rows.
         self._ancestry = Ancestry(join_window_s, 10 * max(0, int(max_pending)), max(0, int(max_pending)))
         self._id_keys = ID_KEYS | frozenset(self.tenant_keys)
+        self._layouts: dict[tuple[str, ...], KeyLayout] = {}
         self._clock = clock
         self.failed = 0  # spans skipped because building their row raised
         self.failed_logs = 0  # log records skipped because reading them raised
@@ -302,14 +307,15 @@ class GenAINormaliser:
     def _build(self, span: Span, op: str, log_content: EventContent | None) -> Built:
         """The row for one model-call span, what to keep for late logs, and what the span names."""
         a = span.attributes
-        indexed, tagged = scan(a)
+        layout = self._layout(a)
+        indexed, tagged = layout.scan(a)
         ll_indexed = indexed.get(openllmetry.PROMPT_PREFIX) or indexed.get(openllmetry.COMPLETION_PREFIX)
         # most spans carry no prefixed metadata: skip the generator then
         has_assoc = any(p == openllmetry.ASSOCIATION_PREFIX for p, _, _ in tagged) if tagged else False
         conv = detect_convention(span, bool(ll_indexed), has_assoc)
         is_vercel = conv == "vercel_ai"
         is_langfuse = conv == "langfuse"
-        ch = self._chains_full if tagged else self._chains[conv]
+        ch = layout.chains(self._chains_full if tagged else self._chains[conv])
         # most spans have no events and no log content: share one empty reading then
         ev = SpanEvents(span.events, log_content) if span.events or log_content is not None else _NO_EVENTS
         # JSON side documents, parsed only when present.
@@ -350,7 +356,7 @@ class GenAINormaliser:
             counts,
             provided_cost(a, is_langfuse),
             RowContent(prompt, response, streaming, frs),
-            _request_params(a, (oi_params, lf_params), is_vercel, indexed),
+            _request_params(a, layout.keys, (oi_params, lf_params), is_vercel, indexed),
             who := attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
             meta := metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
         )
@@ -360,6 +366,16 @@ class GenAINormaliser:
         # Kept for later logs. The kept row shares message objects with the content.
         strong, weak = waiting
         return Built(row, EmittedRow(row, strong, ev.content or EventContent(), weak), own, who.resource_ids)
+
+    def _layout(self, a: dict[str, Any]) -> KeyLayout:
+        """The span's key layout (keys in order: the scan's findings depend on it)."""
+        keys = tuple(a)
+        layout = self._layouts.get(keys)
+        if layout is None:
+            if len(self._layouts) >= _MAX_LAYOUTS:
+                self._layouts.clear()
+            layout = self._layouts[keys] = KeyLayout(keys)
+        return layout
 
     def _passed_on(self, a: dict[str, Any]) -> Inherited | None:
         """What a span that is not a model call passes on to the calls under it (None: nothing)."""
@@ -567,9 +583,11 @@ _OTHER_PARAMS = {
 _OTHER_PARAM_NAMES = frozenset(_OTHER_PARAMS)
 
 
-def _other_params(a: dict[str, Any], params: _Documents, indexed: Indexed) -> dict[str, str]:
+def _other_params(
+    a: dict[str, Any], keys: frozenset[str], params: _Documents, indexed: Indexed
+) -> dict[str, str]:
     other: dict[str, str] = {}
-    present = _OTHER_PARAM_NAMES.intersection(a)  # one C-level pass; most spans carry none of them
+    present = _OTHER_PARAM_NAMES & keys  # most spans carry none of them
     if present:
         for k, name in _OTHER_PARAMS.items():
             if k in present and name not in other:
@@ -586,7 +604,7 @@ def _other_params(a: dict[str, Any], params: _Documents, indexed: Indexed) -> di
 
 
 def _request_params(
-    a: dict[str, Any], params: _Documents, is_vercel: bool, indexed: Indexed
+    a: dict[str, Any], keys: frozenset[str], params: _Documents, is_vercel: bool, indexed: Indexed
 ) -> RequestParams:
     """Each from the span attribute, then parameter documents (None: absent), then the AI SDK's
     settings."""
@@ -607,7 +625,7 @@ def _request_params(
             max_tokens = as_count(a.get("ai.settings.maxOutputTokens")) or as_count(
                 a.get("ai.settings.maxTokens")
             )
-    return RequestParams(temperature, top_p, max_tokens, _other_params(a, params, indexed))
+    return RequestParams(temperature, top_p, max_tokens, _other_params(a, keys, params, indexed))
 
 
 def _param(params: _Documents, keys: tuple[str, ...], conv: Callable[[Any], Any]) -> Any:
