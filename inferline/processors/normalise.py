@@ -85,6 +85,8 @@ ROW_KEYS: tuple[str, ...] = (
     "server_address", "agent_name", "agent_id", "tags", "labels", "version",
 )  # fmt: skip
 
+_ROW_TEMPLATE: Row = dict.fromkeys(ROW_KEYS)
+
 _STATUS_ERROR = 2
 
 # Distinct attribute key layouts remembered per normaliser. Instrumentations write a few each; keys
@@ -430,57 +432,59 @@ def _row(
     total_cost = cost.total  # the span's own cost; the pricing stage decides what total_cost_usd holds
     start = span.start_ns
     end = span.end_ns
-    return {
-        "inference_id": inference_id(span.project_id, span.trace_id, span.span_id),
-        "project_id": span.project_id,
-        "trace_id": span.trace_id,
-        "span_id": span.span_id,
-        "parent_span_id": span.parent_span_id,
-        "start_time": start,
-        "end_time": end,
-        "latency_ms": max(0, end - start) / 1e6,
-        "ttft_ms": ttft,
-        "provider": call.provider,
-        "model": call.model,
-        "request_model": call.request_model,
-        "response_id": call.response_id,
-        "operation": call.operation,
-        "convention": call.convention,
-        "success": not status.failed and not error_type,
-        "error_type": error_type,
-        "status_message": status.status_message,
-        "input_tokens": counts.input,
-        "output_tokens": counts.output,
-        "cache_read_tokens": counts.cache_read,
-        "cache_write_tokens": counts.cache_write,
-        "reasoning_tokens": counts.reasoning,
-        "total_tokens": counts.total,
-        "usage_details": counts.details,
-        "total_cost_usd": total_cost,
-        "input_cost_usd": cost.input,
-        "output_cost_usd": cost.output,
-        "provided_cost_usd": total_cost,
-        "price_status": "provided" if total_cost is not None else "",
-        "prompt_messages": content.prompt,
-        "response_messages": content.response,
-        "streaming": content.streaming,
-        "finish_reasons": content.finish_reasons,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "max_tokens": params.max_tokens,
-        "request_parameters": params.other,
-        "user_id": who.user_id,
-        "session_id": who.session_id,
-        "tenant_id": who.tenant_id,
-        "service_name": who.service_name,
-        "environment": who.environment,
-        "server_address": call.server_address,
-        "agent_name": who.agent_name,
-        "agent_id": who.agent_id,
-        "tags": meta.tags,
-        "labels": meta.labels,
-        "version": 1,
-    }
+    # A copy of a dict with the keys in place, then stores: a 50-key dict display compiles to one
+    # insert at a time with resizes, ~40% slower.
+    row = _ROW_TEMPLATE.copy()
+    row["inference_id"] = inference_id(span.project_id, span.trace_id, span.span_id)
+    row["project_id"] = span.project_id
+    row["trace_id"] = span.trace_id
+    row["span_id"] = span.span_id
+    row["parent_span_id"] = span.parent_span_id
+    row["start_time"] = start
+    row["end_time"] = end
+    row["latency_ms"] = max(0, end - start) / 1e6
+    row["ttft_ms"] = ttft
+    row["provider"] = call.provider
+    row["model"] = call.model
+    row["request_model"] = call.request_model
+    row["response_id"] = call.response_id
+    row["operation"] = call.operation
+    row["convention"] = call.convention
+    row["success"] = not status.failed and not error_type
+    row["error_type"] = error_type
+    row["status_message"] = status.status_message
+    row["input_tokens"] = counts.input
+    row["output_tokens"] = counts.output
+    row["cache_read_tokens"] = counts.cache_read
+    row["cache_write_tokens"] = counts.cache_write
+    row["reasoning_tokens"] = counts.reasoning
+    row["total_tokens"] = counts.total
+    row["usage_details"] = counts.details
+    row["total_cost_usd"] = total_cost
+    row["input_cost_usd"] = cost.input
+    row["output_cost_usd"] = cost.output
+    row["provided_cost_usd"] = total_cost
+    row["price_status"] = "provided" if total_cost is not None else ""
+    row["prompt_messages"] = content.prompt
+    row["response_messages"] = content.response
+    row["streaming"] = content.streaming
+    row["finish_reasons"] = content.finish_reasons
+    row["temperature"] = params.temperature
+    row["top_p"] = params.top_p
+    row["max_tokens"] = params.max_tokens
+    row["request_parameters"] = params.other
+    row["user_id"] = who.user_id
+    row["session_id"] = who.session_id
+    row["tenant_id"] = who.tenant_id
+    row["service_name"] = who.service_name
+    row["environment"] = who.environment
+    row["server_address"] = call.server_address
+    row["agent_name"] = who.agent_name
+    row["agent_id"] = who.agent_id
+    row["tags"] = meta.tags
+    row["labels"] = meta.labels
+    row["version"] = 1
+    return row
 
 
 class ModelCall(NamedTuple):
