@@ -37,9 +37,11 @@ from inferline.processors.conventions.ancestry import (
 from inferline.processors.conventions.attribution import (
     ID_KEYS,
     Attribution,
+    ResourceFacts,
     RowMetadata,
     attribution,
     metadata,
+    resource_facts,
     span_ids,
 )
 from inferline.processors.conventions.classify import convention as detect_convention
@@ -139,6 +141,9 @@ class GenAINormaliser:
         self._ancestry = Ancestry(join_window_s, 10 * max(0, int(max_pending)), max(0, int(max_pending)))
         self._id_keys = ID_KEYS | frozenset(self.tenant_keys)
         self._layouts: dict[tuple[str, ...], KeyLayout] = {}
+        # Per call of `normalise`, by id of a resource attribute dict: its spans share the dict, and
+        # hold it (so the id stays its own) while the call runs.
+        self._resources: dict[int, ResourceFacts] = {}
         self._clock = clock
         self.failed = 0  # spans skipped because building their row raised
         self.failed_logs = 0  # log records skipped because reading them raised
@@ -193,6 +198,7 @@ class GenAINormaliser:
         """Inference rows for the model-call spans among `spans`, with message content joined from
         `logs` (and from logs seen earlier) by (project_id, trace_id, span_id)."""
         now = self._clock()
+        self._resources.clear()  # ids of dicts from an earlier call may be reused
         join = self._join
         join.expire(now)
         self._ancestry.expire(now)
@@ -304,6 +310,7 @@ class GenAINormaliser:
             join.extend(emitted, origins)
         join.bound()
         anc.bound()
+        self._resources.clear()
         return rows
 
     def _build(self, span: Span, op: str, log_content: EventContent | None) -> Built:
@@ -359,7 +366,7 @@ class GenAINormaliser:
             provided_cost(a, is_langfuse),
             RowContent(prompt, response, streaming, frs),
             _request_params(a, layout.keys, (oi_params, lf_params), is_vercel, indexed),
-            who := attribution(a, span.resource, ch, self.tenant_keys, (oi_meta, lf_meta)),
+            who := attribution(a, self._resource(span.resource), ch, (oi_meta, lf_meta)),
             meta := metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
         )
         own = Inherited(*who.own_ids, meta.tags, meta.labels)
@@ -368,6 +375,12 @@ class GenAINormaliser:
         # Kept for later logs. The kept row shares message objects with the content.
         strong, weak = waiting
         return Built(row, EmittedRow(row, strong, ev.content or EventContent(), weak), own, who.resource_ids)
+
+    def _resource(self, res: dict[str, Any]) -> ResourceFacts:
+        facts = self._resources.get(id(res))
+        if facts is None:
+            facts = self._resources[id(res)] = resource_facts(res, self.tenant_keys)
+        return facts
 
     def _layout(self, a: dict[str, Any]) -> KeyLayout:
         """The span's key layout (keys in order: the scan's findings depend on it)."""
