@@ -598,6 +598,12 @@ _OTHER_PARAMS = {
     "gen_ai.tool.definitions": "tool_definitions",
 }
 _OTHER_PARAM_NAMES = frozenset(_OTHER_PARAMS)
+# Every attribute `_request_params` reads (the AI SDK's settings aside).
+_PARAM_ATTRIBUTES = _OTHER_PARAM_NAMES | {
+    "gen_ai.request.temperature",
+    "gen_ai.request.top_p",
+    "gen_ai.request.max_tokens",
+}
 
 
 def _other_params(
@@ -625,6 +631,13 @@ def _request_params(
 ) -> RequestParams:
     """Each from the span attribute, then parameter documents (None: absent), then the AI SDK's
     settings."""
+    if (
+        not is_vercel
+        and _PARAM_ATTRIBUTES.isdisjoint(keys)
+        and not any(params)
+        and openinference.TOOLS_PREFIX not in indexed
+    ):
+        return RequestParams(None, None, None, {})  # nothing to read (many spans): no calls
     temperature = as_float(a.get("gen_ai.request.temperature"))
     if temperature is None:
         temperature = _param(params, ("temperature",), as_float)
