@@ -67,6 +67,9 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
                 if why:
                     out.reject(why)
                     continue
+                # Most spans have neither: no comprehension (a call) to build an empty list.
+                events = s.events
+                links = s.links
                 append(
                     Span(
                         project_id=project_id,
@@ -81,13 +84,17 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
                         status_code=s.status.code,
                         status_message=s.status.message,
                         attributes=attributes(s.attributes),
-                        events=[Event(e.time_unix_nano, e.name, attributes(e.attributes)) for e in s.events],
+                        events=[Event(e.time_unix_nano, e.name, attributes(e.attributes)) for e in events]
+                        if events
+                        else [],
                         links=[
                             Link(
                                 lk.trace_id.hex(), lk.span_id.hex(), lk.trace_state, attributes(lk.attributes)
                             )
-                            for lk in s.links
-                        ],
+                            for lk in links
+                        ]
+                        if links
+                        else [],
                         resource=resource,
                         resource_schema_url=rs.schema_url,
                         scope_name=scope.name,

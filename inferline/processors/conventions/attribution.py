@@ -75,26 +75,43 @@ def span_ids(a: dict[str, Any], ch: Chains, metas: tuple[dict[str, Any] | None, 
     return user_id or "", session_id or "", tenant_id or ""
 
 
+class ResourceFacts(NamedTuple):
+    """What a resource's attributes say for attribution, "" where nothing. The spans of one OTLP
+    resource share its attribute dict: read once per resource (and batch), not per span."""
+
+    ids: tuple[str, str, str]  # (user, session, tenant)
+    service_name: str
+    environment: str
+
+
+def resource_facts(res: dict[str, Any], tenant_keys: tuple[str, ...]) -> ResourceFacts:
+    return ResourceFacts(
+        (
+            first_id(res, _RESOURCE_USER) or "",
+            first_id(res, _RESOURCE_SESSION) or "",
+            first_id(res, tenant_keys) or "",
+        ),
+        first_str(res, _SERVICE) or "",
+        first_id(res, _ENVIRONMENT) or "",
+    )
+
+
 def attribution(
     a: dict[str, Any],
-    res: dict[str, Any],
+    res: ResourceFacts,
     ch: Chains,
-    tenant_keys: tuple[str, ...],
     metas: tuple[dict[str, Any] | None, ...],
 ) -> Attribution:
-    """Span attributes first, then free-form metadata documents, then resource attributes."""
+    """Span attributes first, then free-form metadata documents, then resource attributes (the
+    service name: resource first)."""
     own = span_ids(a, ch, metas)
-    resource = (
-        first_id(res, _RESOURCE_USER) or "",
-        first_id(res, _RESOURCE_SESSION) or "",
-        first_id(res, tenant_keys) or "",
-    )
+    resource = res.ids
     return Attribution(
         own[0] or resource[0],
         own[1] or resource[1],
         own[2] or resource[2],
-        first_str(res, _SERVICE) or first_str(a, _SERVICE) or "",
-        first_id(a, _ENVIRONMENT) or first_id(res, _ENVIRONMENT) or "",
+        res.service_name or first_str(a, _SERVICE) or "",
+        first_id(a, _ENVIRONMENT) or res.environment,
         first_str(a, ch.agent) or "",
         first_str(a, _AGENT_ID) or "",
         own,

@@ -7,6 +7,7 @@ whose prefixed metadata shows mixed families use the full chains.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from inferline.processors.conventions.values import as_count, as_str, unquote
@@ -209,6 +210,14 @@ class Chains:
         self.session = keep(SESSION)
         self.agent = keep(AGENT)
         self.tenant = keep(tenant_keys)
+
+    def only(self, keys: Collection[str]) -> Chains:
+        """These chains without the keys not in `keys` (for spans whose keys are all in `keys`: the
+        same first values, with fewer lookups)."""
+        cut = Chains.__new__(Chains)
+        for name in Chains.__slots__:
+            setattr(cut, name, tuple(k for k in getattr(self, name) if k in keys))
+        return cut
 
     @classmethod
     def for_convention(cls, convention: str, tenant_keys: tuple[str, ...]) -> Chains:

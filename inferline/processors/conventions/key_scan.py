@@ -7,9 +7,10 @@ AI SDK, Langfuse and LangSmith put free-form metadata under a key prefix.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from inferline.processors.conventions import langfuse, langsmith, openinference, openllmetry, vercel_ai
+from inferline.processors.conventions.field_sources import Chains
 
 # Prefixes gathered in the one pass over attribute keys. Indexed ones hold `<prefix><i>.<sub>`.
 _INDEXED = (
@@ -79,3 +80,75 @@ def scan(a: dict[str, Any]) -> tuple[Indexed, Tagged]:
                     entry = by_index[int(i)] = {}
                 entry[sub] = v
     return indexed, tagged
+
+
+class _Match(NamedTuple):
+    """One key the scan pattern picks out of a key layout, with what `scan` derives from the key."""
+
+    prefix: str
+    rest: str  # the key after the prefix
+    key: str  # prefix + rest: where the value is read
+    number: int  # `<i>` of an indexed key; -1 for prefixed metadata
+    sub: str  # what follows `<i>.` in an indexed key
+
+
+class KeyLayout:
+    """What depends only on a span's attribute keys, in their order, worked out once per distinct key
+    tuple. Spans of one instrumentation share their key set (an export holds few layouts), so per
+    span only the values are read: the scan pattern's matches, and the priority chains cut down to
+    the keys present (an absent key reads None: cutting it cannot change which source wins).
+    """
+
+    __slots__ = ("_chains", "keys", "matches")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = frozenset(keys)
+        # Chains compare by identity: a normaliser holds a few of them for its whole life
+        self._chains: dict[Chains, Chains] = {}
+        matches: list[_Match] = []
+        readable = True
+        for m in _SCAN_RX.finditer("\n" + "\n".join(keys)):
+            p, rest = m.group(1, 2)
+            if p in _TAGGED_SET:
+                matches.append(_Match(p, rest, p + rest, -1, ""))
+                continue
+            i, _, sub = rest.partition(".")
+            if not i.isdigit():
+                continue  # `scan` skips it
+            try:
+                index = int(i)
+            except ValueError:  # a non-ASCII digit: leave the span to `scan` (which raises as before)
+                readable = False
+                break
+            matches.append(_Match(p, rest, p + rest, index, sub))
+        # None: this layout is read by `scan` itself
+        self.matches: tuple[_Match, ...] | None = tuple(matches) if readable else None
+
+    def scan(self, a: dict[str, Any]) -> tuple[Indexed, Tagged]:
+        """`scan(a)` for a span with this layout, without the pass over its keys."""
+        if self.matches is None:
+            return scan(a)
+        indexed: Indexed = {}
+        tagged: Tagged = []
+        for p, rest, key, index, sub in self.matches:
+            v = a.get(key)
+            if v is None:
+                continue
+            if index < 0:
+                tagged.append((p, rest, v))
+            else:
+                by_index = indexed.get(p)
+                if by_index is None:
+                    by_index = indexed[p] = {}
+                entry = by_index.get(index)
+                if entry is None:
+                    entry = by_index[index] = {}
+                entry[sub] = v
+        return indexed, tagged
+
+    def chains(self, chains: Chains) -> Chains:
+        """`chains` without the keys this layout lacks."""
+        cut = self._chains.get(chains)
+        if cut is None:
+            cut = self._chains[chains] = chains.only(self.keys)
+        return cut

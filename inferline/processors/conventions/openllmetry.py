@@ -24,14 +24,16 @@ CHUNK_EVENTS = frozenset(("gen_ai.content.completion.chunk", "llm.content.comple
 SPAN_KIND = "traceloop.span.kind"
 
 _REQUEST_TYPE_OPERATION = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
-_MARKERS = (
-    "llm.request.type",
-    "traceloop.span.kind",
-    "traceloop.workflow.name",
-    "traceloop.entity.name",
-    "llm.is_streaming",
-    "gen_ai.is_streaming",
-    "llm.usage.total_tokens",
+_MARKERS = frozenset(
+    (
+        "llm.request.type",
+        "traceloop.span.kind",
+        "traceloop.workflow.name",
+        "traceloop.entity.name",
+        "llm.is_streaming",
+        "gen_ai.is_streaming",
+        "llm.usage.total_tokens",
+    )
 )
 
 Indexed = dict[int, dict[str, Any]]
@@ -43,7 +45,8 @@ def operation(request_type: Any) -> str | None:
 
 
 def is_openllmetry(a: dict[str, Any], has_indexed: bool, has_association: bool) -> bool:
-    return has_indexed or has_association or any(k in a for k in _MARKERS)
+    # one C-level pass over the keys, not a generator over the markers
+    return has_indexed or has_association or not _MARKERS.isdisjoint(a)
 
 
 def _content(v: Any) -> str | None:

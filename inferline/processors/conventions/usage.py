@@ -44,9 +44,14 @@ class TokenCounts(NamedTuple):
     details: dict[str, int]  # by modality: `input.audio`, `output.image`, ... (only those reported)
 
 
+_DETAIL_ATTRIBUTES = frozenset(attribute for attribute, _ in USAGE_DETAILS)
+
+
 def usage_details(a: dict[str, Any]) -> dict[str, int]:
     """Token counts by modality; the first name found for a key wins."""
     details: dict[str, int] = {}
+    if _DETAIL_ATTRIBUTES.isdisjoint(a):  # most spans: one C-level pass over their keys
+        return details
     for attribute, key in USAGE_DETAILS:
         v = a.get(attribute)
         if v is not None and key not in details:
