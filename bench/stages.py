@@ -205,8 +205,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs,
     )
 
-    # chDB insert of the enriched rows: encoding to Native, then the engine's insert.
-    _insert_stages(st, base, n, runs)
+    # chDB insert of the enriched rows (as the chain leaves them: every column set): encoding to
+    # Native, then the engine's insert.
+    enriched = copy.deepcopy(base)
+    for name in ("pricing", "pii", "sentiment"):
+        build_processor(name, {}).process(enriched)
+    _insert_stages(st, enriched, n, runs)
     _receive_stages(st, proto, n)
 
     plain = _requests("plain", "grpc", 2, 500)

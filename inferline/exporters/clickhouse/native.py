@@ -37,7 +37,7 @@ def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[Sequence[
         # than a .get per value, bench stage "encode Native blocks").
         columns = list(zip(*map(_getter(table), rows), strict=True)) if rows else []
     except KeyError:  # rows from elsewhere (feedback, ledger, tests) may leave columns out
-        columns = [[row.get(c.name, c.empty) for row in rows] for c in insert_columns]
+        columns = [_column(rows, c.name, c.empty) for c in insert_columns]
     if not columns:
         columns = [() for _ in insert_columns]
     names, data = [], []
@@ -55,6 +55,10 @@ def to_columns(table: Table, rows: list[Row]) -> tuple[list[str], list[Sequence[
         names.append(name)
         data.append(values)
     return names, data
+
+
+def _column(rows: list[Row], name: str, empty: Any) -> list[Any]:
+    return [row.get(name, empty) for row in rows]
 
 
 @cache
