@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
 
 from inferline.core.config import KafkaSettings
 from inferline.core.records import Batch
@@ -91,12 +92,15 @@ def test_json_format_is_one_keyed_record_per_message() -> None:
 def _writer() -> tuple[WriterRole, list[tuple[Any, ...]]]:
     sent: list[tuple[Any, ...]] = []
 
-    async def send_and_wait(topic: str, value: bytes, key: bytes | None, headers: list[Any]) -> None:
+    async def send(topic: str, value: bytes, key: bytes | None, headers: list[Any]) -> asyncio.Future[None]:
         sent.append((topic, value, key, dict(headers)))
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)  # aiokafka's send: the record is queued, its delivery awaitable
+        return delivered
 
     writer = WriterRole.__new__(WriterRole)
     writer._ks = KafkaSettings()
-    writer._producer = SimpleNamespace(send_and_wait=send_and_wait)
+    writer._producer = SimpleNamespace(send=send)
     return writer, sent
 
 
@@ -146,3 +150,36 @@ def test_the_writer_waits_longer_for_a_batch_unless_told_otherwise(monkeypatch: 
     assert max_delay() == 3.0
     monkeypatch.setenv("INFERLINE_BATCH__MAX_DELAY_S", "0.2")
     assert max_delay() == 0.2
+
+
+def test_a_poll_of_many_line_messages_reaches_the_exporter_in_runs_of_about_max_rows() -> None:
+    """Schema-version-2 messages carry many rows each: the writer hands them over in runs that end
+    at message boundaries once `max_rows` is reached, each waiting for room in the exporter, so one
+    poll cannot gather more than the bound, and each run's offset range is exact for replays."""
+    writer, _ = _writer()
+    delivered: list[tuple[int, int, int]] = []
+
+    class Exporter:
+        def limit(self, tp: Any) -> None:
+            return None
+
+        async def consume(self, d: Any) -> None:
+            delivered.append((d.start, d.end, len(d.batch.spans)))
+
+    writer._exporter = Exporter()  # type: ignore[assignment]
+    writer._tables = {"inferline.spans": OTEL_TRACES}
+    writer._positions = {}
+    writer._max_rows = 5
+    records = []
+    for offset in range(10, 16):  # six messages of two rows each
+        lines = b"\n".join(orjson.dumps(_span(t)) for t in TRACES[2 * offset : 2 * offset + 2])
+        records.append(
+            SimpleNamespace(
+                headers=[("schema-version", b"2")], value=lines, topic="inferline.spans", partition=0,
+                offset=offset, key=None,
+            )
+        )  # fmt: skip
+    tp = TopicPartition("inferline.spans", 0)
+    asyncio.run(writer._deliver(tp, records))
+    assert delivered == [(10, 13, 6), (13, 16, 6)]
+    assert writer._positions[tp] == 16

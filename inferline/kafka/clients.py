@@ -123,8 +123,11 @@ def make_producer(ks: KafkaSettings, bootstrap: str) -> AIOKafkaProducer:
         max_request_size=ks.max_message_bytes + MESSAGE_OVERHEAD,
         # One record batch per partition and request, up to the largest request (aiokafka's
         # default, 16 KiB, is ~3 raw messages of a GenAI trace: a batch, its compression frame,
-        # its CRC and its delivery future per handful of messages).
-        max_batch_size=ks.max_message_bytes + MESSAGE_OVERHEAD,
+        # its CRC and its delivery future per handful of messages). Not past `max_message_bytes`:
+        # the broker limits a whole batch (uncompressed, when compression is off) to its
+        # `message.max.bytes`; a record's value is kept `MESSAGE_OVERHEAD` below it, so one record
+        # and its batch header always fit.
+        max_batch_size=ks.max_message_bytes,
         linger_ms=ks.linger_ms,
         request_timeout_ms=int(ks.delivery_timeout_s * 1000),
     )

@@ -94,6 +94,9 @@ _STATUS_ERROR = 2
 # Distinct attribute key layouts remembered per normaliser. Instrumentations write a few each; keys
 # that carry ids would make every span new: past this many, the cache starts over.
 _MAX_LAYOUTS = 2048
+# Layouts of more keys are not remembered: instrumentations write a few dozen, and a sender's
+# thousands of keys per span must not be kept 2048 times over.
+_MAX_LAYOUT_KEYS = 256
 
 _NO_EVENTS = SpanEvents([], None)  # read-only, shared by spans without events or log content
 
@@ -385,6 +388,8 @@ class GenAINormaliser:
     def _layout(self, a: dict[str, Any]) -> KeyLayout:
         """The span's key layout (keys in order: the scan's findings depend on it)."""
         keys = tuple(a)
+        if len(keys) > _MAX_LAYOUT_KEYS:
+            return KeyLayout(keys)
         layout = self._layouts.get(keys)
         if layout is None:
             if len(self._layouts) >= _MAX_LAYOUTS:

@@ -183,6 +183,11 @@ MESSAGE_SKIP_KEYS: frozenset[str] = frozenset({"role", "id", "tool_call_id", "na
 MAX_DEPTH = 64  # nesting of lists/dicts walked when masking structured content
 
 
+# What the per-masker caches keep at most per entry: instrumentations write a few dozen short keys.
+_MAX_CACHED_KEY = 256  # characters of an attribute key
+_MAX_CACHED_LAYOUT = 256  # keys of an attribute map
+
+
 class TooDeep(ValueError):
     pass
 
@@ -819,9 +824,10 @@ class PiiMasker:
                 hit = not self._never_keys.matches(key)
             else:
                 hit = False
-            if len(self._key_cache) > 8192:  # attribute keys are few; this only bounds abuse
-                self._key_cache.clear()
-            self._key_cache[key] = hit
+            if len(key) <= _MAX_CACHED_KEY:  # huge keys are not kept (8192 of them could be GBs)
+                if len(self._key_cache) > 8192:  # attribute keys are few; this only bounds abuse
+                    self._key_cache.clear()
+                self._key_cache[key] = hit
         return hit
 
     def _masked_keys_of(self, attrs: dict[str, Any]) -> tuple[str, ...]:
@@ -831,11 +837,11 @@ class PiiMasker:
         layout = tuple(attrs)
         keys = self._masked_layouts.get(layout)
         if keys is None:
-            if len(self._masked_layouts) > 4096:  # layouts are few; this only bounds abuse
-                self._masked_layouts.clear()
-            keys = self._masked_layouts[layout] = tuple(
-                k for k in layout if isinstance(k, str) and self.key_masked(k)
-            )
+            keys = tuple(k for k in layout if isinstance(k, str) and self.key_masked(k))
+            if len(layout) <= _MAX_CACHED_LAYOUT:  # a sender's thousands of keys are not kept
+                if len(self._masked_layouts) > 4096:  # layouts are few; this only bounds abuse
+                    self._masked_layouts.clear()
+                self._masked_layouts[layout] = keys
         return keys
 
     def _mask_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:

@@ -323,6 +323,7 @@ class SentimentScorer:
 # Bounded: emptied when full.
 _WORD_CACHE: dict[str, str] = {}
 _WORD_CACHE_MAX = 50_000
+_WORD_CACHE_TOKEN_MAX = 32
 
 
 def _vader_word(token: str) -> str:
@@ -339,7 +340,10 @@ def _vader_words(raw: list[str]) -> list[str]:
             cache.clear()
         for i, word in enumerate(words):
             if word is None:
-                words[i] = cache[raw[i]] = _vader_word(raw[i])
+                token = raw[i]
+                words[i] = word = _vader_word(token)
+                if len(token) <= _WORD_CACHE_TOKEN_MAX:  # words, not 50 KB runs of one character
+                    cache[token] = word
     return cast(list[str], words)
 
 

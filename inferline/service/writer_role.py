@@ -17,7 +17,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import orjson
 import structlog
@@ -238,18 +238,16 @@ class WriterRole:
                 return
         table = self._tables[tp.topic]
         rows: list[Row] = []
-        for m in records:
+        for i, m in enumerate(records):
             rows += await self._decode(m, table)
-        batch = Batch(
-            inferences=rows if table is LLM_INFERENCES else [],
-            spans=rows if table is OTEL_TRACES else [],
-            logs=rows if table is OTEL_LOGS else [],
-            scores=rows if table is SCORES else [],
-            ledger=rows if table is INGEST_LEDGER else [],
-        )
-        end = records[-1].offset + 1
-        await self._exporter.consume(Delivery(tp, position, end, batch))
-        self._positions[tp] = end
+            # A message may carry hundreds of rows (schema version 2): hand them over in runs of
+            # about `max_rows`, each waiting for room in the exporter, so one poll cannot gather
+            # more than its bound. Runs end at message boundaries: their offset ranges stay exact.
+            if len(rows) >= self._max_rows or i == len(records) - 1:
+                end = m.offset + 1
+                await self._exporter.consume(Delivery(tp, position, end, _batch_of(table, rows)))
+                self._positions[tp] = position = end
+                rows = []
 
     async def _decode(self, m: ConsumerRecord, table: Table) -> list[Row]:
         """The message's rows: one (schema version 1, or no version header) or one per line
@@ -265,39 +263,46 @@ class WriterRole:
             await self._dead_letter(m, m.value, ValueError("message has no value"))
             return []
         rows = []
+        bad: list[_BadRecord] = []
         for i, value in enumerate([m.value] if one_row else m.value.split(b"\n")):
             if not one_row and not value.strip():
                 continue  # blank lines (a trailing newline) are no records
             try:
                 rows.append(_checked_row(value, table))
             except _InvalidRow as e:
-                await self._dead_letter(m, value, e, "invalid_row", None if one_row else i)
+                bad.append(_BadRecord(value, e, "invalid_row", None if one_row else i))
             except Exception as e:
-                await self._dead_letter(m, value, e, "decode", None if one_row else i)
+                bad.append(_BadRecord(value, e, "decode", None if one_row else i))
+        if bad:
+            await self._dead_letters(m, bad)
         return rows
 
     async def _dead_letter(
-        self,
-        m: ConsumerRecord,
-        value: bytes | None,
-        error: Exception,
-        reason: str = "decode",
-        line: int | None = None,
+        self, m: ConsumerRecord, value: bytes | None, error: Exception, reason: str = "decode"
     ) -> None:
-        """`value` (the message's, or one line of it) to the dead-letter topic, with the message's
-        key and headers and where it came from."""
+        await self._dead_letters(m, [_BadRecord(value, error, reason, None)])
+
+    async def _dead_letters(self, m: ConsumerRecord, bad: list[_BadRecord]) -> None:
+        """Each record (the message, or lines of it) to the dead-letter topic, with the message's
+        key and headers and where it came from: sent together, then waited for together (a
+        message of a thousand bad lines is one round of sends, and one log line)."""
         log.warning(
-            "enriched record to the dead-letter topic",
+            "enriched records to the dead-letter topic",
             topic=m.topic,
             offset=m.offset,
-            line=line,
-            error=repr(error),
+            records=len(bad),
+            lines=[b.line for b in bad[:10] if b.line is not None] or None,
+            error=repr(bad[0].error),
         )
-        headers = dead_letter_headers(m, "write", error)
-        if line is not None:
-            headers.append((H_DLQ_LINE, str(line).encode()))
-        await self._producer.send_and_wait(self._ks.dlq_topic, value, key=m.key, headers=headers)
-        metrics.DLQ_RECORDS.labels("writer", reason).inc()
+        sent = []
+        for b in bad:
+            headers = dead_letter_headers(m, "write", b.error)
+            if b.line is not None:
+                headers.append((H_DLQ_LINE, str(b.line).encode()))
+            sent.append(await self._producer.send(self._ks.dlq_topic, b.value, key=m.key, headers=headers))
+        await asyncio.gather(*sent)
+        for b in bad:
+            metrics.DLQ_RECORDS.labels("writer", b.reason).inc()
 
     # -- storing ---------------------------------------------------------------------------------
 
@@ -343,6 +348,26 @@ class WriterRole:
                 seen.add(key)
                 fresh.append(row)
         return fresh
+
+
+class _BadRecord(NamedTuple):
+    """An enriched record the writer cannot store, for the dead-letter topic."""
+
+    value: bytes | None
+    error: Exception
+    reason: str  # the dead-letter metric's label: decode | invalid_row
+    line: int | None  # its line in a schema-version-2 message (None: the whole message)
+
+
+def _batch_of(table: Table, rows: list[Row]) -> Batch:
+    """`rows` of one enriched topic's table as a batch."""
+    return Batch(
+        inferences=rows if table is LLM_INFERENCES else [],
+        spans=rows if table is OTEL_TRACES else [],
+        logs=rows if table is OTEL_LOGS else [],
+        scores=rows if table is SCORES else [],
+        ledger=rows if table is INGEST_LEDGER else [],
+    )
 
 
 __all__ = ["WriterRole"]
