@@ -176,6 +176,21 @@ def test_agreement_with_reference_on_labeled_set(
         ), text
 
 
+def test_every_multi_word_idiom_and_booster_scores_as_the_reference(
+    scorer: SentimentScorer, reference: SentimentIntensityAnalyzer
+) -> None:
+    """The idiom check runs only near a marker word of an idiom: each idiom and multi-word
+    booster of VADER's lists, in a sentence around a lexicon word, scores as vaderSentiment does."""
+    from vaderSentiment.vaderSentiment import BOOSTER_DICT, SPECIAL_CASES
+
+    phrases = [k for k in [*SPECIAL_CASES, *BOOSTER_DICT] if " " in k]
+    assert phrases
+    for phrase in phrases:
+        for text in (f"The answer was {phrase} good.", f"Honestly, {phrase} the result is great"):
+            want = reference.polarity_scores(text)["compound"]
+            assert scorer.compound(text) == pytest.approx(want, abs=1e-4), text
+
+
 def test_agreement_with_reference_on_random_text(
     scorer: SentimentScorer, reference: SentimentIntensityAnalyzer
 ) -> None:
