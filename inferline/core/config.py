@@ -159,6 +159,11 @@ class KafkaSettings(BaseModel):
     # from the processors on shared cores. Nobody waits on it: senders were acknowledged once
     # Kafka had their data; only what queries see comes later.
     writer_max_delay_s: float = Field(5.0, gt=0)
+    # ...but once no record arrived for this long (0: never), the writer flushes what it has: the
+    # topics are quiet, waiting longer would only keep those rows out of queries (at the end of a
+    # burst, up to `writer_max_delay_s`). Busy topics deliver more often than this, so their
+    # flushes stay as few as before.
+    writer_quiet_s: float = Field(1.0, ge=0)
     client_id: str = "inferline"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"

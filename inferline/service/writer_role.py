@@ -117,6 +117,7 @@ class WriterRole:
             self._stored,
             batch,
             before_insert=self._keep_new_inferences,
+            quiet_s=ks.writer_quiet_s or None,
         )
         self._positions: dict[TopicPartition, int] = {}  # next offset to deliver, per partition
         self._lag = ConsumerLag(self._group, self._tables)

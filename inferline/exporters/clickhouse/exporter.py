@@ -87,8 +87,14 @@ class ClickHouseExporter:
         on_stored: StoredCallback,
         settings: BatchSettings,
         before_insert: BeforeInsert | None = None,
+        quiet_s: float | None = None,
     ) -> None:
         self._inserter = inserter
+        # Flush once no delivery came for this long (None: wait out the delay): when the sources
+        # go quiet, what is gathered is all there is for now, and waiting longer only keeps it out
+        # of queries (the Kafka writer, whose delay is long so that busy flushes are few).
+        self._quiet_s = quiet_s
+        self._last_at = 0.0
         self._before_insert = before_insert
         self._plans = plans
         self._on_stored = on_stored
@@ -96,6 +102,7 @@ class ClickHouseExporter:
         self._max_pending = settings.max_pending_rows
         self._delay = FlushDelay(settings.min_delay_s, settings.max_delay_s)
         self._batch = Batch()
+        self._rows = 0  # len(self._batch), kept as deliveries arrive (a Batch counts on each call)
         self._ranges: dict[Source, list[int]] = {}  # [start, end) gathered for the next flush
         self._delivered: dict[Source, int] = {}  # end of each partition's last delivery
         self._replay: deque[RecordedFlush] = deque()
@@ -116,7 +123,7 @@ class ClickHouseExporter:
 
     @property
     def pending_rows(self) -> int:
-        return len(self._batch) + self._in_flight
+        return self._rows + self._in_flight
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="clickhouse-exporter")
@@ -172,9 +179,11 @@ class ClickHouseExporter:
         else:
             r[1] = delivery.end
         self._delivered[p] = delivery.end
-        if not len(self._batch):
-            self._first_at = time.monotonic()
+        self._last_at = time.monotonic()
+        if not self._rows:
+            self._first_at = self._last_at
         self._batch.extend(delivery.batch)
+        self._rows += len(delivery.batch)
         self._idle.clear()
         _PENDING.set(self.pending_rows)
         self._wake.set()
@@ -183,9 +192,12 @@ class ClickHouseExporter:
         """True: flush now; a float: seconds until due; False: wait for more."""
         if self._replay:
             return self._replay_complete()
-        if self._closing or self._draining or self._awaited or len(self._batch) >= self._max_rows:
+        if self._closing or self._draining or self._awaited or self._rows >= self._max_rows:
             return True
-        remaining = self._first_at + self._delay.seconds - time.monotonic()
+        now = time.monotonic()
+        remaining = self._first_at + self._delay.seconds - now
+        if self._quiet_s is not None:
+            remaining = min(remaining, self._last_at + self._quiet_s - now)
         return True if remaining <= 0 else remaining
 
     async def _run(self) -> None:
@@ -205,7 +217,7 @@ class ClickHouseExporter:
                 # An unfinished rebuild stays in the log; the next start rebuilds it.
                 log.info("stopping during a replay; the rest is replayed at the next start")
                 self._ranges.clear()
-                self._batch = Batch()
+                self._batch, self._rows = Batch(), 0
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -213,7 +225,7 @@ class ClickHouseExporter:
 
     async def _flush(self) -> None:
         batch, ranges = self._batch, {p: (s, e) for p, (s, e) in self._ranges.items()}
-        self._batch, self._ranges = Batch(), {}
+        self._batch, self._ranges, self._rows = Batch(), {}, 0
         rebuilt = self._replay.popleft() if self._replay else None
         token = rebuilt.token if rebuilt is not None else None
         filtered = rebuilt is not None and rebuilt.exact  # before_insert already done, or not wanted
