@@ -1,5 +1,6 @@
 """The ClickHouse exporter's flush plans, against a real chDB store: a flush inserted and never
-committed (the process died in between) is rebuilt from its plan and dropped by its token; a plan
+committed (the process died in between) is rebuilt from its plan and nothing of it is stored
+twice, whatever blocks the rebuild arrives in and however much of it had landed; a plan
 split by a rebalance loses nothing; offsets that start again at 0 (a new Kafka cluster, a
 recreated topic) never collide with old tokens."""
 
@@ -10,13 +11,16 @@ import asyncio
 import pytest
 from aiokafka.structs import TopicPartition
 from clickhouse_connect.driver.client import Client
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from inferline.core.config import BatchSettings
-from inferline.core.records import Batch
+from inferline.core.config import BatchSettings, ProcessorSettings
+from inferline.core.records import SPANS, Batch, SourceEntry
 from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges, RecordedFlush
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.clickhouse.plans import LEGACY_PLANS_TABLE, ClickHousePlans
-from tests.otlp_helpers import span_row
+from inferline.processors.chain import ProcessorChain
+from inferline.service.processing import native_blocks, process_entries
+from tests.otlp_helpers import sdk_spans, span_row
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +86,74 @@ def test_a_flush_inserted_but_not_committed_is_dropped_when_rebuilt(client: Clie
     assert _count(client, "r ") == 6  # no FINAL: a duplicate would show
     assert restarted.committed == {A: 4, B: 2}
     assert restarted.plans.pending(restarted.committed) == []
+
+
+def _genai_entries(count: int, spans_each: int) -> list[SourceEntry]:
+    """Log entries of GenAI spans (one request each), as a receiver appends them."""
+    return [
+        SourceEntry(
+            "raw", 0, offset, SPANS, "p", encode_spans(sdk_spans(count=spans_each)).SerializeToString()
+        )
+        for offset in range(count)
+    ]
+
+
+def _processed(entries: list[SourceEntry]) -> Batch:
+    """What a worker hands the exporter for these entries: Native blocks, one per table."""
+    return process_entries(
+        ProcessorChain(ProcessorSettings(chain=["pricing"])), entries, native_blocks
+    ).output
+
+
+def _stored_once(client: Client, calls: int) -> None:
+    """No FINAL: a row stored twice would count twice; the rollup counts each call once."""
+    assert int(str(client.command("SELECT count() FROM otel_traces"))) == calls
+    assert int(str(client.command("SELECT count() FROM llm_inferences"))) == calls
+    assert int(str(client.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == calls
+
+
+def test_a_flush_rebuilt_in_other_blocks_than_the_original_is_not_stored_twice(client: Client) -> None:
+    """Live, the log was read in three slices (three blocks per table); the replay reads the same
+    entries in one. ClickHouse's deduplication id of an insert depends on its number of blocks,
+    so a token alone would store the flush a second time."""
+    entries = _genai_entries(3, spans_each=2)
+    crashed = Run(client, commit=False)
+    asyncio.run(crashed.deliver(*(Delivery(A, e.offset, e.offset + 1, _processed([e])) for e in entries)))
+    _stored_once(client, 6)
+
+    restarted = Run(client)
+    pending = restarted.plans.pending({A: 0})
+    assert [p.ranges for p in pending] == [{A: (0, 3)}]
+
+    async def replay() -> None:
+        restarted.exporter.replay(pending, {A: 0})
+        await restarted.deliver(Delivery(A, 0, 3, _processed(entries)))
+
+    asyncio.run(replay())
+    _stored_once(client, 6)
+    assert restarted.committed == {A: 3}
+
+
+def test_a_flush_that_landed_in_part_is_completed_once(client: Client) -> None:
+    """The process died between the tables' inserts of a flush: its spans are stored, its
+    inferences are not. The rebuild adds the inferences (and their rollup) and no span again."""
+    entries = _genai_entries(2, spans_each=3)
+    batch = _processed(entries)
+    crashed = Run(client, commit=False)
+    token = crashed.plans.record_flush({A: (0, 2)})
+    spans_only = Batch(encoded=[b for b in batch.encoded if b[0] == "otel_traces"])
+    Inserter(client).insert(spans_only, token)  # ... and then the kill
+    assert int(str(client.command("SELECT count() FROM llm_inferences"))) == 0
+
+    restarted = Run(client)
+    pending = restarted.plans.pending({A: 0})
+
+    async def replay() -> None:
+        restarted.exporter.replay(pending, {A: 0})
+        await restarted.deliver(Delivery(A, 0, 2, _processed(entries)))
+
+    asyncio.run(replay())
+    _stored_once(client, 6)
 
 
 def test_a_plan_split_by_a_rebalance_loses_nothing(client: Client) -> None:
@@ -152,23 +224,24 @@ def test_plans_of_earlier_versions_are_moved_over(client: Client) -> None:
 def test_two_clusters_with_one_group_name_never_rebuild_each_others_flushes(client: Client) -> None:
     """Two Kafka clusters feed one database with the same writer group name. Cluster one's writer
     died after its insert, before its commit; cluster two's writer, at the same offsets, must not
-    take that plan (its token would make ClickHouse drop cluster two's rows as a replay)."""
+    take that plan (it would rebuild cluster one's flush from cluster two's records)."""
     one = Run(client, commit=False, cluster="cluster-one")
-    asyncio.run(one.deliver(Delivery(A, 0, 2, _rows(["c one 0", "c one 1"]))))
+    ones = _rows(["c one 0", "c one 1"])
+    asyncio.run(one.deliver(Delivery(A, 0, 2, ones)))
 
     two = Run(client, cluster="cluster-two")
     assert two.plans.pending({A: 0}) == []
     asyncio.run(two.deliver(Delivery(A, 0, 2, _rows(["c two 0", "c two 1"]))))
     assert _count(client, "c two") == 2
 
-    # Cluster one's writer, back, still rebuilds its own flush: dropped by its token, no duplicate.
+    # Cluster one's writer, back, still rebuilds its own flush: the same rows, not stored again.
     again = Run(client, cluster="cluster-one")
     pending = again.plans.pending({A: 0})
     assert [p.ranges for p in pending] == [{A: (0, 2)}]
 
     async def replay() -> None:
         again.exporter.replay(pending, {A: 0})
-        await again.deliver(Delivery(A, 0, 2, _rows(["c one 0", "c one 1"])))
+        await again.deliver(Delivery(A, 0, 2, ones))
 
     asyncio.run(replay())
     assert _count(client, "c one") == 2

@@ -50,6 +50,8 @@ from inferline.processors.pii_detectors import BUILTIN_DETECTORS, BUILTIN_RULES,
 _hs: ModuleType | None
 try:  # the fast engine; optional so the pipeline still runs (slower) where it is not installed
     import hyperscan as _hs
+
+    from inferline.processors.hyperscan_cache import compile_database
 except ImportError:  # pragma: no cover - exercised only where hyperscan is missing
     _hs = None
 
@@ -319,9 +321,7 @@ class _Engine:
 
     def _build_hyperscan(self) -> None:
         assert _hs is not None
-        expressions: list[bytes] = []
-        ids: list[int] = []
-        flags: list[int] = []
+        anchored: list[tuple[int, tuple[bytes, ...], int]] = []  # (rule, anchors, flags)
         words: dict[bytes, int] = {}
         for rid, rule in enumerate(self.rules):
             if rule.gazetteer:
@@ -333,29 +333,27 @@ class _Engine:
                     for end in _WORD_ENDS:
                         words.setdefault(encoded + end, rid)
                 continue
-            anchors = rule.anchors
             rule_flags = 0 if rule.locate is not None else _hs.HS_FLAG_SOM_LEFTMOST
             if rule.exact.flags & re.IGNORECASE:
                 rule_flags |= _hs.HS_FLAG_CASELESS
-            if anchors and not all(_hs_compiles(a, rule_flags) for a in anchors):
-                anchors = ()  # e.g. a custom pattern with lookarounds: fall back to `re` for it
-            if not anchors:
+            if not rule.anchors:
                 self.scan_rules.append(rid)
                 continue
+            anchors = rule.anchors
             if rule.left is not None:
                 anchors = tuple(b"(?:^|[^" + rule.left.encode() + b"])(?:" + a + b")" for a in anchors)
-            for a in anchors:
-                expressions.append(a)
-                ids.append(rid)
-                flags.append(rule_flags)
+            anchored.append((rid, anchors, rule_flags))
         if words:
             self.literal_rids = list(words.values())
             self.literal_db = _literal_database(tuple(words))
-        if not expressions:
-            return
-        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-        db.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
-        self.db = db
+        try:
+            self.db = _anchor_database(anchored)
+        except _hs.error:
+            # A rule Hyperscan cannot compile (e.g. a custom pattern with lookarounds) runs with
+            # `re` instead; found one by one only then, since each test compile costs.
+            ok = {rid for rid, anchors, f in anchored if all(_hs_compiles(a, f) for a in anchors)}
+            self.scan_rules = sorted([*self.scan_rules, *(rid for rid, _, _ in anchored if rid not in ok)])
+            self.db = _anchor_database([rule for rule in anchored if rule[0] in ok])
 
     def _scratch(self) -> tuple[Any, Any]:
         scratch = getattr(self._local, "scratch", None)
@@ -558,22 +556,25 @@ _LITERAL_LOCK = threading.Lock()
 
 def _literal_database(words: tuple[bytes, ...]) -> Any:
     """A compiled literal database, shared by every masker of the process with the same words
-    (~80k literals compile in ~1.5 s; a database is read-only while scanning, scratch is not)."""
-    assert _hs is not None
+    (a database is read-only while scanning, scratch is not) and kept on disk between processes
+    (~80k literals compile in seconds; `hyperscan_cache`)."""
     with _LITERAL_LOCK:
         db = _LITERAL_DATABASES.get(words)
         if db is None:
-            db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
             # One id per literal: with a shared id the literal compiler takes ~60x longer.
-            db.compile(
-                expressions=list(words),
-                ids=list(range(len(words))),
-                elements=len(words),
-                flags=0,
-                literal=True,
-            )
+            db = compile_database(words, range(len(words)), 0, literal=True)
             _LITERAL_DATABASES[words] = db
         return db
+
+
+def _anchor_database(anchored: list[tuple[int, tuple[bytes, ...], int]]) -> Any:
+    """One database of every rule's anchors (None without any)."""
+    expressions = [a for _, anchors, _ in anchored for a in anchors]
+    if not expressions:
+        return None
+    ids = [rid for rid, anchors, _ in anchored for _ in anchors]
+    flags = [f for _, anchors, f in anchored for _ in anchors]
+    return compile_database(expressions, ids, flags)
 
 
 def _ascii_class(body: str) -> frozenset[str]:

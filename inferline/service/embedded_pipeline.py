@@ -112,7 +112,9 @@ class EmbeddedPipeline:
             if not all(isinstance(e, WorkerDied) for e in failures):
                 log.error("a log consumer failed", error=repr(failures)[:300])
             log.error("a worker died; restarting workers and replaying the local log")
+            started = time.monotonic()
             await self._processing.restart()
+            log.info("workers restarted", seconds=round(time.monotonic() - started, 1))
 
     async def _start_consumers(self) -> list[asyncio.Task[None]]:
         loop = asyncio.get_running_loop()

@@ -315,7 +315,7 @@ class WriterRole:
             log.warning("offset commit failed; the flush is replayed later", error=error_summary(e))
 
     def _keep_new_inferences(self, batch: Batch) -> Batch:
-        """Before a new flush's insert (not before an exact rebuild, which its token protects):
+        """Before a new flush's insert (a rebuilt flush inserts only what is missing anyway):
         inference rows a processor replay published again are inserted once."""
         if batch.inferences:
             batch.inferences = self._not_yet_stored(batch.inferences)

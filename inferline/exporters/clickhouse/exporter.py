@@ -4,11 +4,12 @@ the log's positions are committed only after ClickHouse has the rows.
 
 Replays insert nothing twice. Before its insert, a flush is recorded in a *plan* (per source
 partition, the offsets [start, end) it holds) and inserted with the plan's token as ClickHouse's
-`insert_deduplication_token`. After a crash the log is read again from the committed positions;
-the recorded plans are then rebuilt exactly, one by one, and inserted with their recorded tokens,
-so a block that did reach ClickHouse is dropped as a duplicate (and so is what it would add to the
-rollups) while one that did not is inserted. The consumers read only within the plan being
-rebuilt (`limit`), so no other rows can join it.
+`insert_deduplication_token`, so a retry of the same insert is a no-op. After a crash the log is
+read again from the committed positions and the recorded plans are rebuilt, one by one; the
+consumers read only within the plan being rebuilt (`limit`), so no other rows join it. A rebuilt
+flush inserts only the rows its tables do not hold yet (`Inserter.insert_missing`): whatever part
+of it reached ClickHouse before the crash (all, some tables, none) is not stored again, and the
+rollup views see each row once.
 
 Nobody waits on a flush: senders were acknowledged when the log had their data. A flush that fails
 is retried with the same token until it succeeds; meanwhile consumers wait (`max_pending_rows`)
@@ -58,9 +59,8 @@ class RecordedFlush(NamedTuple):
 
     token: str
     ranges: Ranges
-    # The whole flush, with its own token: rebuilt as it was, rows untouched (`before_insert` is
-    # skipped, so a block ClickHouse took only in part, e.g. before its rollup views, is completed).
-    # False for a share of a flush split by a rebalance, inserted under a token of its own.
+    # False for a share of a flush split by a rebalance (told in the log; a share is rebuilt like
+    # a whole flush: what ClickHouse has of it is not inserted again).
     exact: bool = True
 
 
@@ -227,8 +227,8 @@ class ClickHouseExporter:
         batch, ranges = self._batch, {p: (s, e) for p, (s, e) in self._ranges.items()}
         self._batch, self._ranges, self._rows = Batch(), {}, 0
         rebuilt = self._replay.popleft() if self._replay else None
-        token = rebuilt.token if rebuilt is not None else None
-        filtered = rebuilt is not None and rebuilt.exact  # before_insert already done, or not wanted
+        token: str | None = None  # recorded at the first attempt; retries keep it
+        filtered = False
         n = len(batch)
         self._in_flight += n
         loop = asyncio.get_running_loop()
@@ -237,7 +237,11 @@ class ClickHouseExporter:
             while True:
                 started = time.monotonic()
                 try:
-                    if n:
+                    if n and rebuilt is not None:
+                        await loop.run_in_executor(
+                            self._io, self._inserter.insert_missing, batch, rebuilt.token
+                        )
+                    elif n:
                         if token is None:
                             token = await loop.run_in_executor(self._io, self._plans.record_flush, ranges)
                         if self._before_insert is not None and not filtered:

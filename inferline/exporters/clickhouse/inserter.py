@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
+from collections.abc import Iterator
 
 import structlog
 from clickhouse_connect.driver.client import Client
@@ -10,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 from inferline.core import metrics
 from inferline.core.logging import error_summary
 from inferline.core.records import Batch
-from inferline.exporters.clickhouse.native import encode_block
+from inferline.exporters.clickhouse.native import column_list, encode_block
 from inferline.storage.schema import (
     FEEDBACK,
     INGEST_LEDGER,
@@ -26,33 +29,78 @@ log = structlog.get_logger()
 
 class Inserter:
     """Inserts each table's rows in one insert of Native blocks (rows given as dicts are encoded
-    here; workers' rows arrive encoded). The dedup token makes a retried or replayed insert of
-    the same blocks a no-op in ClickHouse (`non_replicated_deduplication_window`)."""
+    here; workers' rows arrive encoded). The dedup token makes a retried insert of the same
+    blocks a no-op in ClickHouse (`non_replicated_deduplication_window`); a flush rebuilt after a
+    crash goes through `insert_missing` instead."""
 
     def __init__(self, client: Client, database: str = "default", retries: int = 2, backoff_s: float = 0.2):
         self._client = client
         self._database = database
         self._retries = retries
         self._backoff_s = backoff_s
+        self._identities: dict[str, tuple[str, str]] = {}
 
     def insert(self, batch: Batch, token: str) -> None:
-        for table, rows in (
-            (OTEL_TRACES, batch.spans),
-            (OTEL_LOGS, batch.logs),
-            (LLM_INFERENCES, batch.inferences),
-            (FEEDBACK, batch.feedback),
-            (SCORES, batch.scores),
-            # Last: a ledger row is stored only after the rows it counts.
-            (INGEST_LEDGER, batch.ledger),
-        ):
-            blocks = [encode_block(table, rows)] if rows else []
-            count = len(rows)
-            for name, n, block in batch.encoded:
-                if name == table.name:
-                    blocks.append(block)
-                    count += n
-            if blocks:
-                self._insert_table(table, blocks, count, f"{token}:{table.name}")
+        for table, blocks, count in _blocks_by_table(batch):
+            self._insert_table(table, blocks, count, f"{token}:{table.name}")
+
+    def insert_missing(self, batch: Batch, flush_id: str) -> None:
+        """A flush rebuilt after a crash: inserts only the rows each table does not hold yet.
+
+        A token cannot make that safe here. ClickHouse derives the deduplication id of an insert
+        from its token *and* the number of blocks the insert arrived in, and a rebuilt flush comes
+        in other blocks than the original (the log is re-read in other slices), so the token would
+        store the whole flush a second time. Instead the rows go to a staging table, and from
+        there into the table only where the table's row identity (its sorting key, and its version
+        column) is not present yet: exactly what `FINAL` would collapse, checked before the
+        rollups' views see the rows. A crash during this is harmless: the next start does it again."""
+        for table, blocks, count in _blocks_by_table(batch):
+            self._insert_new_rows(table, blocks, count, flush_id)
+
+    def _insert_new_rows(self, table: Table, blocks: list[bytes], rows: int, flush_id: str) -> None:
+        target = f"`{self._database}`.`{table.name}`"
+        # One staging table per rebuilt flush: writers of one database never share one.
+        staging = (
+            f"`{self._database}`.`_rebuild_{table.name}_{hashlib.sha1(flush_id.encode()).hexdigest()[:16]}`"
+        )
+        identity, partition = self._identity(table)
+        columns = column_list(table)
+        started = time.perf_counter()
+        self._client.command(f"DROP TABLE IF EXISTS {staging}")
+        self._client.command(f"CREATE TABLE {staging} AS {target} ENGINE = Memory")
+        try:
+            self._client.raw_insert(
+                staging, [c.name for c in table.insert_columns], insert_block=b"".join(blocks), fmt="Native"
+            )
+            present = f"SELECT {identity} FROM {target}"
+            if partition:  # only the partitions the flush touches are read
+                present += f" WHERE ({partition}) IN (SELECT DISTINCT {partition} FROM {staging})"
+            summary = self._client.command(
+                f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
+                f"WHERE ({identity}) NOT IN ({present}) LIMIT 1 BY {identity}"
+            )
+        finally:
+            self._client.command(f"DROP TABLE IF EXISTS {staging}")
+        written = getattr(summary, "written_rows", None)
+        metrics.observe_insert(
+            table.name, int(written) if written is not None else rows, time.perf_counter() - started
+        )
+        log.info("rebuilt flush stored", table=table.name, rows=rows, new_rows=written)
+
+    def _identity(self, table: Table) -> tuple[str, str]:
+        """The table's row identity (sorting key, plus the version column of a versioned
+        ReplacingMergeTree) and partition key, as ClickHouse has them."""
+        cached = self._identities.get(table.name)
+        if cached is None:
+            sorting, partition, engine = self._client.query(
+                "SELECT sorting_key, partition_key, engine_full FROM system.tables "
+                "WHERE database = {db:String} AND name = {t:String}",
+                parameters={"db": self._database, "t": table.name},
+            ).result_rows[0]
+            version = re.match(r"\s*ReplacingMergeTree\((\w+)", engine)
+            identity = f"{sorting}, {version.group(1)}" if version else sorting
+            cached = self._identities[table.name] = (identity, partition)
+        return cached
 
     def _insert_table(self, table: Table, blocks: list[bytes], rows: int, token: str) -> None:
         data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
@@ -80,3 +128,25 @@ class Inserter:
                     "insert failed, retrying", table=table.name, attempt=attempt + 1, error=error_summary(e)
                 )
                 time.sleep(self._backoff_s * (2**attempt))
+
+
+def _blocks_by_table(batch: Batch) -> Iterator[tuple[Table, list[bytes], int]]:
+    """Each table's Native blocks (rows given as dicts encoded here) and row count, in insert
+    order."""
+    for table, rows in (
+        (OTEL_TRACES, batch.spans),
+        (OTEL_LOGS, batch.logs),
+        (LLM_INFERENCES, batch.inferences),
+        (FEEDBACK, batch.feedback),
+        (SCORES, batch.scores),
+        # Last: a ledger row is stored only after the rows it counts.
+        (INGEST_LEDGER, batch.ledger),
+    ):
+        blocks = [encode_block(table, rows)] if rows else []
+        count = len(rows)
+        for name, n, block in batch.encoded:
+            if name == table.name:
+                blocks.append(block)
+                count += n
+        if blocks:
+            yield table, blocks, count

@@ -10,11 +10,10 @@ one cluster say nothing about another's records, so a writer never rebuilds anot
 flush, even when both use the same group name and write into one database.
 
 On assignment a writer loads the plans that still cover offsets past its partitions' committed
-positions. If it holds every partition of a plan, the plan is rebuilt exactly with its token; if
-a rebalance split the plan between writers, each rebuilds its share under a token of its own
-(the plan's token plus the partitions it holds): nothing is lost whichever share was stored,
-and a share stored twice collapses under `FINAL` (inference rows are checked against the table
-before they are inserted, so the rollups count each call once).
+positions and rebuilds them; the exporter inserts from a rebuilt flush only the rows ClickHouse
+does not hold yet. If a rebalance split a plan between writers, each rebuilds its share (named by
+the plan's token plus the partitions it holds): nothing is lost whichever share was stored, and
+nothing is stored twice.
 """
 
 from __future__ import annotations
