@@ -18,7 +18,9 @@ from inferline.core.records import SPANS, Batch, SourceEntry
 from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges, RecordedFlush
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.clickhouse.plans import LEGACY_PLANS_TABLE, ClickHousePlans
+from inferline.otlp.flatten import flatten_spans
 from inferline.processors.chain import ProcessorChain
+from inferline.processors.normalise import GenAINormaliser
 from inferline.service.processing import native_blocks, process_entries
 from tests.otlp_helpers import sdk_spans, span_row
 
@@ -154,6 +156,29 @@ def test_a_flush_that_landed_in_part_is_completed_once(client: Client) -> None:
 
     asyncio.run(replay())
     _stored_once(client, 6)
+
+
+def test_a_rebuilt_flush_keeps_a_newer_version_of_an_inference(client: Client) -> None:
+    """Identity includes the version column: a rebuild whose join completed an inference (its
+    content arrived within the same plan) stores that version next to the one that had landed,
+    and the rollup still counts the call once."""
+    request = encode_spans(sdk_spans(count=1))
+    (row,) = GenAINormaliser().normalise(flatten_spans(request, "p").records, [])
+    crashed = Run(client, commit=False)
+    asyncio.run(crashed.deliver(Delivery(A, 0, 1, Batch(inferences=[dict(row)]))))
+
+    restarted = Run(client)
+    pending = restarted.plans.pending({A: 0})
+    completed = dict(row, version=row["version"] + 1)
+
+    async def replay() -> None:
+        restarted.exporter.replay(pending, {A: 0})
+        await restarted.deliver(Delivery(A, 0, 1, Batch(inferences=[dict(row), completed])))
+
+    asyncio.run(replay())
+    versions = client.query("SELECT version FROM llm_inferences ORDER BY version").result_rows
+    assert versions == [(row["version"],), (row["version"] + 1,)]
+    assert int(str(client.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == 1
 
 
 def test_a_plan_split_by_a_rebalance_loses_nothing(client: Client) -> None:

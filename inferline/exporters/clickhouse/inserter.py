@@ -38,7 +38,7 @@ class Inserter:
         self._database = database
         self._retries = retries
         self._backoff_s = backoff_s
-        self._identities: dict[str, tuple[str, str]] = {}
+        self._identities: dict[str, tuple[str, str] | None] = {}
 
     def insert(self, batch: Batch, token: str) -> None:
         for table, blocks, count in _blocks_by_table(batch):
@@ -55,15 +55,22 @@ class Inserter:
         column) is not present yet: exactly what `FINAL` would collapse, checked before the
         rollups' views see the rows. A crash during this is harmless: the next start does it again."""
         for table, blocks, count in _blocks_by_table(batch):
-            self._insert_new_rows(table, blocks, count, flush_id)
+            identity = self._identity(table)
+            if identity is None:  # e.g. a Distributed table: its rows' identity is not known here
+                log.warning("rebuilt flush inserted by its token only", table=table.name)
+                self._insert_table(table, blocks, count, f"{flush_id}:{table.name}")
+            else:
+                self._insert_new_rows(table, blocks, count, flush_id, identity)
 
-    def _insert_new_rows(self, table: Table, blocks: list[bytes], rows: int, flush_id: str) -> None:
+    def _insert_new_rows(
+        self, table: Table, blocks: list[bytes], rows: int, flush_id: str, identity: tuple[str, str]
+    ) -> None:
         target = f"`{self._database}`.`{table.name}`"
         # One staging table per rebuilt flush: writers of one database never share one.
         staging = (
             f"`{self._database}`.`_rebuild_{table.name}_{hashlib.sha1(flush_id.encode()).hexdigest()[:16]}`"
         )
-        identity, partition = self._identity(table)
+        key, partition = identity
         columns = column_list(table)
         started = time.perf_counter()
         self._client.command(f"DROP TABLE IF EXISTS {staging}")
@@ -72,12 +79,12 @@ class Inserter:
             self._client.raw_insert(
                 staging, [c.name for c in table.insert_columns], insert_block=b"".join(blocks), fmt="Native"
             )
-            present = f"SELECT {identity} FROM {target}"
+            present = f"SELECT {key} FROM {target}"
             if partition:  # only the partitions the flush touches are read
                 present += f" WHERE ({partition}) IN (SELECT DISTINCT {partition} FROM {staging})"
             summary = self._client.command(
                 f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
-                f"WHERE ({identity}) NOT IN ({present}) LIMIT 1 BY {identity}"
+                f"WHERE ({key}) NOT IN ({present}) LIMIT 1 BY {key}"
             )
         finally:
             self._client.command(f"DROP TABLE IF EXISTS {staging}")
@@ -87,20 +94,19 @@ class Inserter:
         )
         log.info("rebuilt flush stored", table=table.name, rows=rows, new_rows=written)
 
-    def _identity(self, table: Table) -> tuple[str, str]:
-        """The table's row identity (sorting key, plus the version column of a versioned
-        ReplacingMergeTree) and partition key, as ClickHouse has them."""
-        cached = self._identities.get(table.name)
-        if cached is None:
+    def _identity(self, table: Table) -> tuple[str, str] | None:
+        """The table's row identity (its sorting key, plus the version column of a versioned
+        ReplacingMergeTree) and partition key, as ClickHouse has them; None without a sorting
+        key."""
+        if table.name not in self._identities:
             sorting, partition, engine = self._client.query(
                 "SELECT sorting_key, partition_key, engine_full FROM system.tables "
                 "WHERE database = {db:String} AND name = {t:String}",
                 parameters={"db": self._database, "t": table.name},
             ).result_rows[0]
-            version = re.match(r"\s*ReplacingMergeTree\((\w+)", engine)
-            identity = f"{sorting}, {version.group(1)}" if version else sorting
-            cached = self._identities[table.name] = (identity, partition)
-        return cached
+            key = f"{sorting}, {version}" if (version := _version_column(engine)) else sorting
+            self._identities[table.name] = (key, partition) if sorting else None
+        return self._identities[table.name]
 
     def _insert_table(self, table: Table, blocks: list[bytes], rows: int, token: str) -> None:
         data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
@@ -150,3 +156,14 @@ def _blocks_by_table(batch: Batch) -> Iterator[tuple[Table, list[bytes], int]]:
                 count += n
         if blocks:
             yield table, blocks, count
+
+
+def _version_column(engine: str) -> str | None:
+    """The version column of a (Replicated)ReplacingMergeTree: its first argument, after the
+    ZooKeeper path and replica name of a replicated one."""
+    m = re.match(r"\s*(Replicated)?ReplacingMergeTree\(([^)]*)\)", engine)
+    if m is None:
+        return None
+    args = [a.strip() for a in m.group(2).split(",") if a.strip()]
+    args = args[2:] if m.group(1) else args
+    return args[0] if args and re.fullmatch(r"\w+", args[0]) else None
