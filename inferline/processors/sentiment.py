@@ -596,12 +596,16 @@ class SentimentProcessor:
         _set(row, "response", self._score(response) if response else None)
 
 
+_COLUMNS = {prefix: (f"{prefix}_sentiment", f"{prefix}_sentiment_label") for prefix in ("prompt", "response")}
+
+
 def _set(row: Row, prefix: str, result: tuple[float, str] | None) -> None:
+    score, label = _COLUMNS[prefix]
     if result is None:
-        row[f"{prefix}_sentiment"] = None
-        row[f"{prefix}_sentiment_label"] = ""
+        row[score] = None
+        row[label] = ""
     else:
-        row[f"{prefix}_sentiment"], row[f"{prefix}_sentiment_label"] = result
+        row[score], row[label] = result
 
 
 def message_text(content: Any) -> str:
@@ -633,6 +637,11 @@ def last_user_text(messages: Any) -> str:
 
 def assistant_text(messages: Any) -> str:
     if not isinstance(messages, list):
+        return ""
+    if len(messages) == 1:  # most responses: one choice, one message
+        msg = messages[0]
+        if isinstance(msg, dict) and msg.get("role", "assistant") == "assistant":
+            return message_text(msg.get("content", msg.get("parts")))
         return ""
     texts = [
         message_text(msg.get("content", msg.get("parts")))
