@@ -580,8 +580,8 @@ class SentimentProcessor:
     def _score(self, text: str) -> tuple[float, str]:
         hit = self._memo.get(text)
         if hit is None:
-            hit = self.scorer.score(text)
-            self._memo[text] = hit
+            compound = self.scorer.compound(text)
+            hit = self._memo[text] = (compound, label_for(compound))
         return hit
 
     def _process_row(self, row: Row) -> None:
