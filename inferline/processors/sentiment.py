@@ -6,7 +6,7 @@ same lexicon, emoji descriptions and rules, restructured for speed. The referenc
 it re-lowercases the whole token list inside every rule (O(n^2)), rebuilds strings for idiom checks
 at every lexicon word, and appends emoji descriptions character by character. Here:
 
-* emoji are found with one set intersection (only for non-ASCII text) and replaced;
+* emoji are looked up among the non-ASCII characters only (one regex pass) and replaced;
 * tokens are stripped and lower-cased once, and only on first sight (a bounded cache of VADER's
   word per distinct token); lexicon words are found in one C-level pass;
 * a lexicon word runs the rules only when a word that a rule reads is near it (`_RULE_WORDS`),
@@ -105,9 +105,11 @@ def _load_lexicons() -> tuple[dict[str, float], dict[str, str]]:
 
 
 _LEXICON, _EMOJI = _load_lexicons()
-# Emoji are found with one C-level set intersection over the text's characters, then replaced with
-# str.replace. (`str.translate` with the 1,200-entry dict costs ~80 ns per character, as every
-# missing key raises inside; a regex character class of non-BMP characters is slower still.)
+# Emoji are found with one C-level set intersection over the text's non-ASCII characters (one
+# regex pass picks them out: half the cost of intersecting every character of a 300-char text),
+# then replaced with str.replace. (`str.translate` with the 1,200-entry dict costs ~80 ns per
+# character, as every missing key raises inside; a regex character class of non-BMP characters
+# is slower still.)
 _EMOJI_CHARS = frozenset(_EMOJI)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
@@ -515,10 +517,13 @@ class SentimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    # A whole text is scored up to max_chars (feedback comments); longer ones on their first and
-    # last max_chars/2.
+    # Feedback comments (and any text the scorer is given) are scored whole up to max_chars;
+    # longer ones on their first and last max_chars/2.
     max_chars: int = Field(
-        300, ge=32, le=100_000, description="longer texts are scored on their first and last max_chars/2"
+        300,
+        ge=32,
+        le=100_000,
+        description="feedback comments longer than this are scored on their first and last max_chars/2",
     )
     fields: list[ScoredField] = Field(
         default_factory=_both_fields,
