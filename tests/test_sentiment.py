@@ -273,15 +273,16 @@ def test_processor_content_parts_and_missing_text() -> None:
     assert empty_row["response_sentiment"] is None and empty_row["response_sentiment_label"] == ""
 
 
-def test_processor_fields_and_max_chars() -> None:
+def test_processor_fields_and_head_and_tail_of_the_response() -> None:
     long_response = "Terrible. " + "neutral filler text " * 300 + " Excellent, wonderful, great!"
     row = _row(
         [{"role": "user", "content": "Great, thanks!"}], [{"role": "assistant", "content": long_response}]
     )
-    config = SentimentConfig(fields=["response"], max_chars=200, response_head_chars=0, domain_rules=False)
+    config = SentimentConfig(fields=["response"], prompt_chars=200, response_head_chars=0, domain_rules=False)
     SentimentProcessor(config).process(Batch(inferences=[row]))
     assert row["prompt_sentiment"] is None and row["prompt_sentiment_label"] == ""
-    # Only head and tail are scored: "Terrible" and the positive ending, not 6,000 chars of filler.
+    # response_head_chars 0: head and tail are scored as for prompts (prompt_chars/2 each):
+    # "Terrible" and the positive ending, not 6,000 chars of filler.
     assert row["response_sentiment"] == SentimentScorer().compound(clip(long_response, 200))
     assert row["response_sentiment_label"] == POS
 
