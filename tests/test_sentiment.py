@@ -10,12 +10,15 @@ import pytest
 from pydantic import ValidationError
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from inferline.core.config import ProcessorSettings
 from inferline.core.records import Batch, Row
+from inferline.processors.feedback import FeedbackEnricher
 from inferline.processors.sentiment import (
     SentimentConfig,
     SentimentProcessor,
     SentimentScorer,
     clip,
+    head,
     label_for,
 )
 
@@ -270,15 +273,16 @@ def test_processor_content_parts_and_missing_text() -> None:
     assert empty_row["response_sentiment"] is None and empty_row["response_sentiment_label"] == ""
 
 
-def test_processor_fields_and_max_chars() -> None:
+def test_processor_fields_and_head_and_tail_of_the_response() -> None:
     long_response = "Terrible. " + "neutral filler text " * 300 + " Excellent, wonderful, great!"
     row = _row(
         [{"role": "user", "content": "Great, thanks!"}], [{"role": "assistant", "content": long_response}]
     )
-    config = SentimentConfig(fields=["response"], max_chars=200, response_head_chars=0, domain_rules=False)
+    config = SentimentConfig(fields=["response"], prompt_chars=200, response_head_chars=0, domain_rules=False)
     SentimentProcessor(config).process(Batch(inferences=[row]))
     assert row["prompt_sentiment"] is None and row["prompt_sentiment_label"] == ""
-    # Only head and tail are scored: "Terrible" and the positive ending, not 6,000 chars of filler.
+    # response_head_chars 0: head and tail are scored as for prompts (prompt_chars/2 each):
+    # "Terrible" and the positive ending, not 6,000 chars of filler.
     assert row["response_sentiment"] == SentimentScorer().compound(clip(long_response, 200))
     assert row["response_sentiment_label"] == POS
 
@@ -290,6 +294,63 @@ def test_processor_scores_the_head_of_the_response_by_default() -> None:
     assert row["response_sentiment_label"] == NEG  # the opening apology, not the cheerful tail
 
 
+def test_processor_an_angry_tail_does_not_flip_a_cheerful_response() -> None:
+    # Users read an answer's tone in its opening; the rest is content (here a quoted error log).
+    response = (
+        "Happy to help, great question! "
+        + "The function reads the file and returns the rows. " * 20
+        + "Traceback: fatal error, terrible crash, the worst failure, awful, hate it."
+    )
+    row = _row([{"role": "user", "content": "hi"}], [{"role": "assistant", "content": response}])
+    SentimentProcessor().process(Batch(inferences=[row]))
+    assert row["response_sentiment_label"] == POS
+    # The tail alone is negative: scored whole (head + tail), the call would not read as cheerful.
+    assert SentimentScorer(domain=True).score(response[-80:])[1] == NEG
+    assert row["response_sentiment"] == SentimentScorer(domain=True).compound(head(response, 80))
+
+
+def test_processor_scores_the_opening_and_closing_of_the_last_user_message() -> None:
+    pasted = "def load(path):\n    return [line.split() for line in open(path)]\n" * 10
+    middle_complaint = "This is a terrible, awful, useless answer. "
+    opening_and_closing = "Thanks, that works great! " + pasted + middle_complaint + pasted + "Perfect."
+    row = _row(
+        [
+            {"role": "user", "content": "This is wrong and useless."},  # an earlier turn: not scored
+            {"role": "assistant", "content": "Sorry, here is a fix."},
+            {"role": "user", "content": opening_and_closing},
+        ],
+        [],
+    )
+    SentimentProcessor().process(Batch(inferences=[row]))
+    # The complaint pasted between the opening and the closing is not the user's tone.
+    assert row["prompt_sentiment_label"] == POS
+    assert row["prompt_sentiment"] == SentimentScorer(domain=True).compound(clip(opening_and_closing, 120))
+    assert "terrible" not in clip(opening_and_closing, 120)
+    # A short last user message is scored whole.
+    short = "Thanks, but the second half is wrong and useless."
+    row = _row([{"role": "user", "content": short}], [])
+    SentimentProcessor().process(Batch(inferences=[row]))
+    assert row["prompt_sentiment"] == SentimentScorer(domain=True).compound(short)
+    assert row["prompt_sentiment_label"] == NEG
+
+
+def test_feedback_comments_are_scored_whole() -> None:
+    # The processor scores 60 + 60 characters of a long prompt; a feedback comment (up to
+    # max_chars, 300) is scored whole: its judgement in the middle counts.
+    comment = (
+        "I asked about the billing export for last month and the answer came back quickly. "
+        "The numbers were wrong and the totals were useless. "
+        "I will look at the invoices tomorrow with my colleague."
+    )
+    assert 120 < len(comment) <= SentimentConfig().max_chars
+    rows: list[Row] = [{"comment": comment}]
+    FeedbackEnricher.from_settings(ProcessorSettings(chain=["sentiment"])).process(rows)
+    whole = SentimentScorer(domain=True).score(comment)
+    assert (rows[0]["comment_sentiment"], rows[0]["comment_sentiment_label"]) == whole
+    assert whole[1] == NEG
+    assert SentimentScorer(domain=True).score(clip(comment, 120))[1] != NEG  # what a prompt gets
+
+
 def test_processor_disabled_and_config_validation() -> None:
     row = _row([{"role": "user", "content": "great"}], [])
     SentimentProcessor(SentimentConfig(enabled=False)).process(Batch(inferences=[row]))
@@ -298,6 +359,8 @@ def test_processor_disabled_and_config_validation() -> None:
         SentimentConfig(fields=["title"])
     with pytest.raises(ValidationError):
         SentimentConfig(max_chars=0)
+    with pytest.raises(ValidationError):
+        SentimentConfig(prompt_chars=10)
 
 
 def test_processor_survives_bad_row() -> None:
