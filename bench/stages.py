@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         build_processor(name, {}).process(enriched)
     _insert_stages(st, enriched, n, runs)
     _receive_stages(st, proto, n)
+    _json_stages(st, js, nj)
 
     plain = _requests("plain", "grpc", 2, 500)
     np_ = sum(s for _, _, s in plain)
@@ -240,10 +241,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     label = "sum of the GenAI protobuf path"
     print(f"  {label:<52} {total:8.1f} µs/span  {1e6 / total:>10,.0f} spans/s per core")
+    # A JSON request costs what a protobuf one does, plus its decoding on a worker (the protobuf
+    # path's own `protobuf_decode` is the worker's read of the log entry, which JSON has too).
+    json_total = total + st.results.get("json_worker", {}).get("us_per_span", 0)
+    label = "sum of the GenAI OTLP/JSON path"
+    print(f"  {label:<52} {json_total:8.1f} µs/span  {1e6 / json_total:>10,.0f} spans/s per core")
     figures = {
         "calibration_us": round(calibrate(), 2),
         "stages": st.results,
         "genai_path_us_per_span": round(total, 2),
+        "genai_json_path_us_per_span": round(json_total, 2),
     }
     if args.json:
         args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -334,6 +341,35 @@ def _receive_stages(st: Stages, proto: list[tuple[bytes, bytes | None, int]], n:
         "spans_per_s_per_core": round(1e6 / us),
     }
     print(f"  {label:<52} {us:8.1f} µs/span  {1e6 / us:>10,.0f} spans/s per core")
+
+
+def _json_stages(st: Stages, js: list[tuple[bytes, bytes | None, int]], n: int) -> None:
+    """What an OTLP/JSON request costs the embedded service beyond a protobuf one, on each side
+    of the hand-off: a worker process decodes the body into what the receiver appends (the
+    worker's share), and the main process receives that (its share; `receive` is the same for a
+    protobuf request). Both as the service calls them, so before/after runs compare."""
+    from inferline.otlp.protobuf import parse
+    from inferline.otlp.shard import shard_spans
+    from inferline.otlp.validate import TimeWindow, remove_invalid
+    from inferline.service import workers
+
+    window, partitions = TimeWindow(spans_days=180, logs_days=180), 2
+    decode = workers._decode_json_in_worker
+    st.time(
+        "json_worker",
+        "OTLP/JSON: decode on a worker, hand back (worker)",
+        lambda: [decode(b, ExportTraceServiceRequest) for b, _, _ in js],
+        n,
+    )
+    decoded = [decode(b, ExportTraceServiceRequest) for b, _, _ in js]
+
+    def receive() -> None:
+        for encoded in decoded:
+            request = parse(encoded, ExportTraceServiceRequest)
+            remove_invalid(request, window)
+            [p.SerializeToString() for p in shard_spans(request, partitions).values()]
+
+    st.time("json_receive", "OTLP/JSON: receive the decoded request (main)", receive, n)
 
 
 def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:
