@@ -346,28 +346,30 @@ def _receive_stages(st: Stages, proto: list[tuple[bytes, bytes | None, int]], n:
 def _json_stages(st: Stages, js: list[tuple[bytes, bytes | None, int]], n: int) -> None:
     """What an OTLP/JSON request costs the embedded service beyond a protobuf one, on each side
     of the hand-off: a worker process decodes the body into what the receiver appends (the
-    worker's share), and the main process receives that (its share; `receive` is the same for a
-    protobuf request). Both as the service calls them, so before/after runs compare."""
-    from inferline.otlp.protobuf import parse
-    from inferline.otlp.shard import shard_spans
-    from inferline.otlp.validate import TimeWindow, remove_invalid
+    worker's share: decoded, checked, split and serialised per partition), and the main process
+    turns that into log appends (its share; the append itself is the `local_log` row, as for
+    protobuf). Both as the service calls them, so before/after runs compare."""
+    import pickle
+
+    from inferline.bus.local_log import Append
+    from inferline.otlp.validate import TimeWindow
     from inferline.service import workers
 
     window, partitions = TimeWindow(spans_days=180, logs_days=180), 2
-    decode = workers._decode_json_in_worker
+    prepare = workers._prepare_json_in_worker
     st.time(
         "json_worker",
         "OTLP/JSON: decode on a worker, hand back (worker)",
-        lambda: [decode(b, ExportTraceServiceRequest) for b, _, _ in js],
+        lambda: [prepare(b, ExportTraceServiceRequest, partitions, window) for b, _, _ in js],
         n,
     )
-    decoded = [decode(b, ExportTraceServiceRequest) for b, _, _ in js]
+    # As the worker's answer arrives: pickled (the unpickling is the main process's).
+    answers = [pickle.dumps(prepare(b, ExportTraceServiceRequest, partitions, window)) for b, _, _ in js]
 
     def receive() -> None:
-        for encoded in decoded:
-            request = parse(encoded, ExportTraceServiceRequest)
-            remove_invalid(request, window)
-            [p.SerializeToString() for p in shard_spans(request, partitions).values()]
+        for answer in answers:
+            p = pickle.loads(answer)
+            [Append(k, p.kind, PROJECT, part) for k, part in p.parts.items()]
 
     st.time("json_receive", "OTLP/JSON: receive the decoded request (main)", receive, n)
 

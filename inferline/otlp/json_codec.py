@@ -78,7 +78,7 @@ def _key_values(kvs: Iterable[Any]) -> list[dict[str, Any]]:
     # Attributes are most of a span (~20 per GenAI span, two thirds of them strings): a value that
     # is one string takes no call. `_any_value` reads the first key it knows, so for a one-key
     # object this is the same answer.
-    out = []
+    out: list[dict[str, Any]] = []
     append = out.append
     for kv in kvs:
         value = kv.get("value") or {}
