@@ -345,33 +345,51 @@ def _receive_stages(st: Stages, proto: list[tuple[bytes, bytes | None, int]], n:
 
 def _json_stages(st: Stages, js: list[tuple[bytes, bytes | None, int]], n: int) -> None:
     """What an OTLP/JSON request costs the embedded service beyond a protobuf one, on each side
-    of the hand-off: a worker process decodes the body into what the receiver appends (the
-    worker's share: decoded, checked, split and serialised per partition), and the main process
-    turns that into log appends (its share; the append itself is the `local_log` row, as for
-    protobuf). Both as the service calls them, so before/after runs compare."""
+    of the hand-off to a worker process: the worker's share (decoding, and since 2026-12-04 the
+    checks, split and serialisation per partition too) and the main process's (turning the answer
+    into log appends; the append itself is the `local_log` row, as for protobuf). Both as the
+    service calls them; the code before the change (a protobuf request handed back and parsed,
+    checked and split by the main process) is measured when it is what the code offers, so the
+    same file compares before and after. As in a worker, the long-lived heap (the chain built
+    above) is frozen: else the collector's full passes over it, which a worker does not make
+    (`gc.freeze()` in `service/workers.py`), double the figures."""
+    import gc
     import pickle
 
     from inferline.bus.local_log import Append
-    from inferline.otlp.validate import TimeWindow
+    from inferline.core.records import SPANS
+    from inferline.otlp.protobuf import parse
+    from inferline.otlp.shard import shard_spans
+    from inferline.otlp.validate import TimeWindow, remove_invalid
     from inferline.service import workers
 
     window, partitions = TimeWindow(spans_days=180, logs_days=180), 2
-    prepare = workers._prepare_json_in_worker
-    st.time(
-        "json_worker",
-        "OTLP/JSON: decode on a worker, hand back (worker)",
-        lambda: [prepare(b, ExportTraceServiceRequest, partitions, window) for b, _, _ in js],
-        n,
-    )
-    # As the worker's answer arrives: pickled (the unpickling is the main process's).
-    answers = [pickle.dumps(prepare(b, ExportTraceServiceRequest, partitions, window)) for b, _, _ in js]
+    prepare = getattr(workers, "_prepare_json_in_worker", None)
 
-    def receive() -> None:
-        for answer in answers:
-            p = pickle.loads(answer)
-            [Append(k, p.kind, PROJECT, part) for k, part in p.parts.items()]
+    def worker() -> list[Any]:
+        if prepare is not None:
+            return [prepare(b, ExportTraceServiceRequest, partitions, window) for b, _, _ in js]
+        return [workers._decode_json_in_worker(b, ExportTraceServiceRequest) for b, _, _ in js]
 
-    st.time("json_receive", "OTLP/JSON: receive the decoded request (main)", receive, n)
+    def receive(answers: list[bytes]) -> None:
+        for answer in answers:  # as it arrives: pickled (the unpickling is the main process's)
+            got = pickle.loads(answer)
+            if prepare is not None:
+                [Append(k, got.kind, PROJECT, part) for k, part in got.parts.items()]
+                continue
+            request = parse(got, ExportTraceServiceRequest)
+            remove_invalid(request, window)
+            parts = shard_spans(request, partitions)
+            [Append(k, SPANS, PROJECT, part.SerializeToString()) for k, part in parts.items()]
+
+    gc.collect()
+    gc.freeze()
+    try:
+        st.time("json_worker", "OTLP/JSON: decode on a worker, hand back (worker)", worker, n)
+        answers = [pickle.dumps(a) for a in worker()]
+        st.time("json_receive", "OTLP/JSON: receive the worker's answer (main)", partial(receive, answers), n)
+    finally:
+        gc.unfreeze()
 
 
 def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:
