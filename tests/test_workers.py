@@ -224,6 +224,27 @@ def test_a_json_request_lands_as_the_same_request_in_protobuf_does(workers_servi
     assert stored == rows(as_protobuf)
 
 
+def test_json_is_masked_at_the_receiver_when_asked_even_with_workers(tmp_path: Path) -> None:
+    """Masking at the receiver needs the request's message in the receiving process: the JSON
+    path that appends what a worker prepared must not bypass it."""
+    svc = make_service(tmp_path, INFERLINE_WORKERS="2", INFERLINE_MASK_AT_RECEIVER="true")
+    svc.start()
+    try:
+        trace_id = new_trace_id()
+        body = traces_json([json_span({"note": "write to jane.doe@example.com"}, trace_id=trace_id)])
+        assert _post(svc, "/v1/traces", body).status_code == 200
+        row = orjson.loads(
+            svc.sql(
+                "SELECT SpanAttributes['note'] AS note, SpanAttributes['inferline.pii_found'] AS found "
+                f"FROM otel_traces WHERE TraceId = '{trace_id}' FORMAT JSONEachRow"
+            )
+        )
+        assert "jane.doe@example.com" not in row["note"]
+        assert row["found"], row  # counted by the receiver's masking, not only the PII stage
+    finally:
+        assert svc.stop() == 0
+
+
 def test_requests_wait_in_order_for_a_processor_then_are_refused() -> None:
     async def scenario() -> list[str]:
         gate = QueueGate(slots=1, max_wait_s=0.2)
