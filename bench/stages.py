@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         build_processor(name, {}).process(enriched)
     _insert_stages(st, enriched, n, runs)
     _receive_stages(st, proto, n)
+    _json_stages(st, js, nj)
 
     plain = _requests("plain", "grpc", 2, 500)
     np_ = sum(s for _, _, s in plain)
@@ -240,10 +241,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     label = "sum of the GenAI protobuf path"
     print(f"  {label:<52} {total:8.1f} µs/span  {1e6 / total:>10,.0f} spans/s per core")
+    # A JSON request costs what a protobuf one does, plus its decoding on a worker (the protobuf
+    # path's own `protobuf_decode` is the worker's read of the log entry, which JSON has too).
+    json_total = total + st.results.get("json_worker", {}).get("us_per_span", 0)
+    label = "sum of the GenAI OTLP/JSON path"
+    print(f"  {label:<52} {json_total:8.1f} µs/span  {1e6 / json_total:>10,.0f} spans/s per core")
     figures = {
         "calibration_us": round(calibrate(), 2),
         "stages": st.results,
         "genai_path_us_per_span": round(total, 2),
+        "genai_json_path_us_per_span": round(json_total, 2),
     }
     if args.json:
         args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
@@ -334,6 +341,55 @@ def _receive_stages(st: Stages, proto: list[tuple[bytes, bytes | None, int]], n:
         "spans_per_s_per_core": round(1e6 / us),
     }
     print(f"  {label:<52} {us:8.1f} µs/span  {1e6 / us:>10,.0f} spans/s per core")
+
+
+def _json_stages(st: Stages, js: list[tuple[bytes, bytes | None, int]], n: int) -> None:
+    """What an OTLP/JSON request costs the embedded service beyond a protobuf one, on each side
+    of the hand-off to a worker process: the worker's share (decoding, and since 2026-12-04 the
+    checks, split and serialisation per partition too) and the main process's (turning the answer
+    into log appends; the append itself is the `local_log` row, as for protobuf). Both as the
+    service calls them; the code before the change (a protobuf request handed back and parsed,
+    checked and split by the main process) is measured when it is what the code offers, so the
+    same file compares before and after. As in a worker, the long-lived heap (the chain built
+    above) is frozen: else the collector's full passes over it, which a worker does not make
+    (`gc.freeze()` in `service/workers.py`), double the figures."""
+    import gc
+    import pickle
+
+    from inferline.bus.local_log import Append
+    from inferline.core.records import SPANS
+    from inferline.otlp.protobuf import parse
+    from inferline.otlp.shard import shard_spans
+    from inferline.otlp.validate import TimeWindow, remove_invalid
+    from inferline.service import workers
+
+    window, partitions = TimeWindow(spans_days=180, logs_days=180), 2
+    prepare = getattr(workers, "_prepare_json_in_worker", None)
+
+    def worker() -> list[Any]:
+        if prepare is not None:
+            return [prepare(b, ExportTraceServiceRequest, partitions, window) for b, _, _ in js]
+        return [workers._decode_json_in_worker(b, ExportTraceServiceRequest) for b, _, _ in js]
+
+    def receive(answers: list[bytes]) -> None:
+        for answer in answers:  # as it arrives: pickled (the unpickling is the main process's)
+            got = pickle.loads(answer)
+            if prepare is not None:
+                [Append(k, got.kind, PROJECT, part) for k, part in got.parts.items()]
+                continue
+            request = parse(got, ExportTraceServiceRequest)
+            remove_invalid(request, window)
+            parts = shard_spans(request, partitions)
+            [Append(k, SPANS, PROJECT, part.SerializeToString()) for k, part in parts.items()]
+
+    gc.collect()
+    gc.freeze()
+    try:
+        st.time("json_worker", "OTLP/JSON: decode on a worker, hand back (worker)", worker, n)
+        answers = [pickle.dumps(a) for a in worker()]
+        st.time("json_receive", "OTLP/JSON: receive the worker's answer (main)", partial(receive, answers), n)
+    finally:
+        gc.unfreeze()
 
 
 def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:

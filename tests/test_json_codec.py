@@ -142,3 +142,34 @@ def test_log_records_keep_event_name_and_body() -> None:
     assert record.event_name == "gen_ai.user.message"
     assert record.body == {"content": "hi"}
     assert record.severity_number == 9 and record.trace_id == TRACE_ID
+
+
+@pytest.mark.parametrize(
+    ("value", "read_as"),
+    [
+        ({"stringValue": "a"}, "a"),
+        ({"string_value": "a"}, "a"),
+        ({"stringValue": ""}, ""),
+        ({"stringValue": "a", "comment": 1}, "a"),  # unknown keys beside the value are ignored
+        ({"intValue": "3", "stringValue": "a"}, 3),  # the first value key read wins
+        ({"comment": 1}, None),
+        ({}, None),
+    ],
+)
+def test_attribute_values_read_by_their_first_known_key(value: dict[str, object], read_as: object) -> None:
+    body = span_json(attributes=[{"key": "k", "value": value}])
+    [span] = flatten_spans(decode_json(body, ExportTraceServiceRequest), "p").records
+    assert span.attributes["k"] == read_as
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ({"stringValue": 5}, r"attributes\[0\]\.value\.stringValue: expected a string, got int"),
+        ({"stringValue": None}, "invalid OTLP/JSON structure"),
+        ("text", r"attributes\[0\]\.value: expected a JSON object, got str"),
+    ],
+)
+def test_an_attribute_value_of_the_wrong_type_refuses_the_request(value: object, says: str) -> None:
+    with pytest.raises(OtlpDecodeError, match=says):
+        decode_json(span_json(attributes=[{"key": "k", "value": value}]), ExportTraceServiceRequest)

@@ -14,7 +14,10 @@ import httpx
 import orjson
 import psutil
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from inferline.core.errors import Overloaded
 from inferline.otlp.json_codec import decode_json
@@ -172,6 +175,74 @@ def test_json_decoded_in_a_worker_still_names_what_is_wrong(workers_service: Ser
     # and the worker that decoded it goes on serving
     ok = _post(workers_service, "/v1/traces", traces_json([json_span({"k": "v"})]))
     assert ok.status_code == 200
+
+
+def _mixed_request(trace_ids: list[str], start_ns: int) -> bytes:
+    """Three storable spans of every attribute type, one with an all-zero trace id and one older
+    than the retention window: the same shape whatever the ids."""
+    attributes = {"s": "text", "i": 7, "f": 0.5, "b": True, "list": ["a", 2], "map": {"k": "v"}}
+    spans = [
+        json_span(attributes, trace_id=t, name=f"op{i}", start_ns=start_ns + i, events=[{"name": "e"}])
+        for i, t in enumerate(trace_ids)
+    ]
+    spans.append(json_span({"k": "v"}, trace_id="0" * 32, name="zero", start_ns=start_ns))
+    spans.append(json_span({"k": "v"}, name="old", start_ns=start_ns - 400 * 86_400 * 10**9))
+    return traces_json(spans)
+
+
+def test_a_json_request_lands_as_the_same_request_in_protobuf_does(workers_service: Service) -> None:
+    """OTLP/JSON is decoded, checked and split on a worker; the same request sent as protobuf is
+    all done by the receiver. Senders get the same answer and the tables the same rows."""
+    start_ns = time.time_ns() - 60 * 10**9
+    as_json = [new_trace_id() for _ in range(3)]
+    as_protobuf = [new_trace_id() for _ in range(3)]
+    r_json = _post(workers_service, "/v1/traces", _mixed_request(as_json, start_ns))
+    body = decode_json(_mixed_request(as_protobuf, start_ns), ExportTraceServiceRequest).SerializeToString()
+    r_protobuf = httpx.post(
+        f"{workers_service.http_url}/v1/traces",
+        content=body,
+        headers={"x-api-key": workers_service.key, "content-type": "application/x-protobuf"},
+        timeout=30,
+    )
+    assert r_json.status_code == r_protobuf.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(r_protobuf.content).partial_success
+    rejected = {"rejectedSpans": str(partial.rejected_spans), "errorMessage": partial.error_message}
+    assert r_json.json() == {"partialSuccess": rejected}
+    assert partial.rejected_spans == 2 and "trace_id must be 16 bytes" in partial.error_message
+
+    def rows(trace_ids: list[str]) -> list[str]:
+        ids = ",".join(f"'{t}'" for t in trace_ids)
+        text = workers_service.sql(
+            "SELECT SpanName, SpanKind, ServiceName, ScopeName, Timestamp, Duration, StatusCode, "
+            "SpanAttributes, ResourceAttributes, Events.Name, Events.Attributes "
+            f"FROM otel_traces WHERE TraceId IN ({ids}) ORDER BY SpanName FORMAT JSONEachRow"
+        )
+        return text.splitlines()
+
+    stored = rows(as_json)
+    assert len(stored) == 3
+    assert stored == rows(as_protobuf)
+
+
+def test_json_is_masked_at_the_receiver_when_asked_even_with_workers(tmp_path: Path) -> None:
+    """Masking at the receiver needs the request's message in the receiving process: the JSON
+    path that appends what a worker prepared must not bypass it."""
+    svc = make_service(tmp_path, INFERLINE_WORKERS="2", INFERLINE_MASK_AT_RECEIVER="true")
+    svc.start()
+    try:
+        trace_id = new_trace_id()
+        body = traces_json([json_span({"note": "write to jane.doe@example.com"}, trace_id=trace_id)])
+        assert _post(svc, "/v1/traces", body).status_code == 200
+        row = orjson.loads(
+            svc.sql(
+                "SELECT SpanAttributes['note'] AS note, SpanAttributes['inferline.pii_found'] AS found "
+                f"FROM otel_traces WHERE TraceId = '{trace_id}' FORMAT JSONEachRow"
+            )
+        )
+        assert "jane.doe@example.com" not in row["note"]
+        assert row["found"], row  # counted by the receiver's masking, not only the PII stage
+    finally:
+        assert svc.stop() == 0
 
 
 def test_requests_wait_in_order_for_a_processor_then_are_refused() -> None:

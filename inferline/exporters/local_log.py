@@ -12,9 +12,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from inferline.bus.local_log import Append, LocalLog
 from inferline.core.consumer import ExportResult
 from inferline.core.ledger import LOGS_SIGNAL, SPANS_SIGNAL, ReceiverTally
-from inferline.core.records import LEDGER, LOGS, SPANS
-from inferline.otlp.shard import shard_logs, shard_spans
-from inferline.otlp.validate import Rejected, TimeWindow, remove_invalid
+from inferline.core.records import LEDGER, SPANS
+from inferline.otlp.prepared import Prepared, prepare
+from inferline.otlp.validate import Rejected, TimeWindow
 
 
 class LocalLogExporter:
@@ -22,22 +22,22 @@ class LocalLogExporter:
 
     def __init__(self, log: LocalLog, partitions: int, window: TimeWindow | None = None) -> None:
         self._log = log
-        self._partitions = partitions
-        self._window = window
+        self.partitions = partitions
+        self.window = window
 
     async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
-        rejected = remove_invalid(request, self._window)
-        parts = shard_spans(request, self._partitions) if request.resource_spans else {}
-        appends = [Append(p, SPANS, project_id, part.SerializeToString()) for p, part in parts.items()]
-        await self._log.append(appends + _tally(project_id, SPANS_SIGNAL, rejected))
-        return ExportResult(rejected.count, rejected.message)
+        return await self.append(prepare(request, self.partitions, self.window), project_id)
 
     async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
-        rejected = remove_invalid(request, self._window)
-        parts = shard_logs(request, self._partitions) if request.resource_logs else {}
-        appends = [Append(p, LOGS, project_id, part.SerializeToString()) for p, part in parts.items()]
-        await self._log.append(appends + _tally(project_id, LOGS_SIGNAL, rejected))
-        return ExportResult(rejected.count, rejected.message)
+        return await self.append(prepare(request, self.partitions, self.window), project_id)
+
+    async def append(self, prepared: Prepared, project_id: str) -> ExportResult:
+        """A request prepared for this log (`prepare` with its `partitions` and `window`), appended
+        as it is; returns once it is durable."""
+        appends = [Append(p, prepared.kind, project_id, part) for p, part in prepared.parts.items()]
+        signal = SPANS_SIGNAL if prepared.kind == SPANS else LOGS_SIGNAL
+        await self._log.append(appends + _tally(project_id, signal, prepared.rejected))
+        return ExportResult(prepared.rejected.count, prepared.rejected.message)
 
 
 def _tally(project_id: str, signal: str, rejected: Rejected) -> list[Append]:

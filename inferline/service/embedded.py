@@ -33,6 +33,7 @@ from inferline.receivers.otlp.grpc import otlp_grpc_server
 from inferline.receivers.otlp.http import decode_json_here, otlp_http_app
 from inferline.service.embedded_pipeline import EmbeddedEngine
 from inferline.service.feedback import WriteFeedback, insert_feedback
+from inferline.service.json_intake import WorkerJsonIntake
 from inferline.service.processing import native_blocks
 from inferline.service.shutdown import Deadline, stop_on_signals
 from inferline.service.workers import InThread, WorkerProcesses
@@ -158,8 +159,11 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     )
     engine.start()
     sink: Sink = engine.sink
+    json_intake = None
     if settings.mask_at_receiver:
         sink = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
+    elif isinstance(processing, WorkerProcesses):
+        json_intake = WorkerJsonIntake(processing, engine.sink)
     sql = ReadOnlySql(url, database, **settings.sql.model_dump())
     alerts = alerting(settings)
     feedback_client = connect(url, database)
@@ -182,6 +186,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
                     settings.max_request_bytes,
                     admission,
                     processing.decode_json if isinstance(processing, WorkerProcesses) else decode_json_here,
+                    json_intake,
                 ),
                 settings.http_port,
             ),

@@ -28,8 +28,10 @@ from inferline.core.config import ProcessorSettings
 from inferline.core.errors import Overloaded, Unavailable
 from inferline.core.memory import release_free_heap
 from inferline.core.records import SourceEntry
-from inferline.otlp.json_codec import decoded_as_protobuf
+from inferline.otlp.json_codec import decoded_as_protobuf, read_back_json
+from inferline.otlp.prepared import Prepared, prepare
 from inferline.otlp.protobuf import parse
+from inferline.otlp.validate import TimeWindow
 from inferline.processors.chain import ProcessorChain
 from inferline.service.parent_watch import die_with_parent
 from inferline.service.processing import (
@@ -168,19 +170,30 @@ class WorkerProcesses(Generic[Output]):
             raise WorkerDied(f"worker {k} died") from None
 
     async def decode_json(self, body: bytes, request_type: type[Message]) -> Message:
-        """OTLP/JSON decoded in a worker (the next one in turn): the receiving process only
-        parses the protobuf that comes back, a small fraction of the work."""
+        """OTLP/JSON decoded in a worker: the receiving process only parses the protobuf that
+        comes back, a small fraction of the work."""
+        return parse(await self._on_next(_decode_json_in_worker, body, request_type), request_type)
+
+    async def prepare_json(
+        self, body: bytes, request_type: type[Message], partitions: int, window: TimeWindow | None
+    ) -> Prepared:
+        """OTLP/JSON decoded, checked, split and serialised in a worker (`inferline.otlp.prepared`):
+        the receiving process appends what comes back without parsing it."""
+        prepared: Prepared = await self._on_next(
+            _prepare_json_in_worker, body, request_type, partitions, window
+        )
+        return prepared
+
+    async def _on_next(self, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` on the next worker in turn, for a request waiting on its answer."""
         self._next_decoder = k = (self._next_decoder + 1) % len(self._executors)
         executor = self._executors[k]
         try:
             async with self._gate.slot():
-                encoded = await asyncio.wrap_future(
-                    executor.submit(_decode_json_in_worker, body, request_type)
-                )
+                return await asyncio.wrap_future(executor.submit(fn, *args))
         except BrokenProcessPool:
             self._replace(k, executor)
             raise Unavailable("a worker process restarted, retry") from None
-        return parse(encoded, request_type)
 
     async def restart(self) -> None:
         """Every worker afresh: after one died, the others' memory of the join must go too, since
@@ -235,6 +248,13 @@ def _init(settings_json: str, encoder: Encoder[Any], log_level: str, parent_pid:
 
 def _decode_json_in_worker(body: bytes, request_type: type[Message]) -> bytes:
     return decoded_as_protobuf(body, request_type)
+
+
+def _prepare_json_in_worker(
+    body: bytes, request_type: type[Message], partitions: int, window: TimeWindow | None
+) -> Prepared:
+    # `read_back_json`'s message is the one the log's readers will parse (the depth check).
+    return prepare(read_back_json(body, request_type)[1], partitions, window)
 
 
 def _ready() -> bool:

@@ -4,7 +4,7 @@ specification's status codes. Errors carry a `google.rpc.Status` in the request'
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -30,6 +30,7 @@ from inferline.core.logging import error_summary
 from inferline.otlp.errors import OtlpDecodeError
 from inferline.otlp.flatten import count_records
 from inferline.otlp.json_codec import decode_protobuf, read_back_json
+from inferline.otlp.prepared import Prepared
 from inferline.receivers.otlp.admission import Admission
 from inferline.receivers.otlp.bodies import BodyTooLarge, UnsupportedEncoding, decompress, read_limited
 from inferline.storage.keys import ApiKeys, key_from_headers
@@ -104,12 +105,23 @@ async def decode_json_here(body: bytes, request_type: type[Message]) -> Message:
     return read_back_json(body, request_type)[1]
 
 
+class JsonIntake(Protocol):
+    """OTLP/JSON taken in without a message in this process: `prepare` decodes, checks and splits
+    the body elsewhere (a worker process), `append` makes the result durable as the sink's
+    `export_*` would have (embedded mode without masking at the receiver)."""
+
+    async def prepare(self, body: bytes, request_type: type[Message]) -> Prepared: ...
+
+    async def append(self, prepared: Prepared, project_id: str) -> ExportResult: ...
+
+
 def otlp_http_app(
     sink: Sink,
     keys: ApiKeys,
     max_request_bytes: int,
     admission: Admission | None = None,
     json_decoder: JsonDecoder = decode_json_here,
+    json_intake: JsonIntake | None = None,
 ) -> Starlette:
     admission = admission or Admission(max_bytes=max(64 << 20, max_request_bytes))
 
@@ -193,7 +205,11 @@ def otlp_http_app(
                 if len(body) > held:  # decompressed: take the difference too
                     admission.acquire(len(body) - held)
                     held = len(body)
-                if as_json:
+                message: Any = None  # the request's message, unless prepared elsewhere
+                prepared: Prepared | None = None
+                if as_json and json_intake is not None:
+                    prepared = await json_intake.prepare(body, request_type)
+                elif as_json:
                     message = await json_decoder(body, request_type)
                 else:
                     message = decode_protobuf(body, request_type)
@@ -204,10 +220,13 @@ def otlp_http_app(
             except (OtlpDecodeError, ValueError) as e:
                 return _error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP payload: {e}", as_json), 0, 0
             del body
-            records = count_records(message)
+            records = prepared.records if prepared is not None else count_records(message)
             admission.take_rate(project_id, signal, records)
             try:
-                result = await export(message, project_id)
+                if prepared is not None and json_intake is not None:
+                    result = await json_intake.append(prepared, project_id)
+                else:
+                    result = await export(message, project_id)
             except Retryable as e:
                 log.warning("export refused", reason=e.reason, project_id=project_id)
                 raise

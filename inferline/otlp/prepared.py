@@ -1,0 +1,41 @@
+"""An OTLP request made ready for a partitioned durable log: checked (`validate`), split by trace id
+(`shard`) and serialised per partition, with what its sender is to be told.
+
+The local log exporter prepares every request it receives this way. An OTLP/JSON request is
+prepared by the worker process that decodes it, which holds the decoded message anyway: the
+receiving process then appends the parts as they are, instead of parsing the request again to
+check, split and re-serialise it (~5-6 µs of the main process per GenAI span).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from inferline.core.records import LOGS, SPANS
+from inferline.otlp.flatten import count_records
+from inferline.otlp.shard import shard_logs, shard_spans
+from inferline.otlp.validate import Rejected, TimeWindow, remove_invalid
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    kind: int  # SPANS or LOGS (`inferline.core.records`)
+    records: int  # in the request as sent: what rate limits and request metrics count
+    rejected: Rejected  # removed by the checks: the partial success, the ledger's tally
+    parts: dict[int, bytes]  # partition → the request's records of that partition, serialised
+
+
+def prepare(
+    request: ExportTraceServiceRequest | ExportLogsServiceRequest, partitions: int, window: TimeWindow | None
+) -> Prepared:
+    """Checks `request` (removing, in place, what cannot be stored), splits and serialises it."""
+    records = count_records(request)
+    rejected = remove_invalid(request, window)
+    if isinstance(request, ExportTraceServiceRequest):
+        kind, split = SPANS, shard_spans(request, partitions) if request.resource_spans else {}
+    else:
+        kind, split = LOGS, shard_logs(request, partitions) if request.resource_logs else {}
+    return Prepared(kind, records, rejected, {k: part.SerializeToString() for k, part in split.items()})
