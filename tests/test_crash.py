@@ -67,8 +67,16 @@ def _check_ledger_balances(sql: Callable[[str], str], acknowledged: set[str]) ->
 
 
 def _workers(main: psutil.Process) -> list[psutil.Process]:
-    """The worker processes (multiprocessing's resource tracker is a child too)."""
-    return [p for p in main.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+    """The worker processes (multiprocessing's resource tracker is a child too); one killed a
+    moment ago may be a zombie until it is reaped: not a worker."""
+    found = []
+    for p in main.children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.NoSuchProcess:  # gone, or a zombie
+            continue
+    return found
 
 
 def _alive(p: psutil.Process) -> bool:

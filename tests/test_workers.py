@@ -121,8 +121,9 @@ def _workers(svc: Service) -> list[psutil.Process]:
 
 
 def test_workers_give_back_the_memory_building_their_chain_took(workers_service: Service) -> None:
-    """Compiling the names gazetteer peaks at ~190 MB that is free again afterwards; a worker hands
-    it back to the OS instead of keeping it resident for its life (each was ~280 MB before)."""
+    """Building the chain can peak at ~190 MB that is free again afterwards (compiling the names
+    gazetteer, when the Hyperscan cache does not have it yet); a worker hands it back to the OS
+    instead of keeping it resident for its life (each was ~280 MB before)."""
     workers = [p for p in _workers(workers_service) if "spawn_main" in " ".join(p.cmdline())]
     assert len(workers) >= 2
     for p in workers:
