@@ -109,14 +109,17 @@ def _load(path: Path) -> Any:
 
 
 def _store(path: Path, payload: bytes) -> None:
+    temporary: str | None = None
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as f:
+            temporary = f.name
             f.write(hashlib.sha256(payload).digest() + payload)
-        os.replace(f.name, path)  # readers see the whole file or none
+        os.replace(temporary, path)  # readers see the whole file or none
     except OSError as e:
         log.info("Hyperscan cache not written; compiling in each process", error=str(e)[:200])
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(f.name)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 @contextlib.contextmanager
