@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import resource
 import secrets
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.bench_pii import calibrate, timeit
 from bench.payloads import build_template
+from inferline.core.config import BatchSettings
 from inferline.core.logging import configure_logging
 from inferline.core.records import Batch
 from inferline.otlp.flatten import flatten_logs, flatten_spans
@@ -393,6 +395,12 @@ def _json_stages(st: Stages, js: list[tuple[bytes, bytes | None, int]], n: int) 
 
 
 def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:
+    """Native encoding (one core), then chDB's insert as the service pays it: CPU time of every
+    thread of this process (the engine inserts, feeds the rollup views and merges on threads of
+    its own, which a wall clock on the calling thread does not see), background merges included,
+    for distinct rows (copies of one batch would compress and merge unrealistically well), at two
+    flush sizes: each insert has a fixed cost per table and per rollup view, so the figure per
+    span depends on how many spans a flush holds."""
     try:
         from inferline.exporters.clickhouse.inserter import Inserter
         from inferline.exporters.clickhouse.native import encode_block
@@ -408,22 +416,71 @@ def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:
         lambda: [encode_block(t, rows) for t, rows in tables],
         n,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        client = connect(f"chdb://{tmp}/clickhouse")
-        migrate(client)
-        inserter = Inserter(client)
-        blocks = [(t.name, len(rows), encode_block(t, rows)) for t, rows in tables]
-        # Ten requests' worth per insert, as the writer batches them; fresh ids are not needed:
-        # each insert has its own deduplication token.
-        st.fresh(
-            "chdb_insert",
-            "chDB insert of encoded blocks (3 tables + rollups)",
-            lambda: Batch(encoded=[b for b in blocks for _ in range(10)]),
-            lambda b: inserter.insert(b, uuid.uuid4().hex),
-            n * 10,
-            max(3, runs // 2),
-        )
-        client.close()
+    # The service flushes at `max_rows` rows (all tables together) when busy: that many rows of
+    # these batches per flush, three flushes; and, for the fixed cost, flushes of one batch.
+    rows_per_copy = len(base.spans) + len(base.logs) + len(base.inferences)
+    per_flush = max(1, round(BatchSettings().max_rows / rows_per_copy))
+    copies = 3 * per_flush
+    batches = [_distinct_copy(base, i) for i in range(copies)]
+    tables_of = (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES)
+    encoded = [
+        [
+            (t.name, len(rows), encode_block(t, rows))
+            for t, rows in zip(tables_of, (b.spans, b.logs, b.inferences), strict=True)
+        ]
+        for b in batches
+    ]
+    for name, size in (("chdb_insert", per_flush), ("chdb_insert_small", 1)):
+        with tempfile.TemporaryDirectory() as tmp:
+            client = connect(f"chdb://{tmp}/clickhouse")
+            migrate(client)
+            inserter = Inserter(client)
+            started = _process_cpu_s()
+            for first in range(0, copies, size):
+                blocks = [b for copy in encoded[first : first + size] for b in copy]
+                inserter.insert(Batch(encoded=blocks), uuid.uuid4().hex)
+            _merges_settled(client)
+            seconds = _process_cpu_s() - started
+            client.close()
+        us = seconds / (n * copies) * 1e6
+        label = f"chDB insert, {n * size:,} spans a flush (+ merges)"
+        st.results[name] = {
+            "label": label,
+            "us_per_span": round(us, 2),
+            "spans_per_s_per_core": round(1e6 / us),
+        }
+        print(f"  {label:<52} {us:8.1f} µs/span  {1e6 / us:>10,.0f} spans/s per core")
+
+
+def _distinct_copy(batch: Batch, i: int) -> Batch:
+    """The batch with span and inference ids of its own (ReplacingMergeTree would collapse
+    copies with the same ids when it merges, which real traffic never does)."""
+    tag = f"{i:04x}"
+    return Batch(
+        spans=[dict(r, SpanId=tag + r["SpanId"][4:]) for r in batch.spans],
+        logs=[dict(r, SpanId=tag + r["SpanId"][4:]) if r["SpanId"] else r for r in batch.logs],
+        inferences=[
+            dict(r, inference_id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"{tag}{r['inference_id']}")))
+            for r in batch.inferences
+        ],
+    )
+
+
+def _process_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
+    return usage.ru_utime + usage.ru_stime
+
+
+def _merges_settled(client: Any, timeout_s: float = 60.0) -> None:
+    """Waits until the engine runs no merge and this process's CPU time stops moving."""
+    deadline = time.monotonic() + timeout_s
+    last = _process_cpu_s()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = _process_cpu_s()
+        if int(client.command("SELECT count() FROM system.merges")) == 0 and now - last < 0.03:
+            return
+        last = now
 
 
 if __name__ == "__main__":
