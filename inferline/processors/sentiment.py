@@ -181,10 +181,10 @@ class SentimentScorer:
         raw = text.split()
         if not raw:
             return 0.0
-        words = list(map(_WORD_CACHE.get, raw))  # VADER's word per token, cached (_vader_words)
+        words: list[Any] = list(map(_WORD_CACHE.get, raw))  # VADER's word per token, cached
         # A None is a token not seen before; a word is never "", so `all` finds it (`None in`
         # compares every word with None, a slow rich comparison each).
-        lower = cast(list[str], words) if all(words) else _vader_words(raw, words)
+        lower: list[str] = words if all(words) else _vader_words(raw, words)  # (no cast: a call)
         clause: list[int] | None = None
         present: frozenset[str] | None = None  # domain mode: the trigger words (and "but") in the text
         apostrophe = "'" in text
@@ -635,10 +635,9 @@ class SentimentProcessor:
             self._memo = {}
 
     def _score(self, text: str) -> tuple[float, str]:
-        hit = self._memo.get(text)
-        if hit is None:
-            compound = self.scorer.compound(text)
-            hit = self._memo[text] = (compound, label_for(compound))
+        """Scores a text not in the memo yet (the caller looked) and keeps its result there."""
+        compound = self.scorer.compound(text)
+        hit = self._memo[text] = (compound, label_for(compound))
         return hit
 
     def _process_row(self, row: Row) -> None:
