@@ -8,8 +8,9 @@ CPU time (`time.thread_time`, so time the host gives other processes is not coun
 span, and the calibration loop. `--repo` imports `inferline` from another checkout (e.g. a
 `git worktree` of the commit before a change), so before and after can be run alternately in the
 same minutes with the same inputs. For instruction counts, which a busy host does not move, run it
-under `valgrind --tool=callgrind` with `--runs 1` and `--runs 6` and divide the difference by 5 x
-803 (docs/performance.md, "2026-12-04, night: sentiment under 15 µs").
+under `valgrind --tool=callgrind` (with `PYTHONHASHSEED=0` and `--no-calibration`) with `--runs 1`
+and `--runs 6` and divide the difference by 5 x 803 (docs/performance.md, "2026-12-04, night:
+sentiment under 15 µs").
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def main() -> None:
     parser.add_argument("stage", help="processor name, e.g. sentiment")
     parser.add_argument("--repo", type=Path, help="import inferline from this checkout")
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument(
+        "--no-calibration", action="store_true", help="skip the calibration loop (timed: not for callgrind)"
+    )
     args = parser.parse_args()
     here = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str((args.repo or here).resolve()))
@@ -59,9 +63,10 @@ def main() -> None:
         stage.process(batch)
         best = min(best, time.thread_time() - started)
     source = Path(inferline.__file__).resolve().parent.parent
+    calibration = "" if args.no_calibration else f"; calibration loop {calibrate():.1f} µs"
     print(
         f"{args.stage} ({source}): best of {args.runs}: {best / spans * 1e6:.2f} µs/span CPU "
-        f"({len(rows)} rows, {spans} spans); calibration loop {calibrate():.1f} µs"
+        f"({len(rows)} rows, {spans} spans){calibration}"
     )
 
 
