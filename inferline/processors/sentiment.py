@@ -137,6 +137,8 @@ _DOMAIN_EMOJI_CHARS = frozenset(_DOMAIN_EMOJI)
 # Words the domain rules look for (phrase openings, negators), found in one pass per text.
 _NEGATING = _DOMAIN_NEGATE | POST_NEGATORS
 _DOMAIN_TRIGGERS = PHRASE_FIRST_WORDS | _NEGATING | {"but"}
+# First words that a domain rule reads (see _domain_rules); SARCASM_OPENERS also as second word.
+_OPENING_RULE_WORDS = OPENING_NEGATORS | SARCASM_OPENERS | REQUEST_STARTERS
 # The phrases per first word and second word, longest first: (the words after the second, the
 # joined token). Most first words ("like", "not", "no") are not followed by a second word.
 _PHRASES_BY_START: dict[str, dict[str, list[tuple[tuple[str, ...], str]]]] = {}
@@ -226,7 +228,13 @@ class SentimentScorer:
             valences = dict(zip(hits, map(lexicon.__getitem__, map(lower.__getitem__, hits)), strict=True))
         else:
             valences = self._rule_valences(hits, near, raw, lower, n, clause)
-        if self.domain and valences:
+        # The domain rules need an opening word they know (or a rolling-eyes emoji); most texts
+        # have none, and skip the call.
+        if (
+            self.domain
+            and valences
+            and (lower[0] in _OPENING_RULE_WORDS or sarcasm_emoji or (n > 1 and lower[1] in SARCASM_OPENERS))
+        ):
             _domain_rules(valences, lower, clause, sarcasm_emoji)
         if not valences:
             return 0.0
@@ -244,7 +252,7 @@ class SentimentScorer:
             if qm_count > 1:
                 qm = qm_count * 0.18 if qm_count <= 3 else 0.96
             total = total + ep + qm if total > 0 else total - ep - qm
-        return _normalise(total)
+        return _NORMALISED.get(total) or _normalise(total)  # (the call only for a new sum)
 
     def _rule_valences(
         self,
