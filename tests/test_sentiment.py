@@ -4,6 +4,7 @@ with the reference vaderSentiment, and the processor's four columns."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -442,3 +443,24 @@ def test_pathological_text_is_scored_without_failing(text: str) -> None:
     SentimentProcessor().process(Batch(inferences=[row]))
     assert row["prompt_sentiment_label"] in (POS, NEU, NEG)
     assert row["response_sentiment_label"] in (POS, NEU, NEG)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return {"n": "\n", "t": "\t"}.get(match[1], match[1])
+
+
+def test_scores_are_unchanged_on_stored_texts() -> None:
+    """Every text of `data/sentiment_expected.tsv` (the labeled sets with variants and word salads
+    over what the rules read; `data/make_sentiment_expected.py`) gets exactly the compound score
+    stored for it, plain and with the domain rules: the scorer's speed-ups move no score."""
+    plain, domain = SentimentScorer(), SentimentScorer(domain=True)
+    lines = (DATA / "sentiment_expected.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) > 4000
+    moved = []
+    for line in lines:
+        want_plain, want_domain, escaped = line.split("\t", 2)
+        text = re.sub(r"\\(.)", _unescape, escaped)
+        got = (repr(plain.compound(text)), repr(domain.compound(text)))
+        if got != (want_plain, want_domain):
+            moved.append((text, (want_plain, want_domain), got))
+    assert not moved, moved[:5]

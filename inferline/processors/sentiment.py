@@ -30,7 +30,8 @@ import math
 import re
 import string
 from bisect import bisect_right
-from itertools import compress
+from itertools import compress, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -133,17 +134,18 @@ _DOMAIN_NEGATE = _NEGATE | EXTRA_NEGATORS
 _DOMAIN_RULE_WORDS = _RULE_WORDS | EXTRA_NEGATORS | POST_NEGATORS
 _DOMAIN_EMOJI = {**_EMOJI, **EMOJI_OVERRIDES}
 _DOMAIN_EMOJI_CHARS = frozenset(_DOMAIN_EMOJI)
-# The second words of the phrases, per first word.
-_PHRASE_SECONDS: dict[str, frozenset[str]] = {
-    first: frozenset(p[1] for p in PHRASES if p[0] == first) for first in PHRASE_FIRST_WORDS
-}
-# Longest phrases first, per first word.
 # Words the domain rules look for (phrase openings, negators), found in one pass per text.
 _NEGATING = _DOMAIN_NEGATE | POST_NEGATORS
-_DOMAIN_TRIGGERS = PHRASE_FIRST_WORDS | _NEGATING
-_PHRASES_BY_FIRST: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+_DOMAIN_TRIGGERS = PHRASE_FIRST_WORDS | _NEGATING | {"but"}
+# First words that a domain rule reads (see _domain_rules); SARCASM_OPENERS also as second word.
+_OPENING_RULE_WORDS = OPENING_NEGATORS | SARCASM_OPENERS | REQUEST_STARTERS
+# The phrases per first word and second word, longest first: (the words after the second, the
+# joined token). Most first words ("like", "not", "no") are not followed by a second word.
+_PHRASES_BY_START: dict[str, dict[str, list[tuple[tuple[str, ...], str]]]] = {}
 for _phrase in sorted(PHRASES, key=len, reverse=True):
-    _PHRASES_BY_FIRST.setdefault(_phrase[0], []).append((_phrase, "_".join(_phrase)))
+    _PHRASES_BY_START.setdefault(_phrase[0], {}).setdefault(_phrase[1], []).append(
+        (_phrase[2:], "_".join(_phrase))
+    )
 
 
 class SentimentScorer:
@@ -181,8 +183,12 @@ class SentimentScorer:
         raw = text.split()
         if not raw:
             return 0.0
-        lower = _vader_words(raw)
+        words: list[Any] = list(map(_WORD_CACHE.get, raw))  # VADER's word per token, cached
+        # A None is a token not seen before; a word is never "", so `all` finds it (`None in`
+        # compares every word with None, a slow rich comparison each).
+        lower: list[str] = words if all(words) else _vader_words(raw, words)  # (no cast: a call)
         clause: list[int] | None = None
+        present: frozenset[str] | None = None  # domain mode: the trigger words (and "but") in the text
         apostrophe = "'" in text
         if self.domain:
             if "\u2019" in text:  # typographic apostrophes: "didn\u2019t" is "didn't"
@@ -203,19 +209,64 @@ class SentimentScorer:
         if not hits:
             return 0.0  # most tool/log-like texts: no sentiment word at all
         n = len(raw)
-        is_cap_diff: bool | None = None  # counted only for a word that may need it
 
         # The lexicon words a rule may change: those with a rule word (see _RULE_WORDS) within
         # three tokens before or two after them, or a word with "n't" within three before them
         # ("n't" negates in any word: no set finds it). The others (most) take their lexicon
         # valence as is, unless ALL CAPS.
         near: set[int] = set()
-        for p in compress(range(n), map(self._rule_words.__contains__, lower)):
-            near.update(range(p - 2, p + 4))
+        rule_words = self._rule_words
+        if not rule_words.isdisjoint(lower):  # about half the texts: no rule word at all
+            for p in compress(range(n), map(rule_words.__contains__, lower)):
+                near.update(range(p - 2, p + 4))
         if apostrophe and "n't" in " ".join(lower):
-            for p in compress(range(n), ["n't" in w for w in lower]):
+            for p in compress(range(n), map(str.__contains__, lower, repeat("n't"))):
                 near.update(range(p + 1, p + 4))
-        # Sparse valences: only lexicon words (that are not boosters) get one.
+        if not near and not any(map(str.isupper, map(raw.__getitem__, hits))):
+            # No rule can apply to any lexicon word (most texts): their lexicon valences as is,
+            # in two C-level passes (none is 0: such words are not in the lexicons).
+            valences = dict(zip(hits, map(lexicon.__getitem__, map(lower.__getitem__, hits)), strict=True))
+        else:
+            valences = self._rule_valences(hits, near, raw, lower, n, clause)
+        # The domain rules need an opening word they know (or a rolling-eyes emoji); most texts
+        # have none, and skip the call.
+        if (
+            self.domain
+            and valences
+            and (lower[0] in _OPENING_RULE_WORDS or sarcasm_emoji or (n > 1 and lower[1] in SARCASM_OPENERS))
+        ):
+            _domain_rules(valences, lower, clause, sarcasm_emoji)
+        if not valences:
+            return 0.0
+
+        # (In domain mode `present` has it: no scan of the words, most texts have no "but".)
+        if ("but" in present) if present is not None else ("but" in lower):
+            total = _but_check(valences, n, lower.index("but"))
+        else:
+            total = float(sum(valences.values()))
+        if total:
+            # (`in` first: a memchr, where `count` walks the text; most texts have neither.)
+            ep = min(text.count("!"), 4) * 0.292 if "!" in text else 0.0
+            qm_count = text.count("?") if "?" in text else 0
+            qm = 0.0
+            if qm_count > 1:
+                qm = qm_count * 0.18 if qm_count <= 3 else 0.96
+            total = total + ep + qm if total > 0 else total - ep - qm
+        return _NORMALISED.get(total) or _normalise(total)  # (the call only for a new sum)
+
+    def _rule_valences(
+        self,
+        hits: list[int],
+        near: set[int],
+        raw: list[str],
+        lower: list[str],
+        n: int,
+        clause: list[int] | None,
+    ) -> dict[int, float]:
+        """Sparse valences of the lexicon words (boosters get none), running VADER's rules for
+        the words a rule may change (near a rule word, or ALL CAPS)."""
+        lexicon = self.lexicon
+        is_cap_diff: bool | None = None  # counted only for a word that may need it
         valences: dict[int, float] = {}
         for i in hits:
             if i in near or raw[i].isupper():
@@ -231,24 +282,7 @@ class SentimentScorer:
                 v = lexicon[lower[i]]  # no rule can apply
             if v:
                 valences[i] = v
-        if self.domain and valences:
-            _domain_rules(valences, lower, clause, sarcasm_emoji)
-        if not valences:
-            return 0.0
-
-        if "but" in lower:
-            total = _but_check(valences, n, lower.index("but"))
-        else:
-            total = float(sum(valences.values()))
-        if total:
-            ep = min(text.count("!"), 4) * 0.292
-            qm_count = text.count("?")
-            qm = 0.0
-            if qm_count > 1:
-                qm = qm_count * 0.18 if qm_count <= 3 else 0.96
-            total = total + ep + qm if total > 0 else total - ep - qm
-        norm = total / math.sqrt(total * total + 15)
-        return round(max(-1.0, min(1.0, norm)), 4)
+        return valences
 
     def _valence(
         self, i: int, raw: list[str], lower: list[str], n: int, is_cap_diff: bool, clause: list[int] | None
@@ -344,19 +378,35 @@ def _vader_word(token: str) -> str:
     return (stripped if len(stripped) > 2 else token).lower()
 
 
-def _vader_words(raw: list[str]) -> list[str]:
+def _vader_words(raw: list[str], words: list[str | None]) -> list[str]:
+    """Fills in the words of the tokens not seen before (names, numbers, ids): `words` is
+    `list(map(_WORD_CACHE.get, raw))`, with None for those."""
     cache = _WORD_CACHE
-    words = list(map(cache.get, raw))
-    if None in words:  # tokens not seen before (names, numbers, ids)
-        if len(cache) > _WORD_CACHE_MAX:
-            cache.clear()
-        for i, word in enumerate(words):
-            if word is None:
-                token = raw[i]
-                words[i] = word = _vader_word(token)
-                if len(token) <= _WORD_CACHE_TOKEN_MAX:  # words, not 50 KB runs of one character
-                    cache[token] = word
+    if len(cache) > _WORD_CACHE_MAX:
+        cache.clear()
+    for i, word in enumerate(words):
+        if word is None:
+            token = raw[i]
+            words[i] = word = _vader_word(token)
+            if len(token) <= _WORD_CACHE_TOKEN_MAX:  # words, not 50 KB runs of one character
+                cache[token] = word
     return cast(list[str], words)
+
+
+# VADER's normalisation, clamped and rounded to 4 decimals, per summed score. `round(x, 4)` goes
+# through a decimal conversion (~0.2 µs, ~0.8 with the rest here), and sums recur (texts share
+# their few lexicon words), so the result is kept per sum: a dict lookup instead. Bounded.
+_NORMALISED: dict[float, float] = {}
+_NORMALISED_MAX = 20_000
+
+
+def _normalise(total: float) -> float:
+    norm = _NORMALISED.get(total)
+    if norm is None:
+        if len(_NORMALISED) > _NORMALISED_MAX:
+            _NORMALISED.clear()
+        norm = _NORMALISED[total] = round(max(-1.0, min(1.0, total / math.sqrt(total * total + 15))), 4)
+    return norm
 
 
 def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str]]:
@@ -368,13 +418,17 @@ def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str
     last_end = 0
     n = len(lower)
     for i in compress(range(n), map(PHRASE_FIRST_WORDS.__contains__, lower)):
-        # Most first words ("like", "not", "no") are not followed by a phrase's second word.
-        if i < last_end or i + 1 == n or lower[i + 1].strip(_PUNCT) not in _PHRASE_SECONDS[lower[i]]:
+        if i < last_end or i + 1 == n:
             continue
-        for phrase, token in _PHRASES_BY_FIRST[lower[i]]:
-            k = len(phrase)
-            # VADER keeps the punctuation of short words ("on,"): compare without it.
-            if n - i >= k and all(lower[i + m].strip(_PUNCT) == phrase[m] for m in range(1, k)):
+        # VADER keeps the punctuation of short words ("on,"): compare without it.
+        candidates = _PHRASES_BY_START[lower[i]].get(lower[i + 1].strip(_PUNCT))
+        if candidates is None:
+            continue
+        for rest, token in candidates:
+            k = len(rest) + 2
+            if not rest or (
+                n - i >= k and all(lower[i + 2 + m].strip(_PUNCT) == w for m, w in enumerate(rest))
+            ):
                 matches.append((i, k, token))
                 last_end = i + k
                 break
@@ -396,15 +450,18 @@ def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str
 
 
 _CLAUSE_END = frozenset(",.;:!?")
+_last_char = itemgetter(-1)
 _CLAUSE_WORDS = frozenset({"but", "aber", "mais", "pero", "ma", "maar", "however"})
 
 
 def _clause_starts(raw: list[str], lower: list[str]) -> list[int]:
     """Sorted indexes where a clause starts: 0, after a token ending with punctuation, and at a
     contrastive word ("but", "aber", ...)."""
-    starts = [0, *(i + 1 for i, t in enumerate(raw) if t[-1] in _CLAUSE_END)]
+    # (C-level passes: compress over a map, not a Python loop over the tokens.)
+    starts = [0, *compress(range(1, len(raw) + 1), map(_CLAUSE_END.__contains__, map(_last_char, raw)))]
     if not _CLAUSE_WORDS.isdisjoint(lower):
-        starts = sorted({*starts, *(i for i, w in enumerate(lower) if w in _CLAUSE_WORDS)})
+        clause_words = compress(range(len(lower)), map(_CLAUSE_WORDS.__contains__, lower))
+        starts = sorted({*starts, *clause_words})
     return starts
 
 
@@ -420,13 +477,12 @@ def _domain_rules(
         first_clause_end = clause[1] if len(clause) > 1 else len(lower)
         for i in [i for i, v in valences.items() if v > 0 and i < first_clause_end]:
             valences[i] *= _N_SCALAR
-    negative = [i for i, v in valences.items() if v <= -1.0]
-    if negative:
+    if min(valences.values()) <= -1.0:
         # Praise in the opening words (or a rolling-eyes emoji) with something bad later: the
         # praise is sarcastic and counts against the answer.
         opener = lower[0] in SARCASM_OPENERS or (len(lower) > 1 and lower[1] in SARCASM_OPENERS)
         if opener or sarcasm_emoji:
-            first_bad = negative[0]
+            first_bad = next(i for i, v in valences.items() if v <= -1.0)
             for i in [i for i, v in valences.items() if v > 0 and i < first_bad and i <= 2]:
                 valences[i] = -abs(valences[i]) * 0.5
     elif sarcasm_emoji:
@@ -441,9 +497,13 @@ def _but_check(valences: dict[int, float], n: int, bi: int) -> float:
     including its `list.index(value)` lookup, which rescales the *first* word with an equal value
     (so a halved -2.8 that became -1.4 is halved again instead of a later -1.4). Keeping the quirk
     keeps scores identical to the reference; it only runs for texts containing "but"."""
-    dense = [valences.get(i, 0.0) for i in range(n)]
-    for k in range(n):
-        v = dense[k]
+    dense = [0.0] * n
+    for i, v in valences.items():
+        dense[i] = v
+    # VADER walks every position; only the lexicon words' ones (the keys, in increasing order)
+    # have a value, and a step rescales a position at or before its own, so the value each step
+    # reads is the word's own, as in VADER's loop.
+    for v in valences.values():
         if not v:
             continue  # zeros never change
         si = dense.index(v)
@@ -583,29 +643,38 @@ class SentimentProcessor:
             self._memo = {}
 
     def _score(self, text: str) -> tuple[float, str]:
-        hit = self._memo.get(text)
-        if hit is None:
-            compound = self.scorer.compound(text)
-            hit = self._memo[text] = (compound, label_for(compound))
+        """Scores a text not in the memo yet (the caller looked) and keeps its result there."""
+        compound = self.scorer.compound(text)
+        hit = self._memo[text] = (compound, label_for(compound))
         return hit
 
     def _process_row(self, row: Row) -> None:
+        # The columns are set here rather than through `_set`, and the memo is read inline: this
+        # runs for every inference row, and the calls were a fifth of the stage's own overhead.
         prompt = last_user_text(row.get("prompt_messages")) if self._prompt else None
-        if prompt and len(prompt) > self._clip:
-            prompt = clip(prompt, self._clip)
-        _set(row, "prompt", self._score(prompt) if prompt else None)
+        if prompt:
+            if len(prompt) > self._clip:
+                prompt = clip(prompt, self._clip)
+            row["prompt_sentiment"], row["prompt_sentiment_label"] = self._memo.get(prompt) or self._score(
+                prompt
+            )
+        else:
+            row["prompt_sentiment"] = None
+            row["prompt_sentiment_label"] = ""
         response = assistant_text(row.get("response_messages")) if self._response else None
         if response:
             # The opening of an answer carries its tone ("Sorry, I can't ..."); the rest is content.
             response = head(response, self._head) if self._head else clip(response, self._clip)
-        _set(row, "response", self._score(response) if response else None)
-
-
-_COLUMNS = {prefix: (f"{prefix}_sentiment", f"{prefix}_sentiment_label") for prefix in ("prompt", "response")}
+            row["response_sentiment"], row["response_sentiment_label"] = self._memo.get(
+                response
+            ) or self._score(response)
+        else:
+            row["response_sentiment"] = None
+            row["response_sentiment_label"] = ""
 
 
 def _set(row: Row, prefix: str, result: tuple[float, str] | None) -> None:
-    score, label = _COLUMNS[prefix]
+    score, label = f"{prefix}_sentiment", f"{prefix}_sentiment_label"
     if result is None:
         row[score] = None
         row[label] = ""
@@ -636,7 +705,8 @@ def last_user_text(messages: Any) -> str:
         return ""
     for msg in reversed(messages):
         if isinstance(msg, dict) and msg.get("role") == "user":
-            return message_text(msg.get("content", msg.get("parts")))
+            content = msg.get("content", msg.get("parts"))
+            return content if isinstance(content, str) else message_text(content)
     return ""
 
 
@@ -646,7 +716,8 @@ def assistant_text(messages: Any) -> str:
     if len(messages) == 1:  # most responses: one choice, one message
         msg = messages[0]
         if isinstance(msg, dict) and msg.get("role", "assistant") == "assistant":
-            return message_text(msg.get("content", msg.get("parts")))
+            content = msg.get("content", msg.get("parts"))
+            return content if isinstance(content, str) else message_text(content)
         return ""
     texts = [
         message_text(msg.get("content", msg.get("parts")))
