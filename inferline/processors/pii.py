@@ -1009,7 +1009,11 @@ class PiiMasker:
             if probe is None:  # the walk must tell
                 return True
             if isinstance(probe, tuple):
-                return any(is_dirty(leaf) for leaf in probe)
+                # A plain leaf is dirty if found; a leaf that is itself special (a JSON string in
+                # the JSON) is never in `found` and is asked about on its own.
+                return not found.keys().isdisjoint(probe) or (
+                    not special.keys().isdisjoint(probe) and any(is_dirty(leaf) for leaf in probe)
+                )
             return probe in found  # "" (inline data, not scanned) is never found
 
         # A value is its own probe unless special, so the scanned texts with a detection are the
