@@ -429,8 +429,11 @@ class _Engine:
             return out
         # Encoded one by one (most values are ASCII: a copy) rather than joined first: a joined
         # `str` takes 4 bytes per character as soon as one value holds an emoji. The trailing
-        # space is the last text's end character for the literal scan.
-        data = _SEPARATOR_BYTES.join([t.encode("ascii", "replace") for t in texts]) + b" "
+        # space is the last text's end character for the literal scan (added to the last part,
+        # not to the joined buffer: that would copy the whole batch's text once more).
+        parts = [t.encode("ascii", "replace") for t in texts]
+        parts[-1] += b" "
+        data = _SEPARATOR_BYTES.join(parts)
         # Offset of each text in `data` (and, last, one past the end of all): the running sum of
         # the lengths plus a separator per text before it, computed in C (map, accumulate).
         separators = range(0, _SEP_LEN * len(texts) + 1, _SEP_LEN)
@@ -1022,6 +1025,9 @@ class PiiMasker:
         dirty = set(found)
         dirty.update(t for t in special if is_dirty(t))
         self._scanned = _BatchScan(found, scan.keys(), values.keys(), dirty)
+        # Dirty values among the first i collected (computed in C): a row is clean when the count
+        # does not grow over its values (no slice of `texts` per row).
+        dirty_before = list(accumulate(map(dirty.__contains__, texts), initial=0))
         clean: set[int] = set()
         ends = iter(row_ends)
         start = 0
@@ -1029,7 +1035,7 @@ class PiiMasker:
             for row in batch_rows:
                 end = next(ends)
                 if end >= 0:
-                    if dirty.isdisjoint(texts[start:end]):
+                    if dirty_before[end] == dirty_before[start]:
                         clean.add(id(row))
                     start = end
         return clean
