@@ -863,9 +863,14 @@ class PiiMasker:
         return keys
 
     def _mask_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
+        scanned = self._scanned
         for key in self._masked_keys_of(attrs):
             value = attrs[key]
-            if isinstance(value, str) and not _not_text(value):
+            if not isinstance(value, str):
+                continue
+            if scanned is not None and value in scanned.values and value not in scanned.dirty:
+                continue  # what `_mask_str` would say, known before the `_not_text` regex
+            if not _not_text(value):
                 new = self._mask_str(value, counts, MESSAGE_SKIP_KEYS)
                 if new is not value:
                     attrs[key] = new
