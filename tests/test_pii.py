@@ -666,6 +666,23 @@ def test_batch_scan_gives_the_same_rows_as_a_scan_per_value() -> None:
     assert engine.find_many(texts, frozenset()) == [engine.find(t, frozenset()) for t in texts]
 
 
+def test_the_batch_scan_table_lives_for_one_batch() -> None:
+    # Nothing one batch's pre-scan found (clean values, detections) answers for the next batch,
+    # which may be another project's: its texts are scanned, its rows are what a fresh masker gives.
+    masker = PiiMasker()
+    first, second = ["all quiet on this front", "mail jane@example.com"], ["call +1 415 555 0132 now"]
+    a, b = _scan_batch(first), _scan_batch(second)
+    masker.process(a)
+    assert masker._scanned is None
+    masker.process(b)
+    assert masker._scanned is None
+    fresh = _scan_batch(second)
+    PiiMasker().process(fresh)
+    assert b == fresh
+    assert all(row["pii_found"] == {"PHONE": 1} for row in b.inferences)
+    assert [row["pii_found"] for row in a.inferences] == [{}, {"EMAIL": 1}]
+
+
 def test_batch_scan_is_off_with_custom_patterns() -> None:
     # A user's regex might match across the separator of the joined texts.
     masker = PiiMasker(PiiConfig(custom_patterns=[{"name": "emp", "regex": r"EMP-\d{6}"}]))

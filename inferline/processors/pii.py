@@ -38,6 +38,8 @@ import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
+from itertools import accumulate, compress
+from operator import add
 from types import ModuleType
 from typing import Any, Literal, NamedTuple
 
@@ -277,6 +279,15 @@ class PiiConfig(BaseModel):
         return [d for d in BUILTIN_DETECTORS if d in self.detectors]
 
 
+class _BatchScan(NamedTuple):
+    """What one batch's pre-scan found (`PiiMasker._prescan`), for the walk of its rows."""
+
+    found: dict[str, list[tuple[int, int, str]]]  # scanned text -> its detections (only if any)
+    texts: AbstractSet[str]  # every scanned text (not in `found`: nothing to mask)
+    values: AbstractSet[str]  # every value collected from the rows (and JSON values' leaves)
+    dirty: AbstractSet[str]  # the values with something to mask (or that the walk must decide)
+
+
 class Detection(NamedTuple):
     start: int
     end: int
@@ -412,34 +423,28 @@ class _Engine:
         `find` appends for the literal scan, and reports ending past a text's end (an anchor
         ending in a space) are dropped, as a scan of the text alone cannot make them."""
         assert self.db is not None
-        out: list[list[tuple[int, int, int]]] = [[] for _ in texts]
+        # Texts without a report share one empty list (callers only read it).
+        out: list[list[tuple[int, int, int]]] = [_NO_HITS] * len(texts)
         if not texts:
             return out
         # Encoded one by one (most values are ASCII: a copy) rather than joined first: a joined
         # `str` takes 4 bytes per character as soon as one value holds an emoji. The trailing
-        # space is the last text's end character for the literal scan.
-        data = (
-            _SEPARATOR_BYTES.join(
-                [t.encode("ascii") if t.isascii() else t.encode("ascii", "replace") for t in texts]
-            )
-            + b" "
-        )
-        # Offset of each text in `data`, and one past its end.
-        bases: list[int] = []
-        ends: list[int] = []
-        pos = 0
-        for t in texts:
-            bases.append(pos)
-            pos += len(t)
-            ends.append(pos)
-            pos += len(_SEPARATOR)
+        # space is the last text's end character for the literal scan (added to the last part,
+        # not to the joined buffer: that would copy the whole batch's text once more).
+        parts = [t.encode("ascii", "replace") for t in texts]
+        parts[-1] += b" "
+        data = _SEPARATOR_BYTES.join(parts)
+        # Offset of each text in `data` (and, last, one past the end of all): the running sum of
+        # the lengths plus a separator per text before it, computed in C (map, accumulate).
+        separators = range(0, _SEP_LEN * len(texts) + 1, _SEP_LEN)
+        bases = list(map(add, accumulate(map(len, texts), initial=0), separators))
         scratch, literal_scratch = self._scratch()
         main_hits: list[tuple[int, int, int]] = []
         self.db.scan(data, match_event_handler=_on_match, context=main_hits, scratch=scratch)
         per_text: dict[int, list[tuple[int, int, int]]] = {}
         for rid, start, end in main_hits:
             i = bisect_right(bases, end - 1) - 1
-            if end > ends[i]:
+            if end > bases[i + 1] - _SEP_LEN:  # past the text's end
                 continue
             base = bases[i]
             hits = per_text.get(i)
@@ -544,6 +549,9 @@ def _checked_span(rule: Rule, m: re.Match[str], allow: frozenset[str]) -> tuple[
 # end for the literal scan, the NUL is a non-word, non-left-context character like a text's start.
 _SEPARATOR = " \x00"
 _SEPARATOR_BYTES = _SEPARATOR.encode()
+_SEP_LEN = len(_SEPARATOR)
+# `find_many`'s result for a text without reports, shared (read only).
+_NO_HITS: list[tuple[int, int, int]] = []
 
 # Characters that can follow a gazetteer word; '?' stands for any non-ASCII character, \x01 for a
 # blanked JSON escape.
@@ -625,6 +633,9 @@ class PiiMasker:
         never.append(CARRIED_COUNTS)  # the receiver's counts: JSON of type names, never content
         self._never_keys = _KeyMatcher(never)
         self._mask_all = cfg.mask_all_attributes
+        self._mask_log_body = cfg.mask_log_body
+        self._inference_fields = tuple(cfg.inference_fields)
+        self._attr_min_len = max(self._min_len, 6)  # `_not_text`: shorter values are never text
         self._key_cache: dict[str, bool] = {}
         self._masked_layouts: dict[tuple[str, ...], tuple[str, ...]] = {}  # attribute keys -> masked ones
         # Shared attribute maps (the resource's, one dict for all spans of a request) are masked
@@ -633,10 +644,8 @@ class PiiMasker:
         # Within one batch the same text is usually met twice (a span's content attribute and the
         # inference's message built from it): scanned once, counted for each row.
         self._memo: dict[str, tuple[str, dict[str, int]]] | None = None
-        # Detections of the texts the batch's pre-scan found (`_prescan`), by scanned text.
-        self._prescanned: dict[str, list[tuple[int, int, str]]] | None = None
-        # Values the pre-scan found nothing in: returned as they are without a look at the memo.
-        self._clean_values: set[str] | None = None
+        # What the batch's pre-scan (`_prescan`) found, while `process` runs.
+        self._scanned: _BatchScan | None = None
         # One Hyperscan scan over all texts of a batch; not with custom patterns (a user's regex
         # might match across the separator).
         self._batch_scan = self._engine.batchable and not cfg.custom_patterns
@@ -651,11 +660,13 @@ class PiiMasker:
         # Plain tuples on the hot path: a NamedTuple costs ~0.4 µs more per detection.
         if len(text) < self._min_len:
             return []
-        prescanned = self._prescanned  # read once: `process` resets it at the end of a batch
-        if prescanned is not None:
-            known = prescanned.get(text)
+        scanned = self._scanned  # read once: `process` resets it at the end of a batch
+        if scanned is not None:
+            known = scanned.found.get(text)
             if known is not None:
                 return known
+            if text in scanned.texts:
+                return _NOTHING
         return self._resolve(self._engine.find(text, self._allow))
 
     def _resolve(self, found: list[tuple[int, int, int]]) -> list[tuple[int, int, str]]:
@@ -751,8 +762,13 @@ class PiiMasker:
     def _mask_str(self, s: str, counts: dict[str, int], json_skip_keys: frozenset[str]) -> str:
         if len(s) < self._min_len:
             return s
-        clean = self._clean_values
-        if clean is not None and json_skip_keys is MESSAGE_SKIP_KEYS and s in clean:
+        scanned = self._scanned
+        if (
+            scanned is not None
+            and json_skip_keys is MESSAGE_SKIP_KEYS
+            and s in scanned.values
+            and s not in scanned.dirty
+        ):
             return s  # the batch's pre-scan (which skips these keys in JSON) found nothing in it
         memo = self._memo
         if memo is None or len(s) < _MEMO_MIN_LEN:
@@ -847,9 +863,14 @@ class PiiMasker:
         return keys
 
     def _mask_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
+        scanned = self._scanned
         for key in self._masked_keys_of(attrs):
             value = attrs[key]
-            if isinstance(value, str) and not _not_text(value):
+            if not isinstance(value, str):
+                continue
+            if scanned is not None and value in scanned.values and value not in scanned.dirty:
+                continue  # what `_mask_str` would say, known before the `_not_text` regex
+            if not _not_text(value):
                 new = self._mask_str(value, counts, MESSAGE_SKIP_KEYS)
                 if new is not value:
                     attrs[key] = new
@@ -879,12 +900,15 @@ class PiiMasker:
         finally:
             self._memo = None
             self._shared_counts = None
-            self._prescanned = None
-            self._clean_values = None
+            self._scanned = None
 
     def _process(self, batch: Batch) -> None:
         # Counts of what the receiver already masked (INFERLINE_MASK_AT_RECEIVER), by span.
-        carried = {row["SpanId"]: c for row in batch.spans if (c := _carried(row.get("SpanAttributes")))}
+        carried: dict[str, dict[str, int]] = {}
+        for row in batch.spans:
+            attrs = row.get("SpanAttributes")
+            if attrs and CARRIED_COUNTS in attrs and (c := _carried(attrs)):
+                carried[row["SpanId"]] = c
         # Most rows hold nothing to mask: found by one scan of the whole batch, they are not walked.
         clean: AbstractSet[int] = _NO_ROWS
         if self._batch_scan:
@@ -894,25 +918,29 @@ class PiiMasker:
                 # Not a reason to fail the batch: every row is walked and scanned on its own, and
                 # `_guard` redacts the rows that fail there too.
                 log.warning("pii: the batch pre-scan failed; scanning row by row", exc_info=True)
-                self._prescanned = self._clean_values = None
+                self._scanned = None
         for row in batch.inferences:
             if id(row) in clean:
                 row["pii_found"] = {}
             else:
                 self._guard(row, "pii_found", self._process_inference, self.config.inference_fields)
-            _add(row, "pii_found", carried.get(row.get("span_id", "")))
+            if carried:
+                _add(row, "pii_found", carried.get(row.get("span_id", "")))
         for row in batch.spans:
             if id(row) in clean:
                 row["PiiFound"] = {}
             else:
                 self._guard(row, "PiiFound", self._process_span, _SPAN_FIELDS)
-            _add(row, "PiiFound", carried.get(row.get("SpanId", "")))
+            if carried:
+                _add(row, "PiiFound", carried.get(row.get("SpanId", "")))
         for row in batch.logs:
             if id(row) in clean:
                 row["PiiFound"] = {}
             else:
                 self._guard(row, "PiiFound", self._process_log, _LOG_FIELDS)
-            _add(row, "PiiFound", _carried(row.get("LogAttributes")))
+            attrs = row.get("LogAttributes")
+            if attrs and CARRIED_COUNTS in attrs:
+                _add(row, "PiiFound", _carried(attrs))
         for row in batch.scores:
             if id(row) in clean:
                 row["pii_found"] = {}
@@ -951,40 +979,60 @@ class PiiMasker:
                     row_ends.append(-1)
                 else:
                     row_ends.append(len(texts))
-        # Each distinct value once, as `_scan_str` would scan it; the leaves of a JSON value that
-        # is masked leaf by leaf are values of their own.
-        probes: dict[str, str | tuple[str, ...] | None] = {}
-        for t in texts:
-            if t not in probes:
-                probe = probes[t] = self._probe(t)
-                if isinstance(probe, tuple):
-                    pending = list(probe)
-                    while pending:
-                        leaf = pending.pop()
-                        if leaf not in probes:
-                            leaf_probe = probes[leaf] = self._probe(leaf)
-                            if isinstance(leaf_probe, tuple):
-                                pending.extend(leaf_probe)
-        scan = list({p: None for p in probes.values() if isinstance(p, str) and p})
-        prescanned: dict[str, list[tuple[int, int, str]]] = {}
-        for text, found in zip(scan, self._engine.find_many(scan, self._allow), strict=True):
-            prescanned[text] = self._resolve(found) if found else _NOTHING
-        self._prescanned = prescanned
-        dirty_memo: dict[str, bool] = {}
+        # Each distinct value once (`dict.fromkeys` dedups in C), scanned as `_scan_str` would
+        # scan it: most values as themselves; JSON values and inline data as `_probe` says (the
+        # leaves of a JSON value masked leaf by leaf are values of their own, appended to the
+        # list being iterated).
+        values = dict.fromkeys(texts)
+        special: dict[str, str | tuple[str, ...] | None] = {}  # value -> its probe, when not itself
+        scan: dict[str, None] = {}
+        pending = list(values)
+        for t in pending:
+            first = t[0]
+            if first == "{" or first == "[" or first == "d":  # JSON, or maybe "data:..."
+                probe = self._probe(t)
+                if probe is not t:
+                    special[t] = probe
+                    if isinstance(probe, tuple):
+                        for leaf in probe:
+                            if leaf not in values:
+                                values[leaf] = None
+                                pending.append(leaf)
+                    elif probe:
+                        scan[probe] = None
+                    continue
+            scan[t] = None
+        scan_list = list(scan)
+        results = self._engine.find_many(scan_list, self._allow)
+        # Only the few texts with a report are looked at in Python (compress/filter run in C).
+        found = {
+            text: self._resolve(hits)
+            for text, hits in zip(compress(scan_list, results), filter(None, results), strict=True)
+        }
 
         def is_dirty(t: str) -> bool:
-            known = dirty_memo.get(t)
-            if known is None:
-                probe = probes[t]
-                if isinstance(probe, tuple):
-                    known = any(is_dirty(leaf) for leaf in probe)
-                else:
-                    known = probe is None or bool(probe and prescanned[probe])
-                dirty_memo[t] = known
-            return known
+            probe = special.get(t, t)
+            if probe is t:
+                return t in found
+            if probe is None:  # the walk must tell
+                return True
+            if isinstance(probe, tuple):
+                # A plain leaf is dirty if found; a leaf that is itself special (a JSON string in
+                # the JSON) is never in `found` and is asked about on its own.
+                return not found.keys().isdisjoint(probe) or (
+                    not special.keys().isdisjoint(probe) and any(is_dirty(leaf) for leaf in probe)
+                )
+            return probe in found  # "" (inline data, not scanned) is never found
 
-        dirty = {t for t in probes if is_dirty(t)}
-        self._clean_values = probes.keys() - dirty
+        # A value is its own probe unless special, so the scanned texts with a detection are the
+        # dirty values (a JSON value's probe in the set is harmless: no other value equals it
+        # unless it is that very text, scanned and found as such).
+        dirty = set(found)
+        dirty.update(t for t in special if is_dirty(t))
+        self._scanned = _BatchScan(found, scan.keys(), values.keys(), dirty)
+        # Dirty values among the first i collected (computed in C): a row is clean when the count
+        # does not grow over its values (no slice of `texts` per row).
+        dirty_before = list(accumulate(map(dirty.__contains__, texts), initial=0))
         clean: set[int] = set()
         ends = iter(row_ends)
         start = 0
@@ -992,7 +1040,7 @@ class PiiMasker:
             for row in batch_rows:
                 end = next(ends)
                 if end >= 0:
-                    if dirty.isdisjoint(texts[start:end]):
+                    if dirty_before[end] == dirty_before[start]:
                         clean.add(id(row))
                     start = end
         return clean
@@ -1032,12 +1080,22 @@ class PiiMasker:
             return
         if depth > MAX_DEPTH and isinstance(value, (list, dict)):
             raise TooDeep(f"structure nested deeper than {MAX_DEPTH}")
-        # String leaves inline: most nodes of a message are strings, a call each would double this.
+        # String leaves inline, and the dicts of a list (the messages of a conversation) one level
+        # inline too: most nodes are strings or messages, and a call each would double this.
         if isinstance(value, list):
             for item in value:
                 if isinstance(item, str):
                     if len(item) >= min_len:
                         out.append(item)
+                elif isinstance(item, dict) and depth < MAX_DEPTH:
+                    for k, v in item.items():
+                        if k in MESSAGE_SKIP_KEYS:
+                            continue
+                        if isinstance(v, str):
+                            if len(v) >= min_len:
+                                out.append(v)
+                        else:
+                            self._collect_value(v, out, depth + 2)
                 else:
                     self._collect_value(item, out, depth + 1)
         elif isinstance(value, dict):
@@ -1052,8 +1110,10 @@ class PiiMasker:
 
     def _collect_attributes(self, attrs: dict[str, Any], out: list[str]) -> None:
         """The values `_mask_attributes` scans (its test, reordered: cheapest first)."""
-        keys = self._masked_keys_of(attrs)
-        min_len = max(self._min_len, 6)  # `_not_text`: shorter values are never text
+        keys = self._masked_layouts.get(tuple(attrs))  # `_masked_keys_of`, its usual case inline
+        if keys is None:
+            keys = self._masked_keys_of(attrs)
+        min_len = self._attr_min_len
         not_text = _NOT_TEXT.fullmatch
         for key in keys:
             value = attrs[key]
@@ -1065,10 +1125,14 @@ class PiiMasker:
                 out.append(value)
 
     def _collect_inference(self, row: Row, out: list[str], _resources: dict[int, list[str]]) -> None:
-        for f in self.config.inference_fields:
+        for f in self._inference_fields:
             value = row.get(f)
             if value:
-                self._collect_value(value, out)
+                if isinstance(value, str):
+                    if len(value) >= self._min_len:
+                        out.append(value)
+                else:
+                    self._collect_value(value, out)
 
     def _collect_score(self, row: Row, out: list[str], _resources: dict[int, list[str]]) -> None:
         for f in _SCORE_FIELDS:
@@ -1079,24 +1143,33 @@ class PiiMasker:
                 self._collect_value(value, out)
 
     def _collect_span(self, row: Row, out: list[str], resources: dict[int, list[str]]) -> None:
-        for attrs in _span_attribute_maps(row):
+        # `_span_attribute_maps`, inline (a generator per span costs more than the loop).
+        attrs = row.get("SpanAttributes")
+        if attrs:
             self._collect_attributes(attrs, out)
-        self._collect_common(row, out, resources, "StatusMessage")
+        for list_key in _ATTRIBUTE_MAP_LISTS:
+            maps = row.get(list_key)
+            if maps:
+                for ev_attrs in maps:
+                    if ev_attrs:
+                        self._collect_attributes(ev_attrs, out)
+        if self._mask_all:
+            self._collect_common(row, out, resources, "StatusMessage")
 
     def _collect_log(self, row: Row, out: list[str], resources: dict[int, list[str]]) -> None:
         body = row.get("Body")
-        if self.config.mask_log_body and isinstance(body, str) and body:
+        if self._mask_log_body and isinstance(body, str) and body:
             self._collect_value(body, out)
         attrs = row.get("LogAttributes")
         if attrs:
             self._collect_attributes(attrs, out)
-        self._collect_common(row, out, resources, None)
+        if self._mask_all:
+            self._collect_common(row, out, resources, None)
 
     def _collect_common(
         self, row: Row, out: list[str], resources: dict[int, list[str]], message_key: str | None
     ) -> None:
-        if not self._mask_all:
-            return
+        """Resource attributes and the status message (only called when masking every value)."""
         resource = row.get("ResourceAttributes")
         if resource:
             # One resource map is shared by all spans of a request: its values are collected once.
