@@ -65,7 +65,7 @@ from inferline.processors.conventions.row_messages import row_messages
 from inferline.processors.conventions.span_events import SpanEvents
 from inferline.processors.conventions.timing import streaming_and_ttft
 from inferline.processors.conventions.usage import ProvidedCost, TokenCounts, provided_cost, tokens
-from inferline.processors.conventions.values import as_count, as_float, as_str, stringify, unquote
+from inferline.processors.conventions.values import as_count, as_float, as_str, host_of, stringify, unquote
 
 # Fixed so that replays of the same span produce the same inference_id.
 INFERENCE_NAMESPACE = uuid.UUID("b6f3c9e2-51a4-5d0e-9c7a-2f4e8d1a6b30")
@@ -103,8 +103,6 @@ _NO_EVENTS = SpanEvents([], None)  # read-only, shared by spans without events o
 # Parsed JSON side documents (OpenInference, Langfuse), None where the span has none.
 _Documents = tuple[dict[str, Any] | None, ...]
 
-# Chains used as they are (not filtered per convention).
-_PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
 _MAX_TOKENS_PARAMS = (
     "max_tokens",
     "max_completion_tokens",
@@ -352,9 +350,7 @@ class GenAINormaliser:
         counts, adjusted = tokens(
             a, ch, is_langfuse, is_vercel, call.provider, oi_response.usage(a) if oi_response else None
         )
-        streaming, ttft = streaming_and_ttft(
-            a, ch.stream, oi_params, span.start_ns, is_langfuse, is_vercel, ev
-        )
+        streaming, ttft = streaming_and_ttft(a, ch, oi_params, span.start_ns, is_langfuse, is_vercel, ev)
         prompt, response, frs, waiting = row_messages(
             a, indexed, is_vercel, is_langfuse, ch.finish, ev, oi_response.document if oi_response else None
         )
@@ -370,7 +366,7 @@ class GenAINormaliser:
             RowContent(prompt, response, streaming, frs),
             _request_params(a, layout.keys, (oi_params, lf_params), is_vercel, indexed),
             who := attribution(a, self._resource(span.resource), ch, (oi_meta, lf_meta)),
-            meta := metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
+            meta := metadata(a, ch, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
         )
         own = Inherited(*who.own_ids, meta.tags, meta.labels)
         if waiting is None:
@@ -404,7 +400,7 @@ class GenAINormaliser:
         _, tagged = scan(a)
         oi_meta = openinference.metadata(a) if "metadata" in a else None
         ids = span_ids(a, self._chains_full, (oi_meta,))
-        meta = metadata(a, tagged, oi_meta, None, False, False)
+        meta = metadata(a, self._chains_full, tagged, oi_meta, None, False, False)
         if not any(ids) and not meta.tags and not meta.labels:
             return None
         return Inherited(*ids, meta.tags, meta.labels)
@@ -533,9 +529,12 @@ def _call(
     oi_request: dict[str, Any] | None,
     oi_response: openinference.ResponseFacts | None,
 ) -> ModelCall:
-    server_address = otel_genai.server_address(a) or ""
+    # `otel_genai.server_address`, with the chain cut to the span's keys
+    server_address = first_str(a, ch.server_address) or ""
+    if not server_address and "gen_ai.openai.api_base" in a:
+        server_address = host_of(a["gen_ai.openai.api_base"]) or ""
     provider = None
-    for k in _PROVIDER:
+    for k in ch.provider:
         v = a.get(k)
         if v is not None:
             provider = otel_genai.normalise_provider(v, api_qualified=is_vercel)
