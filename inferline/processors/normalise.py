@@ -91,6 +91,11 @@ _ROW_TEMPLATE: Row = dict.fromkeys(ROW_KEYS)
 
 _STATUS_ERROR = 2
 
+# The typed records built once per model call (ModelCall, RequestParams, ...) are made with
+# `_record(Record, (fields, in declaration order))`: the same NamedTuple as `Record(...)` without
+# the generated Python `__new__` that call runs (~2,000 fewer instructions each, eight per span).
+_record = tuple.__new__
+
 # Distinct attribute key layouts remembered per normaliser. Instrumentations write a few each; keys
 # that carry ids would make every span new: past this many, the cache starts over.
 _MAX_LAYOUTS = 2048
@@ -363,17 +368,18 @@ class GenAINormaliser:
             _status(span, is_langfuse, ev),
             counts,
             provided_cost(a, is_langfuse),
-            RowContent(prompt, response, streaming, frs),
+            _record(RowContent, (prompt, response, streaming, frs)),
             _request_params(a, layout.keys, (oi_params, lf_params), is_vercel, indexed),
             who := attribution(a, self._resource(span.resource), ch, (oi_meta, lf_meta)),
             meta := metadata(a, ch, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
         )
-        own = Inherited(*who.own_ids, meta.tags, meta.labels)
+        own = _record(Inherited, (*who.own_ids, meta.tags, meta.labels))
         if waiting is None:
-            return Built(row, None, own, who.resource_ids)
+            return _record(Built, (row, None, own, who.resource_ids))
         # Kept for later logs. The kept row shares message objects with the content.
         strong, weak = waiting
-        return Built(row, EmittedRow(row, strong, ev.content or EventContent(), weak), own, who.resource_ids)
+        kept = EmittedRow(row, strong, ev.content or EventContent(), weak)
+        return _record(Built, (row, kept, own, who.resource_ids))
 
     def _resource(self, res: dict[str, Any]) -> ResourceFacts:
         facts = self._resources.get(id(res))
@@ -571,7 +577,7 @@ def _call(
         request_model = first_str(a, ch.request_model) or ""
         model = first_str(a, ch.model) or request_model  # the model served, else the one requested
         response_id = first_str(a, ch.response_id) or ""
-    return ModelCall(provider or "", model, request_model, response_id, op, conv, server_address)
+    return _record(ModelCall, (provider or "", model, request_model, response_id, op, conv, server_address))
 
 
 class RequestParams(NamedTuple):
@@ -641,7 +647,7 @@ def _request_params(
         and not any(params)
         and openinference.TOOLS_PREFIX not in indexed
     ):
-        return RequestParams(None, None, None, {})  # nothing to read (many spans): no calls
+        return _record(RequestParams, (None, None, None, {}))  # nothing to read (many spans): no calls
     temperature = as_float(a.get("gen_ai.request.temperature"))
     if temperature is None:
         temperature = _param(params, ("temperature",), as_float)
@@ -659,7 +665,8 @@ def _request_params(
             max_tokens = as_count(a.get("ai.settings.maxOutputTokens")) or as_count(
                 a.get("ai.settings.maxTokens")
             )
-    return RequestParams(temperature, top_p, max_tokens, _other_params(a, keys, params, indexed))
+    other = _other_params(a, keys, params, indexed)
+    return _record(RequestParams, (temperature, top_p, max_tokens, other))
 
 
 def _param(params: _Documents, keys: tuple[str, ...], conv: Callable[[Any], Any]) -> Any:

@@ -23,6 +23,8 @@ _META_TENANT_KEYS = ("tenant_id", "tenantId", "tenant.id", "tenant")
 _META_USER = ("user_id", "userId", "langfuse_user_id")
 _META_SESSION = ("session_id", "sessionId", "langfuse_session_id", "thread_id", "conversation_id")
 _LANGFUSE_TAGGED = (langfuse.TRACE_METADATA_PREFIX, langfuse.OBSERVATION_METADATA_PREFIX)
+# NamedTuples built per model call without their generated Python `__new__` (see normalise._record)
+_record = tuple.__new__
 
 
 class Attribution(NamedTuple):
@@ -97,16 +99,19 @@ def attribution(
     service name: resource first)."""
     own = span_ids(a, ch, metas)
     resource = res.ids
-    return Attribution(
-        own[0] or resource[0],
-        own[1] or resource[1],
-        own[2] or resource[2],
-        res.service_name or first_str(a, ch.service) or "",
-        first_id(a, ch.environment) or res.environment,
-        first_str(a, ch.agent) or "",
-        first_str(a, ch.agent_id) or "",
-        own,
-        resource,
+    return _record(
+        Attribution,
+        (
+            own[0] or resource[0],
+            own[1] or resource[1],
+            own[2] or resource[2],
+            res.service_name or first_str(a, ch.service) or "",
+            first_id(a, ch.environment) or res.environment,
+            first_str(a, ch.agent) or "",
+            first_str(a, ch.agent_id) or "",
+            own,
+            resource,
+        ),
     )
 
 
@@ -152,4 +157,4 @@ def metadata(
         v = a.get(k)
         if v is not None:
             labels.extend(x for x in as_str_list(v) if x not in labels)
-    return RowMetadata(tags, labels)
+    return _record(RowMetadata, (tags, labels))
