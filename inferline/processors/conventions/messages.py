@@ -85,6 +85,9 @@ def norm_role(v: Any, default: str = "user") -> str:
 
 
 def norm_finish_reason(v: str) -> str:
+    hit = _FINISH.get(v)  # most values are spelled as a key already: no strip, no lower
+    if hit is not None:
+        return hit
     low = v.strip().lower()
     return _FINISH.get(low, low)
 
@@ -107,6 +110,10 @@ def finish_reasons(v: Any) -> list[str]:
         return []
     out = []
     for x in items:
+        hit = _FINISH.get(x) if type(x) is str else None  # a known spelling: no calls
+        if hit is not None:
+            out.append(hit)
+            continue
         s = as_str(x)
         if s and s.strip():
             out.append(norm_finish_reason(s))
