@@ -620,7 +620,8 @@ def _other_params(
     a: dict[str, Any], keys: frozenset[str], params: _Documents, indexed: Indexed
 ) -> dict[str, str]:
     other: dict[str, str] = {}
-    present = _OTHER_PARAM_NAMES & keys  # most spans carry none of them
+    # most spans carry none of them: a check that builds no set
+    present = None if _OTHER_PARAM_NAMES.isdisjoint(keys) else _OTHER_PARAM_NAMES & keys
     if present:
         for k, name in _OTHER_PARAMS.items():
             if k in present and name not in other:

@@ -254,7 +254,9 @@ def message_from_dict(m: dict, default_role: str = "user") -> list[Message]:
             mt = m.get("type")
             if type(mt) is str and mt.lower() in _ROLES:
                 raw_role = mt
-    role = norm_role(raw_role, default_role)
+    role = _ROLES.get(raw_role) if type(raw_role) is str else None  # `norm_role`'s first step, inline
+    if role is None:
+        role = norm_role(raw_role, default_role)
 
     text: str | None
     calls: list[dict[str, str]]
