@@ -243,15 +243,16 @@ class Chains:
         self.session = keep(SESSION)
         self.agent = keep(AGENT)
         self.tenant = keep(tenant_keys)
-        self.provider = PROVIDER
-        self.server_address = SERVER_ADDRESS
-        self.environment = ENVIRONMENT
-        self.service = SERVICE
-        self.conversation = CONVERSATION
-        self.agent_id = AGENT_ID
-        self.labels = LABELS
-        self.kept_as_tags = KEPT_AS_TAGS
-        self.ttft_s = TTFT_S
+        # Typed as the chains above are (a tuple of any length): `only` sets shorter ones.
+        self.provider: tuple[str, ...] = PROVIDER
+        self.server_address: tuple[str, ...] = SERVER_ADDRESS
+        self.environment: tuple[str, ...] = ENVIRONMENT
+        self.service: tuple[str, ...] = SERVICE
+        self.conversation: tuple[str, ...] = CONVERSATION
+        self.agent_id: tuple[str, ...] = AGENT_ID
+        self.labels: tuple[str, ...] = LABELS
+        self.kept_as_tags: tuple[str, ...] = KEPT_AS_TAGS
+        self.ttft_s: tuple[str, ...] = TTFT_S
 
     def only(self, keys: Collection[str]) -> Chains:
         """These chains without the keys not in `keys` (for spans whose keys are all in `keys`: the
