@@ -70,24 +70,28 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
                 # Most spans have neither: no comprehension (a call) to build an empty list.
                 events = s.events
                 links = s.links
+                status = s.status  # one message wrapper, not two
+                start = s.start_time_unix_nano
+                # Positional: a call with 19 keyword arguments costs ~2.5x as much (the fields in
+                # the order `Span` declares them).
                 append(
                     Span(
-                        project_id=project_id,
-                        trace_id=s.trace_id.hex(),
-                        span_id=s.span_id.hex(),
-                        parent_span_id=s.parent_span_id.hex(),
-                        trace_state=s.trace_state,
-                        name=s.name,
-                        kind=s.kind,
-                        start_ns=s.start_time_unix_nano,
-                        end_ns=s.end_time_unix_nano or s.start_time_unix_nano,
-                        status_code=s.status.code,
-                        status_message=s.status.message,
-                        attributes=attributes(s.attributes),
-                        events=[Event(e.time_unix_nano, e.name, attributes(e.attributes)) for e in events]
+                        project_id,
+                        s.trace_id.hex(),
+                        s.span_id.hex(),
+                        s.parent_span_id.hex(),
+                        s.trace_state,
+                        s.name,
+                        s.kind,
+                        start,
+                        s.end_time_unix_nano or start,
+                        status.code,
+                        status.message,
+                        attributes(s.attributes),
+                        [Event(e.time_unix_nano, e.name, attributes(e.attributes)) for e in events]
                         if events
                         else [],
-                        links=[
+                        [
                             Link(
                                 lk.trace_id.hex(), lk.span_id.hex(), lk.trace_state, attributes(lk.attributes)
                             )
@@ -95,11 +99,11 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
                         ]
                         if links
                         else [],
-                        resource=resource,
-                        resource_schema_url=rs.schema_url,
-                        scope_name=scope.name,
-                        scope_version=scope.version,
-                        scope_attributes=scope_attrs,
+                        resource,
+                        rs.schema_url,
+                        scope.name,
+                        scope.version,
+                        scope_attrs,
                     )
                 )
     return out
@@ -118,25 +122,27 @@ def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattene
                 if why:
                     out.reject(why)
                     continue
+                observed = r.observed_time_unix_nano
+                severity = r.severity_number
                 append(
-                    LogRecord(
-                        project_id=project_id,
-                        time_ns=r.time_unix_nano or r.observed_time_unix_nano,
-                        observed_time_ns=r.observed_time_unix_nano,
-                        trace_id=r.trace_id.hex(),
-                        span_id=r.span_id.hex(),
-                        flags=r.flags & 0xFF,
-                        severity_text=r.severity_text,
-                        severity_number=r.severity_number if 0 <= r.severity_number <= 24 else 0,
-                        body=any_value(r.body),
-                        attributes=attributes(r.attributes),
-                        event_name=r.event_name,
-                        resource=resource,
-                        resource_schema_url=rl.schema_url,
-                        scope_name=scope.name,
-                        scope_version=scope.version,
-                        scope_attributes=scope_attrs,
-                        scope_schema_url=sl.schema_url,
+                    LogRecord(  # positional, as `Span` above
+                        project_id,
+                        r.time_unix_nano or observed,
+                        observed,
+                        r.trace_id.hex(),
+                        r.span_id.hex(),
+                        r.flags & 0xFF,
+                        r.severity_text,
+                        severity if 0 <= severity <= 24 else 0,
+                        any_value(r.body),
+                        attributes(r.attributes),
+                        r.event_name,
+                        resource,
+                        rl.schema_url,
+                        scope.name,
+                        scope.version,
+                        scope_attrs,
+                        sl.schema_url,
                     )
                 )
     return out

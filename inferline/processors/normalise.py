@@ -65,7 +65,7 @@ from inferline.processors.conventions.row_messages import row_messages
 from inferline.processors.conventions.span_events import SpanEvents
 from inferline.processors.conventions.timing import streaming_and_ttft
 from inferline.processors.conventions.usage import ProvidedCost, TokenCounts, provided_cost, tokens
-from inferline.processors.conventions.values import as_count, as_float, as_str, stringify, unquote
+from inferline.processors.conventions.values import as_count, as_float, as_str, host_of, stringify, unquote
 
 # Fixed so that replays of the same span produce the same inference_id.
 INFERENCE_NAMESPACE = uuid.UUID("b6f3c9e2-51a4-5d0e-9c7a-2f4e8d1a6b30")
@@ -91,6 +91,11 @@ _ROW_TEMPLATE: Row = dict.fromkeys(ROW_KEYS)
 
 _STATUS_ERROR = 2
 
+# The typed records built once per model call (ModelCall, RequestParams, ...) are made with
+# `_record(Record, (fields, in declaration order))`: the same NamedTuple as `Record(...)` without
+# the generated Python `__new__` that call runs (~2,000 fewer instructions each, eight per span).
+_record = tuple.__new__
+
 # Distinct attribute key layouts remembered per normaliser. Instrumentations write a few each; keys
 # that carry ids would make every span new: past this many, the cache starts over.
 _MAX_LAYOUTS = 2048
@@ -103,8 +108,6 @@ _NO_EVENTS = SpanEvents([], None)  # read-only, shared by spans without events o
 # Parsed JSON side documents (OpenInference, Langfuse), None where the span has none.
 _Documents = tuple[dict[str, Any] | None, ...]
 
-# Chains used as they are (not filtered per convention).
-_PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
 _MAX_TOKENS_PARAMS = (
     "max_tokens",
     "max_completion_tokens",
@@ -352,9 +355,7 @@ class GenAINormaliser:
         counts, adjusted = tokens(
             a, ch, is_langfuse, is_vercel, call.provider, oi_response.usage(a) if oi_response else None
         )
-        streaming, ttft = streaming_and_ttft(
-            a, ch.stream, oi_params, span.start_ns, is_langfuse, is_vercel, ev
-        )
+        streaming, ttft = streaming_and_ttft(a, ch, oi_params, span.start_ns, is_langfuse, is_vercel, ev)
         prompt, response, frs, waiting = row_messages(
             a, indexed, is_vercel, is_langfuse, ch.finish, ev, oi_response.document if oi_response else None
         )
@@ -367,17 +368,18 @@ class GenAINormaliser:
             _status(span, is_langfuse, ev),
             counts,
             provided_cost(a, is_langfuse),
-            RowContent(prompt, response, streaming, frs),
+            _record(RowContent, (prompt, response, streaming, frs)),
             _request_params(a, layout.keys, (oi_params, lf_params), is_vercel, indexed),
             who := attribution(a, self._resource(span.resource), ch, (oi_meta, lf_meta)),
-            meta := metadata(a, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
+            meta := metadata(a, ch, tagged, oi_meta, lf_meta, is_langfuse, adjusted),
         )
-        own = Inherited(*who.own_ids, meta.tags, meta.labels)
+        own = _record(Inherited, (*who.own_ids, meta.tags, meta.labels))
         if waiting is None:
-            return Built(row, None, own, who.resource_ids)
+            return _record(Built, (row, None, own, who.resource_ids))
         # Kept for later logs. The kept row shares message objects with the content.
         strong, weak = waiting
-        return Built(row, EmittedRow(row, strong, ev.content or EventContent(), weak), own, who.resource_ids)
+        kept = EmittedRow(row, strong, ev.content or EventContent(), weak)
+        return _record(Built, (row, kept, own, who.resource_ids))
 
     def _resource(self, res: dict[str, Any]) -> ResourceFacts:
         facts = self._resources.get(id(res))
@@ -404,7 +406,7 @@ class GenAINormaliser:
         _, tagged = scan(a)
         oi_meta = openinference.metadata(a) if "metadata" in a else None
         ids = span_ids(a, self._chains_full, (oi_meta,))
-        meta = metadata(a, tagged, oi_meta, None, False, False)
+        meta = metadata(a, self._chains_full, tagged, oi_meta, None, False, False)
         if not any(ids) and not meta.tags and not meta.labels:
             return None
         return Inherited(*ids, meta.tags, meta.labels)
@@ -533,9 +535,12 @@ def _call(
     oi_request: dict[str, Any] | None,
     oi_response: openinference.ResponseFacts | None,
 ) -> ModelCall:
-    server_address = otel_genai.server_address(a) or ""
+    # `otel_genai.server_address`, with the chain cut to the span's keys
+    server_address = first_str(a, ch.server_address) or ""
+    if not server_address and "gen_ai.openai.api_base" in a:
+        server_address = host_of(a["gen_ai.openai.api_base"]) or ""
     provider = None
-    for k in _PROVIDER:
+    for k in ch.provider:
         v = a.get(k)
         if v is not None:
             provider = otel_genai.normalise_provider(v, api_qualified=is_vercel)
@@ -572,7 +577,7 @@ def _call(
         request_model = first_str(a, ch.request_model) or ""
         model = first_str(a, ch.model) or request_model  # the model served, else the one requested
         response_id = first_str(a, ch.response_id) or ""
-    return ModelCall(provider or "", model, request_model, response_id, op, conv, server_address)
+    return _record(ModelCall, (provider or "", model, request_model, response_id, op, conv, server_address))
 
 
 class RequestParams(NamedTuple):
@@ -615,7 +620,8 @@ def _other_params(
     a: dict[str, Any], keys: frozenset[str], params: _Documents, indexed: Indexed
 ) -> dict[str, str]:
     other: dict[str, str] = {}
-    present = _OTHER_PARAM_NAMES & keys  # most spans carry none of them
+    # most spans carry none of them: a check that builds no set
+    present = None if _OTHER_PARAM_NAMES.isdisjoint(keys) else _OTHER_PARAM_NAMES & keys
     if present:
         for k, name in _OTHER_PARAMS.items():
             if k in present and name not in other:
@@ -642,7 +648,7 @@ def _request_params(
         and not any(params)
         and openinference.TOOLS_PREFIX not in indexed
     ):
-        return RequestParams(None, None, None, {})  # nothing to read (many spans): no calls
+        return _record(RequestParams, (None, None, None, {}))  # nothing to read (many spans): no calls
     temperature = as_float(a.get("gen_ai.request.temperature"))
     if temperature is None:
         temperature = _param(params, ("temperature",), as_float)
@@ -660,7 +666,8 @@ def _request_params(
             max_tokens = as_count(a.get("ai.settings.maxOutputTokens")) or as_count(
                 a.get("ai.settings.maxTokens")
             )
-    return RequestParams(temperature, top_p, max_tokens, _other_params(a, keys, params, indexed))
+    other = _other_params(a, keys, params, indexed)
+    return _record(RequestParams, (temperature, top_p, max_tokens, other))
 
 
 def _param(params: _Documents, keys: tuple[str, ...], conv: Callable[[Any], Any]) -> Any:

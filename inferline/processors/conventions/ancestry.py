@@ -86,9 +86,16 @@ def needs_ancestors(own: Inherited) -> bool:
 def attributed(own: Inherited, found: list[Inherited], resource: tuple[str, str, str]) -> dict[str, Any]:
     """The row's attribution columns: span > nearest ancestor > resource; tags and labels of the
     span first, then of the ancestors from the nearest up."""
-    user = own.user_id or next((f.user_id for f in found if f.user_id), "") or resource[0]
-    session = own.session_id or next((f.session_id for f in found if f.session_id), "") or resource[1]
-    tenant = own.tenant_id or next((f.tenant_id for f in found if f.tenant_id), "") or resource[2]
+    # Plain loops, not generators: `found` is short (most often one ancestor).
+    user, session, tenant = own.user_id, own.session_id, own.tenant_id
+    if not (user and session and tenant):
+        for f in found:  # nearest first: the first naming one wins
+            user = user or f.user_id
+            session = session or f.session_id
+            tenant = tenant or f.tenant_id
+    user = user or resource[0]
+    session = session or resource[1]
+    tenant = tenant or resource[2]
     tags = own.tags
     labels = own.labels
     if found:
@@ -98,7 +105,9 @@ def attributed(own: Inherited, found: list[Inherited], resource: tuple[str, str,
         tags.update(own.tags)
         labels = list(own.labels)
         for f in found:
-            labels.extend(x for x in f.labels if x not in labels)
+            for x in f.labels:
+                if x not in labels:
+                    labels.append(x)
     return {"user_id": user, "session_id": session, "tenant_id": tenant, "tags": tags, "labels": labels}
 
 

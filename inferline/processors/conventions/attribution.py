@@ -6,32 +6,25 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from inferline.processors.conventions import langfuse, vercel_ai
-from inferline.processors.conventions.field_sources import Chains, first_id, first_str, meta_str
+from inferline.processors.conventions.field_sources import (
+    CONVERSATION,
+    ENVIRONMENT,
+    LABELS,
+    SERVICE,
+    Chains,
+    first_id,
+    first_str,
+    meta_str,
+)
 from inferline.processors.conventions.key_scan import Tagged
 from inferline.processors.conventions.values import as_str_list, tag_value
 
 _META_TENANT_KEYS = ("tenant_id", "tenantId", "tenant.id", "tenant")
 _META_USER = ("user_id", "userId", "langfuse_user_id")
 _META_SESSION = ("session_id", "sessionId", "langfuse_session_id", "thread_id", "conversation_id")
-_ENVIRONMENT = (
-    "langfuse.environment",
-    "deployment.environment.name",
-    "deployment.environment",
-    "gen_ai.environment",
-)
-_SERVICE = ("service.name", "gen_ai.application_name")
-_LABELS = ("tag.tags", "ai.telemetry.metadata.tags", "langsmith.span.tags")
-# Attributes kept as tags under their own names: content uploaded elsewhere (the contrib upload hook
-# leaves a reference), and the agent's description and version (OTel GenAI agent attributes).
-_KEPT_AS_TAGS = (
-    "gen_ai.input.messages.ref",
-    "gen_ai.output.messages.ref",
-    "gen_ai.agent.description",
-    "gen_ai.agent.version",
-)
-_CONVERSATION = ("gen_ai.conversation.id",)
-_AGENT_ID = ("gen_ai.agent.id",)
 _LANGFUSE_TAGGED = (langfuse.TRACE_METADATA_PREFIX, langfuse.OBSERVATION_METADATA_PREFIX)
+# NamedTuples built per model call without their generated Python `__new__` (see normalise._record)
+_record = tuple.__new__
 
 
 class Attribution(NamedTuple):
@@ -59,9 +52,9 @@ ID_KEYS = frozenset(
     (
         *_ALL_CHAINS.user,
         *_ALL_CHAINS.session,
-        *_CONVERSATION,
+        *CONVERSATION,
         "metadata",  # OpenInference: a JSON document that may name them
-        *_LABELS,
+        *LABELS,
     )
 )
 
@@ -70,7 +63,7 @@ def span_ids(a: dict[str, Any], ch: Chains, metas: tuple[dict[str, Any] | None, 
     """(user, session, tenant) the span names (attributes, then free-form metadata documents). The OTel
     `gen_ai.conversation.id` is the session only when no session attribute or metadata names one."""
     user_id = first_id(a, ch.user) or meta_str(metas, _META_USER)
-    session_id = first_id(a, ch.session) or meta_str(metas, _META_SESSION) or first_str(a, _CONVERSATION)
+    session_id = first_id(a, ch.session) or meta_str(metas, _META_SESSION) or first_str(a, ch.conversation)
     tenant_id = first_id(a, ch.tenant) or meta_str(metas, _META_TENANT_KEYS)
     return user_id or "", session_id or "", tenant_id or ""
 
@@ -91,8 +84,8 @@ def resource_facts(res: dict[str, Any], tenant_keys: tuple[str, ...]) -> Resourc
             first_id(res, _RESOURCE_SESSION) or "",
             first_id(res, tenant_keys) or "",
         ),
-        first_str(res, _SERVICE) or "",
-        first_id(res, _ENVIRONMENT) or "",
+        first_str(res, SERVICE) or "",
+        first_id(res, ENVIRONMENT) or "",
     )
 
 
@@ -106,16 +99,19 @@ def attribution(
     service name: resource first)."""
     own = span_ids(a, ch, metas)
     resource = res.ids
-    return Attribution(
-        own[0] or resource[0],
-        own[1] or resource[1],
-        own[2] or resource[2],
-        res.service_name or first_str(a, _SERVICE) or "",
-        first_id(a, _ENVIRONMENT) or res.environment,
-        first_str(a, ch.agent) or "",
-        first_str(a, _AGENT_ID) or "",
-        own,
-        resource,
+    return _record(
+        Attribution,
+        (
+            own[0] or resource[0],
+            own[1] or resource[1],
+            own[2] or resource[2],
+            res.service_name or first_str(a, ch.service) or "",
+            first_id(a, ch.environment) or res.environment,
+            first_str(a, ch.agent) or "",
+            first_str(a, ch.agent_id) or "",
+            own,
+            resource,
+        ),
     )
 
 
@@ -128,6 +124,7 @@ class RowMetadata(NamedTuple):
 
 def metadata(
     a: dict[str, Any],
+    ch: Chains,
     tagged: Tagged,
     oi_meta: dict[str, Any] | None,
     lf_meta: dict[str, Any] | None,
@@ -149,15 +146,15 @@ def metadata(
         if p == vercel_ai.METADATA_PREFIX and k == "tags":
             continue  # list-style, goes to labels
         tags[k] = tag_value(langfuse.meta_value(v) if p in _LANGFUSE_TAGGED else v)
-    for k in _KEPT_AS_TAGS:
+    for k in ch.kept_as_tags:
         v = a.get(k)
         if v is not None:
             tags[k] = tag_value(v)
     labels: list[str] = []
     if is_langfuse:
         labels.extend(x for x in as_str_list(langfuse.tags(a)) if x not in labels)
-    for k in _LABELS:
+    for k in ch.labels:
         v = a.get(k)
         if v is not None:
             labels.extend(x for x in as_str_list(v) if x not in labels)
-    return RowMetadata(tags, labels)
+    return _record(RowMetadata, (tags, labels))

@@ -132,6 +132,30 @@ AGENT = (
     "agent.name",
 )
 
+# Read whatever the convention (never filtered per family), but cut to a layout's keys like the
+# chains above: most spans carry none of these, and an empty tuple costs no lookups.
+PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
+SERVER_ADDRESS = ("server.address",)
+ENVIRONMENT = (
+    "langfuse.environment",
+    "deployment.environment.name",
+    "deployment.environment",
+    "gen_ai.environment",
+)
+SERVICE = ("service.name", "gen_ai.application_name")
+CONVERSATION = ("gen_ai.conversation.id",)
+AGENT_ID = ("gen_ai.agent.id",)
+LABELS = ("tag.tags", "ai.telemetry.metadata.tags", "langsmith.span.tags")
+# Attributes kept as tags under their own names: content uploaded elsewhere (the contrib upload hook
+# leaves a reference), and the agent's description and version (OTel GenAI agent attributes).
+KEPT_AS_TAGS = (
+    "gen_ai.input.messages.ref",
+    "gen_ai.output.messages.ref",
+    "gen_ai.agent.description",
+    "gen_ai.agent.version",
+)
+TTFT_S = ("gen_ai.response.time_to_first_chunk", "gen_ai.client.operation.time_to_first_chunk")
+
 # `llm.*` keys that OpenLLMetry writes; the rest of `llm.*` is OpenInference.
 _LL_LLM_KEYS = frozenset(
     (
@@ -173,19 +197,28 @@ class Chains:
 
     __slots__ = (
         "agent",
+        "agent_id",
         "cache_read",
         "cache_write",
+        "conversation",
+        "environment",
         "finish",
         "input",
+        "kept_as_tags",
+        "labels",
         "model",
         "output",
+        "provider",
         "reasoning",
         "request_model",
         "response_id",
+        "server_address",
+        "service",
         "session",
         "stream",
         "tenant",
         "total",
+        "ttft_s",
         "user",
     )
 
@@ -210,6 +243,16 @@ class Chains:
         self.session = keep(SESSION)
         self.agent = keep(AGENT)
         self.tenant = keep(tenant_keys)
+        # Typed as the chains above are (a tuple of any length): `only` sets shorter ones.
+        self.provider: tuple[str, ...] = PROVIDER
+        self.server_address: tuple[str, ...] = SERVER_ADDRESS
+        self.environment: tuple[str, ...] = ENVIRONMENT
+        self.service: tuple[str, ...] = SERVICE
+        self.conversation: tuple[str, ...] = CONVERSATION
+        self.agent_id: tuple[str, ...] = AGENT_ID
+        self.labels: tuple[str, ...] = LABELS
+        self.kept_as_tags: tuple[str, ...] = KEPT_AS_TAGS
+        self.ttft_s: tuple[str, ...] = TTFT_S
 
     def only(self, keys: Collection[str]) -> Chains:
         """These chains without the keys not in `keys` (for spans whose keys are all in `keys`: the

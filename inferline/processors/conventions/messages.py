@@ -85,6 +85,9 @@ def norm_role(v: Any, default: str = "user") -> str:
 
 
 def norm_finish_reason(v: str) -> str:
+    hit = _FINISH.get(v)  # most values are spelled as a key already: no strip, no lower
+    if hit is not None:
+        return hit
     low = v.strip().lower()
     return _FINISH.get(low, low)
 
@@ -107,6 +110,10 @@ def finish_reasons(v: Any) -> list[str]:
         return []
     out = []
     for x in items:
+        hit = _FINISH.get(x) if type(x) is str else None  # a known spelling: no calls
+        if hit is not None:
+            out.append(hit)
+            continue
         s = as_str(x)
         if s and s.strip():
             out.append(norm_finish_reason(s))
@@ -247,7 +254,9 @@ def message_from_dict(m: dict, default_role: str = "user") -> list[Message]:
             mt = m.get("type")
             if type(mt) is str and mt.lower() in _ROLES:
                 raw_role = mt
-    role = norm_role(raw_role, default_role)
+    role = _ROLES.get(raw_role) if type(raw_role) is str else None  # `norm_role`'s first step, inline
+    if role is None:
+        role = norm_role(raw_role, default_role)
 
     text: str | None
     calls: list[dict[str, str]]

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from inferline.processors.conventions import langfuse, openlit, vercel_ai
+from inferline.processors.conventions.field_sources import Chains
 from inferline.processors.conventions.span_events import SpanEvents
 from inferline.processors.conventions.values import as_bool, as_float
 
-_TTFT_S = ("gen_ai.response.time_to_first_chunk", "gen_ai.client.operation.time_to_first_chunk")
 _VERCEL_STREAM_IDS = ("ai.streamText.doStream", "ai.streamObject.doStream")
 
 
 def streaming_and_ttft(
     a: dict[str, Any],
-    stream_keys: tuple[str, ...],
+    ch: Chains,
     oi_params: dict[str, Any] | None,
     start: int,
     is_langfuse: bool,
@@ -24,7 +24,7 @@ def streaming_and_ttft(
     """(streamed, time to first token in ms). A span that does not say whether it streamed counts as
     streamed when it has a TTFT."""
     streaming = None
-    for k in stream_keys:
+    for k in ch.stream:
         v = a.get(k)
         if v is not None:
             streaming = as_bool(v)
@@ -36,18 +36,24 @@ def streaming_and_ttft(
         oid = a.get(vercel_ai.OPERATION_ID)
         if type(oid) is str and oid.startswith(_VERCEL_STREAM_IDS):
             streaming = True
-    ttft = _ttft_ms(a, start, streaming, is_langfuse, is_vercel, ev)
+    ttft = _ttft_ms(a, ch.ttft_s, start, streaming, is_langfuse, is_vercel, ev)
     return (ttft is not None if streaming is None else streaming), ttft
 
 
 def _ttft_ms(
-    a: dict[str, Any], start: int, streaming: bool | None, is_langfuse: bool, is_vercel: bool, ev: SpanEvents
+    a: dict[str, Any],
+    ttft_keys: tuple[str, ...],
+    start: int,
+    streaming: bool | None,
+    is_langfuse: bool,
+    is_vercel: bool,
+    ev: SpanEvents,
 ) -> float | None:
     """Time to first token in ms from the first source present.
 
     `streaming` is what the span says (None when it does not): OpenLIT writes 0 for calls not streamed.
     """
-    for k in _TTFT_S:
+    for k in ttft_keys:
         v = a.get(k)
         if v is not None:
             s = as_float(v)

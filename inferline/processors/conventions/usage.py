@@ -122,7 +122,10 @@ def tokens(
     out = out or 0
     if total is None:
         total = inp + out
-    counts = TokenCounts(inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0, details)
+    # NamedTuple built without its generated Python `__new__` (see normalise._record)
+    counts = tuple.__new__(
+        TokenCounts, (inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0, details)
+    )
     return counts, adjusted
 
 
