@@ -29,22 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(5)
     secrets.token_bytes = rng.randbytes  # type: ignore[assignment]  # the same span ids in every tree
 
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    from bench.stages import PROJECT, _requests
+    from bench.stages import PROJECT, stage_inputs
     from inferline.core.logging import configure_logging
-    from inferline.otlp.flatten import flatten_logs, flatten_spans
-    from inferline.otlp.json_codec import decode_protobuf
+    from inferline.otlp.flatten import flatten_spans
     from inferline.processors.normalise import GenAINormaliser
 
     configure_logging("error")
-    proto = _requests("genai", "grpc", 4, 200)
-    n = sum(s for _, _, s in proto)
-    requests = [decode_protobuf(b, ExportTraceServiceRequest) for b, _, _ in proto]
-    log_requests = [decode_protobuf(lb, ExportLogsServiceRequest) for _, lb, _ in proto if lb]
-    spans = [s for r in requests for s in flatten_spans(r, PROJECT).records]
-    logs = [rec for r in log_requests for rec in flatten_logs(r, PROJECT).records]
+    inputs = stage_inputs()
+    n, requests, spans, logs = inputs.span_count, inputs.requests, inputs.spans, inputs.logs
 
     def flatten() -> None:
         for r in requests:

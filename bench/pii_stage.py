@@ -23,32 +23,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from bench.bench_pii import calibrate
-from bench.stages import PROJECT, _requests
+from bench.stages import stage_batch, stage_inputs
 from inferline.core.logging import configure_logging
 from inferline.core.records import Batch
-from inferline.otlp.flatten import flatten_logs, flatten_spans
-from inferline.otlp.json_codec import decode_protobuf
 from inferline.processors import pii
 from inferline.processors.chain import build_processor
-from inferline.processors.normalise import GenAINormaliser
-from inferline.processors.otel_rows import log_row, trace_row
-
-
-def stage_batch() -> tuple[Batch, int]:
-    """The batch `bench.stages` times the PII stage on, and its number of GenAI spans."""
-    proto = _requests("genai", "grpc", 4, 200)
-    requests = [decode_protobuf(b, ExportTraceServiceRequest) for b, _, _ in proto]
-    log_requests = [decode_protobuf(lb, ExportLogsServiceRequest) for _, lb, _ in proto if lb]
-    spans = [s for r in requests for s in flatten_spans(r, PROJECT).records]
-    logs = [rec for r in log_requests for rec in flatten_logs(r, PROJECT).records]
-    normaliser = GenAINormaliser()
-    rows = normaliser.normalise(spans, []) + normaliser.normalise([], logs)
-    batch = Batch(inferences=rows, spans=[trace_row(s) for s in spans], logs=[log_row(r) for r in logs])
-    return batch, sum(s for _, _, s in proto)
 
 
 def best_cpu(fn: Callable[[Any], object], runs: int, setup: Callable[[], Any] | None = None) -> float:
@@ -68,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, help="only process this many batches (for callgrind)")
     args = parser.parse_args(argv)
     configure_logging("error")
-    base, spans = stage_batch()
+    inputs = stage_inputs()
+    base, spans = stage_batch(inputs), inputs.span_count
     stage: Any = build_processor("pii", {})
     if args.batches is not None:
         copies = [copy.deepcopy(base) for _ in range(3)]  # the same allocations whatever --batches

@@ -34,26 +34,15 @@ def main() -> None:
     sys.path.insert(0, str((args.repo or here).resolve()))
     sys.path.insert(1, str(here))
 
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
     import inferline
     from bench.bench_pii import calibrate
-    from bench.stages import PROJECT, _requests
+    from bench.stages import stage_batch, stage_inputs
     from inferline.core.records import Batch
-    from inferline.otlp.flatten import flatten_logs, flatten_spans
-    from inferline.otlp.json_codec import decode_protobuf
     from inferline.processors.chain import build_processor
-    from inferline.processors.normalise import GenAINormaliser
 
-    proto = _requests("genai", "grpc", 4, 200)
-    spans = sum(s for _, _, s in proto)
-    requests = [decode_protobuf(b, ExportTraceServiceRequest) for b, _, _ in proto]
-    log_requests = [decode_protobuf(lb, ExportLogsServiceRequest) for _, lb, _ in proto if lb]
-    records = [s for r in requests for s in flatten_spans(r, PROJECT).records]
-    logs = [rec for r in log_requests for rec in flatten_logs(r, PROJECT).records]
-    normaliser = GenAINormaliser()
-    rows = normaliser.normalise(records, []) + normaliser.normalise([], logs)
+    inputs = stage_inputs()
+    spans = inputs.span_count
+    rows = stage_batch(inputs).inferences
     batch = Batch(inferences=rows)
     stage = build_processor(args.stage, {})
     stage.process(batch)  # warm (the sentiment stage's word cache, as in a running service)

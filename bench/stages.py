@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -36,7 +36,7 @@ from bench.bench_pii import calibrate, timeit
 from bench.payloads import build_template
 from inferline.core.config import BatchSettings
 from inferline.core.logging import configure_logging
-from inferline.core.records import Batch
+from inferline.core.records import Batch, LogRecord, Span
 from inferline.otlp.flatten import flatten_logs, flatten_spans
 from inferline.otlp.json_codec import decode_json, decode_protobuf
 from inferline.processors.chain import ProcessorChain, build_processor
@@ -56,6 +56,46 @@ def _requests(kind: str, transport: str, count: int, spans: int) -> list[tuple[b
         traces, logs = t.stamp(i << 16)
         out.append((traces, logs, t.spans))
     return out
+
+
+class StageInputs(NamedTuple):
+    """What the CPU stages are timed on: GenAI requests decoded, and their records flattened."""
+
+    proto: list[tuple[bytes, bytes | None, int]]  # (traces, logs, spans) as sent
+    requests: list[ExportTraceServiceRequest]
+    log_requests: list[ExportLogsServiceRequest]
+    spans: list[Span]
+    logs: list[LogRecord]
+    span_count: int
+
+
+def stage_inputs() -> StageInputs:
+    """4 requests of 200 GenAI spans of every convention with their content log records (the
+    load generator's own), as this table and the single-stage scripts (`stage_cpu`,
+    `pii_stage`, `cpu_flatten_normalise`) time them."""
+    proto = _requests("genai", "grpc", 4, 200)
+    requests = [decode_protobuf(b, ExportTraceServiceRequest) for b, _, _ in proto]
+    log_requests = [decode_protobuf(lb, ExportLogsServiceRequest) for _, lb, _ in proto if lb]
+    return StageInputs(
+        proto,
+        requests,
+        log_requests,
+        [s for r in requests for s in flatten_spans(r, PROJECT).records],
+        [rec for r in log_requests for rec in flatten_logs(r, PROJECT).records],
+        sum(s for _, _, s in proto),
+    )
+
+
+def stage_batch(inputs: StageInputs) -> Batch:
+    """The inputs' rows as the processors after normalisation get them (a fresh normaliser: spans,
+    then their content logs as a separate request)."""
+    normaliser = GenAINormaliser()
+    rows = normaliser.normalise(inputs.spans, []) + normaliser.normalise([], inputs.logs)
+    return Batch(
+        inferences=rows,
+        spans=[trace_row(s) for s in inputs.spans],
+        logs=[log_row(r) for r in inputs.logs],
+    )
 
 
 class Stages:
@@ -122,9 +162,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     st = Stages(min_time)
     print(f"calibration loop {calibrate():.1f} µs (~10 µs on an idle modern x86 core)")
 
-    proto = _requests("genai", "grpc", 4, 200)
+    inputs = stage_inputs()
+    proto, n = inputs.proto, inputs.span_count
     js = _requests("genai", "http-json", 2, 200)
-    n = sum(s for _, _, s in proto)
     nj = sum(s for _, _, s in js)
     size = sum(len(b) for b, _, _ in proto) / n
     print(f"GenAI requests: {len(proto)} × ~{n // len(proto)} spans, {size:,.0f} bytes/span protobuf")
@@ -149,11 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         js[0][2],
         min_time=0.05,
     )
-    requests = [decode_protobuf(b, ExportTraceServiceRequest) for b, _, _ in proto]
-    log_requests = [decode_protobuf(lb, ExportLogsServiceRequest) for _, lb, _ in proto if lb]
+    requests, log_requests, spans, logs = inputs.requests, inputs.log_requests, inputs.spans, inputs.logs
     st.time("flatten", "flatten to Span objects", lambda: [flatten_spans(r, PROJECT) for r in requests], n)
-    spans = [s for r in requests for s in flatten_spans(r, PROJECT).records]
-    logs = [rec for r in log_requests for rec in flatten_logs(r, PROJECT).records]
     print(f"  ({len(logs)} correlated log records with content come with these spans)")
 
     def normalise() -> None:
@@ -170,12 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         n,
     )
 
-    def batch() -> Batch:
-        normaliser = GenAINormaliser()
-        rows = normaliser.normalise(spans, []) + normaliser.normalise([], logs)
-        return Batch(inferences=rows, spans=[trace_row(s) for s in spans], logs=[log_row(r) for r in logs])
-
-    base = batch()
+    base = stage_batch(inputs)
     for name, label in (
         ("price", "price (pricing)"),
         ("pii", "PII detection + masking"),
