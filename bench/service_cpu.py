@@ -1,0 +1,121 @@
+"""Where the embedded service's CPU goes per GenAI span: by process and by thread name.
+
+    python -m bench.service_cpu [--requests 40] [--spans 500] [--senders 4] [--service-env K=V ...]
+
+Starts a fresh embedded service, sends it `--requests` pre-built protobuf GenAI requests (the
+stage table's kind of spans, with their content log records) from `--senders` threads, waits
+until its processes go idle (everything stored, merges done), and prints the CPU time each
+process and each thread name spent, per span sent. The main process's threads named by
+ClickHouse (`MergeMutate`, `ThreadPool`, ...) and its unnamed ones are the engine's; `python`
+is the interpreter's threads; the worker processes run the processor chain. This is what the
+stage table cannot show: the engine's work on its own threads, merges, and the hand-offs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+
+from bench.services import embedded, service_env
+from bench.stages import _requests
+
+_TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+_LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+Seconds = dict[str, float]  # thread name -> CPU seconds
+Snapshot = dict[str, Seconds]  # process label -> its threads' CPU seconds
+
+
+def threads_cpu(pid: int) -> Seconds:
+    """CPU seconds (user + system) of a process's live threads, summed by thread name."""
+    out: Seconds = collections.defaultdict(float)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip().rstrip("0123456789")
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[name] += (int(fields[11]) + int(fields[12])) / _TICKS
+    return out
+
+
+def snapshot(root: int) -> Snapshot:
+    labels = {root: "main"}
+    for i, child in enumerate(psutil.Process(root).children(recursive=True)):
+        labels[child.pid] = (
+            "resource tracker" if "resource_tracker" in " ".join(child.cmdline()) else f"worker {i}"
+        )
+    return {label: threads_cpu(pid) for pid, label in labels.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--spans", type=int, default=500, help="GenAI spans per request")
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--service-env", action="append", default=[], metavar="INFERLINE_X=V")
+    args = parser.parse_args(argv)
+    requests = _requests("genai", "grpc", args.requests, args.spans)
+    total = sum(n for _, _, n in requests)
+    with tempfile.TemporaryDirectory() as tmp, embedded(Path(tmp), service_env(args.service_env)) as target:
+        time.sleep(3)  # the workers' start
+        channel = grpc.insecure_channel(target.grpc)
+        export_traces, export_logs = channel.unary_unary(_TRACES), channel.unary_unary(_LOGS)
+        metadata = (("authorization", f"Bearer {target.key}"),)
+        pending = iter(requests)
+        lock = threading.Lock()
+
+        def send() -> None:
+            while True:
+                with lock:
+                    request = next(pending, None)
+                if request is None:
+                    return
+                traces, logs, _ = request
+                export_traces(traces, metadata=metadata, timeout=120)
+                if logs:
+                    export_logs(logs, metadata=metadata, timeout=120)
+
+        root = target.roots[0]
+        before, started = snapshot(root), time.monotonic()
+        senders = [threading.Thread(target=send) for _ in range(args.senders)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        acked_s = time.monotonic() - started
+        last = None
+        while True:  # idle: less than 0.1 s of CPU in 2 s
+            time.sleep(2)
+            cpu = sum(sum(c.values()) for c in snapshot(root).values())
+            if last is not None and cpu - last < 0.1:
+                break
+            last = cpu
+        after = snapshot(root)
+    idle_s = time.monotonic() - started
+    print(f"{total:,} GenAI spans acknowledged in {acked_s:.1f} s, the service idle after {idle_s:.1f} s")
+    grand = 0.0
+    for label, threads in after.items():
+        earlier = before.get(label, {})
+        spent = {name: s - earlier.get(name, 0.0) for name, s in threads.items()}
+        seconds = sum(spent.values())
+        grand += seconds
+        if seconds < 0.01:
+            continue
+        busiest = sorted(spent.items(), key=lambda item: -item[1])[:6]
+        top = ", ".join(f"{name} {s:.2f} s" for name, s in busiest if s >= 0.05)
+        print(f"  {label:<10} {seconds:6.2f} s  {seconds / total * 1e6:6.1f} µs/span   {top}")
+    print(f"  {'all':<10} {grand:6.2f} s  {grand / total * 1e6:6.1f} µs/span")
+
+
+if __name__ == "__main__":
+    main()
