@@ -137,6 +137,8 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)  # everything else that was not a 200
     partial_requests: int = 0
     latencies: list[float] = field(default_factory=list)  # trace requests, seconds
+    # The same by transport (grpc, http, http-json): OTLP/JSON is decoded before the answer.
+    latencies_by_transport: dict[str, list[float]] = field(default_factory=dict)
     log_latencies: list[float] = field(default_factory=list)
     lateness: list[float] = field(default_factory=list)  # open loop: send time - scheduled time
     skipped: int = 0  # open loop: not sent because too many were already waiting
@@ -181,6 +183,9 @@ class Tally:
             "first_send": self.first_send,
             "last_ack": self.last_ack,
             "ack_latency_ms": percentiles(self.latencies),
+            "ack_latency_ms_by_transport": {
+                transport: percentiles(samples) for transport, samples in self.latencies_by_transport.items()
+            },
             "log_ack_latency_ms": percentiles(self.log_latencies),
             "send_lateness_ms": percentiles(self.lateness),
             "acked_ranges": self.acked_ranges,
@@ -244,6 +249,7 @@ class Generator:
             return
         tally.last_ack = time.time()
         tally.latencies.append(done - scheduled)
+        tally.latencies_by_transport.setdefault(transport, []).append(done - scheduled)
         if scheduled != sent:
             tally.lateness.append(sent - scheduled)
         if outcome.rejected:

@@ -269,6 +269,7 @@ def run_phase(
         "persisted_spans_per_s": round(persisted / persist_window, 1),
         "persisted_genai_spans_per_s": round(rows / persist_window, 1) if genai else None,
         "ack_latency_ms": result["ack_latency_ms"],
+        "ack_latency_ms_by_transport": result.get("ack_latency_ms_by_transport", {}),
         "log_ack_latency_ms": result["log_ack_latency_ms"],
         "send_lateness_ms": result["send_lateness_ms"],
         "requests": result["requests"],
@@ -318,6 +319,12 @@ def phase_line(name: str, f: dict[str, Any]) -> str:
         parts.append(f"not stored yet {f['unstored_spans']:,} (the drain timed out; still in the log)")
     elif "lost_spans" in f:
         parts.append(f"lost {f['lost_spans']}")
+    by_transport = f.get("ack_latency_ms_by_transport") or {}
+    if len(by_transport) > 1:
+        each = ", ".join(
+            f"{t} {v.get('p50', 0):,.0f}/{v.get('p99', 0):,.0f}" for t, v in sorted(by_transport.items())
+        )
+        parts.append(f"\n  {'':<16} ack p50/p99 by transport (ms): {each}")
     return "  ".join(parts)
 
 

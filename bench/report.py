@@ -42,6 +42,14 @@ class Target:
         }
 
 
+def _by_transport(latencies: dict[str, dict[str, float]] | None) -> str:
+    """p99 per transport, e.g. "grpc 40, http 45, http-json 190 ms" (OTLP/JSON is decoded before
+    its answer; protobuf is not)."""
+    if not latencies:
+        return ""
+    return "p99 " + ", ".join(f"{t} {v.get('p99', 0):,.0f}" for t, v in sorted(latencies.items())) + " ms"
+
+
 def _get(d: dict[str, Any] | None, *path: str) -> Any:
     for p in path:
         if not isinstance(d, dict):
@@ -110,6 +118,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
             100,
             False,
             "ms",
+            _by_transport(_get(phases, "genai_half", "ack_latency_ms_by_transport")),
         ),
         Target("peak RSS of the service tree at 2x load", overload.get("peak_rss_mb"), 1024, False, "MB"),
         Target(

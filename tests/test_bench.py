@@ -13,7 +13,7 @@ import pytest
 
 from bench import compare, report
 from bench.payloads import phase_base, span_id_prefix
-from bench.phases import LoadGenerator, Phase, Sql, missing_ids, run_phase
+from bench.phases import LoadGenerator, Phase, Sql, missing_ids, phase_line, run_phase
 from bench.procstats import ProcessTree
 from bench.progress import Progress
 from tests.conftest import Service, make_service
@@ -64,13 +64,20 @@ def test_a_short_phase_is_reported_and_every_acknowledged_span_is_found(svc: Ser
     assert (figures["lost_spans"], figures["lost_inferences"], figures["lost_log_records"]) == (0, 0, 0)
     assert figures["errors_total"] == 0
     assert figures["ack_latency_ms"]["n"] == figures["requests"]
+    # Each transport's latency apart (OTLP/JSON is decoded before its answer), adding up.
+    by_transport = figures["ack_latency_ms_by_transport"]
+    assert set(by_transport) == {"grpc", "http-protobuf", "http-json"}
+    assert sum(v["n"] for v in by_transport.values()) == figures["requests"]
+    assert "ack p50/p99 by transport (ms): grpc" in phase_line("genai_max", figures)
     assert figures["service_cpu_s"] > 0 and figures["peak_rss_mb"] > 0
     for key in ("accepted_spans_per_s", "persisted_spans_per_s", "service_cpu_s_per_10k_spans"):
         assert figures[key] > 0
 
     # The results file carries the targets next to the figures, and two files compare.
-    results = {"machine": {"nproc": 2}, "embedded": {"phases": {"genai_max": figures}}}
+    results = {"machine": {"nproc": 2}, "embedded": {"phases": {"genai_max": figures, "genai_half": figures}}}
     lines = report.summary(results)
+    half = next(line for line in lines if "ack latency p99 at half" in line)
+    assert "(p99 grpc " in half and "http-json " in half
     assert any("GenAI spans/s persisted" in line and "NOT MET" in line for line in lines)
     path = report.write(results, tmp_path)
     written = orjson.loads(path.read_bytes())
