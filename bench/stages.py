@@ -398,12 +398,15 @@ def _json_stages(st: Stages, js: list[tuple[bytes, bytes | None, int]], n: int) 
     from inferline.service import workers
 
     window, partitions = TimeWindow(spans_days=180, logs_days=180), 2
-    prepare = getattr(workers, "_prepare_json_in_worker", None)
+    # The JSON decoder process's functions (named for the worker processes in older trees).
+    prepare = _either(workers, "_prepare_json_in_decoder", "_prepare_json_in_worker")
+    decode = _either(workers, "_decode_json_in_decoder", "_decode_json_in_worker")
 
     def worker() -> list[Any]:
         if prepare is not None:
             return [prepare(b, ExportTraceServiceRequest, partitions, window) for b, _, _ in js]
-        return [workers._decode_json_in_worker(b, ExportTraceServiceRequest) for b, _, _ in js]
+        assert decode is not None
+        return [decode(b, ExportTraceServiceRequest) for b, _, _ in js]
 
     def receive(answers: list[bytes]) -> None:
         for answer in answers:  # as it arrives: pickled (the unpickling is the main process's)
@@ -419,11 +422,16 @@ def _json_stages(st: Stages, js: list[tuple[bytes, bytes | None, int]], n: int) 
     gc.collect()
     gc.freeze()
     try:
-        st.time("json_worker", "OTLP/JSON: decode on a worker, hand back (worker)", worker, n)
+        st.time("json_worker", "OTLP/JSON: decode, check, split, hand back (decoder)", worker, n)
         answers = [pickle.dumps(a) for a in worker()]
-        st.time("json_receive", "OTLP/JSON: receive the worker's answer (main)", partial(receive, answers), n)
+        st.time("json_receive", "OTLP/JSON: append the decoder's answer (main)", partial(receive, answers), n)
     finally:
         gc.unfreeze()
+
+
+def _either(module: Any, *names: str) -> Any:
+    """The first of `names` the module has (None if none): the code under test may be older."""
+    return next((getattr(module, n) for n in names if hasattr(module, n)), None)
 
 
 def _insert_stages(st: Stages, base: Batch, n: int, runs: int) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from inferline.service.workers import WORKER_NAME
 from tests.conftest import Service, make_service, wait_for
 from tests.kafka_helpers import Role, running_roles
 from tests.senders import Senders
@@ -72,7 +73,7 @@ def _workers(main: psutil.Process) -> list[psutil.Process]:
     found = []
     for p in main.children(recursive=True):
         try:
-            if "spawn_main" in " ".join(p.cmdline()):
+            if p.name() == WORKER_NAME:  # not the JSON decoder, nor the resource tracker
                 found.append(p)
         except psutil.NoSuchProcess:  # gone, or a zombie
             continue
@@ -189,7 +190,7 @@ def test_kill_9_of_a_processor_worker_loses_nothing_and_the_role_goes_on(
         acknowledged = set(senders.acknowledged)
     assert wait_for(lambda: "a worker died" in processor.logs(), 10)
     assert victim.pid not in {p.pid for p in _workers(role)}
-    assert len(_workers(role)) == 2  # replaced
+    assert wait_for(lambda: len(_workers(role)) == 2, 60), _workers(role)  # replaced (named once started)
     _check_kafka_stored_once(writer, acknowledged)
 
 

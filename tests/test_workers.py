@@ -22,8 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from inferline.core.errors import Overloaded
 from inferline.otlp.json_codec import decode_json
 from inferline.otlp.shard import shard_spans
-from inferline.service.workers import QueueGate
-from tests.conftest import Service, make_service
+from inferline.service.workers import DECODER_NAME, WORKER_NAME, QueueGate
+from tests.conftest import Service, make_service, wait_for
 from tests.genai_examples import example
 from tests.otlp_helpers import json_span, logs_json, new_span_id, new_trace_id, traces_json
 
@@ -128,6 +128,31 @@ def test_workers_give_back_the_memory_building_their_chain_took(workers_service:
     assert len(workers) >= 2
     for p in workers:
         assert p.memory_info().rss < 160 * 2**20, (p.pid, p.memory_info().rss)
+
+
+def test_json_senders_are_answered_while_every_worker_is_busy(workers_service: Service) -> None:
+    """OTLP/JSON is decoded by a process of its own, so a JSON sender's answer does not wait
+    behind the workers' processing (here: both workers stopped); the spans are stored once they
+    run again."""
+    assert workers_service.process is not None
+    children = psutil.Process(workers_service.process.pid).children()
+    workers = [p for p in children if p.name() == WORKER_NAME]
+    assert len(workers) == 2 and [p.name() for p in children].count(DECODER_NAME) == 1
+    trace_ids = [new_trace_id() for _ in range(5)]
+    body = traces_json([json_span({"gen_ai.system": "openai"}, trace_id=t) for t in trace_ids])
+    for p in workers:
+        p.suspend()
+    try:
+        started = time.monotonic()
+        r = _post(workers_service, "/v1/traces", body)
+        assert r.status_code == 200, r.text
+        assert time.monotonic() - started < 5
+    finally:
+        for p in workers:
+            p.resume()
+    trace_list = ",".join(f"'{t}'" for t in trace_ids)
+    query = f"SELECT count() FROM otel_traces WHERE TraceId IN ({trace_list})"
+    assert wait_for(lambda: int(workers_service.sql(query)) == 5, 30)
 
 
 def test_killed_workers_cost_senders_nothing_and_are_replaced(workers_service: Service) -> None:

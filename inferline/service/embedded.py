@@ -134,6 +134,8 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
             native_blocks,
             settings.log_level,
             settings.max_queue_wait_s,
+            # One JSON decoder per four workers: one core decodes ~20k JSON spans/s here.
+            json_decoders=max(1, settings.resolved_workers // 4),
         )
     else:
         processing = InThread(chain, native_blocks)
