@@ -138,6 +138,7 @@ class WorkerProcesses(Generic[Output]):
         self._decoder_args = (log_level, os.getpid())
         self._decoders = [self._new_decoder() for _ in range(json_decoders)]
         self._next_decoder = 0
+        self._replaced = False
         # At most two requests per decoder are decoded or waiting, each at most `max_wait_s`; the
         # rest get a retryable refusal.
         self._gate = QueueGate(2 * max(1, json_decoders), max_wait_s)
@@ -177,6 +178,12 @@ class WorkerProcesses(Generic[Output]):
         return await self._submit(worker, _forget_in_worker, partitions)
 
     async def _submit(self, k: int, fn: Any, *args: Any) -> Any:
+        if self._replaced:
+            # A worker was replaced (its death seen by another call, whose caller may not be the
+            # one that replays): its memory of the join is gone, which the pipeline must hear
+            # about before it hands out more work.
+            self._replaced = False
+            raise WorkerDied("a worker was replaced")
         executor = self._executors[k]
         try:
             return await asyncio.wrap_future(executor.submit(fn, *args))
@@ -221,12 +228,14 @@ class WorkerProcesses(Generic[Output]):
         old, self._executors = self._executors, [self._new() for _ in self._executors]
         for e in old:
             _kill(e)
+        self._replaced = False
         await self._workers_ready()  # the decoders hold nothing of the join: they stay
 
     def _replace(self, k: int, executor: ProcessPoolExecutor) -> None:
         if self._executors[k] is executor:
             log.error("a worker process died; starting a new one", worker=k)
             self._executors[k] = self._new()
+            self._replaced = True
 
     def close(self) -> None:
         for e in [*self._executors, *self._decoders]:
