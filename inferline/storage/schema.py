@@ -131,10 +131,19 @@ class Table:
 
 Z = "ZSTD(1)"
 _ATTR_MAP = "Map(LowCardinality(String), String)"
+# Merges of tables whose rows carry content: one column at a time (vertical), reading 2,048 rows
+# of each part at once. The default (all columns, 8,192 rows of each of 6-8 parts) took 150-435 MB
+# per merge of ~3 KB rows under the bench's load, the main process's largest peaks; these took
+# ≤ ~110 MB for the same CPU (docs/performance.md, "memory of merges").
+_MERGE_SETTINGS = (
+    "vertical_merge_algorithm_min_rows_to_activate = 1, "
+    "vertical_merge_algorithm_min_columns_to_activate = 1, merge_max_block_size = 2048"
+)
 # Replays of one batch (a retried insert, a writer restarted before its Kafka commit) carry the
 # same insert_deduplication_token; this window makes plain MergeTree drop them.
 _SETTINGS = (
-    "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000"
+    "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, "
+    "non_replicated_deduplication_window = 10000, " + _MERGE_SETTINGS
 )
 
 OTEL_TRACES = Table(
@@ -452,6 +461,14 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
             9,
             "inference_attribution_by_hour rollup (tenant, feature)",
             rollup_statements(database, retention_days, ROLLUPS_9),
+        ),
+        Migration(
+            10,
+            "merges of the tables with content: vertical, 2,048-row blocks (memory)",
+            tuple(
+                f"ALTER TABLE `{database}`.{t.name} MODIFY SETTING {_MERGE_SETTINGS}"
+                for t in (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES, FEEDBACK, SCORES)
+            ),
         ),
     ]
 
