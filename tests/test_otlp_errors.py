@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import http.client
+import time
 
 import grpc
 import httpx
@@ -170,3 +172,19 @@ def test_metrics_are_declined_clearly(service: Service) -> None:
         with pytest.raises(grpc.RpcError) as e:
             call(b"", metadata=auth(service), timeout=10)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_an_idle_keep_alive_connection_outlives_the_clients_pool_expiry(service: Service) -> None:
+    """A connection left idle for longer than httpx's pool keeps it (5 s) is still open: a server
+    that closed it first would race a client's next request on it (a reset, not a retryable status)."""
+    host, port = service.http_url.removeprefix("http://").rsplit(":", 1)
+    headers = {"x-api-key": service.key, "content-type": "application/json"}
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for idle in (0, 6):
+            time.sleep(idle)
+            conn.request("POST", "/v1/traces", body=traces_json([json_span({})]), headers=headers)
+            r = conn.getresponse()  # RemoteDisconnected if the server had closed it
+            assert (r.status, r.read()) == (200, b"{}")
+    finally:
+        conn.close()

@@ -55,6 +55,12 @@ class _Server(uvicorn.Server):
 
 
 MAX_CONNECTIONS = 4096  # per HTTP port
+# Idle keep-alive connections stay open this long (uvicorn's default is 5 s). A server that closes
+# an idle connection first races the client's next request on it, which then fails with a reset
+# (the bench saw httpx `ReadError`s: httpx also gives up idle connections after 5 s); clients'
+# pools drop idle connections sooner than this (httpx 5 s, Go 90 s, nginx upstreams 60 s), as
+# nginx's 75 s default assumes.
+KEEP_ALIVE_S = 75
 
 
 def http_server(app: Any, host: str, port: int, grace_s: float = 10) -> uvicorn.Server:
@@ -71,6 +77,7 @@ def http_server(app: Any, host: str, port: int, grace_s: float = 10) -> uvicorn.
         # Connections are not covered by the in-flight byte budget (an idle keep-alive holds
         # none), so they get a cap of their own: past it, 503 (retryable) instead of growing.
         limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return _Server(config)
 
