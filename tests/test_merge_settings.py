@@ -11,7 +11,8 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from inferline.storage.clickhouse import connect
-from inferline.storage.schema import migrate, migrations
+from inferline.storage.schema import migrate
+from tests.migration_helpers import migrate_before
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +49,7 @@ def test_a_fresh_store_merges_content_tables_column_by_column(client: Client) ->
 
 
 def test_a_store_made_before_migration_10_gets_the_merge_settings(client: Client) -> None:
-    client.command(
-        "CREATE TABLE IF NOT EXISTS schema_migrations "
-        "(version UInt32, description String) ENGINE = ReplacingMergeTree ORDER BY version"
-    )
-    for m in migrations("default", 180)[:9]:
-        for statement in m.statements:
-            client.command(statement)
-        client.insert("schema_migrations", [[m.version, m.description]], ["version", "description"])
+    migrate_before(client, 10)
     names = ", ".join(s.split(" = ")[0] for s in MERGE_SETTINGS)
     for table in CONTENT_TABLES:  # as the tables of those migrations were made before it
         client.command(f"ALTER TABLE {table} RESET SETTING {names}")

@@ -20,6 +20,7 @@ from inferline.processors.pricing import Pricer
 from inferline.storage.clickhouse import connect
 from inferline.storage.schema import LLM_INFERENCES, migrate, migrations
 from tests.genai_examples import flat_span
+from tests.migration_helpers import migrate_before
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +65,7 @@ OPENLIT_CALL = {
 
 
 def test_migration_5_on_a_database_of_migration_4(client: Client) -> None:
-    client.command(
-        "CREATE TABLE IF NOT EXISTS `default`.schema_migrations (version UInt32, description String, "
-        "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
-    )
-    for m in migrations("default", 180)[:4]:
-        for statement in m.statements:
-            client.command(statement)
-        client.insert("`default`.schema_migrations", [[m.version, m.description]], ["version", "description"])
+    migrate_before(client, 5)
     assert not set(NEW_COLUMNS) & set(_columns(client))
     # a row written before the upgrade, with the columns the table had then
     old = _row({**OPENLIT_CALL, "gen_ai.usage.cost": 0.02}, "old")
