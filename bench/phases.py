@@ -87,18 +87,29 @@ class Sql:
         self._url = api_url + "/"
         self._headers = {"Authorization": f"Bearer {key}"}
 
+    def _metrics(self) -> dict[str, float]:
+        """The serving process's /metrics, sample name with labels → value; {} if unreadable."""
+        try:
+            text = httpx.get(self._api + "/metrics", timeout=10).text
+        except httpx.HTTPError:
+            return {}
+        samples = (line.rpartition(" ") for line in text.splitlines() if not line.startswith("#"))
+        return {name: float(v) for name, _, v in samples if name}
+
     def log_backlog_bytes(self) -> int | None:
         """Bytes the embedded service's local log holds that ClickHouse does not have yet (its
         `inferline_queue_depth{queue="local_log_bytes"}` gauge); None where there is no local
         log (the Kafka roles) or the metrics cannot be read."""
-        try:
-            text = httpx.get(self._api + "/metrics", timeout=10).text
-        except httpx.HTTPError:
-            return None
-        for line in text.splitlines():
-            if line.startswith('inferline_queue_depth{queue="local_log_bytes"}'):
-                return int(float(line.rsplit(" ", 1)[1]))
-        return None
+        backlog = self._metrics().get('inferline_queue_depth{queue="local_log_bytes"}')
+        return None if backlog is None else int(backlog)
+
+    def full_collections(self) -> tuple[float, float, float]:
+        """The serving process's full collections so far: (count, seconds, count over 50 ms), from
+        `inferline_gc_pause_seconds{generation="2"}`."""
+        m = self._metrics()
+        count = m.get('inferline_gc_pause_seconds_count{generation="2"}', 0.0)
+        within = m.get('inferline_gc_pause_seconds_bucket{generation="2",le="0.05"}', 0.0)
+        return count, m.get('inferline_gc_pause_seconds_sum{generation="2"}', 0.0), count - within
 
     def query(self, sql: str, timeout: float = 120) -> str:
         r = httpx.post(self._url, content=sql, headers=self._headers, timeout=timeout)
@@ -161,6 +172,7 @@ def run_phase(
     prefix = span_id_prefix(phase.phase_byte)
     genai = phase.kind == "genai"
     start = tree.sample()
+    collections_before = sql.full_collections()
     peak_rss, peak_pss = start.rss, start.pss or 0
     gen.start(
         {
@@ -249,6 +261,7 @@ def run_phase(
     backlog = sql.log_backlog_bytes() if check_loss and any(lost) else None
     persisted, rows = persisted_counts(sql, prefix, genai)
     end = tree.sample()
+    full, full_s, full_slow = (b - a for a, b in zip(collections_before, sql.full_collections(), strict=True))
     show.done()
     first = result["first_send"] or drain_started
     accept_window = max(result["last_ack"] - first, 1e-9)
@@ -287,6 +300,12 @@ def run_phase(
         "peak_pss_mb": round(peak_pss / MB, 1) if peak_pss else None,
         "service_processes": end.processes,
         "generator_cpu_s": round(result["generator_cpu_s"], 2),
+        # The serving process's full garbage collections: each pauses every request in flight.
+        "full_gc_pauses": {
+            "count": int(full),
+            "total_ms": round(full_s * 1000, 1),
+            "over_50ms": int(full_slow),
+        },
     }
     if check_loss and backlog:
         figures["lost_spans"] = None  # not known: the drain timed out with data still in the log
@@ -313,6 +332,9 @@ def phase_line(name: str, f: dict[str, Any]) -> str:
         f"rss {f['peak_rss_mb']:>6,.0f} MB",
     ]
     parts.append(f"generator cpu {f['generator_cpu_s']:.1f} s")
+    gc_pauses = f.get("full_gc_pauses") or {}
+    if gc_pauses.get("count"):
+        parts.append(f"full gc {gc_pauses['count']}x {gc_pauses['total_ms']:,.0f} ms")
     if f["refused_total"] or f["errors_total"]:
         parts.append(f"refused {f['refused_total']:,} errors {f['errors_total']:,}")
     if f.get("unstored_spans"):

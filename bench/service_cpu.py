@@ -1,14 +1,18 @@
-"""Where the embedded service's CPU goes per GenAI span: by process and by thread name.
+"""Where the service's CPU goes per GenAI span: by process and by thread name.
 
-    python -m bench.service_cpu [--requests 40] [--spans 500] [--senders 4] [--service-env K=V ...]
+    python -m bench.service_cpu [--mode embedded|kafka] [--requests 40] [--spans 500] [--senders 4]
+                                [--service-env K=V ...]
 
-Starts a fresh embedded service, sends it `--requests` pre-built protobuf GenAI requests (the
-stage table's kind of spans, with their content log records) from `--senders` threads, waits
-until its processes go idle (everything stored, merges done), and prints the CPU time each
-process and each thread name spent, per span sent. The main process's threads named by
+Starts a fresh embedded service (or Kafka mode's three roles on a mock cluster), sends it
+`--requests` pre-built protobuf GenAI requests (the stage table's kind of spans, with their
+content log records) from `--senders` threads, waits until its processes go idle (everything
+stored, merges done), and prints the CPU time each process and each thread name spent, per span
+sent. The main process's threads named by
 ClickHouse (`MergeMutate`, `ThreadPool`, ...) and its unnamed ones are the engine's; `python`
 is the interpreter's threads; the worker processes run the processor chain. This is what the
 stage table cannot show: the engine's work on its own threads, merges, and the hand-offs.
+In Kafka mode each role's processes are labelled by role, and the mock broker is shown apart
+(not part of the service's total).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 import grpc
 import psutil
 
-from bench.services import embedded, service_env
+from bench.services import Target, embedded, kafka, service_env
 from bench.stages import _requests
 
 _TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -48,17 +52,29 @@ def threads_cpu(pid: int) -> Seconds:
     return out
 
 
-def snapshot(root: int) -> Snapshot:
-    labels = {root: "main"}
-    for i, child in enumerate(psutil.Process(root).children(recursive=True)):
-        labels[child.pid] = (
-            "resource tracker" if "resource_tracker" in " ".join(child.cmdline()) else f"worker {i}"
-        )
+def snapshot(roots: dict[str, int]) -> Snapshot:
+    """Each root process (labelled: "main", or a Kafka role) and its children."""
+    labels: dict[int, str] = {}
+    for root_label, root in roots.items():
+        labels[root] = root_label
+        prefix = "" if root_label == "main" else f"{root_label} "
+        for i, child in enumerate(psutil.Process(root).children(recursive=True)):
+            cmdline = " ".join(child.cmdline())
+            kind = "resource tracker" if "resource_tracker" in cmdline else f"worker {i}"
+            labels[child.pid] = prefix + kind
     return {label: threads_cpu(pid) for pid, label in labels.items()}
+
+
+def _roots(target: Target, mode: str) -> dict[str, int]:
+    if mode == "embedded":
+        return {"main": target.roots[0]}
+    writer, processor, receiver = target.roots  # as bench.services.kafka starts them
+    return {"receiver": receiver, "processor": processor, "writer": writer, **target.others}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--spans", type=int, default=500, help="GenAI spans per request")
     parser.add_argument("--senders", type=int, default=4)
@@ -66,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     requests = _requests("genai", "grpc", args.requests, args.spans)
     total = sum(n for _, _, n in requests)
-    with tempfile.TemporaryDirectory() as tmp, embedded(Path(tmp), service_env(args.service_env)) as target:
+    start = embedded if args.mode == "embedded" else kafka
+    with tempfile.TemporaryDirectory() as tmp, start(Path(tmp), service_env(args.service_env)) as target:
         time.sleep(3)  # the workers' start
         channel = grpc.insecure_channel(target.grpc)
         export_traces, export_logs = channel.unary_unary(_TRACES), channel.unary_unary(_LOGS)
@@ -85,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
                 if logs:
                     export_logs(logs, metadata=metadata, timeout=120)
 
-        root = target.roots[0]
-        before, started = snapshot(root), time.monotonic()
+        roots = _roots(target, args.mode)
+        before, started = snapshot(roots), time.monotonic()
         senders = [threading.Thread(target=send) for _ in range(args.senders)]
         for t in senders:
             t.start()
@@ -96,11 +113,11 @@ def main(argv: list[str] | None = None) -> None:
         last = None
         while True:  # idle: less than 0.1 s of CPU in 2 s
             time.sleep(2)
-            cpu = sum(sum(c.values()) for c in snapshot(root).values())
+            cpu = sum(sum(c.values()) for c in snapshot(roots).values())
             if last is not None and cpu - last < 0.1:
                 break
             last = cpu
-        after = snapshot(root)
+        after = snapshot(roots)
     idle_s = time.monotonic() - started
     print(f"{total:,} GenAI spans acknowledged in {acked_s:.1f} s, the service idle after {idle_s:.1f} s")
     grand = 0.0
@@ -108,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         earlier = before.get(label, {})
         spent = {name: s - earlier.get(name, 0.0) for name, s in threads.items()}
         seconds = sum(spent.values())
-        grand += seconds
+        if label not in target.others:
+            grand += seconds
         if seconds < 0.01:
             continue
         busiest = sorted(spent.items(), key=lambda item: -item[1])[:6]

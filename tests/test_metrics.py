@@ -144,6 +144,8 @@ def test_counters_move_by_what_was_sent(traffic: tuple[Samples, Samples]) -> Non
     assert value(after, "inferline_queue_depth", queue="inflight_bytes") == 0
     assert value(after, "inferline_up") == 1
     assert series(after, "inferline_build_info")[0]["version"]
+    # The traffic's allocations ran young collections, each timed.
+    assert d("inferline_gc_pause_seconds_count", generation="0") >= 1
 
 
 def test_llm_metrics_match_the_inferences_sent(service: Service, traffic: tuple[Samples, Samples]) -> None:

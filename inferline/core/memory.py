@@ -5,6 +5,13 @@ allocations. Building the processor chain is the big case: compiling the names g
 Hyperscan database peaks at ~190 MB that is free again once the ~10 MB database exists, and
 every process that builds a chain (the service, each worker) would otherwise keep that peak
 resident for its whole life. `malloc_trim(0)` returns it.
+
+The same moment is when a process's long-lived objects (modules, the chain's lexicons and
+gazetteers, the web apps' routes and models: ~60k objects in a JSON decoder, ~180k in the
+embedded service) are moved out of the cyclic collector's reach. Otherwise every full
+collection walks them all while holding the GIL: 85-160 ms stalls of the service's event loop
+every 13-20 s under load, and a quarter of a JSON decoder's requests taking 25-40 ms longer
+(measured, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -12,7 +19,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import time
 from collections.abc import Callable
+from typing import Any
+
+from inferline.core import metrics
 
 
 def _malloc_trim() -> Callable[[], object]:
@@ -31,3 +42,27 @@ def release_free_heap() -> None:
     """Collect garbage, then give the heap's free pages back to the OS (a no-op without glibc)."""
     gc.collect()
     _TRIM()
+
+
+def settle_after_start() -> None:
+    """Once a process has started: free what starting took, and freeze what survives (it lives as
+    long as the process) so full collections only walk objects made afterwards. Frozen objects are
+    still freed when their last reference goes; only a cycle among them would stay."""
+    release_free_heap()
+    gc.freeze()
+
+
+def observe_collector_pauses() -> None:
+    """Times every collection into `inferline_gc_pause_seconds{generation}` (docs/operations.md):
+    a pause stops every request of the process, so it shows in senders' latency percentiles."""
+    pauses = [metrics.GC_PAUSE.labels(str(g)) for g in range(3)]
+    started = 0.0
+
+    def on_collection(phase: str, info: dict[str, Any]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+        else:
+            pauses[info["generation"]].observe(time.perf_counter() - started)
+
+    gc.callbacks.append(on_collection)

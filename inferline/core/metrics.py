@@ -88,6 +88,12 @@ VALUES_OUT_OF_RANGE = Counter(
     "inserts where values beyond a column's range were emptied",
     ["table", "column"],
 )
+GC_PAUSE = Histogram(
+    "inferline_gc_pause_seconds",
+    "pauses of Python's cyclic garbage collector in this process (it holds the GIL throughout)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
 UP = Gauge("inferline_up", "1 while the process serves", multiprocess_mode="max")
 BUILD_INFO = Gauge(
     "inferline_build_info", "the running version (value 1)", ["version"], multiprocess_mode="max"

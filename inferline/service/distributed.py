@@ -19,7 +19,7 @@ import uvicorn
 
 from inferline.api.app import health_app
 from inferline.core.config import Settings
-from inferline.core.memory import release_free_heap
+from inferline.core.memory import observe_collector_pauses, settle_after_start
 from inferline.kafka.clients import ensure_topics
 from inferline.receivers.otlp.admission import receiver_admission
 from inferline.service.embedded import http_server, time_window
@@ -173,7 +173,8 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         )
 
     serving = [asyncio.create_task(s.serve()) for s in servers]
-    release_free_heap()  # what building the roles' stages freed (core/memory.py)
+    settle_after_start()  # what building the stages freed goes back; the rest out of the collector's walks
+    observe_collector_pauses()
     log.info(
         "inferline started",
         mode="distributed",

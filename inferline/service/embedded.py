@@ -21,7 +21,7 @@ from inferline.api.erasure import Eraser
 from inferline.api.sql import ReadOnlySql
 from inferline.core.config import Settings
 from inferline.core.consumer import Sink
-from inferline.core.memory import release_free_heap
+from inferline.core.memory import observe_collector_pauses, settle_after_start
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.otlp.validate import TimeWindow
@@ -204,7 +204,8 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     ]
     serving = [asyncio.create_task(s.serve()) for s in http_servers]
     alerts.start()
-    release_free_heap()  # what building the chain and migrating freed (~190 MB, core/memory.py)
+    settle_after_start()  # what starting freed goes back (~190 MB); the rest out of the collector's walks
+    observe_collector_pauses()
     log.info(
         "inferline started",
         mode="embedded",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import multiprocessing
 import os
 import signal
@@ -26,7 +25,7 @@ from google.protobuf.message import Message
 from inferline.core import metrics
 from inferline.core.config import ProcessorSettings
 from inferline.core.errors import Overloaded, Unavailable
-from inferline.core.memory import release_free_heap
+from inferline.core.memory import settle_after_start
 from inferline.core.records import SourceEntry
 from inferline.otlp.json_codec import decoded_as_protobuf, read_back_json
 from inferline.otlp.prepared import Prepared, prepare
@@ -266,12 +265,10 @@ def _init(settings_json: str, encoder: Encoder[Any], log_level: str, parent_pid:
     configure_logging(log_level)
     _chain = ProcessorChain(ProcessorSettings.model_validate_json(settings_json))
     _encoder = encoder
-    # What building the chain freed goes back to the OS (~190 MB per worker, core/memory.py).
-    release_free_heap()
-    # The chain's lexicons, gazetteers and price tables live as long as the worker: keep the
-    # collector from walking them on every full collection (py-spy: ~19% of a worker's samples
-    # were gc_collect_main, ~40 ms a full pass, before this).
-    gc.freeze()
+    # What building the chain freed goes back to the OS (~190 MB per worker), and its lexicons,
+    # gazetteers and price tables leave the collector's reach (py-spy: ~19% of a worker's samples
+    # were gc_collect_main, ~40 ms a full pass, before this). core/memory.py
+    settle_after_start()
 
 
 def _init_decoder(log_level: str, parent_pid: int) -> None:
@@ -282,6 +279,7 @@ def _init_decoder(log_level: str, parent_pid: int) -> None:
     from inferline.core.logging import configure_logging
 
     configure_logging(log_level)
+    settle_after_start()  # a full collection walked ~60k objects: +25-40 ms on a quarter of requests
 
 
 def _decoder_ready() -> bool:

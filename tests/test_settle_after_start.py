@@ -1,0 +1,86 @@
+"""A started process's long-lived objects leave the cyclic collector's walks (core/memory.py):
+without this, every full collection walked them all with the GIL held, which a sender saw as
+85-160 ms stalls of the embedded service every 13-20 s under load, and a JSON decoder as 25-40 ms
+more on a quarter of its requests (docs/performance.md). Each check runs in a fresh interpreter,
+so the test process's own heap is not frozen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+
+def _run(code: str) -> list[int]:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [int(x) for x in done.stdout.split()]
+
+
+def test_what_survives_start_is_out_of_the_collectors_walks_and_new_garbage_is_still_collected() -> None:
+    tracked_before, tracked_after, frozen, collected = _run(
+        """
+import gc
+import inferline.service.embedded  # the embedded service's modules, as at its start
+from inferline.core.memory import settle_after_start
+before = len(gc.get_objects())
+settle_after_start()
+after = len(gc.get_objects())
+
+class Node:
+    pass
+
+a, b = Node(), Node()
+a.other, b.other = b, a  # a cycle made after the start: only the collector frees it
+del a, b
+print(before, after, gc.get_freeze_count(), gc.collect())
+"""
+    )
+    assert tracked_before > 50_000  # the service's modules: what a full collection walked
+    assert tracked_after < tracked_before // 20
+    assert frozen >= tracked_before * 9 // 10
+    assert collected >= 2  # the cycle (and its instance dicts) was freed
+
+
+def test_json_decoders_and_workers_settle_once_started() -> None:
+    decoder_frozen, decoder_tracked, worker_frozen, worker_tracked = _run(
+        """
+import gc, os
+from inferline.core.config import ProcessorSettings
+from inferline.service import workers
+from inferline.service.processing import native_blocks
+
+workers._init_decoder("warning", os.getppid())
+print(gc.get_freeze_count(), len(gc.get_objects()))
+gc.unfreeze()
+workers._init(ProcessorSettings().model_dump_json(), native_blocks, "warning", os.getppid())
+print(gc.get_freeze_count(), len(gc.get_objects()))
+"""
+    )
+    assert decoder_frozen > 20_000 and decoder_tracked < 2_000
+    assert worker_frozen > decoder_frozen and worker_tracked < 2_000
+
+
+def test_collector_pauses_are_timed_by_generation() -> None:
+    """`inferline_gc_pause_seconds` is what an operator reads when latency percentiles jump."""
+    young_before, young_after, full_before, full_after = _run(
+        """
+import gc
+from prometheus_client import REGISTRY
+from inferline.core.memory import observe_collector_pauses
+
+def count(generation):
+    return int(REGISTRY.get_sample_value("inferline_gc_pause_seconds_count", {"generation": generation}) or 0)
+
+observe_collector_pauses()
+young, full = count("0"), count("2")
+junk = [[i] for i in range(20_000)]  # allocations: young collections run by themselves
+gc.collect()
+print(young, count("0"), full, count("2"))
+"""
+    )
+    assert young_after > young_before  # young collections were timed
+    assert full_after == full_before + 1  # the explicit full collection, once
