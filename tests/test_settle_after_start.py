@@ -84,3 +84,35 @@ print(young, count("0"), full, count("2"))
     )
     assert young_after > young_before  # young collections were timed
     assert full_after == full_before + 1  # the explicit full collection, once
+
+
+def test_what_outlives_a_unit_of_work_is_frozen_and_cycles_are_still_found() -> None:
+    """A worker freezes what survives each batch (its join window); a cycle among frozen objects
+    that becomes garbage is freed by the periodic full collection, and acyclic objects at once."""
+    tracked, kept_cycle, freed_cycle, freed_plain = _run(
+        """
+import gc, weakref
+from inferline.core.memory import freeze_survivors
+
+class Node:
+    pass
+
+window = [{"span": i} for i in range(50_000)]  # what a join window holds
+a, b = Node(), Node()
+a.other, b.other = b, a
+cycle = weakref.ref(a)
+plain = Node()
+plain_ref = weakref.ref(plain)
+freeze_survivors(full_every_s=3600)  # the first call collects, then freezes
+tracked = len(gc.get_objects())
+del a, b, plain  # garbage now: the plain object at once, the frozen cycle not yet
+gc.collect()
+kept = cycle() is not None
+freeze_survivors(full_every_s=0)  # the periodic full collection
+print(tracked, int(kept), int(cycle() is None), int(plain_ref() is None))
+"""
+    )
+    assert tracked < 1_000  # the window's 50k dicts are out of the collector's walks
+    assert kept_cycle == 1  # frozen: a collection between full ones does not see it
+    assert freed_cycle == 1  # the full collection does
+    assert freed_plain == 1

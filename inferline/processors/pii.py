@@ -600,6 +600,25 @@ def _hs_compiles(pattern: bytes, flags: int) -> bool:
     return True
 
 
+def _is_dirty(t: str, special: dict[str, str | tuple[str, ...] | None], found: dict[str, Any]) -> bool:
+    """Whether the pre-scan found PII in `t` (`PiiMasker._prescan`: `special` maps a value to its
+    probe where that is not the value itself, `found` holds the scanned texts with a detection).
+    A module function, not a closure: a recursive closure is a reference cycle, which kept each
+    batch's `found` and `special` alive until a full collection."""
+    probe = special.get(t, t)
+    if probe is t:
+        return t in found
+    if probe is None:  # the walk must tell
+        return True
+    if isinstance(probe, tuple):
+        # A plain leaf is dirty if found; a leaf that is itself special (a JSON string in the
+        # JSON) is never in `found` and is asked about on its own.
+        return not found.keys().isdisjoint(probe) or (
+            not special.keys().isdisjoint(probe) and any(_is_dirty(leaf, special, found) for leaf in probe)
+        )
+    return probe in found  # "" (inline data, not scanned) is never found
+
+
 class PiiMasker:
     """Processor "pii": masks PII in inference messages, configured span/event/log attributes and
     log bodies, and records per-row counts in `pii_found` (inferences) / `PiiFound` (spans, logs).
@@ -1010,25 +1029,11 @@ class PiiMasker:
             for text, hits in zip(compress(scan_list, results), filter(None, results), strict=True)
         }
 
-        def is_dirty(t: str) -> bool:
-            probe = special.get(t, t)
-            if probe is t:
-                return t in found
-            if probe is None:  # the walk must tell
-                return True
-            if isinstance(probe, tuple):
-                # A plain leaf is dirty if found; a leaf that is itself special (a JSON string in
-                # the JSON) is never in `found` and is asked about on its own.
-                return not found.keys().isdisjoint(probe) or (
-                    not special.keys().isdisjoint(probe) and any(is_dirty(leaf) for leaf in probe)
-                )
-            return probe in found  # "" (inline data, not scanned) is never found
-
         # A value is its own probe unless special, so the scanned texts with a detection are the
         # dirty values (a JSON value's probe in the set is harmless: no other value equals it
         # unless it is that very text, scanned and found as such).
         dirty = set(found)
-        dirty.update(t for t in special if is_dirty(t))
+        dirty.update(t for t in special if _is_dirty(t, special, found))
         self._scanned = _BatchScan(found, scan.keys(), values.keys(), dirty)
         # Dirty values among the first i collected (computed in C): a row is clean when the count
         # does not grow over its values (no slice of `texts` per row).
