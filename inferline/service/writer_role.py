@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 import structlog
@@ -57,6 +57,10 @@ _DECIMAL_COLUMNS = {
     t.name: tuple(c.name for c in t.columns if "Decimal" in c.type)
     for t in (LLM_INFERENCES, OTEL_TRACES, OTEL_LOGS, SCORES, INGEST_LEDGER)
 }
+
+
+# Inference ids per lookup query of `_not_yet_stored` (~40 bytes each in the query's text).
+_LOOKUP_CHUNK = 2_000
 
 
 class _InvalidRow(ValueError):
@@ -326,22 +330,28 @@ class WriterRole:
         restarts replays what it had not committed; the table would collapse the copies on merge,
         but the rollup's materialized view would count them again. One trace's records share a
         partition and so a writer, so no other writer inserts the same row meanwhile."""
-        ids, starts = set(), []
+        keys: dict[str, int] = {}  # inference id -> its start time (ns)
         for row in rows:
             try:
-                ids.add(str(uuid.UUID(str(row.get("inference_id")))))
-                starts.append(int(row["start_time"]))
+                keys[str(uuid.UUID(str(row.get("inference_id"))))] = int(row["start_time"])
             except (ValueError, TypeError, KeyError):
                 continue  # such a row is refused at decode; nothing to look up
-        if not ids:
+        if not keys:
             return rows
-        found = self._client.query(
-            f"SELECT toString(inference_id), version FROM `{self._database}`.llm_inferences "
-            f"WHERE start_time BETWEEN fromUnixTimestamp64Nano({min(starts)}) "
-            f"AND fromUnixTimestamp64Nano({max(starts)}) "
-            f"AND inference_id IN ({', '.join(repr(i) for i in sorted(ids))})"
-        ).result_rows
-        seen = {(i, v) for i, v in found}
+        # In chunks: the ids are written into the query, and a query past ClickHouse's
+        # `max_query_size` (256 KiB, ~6,500 ids) is a syntax error: a large flush retried it
+        # forever (acknowledged, never stored). By start time, so each chunk reads a narrow range.
+        ordered = sorted(keys, key=keys.__getitem__)
+        found: list[Sequence[Any]] = []
+        for at in range(0, len(ordered), _LOOKUP_CHUNK):
+            chunk = ordered[at : at + _LOOKUP_CHUNK]
+            found += self._client.query(
+                f"SELECT toString(inference_id), version FROM `{self._database}`.llm_inferences "
+                f"WHERE start_time BETWEEN fromUnixTimestamp64Nano({keys[chunk[0]]}) "
+                f"AND fromUnixTimestamp64Nano({keys[chunk[-1]]}) "
+                f"AND inference_id IN ({', '.join(repr(i) for i in chunk)})"
+            ).result_rows
+        seen: set[tuple[Any, Any]] = {(i, v) for i, v in found}
         fresh = []
         for row in rows:  # also a copy replayed into the same batch
             key = (str(row.get("inference_id")), row.get("version"))

@@ -1,0 +1,47 @@
+"""The Kafka writer's look-up of inference rows already stored (`WriterRole._not_yet_stored`),
+against the real engine: a processor replay's copies are inserted once, at any flush size."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from inferline.core.config import Settings
+from inferline.core.records import Batch
+from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.processors.normalise import GenAINormaliser
+from inferline.service.writer_role import WriterRole
+from tests.genai_examples import flat_span
+
+pytestmark = pytest.mark.integration
+
+
+def _inference_rows(count: int) -> list[dict[str, Any]]:
+    attributes = {
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.operation.name": "chat",
+    }
+    now = time.time_ns()  # within the tables' retention
+    spans = [
+        flat_span(attributes, name="chat gpt-4o-mini", seed=f"s{i}", start=now + i, end=now + i + 10**9)
+        for i in range(count)
+    ]
+    return GenAINormaliser().normalise(spans, [])
+
+
+def test_a_flush_larger_than_one_query_can_name_still_finds_what_is_stored(store: Client) -> None:
+    """12,000 inference ids do not fit in one query (ClickHouse's `max_query_size`, 256 KiB: a
+    syntax error the writer retried forever, its flush never stored); the look-up goes in chunks
+    and still finds the rows a replay would insert twice."""
+    rows = _inference_rows(12_000)
+    assert len({r["inference_id"] for r in rows}) == 12_000
+    already = [rows[5], rows[6_000], rows[11_999]]  # stored by the flush before a crash
+    Inserter(store).insert(Batch(inferences=[dict(r) for r in already]), "before-the-crash")
+    writer = WriterRole(Settings(), "localhost:9092", store)
+    kept = writer._keep_new_inferences(Batch(inferences=[*rows, dict(rows[7])])).inferences
+    assert len(kept) == 12_000 - 3  # the three stored ones and the replayed copy of row 7 go
+    assert {r["inference_id"] for r in already}.isdisjoint(r["inference_id"] for r in kept)
