@@ -28,6 +28,7 @@ from clickhouse_connect.driver.client import Client
 from inferline.core import metrics
 from inferline.core.config import Settings
 from inferline.core.logging import error_summary
+from inferline.core.memory import freeze_survivors
 from inferline.core.records import Batch, Row
 from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges
 from inferline.exporters.clickhouse.inserter import Inserter
@@ -160,6 +161,10 @@ class WriterRole:
                 polled = await poll(self._consumer, self._group, 200, self._max_rows)
                 for tp, records in polled.items():
                     await self._deliver(tp, records)
+                if polled:
+                    # The rows gathered for the next flush leave the collector's walks: a full
+                    # collection walked them all ~15 times a run (docs/performance.md).
+                    freeze_survivors()
                 await self._lag.update(self._consumer)
         finally:
             self._running = False
