@@ -4,6 +4,8 @@ stage and reason while the others go on."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -82,8 +84,6 @@ def test_processing_a_batch_leaves_no_reference_cycles() -> None:
     reference cycle would stay until the once-a-minute full collection: under load, hundreds of
     MB (a recursive closure in the PII pre-scan kept each batch's detections that way). Every
     stage of the default chain runs here, on content with PII in plain text and in JSON."""
-    import gc
-
     messages = '[{"role": "user", "content": "Mail jane.doe@example.com or call +44 20 7946 0958"}]'
     attributes = {
         "gen_ai.system": "openai",

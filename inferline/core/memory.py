@@ -44,16 +44,18 @@ def release_free_heap() -> None:
     _TRIM()
 
 
+_FULL_COLLECTION_EVERY_S = 60.0
+_last_full_collection = float("-inf")  # monotonic time of the last collection of everything
+
+
 def settle_after_start() -> None:
     """Once a process has started: free what starting took, and freeze what survives (it lives as
     long as the process) so full collections only walk objects made afterwards. Frozen objects are
     still freed when their last reference goes; only a cycle among them would stay."""
-    release_free_heap()
+    global _last_full_collection
+    release_free_heap()  # a collection of everything: `freeze_survivors` need not repeat it soon
+    _last_full_collection = time.monotonic()
     gc.freeze()
-
-
-_FULL_COLLECTION_EVERY_S = 60.0
-_last_full_collection = float("-inf")
 
 
 def freeze_survivors(full_every_s: float = _FULL_COLLECTION_EVERY_S) -> None:
