@@ -7,6 +7,9 @@ recreated topic) never collide with old tokens."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiokafka.structs import TopicPartition
@@ -22,6 +25,8 @@ from inferline.otlp.flatten import flatten_spans
 from inferline.processors.chain import ProcessorChain
 from inferline.processors.normalise import GenAINormaliser
 from inferline.service.processing import native_blocks, process_entries
+from inferline.service.writer_role import _NewInferences
+from inferline.storage.rollups import ROLLUPS, ROLLUPS_9
 from tests.otlp_helpers import sdk_spans, span_row
 
 pytestmark = pytest.mark.integration
@@ -36,16 +41,25 @@ def client(store: Client) -> Client:
 
 
 class Run:
-    """One writer's life: an exporter over the plans; what it stored, and whether it committed."""
+    """One writer's life: an exporter over the plans; what it stored, and whether it committed.
+    `kafka`: wired as the writer role wires it (its records read back as the same rows; copies of
+    stored inferences left out)."""
 
-    def __init__(self, client: Client, commit: bool = True, cluster: str = "") -> None:
+    def __init__(self, client: Client, commit: bool = True, cluster: str = "", kafka: bool = False) -> None:
         self.plans = ClickHousePlans(client, "default", "writers")
         self.plans.create()
         if cluster:
             self.plans.use_cluster(cluster)
         self.committed: dict[TopicPartition, int] = {}
         self._commit = commit
-        self.exporter = ClickHouseExporter(Inserter(client), self.plans, self._stored, BATCH)
+        self.exporter = ClickHouseExporter(
+            Inserter(client),
+            self.plans,
+            self._stored,
+            BATCH,
+            insert_filter=_NewInferences(client, "default") if kafka else None,
+            replays_exactly=kafka,
+        )
 
     async def _stored(self, ranges: Ranges) -> None:
         if self._commit:  # a writer that dies after its insert never gets here
@@ -179,6 +193,86 @@ def test_a_rebuilt_flush_keeps_a_newer_version_of_an_inference(client: Client) -
     versions = client.query("SELECT version FROM llm_inferences ORDER BY version").result_rows
     assert versions == [(row["version"],), (row["version"] + 1,)]
     assert int(str(client.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == 1
+
+
+def _inferences(count: int) -> list[dict[str, Any]]:
+    spans = flatten_spans(encode_spans(sdk_spans(count=count)), "p").records
+    return [dict(r) for r in GenAINormaliser().normalise(spans, [])]
+
+
+@contextlib.contextmanager
+def _views_detached(client: Client) -> Iterator[None]:
+    """The rollups' views miss what is inserted meanwhile: the state a process killed between an
+    insert's table and its views leaves (ClickHouse writes the table's part first)."""
+    views = [
+        str(name)
+        for (name,) in client.query(
+            "SELECT name FROM system.tables WHERE database = 'default' AND engine = 'MaterializedView'"
+        ).result_rows
+    ]
+    assert "llm_inferences_by_minute_mv" in views
+    for view in views:
+        client.command(f"DETACH TABLE `{view}`")
+    try:
+        yield
+    finally:
+        for view in views:
+            client.command(f"ATTACH TABLE `{view}`")
+
+
+def _rebuilt(client: Client, partition_end: int, rows: list[dict[str, Any]]) -> Run:
+    """A Kafka writer restarted from no committed offset: it rebuilds the recorded flush."""
+    restarted = Run(client, kafka=True)
+    pending = restarted.plans.pending({A: 0})
+    assert [p.ranges for p in pending] == [{A: (0, partition_end)}]
+
+    async def replay() -> None:
+        restarted.exporter.replay(pending, {A: 0})
+        await restarted.deliver(Delivery(A, 0, partition_end, Batch(inferences=[dict(r) for r in rows])))
+
+    asyncio.run(replay())
+    return restarted
+
+
+def test_a_flush_killed_between_its_table_and_its_views_is_counted_once_when_rebuilt(client: Client) -> None:
+    """Kafka writer: the inferences reached their table, the process died before the rollups'
+    views had them. The table holds every row, so a rebuild that inserts only what the table
+    lacks leaves the rollups short for good; inserted again as the original was (same token,
+    the records read back as the same rows), ClickHouse adds exactly what the views miss."""
+    rows = _inferences(4)
+    crashed = Run(client, commit=False, kafka=True)
+    with _views_detached(client):
+        asyncio.run(crashed.deliver(Delivery(A, 0, 2, Batch(inferences=[dict(r) for r in rows]))))
+    assert int(str(client.command("SELECT count() FROM llm_inferences"))) == 4
+    assert int(str(client.command("SELECT count() FROM llm_inferences_by_minute"))) == 0
+
+    _rebuilt(client, 2, rows)
+    _stored_once_in_tables_and_views(client, 4)
+
+
+def test_a_rebuilt_flush_leaves_out_what_its_original_left_out(client: Client) -> None:
+    """Kafka writer: a processor replay published an inference again; the flush that met the copy
+    left it out (the row was stored) and recorded so in its plan. The flush died between table
+    and views; its rebuild leaves the copy out again, so the rollups count that call once."""
+    rows = _inferences(3)
+    first = Run(client, kafka=True)
+    asyncio.run(first.deliver(Delivery(B, 0, 1, Batch(inferences=[dict(rows[0])]))))
+    crashed = Run(client, commit=False, kafka=True)
+    with _views_detached(client):
+        asyncio.run(crashed.deliver(Delivery(A, 0, 3, Batch(inferences=[dict(r) for r in rows]))))
+    (plan,) = crashed.plans.pending({A: 0})
+    assert plan.left_out == {f"{rows[0]['inference_id']}/{rows[0]['version']}"}
+
+    _rebuilt(client, 3, rows)
+    _stored_once_in_tables_and_views(client, 3)
+
+
+def _stored_once_in_tables_and_views(client: Client, calls: int) -> None:
+    """No FINAL: a row stored twice would count twice; each rollup counts each call once."""
+    assert int(str(client.command("SELECT count() FROM llm_inferences"))) == calls
+    assert int(str(client.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == calls
+    for rollup in (*ROLLUPS, *ROLLUPS_9):
+        assert int(str(client.command(f"SELECT sum(requests) FROM `{rollup.table}`"))) == calls, rollup.table
 
 
 def test_a_plan_split_by_a_rebalance_loses_nothing(client: Client) -> None:

@@ -1,5 +1,6 @@
-"""The Kafka writer's look-up of inference rows already stored (`WriterRole._not_yet_stored`),
-against the real engine: a processor replay's copies are inserted once, at any flush size."""
+"""The Kafka writer's filter of inference rows already stored (`_NewInferences`), against the
+real engine: a processor replay's copies are inserted once, at any flush size, and what a flush
+left out is recorded so its rebuild leaves out the same."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from inferline.core.config import Settings
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.normalise import GenAINormaliser
-from inferline.service.writer_role import WriterRole
+from inferline.service.writer_role import _NewInferences
 from tests.genai_examples import flat_span
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def test_a_flush_larger_than_one_query_can_name_still_finds_what_is_stored(store
     assert len({r["inference_id"] for r in rows}) == 12_000
     already = [rows[5], rows[6_000], rows[11_999]]  # stored by the flush before a crash
     Inserter(store).insert(Batch(inferences=[dict(r) for r in already]), "before-the-crash")
-    writer = WriterRole(Settings(), "localhost:9092", store)
-    kept = writer._keep_new_inferences(Batch(inferences=[*rows, dict(rows[7])])).inferences
-    assert len(kept) == 12_000 - 3  # the three stored ones and the replayed copy of row 7 go
-    assert {r["inference_id"] for r in already}.isdisjoint(r["inference_id"] for r in kept)
+    kept, left_out = _NewInferences(store, "default").filter_new(Batch(inferences=[*rows, dict(rows[7])]))
+    assert len(kept.inferences) == 12_000 - 3  # the three stored ones and the replayed copy of row 7 go
+    assert {r["inference_id"] for r in already}.isdisjoint(r["inference_id"] for r in kept.inferences)
+    assert sorted(left_out) == sorted(f"{r['inference_id']}/{r['version']}" for r in already)

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,10 +347,12 @@ class LocalLog:
     def committed(self) -> dict[int, int]:
         return dict(self._reader().execute("SELECT partition, next_offset FROM positions").fetchall())
 
-    def record_flush(self, ranges: dict[int, tuple[int, int]]) -> str:
+    def record_flush(self, ranges: dict[int, tuple[int, int]], left_out: Collection[str] = ()) -> str:
         """Records a flush before its insert (fsynced), so a replay can rebuild it exactly.
         Returns its deduplication token: unique, so two logs (or a log recreated empty) never
-        share one."""
+        share one. Embedded mode filters no rows out of a flush: `left_out` stays empty."""
+        if left_out:
+            raise ValueError("the local log records no rows left out of a flush")
         plan = Plan(0, f"local-{uuid.uuid4().hex}", ranges)
         w = self._writer
         assert w is not None

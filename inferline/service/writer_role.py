@@ -4,8 +4,9 @@ committed only once ClickHouse has the rows.
 
 Replays are harmless: every flush is recorded as a plan in ClickHouse before its insert
 (`inferline.exporters.clickhouse.plans`), and after a crash or a rebalance the recorded flushes
-are rebuilt from the committed offsets and inserted with their tokens, so ClickHouse drops
-what it already has.
+are rebuilt from the committed offsets and inserted again as they were (the enriched records
+read back as the same rows; the rows the original left out are left out again), with their
+tokens: ClickHouse drops what it already has and adds what it misses, in tables and rollup views.
 
 A message that cannot be decoded, or a row ClickHouse would refuse, goes to the dead-letter
 topic with the reason; the rest goes on.
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from decimal import Decimal
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 import orjson
 import structlog
@@ -30,7 +31,7 @@ from inferline.core.config import Settings
 from inferline.core.logging import error_summary
 from inferline.core.memory import freeze_survivors
 from inferline.core.records import Batch, Row
-from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges
+from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Filtered, Ranges
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.clickhouse.plans import ClickHousePlans
 from inferline.kafka.clients import (
@@ -60,7 +61,7 @@ _DECIMAL_COLUMNS = {
 }
 
 
-# Inference ids per lookup query of `_not_yet_stored` (~40 bytes each in the query's text).
+# Inference ids per lookup query of `_NewInferences._stored_keys` (~40 bytes each in the query's text).
 _LOOKUP_CHUNK = 2_000
 
 
@@ -121,8 +122,9 @@ class WriterRole:
             self._plans,
             self._stored,
             batch,
-            before_insert=self._keep_new_inferences,
+            insert_filter=_NewInferences(client, self._database),
             quiet_s=ks.writer_quiet_s or None,
+            replays_exactly=True,
         )
         self._positions: dict[TopicPartition, int] = {}  # next offset to deliver, per partition
         self._lag = ConsumerLag(self._group, self._tables)
@@ -323,47 +325,68 @@ class WriterRole:
             # Rebalanced meanwhile: the next owner rebuilds this flush from its plan (harmless).
             log.warning("offset commit failed; the flush is replayed later", error=error_summary(e))
 
-    def _keep_new_inferences(self, batch: Batch) -> Batch:
-        """Before a new flush's insert (a rebuilt flush inserts only what is missing anyway):
-        inference rows a processor replay published again are inserted once."""
-        if batch.inferences:
-            batch.inferences = self._not_yet_stored(batch.inferences)
+
+class _NewInferences:
+    """The writer's `InsertFilter`: inference rows a processor replay published again are inserted
+    once. A processor that restarts replays what it had not committed; the table would collapse
+    the copies on merge, but the rollups' views would count them again. One trace's records share
+    a partition and so a writer, so no other writer inserts the same row meanwhile."""
+
+    def __init__(self, client: Client, database: str) -> None:
+        self._client = client
+        self._database = database
+
+    def filter_new(self, batch: Batch) -> Filtered:
+        if not batch.inferences:
+            return Filtered(batch, [])
+        stored = self._stored_keys(batch.inferences)
+        batch.inferences = _without(batch.inferences, stored)
+        return Filtered(batch, sorted(stored))
+
+    def filter_recorded(self, batch: Batch, left_out: frozenset[str]) -> Batch:
+        batch.inferences = _without(batch.inferences, left_out)
         return batch
 
-    def _not_yet_stored(self, rows: list[Row]) -> list[Row]:
-        """Inference rows whose (inference_id, version) is not in ClickHouse yet. A processor that
-        restarts replays what it had not committed; the table would collapse the copies on merge,
-        but the rollup's materialized view would count them again. One trace's records share a
-        partition and so a writer, so no other writer inserts the same row meanwhile."""
+    def _stored_keys(self, rows: list[Row]) -> set[str]:
+        """Keys (`_key`) of the rows whose (inference_id, version) ClickHouse holds already."""
         keys: dict[str, int] = {}  # inference id -> its start time (ns)
         for row in rows:
             try:
                 keys[str(uuid.UUID(str(row.get("inference_id"))))] = int(row["start_time"])
             except (ValueError, TypeError, KeyError):
                 continue  # such a row is refused at decode; nothing to look up
-        if not keys:
-            return rows
         # In chunks: the ids are written into the query, and a query past ClickHouse's
         # `max_query_size` (256 KiB, ~6,500 ids) is a syntax error: a large flush retried it
         # forever (acknowledged, never stored). By start time, so each chunk reads a narrow range.
         ordered = sorted(keys, key=keys.__getitem__)
-        found: list[Sequence[Any]] = []
+        stored: set[str] = set()
         for at in range(0, len(ordered), _LOOKUP_CHUNK):
             chunk = ordered[at : at + _LOOKUP_CHUNK]
-            found += self._client.query(
+            found = self._client.query(
                 f"SELECT toString(inference_id), version FROM `{self._database}`.llm_inferences "
                 f"WHERE start_time BETWEEN fromUnixTimestamp64Nano({keys[chunk[0]]}) "
                 f"AND fromUnixTimestamp64Nano({keys[chunk[-1]]}) "
                 f"AND inference_id IN ({', '.join(repr(i) for i in chunk)})"
             ).result_rows
-        seen: set[tuple[Any, Any]] = {(i, v) for i, v in found}
-        fresh = []
-        for row in rows:  # also a copy replayed into the same batch
-            key = (str(row.get("inference_id")), row.get("version"))
-            if key not in seen:
-                seen.add(key)
-                fresh.append(row)
-        return fresh
+            stored.update(f"{i}/{v}" for i, v in found)
+        return stored
+
+
+def _key(row: Row) -> str:
+    return f"{row.get('inference_id')}/{row.get('version')}"
+
+
+def _without(rows: list[Row], left_out: Collection[str]) -> list[Row]:
+    """`rows` but those whose key is in `left_out`, and each key once (a copy replayed into the
+    same batch)."""
+    seen = set(left_out)
+    kept = []
+    for row in rows:
+        key = _key(row)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
 
 
 class _BadRecord(NamedTuple):

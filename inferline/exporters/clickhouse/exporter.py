@@ -6,10 +6,16 @@ Replays insert nothing twice. Before its insert, a flush is recorded in a *plan*
 partition, the offsets [start, end) it holds) and inserted with the plan's token as ClickHouse's
 `insert_deduplication_token`, so a retry of the same insert is a no-op. After a crash the log is
 read again from the committed positions and the recorded plans are rebuilt, one by one; the
-consumers read only within the plan being rebuilt (`limit`), so no other rows join it. A rebuilt
-flush inserts only the rows its tables do not hold yet (`Inserter.insert_missing`): whatever part
-of it reached ClickHouse before the crash (all, some tables, none) is not stored again, and the
-rollup views see each row once.
+consumers read only within the plan being rebuilt (`limit`), so no other rows join it.
+
+How a rebuilt flush is inserted depends on its source. Records that read back as the same rows
+(Kafka's enriched topics: `replays_exactly`) are inserted again as the original insert was, with
+its token, leaving out what the original left out (`InsertFilter`): ClickHouse then adds exactly
+what it misses, in each table and in each rollup view. That matters because an insert writes
+its table before its views: a process killed in between leaves rows in the table that the
+rollups never counted, and only the views' own deduplication can tell. Records processed again
+(embedded mode: the raw log through the chain, whose joins may complete rows differently) insert
+only the rows their tables do not hold yet (`Inserter.insert_missing`), so no row is stored twice.
 
 Nobody waits on a flush: senders were acknowledged when the log had their data. A flush that fails
 is retried with the same token until it succeeds; meanwhile consumers wait (`max_pending_rows`)
@@ -22,7 +28,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, Protocol
 
@@ -62,19 +68,38 @@ class RecordedFlush(NamedTuple):
     # False for a share of a flush split by a rebalance (told in the log; a share is rebuilt like
     # a whole flush: what ClickHouse has of it is not inserted again).
     exact: bool = True
+    left_out: frozenset[str] = frozenset()  # keys of the rows the original insert left out
 
 
 class PlanBook(Protocol):
     """Where flush plans are recorded durably before their insert (the local log; a table)."""
 
-    def record_flush(self, ranges: Ranges) -> str:
-        """Records the plan; returns its deduplication token. Called from the exporter's thread."""
+    def record_flush(self, ranges: Ranges, left_out: Collection[str] = ()) -> str:
+        """Records the plan (with the keys of rows its insert leaves out); returns its
+        deduplication token. Called from the exporter's thread."""
+        ...
+
+
+class Filtered(NamedTuple):
+    batch: Batch
+    left_out: list[str]  # keys of the rows left out, recorded in the flush's plan
+
+
+class InsertFilter(Protocol):
+    """Rows a new flush leaves out (e.g. copies of rows ClickHouse already holds), decided once
+    and recorded in the plan, so a rebuilt flush leaves out the same. Called in the exporter's
+    thread."""
+
+    def filter_new(self, batch: Batch) -> Filtered:
+        """Before a new flush's first insert attempt: the rows to insert."""
+        ...
+
+    def filter_recorded(self, batch: Batch, left_out: frozenset[str]) -> Batch:
+        """A rebuilt flush: the rows its original insert held."""
         ...
 
 
 StoredCallback = Callable[[Ranges], Awaitable[None]]
-# Called (in the exporter's thread) on a flush's rows before its first insert attempt.
-BeforeInsert = Callable[[Batch], Batch]
 
 _BLOCKED = 0  # `limit` when a partition must not read at all for now
 
@@ -86,16 +111,19 @@ class ClickHouseExporter:
         plans: PlanBook,
         on_stored: StoredCallback,
         settings: BatchSettings,
-        before_insert: BeforeInsert | None = None,
+        insert_filter: InsertFilter | None = None,
         quiet_s: float | None = None,
+        replays_exactly: bool = False,
     ) -> None:
         self._inserter = inserter
+        # The source's records read back as the same rows (see the module's docstring).
+        self._replays_exactly = replays_exactly
         # Flush once no delivery came for this long (None: wait out the delay): when the sources
         # go quiet, what is gathered is all there is for now, and waiting longer only keeps it out
         # of queries (the Kafka writer, whose delay is long so that busy flushes are few).
         self._quiet_s = quiet_s
         self._last_at = 0.0
-        self._before_insert = before_insert
+        self._filter = insert_filter
         self._plans = plans
         self._on_stored = on_stored
         self._max_rows = settings.max_rows
@@ -228,7 +256,6 @@ class ClickHouseExporter:
         self._batch, self._ranges, self._rows = Batch(), {}, 0
         rebuilt = self._replay.popleft() if self._replay else None
         token: str | None = None  # recorded at the first attempt; retries keep it
-        filtered = False
         n = len(batch)
         self._in_flight += n
         loop = asyncio.get_running_loop()
@@ -238,15 +265,11 @@ class ClickHouseExporter:
                 started = time.monotonic()
                 try:
                     if n and rebuilt is not None:
-                        await loop.run_in_executor(
-                            self._io, self._inserter.insert_missing, batch, rebuilt.token
-                        )
+                        batch = await loop.run_in_executor(self._io, self._insert_rebuilt, batch, rebuilt)
                     elif n:
                         if token is None:
-                            token = await loop.run_in_executor(self._io, self._plans.record_flush, ranges)
-                        if self._before_insert is not None and not filtered:
-                            batch = await loop.run_in_executor(self._io, self._before_insert, batch)
-                            filtered = True
+                            batch, plan = await loop.run_in_executor(self._io, self._record, batch, ranges)
+                            token = plan
                         await loop.run_in_executor(self._io, self._inserter.insert, batch, token)
                     break
                 except Exception as e:
@@ -275,6 +298,24 @@ class ClickHouseExporter:
             _PENDING.set(self.pending_rows)
             self._space.set()
             self._replayed.set()
+
+    def _record(self, batch: Batch, ranges: Ranges) -> tuple[Batch, str]:
+        """A new flush's plan, recorded before its first insert attempt (with what the filter left
+        out), and the rows to insert."""
+        left_out: list[str] = []
+        if self._filter is not None:
+            batch, left_out = self._filter.filter_new(batch)
+        return batch, self._plans.record_flush(ranges, left_out)
+
+    def _insert_rebuilt(self, batch: Batch, flush: RecordedFlush) -> Batch:
+        if self._replays_exactly and flush.exact:
+            # The original insert again: ClickHouse drops what it has, in tables and views alike.
+            if self._filter is not None:
+                batch = self._filter.filter_recorded(batch, flush.left_out)
+            self._inserter.insert(batch, flush.token)
+        else:
+            self._inserter.insert_missing(batch, flush.token)
+        return batch
 
     # -- stopping --------------------------------------------------------------------------------
 

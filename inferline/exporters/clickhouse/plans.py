@@ -2,7 +2,8 @@
 of a consumer group finds them after a crash or a rebalance.
 
 A plan is one row per source partition (`topic/partition`) of a flush: its offsets [start, end),
-the token of the flush, and how many partitions the flush held. Tokens are unique per flush (a
+the token of the flush, how many partitions the flush held, and the keys of the rows its insert
+left out (inference rows ClickHouse held already). Tokens are unique per flush (a
 random id under the group's name), never derived from offsets: a recreated topic or a new Kafka
 cluster starts its offsets at 0 again, and an offset-derived token would make ClickHouse drop new
 data as a replay of old. Plans belong to the Kafka cluster they were read from (its id): offsets of
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 
 from aiokafka.structs import TopicPartition
 from clickhouse_connect.driver.client import Client
@@ -34,7 +36,8 @@ def plans_ddl(database: str) -> str:
     return (
         f"CREATE TABLE IF NOT EXISTS `{database}`.`{PLANS_TABLE}` (\n"
         "    consumer String, token String, source String, start_offset Int64, end_offset Int64,\n"
-        "    partitions UInt32, created_at DateTime64(3, 'UTC') DEFAULT now64(3), cluster String DEFAULT ''\n"
+        "    partitions UInt32, created_at DateTime64(3, 'UTC') DEFAULT now64(3),\n"
+        "    cluster String DEFAULT '', left_out Array(String) DEFAULT []\n"
         ") ENGINE = ReplacingMergeTree(created_at)\n"
         "ORDER BY (consumer, source, end_offset, token)\n"
         "TTL toDateTime(created_at) + INTERVAL 7 DAY"
@@ -79,7 +82,9 @@ class ClickHousePlans:
             )
             self._client.command(f"DROP TABLE {legacy}")
         # Plans of versions before cluster ids keep cluster '' until a writer claims them.
-        self._client.command(f"ALTER TABLE {self._table} ADD COLUMN IF NOT EXISTS cluster String DEFAULT ''")
+        # Plans of versions before the rows left out were recorded left none out.
+        for column in ("cluster String DEFAULT ''", "left_out Array(String) DEFAULT []"):
+            self._client.command(f"ALTER TABLE {self._table} ADD COLUMN IF NOT EXISTS {column}")
 
     def use_cluster(self, cluster: str) -> None:
         """Plans from now on belong to `cluster`. The group's plans recorded before cluster ids
@@ -99,11 +104,13 @@ class ClickHousePlans:
             )
         self.cluster = cluster
 
-    def record_flush(self, ranges: Ranges) -> str:
+    def record_flush(self, ranges: Ranges, left_out: Collection[str] = ()) -> str:
         token = f"{self._consumer}/{uuid.uuid4().hex}"
         columns = ["consumer", "cluster", "token", "source", "start_offset", "end_offset", "partitions"]
-        group, cluster, size = self._consumer, self.cluster, len(ranges)
-        plan = [[group, cluster, token, source_name(tp), s, e, size] for tp, (s, e) in ranges.items()]
+        columns.append("left_out")
+        group, cluster, size, skip = self._consumer, self.cluster, len(ranges), list(left_out)
+        # `left_out` on every partition's row: a share split off by a rebalance keeps it too.
+        plan = [[group, cluster, token, source_name(tp), s, e, size, skip] for tp, (s, e) in ranges.items()]
         self._client.insert(self._table, plan, column_names=columns)
         return token
 
@@ -113,7 +120,7 @@ class ClickHousePlans:
         if not committed:
             return []
         rows = self._client.query(
-            "SELECT token, source, start_offset, end_offset, partitions, created_at "
+            "SELECT token, source, start_offset, end_offset, partitions, left_out, created_at "
             f"FROM {self._table} FINAL "
             "WHERE consumer = {c:String} AND cluster = {cluster:String} "
             "AND source IN {sources:Array(String)} AND end_offset > {low:Int64} ORDER BY created_at, token",
@@ -126,17 +133,19 @@ class ClickHousePlans:
         ).result_rows
         ranges: dict[str, Ranges] = defaultdict(dict)
         sizes: dict[str, int] = {}
-        for token, source, start, end, partitions, _ in rows:
+        left_out: dict[str, frozenset[str]] = {}
+        for token, source, start, end, partitions, skip, _ in rows:
             tp = _source(source)
             ranges[token][tp] = (start, end)
             sizes[token] = partitions
+            left_out[token] = frozenset(skip)
         flushes = []
         for token, held in ranges.items():  # insertion order: oldest first
             if not any(committed.get(tp, 0) < end for tp, (_, end) in held.items()):
                 continue
             if len(held) < sizes[token]:
                 share = f"{token}/{','.join(sorted(source_name(tp) for tp in held))}"
-                flushes.append(RecordedFlush(share, held, exact=False))
+                flushes.append(RecordedFlush(share, held, exact=False, left_out=left_out[token]))
             else:
-                flushes.append(RecordedFlush(token, held))
+                flushes.append(RecordedFlush(token, held, left_out=left_out[token]))
         return flushes
