@@ -115,6 +115,11 @@ def time_window(settings: Settings) -> TimeWindow:
     return TimeWindow(spans_days=min(days["spans"], days["inferences"]), logs_days=days["logs"])
 
 
+def raw_inference_days(settings: Settings) -> int:
+    """How long `llm_inferences` keeps its rows (rollups may keep theirs longer)."""
+    return settings.retention.days(settings.retention_days)["inferences"]
+
+
 def print_first_key(key: str, settings: Settings) -> None:
     """The one time the default key is shown (it is also kept, owner-only, in the data dir)."""
     path = settings.data_dir / DEFAULT_KEY_FILE
@@ -161,7 +166,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     engine = EmbeddedEngine(
         settings.data_dir,
         processing,
-        Inserter(write_client, database),
+        Inserter(write_client, database, recount_rollups_within_days=raw_inference_days(settings)),
         settings.batch,
         settings.local_log,
         time_window(settings),

@@ -9,7 +9,8 @@ rollups and raw rows with one outer query: a rollup row and a group of raw rows 
 Like `llm_inferences_by_minute`, only `version = 1` rows feed them: later versions of an inference
 only add content that arrived in log records, and counting them would count the call twice.
 Replayed inserts are dropped before they reach a view (deduplication token; the Kafka writer
-also skips rows already stored), see docs/schema.md.
+also skips rows already stored), and a flush rebuilt after a crash leaves them neither short nor
+counted twice (`recount_statements`), see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -187,6 +188,57 @@ ATTRIBUTION_BY_HOUR = Rollup(
 )
 ROLLUPS = (BY_MINUTE, BY_HOUR, USAGE_BY_DAY)  # migration 4's: never changes
 ROLLUPS_9 = (ATTRIBUTION_BY_HOUR,)
+
+# Migration 2's rollup, older than the others and with columns of its own: its view's SELECT
+# (without FROM/WHERE), bucket and grouping.
+LEGACY_BY_MINUTE_TABLE = "llm_inferences_by_minute"
+LEGACY_BY_MINUTE_SELECT = """SELECT
+    project_id,
+    toStartOfMinute(start_time) AS minute,
+    model,
+    provider,
+    count() AS calls,
+    countIf(NOT success) AS errors,
+    countIf(total_cost_usd IS NULL) AS unpriced_calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    toDecimal128(sum(ifNull(total_cost_usd, 0)), 12) AS cost_usd,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(latency_ms) AS latency_ms,
+    quantilesTDigestStateIf(0.5, 0.9, 0.95, 0.99)(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL) AS ttft_ms"""
+LEGACY_BY_MINUTE_GROUP_BY = "project_id, minute, model, provider"
+
+
+def recount_statements(database: str, touched: str, raw_days: int) -> list[str]:
+    """Statements that recount, from `llm_inferences`, every rollup bucket (project and time
+    bucket) that a version-1 row of `touched` (a table with `project_id`, `start_time` and
+    `version` columns) falls in: the bucket's rows are deleted, then aggregated again from the
+    raw rows, each inference once.
+
+    For a flush rebuilt after a crash, which may have reached the table but not the views: the
+    views count what is inserted, and an insert writes its table first. Only when nothing else
+    inserts meanwhile (embedded mode rebuilds before it stores anything new). Buckets that begin
+    before the raw rows' retention (`raw_days`) are left alone: rollups may be kept longer than
+    raw rows, and a recount would drop the calls whose rows have expired."""
+    db = f"`{database}`"
+    rollups = [
+        (LEGACY_BY_MINUTE_TABLE, "minute", "toStartOfMinute(start_time)", LEGACY_BY_MINUTE_SELECT,
+         LEGACY_BY_MINUTE_GROUP_BY),
+        *((r.table, r.bucket, r.bucket_expr, r.select(), r.group_by) for r in (*ROLLUPS, *ROLLUPS_9)),
+    ]  # fmt: skip
+    statements = []
+    for table, bucket, bucket_expr, select, group_by in rollups:
+        buckets = (
+            f"SELECT DISTINCT project_id, {bucket_expr} FROM {touched} WHERE version = 1 "
+            f"AND {bucket_expr} >= now() - toIntervalDay({int(raw_days)})"
+        )
+        raw = (
+            f"SELECT * FROM {db}.llm_inferences WHERE version = 1 "
+            f"AND (project_id, {bucket_expr}) IN ({buckets}) LIMIT 1 BY inference_id"
+        )
+        statements.append(f"ALTER TABLE {db}.`{table}` DELETE WHERE (project_id, {bucket}) IN ({buckets})")
+        statements.append(f"INSERT INTO {db}.`{table}`\n{select}\nFROM ({raw})\nGROUP BY {group_by}")
+    return statements
 
 
 def rollup_statements(

@@ -14,7 +14,12 @@ from typing import Any
 import structlog
 
 from inferline.storage.alert_tables import alert_statements
-from inferline.storage.rollups import ROLLUPS_9, rollup_statements
+from inferline.storage.rollups import (
+    LEGACY_BY_MINUTE_GROUP_BY,
+    LEGACY_BY_MINUTE_SELECT,
+    ROLLUPS_9,
+    rollup_statements,
+)
 
 log = structlog.get_logger()
 
@@ -501,25 +506,9 @@ PARTITION BY toYYYYMM(minute)
 ORDER BY (project_id, minute, model, provider)
 TTL minute + toIntervalDay({retention_days})
 SETTINGS non_replicated_deduplication_window = 10000""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.llm_inferences_by_minute_mv
-TO {db}.llm_inferences_by_minute AS
-SELECT
-    project_id,
-    toStartOfMinute(start_time) AS minute,
-    model,
-    provider,
-    count() AS calls,
-    countIf(NOT success) AS errors,
-    countIf(total_cost_usd IS NULL) AS unpriced_calls,
-    sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens,
-    sum(cache_read_tokens) AS cache_read_tokens,
-    toDecimal128(sum(ifNull(total_cost_usd, 0)), 12) AS cost_usd,
-    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(latency_ms) AS latency_ms,
-    quantilesTDigestStateIf(0.5, 0.9, 0.95, 0.99)(ifNull(ttft_ms, 0), ttft_ms IS NOT NULL) AS ttft_ms
-FROM {db}.llm_inferences
-WHERE version = 1
-GROUP BY project_id, minute, model, provider""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.llm_inferences_by_minute_mv\n"
+        f"TO {db}.llm_inferences_by_minute AS\n{LEGACY_BY_MINUTE_SELECT}\nFROM {db}.llm_inferences\n"
+        f"WHERE version = 1\nGROUP BY {LEGACY_BY_MINUTE_GROUP_BY}",
     )
 
 

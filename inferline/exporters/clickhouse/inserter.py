@@ -14,6 +14,7 @@ from inferline.core import metrics
 from inferline.core.logging import error_summary
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.native import column_list, encode_block
+from inferline.storage.rollups import recount_statements
 from inferline.storage.schema import (
     FEEDBACK,
     INGEST_LEDGER,
@@ -33,9 +34,20 @@ class Inserter:
     blocks a no-op in ClickHouse (`non_replicated_deduplication_window`); a flush rebuilt after a
     crash goes through `insert_missing` instead."""
 
-    def __init__(self, client: Client, database: str = "default", retries: int = 2, backoff_s: float = 0.2):
+    def __init__(
+        self,
+        client: Client,
+        database: str = "default",
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        recount_rollups_within_days: int | None = None,
+    ):
         self._client = client
         self._database = database
+        # After a rebuilt flush's inferences: recount the rollup buckets they fall in, within the
+        # raw rows' retention (only where nothing else inserts meanwhile; see
+        # `rollups.recount_statements`). None: never.
+        self._recount_days = recount_rollups_within_days
         self._retries = retries
         self._backoff_s = backoff_s
         self._identities: dict[str, tuple[str, str] | None] = {}
@@ -86,6 +98,13 @@ class Inserter:
                 f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
                 f"WHERE ({key}) NOT IN ({present}) LIMIT 1 BY {key}"
             )
+            if table is LLM_INFERENCES and self._recount_days is not None:
+                # The rows found in the table may be this flush's, written before a crash that
+                # came before the rollups' views had them (an insert writes its table first):
+                # only a recount of their buckets can tell.
+                for statement in recount_statements(self._database, staging, self._recount_days):
+                    self._client.command(statement, settings={"mutations_sync": 2})
+                log.info("rollups recounted for a rebuilt flush", rows=rows)
         finally:
             self._client.command(f"DROP TABLE IF EXISTS {staging}")
         written = getattr(summary, "written_rows", None)
