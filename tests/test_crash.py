@@ -44,7 +44,7 @@ def _check_stored_once(svc: Service, acknowledged: set[str]) -> None:
     # The rollup counts each call once: its sum matches the raw table (all of the project's rows).
     raw = int(svc.sql("SELECT count() FROM llm_inferences FINAL"))
     rolled = int(svc.sql("SELECT sum(calls) FROM llm_inferences_by_minute"))
-    assert rolled == raw
+    assert rolled == raw, f"minutes that differ (minute, raw, rollup): {_minutes_that_differ(svc.sql)}"
     _check_ledger_balances(svc.sql, acknowledged)
 
 
@@ -194,6 +194,22 @@ def test_kill_9_of_a_processor_worker_loses_nothing_and_the_role_goes_on(
     _check_kafka_stored_once(writer, acknowledged)
 
 
+def _minutes_that_differ(sql: Callable[[str], str]) -> list[tuple[str, int, int]]:
+    """Per minute, the raw table's calls against the rollup's, where they differ: which flush a
+    crash left short (or counted twice) shows in the failure."""
+
+    def per_minute(query: str) -> dict[str, int]:
+        lines = sql(query + " FORMAT TSV").strip().splitlines()
+        return {minute: int(n) for minute, n in (line.split("\t") for line in lines)}
+
+    raw = per_minute(
+        "SELECT toStartOfMinute(start_time) AS m, uniqExactIf(inference_id, version = 1) "
+        "FROM llm_inferences GROUP BY m ORDER BY m"
+    )
+    rolled = per_minute("SELECT minute, sum(calls) FROM llm_inferences_by_minute GROUP BY minute")
+    return [(m, raw.get(m, 0), rolled.get(m, 0)) for m in sorted(raw | rolled) if raw.get(m) != rolled.get(m)]
+
+
 def _check_kafka_stored_once(writer: Role, acknowledged: set[str]) -> None:
     def sql(query: str) -> str:
         return writer.sql(query, KAFKA_KEY)
@@ -212,6 +228,8 @@ def _check_kafka_stored_once(writer: Role, acknowledged: set[str]) -> None:
         return raw, int(sql("SELECT sum(calls) FROM llm_inferences_by_minute"))
 
     assert wait_for(lambda: len(set(counted_once())) == 1, timeout=30, interval=1), (
-        f"raw rows, rollup calls: {counted_once()}"
+        f"raw rows, rollup calls: {counted_once()}; minutes that differ (minute, raw, rollup): "
+        f"{_minutes_that_differ(sql)}; the writer rebuilt: "
+        f"{[ln for ln in writer.logs().splitlines() if 'rebuil' in ln][-10:]}"
     )
     _check_ledger_balances(sql, acknowledged)
