@@ -31,8 +31,9 @@ log = structlog.get_logger()
 class Inserter:
     """Inserts each table's rows in one insert of Native blocks (rows given as dicts are encoded
     here; workers' rows arrive encoded). The dedup token makes a retried insert of the same
-    blocks a no-op in ClickHouse (`non_replicated_deduplication_window`); a flush rebuilt after a
-    crash goes through `insert_missing` instead."""
+    blocks a no-op in ClickHouse (`non_replicated_deduplication_window`). A flush rebuilt after a
+    crash is inserted again with its token when its rows read back the same (the Kafka writer),
+    otherwise it goes through `insert_missing`."""
 
     def __init__(
         self,

@@ -106,8 +106,9 @@ class ClickHousePlans:
 
     def record_flush(self, ranges: Ranges, left_out: Collection[str] = ()) -> str:
         token = f"{self._consumer}/{uuid.uuid4().hex}"
-        columns = ["consumer", "cluster", "token", "source", "start_offset", "end_offset", "partitions"]
-        columns.append("left_out")
+        columns = [
+            "consumer", "cluster", "token", "source", "start_offset", "end_offset", "partitions", "left_out",
+        ]  # fmt: skip
         group, cluster, size, skip = self._consumer, self.cluster, len(ranges), list(left_out)
         # `left_out` on every partition's row: a share split off by a rebalance keeps it too.
         plan = [[group, cluster, token, source_name(tp), s, e, size, skip] for tp, (s, e) in ranges.items()]
