@@ -7,8 +7,6 @@ recreated topic) never collide with old tokens."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +26,7 @@ from inferline.service.processing import native_blocks, process_entries
 from inferline.service.writer_role import _NewInferences
 from inferline.storage.rollups import ROLLUPS, ROLLUPS_9
 from tests.otlp_helpers import sdk_spans, span_row
+from tests.rollup_helpers import views_detached
 
 pytestmark = pytest.mark.integration
 
@@ -193,26 +192,6 @@ def _inferences(count: int) -> list[dict[str, Any]]:
     return [dict(r) for r in GenAINormaliser().normalise(spans, [])]
 
 
-@contextlib.contextmanager
-def _views_detached(client: Client) -> Iterator[None]:
-    """The rollups' views miss what is inserted meanwhile: the state a process killed between an
-    insert's table and its views leaves (ClickHouse writes the table's part first)."""
-    views = [
-        str(name)
-        for (name,) in client.query(
-            "SELECT name FROM system.tables WHERE database = 'default' AND engine = 'MaterializedView'"
-        ).result_rows
-    ]
-    assert "llm_inferences_by_minute_mv" in views
-    for view in views:
-        client.command(f"DETACH TABLE `{view}`")
-    try:
-        yield
-    finally:
-        for view in views:
-            client.command(f"ATTACH TABLE `{view}`")
-
-
 def _rebuilt(client: Client, end: int, batch: Batch, kafka: bool = False) -> Run:
     """A writer restarted from no committed offset of A: it rebuilds the recorded flush of A's
     offsets [0, end), whose records come back as `batch`."""
@@ -235,7 +214,7 @@ def test_a_flush_killed_between_its_table_and_its_views_is_counted_once_when_reb
     the records read back as the same rows), ClickHouse adds exactly what the views miss."""
     rows = _inferences(4)
     crashed = Run(client, commit=False, kafka=True)
-    with _views_detached(client):
+    with views_detached(client):
         asyncio.run(crashed.deliver(Delivery(A, 0, 2, Batch(inferences=[dict(r) for r in rows]))))
     assert int(str(client.command("SELECT count() FROM llm_inferences"))) == 4
     assert int(str(client.command("SELECT count() FROM llm_inferences_by_minute"))) == 0
@@ -255,7 +234,7 @@ def test_an_embedded_flush_killed_between_its_table_and_its_views_is_recounted_w
     asyncio.run(Run(client).deliver(Delivery(B, 0, 2, _processed(earlier))))
     entries = _genai_entries(3, spans_each=2)
     crashed = Run(client, commit=False)
-    with _views_detached(client):
+    with views_detached(client):
         asyncio.run(crashed.deliver(*(Delivery(A, e.offset, e.offset + 1, _processed([e])) for e in entries)))
     assert int(str(client.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == 4
 
@@ -271,7 +250,7 @@ def test_a_rebuilt_flush_leaves_out_what_its_original_left_out(client: Client) -
     first = Run(client, kafka=True)
     asyncio.run(first.deliver(Delivery(B, 0, 1, Batch(inferences=[dict(rows[0])]))))
     crashed = Run(client, commit=False, kafka=True)
-    with _views_detached(client):
+    with views_detached(client):
         asyncio.run(crashed.deliver(Delivery(A, 0, 3, Batch(inferences=[dict(r) for r in rows]))))
     (plan,) = crashed.plans.pending({A: 0})
     assert plan.left_out == {f"{rows[0]['inference_id']}/{rows[0]['version']}"}

@@ -1,11 +1,12 @@
 """Recounting rollup buckets from the raw rows (`rollups.recount_statements`), what embedded mode
-does after a rebuilt flush, against the real engine: a bucket is counted again from its raw rows,
-each inference once, and a bucket older than the raw rows' retention is left alone (rollups may
-be kept longer than raw rows)."""
+does after a rebuilt flush, against the real engine: a bucket is counted again from its raw rows
+as the views count them, and a bucket older than the raw rows' retention is left alone (rollups
+may be kept longer than raw rows)."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.normalise import GenAINormaliser
 from inferline.storage.rollups import USAGE_BY_DAY, recount_statements
 from tests.genai_examples import flat_span
+from tests.rollup_helpers import views_detached
 
 pytestmark = pytest.mark.integration
 
@@ -50,29 +52,39 @@ def _recount(store: Client, raw_days: int) -> None:
         store.command(statement, settings={"mutations_sync": 2})
 
 
-def test_a_recount_counts_each_inference_of_its_buckets_once(store: Client) -> None:
-    rows = _store(store, 3, days_ago=0)
+def _touched(store: Client, rows: list[dict[str, Any]]) -> None:
+    """The rebuilt flush's rows, as its staging table holds them."""
+    ids = ", ".join(f"'{r['inference_id']}'" for r in rows)
     store.command(
-        "CREATE TABLE touched ENGINE = Memory AS SELECT project_id, start_time, version FROM llm_inferences"
+        "CREATE TABLE touched ENGINE = Memory AS SELECT project_id, start_time, version "
+        f"FROM llm_inferences WHERE inference_id IN ({ids})"
     )
-    # The views missed the rows (a kill between table and views), and a copy of one row is
-    # stored again (a sender's retry).
-    store.command(f"ALTER TABLE {USAGE_BY_DAY.table} DELETE WHERE 1", settings={"mutations_sync": 2})
-    Inserter(store).insert(Batch(inferences=[dict(rows[0])]), "a-retry")
-    assert _day_calls(store) == 1
+
+
+def test_a_recount_counts_the_raw_rows_of_its_buckets(store: Client) -> None:
+    """The views missed a flush's rows (a kill between table and views): a recount of their
+    buckets counts them, and the calls of an earlier flush in the same buckets, once. Another
+    project's bucket is not touched."""
+    _store(store, 2, days_ago=0)
+    with views_detached(store):
+        rows = _store(store, 3, days_ago=0)
+    other = [dict(rows[0], project_id="another", inference_id=str(uuid.uuid4()))]
+    Inserter(store).insert(Batch(inferences=other), "another-project")
+    assert _day_calls(store) == 2 + 1
+    _touched(store, rows)
 
     _recount(store, raw_days=180)
-    assert _day_calls(store) == 3
-    assert int(str(store.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == 3
+    assert _day_calls(store) == 2 + 3 + 1
+    assert int(str(store.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == 2 + 3 + 1
+    another = f"SELECT sum(requests) FROM {USAGE_BY_DAY.table} WHERE project_id = 'another'"
+    assert int(str(store.command(another))) == 1
 
 
 def test_a_recount_leaves_buckets_older_than_the_raw_rows_alone(store: Client) -> None:
     """Raw rows kept 1 day, rollups longer: the day three days ago has expired raw rows but its
     calls are still in the rollup, and a recount must not drop them."""
-    _store(store, 2, days_ago=3)
-    store.command(
-        "CREATE TABLE touched ENGINE = Memory AS SELECT project_id, start_time, version FROM llm_inferences"
-    )
+    rows = _store(store, 2, days_ago=3)
+    _touched(store, rows)
     store.command("ALTER TABLE llm_inferences DELETE WHERE 1", settings={"mutations_sync": 2})  # expired
     assert _day_calls(store) == 2
 

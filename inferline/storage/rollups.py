@@ -213,7 +213,8 @@ def recount_statements(database: str, touched: str, raw_days: int) -> list[str]:
     """Statements that recount, from `llm_inferences`, every rollup bucket (project and time
     bucket) that a version-1 row of `touched` (a table with `project_id`, `start_time` and
     `version` columns) falls in: the bucket's rows are deleted, then aggregated again from the
-    raw rows, each inference once.
+    raw rows, as the views aggregate them (a row the table holds twice, a sender's retry not yet
+    merged away, counts twice there too; de-duplicating would hold every id of a day in memory).
 
     For a flush rebuilt after a crash, which may have reached the table but not the views: the
     views count what is inserted, and an insert writes its table first. Only when nothing else
@@ -232,12 +233,11 @@ def recount_statements(database: str, touched: str, raw_days: int) -> list[str]:
             f"SELECT DISTINCT project_id, {bucket_expr} FROM {touched} WHERE version = 1 "
             f"AND {bucket_expr} >= now() - toIntervalDay({int(raw_days)})"
         )
-        raw = (
-            f"SELECT * FROM {db}.llm_inferences WHERE version = 1 "
-            f"AND (project_id, {bucket_expr}) IN ({buckets}) LIMIT 1 BY inference_id"
-        )
         statements.append(f"ALTER TABLE {db}.`{table}` DELETE WHERE (project_id, {bucket}) IN ({buckets})")
-        statements.append(f"INSERT INTO {db}.`{table}`\n{select}\nFROM ({raw})\nGROUP BY {group_by}")
+        statements.append(
+            f"INSERT INTO {db}.`{table}`\n{select}\nFROM {db}.llm_inferences\n"
+            f"WHERE version = 1 AND (project_id, {bucket_expr}) IN ({buckets})\nGROUP BY {group_by}"
+        )
     return statements
 
 
