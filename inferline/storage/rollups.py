@@ -15,6 +15,7 @@ counted twice (`recount_statements`), see docs/architecture.md.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -222,6 +223,9 @@ def recount_statements(database: str, touched: str, raw_days: int) -> list[str]:
     before the raw rows' retention (`raw_days`) are left alone: rollups may be kept longer than
     raw rows, and a recount would drop the calls whose rows have expired."""
     db = f"`{database}`"
+    # A literal, not now(): a mutation's condition must be deterministic (replicated tables refuse
+    # one that is not).
+    since = int(time.time()) - int(raw_days) * 86_400
     rollups = [
         (LEGACY_BY_MINUTE_TABLE, "minute", "toStartOfMinute(start_time)", LEGACY_BY_MINUTE_SELECT,
          LEGACY_BY_MINUTE_GROUP_BY),
@@ -231,7 +235,7 @@ def recount_statements(database: str, touched: str, raw_days: int) -> list[str]:
     for table, bucket, bucket_expr, select, group_by in rollups:
         buckets = (
             f"SELECT DISTINCT project_id, {bucket_expr} FROM {touched} WHERE version = 1 "
-            f"AND {bucket_expr} >= now() - toIntervalDay({int(raw_days)})"
+            f"AND {bucket_expr} >= toDateTime({since}, 'UTC')"
         )
         statements.append(f"ALTER TABLE {db}.`{table}` DELETE WHERE (project_id, {bucket}) IN ({buckets})")
         statements.append(
