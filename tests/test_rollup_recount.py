@@ -1,7 +1,7 @@
 """Recounting rollup buckets from the raw rows (`rollups.recount_statements`), what embedded mode
-does after a rebuilt flush, against the real engine: a bucket is counted again from its raw rows
-as the views count them, and a bucket older than the raw rows' retention is left alone (rollups
-may be kept longer than raw rows)."""
+does after a rebuilt flush, against the real engine: a bucket is counted again from its raw rows,
+each call once whatever merges kept of its versions, and a bucket older than the raw rows'
+retention is left alone (rollups may be kept longer than raw rows)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _store(store: Client, count: int, days_ago: int) -> list[dict[str, Any]]:
     rollups' views count them)."""
     start = time.time_ns() - days_ago * DAY_NS
     spans = [
-        flat_span(ATTRIBUTES, name="chat", seed=f"d{days_ago}-{i}", start=start + i, end=start + i + 10**9)
+        flat_span(ATTRIBUTES, name="chat", seed=f"{count}-{days_ago}-{i}", start=start + i, end=start + i + 1)
         for i in range(count)
     ]
     rows = [dict(r) for r in GenAINormaliser().normalise(spans, [])]
@@ -78,6 +78,20 @@ def test_a_recount_counts_the_raw_rows_of_its_buckets(store: Client) -> None:
     assert int(str(store.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == 2 + 3 + 1
     another = f"SELECT sum(requests) FROM {USAGE_BY_DAY.table} WHERE project_id = 'another'"
     assert int(str(store.command(another))) == 1
+
+
+def test_a_recount_counts_an_inference_whose_first_version_was_merged_away(store: Client) -> None:
+    """Content that arrived later made a second version of a call; a merge kept only that one.
+    The views counted the call once (its first version); so does the recount."""
+    with views_detached(store):
+        rows = _store(store, 3, days_ago=0)
+    Inserter(store).insert(Batch(inferences=[dict(rows[0], version=2)]), "content-arrived")
+    store.command("OPTIMIZE TABLE llm_inferences FINAL")
+    assert int(str(store.command("SELECT countIf(version = 1) FROM llm_inferences"))) == 2
+    _touched(store, rows)
+
+    _recount(store, raw_days=180)
+    assert _day_calls(store) == 3
 
 
 def test_a_recount_leaves_buckets_older_than_the_raw_rows_alone(store: Client) -> None:

@@ -214,8 +214,11 @@ def recount_statements(database: str, touched: str, raw_days: int) -> list[str]:
     """Statements that recount, from `llm_inferences`, every rollup bucket (project and time
     bucket) that a version-1 row of `touched` (a table with `project_id`, `start_time` and
     `version` columns) falls in: the bucket's rows are deleted, then aggregated again from the
-    raw rows, as the views aggregate them (a row the table holds twice, a sender's retry not yet
-    merged away, counts twice there too; de-duplicating would hold every id of a day in memory).
+    raw rows as `FINAL` reads them, each inference once. Not `version = 1` as the views read
+    inserts: a merge keeps only an inference's latest version. So a recounted call is counted
+    with its latest version's values (the views keep the first version's: attribution that
+    arrived later may differ); `FINAL` merges sorted parts as it reads, without holding a day's
+    ids in memory.
 
     For a flush rebuilt after a crash, which may have reached the table but not the views: the
     views count what is inserted, and an insert writes its table first. Only when nothing else
@@ -239,8 +242,8 @@ def recount_statements(database: str, touched: str, raw_days: int) -> list[str]:
         )
         statements.append(f"ALTER TABLE {db}.`{table}` DELETE WHERE (project_id, {bucket}) IN ({buckets})")
         statements.append(
-            f"INSERT INTO {db}.`{table}`\n{select}\nFROM {db}.llm_inferences\n"
-            f"WHERE version = 1 AND (project_id, {bucket_expr}) IN ({buckets})\nGROUP BY {group_by}"
+            f"INSERT INTO {db}.`{table}`\n{select}\nFROM {db}.llm_inferences FINAL\n"
+            f"WHERE (project_id, {bucket_expr}) IN ({buckets})\nGROUP BY {group_by}"
         )
     return statements
 
