@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from inferline.core.config import Settings
 from inferline.core.errors import ConfigError
 from inferline.core.logging import configure_logging
+from inferline.service.data_dir_lock import DataDirInUse, hold_data_dir
 
 if TYPE_CHECKING:
     from inferline.api.erasure import Kind
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValidationError) as e:
         print(f"inferline: invalid configuration: {e}", file=sys.stderr)
         return 2
+    except DataDirInUse as e:
+        print(f"inferline: {e}", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,16 +102,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from inferline.storage.retention import apply_configured_retention
     from inferline.storage.schema import migrate
 
-    client = connect(settings.resolved_clickhouse_url, settings.clickhouse_database)
-    migrate(client, settings.clickhouse_database, settings.retention_days)
-    apply_configured_retention(client, settings)
-    if args.command in ("keys", "projects"):
-        from inferline.storage.keys import ApiKeys
+    # The in-process engine opens the data directory's files: not while a service has them.
+    local = settings.resolved_clickhouse_url.startswith("chdb:")
+    with hold_data_dir(settings.data_dir) if local else contextlib.nullcontext():
+        client = connect(settings.resolved_clickhouse_url, settings.clickhouse_database)
+        migrate(client, settings.clickhouse_database, settings.retention_days)
+        apply_configured_retention(client, settings)
+        if args.command in ("keys", "projects"):
+            from inferline.storage.keys import ApiKeys
 
-        return _admin(args, ApiKeys(client, settings.clickhouse_database))
-    if args.command in ("users", "sessions"):
-        return _subject(args, client, settings)
-    return 0
+            return _admin(args, ApiKeys(client, settings.clickhouse_database))
+        if args.command in ("users", "sessions"):
+            return _subject(args, client, settings)
+        return 0
 
 
 def _subject(args: argparse.Namespace, client: Any, settings: Settings) -> int:

@@ -31,6 +31,7 @@ from inferline.processors.pii import PiiConfig, PiiMasker
 from inferline.receivers.otlp.admission import receiver_admission
 from inferline.receivers.otlp.grpc import otlp_grpc_server
 from inferline.receivers.otlp.http import decode_json_here, otlp_http_app
+from inferline.service.data_dir_lock import hold_data_dir
 from inferline.service.embedded_pipeline import EmbeddedEngine
 from inferline.service.feedback import WriteFeedback, insert_feedback
 from inferline.service.json_intake import WorkerJsonIntake
@@ -137,6 +138,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     stop_on_signals(stop)
 
     chain = ProcessorChain(settings.processors)  # first: a configuration mistake stops us before any I/O
+    data_dir_lock = hold_data_dir(settings.data_dir)  # then: not while another process has the files
     processing: InThread[Batch] | WorkerProcesses[Batch]
     if settings.resolved_workers:
         del chain  # each worker builds its own
@@ -241,4 +243,5 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     erase_client.close()
     alerts.close()
     write_client.close()
+    data_dir_lock.close()
     log.info("stopped")
