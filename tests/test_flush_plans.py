@@ -120,11 +120,15 @@ def _processed(entries: list[SourceEntry]) -> Batch:
     ).output
 
 
-def _stored_once(client: Client, calls: int) -> None:
-    """No FINAL: a row stored twice would count twice; the rollup counts each call once."""
-    assert int(str(client.command("SELECT count() FROM otel_traces"))) == calls
+def _stored_once(client: Client, calls: int, spans: int | None = None) -> None:
+    """No FINAL: a row stored twice would count twice; each rollup counts each call once.
+    `spans`: rows expected in otel_traces (default: one per call)."""
+    expected_spans = calls if spans is None else spans
+    assert int(str(client.command("SELECT count() FROM otel_traces"))) == expected_spans
     assert int(str(client.command("SELECT count() FROM llm_inferences"))) == calls
     assert int(str(client.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == calls
+    for rollup in (*ROLLUPS, *ROLLUPS_9):
+        assert int(str(client.command(f"SELECT sum(requests) FROM `{rollup.table}`"))) == calls, rollup.table
 
 
 def test_a_flush_rebuilt_in_other_blocks_than_the_original_is_not_stored_twice(client: Client) -> None:
@@ -220,7 +224,7 @@ def test_a_flush_killed_between_its_table_and_its_views_is_counted_once_when_reb
     assert int(str(client.command("SELECT count() FROM llm_inferences_by_minute"))) == 0
 
     _rebuilt(client, 2, Batch(inferences=rows), kafka=True)
-    _stored_once_in_tables_and_views(client, 4)
+    _stored_once(client, 4, spans=0)
 
 
 def test_an_embedded_flush_killed_between_its_table_and_its_views_is_recounted_when_rebuilt(
@@ -239,7 +243,7 @@ def test_an_embedded_flush_killed_between_its_table_and_its_views_is_recounted_w
     assert int(str(client.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == 4
 
     _rebuilt(client, 3, _processed(entries))
-    _stored_once_in_tables_and_views(client, 4 + 6)
+    _stored_once(client, 4 + 6)
 
 
 def test_a_rebuilt_flush_leaves_out_what_its_original_left_out(client: Client) -> None:
@@ -256,15 +260,7 @@ def test_a_rebuilt_flush_leaves_out_what_its_original_left_out(client: Client) -
     assert plan.left_out == {f"{rows[0]['inference_id']}/{rows[0]['version']}"}
 
     _rebuilt(client, 3, Batch(inferences=rows), kafka=True)
-    _stored_once_in_tables_and_views(client, 3)
-
-
-def _stored_once_in_tables_and_views(client: Client, calls: int) -> None:
-    """No FINAL: a row stored twice would count twice; each rollup counts each call once."""
-    assert int(str(client.command("SELECT count() FROM llm_inferences"))) == calls
-    assert int(str(client.command("SELECT sum(calls) FROM llm_inferences_by_minute"))) == calls
-    for rollup in (*ROLLUPS, *ROLLUPS_9):
-        assert int(str(client.command(f"SELECT sum(requests) FROM `{rollup.table}`"))) == calls, rollup.table
+    _stored_once(client, 3, spans=0)
 
 
 def test_a_plan_split_by_a_rebalance_loses_nothing(client: Client) -> None:
