@@ -395,3 +395,23 @@ def flat_span(
     if "end" in times:
         ex["endTimeUnixNano"] = times["end"]
     return make_span(ex, seed=seed or name + orjson.dumps(attributes, default=str).decode())
+
+
+_CHAT_ATTRIBUTES = {
+    "gen_ai.system": "openai",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.operation.name": "chat",
+}
+
+
+def chat_inference_rows(count: int, start_ns: int, seed: str = "") -> list[dict[str, Any]]:
+    """`count` llm_inferences rows (version 1) of OpenAI chat calls starting at `start_ns` + i, one
+    second long; `seed` makes their ids differ from another call's."""
+    from inferline.processors.normalise import GenAINormaliser
+
+    spans = [
+        flat_span(_CHAT_ATTRIBUTES, name="chat gpt-4o-mini", seed=f"{seed}{i}", start=start_ns + i,
+                  end=start_ns + i + 10**9)
+        for i in range(count)
+    ]  # fmt: skip
+    return [dict(r) for r in GenAINormaliser().normalise(spans, [])]

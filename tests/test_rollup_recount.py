@@ -14,30 +14,19 @@ from clickhouse_connect.driver.client import Client
 
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.inserter import Inserter
-from inferline.processors.normalise import GenAINormaliser
 from inferline.storage.rollups import USAGE_BY_DAY, recount_statements
-from tests.genai_examples import flat_span
+from tests.genai_examples import chat_inference_rows
 from tests.rollup_helpers import views_detached
 
 pytestmark = pytest.mark.integration
 
 DAY_NS = 86_400 * 10**9
-ATTRIBUTES = {
-    "gen_ai.system": "openai",
-    "gen_ai.request.model": "gpt-4o-mini",
-    "gen_ai.operation.name": "chat",
-}
 
 
 def _store(store: Client, count: int, days_ago: int) -> list[dict[str, Any]]:
     """`count` inferences that started `days_ago` days ago, inserted as the service does (the
     rollups' views count them)."""
-    start = time.time_ns() - days_ago * DAY_NS
-    spans = [
-        flat_span(ATTRIBUTES, name="chat", seed=f"{count}-{days_ago}-{i}", start=start + i, end=start + i + 1)
-        for i in range(count)
-    ]
-    rows = [dict(r) for r in GenAINormaliser().normalise(spans, [])]
+    rows = chat_inference_rows(count, time.time_ns() - days_ago * DAY_NS, seed=f"{count}-{days_ago}-")
     Inserter(store).insert(Batch(inferences=[dict(r) for r in rows]), f"flush-{days_ago}-{count}")
     return rows
 

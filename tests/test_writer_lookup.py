@@ -5,39 +5,23 @@ left out is recorded so its rebuild leaves out the same."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.inserter import Inserter
-from inferline.processors.normalise import GenAINormaliser
 from inferline.service.writer_role import _NewInferences
-from tests.genai_examples import flat_span
+from tests.genai_examples import chat_inference_rows
 
 pytestmark = pytest.mark.integration
-
-
-def _inference_rows(count: int) -> list[dict[str, Any]]:
-    attributes = {
-        "gen_ai.system": "openai",
-        "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.operation.name": "chat",
-    }
-    now = time.time_ns()  # within the tables' retention
-    spans = [
-        flat_span(attributes, name="chat gpt-4o-mini", seed=f"s{i}", start=now + i, end=now + i + 10**9)
-        for i in range(count)
-    ]
-    return GenAINormaliser().normalise(spans, [])
 
 
 def test_a_flush_larger_than_one_query_can_name_still_finds_what_is_stored(store: Client) -> None:
     """12,000 inference ids do not fit in one query (ClickHouse's `max_query_size`, 256 KiB: a
     syntax error the writer retried forever, its flush never stored); the look-up goes in chunks
     and still finds the rows a replay would insert twice."""
-    rows = _inference_rows(12_000)
+    rows = chat_inference_rows(12_000, time.time_ns(), seed="s")  # within the tables' retention
     assert len({r["inference_id"] for r in rows}) == 12_000
     already = [rows[5], rows[6_000], rows[11_999]]  # stored by the flush before a crash
     Inserter(store).insert(Batch(inferences=[dict(r) for r in already]), "before-the-crash")
