@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import orjson
 import pytest
@@ -537,12 +538,55 @@ def test_counts_carried_from_the_receiver_are_added(masker: PiiMasker) -> None:
 
 
 def test_json_text_is_masked_in_place_around_escapes(masker: PiiMasker) -> None:
-    """The one-pass path: the JSON text keeps its own formatting and escapes, only values change."""
+    """Masked leaf by leaf, written back where each value stands: the JSON text keeps its own
+    formatting and escapes, only values change."""
     value = '[ {"role": "user", "content": "a\\u2013b \\"quoted\\"\\njane@example.com\\tok"} ]'
     counts: dict[str, int] = {}
     masked = masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS)
     assert masked == '[ {"role": "user", "content": "a\\u2013b \\"quoted\\"\\n<EMAIL>\\tok"} ]'
     assert counts == {"EMAIL": 1}
+
+
+def test_json_is_written_anew_when_a_masked_value_is_also_a_key(masker: PiiMasker) -> None:
+    """Replacing the value's text in place would mask the key too: the masked value is
+    serialised instead, the key and the rest of the structure as they were."""
+    value = '{"jane@example.com": "jane@example.com", "role": "user"}'
+    counts: dict[str, int] = {}
+    masked = masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS)
+    assert orjson.loads(masked) == {"jane@example.com": "<EMAIL>", "role": "user"}
+    assert counts == {"EMAIL": 1}
+
+
+def test_a_batch_scans_a_message_once_in_its_row_and_in_its_span_json(masker: PiiMasker) -> None:
+    """The span's JSON messages hold the texts the inference row holds: both are masked, and the
+    text is scanned once for the batch."""
+    text = "Bitte an Amélie Dubois schicken, Telefon +49 30 1234567."
+    batch = Batch(
+        inferences=[{"span_id": "s1", "prompt_messages": [{"role": "user", "content": text}]}],
+        spans=[
+            {
+                "SpanId": "s1",
+                "SpanAttributes": {
+                    "gen_ai.input.messages": orjson.dumps([{"role": "user", "content": text}]).decode()
+                },
+            }
+        ],
+    )
+    scanned: list[str] = []
+    find_many = masker._engine.find_many
+
+    def recording(texts: list[str], allow: frozenset[str]) -> Any:
+        scanned.extend(texts)
+        return find_many(texts, allow)
+
+    masker._engine.find_many = recording  # type: ignore[method-assign]
+    masker.process(batch)
+    assert scanned.count(text) == 1 and all(text not in t or t == text for t in scanned)
+    expected = "Bitte an <PERSON> schicken, Telefon <PHONE>."
+    assert batch.inferences[0]["prompt_messages"] == [{"role": "user", "content": expected}]
+    stored = batch.spans[0]["SpanAttributes"]["gen_ai.input.messages"]
+    assert json.loads(stored) == [{"role": "user", "content": expected}]
+    assert batch.inferences[0]["pii_found"] == batch.spans[0]["PiiFound"] == {"PERSON": 1, "PHONE": 1}
 
 
 def test_json_with_escaped_accented_letters_is_masked_per_leaf(masker: PiiMasker) -> None:

@@ -24,14 +24,17 @@ scan, each distinct one once, joined into one buffer for one call per Hyperscan 
 walked. A call per value cost ~0.5 µs of fixed overhead each, ~10 per GenAI span.
 
 Structured values (JSON strings in attributes, log bodies, tool-call arguments) are parsed and
-their string leaves masked, so a mask never lands inside a JSON escape (`\\njane@x.com`). The
-parse happens only when a scan of the raw string (escapes blanked) finds something.
+their string leaves scanned and masked, so a mask never lands inside a JSON escape
+(`\\njane@x.com`) and an escaped name ("Am\\u00e9lie") reads as one. Their leaves are mostly the
+message texts the inference row holds as well, so the batch scans those once. A masked value is
+written back where it stands in the JSON text, keeping the sender's formatting.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hmac
+import json
 import logging
 import re
 import threading
@@ -303,11 +306,6 @@ def _whole_match(m: re.Match[str]) -> tuple[int, int] | None:
 
 
 _DIGIT = re.compile(r"\d", re.ASCII)
-# A \\u escape of a letter beyond ASCII (Latin-1 and Latin Extended: accented names and streets).
-_ESCAPED_LETTER = re.compile(r"\\u0(?:0[c-fC-F]|1[0-7])[0-9a-fA-F]")
-# JSON escapes blanked to a non-word control char before the pre-scan of a raw JSON string, so
-# that "\n+1 415 555 0132" still looks like a phone number after a boundary.
-_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 
 
 class _Engine:
@@ -816,32 +814,16 @@ class PiiMasker:
             return s  # inline images/audio: masking would corrupt them and they hold no text
         first = s[0]
         if (first == "{" or first == "[") and s[-1] in "}]":
-            if "\\u" in s and _ESCAPED_LETTER.search(s) is not None:
-                # "Am\\u00e9lie Dubois", as json.dumps writes it: a name only reads as one
-                # decoded, so the values are masked leaf by leaf.
-                detections = []
-            else:
-                # Escapes become filler of the same length: no match can take in part of an
-                # escape, and match offsets in the probe are offsets in the JSON text.
-                probe = _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
-                detections = self._detect(probe)
-                if not detections:
-                    return s
-            # Mask the JSON text itself in one pass, and keep it if it still parses to the same
-            # shape with the skipped keys unchanged; otherwise (a match in a number, across
-            # values) mask leaf by leaf below.
-            masked_s, found = self._apply(s, detections) if detections else (s, {})
-            if detections and _same_shape_and_skipped(s, masked_s, json_skip_keys):
-                for k, n in found.items():
-                    counts[k] = counts.get(k, 0) + n
-                return masked_s
+            # A JSON value is masked leaf by leaf, as decoded: "Am\\u00e9lie" reads as a name only
+            # then, and the leaves are mostly the message texts the inference row holds too, which
+            # the batch scans once (`_probe`). Re-serialised only when something was masked.
             try:
                 obj = orjson.loads(s)
             except orjson.JSONDecodeError:
-                obj = None
+                obj = None  # not JSON after all: scanned as text
             if isinstance(obj, (dict, list)):
                 masked = self.mask_value(obj, counts, json_skip_keys)
-                return s if masked is obj else orjson.dumps(masked).decode()
+                return s if masked is obj else _masked_json_text(s, obj, masked)
         detections = self._detect(s)
         if not detections:
             return s
@@ -1051,29 +1033,27 @@ class PiiMasker:
         return clean
 
     def _probe(self, s: str) -> str | tuple[str, ...] | None:
-        """What `_scan_str` scans for `s`: `s` itself, a JSON text with its escapes blanked,
-        `_SKIPPED` for inline data, the string leaves of a JSON value masked leaf by leaf (escaped
-        accented letters), or None when `s` must be walked to know (a parse the walk would fail)."""
+        """What `_scan_str` scans for `s`: `s` itself, `_SKIPPED` for inline data, the string
+        leaves of a JSON object or array (masked leaf by leaf), or None when `s` must be walked to
+        know (a parse the walk would fail)."""
         if s.startswith("data:") and ";base64," in s[:100]:
             return _SKIPPED
         first = s[0]
         if (first == "{" or first == "[") and s[-1] in "}]":
-            if "\\u" in s and _ESCAPED_LETTER.search(s) is not None:
-                try:
-                    obj = orjson.loads(s)
-                except orjson.JSONDecodeError:
-                    return s  # not JSON after all: `_scan_str` scans the raw text
-                except Exception:
-                    return None
-                if not isinstance(obj, (dict, list)):
-                    return s
-                leaves: list[str] = []
-                try:
-                    self._collect_value(obj, leaves)
-                except Exception:  # too deep: the walk redacts the row
-                    return None
-                return tuple(leaves)
-            return _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
+            try:
+                obj = orjson.loads(s)
+            except orjson.JSONDecodeError:
+                return s  # not JSON after all: `_scan_str` scans the raw text
+            except Exception:
+                return None
+            if not isinstance(obj, (dict, list)):
+                return s
+            leaves: list[str] = []
+            try:
+                self._collect_value(obj, leaves)
+            except Exception:  # too deep: the walk redacts the row
+                return None
+            return tuple(leaves)
         return s
 
     def _collect_value(self, value: Any, out: list[str], depth: int = 0) -> None:
@@ -1339,33 +1319,48 @@ def _add(row: Row, column: str, counts: dict[str, int] | None) -> None:
         row[column] = found
 
 
-def _same_length_filler(m: re.Match[str]) -> str:
-    return "\x01" * (m.end() - m.start())
-
-
-def _same_shape_and_skipped(before: str, after: str, skip_keys: frozenset[str]) -> bool:
+def _masked_json_text(text: str, before: Any, after: Any) -> str:
+    """`text` (the JSON of `before`) with each masked string value replaced where it stands, so
+    the sender's formatting and escapes stay (`after` is `before` with some string leaves
+    masked). Each old leaf is looked for as orjson writes it and as `json.dumps` does by default
+    (non-ASCII as \\u escapes); when one is not found, or the result does not read back as
+    `after` (the same text as a key, say), `after` is serialised anew."""
+    for old, new in _changed_leaves(before, after):
+        for encode in (_json_utf8, _json_ascii):
+            written = encode(old)
+            if written in text:
+                text = text.replace(written, encode(new))
+                break
+        else:
+            return orjson.dumps(after).decode()
     try:
-        a, b = orjson.loads(before), orjson.loads(after)
+        same = orjson.loads(text) == after
     except orjson.JSONDecodeError:
-        return False
-    return _parallel(a, b, skip_keys)
+        same = False
+    return text if same else orjson.dumps(after).decode()
 
 
-def _parallel(a: Any, b: Any, skip_keys: frozenset[str]) -> bool:
-    """Same structure, same keys, and the values under `skip_keys` untouched."""
-    if isinstance(a, dict):
-        if not isinstance(b, dict) or a.keys() != b.keys():
-            return False
-        return all((a[k] == b[k]) if k in skip_keys else _parallel(a[k], b[k], skip_keys) for k in a)
-    if isinstance(a, list):
-        return (
-            isinstance(b, list)
-            and len(a) == len(b)
-            and all(_parallel(x, y, skip_keys) for x, y in zip(a, b, strict=True))
-        )
-    if isinstance(a, str):
-        return isinstance(b, str)
-    return a == b
+def _changed_leaves(before: Any, after: Any) -> Iterator[tuple[str, str]]:
+    """(old, new) for each string leaf `mask_value` replaced (it returns unchanged parts as the
+    same objects, so identity tells)."""
+    if before is after:
+        return
+    if isinstance(before, str):
+        yield before, after
+    elif isinstance(before, list):
+        for b, a in zip(before, after, strict=True):
+            yield from _changed_leaves(b, a)
+    elif isinstance(before, dict):
+        for k, b in before.items():
+            yield from _changed_leaves(b, after[k])
+
+
+def _json_utf8(s: str) -> str:
+    return orjson.dumps(s).decode()
+
+
+def _json_ascii(s: str) -> str:
+    return json.dumps(s)
 
 
 def _redacted_like(value: Any, depth: int = 0) -> Any:
