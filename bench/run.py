@@ -251,7 +251,10 @@ def run_embedded(
             chosen(args, ["genai_max", "plain_max", "genai_half", "genai_overload"]),
             0xA0,
             args.seconds,
-            3.0,
+            # The drain's patience: one flush of the exporter's largest batches (tens of thousands
+            # of rows, with the rollup views) can take several seconds on a busy 2-vCPU host, and
+            # at 3 s the drain gave up in the middle of one, reporting spans "not stored yet".
+            10.0,
         )
 
 
