@@ -381,10 +381,12 @@ class Body:
     """One encoded request and where its placeholder ids sit: (offset, span index)."""
 
     data: bytes
-    # (offset, span index): where span k's id goes, and where the second half of a trace id goes
-    # (the root span's id; the first half, the run prefix, is written when the body is built).
+    # (offset, span index): where span k's id goes.
     slots: list[tuple[int, int]]
     hex_ids: bool  # OTLP/JSON writes ids as hex text
+    # (offset, root span index): where the second half of a trace id goes (the first half, the
+    # run prefix, is written when the body is built).
+    trace_slots: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -407,13 +409,28 @@ _PACK = struct.Struct(">Q").pack_into
 
 def _stamp(body: Body, base: int) -> bytes:
     buf = bytearray(body.data)
+    ids = [(off, base + i) for off, i in body.slots]
+    # A trace id's last byte chooses its shard (`inferline.otlp.shard`) and is random in real W3C
+    # trace ids: the root's number, mixed (splitmix64's finalizer, a bijection: ids stay unique).
+    # Unmixed, a trace's root index steps by the (fixed) size of a plain trace and every plain
+    # span went to the same shard, so one worker did all the work.
+    ids += [(off, _mix(base + i)) for off, i in body.trace_slots]
     if body.hex_ids:
-        for off, i in body.slots:
-            buf[off : off + 16] = b"%016x" % (base + i)
+        for off, v in ids:
+            buf[off : off + 16] = b"%016x" % v
     else:
-        for off, i in body.slots:
-            _PACK(buf, off, base + i)
+        for off, v in ids:
+            _PACK(buf, off, v)
     return bytes(buf)
+
+
+_U64 = (1 << 64) - 1
+
+
+def _mix(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+    return z ^ (z >> 31)
 
 
 def _find_all(data: bytes, marker: bytes) -> list[int]:
@@ -444,16 +461,17 @@ def _encode(
         slots += [(o, i) for o in _find_all(data, encoded(mark))]
     found_spans = {i for _, i in slots}
     found_traces = set()
+    trace_slots: list[tuple[int, int]] = []
     for root, mark in trace_marks.items():
         for o in _find_all(data, encoded(mark)):
             data[o : o + width] = encoded(prefix)
-            slots.append((o + width, root))
+            trace_slots.append((o + width, root))
             found_traces.add(root)
     if message is ExportTraceServiceRequest and (
         len(found_spans) != len(span_marks) or len(found_traces) != len(trace_marks)
     ):
         raise RuntimeError("a placeholder id was not found in the encoded request")
-    return Body(bytes(data), slots, hex_ids)
+    return Body(bytes(data), slots, hex_ids, trace_slots)
 
 
 def build_template(kind: str, transport: str, spans: int, rng: random.Random, prefix: bytes) -> Template:

@@ -1,7 +1,7 @@
-"""Where the service's CPU goes per GenAI span: by process and by thread name.
+"""Where the service's CPU goes per GenAI span (or plain span): by process and by thread name.
 
-    python -m bench.service_cpu [--mode embedded|kafka] [--requests 40] [--spans 500] [--senders 4]
-                                [--service-env K=V ...]
+    python -m bench.service_cpu [--mode embedded|kafka] [--kind genai|plain] [--requests 40]
+                                [--spans 500] [--senders 4] [--service-env K=V ...]
 
 Starts a fresh embedded service (or Kafka mode's three roles on a mock cluster), sends it
 `--requests` pre-built protobuf GenAI requests (the stage table's kind of spans, with their
@@ -76,11 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument("--spans", type=int, default=500, help="GenAI spans per request")
+    parser.add_argument("--kind", choices=("genai", "plain"), default="genai", help="the spans sent")
+    parser.add_argument("--spans", type=int, default=500, help="spans per request")
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--service-env", action="append", default=[], metavar="INFERLINE_X=V")
     args = parser.parse_args(argv)
-    requests = _requests("genai", "grpc", args.requests, args.spans)
+    requests = _requests(args.kind, "grpc", args.requests, args.spans)
     total = sum(n for _, _, n in requests)
     start = embedded if args.mode == "embedded" else kafka
     with tempfile.TemporaryDirectory() as tmp, start(Path(tmp), service_env(args.service_env)) as target:
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
             last = cpu
         after = snapshot(roots)
     idle_s = time.monotonic() - started
-    print(f"{total:,} GenAI spans acknowledged in {acked_s:.1f} s, the service idle after {idle_s:.1f} s")
+    kind = "GenAI spans" if args.kind == "genai" else "plain spans"
+    print(f"{total:,} {kind} acknowledged in {acked_s:.1f} s, the service idle after {idle_s:.1f} s")
     grand = 0.0
     for label, threads in after.items():
         earlier = before.get(label, {})
