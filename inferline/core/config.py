@@ -17,11 +17,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 
 class BatchSettings(BaseModel):
-    max_rows: int = Field(10_000, ge=1, description="flush a table's batch at this many rows")
+    # An insert costs ClickHouse ~150 ms of CPU besides its rows (a part per table and rollup
+    # view, their merges): at full load a flush of ~3k GenAI spans spent ~50 µs per span on it,
+    # one of ~10k spans ~15 (docs/performance.md). Hence room for large flushes under load.
+    max_rows: int = Field(30_000, ge=1, description="flush a table's batch at this many rows")
     # Between the two, a batch waits ~4x as long as recent inserts took (storage/flush_policy.py):
     # data queryable quickly where inserts are cheap, few inserts where they are dear.
     min_delay_s: float = Field(0.05, gt=0, description="shortest wait for a batch to fill")
-    max_delay_s: float = Field(1.0, gt=0, description="longest wait for a batch to fill")
+    max_delay_s: float = Field(2.5, gt=0, description="longest wait for a batch to fill")
     max_pending_rows: int = Field(
         50_000, ge=1, description="rows gathered for storage past which consumers wait for a flush"
     )
