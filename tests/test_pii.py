@@ -589,6 +589,22 @@ def test_a_batch_scans_a_message_once_in_its_row_and_in_its_span_json(masker: Pi
     assert batch.inferences[0]["pii_found"] == batch.spans[0]["PiiFound"] == {"PERSON": 1, "PHONE": 1}
 
 
+def test_json_nested_deeper_than_the_walk_is_masked_as_text(masker: PiiMasker) -> None:
+    """OTLP allows arrays 97 levels deep: such a value is scanned and masked as JSON text (escapes
+    blanked for the scan), neither left unmasked nor its row redacted."""
+    inner = orjson.dumps({"note": "call\n+1 415 555 0132 or jane@example.com", "keep": "x"}).decode()
+    value = "[" * 90 + inner + "]" * 90
+    batch = Batch(spans=[{"SpanId": "s1", "SpanAttributes": {"deep": value, "n": "plain text"}}])
+    masker.process(batch)
+    stored = batch.spans[0]["SpanAttributes"]["deep"]
+    leaf: object = orjson.loads(stored)
+    for _ in range(90):
+        assert isinstance(leaf, list)
+        leaf = leaf[0]
+    assert leaf == {"note": "call\n<PHONE> or <EMAIL>", "keep": "x"}
+    assert batch.spans[0]["PiiFound"] == {"PHONE": 1, "EMAIL": 1}
+
+
 def test_json_with_escaped_accented_letters_is_masked_per_leaf(masker: PiiMasker) -> None:
     """json.dumps writes "Amélie" as "Am\\u00e9lie": the name is found in the decoded value."""
     value = json.dumps([{"role": "user", "content": "Merci de transmettre à Amélie Dubois."}])

@@ -306,6 +306,10 @@ def _whole_match(m: re.Match[str]) -> tuple[int, int] | None:
 
 
 _DIGIT = re.compile(r"\d", re.ASCII)
+# JSON escapes, blanked to a non-word control character of the same length before a JSON text is
+# scanned as text, so that "\n+1 415 555 0132" still looks like a phone number after a boundary
+# and match offsets are offsets in the JSON text.
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 
 
 class _Engine:
@@ -822,12 +826,36 @@ class PiiMasker:
             except orjson.JSONDecodeError:
                 obj = None  # not JSON after all: scanned as text
             if isinstance(obj, (dict, list)):
-                masked = self.mask_value(obj, counts, json_skip_keys)
+                found: dict[str, int] = {}
+                try:
+                    masked = self.mask_value(obj, found, json_skip_keys)
+                except TooDeep:
+                    return self._mask_json_text(s, counts)
+                for k, n in found.items():
+                    counts[k] = counts.get(k, 0) + n
                 return s if masked is obj else _masked_json_text(s, obj, masked)
         detections = self._detect(s)
         if not detections:
             return s
         masked_s, found = self._apply(s, detections)
+        for k, n in found.items():
+            counts[k] = counts.get(k, 0) + n
+        return masked_s
+
+    def _mask_json_text(self, s: str, counts: dict[str, int]) -> str:
+        """A JSON value nested deeper than the walk goes (OTLP arrays may nest 97 levels), masked
+        as text: its escapes blanked for the scan (a match never takes in part of one, and
+        "\\n+1 415 555 0132" still starts after a boundary), the matches replaced in the text,
+        which must still parse. If it does not (a match across the JSON's syntax), TooDeep: the
+        row is redacted (`_guard`), never stored with the value half masked."""
+        detections = self._detect(_blank_escapes(s))
+        if not detections:
+            return s
+        masked_s, found = self._apply(s, detections)
+        try:
+            orjson.loads(masked_s)
+        except orjson.JSONDecodeError:
+            raise TooDeep("a deeply nested JSON value could not be masked as text") from None
         for k, n in found.items():
             counts[k] = counts.get(k, 0) + n
         return masked_s
@@ -1051,7 +1079,9 @@ class PiiMasker:
             leaves: list[str] = []
             try:
                 self._collect_value(obj, leaves)
-            except Exception:  # too deep: the walk redacts the row
+            except TooDeep:  # deeper than the walk goes: scanned as text (`_mask_json_text`)
+                return _blank_escapes(s)
+            except Exception:  # the walk must tell
                 return None
             return tuple(leaves)
         return s
@@ -1317,6 +1347,14 @@ def _add(row: Row, column: str, counts: dict[str, int] | None) -> None:
         for kind, n in counts.items():
             found[kind] = found.get(kind, 0) + n
         row[column] = found
+
+
+def _blank_escapes(s: str) -> str:
+    return _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
+
+
+def _same_length_filler(m: re.Match[str]) -> str:
+    return "\x01" * (m.end() - m.start())
 
 
 def _masked_json_text(text: str, before: Any, after: Any) -> str:
