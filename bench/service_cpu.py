@@ -4,12 +4,13 @@
                                 [--spans 500] [--senders 4] [--service-env K=V ...]
 
 Starts a fresh embedded service (or Kafka mode's three roles on a mock cluster), sends it
-`--requests` pre-built protobuf GenAI requests (the stage table's kind of spans, with their
-content log records) from `--senders` threads, waits until its processes go idle (everything
-stored, merges done), and prints the CPU time each process and each thread name spent, per span
-sent. The main process's threads named by
-ClickHouse (`MergeMutate`, `ThreadPool`, ...) and its unnamed ones are the engine's; `python`
-is the interpreter's threads; the worker processes run the processor chain. This is what the
+`--requests` pre-built protobuf requests (`--kind genai`: the stage table's kind of spans, with
+their content log records; `--kind plain`: HTTP/database spans) from `--senders` threads, waits
+until its processes go idle (everything stored, merges done), and prints the CPU time each
+process and each thread name spent, per span sent. The main process's threads named by ClickHouse
+(`MergeMutate`, `ThreadPool`, ...) and its unnamed ones are the engine's (`Unknown` is the one
+that runs the queries, inserts included); `python` is the interpreter's threads; the worker
+processes run the processor chain. This is what the
 stage table cannot show: the engine's work on its own threads, merges, and the hand-offs.
 In Kafka mode each role's processes are labelled by role, and the mock broker is shown apart
 (not part of the service's total).
