@@ -332,7 +332,10 @@ def test_over_the_memory_ceiling_requests_are_refused_until_memory_comes_back(
     request is accepted."""
     client, keys, key = store
     body = traces_json([json_span(GENAI_ATTRIBUTES, name="memory ceiling")])
-    ceiling = MemoryCeiling(psutil.Process().memory_info().rss + (128 << 20), interval_s=0.01)
+    # The test process alone: other tests may leave processes of their own beside it.
+    ceiling = MemoryCeiling(
+        psutil.Process().memory_info().rss + (128 << 20), interval_s=0.01, descendants=False
+    )
 
     async def scenario() -> tuple[httpx.Response, grpc.RpcError | None, httpx.Response]:
         engine = _engine(client, tmp_path)

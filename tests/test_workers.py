@@ -193,6 +193,28 @@ def test_workers_setting_zero_runs_in_a_thread(tmp_path: Path) -> None:
         assert svc.stop() == 0
 
 
+def test_past_the_memory_ceiling_the_workers_count_and_are_asked_to_hand_memory_back(tmp_path: Path) -> None:
+    """The ceiling is the whole service's (what a container's limit counts): the refusal's log
+    line reports the memory of the main process and its workers together, and the workers and
+    the engine are asked to hand freed memory back, without an error."""
+    svc = make_service(tmp_path, INFERLINE_WORKERS="2", INFERLINE_MAX_RSS_BYTES="1")
+    svc.start()
+    try:
+        r = _post(svc, "/v1/traces", traces_json([json_span({"i": 1})]))
+        assert r.status_code == 503 and r.headers["retry-after"] == "2"
+        assert "memory ceiling" in r.json()["message"]
+        assert svc.process is not None
+        main_rss = psutil.Process(svc.process.pid).memory_info().rss
+        children_rss = sum(p.memory_info().rss for p in _workers(svc))
+        assert wait_for(lambda: "rss_after_reclaim" in svc.logs(), timeout=20)
+        line = next(ln for ln in svc.logs().splitlines() if "rss_after_reclaim" in ln)
+        reported = orjson.loads(line)["rss_bytes"]
+        assert reported > main_rss + children_rss / 2, (reported, main_rss, children_rss)
+        assert "reclaiming memory failed" not in svc.logs()
+    finally:
+        assert svc.stop() == 0
+
+
 def test_json_decoded_in_a_worker_still_names_what_is_wrong(workers_service: Service) -> None:
     bad = b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 5}]}]}]}'
     r = _post(workers_service, "/v1/traces", bad)

@@ -15,6 +15,8 @@ import yaml
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from inferline.core.memory import memory_limit_bytes
+
 
 class BatchSettings(BaseModel):
     # Each insert has a fixed cost (a part per table and rollup view, their merges), so under load
@@ -199,8 +201,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="request bytes being handled at once, past which requests get 429",
     )
-    max_rss_bytes: int = Field(
-        3 << 29, ge=0, description="resident memory past which receivers refuse requests (503); 0 = off"
+    max_rss_bytes: int | None = Field(
+        None,
+        ge=0,
+        description="resident memory of the service (its processes together) past which receivers "
+        "refuse requests (503); 0 = off; unset: 80% of the container's memory limit, or of the machine's",
     )
     max_queue_wait_s: float = Field(
         2.0, gt=0, description="longest a request waits for a free processor before a retryable refusal"
@@ -241,6 +246,12 @@ class Settings(BaseSettings):
             return self.workers
         cores = os.cpu_count() or 1
         return cores if cores > 1 else 0
+
+    @property
+    def resolved_max_rss_bytes(self) -> int:
+        if self.max_rss_bytes is not None:
+            return self.max_rss_bytes
+        return int(memory_limit_bytes() * 0.8)
 
     @property
     def resolved_clickhouse_url(self) -> str:

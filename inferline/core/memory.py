@@ -20,8 +20,11 @@ import ctypes
 import ctypes.util
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 from inferline.core import metrics
 
@@ -88,3 +91,46 @@ def observe_collector_pauses() -> None:
             pauses[info["generation"]].observe(time.perf_counter() - started)
 
     gc.callbacks.append(on_collection)
+
+
+# cgroup v1 writes ~2**63 for "no limit", v2 writes "max".
+_NO_LIMIT = 1 << 60
+
+
+def memory_limit_bytes(
+    cgroup_root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")
+) -> int:
+    """The memory this process may use: the smallest limit of its cgroup and the cgroups above it
+    (v2 `memory.max`, v1 `memory.limit_in_bytes`: a container's limit, what its OOM killer acts
+    on), or the machine's memory when none is set or none can be read."""
+    total: int = psutil.virtual_memory().total
+    limits = [n for n in _cgroup_limits(cgroup_root, proc_cgroup) if 0 < n < _NO_LIMIT]
+    return min([total, *limits])
+
+
+def _cgroup_limits(root: Path, proc_cgroup: Path) -> Iterator[int]:
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:  # v2: "0::/path"
+            base, name = root, "memory.max"
+        elif "memory" in controllers.split(","):  # v1: "4:memory:/path"
+            base, name = root / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        # The cgroup's own directory and each one above it (a limit may sit on a parent; in a
+        # container with its own cgroup namespace the path is "/" and the limit at the root).
+        directory = base / path.strip("/")
+        for d in (directory, *directory.parents):
+            try:
+                value = (d / name).read_text().strip()
+            except OSError:
+                value = ""
+            if value.isdigit():
+                yield int(value)
+            if d == base:
+                break

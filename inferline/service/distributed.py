@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -70,7 +71,10 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     stoppers: list[Callable[[], Awaitable[None]]] = []  # background components, stopped before the closers
     grpc_server = None
     sink = None
+    admission = None
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
+    # What the receivers' memory ceiling may ask to hand back memory (the engine's, the workers').
+    reclaimers: list[Callable[[], object]] = []
 
     if writes:
         from inferline.api.app import api_app
@@ -80,7 +84,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         from inferline.service.embedded import alerting
         from inferline.service.feedback import insert_feedback
         from inferline.service.writer_role import WriterRole
-        from inferline.storage.clickhouse import connect
+        from inferline.storage.clickhouse import connect, release_engine_memory
         from inferline.storage.retention import apply_configured_retention
         from inferline.storage.schema import migrate
         from inferline.ui.app import add_dashboard
@@ -122,7 +126,16 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
                 settings.api_port,
             )
         )
-        closers += [sql.close, client.close, feedback_client.close, erase_client.close, alerts.close]
+        memory_client = connect(url, database)
+        reclaimers.append(partial(release_engine_memory, memory_client, url))
+        closers += [
+            sql.close,
+            client.close,
+            feedback_client.close,
+            erase_client.close,
+            memory_client.close,
+            alerts.close,
+        ]
     else:
         servers.append(_server(health_app(lambda: all(r() for r in ready)), settings, settings.api_port))
 
@@ -132,6 +145,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         processor = ProcessorRole(settings, bootstrap)
         workers.append(asyncio.create_task(processor.run(workers_stop), name="processor"))
         ready.append(lambda: processor.ready)
+        reclaimers.append(processor.reclaim)
 
     if receives:
         from inferline.exporters.kafka.raw import KafkaRawExporter
@@ -159,7 +173,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             from inferline.processors.pii import PiiConfig, PiiMasker
 
             front = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
-        admission = receiver_admission(settings)  # shared by both receivers
+        admission = receiver_admission(settings, reclaimers)  # shared by both receivers
         grpc_server = otlp_grpc_server(
             front, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes, admission
         )
@@ -175,6 +189,8 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     serving = [asyncio.create_task(s.serve()) for s in servers]
     settle_after_start()  # what building the stages freed goes back; the rest out of the collector's walks
     observe_collector_pauses()
+    if admission is not None and admission.memory is not None:
+        admission.memory.report_at_start()
     log.info(
         "inferline started",
         mode="distributed",

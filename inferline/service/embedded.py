@@ -8,6 +8,7 @@ import contextlib
 import math
 import sys
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import structlog
@@ -31,6 +32,7 @@ from inferline.processors.pii import PiiConfig, PiiMasker
 from inferline.receivers.otlp.admission import receiver_admission
 from inferline.receivers.otlp.grpc import otlp_grpc_server
 from inferline.receivers.otlp.http import decode_json_here, otlp_http_app
+from inferline.receivers.otlp.memory import Reclaimer
 from inferline.service.data_dir_lock import hold_data_dir
 from inferline.service.embedded_pipeline import EmbeddedEngine
 from inferline.service.feedback import WriteFeedback, insert_feedback
@@ -38,7 +40,7 @@ from inferline.service.json_intake import WorkerJsonIntake
 from inferline.service.processing import native_blocks
 from inferline.service.shutdown import Deadline, stop_on_signals
 from inferline.service.workers import InThread, WorkerProcesses
-from inferline.storage.clickhouse import connect
+from inferline.storage.clickhouse import connect, release_engine_memory
 from inferline.storage.keys import DEFAULT_KEY_FILE, ApiKeys, ensure_default_key
 from inferline.storage.retention import apply_configured_retention
 from inferline.storage.schema import migrate
@@ -187,7 +189,12 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     erase_client = connect(url, database)  # GDPR erasure: deletes, with a client of its own
     context = api_context(settings, keys, sql, write_feedback, Eraser(erase_client, database), alerts)
 
-    admission = receiver_admission(settings)  # shared by both receivers
+    # Past the memory ceiling, the workers and the engine hand back what they hold but no longer use.
+    memory_client = connect(url, database)
+    reclaimers: list[Reclaimer] = [partial(release_engine_memory, memory_client, url)]
+    if isinstance(processing, WorkerProcesses):
+        reclaimers.append(processing.reclaim)
+    admission = receiver_admission(settings, reclaimers)  # shared by both receivers
     grpc_server = otlp_grpc_server(
         sink, keys, f"{settings.host}:{settings.grpc_port}", settings.max_request_bytes, admission
     )
@@ -213,6 +220,8 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     alerts.start()
     settle_after_start()  # what starting freed goes back (~190 MB); the rest out of the collector's walks
     observe_collector_pauses()
+    if admission.memory is not None:
+        admission.memory.report_at_start()
     log.info(
         "inferline started",
         mode="embedded",
@@ -241,6 +250,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     sql.close()
     feedback_client.close()
     erase_client.close()
+    memory_client.close()
     alerts.close()
     write_client.close()
     data_dir_lock.close()

@@ -124,6 +124,11 @@ class ProcessorRole:
         self._running = False
         self._broker = BrokerWatch()
 
+    def reclaim(self) -> None:
+        """Blocking, from any thread: the worker processes hand their free heap back to the OS."""
+        if isinstance(self._processing, WorkerProcesses):
+            self._processing.reclaim()
+
     @property
     def ready(self) -> bool:
         """Consuming, with partitions assigned, and the cluster answering."""

@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 from inferline.core import metrics
 from inferline.core.config import ProcessorSettings
 from inferline.core.errors import Overloaded, Unavailable
-from inferline.core.memory import freeze_survivors, settle_after_start
+from inferline.core.memory import freeze_survivors, release_free_heap, settle_after_start
 from inferline.core.records import SourceEntry
 from inferline.otlp.json_codec import decoded_as_protobuf, read_back_json
 from inferline.otlp.prepared import Prepared, prepare
@@ -235,6 +235,15 @@ class WorkerProcesses(Generic[Output]):
             log.error("a worker process died; starting a new one", worker=k)
             self._executors[k] = self._new()
             self._replaced = True
+
+    def reclaim(self, timeout_s: float = 10.0) -> None:
+        """Blocking, from any thread: each worker and decoder hands its free heap back to the OS
+        (once its current batch is done). A worker holds what its largest batches needed long
+        after they are gone (~85 MB idle, ~250 MB after a minute of full load, measured)."""
+        futures = [e.submit(release_free_heap) for e in [*self._executors, *self._decoders]]
+        for f in futures:
+            with contextlib.suppress(Exception):  # a dead worker is replaced by its next caller
+                f.result(timeout_s)
 
     def close(self) -> None:
         for e in [*self._executors, *self._decoders]:

@@ -10,10 +10,12 @@ is refused before its body is read, and again once its records are counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from inferline.core import metrics
 from inferline.core.config import Settings
 from inferline.core.errors import Overloaded
-from inferline.receivers.otlp.memory import MemoryCeiling
+from inferline.receivers.otlp.memory import MemoryCeiling, Reclaimer
 from inferline.receivers.otlp.rate_limit import RateLimiter
 
 _INFLIGHT = metrics.QUEUE_DEPTH.labels("inflight_bytes")
@@ -25,7 +27,7 @@ class Admission:
     ) -> None:
         self._max = max_bytes
         self._used = 0
-        self._memory = memory
+        self.memory = memory
         self._rates = rates
 
     @property
@@ -38,8 +40,8 @@ class Admission:
         else is in flight, so it can never starve."""
         if self._used and self._used + n > self._max:
             raise Overloaded(f"{self._used} bytes of requests in flight", reason="inflight_bytes")
-        if self._memory is not None:
-            self._memory.check()
+        if self.memory is not None:
+            self.memory.check()
         self._used += n
         _INFLIGHT.set(self._used)
 
@@ -58,10 +60,10 @@ class Admission:
             self._rates.take(project_id, signal, records)
 
 
-def receiver_admission(settings: Settings) -> Admission:
-    """The admission control of one receiver process, from the settings."""
-    return Admission(
-        settings.max_inflight_bytes,
-        MemoryCeiling(settings.max_rss_bytes),
-        RateLimiter(settings.rate_limit),
-    )
+def receiver_admission(settings: Settings, reclaimers: Sequence[Reclaimer] = ()) -> Admission:
+    """The admission control of one receiver process, from the settings; `reclaimers` hand back
+    memory the process's other parts hold (`MemoryCeiling.add_reclaimer`)."""
+    memory = MemoryCeiling(settings.resolved_max_rss_bytes)
+    for reclaim in reclaimers:
+        memory.add_reclaimer(reclaim)
+    return Admission(settings.max_inflight_bytes, memory, RateLimiter(settings.rate_limit))
