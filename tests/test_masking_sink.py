@@ -103,3 +103,17 @@ def test_every_string_value_is_masked_at_the_receiver_except_never_masked_keys()
     assert orjson.loads(attrs["inferline.pii_found"]) == {"EMAIL": 3, "PERSON": 1}
     body = ExportLogsServiceRequest.FromString(recorder.seen[1]).resource_logs[0].scope_logs[0].log_records[0]
     assert body.body.string_value == "<ADDRESS>"
+
+
+def test_a_logs_scope_attributes_are_masked_at_the_receiver() -> None:
+    """otel_logs stores the scope's attributes on every record's row (they leaked before)."""
+    recorder = Recorder()
+    sink = MaskingSink(recorder, PiiMasker(PiiConfig()))
+    log = {"traceId": "ab" * 16, "spanId": "cd" * 8, "body": "nothing to see"}
+    logs = decode_json(logs_json([log], resource={"service.name": "support-bot"}), ExportLogsServiceRequest)
+    logs.resource_logs[0].scope_logs[0].scope.attributes.add(key="app.note").value.string_value = EMAIL
+    asyncio.run(sink.export_logs(logs, "p"))
+    scope_logs = ExportLogsServiceRequest.FromString(recorder.seen[0]).resource_logs[0].scope_logs[0]
+    assert {kv.key: kv.value.string_value for kv in scope_logs.scope.attributes} == {"app.note": "<EMAIL>"}
+    record = {kv.key: kv.value.string_value for kv in scope_logs.log_records[0].attributes}
+    assert orjson.loads(record["inferline.pii_found"]) == {"EMAIL": 1}

@@ -622,11 +622,106 @@ def test_json_falls_back_to_leaves_when_a_match_is_not_inside_a_string(masker: P
     assert masked == {"n": 4155550132, "content": "call <PHONE>"}
 
 
-def test_json_skipped_keys_stay_untouched_on_either_path(masker: PiiMasker) -> None:
-    skipped = sorted(pii_module.MESSAGE_SKIP_KEYS)[0]
-    value = orjson.dumps({skipped: "jane@example.com", "content": "jane@example.com"}).decode()
-    masked = orjson.loads(masker._mask_str(value, {}, pii_module.MESSAGE_SKIP_KEYS))
-    assert masked == {skipped: "jane@example.com", "content": "<EMAIL>"}
+def test_every_leaf_of_json_is_scanned_whatever_its_key(masker: PiiMasker) -> None:
+    """A key's name says nothing of its value: a tool call's arguments, a log body or any JSON
+    attribute may put a person under "name" and an email under "id" (both leaked before)."""
+    value = orjson.dumps(
+        {
+            "name": "Dr. Hans Müller",
+            "id": "jane.doe@example.com",
+            "type": "+49 30 1234567",
+            "role": "4111 1111 1111 1111",
+            "content": "jane.doe@example.com",
+        }
+    ).decode()
+    counts: dict[str, int] = {}
+    masked = orjson.loads(masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS))
+    assert "Müller" not in str(masked) and "jane.doe" not in str(masked)
+    assert "1234567" not in str(masked) and "4111" not in str(masked)
+    assert counts["EMAIL"] == 2
+
+
+def test_ids_and_enums_of_messages_are_scanned_and_left_as_they_are(masker: PiiMasker) -> None:
+    """Scanning the identifiers and enums of chat messages (call ids, roles, types) costs no
+    precision: no detector matches them."""
+    messages = [
+        {"role": "assistant", "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "tool_call"},
+        {"role": "tool", "tool_call_id": "toolu_01A09q90qw90lq917835lq9", "name": "get_weather"},
+        {"id": "chatcmpl-8xYzAbCdEfGhIjKlMnOpQrStUv", "finish_reason": "tool_calls"},
+        {"id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b", "type": "function_call"},
+    ]
+    value = orjson.dumps(messages).decode()
+    counts: dict[str, int] = {}
+    assert masker._mask_str(value, counts, pii_module.MESSAGE_SKIP_KEYS) == value
+    assert counts == {}
+
+
+PROBE = "Dr. Hans Müller, jane.doe@example.com, +49 30 1234567, card 4111 1111 1111 1111"
+
+
+def _clean(value: object) -> bool:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return not any(raw in text for raw in ("Müller", "jane.doe", "1234567", "4111"))
+
+
+@pytest.mark.parametrize("batch_scan", [True, False])
+def test_places_that_leaked_are_masked(batch_scan: bool) -> None:
+    """Each place an adversarial run through the service found unmasked (2026-12-05): a bare card
+    number in an attribute, JSON attributes and log bodies with PII under "name"/"id"/"type", a
+    tool call's arguments, a log's scope attributes, the inference columns copied from attributes
+    (tags, request parameters, agent name, server address), a score's label and names, and
+    OpenAI's `user` in `llm.invocation_parameters`."""
+    masker = PiiMasker()
+    masker._batch_scan = batch_scan
+    arguments = json.dumps({"name": "Dr. Hans Müller", "id": "jane.doe@example.com"})
+    batch = Batch(
+        spans=[
+            {
+                "SpanId": "s1",
+                "SpanAttributes": {
+                    "app.card": "4111111111111111",
+                    "app.payload": json.dumps({"name": "Dr. Hans Müller", "id": "jane.doe@example.com"}),
+                    "llm.invocation_parameters": json.dumps({"user": "jane.doe@example.com", "top_p": 1}),
+                    "otel.status_description": PROBE,
+                },
+            }
+        ],
+        logs=[
+            {
+                "SpanId": "s1",
+                "Body": json.dumps([{"name": "Dr. Hans Müller", "type": "+49 30 1234567"}]),
+                "LogAttributes": {},
+                "ScopeAttributes": {"app.note": PROBE},
+            }
+        ],
+        inferences=[
+            {
+                "span_id": "s1",
+                "prompt_messages": [{"role": "user", "name": "Dr. Hans Müller", "content": "hi"}],
+                "response_messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "call_1", "function": {"name": "f", "arguments": arguments}}],
+                    }
+                ],
+                "tags": {"feature": PROBE, "customer": "jane.doe@example.com"},
+                "request_parameters": {"stop_sequences": PROBE},
+                "agent_name": PROBE,
+                "server_address": "jane.doe@example.com",
+            }
+        ],
+        scores=[{"label": PROBE, "name": PROBE, "identifier": PROBE, "explanation": "", "metadata": ""}],
+    )
+    masker.process(batch)
+    span, log_row, inference, score = batch.spans[0], batch.logs[0], batch.inferences[0], batch.scores[0]
+    assert _clean(span["SpanAttributes"]), span["SpanAttributes"]
+    assert _clean(log_row["Body"]) and _clean(log_row["ScopeAttributes"]), log_row
+    assert _clean(inference), inference
+    assert _clean(score), score
+    assert span["SpanAttributes"]["app.card"] == "<CREDIT_CARD>"
+    assert json.loads(span["SpanAttributes"]["llm.invocation_parameters"])["top_p"] == 1
+    assert inference["tags"]["feature"] == "Dr. <PERSON>, <EMAIL>, <PHONE>, card <CREDIT_CARD>"
+    assert inference["pii_found"]["EMAIL"] >= 3 and log_row["PiiFound"]["PERSON"] >= 2
 
 
 # --- pathological input: bounded work, never a failed batch --------------------------------------

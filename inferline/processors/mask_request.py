@@ -93,8 +93,12 @@ def mask_logs_request(request: ExportLogsServiceRequest, masker: PiiMasker) -> d
         if mask_all:
             _mask_attributes(rl.resource.attributes, masker, resource_counts)
         for sl in rl.scope_logs:
+            # The scope's attributes are stored on every record's row (otel_logs.ScopeAttributes).
+            scope_counts = dict(resource_counts)
+            if mask_all:
+                _mask_attributes(sl.scope.attributes, masker, scope_counts)
             for record in sl.log_records:
-                counts = dict(resource_counts)
+                counts = dict(scope_counts)
                 if masker.config.mask_log_body:
                     _mask_any(record.body, masker, counts)
                 _mask_attributes(record.attributes, masker, counts)

@@ -117,7 +117,9 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "db.system*",
     "db.operation*",
     "messaging.system",
-    "otel.*",
+    "otel.status_code",
+    "otel.scope.*",
+    "otel.library.*",
     "error.type",
     "event.name",
     "exception.type",
@@ -179,13 +181,17 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "*.usage_details",
     "*.timestamp",
     "*.finish_reason*",
-    "llm.invocation_parameters",
     "operation.name",
     "inferline.*",
 )
 
-# Keys inside chat messages whose values are identifiers or enums, never free text.
-MESSAGE_SKIP_KEYS: frozenset[str] = frozenset({"role", "id", "tool_call_id", "name", "type", "finish_reason"})
+# Keys of JSON values whose values are not scanned: none. A key's name says nothing of what a
+# sender put under it: a tool call's arguments, a log body or any JSON attribute may hold
+# {"name": "Dr. Hans Müller", "id": "jane@example.com"}, and a message's `name` is its author's.
+# Identifiers and enums (call ids, roles, types) are scanned too: no detector matches them
+# (tests/test_pii.py), and they are few bytes of a message. (Until 2026-12-05 role, id,
+# tool_call_id, name, type and finish_reason were skipped at every depth of every JSON value.)
+MESSAGE_SKIP_KEYS: frozenset[str] = frozenset()
 
 MAX_DEPTH = 64  # nesting of lists/dicts walked when masking structured content
 
@@ -250,7 +256,18 @@ class PiiConfig(BaseModel):
     )
     include_default_attributes: bool = True
     inference_fields: list[str] = Field(
-        default_factory=lambda: ["prompt_messages", "response_messages", "status_message", "labels"]
+        # Every column with text a sender wrote: the messages, and what the normaliser copied from
+        # attributes the spans' own copies of are masked in (tags feed the rollups' `feature`).
+        default_factory=lambda: [
+            "prompt_messages",
+            "response_messages",
+            "status_message",
+            "labels",
+            "tags",
+            "request_parameters",
+            "agent_name",
+            "server_address",
+        ]
     )
     mask_log_body: bool = True
 
@@ -1184,15 +1201,16 @@ class PiiMasker:
     def _collect_common(
         self, row: Row, out: list[str], resources: dict[int, list[str]], message_key: str | None
     ) -> None:
-        """Resource attributes and the status message (only called when masking every value)."""
-        resource = row.get("ResourceAttributes")
-        if resource:
-            # One resource map is shared by all spans of a request: its values are collected once.
-            texts = resources.get(id(resource))
-            if texts is None:
-                texts = resources[id(resource)] = []
-                self._collect_attributes(resource, texts)
-            out.extend(texts)
+        """Resource and scope attributes and the status message (only called when masking every
+        value)."""
+        for shared in (row.get("ResourceAttributes"), row.get("ScopeAttributes")):
+            if shared:
+                # One resource (scope) map is shared by the records of a request: collected once.
+                texts = resources.get(id(shared))
+                if texts is None:
+                    texts = resources[id(shared)] = []
+                    self._collect_attributes(shared, texts)
+                out.extend(texts)
         if message_key is not None:
             message = row.get(message_key)
             if isinstance(message, str) and message:
@@ -1249,19 +1267,19 @@ class PiiMasker:
         self._process_common(row, counts, None)
 
     def _process_common(self, row: Row, counts: dict[str, int], message_key: str | None) -> None:
-        """Resource attributes and a free-text status message, when masking every value."""
+        """Resource and scope attributes and a free-text status message, when masking every value."""
         if not self._mask_all:
             return
-        resource = row.get("ResourceAttributes")
-        if resource:
-            self._mask_shared_attributes(resource, counts)
+        for shared in (row.get("ResourceAttributes"), row.get("ScopeAttributes")):
+            if shared:
+                self._mask_shared_attributes(shared, counts)
         if message_key is not None:
             message = row.get(message_key)
             if isinstance(message, str) and message:
                 row[message_key] = self._mask_str(message, counts, MESSAGE_SKIP_KEYS)
 
 
-_ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes")
+_ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
 _ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
 _SPAN_FIELDS = (
     "SpanAttributes",
@@ -1283,9 +1301,10 @@ def _span_attribute_maps(row: Row) -> Iterator[dict[str, Any]]:
                 yield ev_attrs
 
 
-_LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes")
-# Free text of an evaluation result (a judge's explanation quotes the call it judged).
-_SCORE_FIELDS = ("explanation", "metadata")
+_LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
+# Text of an evaluation result a sender wrote (a judge's explanation quotes the call it judged; a
+# label or a name is free text too).
+_SCORE_FIELDS = ("explanation", "metadata", "label", "name", "identifier")
 
 
 class _KeyMatcher:
@@ -1302,9 +1321,9 @@ class _KeyMatcher:
 
 
 # Values that are obviously not text are not scanned: short numbers, hex ids (trace/span ids,
-# hashes), UUIDs. A 13-19 digit run may be a card number, so long digit runs are scanned.
+# hashes: with a letter, since a 13-19 digit run may be a card number), UUIDs.
 _NOT_TEXT = re.compile(
-    r"(?:\d{1,12}|[0-9a-fA-F]{16,64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"(?:\d{1,12}|(?=[0-9]*[a-fA-F])[0-9a-fA-F]{16,64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|-?\d+\.\d+|true|false|null)",
     re.ASCII,
 )
