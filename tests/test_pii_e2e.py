@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import Service, make_service, wait_for
@@ -188,3 +189,84 @@ def _masked(samples: Samples, pii_type: str) -> float:
         for (name, labels), v in samples.items()
         if name == "inferline_pii_masked_total" and ("type", pii_type) in labels
     )
+
+
+def test_places_that_leaked_hold_no_pii_in_any_table(service: Service) -> None:
+    """The places an adversarial run through the service found unmasked (2026-12-05), sent as a
+    user would: a bare card number attribute, a JSON attribute and a log body with a person under
+    "name" and an email under "id", a tool call's arguments, OpenAI's `user` in
+    `llm.invocation_parameters`, trace metadata (→ `tags` and the rollups' `feature`), the agent's
+    name, the server address, stop sequences, a log's scope attributes and an evaluation's label.
+    No raw value is in any row of any table the trace reached, rollups included."""
+    name, mail, phone, card = "Dr. Hans Müller", "jane.doe@example.com", "+49 30 1234567", "4111111111111111"
+    probe = f"{name}, {mail}, {phone}, card {card}"
+    trace_id, span_id = new_trace_id(), new_span_id()
+    arguments = json.dumps({"name": name, "id": mail})
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 3,
+        "gen_ai.input.messages": json.dumps(
+            [{"role": "user", "name": name, "parts": [{"type": "text", "content": "hi"}]}]
+        ),
+        "gen_ai.output.messages": json.dumps(
+            [
+                {
+                    "role": "assistant",
+                    "parts": [
+                        {"type": "tool_call", "id": "call_1", "name": "lookup", "arguments": arguments}
+                    ],
+                }
+            ]
+        ),
+        "gen_ai.agent.name": probe,
+        "gen_ai.request.stop_sequences": [probe],
+        "server.address": probe,
+        "langfuse.trace.metadata.feature": probe,
+        "llm.invocation_parameters": json.dumps({"user": mail, "top_p": 1}),
+        "app.card": card,
+        "app.payload": json.dumps({"name": name, "id": mail, "type": phone}),
+    }
+    events = [
+        {
+            "name": "gen_ai.evaluation.result",
+            "attributes": {"gen_ai.evaluation.name": "tone", "gen_ai.evaluation.score.label": probe},
+        }
+    ]
+    span = json_span(attributes, trace_id=trace_id, span_id=span_id, name="chat gpt-4o-mini", events=events)
+    logs = orjson.loads(
+        logs_json([{"traceId": trace_id, "spanId": span_id, "body": {"name": name, "id": mail}}])
+    )
+    logs["resourceLogs"][0]["scopeLogs"][0]["scope"] = {
+        "name": "app",
+        "attributes": [{"key": "app.owner", "value": {"stringValue": probe}}],
+    }
+    headers = {"x-api-key": service.key, "content-type": "application/json"}
+    for path, body in (("/v1/traces", traces_json([span])), ("/v1/logs", orjson.dumps(logs))):
+        assert httpx.post(f"{service.http_url}{path}", content=body, headers=headers).status_code == 200
+
+    where = {
+        "llm_inferences": f"trace_id = '{trace_id}'",
+        "otel_traces": f"TraceId = '{trace_id}'",
+        "otel_logs": f"TraceId = '{trace_id}'",
+        "scores": f"trace_id = '{trace_id}'",
+        "inference_usage_by_day": "1",
+        "inference_attribution_by_hour": "1",
+    }
+
+    def dumps() -> dict[str, str] | None:
+        d = {t: service.sql(f"SELECT * FROM {t} WHERE {w} FORMAT JSONEachRow") for t, w in where.items()}
+        return d if all(d.values()) else None
+
+    tables = wait_for(dumps)
+    assert tables is not None, "the rows did not arrive"
+    leaked = [
+        (raw, t)
+        for raw in (name, "Müller", mail, phone, card)
+        for t, text in tables.items()
+        if _appears(raw, text)
+    ]
+    assert not leaked, leaked
+    assert "<CREDIT_CARD>" in tables["otel_traces"] and "<PERSON>" in tables["scores"]
