@@ -854,3 +854,13 @@ def test_a_failed_batch_scan_falls_back_to_a_scan_per_row(monkeypatch: pytest.Mo
     batch = _batch()
     masker.process(batch)
     assert batch.inferences[0]["pii_found"] and EMAIL not in str(batch.inferences[0]["prompt_messages"])
+
+
+def test_a_sender_cannot_pass_free_text_unmasked_under_an_inferline_key(masker: PiiMasker) -> None:
+    """Only the attributes inferline writes itself are never masked, not the whole prefix."""
+    batch = Batch(
+        spans=[{"SpanId": "s1", "SpanAttributes": {"inferline.note": PROBE, "inferline.truncated": "true"}}]
+    )
+    masker.process(batch)
+    assert _clean(batch.spans[0]["SpanAttributes"]["inferline.note"])
+    assert batch.spans[0]["SpanAttributes"]["inferline.truncated"] == "true"

@@ -182,7 +182,11 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "*.timestamp",
     "*.finish_reason*",
     "operation.name",
-    "inferline.*",
+    # What inferline itself writes on records (not `inferline.*`: any sender may use that prefix,
+    # and a never-masked prefix would let free text past the masking).
+    "inferline.pii_found",
+    "inferline.truncated",
+    "inferline.input_tokens_adjusted",
 )
 
 # Keys of JSON values whose values are not scanned: none. A key's name says nothing of what a
