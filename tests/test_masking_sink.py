@@ -81,6 +81,7 @@ def test_every_string_value_is_masked_at_the_receiver_except_never_masked_keys()
             "http.route": "/users/{id}",
         },
         status_code=2,
+        name=f"GET /users/{EMAIL}",
     )
     span["status"]["message"] = f"timeout calling {EMAIL}"
     traces = decode_json(
@@ -100,7 +101,8 @@ def test_every_string_value_is_masked_at_the_receiver_except_never_masked_keys()
     assert attrs["app.note"] == "escalated by <PERSON>, <EMAIL>"
     assert attrs["gen_ai.request.model"] == "gpt-4o-mini" and attrs["http.route"] == "/users/{id}"
     assert masked_span.status.message == "timeout calling <EMAIL>"
-    assert orjson.loads(attrs["inferline.pii_found"]) == {"EMAIL": 3, "PERSON": 1}
+    assert masked_span.name == "GET /users/<EMAIL>"
+    assert orjson.loads(attrs["inferline.pii_found"]) == {"EMAIL": 4, "PERSON": 1}
     body = ExportLogsServiceRequest.FromString(recorder.seen[1]).resource_logs[0].scope_logs[0].log_records[0]
     assert body.body.string_value == "<ADDRESS>"
 

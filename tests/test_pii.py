@@ -678,6 +678,7 @@ def test_places_that_leaked_are_masked(batch_scan: bool) -> None:
         spans=[
             {
                 "SpanId": "s1",
+                "SpanName": "GET /users/jane.doe@example.com",
                 "SpanAttributes": {
                     "app.card": "4111111111111111",
                     "app.payload": json.dumps({"name": "Dr. Hans Müller", "id": "jane.doe@example.com"}),
@@ -715,6 +716,7 @@ def test_places_that_leaked_are_masked(batch_scan: bool) -> None:
     masker.process(batch)
     span, log_row, inference, score = batch.spans[0], batch.logs[0], batch.inferences[0], batch.scores[0]
     assert _clean(span["SpanAttributes"]), span["SpanAttributes"]
+    assert span["SpanName"] == "GET /users/<EMAIL>"
     assert _clean(log_row["Body"]) and _clean(log_row["ScopeAttributes"]), log_row
     assert _clean(inference), inference
     assert _clean(score), score

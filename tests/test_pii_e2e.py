@@ -235,7 +235,7 @@ def test_places_that_leaked_hold_no_pii_in_any_table(service: Service) -> None:
             "attributes": {"gen_ai.evaluation.name": "tone", "gen_ai.evaluation.score.label": probe},
         }
     ]
-    span = json_span(attributes, trace_id=trace_id, span_id=span_id, name="chat gpt-4o-mini", events=events)
+    span = json_span(attributes, trace_id=trace_id, span_id=span_id, name=f"chat for {mail}", events=events)
     logs = orjson.loads(
         logs_json([{"traceId": trace_id, "spanId": span_id, "body": {"name": name, "id": mail}}])
     )

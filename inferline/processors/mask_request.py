@@ -80,6 +80,9 @@ def mask_spans_request(request: ExportTraceServiceRequest, masker: PiiMasker) ->
                     masked = _mask_string(span.status.message, masker, counts)
                     if masked is not span.status.message:
                         span.status.message = masked
+                    masked = _mask_string(span.name, masker, counts)
+                    if masked is not span.name:
+                        span.name = masked
                 _note(span.attributes, counts)
                 _add_counts(total, counts)
     return total

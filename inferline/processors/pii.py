@@ -1190,7 +1190,7 @@ class PiiMasker:
                     if ev_attrs:
                         self._collect_attributes(ev_attrs, out)
         if self._mask_all:
-            self._collect_common(row, out, resources, "StatusMessage")
+            self._collect_common(row, out, resources, _SPAN_TEXTS)
 
     def _collect_log(self, row: Row, out: list[str], resources: dict[int, list[str]]) -> None:
         body = row.get("Body")
@@ -1200,13 +1200,13 @@ class PiiMasker:
         if attrs:
             self._collect_attributes(attrs, out)
         if self._mask_all:
-            self._collect_common(row, out, resources, None)
+            self._collect_common(row, out, resources, ())
 
     def _collect_common(
-        self, row: Row, out: list[str], resources: dict[int, list[str]], message_key: str | None
+        self, row: Row, out: list[str], resources: dict[int, list[str]], text_keys: tuple[str, ...]
     ) -> None:
-        """Resource and scope attributes and the status message (only called when masking every
-        value)."""
+        """Resource and scope attributes and the row's free text (`text_keys`; only called when
+        masking every value)."""
         for shared in (row.get("ResourceAttributes"), row.get("ScopeAttributes")):
             if shared:
                 # One resource (scope) map is shared by the records of a request: collected once.
@@ -1215,10 +1215,10 @@ class PiiMasker:
                     texts = resources[id(shared)] = []
                     self._collect_attributes(shared, texts)
                 out.extend(texts)
-        if message_key is not None:
-            message = row.get(message_key)
-            if isinstance(message, str) and message:
-                self._collect_value(message, out)
+        for key in text_keys:
+            text = row.get(key)
+            if isinstance(text, str) and text:
+                self._collect_value(text, out)
 
     def _guard(self, row: Row, count_col: str, fn: Any, fields: Iterable[str]) -> None:
         try:
@@ -1259,7 +1259,7 @@ class PiiMasker:
     def _process_span(self, row: Row, counts: dict[str, int]) -> None:
         for attrs in _span_attribute_maps(row):
             self._mask_attributes(attrs, counts)
-        self._process_common(row, counts, "StatusMessage")
+        self._process_common(row, counts, _SPAN_TEXTS)
 
     def _process_log(self, row: Row, counts: dict[str, int]) -> None:
         body = row.get("Body")
@@ -1268,24 +1268,29 @@ class PiiMasker:
         attrs = row.get("LogAttributes")
         if attrs:
             self._mask_attributes(attrs, counts)
-        self._process_common(row, counts, None)
+        self._process_common(row, counts, ())
 
-    def _process_common(self, row: Row, counts: dict[str, int], message_key: str | None) -> None:
-        """Resource and scope attributes and a free-text status message, when masking every value."""
+    def _process_common(self, row: Row, counts: dict[str, int], text_keys: tuple[str, ...]) -> None:
+        """Resource and scope attributes and the row's free text (`text_keys`), when masking every
+        value."""
         if not self._mask_all:
             return
         for shared in (row.get("ResourceAttributes"), row.get("ScopeAttributes")):
             if shared:
                 self._mask_shared_attributes(shared, counts)
-        if message_key is not None:
-            message = row.get(message_key)
-            if isinstance(message, str) and message:
-                row[message_key] = self._mask_str(message, counts, MESSAGE_SKIP_KEYS)
+        for key in text_keys:
+            text = row.get(key)
+            if isinstance(text, str) and text:
+                row[key] = self._mask_str(text, counts, MESSAGE_SKIP_KEYS)
 
 
 _ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
 _ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
+# A span's free text besides its attributes: the status message, and its name (semantic conventions
+# ask for low-cardinality names, but "GET /users/jane@example.com" is what some applications send).
+_SPAN_TEXTS = ("StatusMessage", "SpanName")
 _SPAN_FIELDS = (
+    "SpanName",
     "SpanAttributes",
     "Events.Attributes",
     "Links.Attributes",
