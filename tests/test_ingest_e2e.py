@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from tests.conftest import Service
 from tests.otlp_helpers import (
+    GENAI_ATTRIBUTES,
     GENAI_COST,
     json_span,
     logs_json,
@@ -211,3 +212,20 @@ def test_p95_latency_by_model_in_sql(service: Service) -> None:
         .result_rows
     )
     assert rows == [("gpt-4o-mini-2024-07-18", 21, 100.0, 5000.0)]
+
+
+def test_a_usage_count_past_uint64_neither_stalls_storage_nor_loses_the_call(service: Service) -> None:
+    """`gen_ai.usage.audio.input_tokens` = 1e30 once made every batch holding it fail to encode,
+    replayed forever: that span and everything after it in its partition was acknowledged and
+    never stored. Now the count is left out of `usage_details`, and a span sent after it lands."""
+    exporter = HttpSpanExporter(
+        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
+    )
+    [odd] = sdk_spans({**GENAI_ATTRIBUTES, "gen_ai.usage.audio.input_tokens": 1e30})
+    [after] = sdk_spans()
+    assert exporter.export([odd]) == SpanExportResult.SUCCESS
+    assert exporter.export([after]) == SpanExportResult.SUCCESS
+    for span in (odd, after):
+        row = inference_for(service, f"{span.context.trace_id:032x}")
+        assert row["input_tokens"] == GENAI_ATTRIBUTES["gen_ai.usage.input_tokens"]
+        assert "input.audio" not in row["usage_details"]

@@ -5,16 +5,21 @@ stage and reason while the others go on."""
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from inferline.core import metrics
 from inferline.core.config import ProcessorSettings
 from inferline.core.records import SPANS, Batch, SourceEntry
+from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.chain import ProcessorChain
 from inferline.service.processing import DECODE, PROCESS, native_blocks, process_entries
-from tests.otlp_helpers import sdk_spans
+from inferline.storage.clickhouse import connect
+from inferline.storage.schema import migrate
+from tests.otlp_helpers import GENAI_ATTRIBUTES, sdk_spans
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +113,66 @@ def test_processing_a_batch_leaves_no_reference_cycles() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.integration
+def test_a_usage_count_no_column_can_hold_leaves_its_entry_out_and_the_rest_is_stored(tmp_path: Path) -> None:
+    """`gen_ai.usage.audio.input_tokens` = 1e30 went into `usage_details` (a map of UInt64) unchecked:
+    the worker's encoder raised, the workers restarted and replayed the same entry forever, and
+    nothing after it was stored. Now the entry is left out of the map (counted in a metric) and
+    the rows, with their other usage figures, are stored."""
+    attributes = {
+        **GENAI_ATTRIBUTES,
+        "gen_ai.usage.audio.input_tokens": 1e30,
+        "gen_ai.usage.audio.output_tokens": 7,
+    }
+    processed = process_entries(
+        _chain(), _entries(encode_spans(sdk_spans(attributes, count=2))), native_blocks
+    )
+    assert processed.failed == []
+    client = connect(f"chdb://{tmp_path}/clickhouse")
+    migrate(client)
+    Inserter(client).insert(processed.output, "t1")
+    stored = client.query("SELECT usage_details, input_tokens FROM llm_inferences").result_rows
+    assert len(stored) == 2
+    for usage, input_tokens in stored:
+        assert usage == {"output.audio": 7}
+        assert input_tokens == GENAI_ATTRIBUTES["gen_ai.usage.input_tokens"]
+    client.close()
+
+
+@pytest.mark.parametrize("index", ["²", "1" * 5000])
+def test_an_indexed_key_whose_index_is_not_a_plain_number_is_ignored_not_fatal(index: str) -> None:
+    """`str.isdigit` accepts "²" (and int() refuses 5,000 digits): the span's inference row was
+    silently not built. Such a key is ignored; the row is built from the rest."""
+    attributes = {
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.prompt.0.content": "hello",
+        "gen_ai.prompt.0.role": "user",
+        f"gen_ai.prompt.{index}.content": "odd",
+        f"llm.input_messages.{index}.message.content": "odd",
+    }
+    processed = process_entries(_chain(), _entries(encode_spans(sdk_spans(attributes))), native_blocks)
+    assert processed.failed == []
+    assert _rows(processed.output, "llm_inferences") == 1
+
+
+def test_a_row_that_cannot_be_encoded_is_left_out_and_the_others_are_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A value no column rule foresaw (here: a stage bug puts a string where a count goes) costs
+    its row, counted, not the batch: a batch that could not be encoded was replayed forever."""
+
+    class _BreaksOneRow:
+        def process(self, batch: Batch) -> None:
+            batch.inferences[1]["latency_ms"] = "not a number"
+
+    chain = _chain()
+    chain.stages.append(_BreaksOneRow())  # type: ignore[arg-type]
+    before = metrics.ROWS_NOT_STORED.labels("llm_inferences")._value.get()
+    processed = process_entries(chain, _entries(_request(3)), native_blocks)
+    assert _rows(processed.output, "llm_inferences") == 2
+    assert _rows(processed.output, "otel_traces") == 3
+    assert metrics.ROWS_NOT_STORED.labels("llm_inferences")._value.get() == before + 1

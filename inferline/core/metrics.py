@@ -88,6 +88,11 @@ VALUES_OUT_OF_RANGE = Counter(
     "inserts where values beyond a column's range were emptied",
     ["table", "column"],
 )
+ROWS_NOT_STORED = Counter(
+    "inferline_rows_not_stored",
+    "rows left out because they could not be encoded for ClickHouse (a bug: the log says which)",
+    ["table"],
+)
 GC_PAUSE = Histogram(
     "inferline_gc_pause_seconds",
     "pauses of Python's cyclic garbage collector in this process (it holds the GIL throughout)",

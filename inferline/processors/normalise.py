@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import structlog
+
 from inferline.core.records import LogRecord, Row, Span
 from inferline.processors.conventions import (
     langfuse,
@@ -66,6 +68,8 @@ from inferline.processors.conventions.span_events import SpanEvents
 from inferline.processors.conventions.timing import streaming_and_ttft
 from inferline.processors.conventions.usage import ProvidedCost, TokenCounts, provided_cost, tokens
 from inferline.processors.conventions.values import as_count, as_float, as_str, host_of, stringify, unquote
+
+_log = structlog.get_logger()
 
 # Fixed so that replays of the same span produce the same inference_id.
 INFERENCE_NAMESPACE = uuid.UUID("b6f3c9e2-51a4-5d0e-9c7a-2f4e8d1a6b30")
@@ -154,6 +158,17 @@ class GenAINormaliser:
         self.failed = 0  # spans skipped because building their row raised
         self.failed_logs = 0  # log records skipped because reading them raised
 
+    def _failed(self, span: Span, e: Exception) -> None:
+        """A model call whose inference row could not be built: its span is still stored; this
+        says so (type of the error only: its message may quote content)."""
+        self.failed += 1
+        _log.warning(
+            "a model call could not be made an inference row; only its span is stored",
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            error=type(e).__name__,
+        )
+
     @property
     def join_window_s(self) -> float:
         return self._join.window_s
@@ -230,8 +245,8 @@ class GenAINormaliser:
             try:
                 op = model_call_operation(span)
                 passed_on = self._passed_on(span.attributes) if op is None else None
-            except Exception:  # a span that cannot be read is skipped and counted
-                self.failed += 1
+            except Exception as e:  # a span that cannot be read is skipped and counted
+                self._failed(span, e)
                 ops.append(None)
                 continue
             ops.append(op)
@@ -253,8 +268,8 @@ class GenAINormaliser:
                 content, origins = join.take(key, content)
             try:
                 row, emitted, own, resource = self._build(span, op, content)
-            except Exception:  # a span that still fails is skipped and counted
-                self.failed += 1
+            except Exception as e:  # a span that still fails is skipped and counted
+                self._failed(span, e)
                 continue
             missing = None
             if span.parent_span_id:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
+import structlog
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -27,13 +28,15 @@ from inferline.core.ledger import (
     ReceiverTally,
     minute_of,
 )
-from inferline.core.records import LEDGER, SPANS, Batch, LogRecord, SourceEntry, Span
+from inferline.core.records import LEDGER, SPANS, Batch, LogRecord, Row, SourceEntry, Span
 from inferline.exporters.clickhouse.native import encode_block
 from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
 from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import reason_code
 from inferline.processors.chain import ProcessorChain
-from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES
+from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES, Table
+
+log = structlog.get_logger()
 
 Output = TypeVar("Output")
 # Turns the chain's rows into what the next stage takes (picklable: it travels to workers).
@@ -200,5 +203,31 @@ def native_blocks(batch: Batch) -> Batch:
         (SCORES, batch.scores),
     ):
         if rows:
-            out.encoded.append((table.name, len(rows), encode_block(table, rows)))
+            out.encoded.append(_encoded(table, rows))
     return out
+
+
+def _encoded(table: Table, rows: list[Row]) -> tuple[str, int, bytes]:
+    """`rows` as one Native block. If the block cannot be made (a value no column rule foresaw),
+    the rows that cannot be encoded on their own are left out, logged and counted, and the rest
+    stored: a batch that failed to encode was replayed and failed again, forever, holding up
+    everything behind it in its partition."""
+    try:
+        return table.name, len(rows), encode_block(table, rows)
+    except Exception:
+        kept = []
+        for row in rows:
+            try:
+                encode_block(table, [row])
+            except Exception as e:
+                metrics.ROWS_NOT_STORED.labels(table.name).inc()
+                log.error(
+                    "a row could not be encoded for ClickHouse and is left out",
+                    table=table.name,
+                    trace_id=row.get("trace_id", row.get("TraceId")),
+                    span_id=row.get("span_id", row.get("SpanId")),
+                    error=type(e).__name__,
+                )
+            else:
+                kept.append(row)
+        return table.name, len(kept), encode_block(table, kept)

@@ -50,7 +50,7 @@ WORKER_NAME = "inferline-work"
 DECODER_NAME = "inferline-json"
 
 # Counters the CPU stages move; a worker process sends back how far, the service adds it.
-_WORKER_COUNTERS = (metrics.VALUES_OUT_OF_RANGE,)
+_WORKER_COUNTERS = (metrics.VALUES_OUT_OF_RANGE, metrics.ROWS_NOT_STORED)
 
 
 class QueueGate:

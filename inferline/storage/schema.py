@@ -51,6 +51,8 @@ class Column:
     def limits(self) -> tuple[Any, Any] | None:
         """(lowest, highest) value the column can hold, for the types a bad input can overflow."""
         t = self.type.removeprefix("Nullable(").removeprefix("Array(")
+        if t.startswith("Map("):  # the values' type: "Map(LowCardinality(String), UInt64)"
+            t = t.rsplit(", ", 1)[-1]
         if t.startswith("DateTime64(9"):
             return 0, (1 << 63) - 1  # unix ns; the type ends in 2262
         if t.startswith("Decimal(18, 12)"):

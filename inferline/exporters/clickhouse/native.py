@@ -72,12 +72,20 @@ def _getter(table: Table) -> Callable[[Row], tuple[Any, ...]]:
 
 def _fit(table: str, col: Column, values: Sequence[Any], limits: tuple[Any, Any]) -> Sequence[Any]:
     """Values the column cannot hold (a token count of 1e25, a severity of 300) become the empty
-    value, counted in a metric: one absurd value must not fail the insert of everyone's batch.
+    value (a map's entry is left out), counted in a metric: one absurd value must not fail the
+    insert of everyone's batch.
     The common case, everything in range, costs a min() and a max() at C speed."""
     lo, hi = limits
     nested = col.type.startswith("Array(")
+    mapped = col.type.startswith("Map(")
     try:
-        flat = [v for vs in values for v in vs] if nested else values
+        flat: Sequence[Any]
+        if nested:
+            flat = [v for vs in values for v in vs]
+        elif mapped:
+            flat = [v for d in values for v in d.values()]
+        else:
+            flat = values
         present = [v for v in flat if v is not None] if col.type.startswith("Nullable(") else flat
         if not present or (lo <= min(present) and max(present) <= hi):
             return values
@@ -91,6 +99,8 @@ def _fit(table: str, col: Column, values: Sequence[Any], limits: tuple[Any, Any]
     fitted: list[Any]
     if nested:
         fitted = [[v if ok(v) else empty for v in vs] for vs in values]
+    elif mapped:  # an entry nobody can store is left out: a count of 0 would be a false figure
+        fitted = [d if all(map(ok, d.values())) else {k: v for k, v in d.items() if ok(v)} for d in values]
     else:
         fitted = [v if v is None or ok(v) else empty for v in values]
     metrics.VALUES_OUT_OF_RANGE.labels(table, col.name).inc()

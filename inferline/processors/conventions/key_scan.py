@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from inferline.processors.conventions import langfuse, langsmith, openinference, openllmetry, vercel_ai
 from inferline.processors.conventions.field_sources import Chains
+from inferline.processors.conventions.values import key_index
 
 # Prefixes gathered in the one pass over attribute keys. Indexed ones hold `<prefix><i>.<sub>`.
 _INDEXED = (
@@ -71,13 +72,14 @@ def scan(a: dict[str, Any]) -> tuple[Indexed, Tagged]:
             tagged.append((p, rest, v))
         else:
             i, _, sub = rest.partition(".")
-            if i.isdigit():
+            index = key_index(i)
+            if index is not None:
                 by_index = indexed.get(p)
                 if by_index is None:
                     by_index = indexed[p] = {}
-                entry = by_index.get(int(i))
+                entry = by_index.get(index)
                 if entry is None:
-                    entry = by_index[int(i)] = {}
+                    entry = by_index[index] = {}
                 entry[sub] = v
     return indexed, tagged
 
@@ -106,28 +108,20 @@ class KeyLayout:
         # Chains compare by identity: a normaliser holds a few of them for its whole life
         self._chains: dict[Chains, Chains] = {}
         matches: list[_Match] = []
-        readable = True
         for m in _SCAN_RX.finditer("\n" + "\n".join(keys)):
             p, rest = m.group(1, 2)
             if p in _TAGGED_SET:
                 matches.append(_Match(p, rest, p + rest, -1, ""))
                 continue
             i, _, sub = rest.partition(".")
-            if not i.isdigit():
+            index = key_index(i)
+            if index is None:
                 continue  # `scan` skips it
-            try:
-                index = int(i)
-            except ValueError:  # a non-ASCII digit: leave the span to `scan` (which raises as before)
-                readable = False
-                break
             matches.append(_Match(p, rest, p + rest, index, sub))
-        # None: this layout is read by `scan` itself
-        self.matches: tuple[_Match, ...] | None = tuple(matches) if readable else None
+        self.matches: tuple[_Match, ...] = tuple(matches)
 
     def scan(self, a: dict[str, Any]) -> tuple[Indexed, Tagged]:
         """`scan(a)` for a span with this layout, without the pass over its keys."""
-        if self.matches is None:
-            return scan(a)
         indexed: Indexed = {}
         tagged: Tagged = []
         for p, rest, key, index, sub in self.matches:

@@ -14,7 +14,14 @@ from inferline.processors.conventions.messages import (
     tool_call,
 )
 from inferline.processors.conventions.otel_genai import normalise_provider
-from inferline.processors.conventions.values import as_count, as_json, as_str, json_object, stringify
+from inferline.processors.conventions.values import (
+    as_count,
+    as_json,
+    as_str,
+    json_object,
+    key_index,
+    stringify,
+)
 
 SPAN_KIND = "openinference.span.kind"
 FIRST_TOKEN_EVENT = "First Token Stream Event"
@@ -57,8 +64,9 @@ def _message(sub: dict[str, Any]) -> Message:
         for k, v in sub.items():
             if k.startswith("message.contents."):
                 idx, _, rest = k[17:].partition(".")
-                if idx.isdigit():
-                    parts.setdefault(int(idx), {})[rest] = v
+                index = key_index(idx)
+                if index is not None:
+                    parts.setdefault(index, {})[rest] = v
         texts = []
         for j in sorted(parts):
             p = parts[j]
@@ -74,8 +82,9 @@ def _message(sub: dict[str, Any]) -> Message:
     for k, v in sub.items():
         if k.startswith("message.tool_calls."):
             idx, _, rest = k[19:].partition(".")
-            if idx.isdigit():
-                calls.setdefault(int(idx), {})[rest] = v
+            index = key_index(idx)
+            if index is not None:
+                calls.setdefault(index, {})[rest] = v
     if calls:
         msg["tool_calls"] = [
             tool_call(

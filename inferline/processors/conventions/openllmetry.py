@@ -15,7 +15,7 @@ from inferline.processors.conventions.messages import (
     norm_role,
     tool_call,
 )
-from inferline.processors.conventions.values import as_json, as_str
+from inferline.processors.conventions.values import as_json, as_str, key_index
 
 PROMPT_PREFIX = "gen_ai.prompt."
 COMPLETION_PREFIX = "gen_ai.completion."
@@ -68,8 +68,9 @@ def _message(sub: dict[str, Any], default_role: str) -> Message:
     for k, v in sub.items():
         if k.startswith("tool_calls."):
             idx, _, rest = k[11:].partition(".")
-            if idx.isdigit():
-                calls.setdefault(int(idx), {})[rest] = v
+            index = key_index(idx)
+            if index is not None:
+                calls.setdefault(index, {})[rest] = v
     if calls:
         msg["tool_calls"] = [
             tool_call(c.get("id"), c.get("name"), c.get("arguments")) for _, c in sorted(calls.items())

@@ -59,6 +59,19 @@ def as_int(v: Any) -> int | None:
     return None  # bool, bytes, list, None: not a count
 
 
+# The largest position an indexed key (`gen_ai.prompt.<i>.content`, `llm.input_messages.<i>.…`) may
+# name: no conversation has a million messages, and int() refuses numerals past 4,300 digits.
+_MAX_INDEX_DIGITS = 6
+
+
+def key_index(s: str) -> int | None:
+    """The `<i>` of an indexed attribute key, or None when it is not a plain ASCII number (`isdigit`
+    also accepts "²", which `int` refuses) of at most six digits."""
+    if s.isascii() and s.isdigit() and len(s) <= _MAX_INDEX_DIGITS:
+        return int(s)
+    return None
+
+
 def as_count(v: Any) -> int | None:
     """A token count: a non-negative int, else None."""
     n = as_int(v)
