@@ -95,6 +95,9 @@ class LogRecord:
     scope_schema_url: str = ""
     # (topic, partition, offset) of the `SourceEntry` the record came from.
     origin: tuple[str, int, int] | None = None
+    # Its position among the log records of the request it arrived in: what tells apart records
+    # alike in everything else (log records have no id), the same for every replay of the request.
+    index: int = 0
 
 
 @dataclass(slots=True)

@@ -112,12 +112,14 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
 def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattened:
     out = Flattened([])
     append = out.records.append
+    index = -1  # the record's position in the request (`LogRecord.index`)
     for rl in request.resource_logs:
         resource = attributes(rl.resource.attributes)
         for sl in rl.scope_logs:
             scope = sl.scope
             scope_attrs = attributes(scope.attributes)
             for r in sl.log_records:
+                index += 1
                 why = log_problem(r)
                 if why:
                     out.reject(why)
@@ -143,6 +145,7 @@ def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattene
                         scope.version,
                         scope_attrs,
                         sl.schema_url,
+                        index=index,
                     )
                 )
     return out

@@ -105,4 +105,5 @@ def log_row(log: LogRecord) -> Row:
         "LogAttributes": string_map(log.attributes),
         "EventName": log.event_name or as_string(log.attributes.get("event.name", "")),
         "PiiFound": {},
+        "RecordIndex": log.index,
     }

@@ -195,39 +195,61 @@ OTEL_TRACES = Table(
     ),
 )
 
+_OTEL_LOGS_V1_COLUMNS = (
+    Column("Timestamp", "DateTime64(9)", "Delta(8), ZSTD(1)"),
+    Column("TimestampTime", "DateTime", default_expr="toDateTime(Timestamp)"),
+    Column("TraceId", "String", Z),
+    Column("SpanId", "String", Z),
+    Column("TraceFlags", "UInt8"),
+    Column("SeverityText", "LowCardinality(String)", Z),
+    Column("SeverityNumber", "UInt8"),
+    Column("ServiceName", "LowCardinality(String)", Z),
+    Column("Body", "String", Z),
+    Column("ResourceSchemaUrl", "LowCardinality(String)", Z),
+    Column("ResourceAttributes", _ATTR_MAP, Z),
+    Column("ScopeSchemaUrl", "LowCardinality(String)", Z),
+    Column("ScopeName", "String", Z),
+    Column("ScopeVersion", "LowCardinality(String)", Z),
+    Column("ScopeAttributes", _ATTR_MAP, Z),
+    Column("LogAttributes", _ATTR_MAP, Z),
+    Column("EventName", "String", Z),
+    Column("ProjectId", "LowCardinality(String)", Z),
+    Column("PiiFound", "Map(LowCardinality(String), UInt32)", Z),
+)
+_OTEL_LOGS_KEY_V1 = (
+    "ProjectId, ServiceName, TimestampTime, Timestamp, TraceId, SpanId, SeverityNumber, cityHash64(Body)"
+)
+# Migration 11. Log records have no id: until then the same time, span, severity and body made the
+# same record, and distinct records sharing them (several untimed records of one request, stamped
+# with the same time; two events differing only in name or attributes) collapsed into one row as
+# they were inserted. The record's position in the request it arrived in tells them apart, and a
+# replay of that request (a restart reading the log or a raw topic again, a sender's retry) still
+# gives the same rows.
+_OTEL_LOGS_ADDED_11 = (Column("RecordIndex", "UInt32"),)
+_OTEL_LOGS_KEY_11 = _OTEL_LOGS_KEY_V1 + ", RecordIndex"
+_OTEL_LOGS_INDEXES = (
+    "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
+    "idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
+)
+
+
+def _otel_logs_engine(key: str) -> str:
+    return (
+        "ENGINE = ReplacingMergeTree\nPARTITION BY toDate(TimestampTime)\n"
+        "PRIMARY KEY (ProjectId, ServiceName, TimestampTime)\n"
+        f"ORDER BY ({key})\n"
+        "TTL TimestampTime + toIntervalDay({retention_days})\n" + _SETTINGS
+    )
+
+
 OTEL_LOGS = Table(
     "otel_logs",
-    (
-        Column("Timestamp", "DateTime64(9)", "Delta(8), ZSTD(1)"),
-        Column("TimestampTime", "DateTime", default_expr="toDateTime(Timestamp)"),
-        Column("TraceId", "String", Z),
-        Column("SpanId", "String", Z),
-        Column("TraceFlags", "UInt8"),
-        Column("SeverityText", "LowCardinality(String)", Z),
-        Column("SeverityNumber", "UInt8"),
-        Column("ServiceName", "LowCardinality(String)", Z),
-        Column("Body", "String", Z),
-        Column("ResourceSchemaUrl", "LowCardinality(String)", Z),
-        Column("ResourceAttributes", _ATTR_MAP, Z),
-        Column("ScopeSchemaUrl", "LowCardinality(String)", Z),
-        Column("ScopeName", "String", Z),
-        Column("ScopeVersion", "LowCardinality(String)", Z),
-        Column("ScopeAttributes", _ATTR_MAP, Z),
-        Column("LogAttributes", _ATTR_MAP, Z),
-        Column("EventName", "String", Z),
-        Column("ProjectId", "LowCardinality(String)", Z),
-        Column("PiiFound", "Map(LowCardinality(String), UInt32)", Z),
-    ),
-    # Log records have no id: the same time, span, severity and body make the same record.
-    "ENGINE = ReplacingMergeTree\nPARTITION BY toDate(TimestampTime)\n"
-    "PRIMARY KEY (ProjectId, ServiceName, TimestampTime)\n"
-    "ORDER BY (ProjectId, ServiceName, TimestampTime, Timestamp, TraceId, SpanId, SeverityNumber,"
-    " cityHash64(Body))\n"
-    "TTL TimestampTime + toIntervalDay({retention_days})\n" + _SETTINGS,
-    (
-        "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
-        "idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
-    ),
+    _OTEL_LOGS_V1_COLUMNS + _OTEL_LOGS_ADDED_11,
+    _otel_logs_engine(_OTEL_LOGS_KEY_11),
+    _OTEL_LOGS_INDEXES,
+)
+_OTEL_LOGS_V1 = Table(
+    "otel_logs", _OTEL_LOGS_V1_COLUMNS, _otel_logs_engine(_OTEL_LOGS_KEY_V1), _OTEL_LOGS_INDEXES
 )
 
 _DEC = "Nullable(Decimal(18, 12))"
@@ -330,7 +352,7 @@ API_KEYS = Table(
 
 TABLES: dict[str, Table] = {t.name: t for t in (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES, API_KEYS)}
 # What migration 1 created (it must not change once released).
-_TABLES_V1 = (OTEL_TRACES, OTEL_LOGS, _LLM_INFERENCES_V1, API_KEYS)
+_TABLES_V1 = (OTEL_TRACES, _OTEL_LOGS_V1, _LLM_INFERENCES_V1, API_KEYS)
 
 # Migration 4; not in TABLES, which is migration 1's list.
 FEEDBACK = Table(
@@ -475,6 +497,15 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
             tuple(
                 f"ALTER TABLE `{database}`.{t.name} MODIFY SETTING {_MERGE_SETTINGS}"
                 for t in (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES, FEEDBACK, SCORES)
+            ),
+        ),
+        Migration(
+            11,
+            "otel_logs: RecordIndex in the sorting key (distinct records no longer collapse)",
+            (
+                # One statement: a sorting key may only grow by columns added in the same ALTER.
+                f"ALTER TABLE `{database}`.otel_logs ADD COLUMN IF NOT EXISTS RecordIndex UInt32, "
+                f"MODIFY ORDER BY ({_OTEL_LOGS_KEY_11})",
             ),
         ),
     ]
