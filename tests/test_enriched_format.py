@@ -15,7 +15,14 @@ from aiokafka import TopicPartition
 
 from inferline.core.config import KafkaSettings
 from inferline.core.records import Batch
-from inferline.exporters.kafka.enriched import EnrichedLines, EnrichedMessages, Message, ndjson_messages
+from inferline.exporters.kafka.enriched import (
+    TRUNCATED,
+    EnrichedLines,
+    EnrichedMessages,
+    Message,
+    fit_row,
+    ndjson_messages,
+)
 from inferline.service.writer_role import WriterRole
 from inferline.storage.schema import OTEL_TRACES
 
@@ -183,3 +190,39 @@ def test_a_poll_of_many_line_messages_reaches_the_exporter_in_runs_of_about_max_
     asyncio.run(writer._deliver(tp, records))
     assert delivered == [(10, 13, 6), (13, 16, 6)]
     assert writer._positions[tp] == 16
+
+
+def test_a_row_too_big_for_a_message_keeps_every_key_and_loses_only_the_end_of_its_longest_text() -> None:
+    """A span whose one attribute is 1.2 MB used to reach the writer with its whole attribute map
+    emptied (`user.id`, the model, everything); a log's body became a placeholder. Now the long
+    text is cut, the rest of the row is intact, and the map says it was truncated."""
+    limit = 1_000_000
+    big = "jane said: " + "x" * 1_200_000
+    span: dict[str, Any] = {
+        "TraceId": "ab" * 16,
+        "SpanId": "cd" * 8,
+        "SpanAttributes": {"user.id": "u1", "gen_ai.request.model": "gpt-4o", "app.dump": big},
+        "Events.Attributes": [{"note": "small"}],
+    }
+    line = fit_row(span, limit, "otel_traces")
+    assert len(line) <= limit
+    row = orjson.loads(line)
+    attrs = row["SpanAttributes"]
+    assert attrs["user.id"] == "u1" and attrs["gen_ai.request.model"] == "gpt-4o"
+    assert attrs["inferline.truncated"] == "true"
+    assert attrs["app.dump"].startswith("jane said: xxx") and attrs["app.dump"].endswith(TRUNCATED)
+    assert row["Events.Attributes"] == [{"note": "small"}] and row["SpanId"] == "cd" * 8
+    assert span["SpanAttributes"]["app.dump"] == big  # the caller's row is left as it was
+
+    inference: dict[str, Any] = {
+        "inference_id": "i",
+        "prompt_messages": [{"role": "user", "content": big}],
+        "model": "m",
+    }
+    row = orjson.loads(fit_row(inference, limit, "llm_inferences"))
+    assert row["prompt_messages"][0]["role"] == "user" and row["model"] == "m"
+    assert row["prompt_messages"][0]["content"].endswith(TRUNCATED)
+
+    log: dict[str, Any] = {"Body": big, "LogAttributes": {"k": "v"}}
+    row = orjson.loads(fit_row(log, limit, "otel_logs"))
+    assert row["Body"].startswith("jane said:") and row["LogAttributes"] == {"k": "v"}

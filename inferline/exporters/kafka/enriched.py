@@ -14,6 +14,7 @@ Two formats (`KafkaSettings.enriched_format`):
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -196,9 +197,10 @@ def _json_safe(value: Any, path: str, emptied: list[str]) -> Any:
 
 
 def fit_row(row: Row, limit: int, table: str) -> bytes:
-    """The row's JSON, with its largest values emptied while it exceeds the message limit: the
-    record (ids, tokens, cost) still reaches the writer, only oversized content is cut. orjson
-    escapes newlines inside strings, so the JSON is always a single NDJSON line."""
+    """The row's JSON, with its longest strings cut while it exceeds the message limit: the record
+    (ids, model, tokens, cost, every attribute key) still reaches the writer, only oversized text
+    is cut (`_cut_longest_strings`). orjson escapes newlines inside strings, so the JSON is always
+    a single NDJSON line."""
     try:
         value = encode_row(row)
     except TypeError:  # orjson: "Integer exceeds 64-bit range"; anything else raises again below
@@ -211,15 +213,52 @@ def fit_row(row: Row, limit: int, table: str) -> bytes:
         value = encode_row(row)
     if len(value) <= limit:
         return value
-    row = dict(row)
-    sizes = sorted(((len(encode_row({k: v})), k) for k, v in row.items()), reverse=True)
-    for _, k in sizes:
-        v = row[k]
-        row[k] = (
-            {} if isinstance(v, dict) else [] if isinstance(v, list) else "[truncated: too large for Kafka]"
-        )
+    value = _cut_longest_strings(copy.deepcopy(row), value, limit)
+    log.warning("enriched record truncated to fit the Kafka message limit", table=table, limit=limit)
+    return value
+
+
+TRUNCATED = "…[truncated by inferline]"  # what ends a cut string, as the receiver cuts
+_Leaf = tuple[int, Any, Any, str]  # (length, container, key, column)
+_MARK = "inferline.truncated"
+_ATTRIBUTE_MAPS = frozenset({"SpanAttributes", "LogAttributes", "ResourceAttributes", "ScopeAttributes"})
+
+
+def _cut_longest_strings(row: Row, value: bytes, limit: int) -> bytes:
+    """Cuts the longest strings of `row` (wherever they are: a column, an attribute value, a
+    message's content), longest first, each by what the row is over the limit, until its JSON
+    fits; an attribute map holding a cut value gets `inferline.truncated` = "true". (Until
+    2026-12-05 the largest column was emptied whole: a span's every attribute gone for one big
+    value.) Returns the JSON."""
+    leaves: list[_Leaf] = []
+    for column, v in row.items():
+        _string_leaves(row, column, v, column, leaves)
+    leaves.sort(key=lambda leaf: leaf[0], reverse=True)
+    for length, container, key, column in leaves:
+        attributes = row[column]
+        if column in _ATTRIBUTE_MAPS and isinstance(attributes, dict) and _MARK not in attributes:
+            attributes[_MARK] = "true"
+            value = encode_row(row)
+        over = len(value) - limit
+        # Characters, not bytes: a character is at least one byte of JSON, so cutting `over` of
+        # them (and room for the marker) takes off at least `over` bytes.
+        keep = max(0, length - over - len(TRUNCATED.encode()))
+        container[key] = container[key][:keep] + TRUNCATED
         value = encode_row(row)
         if len(value) <= limit:
             break
-    log.warning("enriched record truncated to fit the Kafka message limit", limit=limit)
     return value
+
+
+def _string_leaves(
+    container: Any, key: Any, v: Any, column: str, out: list[tuple[int, Any, Any, str]]
+) -> None:
+    if isinstance(v, str):
+        if len(v) > 64:  # ids and names are never what makes a row too big
+            out.append((len(v), container, key, column))
+    elif isinstance(v, dict):
+        for k, item in v.items():
+            _string_leaves(v, k, item, column, out)
+    elif isinstance(v, list):
+        for i, item in enumerate(v):
+            _string_leaves(v, i, item, column, out)
