@@ -166,8 +166,9 @@ def _detail_page(
 
 
 def _links(detail: InferenceDetail) -> dict[str, str]:
-    """The pages of this inference's session and user."""
-    out = {}
+    """The pages of this inference's session and user ("" when it has none: the template reads
+    both, and an undefined key is an error there)."""
+    out = {"session": "", "user": ""}
     if detail.overview.session_id:
         out["session"] = links.session_page(detail.overview.session_id)
     if detail.overview.user_id:

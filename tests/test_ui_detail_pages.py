@@ -1,0 +1,69 @@
+"""The inference detail page opens for every call: with or without a user and a session (it
+answered 500 for any call missing one of them)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from tests.conftest import Service, make_service, wait_for
+from tests.otlp_helpers import GENAI_ATTRIBUTES, sdk_spans
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = make_service(tmp_path_factory.mktemp("ui-detail"))
+    svc.start()
+    yield svc
+    assert svc.stop() == 0
+
+
+def _signed_in(service: Service) -> httpx.Client:
+    client = httpx.Client(base_url=service.api_url, follow_redirects=False, timeout=30)
+    form = client.get("/ui/signin").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf
+    assert client.post("/ui/signin", data={"csrf": csrf.group(1), "key": service.key}).status_code == 303
+    return client
+
+
+@pytest.mark.parametrize(
+    ("user", "session"),
+    [("", ""), ("u-1", ""), ("", "s-1"), ("u-2", "s-2")],
+    ids=["neither", "user", "session", "both"],
+)
+def test_the_detail_page_opens_with_or_without_a_user_and_a_session(
+    service: Service, user: str, session: str
+) -> None:
+    attributes = {k: v for k, v in GENAI_ATTRIBUTES.items() if k not in ("user.id", "gen_ai.conversation.id")}
+    if user:
+        attributes["user.id"] = user
+    if session:
+        attributes["session.id"] = session
+    [span] = sdk_spans(attributes)
+    exporter = OTLPSpanExporter(
+        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
+    )
+    assert exporter.export([span]) == SpanExportResult.SUCCESS
+    trace_id = f"{span.context.trace_id:032x}"
+    inference_id = wait_for(
+        lambda: service.sql(f"SELECT inference_id FROM llm_inferences WHERE trace_id = '{trace_id}'").strip()
+    )
+    assert inference_id
+    client = _signed_in(service)
+    try:
+        page = client.get(f"/ui/inferences/{inference_id}")
+    finally:
+        client.close()
+    assert page.status_code == 200, page.text[:300]
+    assert "gpt-4o-mini" in page.text
+    assert ('data-link="user"' in page.text) == bool(user)
+    assert ('data-link="session"' in page.text) == bool(session)
+    assert "content-security-policy" in page.headers
