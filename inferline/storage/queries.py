@@ -53,13 +53,23 @@ ITEM_COLUMNS = f"""toString(inference_id) AS inference_id,
     success AS is_success,
     error_type"""
 
+
+def _spreadsheet_safe(expression: str, name: str) -> str:
+    """Text a sender wrote, as a CSV cell a spreadsheet will not run: one starting with = + - @,
+    a tab or a carriage return is a formula to Excel and Sheets (`=HYPERLINK("http://…")` sends
+    data away), so it gets a leading apostrophe (OWASP's CSV injection advice). `name`: an alias
+    of its own for the text, so the expression is computed once."""
+    text = f"{name}_text"
+    return f"if(match({expression} AS {text}, '^[-=+@\\t\\r]'), concat('\\'', {text}), {text})"
+
+
 # The seed's CSV export: inference_id,timestamp,model_name,prompt_preview,response_preview,
 # input_tokens,output_tokens,response_time_ms,cost,is_success
 CSV_COLUMNS = f"""toString(inference_id) AS inference_id,
     {_TIMESTAMP} AS timestamp,
-    model AS model_name,
-    {_PROMPT_PREVIEW} AS prompt_preview,
-    {_RESPONSE_PREVIEW} AS response_preview,
+    {_spreadsheet_safe("model", "model_name")} AS model_name,
+    {_spreadsheet_safe(_PROMPT_PREVIEW, "prompt_preview")} AS prompt_preview,
+    {_spreadsheet_safe(_RESPONSE_PREVIEW, "response_preview")} AS response_preview,
     input_tokens,
     output_tokens,
     latency_ms AS response_time_ms,
