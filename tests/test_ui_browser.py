@@ -165,6 +165,22 @@ def test_ui_responses_carry_the_security_headers(service: Service) -> None:
     assert httpx.get(f"{service.api_url}/ui/signin").headers["cache-control"] == "no-store"
 
 
+@browser_test
+def test_the_api_docs_run_from_this_origin_under_a_strict_policy(
+    service: Service, watched: tuple[Page, PageWatch]
+) -> None:
+    """/docs (Swagger UI) loaded its script from a CDN onto the dashboard's origin, where a
+    compromised copy would act with the operator's session. Now it is the pinned copy served here,
+    started without inline script, and the page lists the API's operations."""
+    page, watch = watched
+    response = page.goto(f"{service.api_url}/docs")
+    assert response is not None and response.status == 200
+    assert "script-src 'self';" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+    page.get_by_text("List inferences").first.wait_for(timeout=15_000)
+    watch.assert_inert()
+
+
 # --- signing in -------------------------------------------------------------------------------
 
 

@@ -287,3 +287,22 @@ def test_the_waterfall_marks_tool_calls_and_retrievals_escaped() -> None:
     assert 'data-step="tool_call"' in html and "MCP tools/call" in html
     assert 'data-step="retrieval"' in html and "2 documents" in html
     assert 'data-testid="trace-tool-calls">1<' in html and 'data-testid="trace-retrievals">1<' in html
+
+
+def test_a_page_that_fails_says_so_with_the_same_protective_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a page is a 500 page, served with the dashboard's CSP, nosniff, frame and cache
+    headers like every page (Starlette answers it outside the app's own middleware: it was a bare
+    "Internal Server Error" without them)."""
+    from inferline.ui import auth
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(auth, "_signin_form", broken)
+    app = add_dashboard(api_app(Keys(), ReadOnlySql("chdb://", "default"), lambda: True))
+    page = TestClient(app, raise_server_exceptions=False).get("/ui/signin")
+    assert page.status_code == 500
+    assert "Something went wrong" in page.text
+    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"

@@ -125,6 +125,36 @@ def health_app(ready: Callable[[], bool]) -> Starlette:
     return Starlette(routes=health_routes(ready))
 
 
+# Swagger UI from the dashboard's static files (ui/vendor-files.txt pins the copy), started by a
+# script file: a script from another origin (FastAPI's default, a CDN) would run with the
+# dashboard's cookies on this origin, and no inline script is allowed.
+_API_DOCS = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>inferline API</title>
+<link rel="stylesheet" href="/ui/static/vendor/swagger-ui.css">
+<link rel="icon" href="/ui/static/favicon.svg"></head>
+<body><div id="swagger-ui"></div>
+<script src="/ui/static/vendor/swagger-ui-bundle.js"></script>
+<script src="/ui/static/api-docs.js"></script>
+</body></html>"""
+API_DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+async def api_docs(_: Request) -> Response:
+    return Response(
+        _API_DOCS,
+        media_type="text/html; charset=utf-8",
+        headers={
+            "content-security-policy": API_DOCS_CSP,
+            "x-content-type-options": "nosniff",
+            "x-frame-options": "DENY",
+            "referrer-policy": "no-referrer",
+        },
+    )
+
+
 def api_app(
     keys: KeySource, sql: ReadOnlySql, ready: Callable[[], bool], context: ApiContext | None = None
 ) -> FastAPI:
@@ -181,7 +211,7 @@ def api_app(
         title="inferline API",
         version="1",
         summary="LLM inferences per project: list, detail, feedback, analytics, export.",
-        docs_url="/docs",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN: `api_docs` serves our copy
         redoc_url=None,
     )
     app.state.ctx = context or ApiContext(keys=keys, sql=sql)
@@ -203,6 +233,11 @@ def api_app(
         app.include_router(module.router)
     # Plain Starlette routes, outside the OpenAPI spec: ClickHouse's protocol and health probes.
     app.router.routes.extend(
-        [*health_routes(ready), Route("/ping", ping), Route("/", query, methods=["GET", "POST"])]
+        [
+            *health_routes(ready),
+            Route("/ping", ping),
+            Route("/", query, methods=["GET", "POST"]),
+            Route("/docs", api_docs),
+        ]
     )
     return app

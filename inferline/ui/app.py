@@ -53,7 +53,18 @@ def dashboard(ctx: ApiContext) -> FastAPI:
     app.add_exception_handler(auth.AdminOnly, auth.admin_home)
     for exc_type in (HTTPException, RequestValidationError, SqlError):
         app.add_exception_handler(exc_type, error_page)
-    app.add_middleware(SecurityHeaders)
+
+    async def failure_page(request: Request, exc: Exception) -> Response:
+        # A bug: said plainly, with the error's type in the log (its message may quote user text).
+        log.error("dashboard page failed", path=request.url.path, error=type(exc).__name__)
+        return ui.templates.TemplateResponse(
+            request,
+            "error.html",
+            {"session": None, "status": 500, "message": "Something went wrong on our side."},
+            status_code=500,
+        )
+
+    app.add_exception_handler(Exception, failure_page)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(auth.router)
     app.include_router(inference_pages.router)
@@ -95,6 +106,8 @@ def _status_and_message(exc: Exception) -> tuple[int, str]:
 def add_dashboard(api: FastAPI) -> FastAPI:
     """Mounts the dashboard on the API app (which keeps its context on `app.state.ctx`) and sends
     browsers opening `/` to it."""
-    api.mount(MOUNT, dashboard(api.state.ctx))
+    # The headers wrap the whole dashboard, its error middleware too: a page that fails (a 500,
+    # answered by Starlette outside the app's own middleware) carries them as every page does.
+    api.mount(MOUNT, SecurityHeaders(dashboard(api.state.ctx)))
     api.add_middleware(BrowserEntrance, target=f"{MOUNT}/")
     return api
