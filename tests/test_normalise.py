@@ -1228,3 +1228,16 @@ def test_provider_normalisation(raw: str, api_qualified: bool, want: str) -> Non
 )
 def test_finish_reason_normalisation(raw: Any, want: list[str]) -> None:
     assert finish_reasons(raw) == want
+
+
+@pytest.mark.parametrize(
+    "start", ['"9999-12-31T23:59:59Z"', '"2025-08-20T10:05:09.000000Z"'], ids=["year-9999", "after-end"]
+)
+def test_a_first_token_after_the_call_ended_is_no_ttft(start: str) -> None:
+    """A Langfuse completion start in year 9999 gave a TTFT of 2.5e14 ms, into every latency
+    percentile: a first token after the call's end is a clock or field gone wrong."""
+    ex = example("10.6")
+    ex["attributes"]["langfuse.observation.completion_start_time"] = start
+    row = run(ex)
+    assert row["ttft_ms"] is None
+    assert row["latency_ms"] > 0 and row["input_tokens"] == ex["expected"]["input_tokens"]

@@ -55,6 +55,8 @@ _KEY_VALUE = "opentelemetry.proto.common.v1.KeyValue"
 
 def _any_value(value: dict[str, Any]) -> dict[str, Any]:
     for key, x in value.items():
+        if x is None:
+            continue  # proto3 JSON: null is the field's default, as if it were absent
         if key in ("stringValue", "string_value"):
             if type(x) is not str:
                 raise TypeError(key)

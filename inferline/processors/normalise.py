@@ -371,6 +371,11 @@ class GenAINormaliser:
             a, ch, is_langfuse, is_vercel, call.provider, oi_response.usage(a) if oi_response else None
         )
         streaming, ttft = streaming_and_ttft(a, ch, oi_params, span.start_ns, is_langfuse, is_vercel, ev)
+        if ttft is not None and span.end_ns > span.start_ns and ttft > (span.end_ns - span.start_ns) / 1e6:
+            # The first token cannot come after the call ended: a sender's clock or field gone
+            # wrong (a Langfuse completion start in year 9999 gave 2.5e14 ms), kept out of the
+            # latency percentiles.
+            ttft = None
         prompt, response, frs, waiting = row_messages(
             a, indexed, is_vercel, is_langfuse, ch.finish, ev, oi_response.document if oi_response else None
         )
