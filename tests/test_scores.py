@@ -290,3 +290,19 @@ def test_any_otlp_value_as_a_score_is_kept_without_failing_the_batch() -> None:
         ("7", None, ""),
         ("7", None, "1e400"),
     ]
+
+
+@pytest.mark.parametrize("at", [1, 946_684_800 * 10**9, 2**64 - 1], ids=["1ns", "year-2000", "2^64-1"])
+def test_an_evaluation_event_at_a_time_no_event_of_its_span_can_have_takes_the_spans_end(at: int) -> None:
+    """Such a score row was deleted by the retention TTL as soon as it was stored; the span was
+    accepted and nothing said so."""
+    event = Event(at, "gen_ai.evaluation.result", evaluation(**{"gen_ai.evaluation.score.value": 1}))
+    (row,) = run([span(_CHAT, events=[event])]).scores
+    assert row["timestamp"] == START + 900_000_000
+
+
+def test_an_evaluation_event_a_judge_adds_after_the_span_ended_keeps_its_time() -> None:
+    later = START + 3_600 * 10**9
+    event = Event(later, "gen_ai.evaluation.result", evaluation(**{"gen_ai.evaluation.score.value": 1}))
+    (row,) = run([span(_CHAT, events=[event])]).scores
+    assert row["timestamp"] == later

@@ -167,7 +167,7 @@ def _span_events(span: Span) -> Iterator[Row]:
         response_id = as_str(a.get(_RESPONSE_ID)) or as_str(span.attributes.get(_RESPONSE_ID)) or ""
         yield _row(
             span.project_id,
-            event.time_ns or span.end_ns,
+            _event_time(event.time_ns, span),
             SPAN,
             (span.trace_id, span.span_id),
             response_id,
@@ -175,6 +175,18 @@ def _span_events(span: Span) -> Iterator[Row]:
             OTEL,
             span.span_id,
         )
+
+
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+def _event_time(time_ns: int, span: Span) -> int:
+    """An evaluation event's time, or its span's end when the time cannot be the event's: a span
+    records its events while it runs (a day later is allowed, for judges that add theirs after
+    the fact). An event at 1 ns or in 2000 made a score row the retention TTL deleted at once."""
+    if span.start_ns <= time_ns <= max(span.end_ns, span.start_ns) + _DAY_NS:
+        return time_ns
+    return span.end_ns
 
 
 def _log_record(record: LogRecord) -> Row:
