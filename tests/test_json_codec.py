@@ -93,6 +93,16 @@ def test_empty_body_and_empty_object_are_empty_requests() -> None:
         (span_json(startTimeUnixNano="soon"), "startTimeUnixNano: 'soon' is not an integer"),
         (span_json(kind="SPAN_KIND_NOPE"), "is not a valid SpanKind"),
         (span_json(name=5), "name: expected a string"),
+        # Values past their field's type: named with the path and the type (it was "invalid value:
+        # Value out of range: -1", neither)
+        (span_json(startTimeUnixNano="-1"), r"spans\[0\]\.startTimeUnixNano: -1 is out of range for fixed64"),
+        (span_json(kind=2**40), r"spans\[0\]\.kind: 1099511627776 is out of range for SpanKind"),
+        (span_json(droppedAttributesCount=-1), r"droppedAttributesCount: -1 is out of range for uint32"),
+        (span_json(flags=2**33), r"flags: 8589934592 is out of range for fixed32"),
+        (
+            span_json(attributes=[{"key": "k", "value": {"intValue": str(2**63)}}]),
+            r"attributes\[0\]\.value\.intValue: 9223372036854775808 is out of range for int64",
+        ),
     ],
 )
 def test_malformed_json_names_the_problem(body: bytes, says: str) -> None:

@@ -29,20 +29,23 @@ from inferline.otlp.protobuf import TooDeep, parse
 _M = TypeVar("_M", bound=Message)
 
 _HEX_FIELDS = frozenset({"trace_id", "span_id", "parent_span_id"})
-_INT_TYPES = frozenset(
-    {
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_FIXED64,
-        FieldDescriptor.TYPE_SFIXED64,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_INT32,
-        FieldDescriptor.TYPE_UINT32,
-        FieldDescriptor.TYPE_FIXED32,
-        FieldDescriptor.TYPE_SFIXED32,
-        FieldDescriptor.TYPE_SINT32,
-    }
-)
+# What each integer type holds: a value past it is named with its JSON path, not left to the
+# message's constructor ("Value out of range: -1", which says neither field nor type).
+_INT64 = (-(1 << 63), (1 << 63) - 1, "int64")
+_INT32 = (-(1 << 31), (1 << 31) - 1, "int32")
+_INT_RANGES: dict[int, tuple[int, int, str]] = {
+    FieldDescriptor.TYPE_INT64: _INT64,
+    FieldDescriptor.TYPE_SFIXED64: _INT64,
+    FieldDescriptor.TYPE_SINT64: _INT64,
+    FieldDescriptor.TYPE_UINT64: (0, (1 << 64) - 1, "uint64"),
+    FieldDescriptor.TYPE_FIXED64: (0, (1 << 64) - 1, "fixed64"),
+    FieldDescriptor.TYPE_INT32: _INT32,
+    FieldDescriptor.TYPE_SFIXED32: _INT32,
+    FieldDescriptor.TYPE_SINT32: _INT32,
+    FieldDescriptor.TYPE_UINT32: (0, (1 << 32) - 1, "uint32"),
+    FieldDescriptor.TYPE_FIXED32: (0, (1 << 32) - 1, "fixed32"),
+}
+_INT_TYPES = frozenset(_INT_RANGES)
 _INT_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 _FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
 
@@ -62,7 +65,7 @@ def _any_value(value: dict[str, Any]) -> dict[str, Any]:
                 raise TypeError(key)
             return {"string_value": x}
         if key in ("intValue", "int_value"):
-            return {"int_value": _scalar(x, _INT, None, "")}
+            return {"int_value": _scalar(x, _INT, _INT64, "")}
         if key in ("doubleValue", "double_value"):
             return {"double_value": _scalar(x, _FLOAT, None, "")}
         if key in ("boolValue", "bool_value"):
@@ -108,7 +111,7 @@ def _plan(descriptor: Descriptor) -> dict[str, tuple[str, int, bool, Any]]:
         elif f.type == FieldDescriptor.TYPE_BYTES:
             kind, sub = (_HEX if f.name in _HEX_FIELDS else _BYTES), None
         elif f.type in _INT_TYPES:
-            kind, sub = _INT, None
+            kind, sub = _INT, _INT_RANGES[f.type]
         elif f.type in _FLOAT_TYPES:
             kind, sub = _FLOAT, None
         elif f.type == FieldDescriptor.TYPE_BOOL:
@@ -144,6 +147,8 @@ def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
             raise OtlpDecodeError(f"{path}: expected an integer, got {type(value).__name__}")
         if not _INT_MIN <= number <= _UINT64_MAX:
             raise OtlpDecodeError(f"{path}: {number} does not fit in 64 bits")
+        if sub is not None and not sub[0] <= number <= sub[1]:
+            raise OtlpDecodeError(f"{path}: {number} is out of range for {sub[2]}")
         return number
     if kind == _HEX:
         if not isinstance(value, str):
@@ -161,6 +166,8 @@ def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
         raise OtlpDecodeError(f"{path}: expected a boolean")
     if kind == _ENUM:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not _INT32[0] <= value <= _INT32[1]:  # enums are int32
+                raise OtlpDecodeError(f"{path}: {value} is out of range for {sub.name}")
             return value
         if isinstance(value, str):
             number = sub.values_by_name.get(value)
