@@ -226,3 +226,19 @@ def test_a_row_too_big_for_a_message_keeps_every_key_and_loses_only_the_end_of_i
     log: dict[str, Any] = {"Body": big, "LogAttributes": {"k": "v"}}
     row = orjson.loads(fit_row(log, limit, "otel_logs"))
     assert row["Body"].startswith("jane said:") and row["LogAttributes"] == {"k": "v"}
+
+
+@pytest.mark.parametrize("chars", [60, 66], ids=["short-values", "many-long-values"])
+def test_a_row_of_thousands_of_escaped_attributes_still_fits(chars: int) -> None:
+    """12,000 attributes of control characters (6 bytes of JSON each) make a 4.4 MB line from a
+    0.9 MB request: a row that no cut of long strings alone brings under the limit must still fit
+    (a message too large is refused by Kafka, and the processor retried it forever)."""
+    limit = 998_976
+    row: dict[str, Any] = {
+        "TraceId": "ab" * 16,
+        "SpanId": "cd" * 8,
+        "SpanAttributes": {f"k{i}": "\x01" * chars for i in range(12_000)},
+    }
+    line = fit_row(row, limit, "otel_traces")
+    assert len(line) <= limit
+    assert orjson.loads(line)["SpanId"] == "cd" * 8

@@ -226,27 +226,41 @@ _ATTRIBUTE_MAPS = frozenset({"SpanAttributes", "LogAttributes", "ResourceAttribu
 
 def _cut_longest_strings(row: Row, value: bytes, limit: int) -> bytes:
     """Cuts the longest strings of `row` (wherever they are: a column, an attribute value, a
-    message's content), longest first, each by what the row is over the limit, until its JSON
+    message's content), longest first, by as much as the row is over the limit, until its JSON
     fits; an attribute map holding a cut value gets `inferline.truncated` = "true". (Until
     2026-12-05 the largest column was emptied whole: a span's every attribute gone for one big
-    value.) Returns the JSON."""
-    leaves: list[_Leaf] = []
-    for column, v in row.items():
-        _string_leaves(row, column, v, column, leaves)
-    leaves.sort(key=lambda leaf: leaf[0], reverse=True)
-    for length, container, key, column in leaves:
-        attributes = row[column]
-        if column in _ATTRIBUTE_MAPS and isinstance(attributes, dict) and _MARK not in attributes:
-            attributes[_MARK] = "true"
-            value = encode_row(row)
+    value.) A row too big without long strings (twelve thousand short attributes) has its
+    largest columns emptied after all: it must fit, or the processor could never publish it.
+    Returns the JSON."""
+    for _ in range(3):  # one pass usually does it; markers and escapes may need another
         over = len(value) - limit
-        # Characters, not bytes: a character is at least one byte of JSON, so cutting `over` of
-        # them (and room for the marker) takes off at least `over` bytes.
-        keep = max(0, length - over - len(TRUNCATED.encode()))
-        container[key] = container[key][:keep] + TRUNCATED
+        leaves: list[_Leaf] = []
+        for column, v in row.items():
+            _string_leaves(row, column, v, column, leaves)
+        leaves.sort(key=lambda leaf: leaf[0], reverse=True)
+        marker = len(TRUNCATED.encode()) + len(_MARK) + 16  # the cut's end, a map's mark
+        for length, container, key, column in leaves:
+            if over <= 0:
+                break
+            # Characters, not bytes: every character is at least one byte of JSON, so cutting
+            # `over` of them (and room for the markers) takes off at least `over` bytes.
+            keep = max(0, length - over - marker)
+            container[key] = container[key][:keep] + TRUNCATED
+            over -= length - keep - marker
+            attributes = row[column]
+            if column in _ATTRIBUTE_MAPS and isinstance(attributes, dict):
+                attributes[_MARK] = "true"
         value = encode_row(row)
-        if len(value) <= limit:
+        if len(value) <= limit or not leaves:
             break
+    if len(value) > limit:
+        sizes = sorted(((len(encode_row({k: v})), k) for k, v in row.items()), reverse=True)
+        for _, column in sizes:
+            v = row[column]
+            row[column] = {} if isinstance(v, dict) else [] if isinstance(v, list) else TRUNCATED
+            value = encode_row(row)
+            if len(value) <= limit:
+                break
     return value
 
 
