@@ -858,11 +858,30 @@ def test_a_failed_batch_scan_falls_back_to_a_scan_per_row(monkeypatch: pytest.Mo
     assert batch.inferences[0]["pii_found"] and EMAIL not in str(batch.inferences[0]["prompt_messages"])
 
 
-def test_a_sender_cannot_pass_free_text_unmasked_under_an_inferline_key(masker: PiiMasker) -> None:
-    """Only the attributes inferline writes itself are never masked, not the whole prefix."""
-    batch = Batch(
-        spans=[{"SpanId": "s1", "SpanAttributes": {"inferline.note": PROBE, "inferline.truncated": "true"}}]
-    )
+def test_a_sender_cannot_pass_free_text_unmasked_under_a_key_inferline_writes(masker: PiiMasker) -> None:
+    """No key a sender can set passes free text unmasked: not `inferline.*` (inferline writes a
+    few of those itself, whose values are scanned and stay as they are), not `otel.scope.*`."""
+    attributes = {
+        "inferline.note": PROBE,
+        "inferline.truncated": PROBE,
+        "otel.scope.note": PROBE,
+        "inferline.pii_found": '{"EMAIL": 1}',
+        "otel.status_code": "ERROR",
+    }
+    batch = Batch(spans=[{"SpanId": "s1", "SpanAttributes": dict(attributes)}])
     masker.process(batch)
-    assert _clean(batch.spans[0]["SpanAttributes"]["inferline.note"])
-    assert batch.spans[0]["SpanAttributes"]["inferline.truncated"] == "true"
+    stored = batch.spans[0]["SpanAttributes"]
+    assert _clean({k: stored[k] for k in ("inferline.note", "inferline.truncated", "otel.scope.note")})
+    assert stored["inferline.pii_found"] == '{"EMAIL": 1}' and stored["otel.status_code"] == "ERROR"
+    truncated = Batch(spans=[{"SpanId": "s2", "SpanAttributes": {"inferline.truncated": "true"}}])
+    masker.process(truncated)
+    assert truncated.spans[0]["SpanAttributes"]["inferline.truncated"] == "true"
+
+
+def test_forged_carried_counts_put_no_text_into_the_counts(masker: PiiMasker) -> None:
+    """`inferline.pii_found` is what the receiver writes when it masks; a sender can write it too.
+    Only names a detector can have are counted."""
+    forged = json.dumps({"jane.doe@example.com": 1, "EMAIL": 2, "PHONE": "x"})
+    batch = Batch(spans=[{"SpanId": "s1", "SpanAttributes": {"inferline.pii_found": forged}}])
+    masker.process(batch)
+    assert batch.spans[0]["PiiFound"] == {"EMAIL": 2}

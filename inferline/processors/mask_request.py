@@ -69,8 +69,12 @@ def mask_spans_request(request: ExportTraceServiceRequest, masker: PiiMasker) ->
         if mask_all:
             _mask_attributes(rs.resource.attributes, masker, resource_counts)
         for ss in rs.scope_spans:
+            # Not stored with spans, but the raw topics carry them: masked as the logs' are.
+            scope_counts = dict(resource_counts)
+            if mask_all:
+                _mask_attributes(ss.scope.attributes, masker, scope_counts)
             for span in ss.spans:
-                counts = dict(resource_counts)
+                counts = dict(scope_counts)
                 _mask_attributes(span.attributes, masker, counts)
                 for event in span.events:
                     _mask_attributes(event.attributes, masker, counts)

@@ -118,8 +118,6 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "db.operation*",
     "messaging.system",
     "otel.status_code",
-    "otel.scope.*",
-    "otel.library.*",
     "error.type",
     "event.name",
     "exception.type",
@@ -182,12 +180,10 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "*.timestamp",
     "*.finish_reason*",
     "operation.name",
-    # What inferline itself writes on records (not `inferline.*`: any sender may use that prefix,
-    # and a never-masked prefix would let free text past the masking).
-    "inferline.pii_found",
-    "inferline.truncated",
-    "inferline.input_tokens_adjusted",
 )
+# (Not the attributes inferline writes itself, `inferline.truncated` and the like, nor `otel.scope.*`:
+# a sender can set any key, so a never-masked one lets free text past the masking. Their own values,
+# "true" or a library's name, are scanned and left as they are.)
 
 # Keys of JSON values whose values are not scanned: none. A key's name says nothing of what a
 # sender put under it: a tool call's arguments, a log body or any JSON attribute may hold
@@ -1366,7 +1362,16 @@ def _carried(attrs: dict[str, str] | None) -> dict[str, int] | None:
         return None
     if not isinstance(counts, dict):
         return None
-    return {str(k): v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+    # A sender can set this attribute too: only names a detector can have are counted (a forged
+    # {"jane@example.com": 1} would put the address into PiiFound's keys).
+    return {
+        k: v
+        for k, v in counts.items()
+        if _TYPE_NAME.fullmatch(k) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+    }
+
+
+_TYPE_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # detector and custom pattern names (upper-cased)
 
 
 def _add(row: Row, column: str, counts: dict[str, int] | None) -> None:

@@ -184,9 +184,10 @@ def _event_time(time_ns: int, span: Span) -> int:
     """An evaluation event's time, or its span's end when the time cannot be the event's: a span
     records its events while it runs (a day later is allowed, for judges that add theirs after
     the fact). An event at 1 ns or in 2000 made a score row the retention TTL deleted at once."""
-    if span.start_ns <= time_ns <= max(span.end_ns, span.start_ns) + _DAY_NS:
+    end = max(span.end_ns, span.start_ns)
+    if span.start_ns <= time_ns <= end + _DAY_NS:
         return time_ns
-    return span.end_ns
+    return end
 
 
 def _log_record(record: LogRecord) -> Row:
