@@ -83,10 +83,12 @@ class MemoryCeiling:
             return rss
         if now - self._children_at >= _CHILDREN_EVERY_S:
             self._children_at = now
-            try:
-                self._children = self._process.children(recursive=True)
-            except psutil.Error:
-                self._children = []
+            for _ in range(3):  # a process that ends during the lookup fails it: look again
+                try:
+                    self._children = self._process.children(recursive=True)
+                    break
+                except psutil.Error:
+                    self._children = []
         for child in self._children:
             try:
                 rss += child.memory_info().rss
