@@ -152,7 +152,7 @@ def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
         return number
     if kind == _HEX:
         if not isinstance(value, str):
-            return b"\xff"  # an id that is not text is unreadable: its record alone is rejected
+            raise OtlpDecodeError(f"{path}: expected a hex string")
         return _hex_id(value)
     if kind == _FLOAT:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
