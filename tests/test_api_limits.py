@@ -68,3 +68,27 @@ def test_dates_before_1970_select_nothing_instead_of_failing(service: Service) -
             headers={"Authorization": f"Bearer {service.key}"},
         )
         assert r.status_code == 200, (path, r.text)
+
+
+def test_every_api_answer_forbids_sniffing_framing_and_caching(service: Service) -> None:
+    """The API's answers quote stored prompts: no browser may read one as HTML, frame it or keep
+    it, whatever the status; the dashboard's own policy and its cacheable static files stay."""
+    auth = {"Authorization": f"Bearer {service.key}"}
+    answers = {
+        "list": httpx.post(
+            f"{service.api_url}{LIST}", json={"from_date": "2026-01-01T00:00:00Z"}, headers=auth
+        ),
+        "sql": httpx.post(f"{service.api_url}/", content="SELECT '<script>alert(1)</script>'", headers=auth),
+        "no key": httpx.post(f"{service.api_url}{LIST}", json={}),
+        "bad SQL": httpx.post(f"{service.api_url}/", content="DROP TABLE llm_inferences", headers=auth),
+        "too large": httpx.post(f"{service.api_url}/", content=b"x" * (3 << 20), headers=auth),
+    }
+    assert [r.status_code for r in answers.values()] == [200, 200, 401, 403, 413]
+    for name, r in answers.items():
+        assert r.headers.get("x-content-type-options") == "nosniff", name
+        assert r.headers.get("cache-control") == "no-store", name
+        assert "frame-ancestors 'none'" in r.headers.get("content-security-policy", ""), name
+    docs = httpx.get(f"{service.api_url}/docs")
+    assert "script-src 'self'" in docs.headers["content-security-policy"]  # its own, not replaced
+    static = httpx.get(f"{service.api_url}/ui/static/favicon.svg")
+    assert static.status_code == 200 and static.headers.get("cache-control") != "no-store"

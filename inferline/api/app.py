@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -93,6 +93,40 @@ class BodyLimit:
             await self.app(scope, limited, send)
         except _BodyTooLarge:
             await _too_large(self.max_bytes)(scope, receive, send)
+
+
+# Every API answer may quote stored content (prompts are hostile text): no browser may read one
+# as another type, frame it or keep it. The dashboard (`/ui/`) sets its own, its static files
+# stay cacheable; a response that chose a header (`/docs`' policy) keeps it.
+API_RESPONSE_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+class ApiResponseHeaders:
+    """Adds API_RESPONSE_HEADERS to every response outside the dashboard."""
+
+    def __init__(self, app: ASGIApp, skip_prefix: str = "/ui/") -> None:
+        self.app = app
+        self.skip_prefix = skip_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.skip_prefix):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in API_RESPONSE_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class _BodyTooLarge(Exception):
@@ -216,6 +250,7 @@ def api_app(
     )
     app.state.ctx = context or ApiContext(keys=keys, sql=sql)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(ApiResponseHeaders)  # outside BodyLimit: its 413 gets them too
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(SqlError, query_failed)
     for module in (
