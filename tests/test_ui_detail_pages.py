@@ -67,3 +67,36 @@ def test_the_detail_page_opens_with_or_without_a_user_and_a_session(
     assert ('data-link="user"' in page.text) == bool(user)
     assert ('data-link="session"' in page.text) == bool(session)
     assert "content-security-policy" in page.headers
+
+
+@pytest.mark.parametrize("session", [".", "..", "a/../b"])
+def test_a_session_named_like_a_dot_segment_links_to_its_own_page(service: Service, session: str) -> None:
+    """A session id of ".." linked to /ui/sessions/.., which a browser resolves to /ui/ (the
+    inference list): the link must open that session, with its pager."""
+    attributes = {k: v for k, v in GENAI_ATTRIBUTES.items() if k != "gen_ai.conversation.id"}
+    attributes["session.id"] = session
+    spans = sdk_spans(attributes) + sdk_spans(attributes)
+    exporter = OTLPSpanExporter(
+        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
+    )
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    trace_ids = " ,".join(f"'{s.context.trace_id:032x}'" for s in spans)
+    inference_id = wait_for(
+        lambda: service.sql(
+            f"SELECT any(inference_id) FROM llm_inferences WHERE trace_id IN ({trace_ids}) HAVING count() = 2"
+        ).strip()
+    )
+    client = _signed_in(service)
+    try:
+        detail = client.get(f"/ui/inferences/{inference_id}").text
+        link = re.search(r'<a href="([^"]+)" data-link="session"', detail)
+        assert link, detail[:500]
+        address = httpx.URL(service.api_url).join(link.group(1).replace("&amp;", "&"))
+        assert address.path.startswith("/ui/sessions")  # what a browser opens: not the parent
+        page = client.get(str(address))
+        assert page.status_code == 200, page.text[:300]
+        assert re.search(
+            r'data-testid="session-id"[^>]*>' + re.escape(session.replace("&", "&amp;")) + "<", page.text
+        )
+    finally:
+        client.close()

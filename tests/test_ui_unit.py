@@ -233,6 +233,10 @@ def test_a_flash_is_read_once_by_its_own_session_and_expires() -> None:
 
 def test_links_quote_ids_so_they_stay_whole() -> None:
     assert links.session_page("a/b?c#d e") == "/ui/sessions/a%2Fb%3Fc%23d%20e"
+    assert links.session_page("s 1", page=2) == "/ui/sessions/s%201?page=2"
+    # A browser resolves a "." or ".." segment, encoded or not: those ids travel as a parameter.
+    assert links.session_page("..") == "/ui/sessions?id=.."
+    assert links.session_page(".", page=3) == "/ui/sessions?id=.&page=3"
     assert links.user_page("u&x=1", "7d") == "/ui/users/sessions?user=u%26x%3D1&range=7d"
     assert links.inferences("24h", tag="feature=chat") == "/ui/inferences?range=24h&tag=feature%3Dchat"
 

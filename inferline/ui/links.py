@@ -6,8 +6,14 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 
-def session_page(session_id: str) -> str:
-    return "/ui/sessions/" + quote(session_id, safe="")
+def session_page(session_id: str, page: int | None = None) -> str:
+    """A session's page. An id of "." or ".." cannot be a path segment (a browser resolves it,
+    percent-encoded or not, to the parent page), so such an id is sent as a query parameter."""
+    if session_id in (".", ".."):
+        query = {"id": session_id} if page is None else {"id": session_id, "page": page}
+        return "/ui/sessions?" + urlencode(query)
+    address = "/ui/sessions/" + quote(session_id, safe="")
+    return address if page is None else f"{address}?page={page}"
 
 
 def user_page(user_id: str, range_name: str = "all") -> str:

@@ -41,6 +41,18 @@ def duration_ms(first: InferenceItem, last: InferenceItem) -> float:
     return (_started(last) - _started(first)).total_seconds() * 1000 + last.response_time_ms
 
 
+@router.get("/sessions")
+def session_page_by_query(
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    session_id: Annotated[str, Query(alias="id", min_length=1)],
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """The same page for an id that cannot be a path segment ("." or "..": `links.session_page`)."""
+    return session_page(request, state, session, session_id, page)
+
+
 @router.get("/sessions/{session_id:path}")
 def session_page(
     request: Request,
@@ -98,6 +110,7 @@ def session_page(
         "page": page,
         "pages": max(1, -(-shown.total_count // CALLS_PER_PAGE)),
         "has_more": shown.has_more,
-        "page_link": links.session_page(session_id) + "?page=",
+        "earlier_link": links.session_page(session_id, page - 1) if page > 1 else "",
+        "later_link": links.session_page(session_id, page + 1) if shown.has_more else "",
     }
     return state.templates.TemplateResponse(request, "session.html", context)
