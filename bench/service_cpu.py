@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 import grpc
+import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.services import Target, embedded, kafka, service_env
 from bench.stages import _requests
@@ -71,6 +73,22 @@ def _roots(target: Target, mode: str) -> dict[str, int]:
         return {"main": target.roots[0]}
     writer, processor, receiver = target.roots  # as bench.services.kafka starts them
     return {"receiver": receiver, "processor": processor, "writer": writer, **target.others}
+
+
+def inserts(api: str) -> dict[str, tuple[float, float, float]]:
+    """Per table: ClickHouse inserts, rows and seconds spent in them, from a process's /metrics."""
+    text = httpx.get(f"{api}/metrics", timeout=10).text
+    out: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            table = sample.labels.get("table", "")
+            if sample.name == "inferline_batch_rows_count":
+                out[table][0] += sample.value
+            elif sample.name == "inferline_batch_rows_sum":
+                out[table][1] += sample.value
+            elif sample.name == "inferline_flush_duration_seconds_sum":
+                out[table][2] += sample.value
+    return {table: (n, rows, s) for table, (n, rows, s) in sorted(out.items())}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 break
             last = cpu
         after = snapshot(roots)
+        stored = inserts(target.api)
     idle_s = time.monotonic() - started
     kind = "GenAI spans" if args.kind == "genai" else "plain spans"
     print(f"{total:,} {kind} acknowledged in {acked_s:.1f} s, the service idle after {idle_s:.1f} s")
@@ -136,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
         top = ", ".join(f"{name} {s:.2f} s" for name, s in busiest if s >= 0.05)
         print(f"  {label:<10} {seconds:6.2f} s  {seconds / total * 1e6:6.1f} µs/span   {top}")
     print(f"  {'all':<10} {grand:6.2f} s  {grand / total * 1e6:6.1f} µs/span")
+    print("inserts (the storing process's /metrics): table, inserts, rows, seconds in them")
+    for table, (n, rows, seconds) in stored.items():
+        print(f"  {table:<22} {n:5.0f} {rows:9,.0f} {seconds:7.2f} s")
 
 
 if __name__ == "__main__":
