@@ -100,3 +100,45 @@ def test_a_session_named_like_a_dot_segment_links_to_its_own_page(service: Servi
         )
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("length", [300, 2000])
+def test_long_ids_link_to_pages_that_open_or_show_as_text(service: Service, length: int) -> None:
+    """Ids are the sender's text, stored whole. One of 300 characters linked to a list filtered by
+    it that answered 422 (the filter took 256): it opens now. One longer than any filter takes
+    is shown without a link, never with one that fails."""
+    session, user = "s" * (length - 1) + "1", "u" * (length - 1) + "2"
+    attributes = {k: v for k, v in GENAI_ATTRIBUTES.items() if k not in ("user.id", "gen_ai.conversation.id")}
+    attributes |= {"session.id": session, "user.id": user}
+    [span] = sdk_spans(attributes)
+    exporter = OTLPSpanExporter(
+        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
+    )
+    assert exporter.export([span]) == SpanExportResult.SUCCESS
+    inference_id = wait_for(
+        lambda: service.sql(
+            f"SELECT inference_id FROM llm_inferences WHERE trace_id = '{span.context.trace_id:032x}'"
+        ).strip()
+    )
+    client = _signed_in(service)
+    try:
+        detail = client.get(f"/ui/inferences/{inference_id}").text
+        hrefs = [
+            h.replace("&amp;", "&")
+            for h in re.findall(r'<a href="([^"]+)" data-link="(?:session|user)"', detail)
+        ]
+        if length > 1024:
+            assert hrefs == [] and session in detail and user in detail  # the text, no link
+            return
+        assert len(hrefs) == 2
+        opened = {}
+        for href in hrefs:
+            page = client.get(href)
+            assert page.status_code == 200, (href[:80], page.text[:300])
+            opened[href.split("?")[0].split("/")[2]] = page.text
+            for link in re.findall(r'href="(/ui/(?:inferences|users/sessions|sessions)[^"]*)"', page.text):
+                followed = client.get(link.replace("&amp;", "&"))
+                assert followed.status_code == 200, (link[:80], followed.text[:300])
+        assert set(opened) == {"sessions", "users"}
+    finally:
+        client.close()

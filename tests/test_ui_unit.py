@@ -237,6 +237,10 @@ def test_links_quote_ids_so_they_stay_whole() -> None:
     # A browser resolves a "." or ".." segment, encoded or not: those ids travel as a parameter.
     assert links.session_page("..") == "/ui/sessions?id=.."
     assert links.session_page(".", page=3) == "/ui/sessions?id=.&page=3"
+    # Longer than any filter takes: no link rather than one that answers 422.
+    assert links.inferences("24h", model="m" * 1024).endswith("m" * 1024)
+    assert links.inferences("24h", user="u", model="m" * 1025) == ""
+    assert links.session_page("s" * 1025) == links.user_page("u" * 1025) == ""
     assert links.user_page("u&x=1", "7d") == "/ui/users/sessions?user=u%26x%3D1&range=7d"
     assert links.inferences("24h", tag="feature=chat") == "/ui/inferences?range=24h&tag=feature%3Dchat"
 

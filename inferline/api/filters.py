@@ -15,7 +15,9 @@ import orjson
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
-_Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# Ids and names are the sender's text, stored whole: a filter takes any a page would link to.
+MAX_FILTER_TEXT = 1024
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILTER_TEXT)]
 _Count = Annotated[int, Field(ge=0, le=(1 << 63) - 1)]
 # DateTime64 holds 1900-01-01 … 2262-04-11; dates outside are clamped to it (a from_date of
 # 0001-01-01 means "from the beginning").

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
+from inferline.api.filters import MAX_FILTER_TEXT
+
+
+def _too_long(*values: str) -> bool:
+    """A value no filter takes (the sender's text is stored whole): such a page gets no link."""
+    return any(len(v) > MAX_FILTER_TEXT for v in values)
+
 
 def session_page(session_id: str, page: int | None = None) -> str:
     """A session's page. An id of "." or ".." cannot be a path segment (a browser resolves it,
     percent-encoded or not, to the parent page), so such an id is sent as a query parameter."""
+    if _too_long(session_id):
+        return ""
     if session_id in (".", ".."):
         query = {"id": session_id} if page is None else {"id": session_id, "page": page}
         return "/ui/sessions?" + urlencode(query)
@@ -17,10 +26,15 @@ def session_page(session_id: str, page: int | None = None) -> str:
 
 
 def user_page(user_id: str, range_name: str = "all") -> str:
-    """The user's sessions and totals."""
+    """The user's sessions and totals ("" if no filter takes the id)."""
+    if _too_long(user_id):
+        return ""
     return "/ui/users/sessions?" + urlencode({"user": user_id, "range": range_name})
 
 
 def inferences(range_name: str = "all", **filters: str) -> str:
-    """The Inferences page narrowed to these filters (URL names: user, session, model …)."""
+    """The Inferences page narrowed to these filters (URL names: user, session, model …), or ""
+    if one is longer than any filter takes."""
+    if _too_long(*filters.values()):
+        return ""
     return "/ui/inferences?" + urlencode({"range": range_name, **filters})
