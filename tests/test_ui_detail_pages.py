@@ -34,6 +34,29 @@ def _signed_in(service: Service) -> httpx.Client:
     return client
 
 
+def _stored_call(service: Service, user: str = "", session: str = "", calls: int = 1) -> str:
+    """Sends `calls` model calls of this user and session (none where empty); the id of one."""
+    attributes = {k: v for k, v in GENAI_ATTRIBUTES.items() if k not in ("user.id", "gen_ai.conversation.id")}
+    if user:
+        attributes["user.id"] = user
+    if session:
+        attributes["session.id"] = session
+    spans = [span for _ in range(calls) for span in sdk_spans(attributes)]
+    exporter = OTLPSpanExporter(
+        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
+    )
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    trace_ids = ", ".join(f"'{s.context.trace_id:032x}'" for s in spans)
+    inference_id = wait_for(
+        lambda: service.sql(
+            f"SELECT any(inference_id) FROM llm_inferences WHERE trace_id IN ({trace_ids}) "
+            f"HAVING count() = {calls}"
+        ).strip()
+    )
+    assert inference_id
+    return inference_id
+
+
 @pytest.mark.parametrize(
     ("user", "session"),
     [("", ""), ("u-1", ""), ("", "s-1"), ("u-2", "s-2")],
@@ -42,21 +65,7 @@ def _signed_in(service: Service) -> httpx.Client:
 def test_the_detail_page_opens_with_or_without_a_user_and_a_session(
     service: Service, user: str, session: str
 ) -> None:
-    attributes = {k: v for k, v in GENAI_ATTRIBUTES.items() if k not in ("user.id", "gen_ai.conversation.id")}
-    if user:
-        attributes["user.id"] = user
-    if session:
-        attributes["session.id"] = session
-    [span] = sdk_spans(attributes)
-    exporter = OTLPSpanExporter(
-        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
-    )
-    assert exporter.export([span]) == SpanExportResult.SUCCESS
-    trace_id = f"{span.context.trace_id:032x}"
-    inference_id = wait_for(
-        lambda: service.sql(f"SELECT inference_id FROM llm_inferences WHERE trace_id = '{trace_id}'").strip()
-    )
-    assert inference_id
+    inference_id = _stored_call(service, user, session)
     client = _signed_in(service)
     try:
         page = client.get(f"/ui/inferences/{inference_id}")
@@ -73,19 +82,7 @@ def test_the_detail_page_opens_with_or_without_a_user_and_a_session(
 def test_a_session_named_like_a_dot_segment_links_to_its_own_page(service: Service, session: str) -> None:
     """A session id of ".." linked to /ui/sessions/.., which a browser resolves to /ui/ (the
     inference list): the link must open that session, with its pager."""
-    attributes = {k: v for k, v in GENAI_ATTRIBUTES.items() if k != "gen_ai.conversation.id"}
-    attributes["session.id"] = session
-    spans = sdk_spans(attributes) + sdk_spans(attributes)
-    exporter = OTLPSpanExporter(
-        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
-    )
-    assert exporter.export(spans) == SpanExportResult.SUCCESS
-    trace_ids = " ,".join(f"'{s.context.trace_id:032x}'" for s in spans)
-    inference_id = wait_for(
-        lambda: service.sql(
-            f"SELECT any(inference_id) FROM llm_inferences WHERE trace_id IN ({trace_ids}) HAVING count() = 2"
-        ).strip()
-    )
+    inference_id = _stored_call(service, "u-dots", session, calls=2)
     client = _signed_in(service)
     try:
         detail = client.get(f"/ui/inferences/{inference_id}").text
@@ -108,18 +105,7 @@ def test_long_ids_link_to_pages_that_open_or_show_as_text(service: Service, leng
     it that answered 422 (the filter took 256): it opens now. One longer than any filter takes
     is shown without a link, never with one that fails."""
     session, user = "s" * (length - 1) + "1", "u" * (length - 1) + "2"
-    attributes = {k: v for k, v in GENAI_ATTRIBUTES.items() if k not in ("user.id", "gen_ai.conversation.id")}
-    attributes |= {"session.id": session, "user.id": user}
-    [span] = sdk_spans(attributes)
-    exporter = OTLPSpanExporter(
-        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
-    )
-    assert exporter.export([span]) == SpanExportResult.SUCCESS
-    inference_id = wait_for(
-        lambda: service.sql(
-            f"SELECT inference_id FROM llm_inferences WHERE trace_id = '{span.context.trace_id:032x}'"
-        ).strip()
-    )
+    inference_id = _stored_call(service, user, session)
     client = _signed_in(service)
     try:
         detail = client.get(f"/ui/inferences/{inference_id}").text
