@@ -4,6 +4,7 @@ back freed memory when over it, and defaults to a share of the container's memor
 from __future__ import annotations
 
 import subprocess
+import threading
 import sys
 import time
 from collections.abc import Iterator
@@ -186,3 +187,31 @@ def test_the_engine_hands_its_freed_memory_back(tmp_path: Path) -> None:
     # A ClickHouse server's memory is not the service's: nothing is sent there.
     release_engine_memory(None, "http://clickhouse:8123")  # type: ignore[arg-type]
     client.close()
+
+
+@pytest.mark.unit
+def test_the_workers_are_looked_up_again_off_the_requests_thread(
+    worker_holding_256_mb: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding the descendants scans every process on the machine: after the first sample that
+    happens on a thread of its own, never on the event loop that answers senders."""
+    from inferline.receivers.otlp import memory
+
+    looked_up_on: list[str] = []
+    children = psutil.Process.children
+
+    def watched(self: psutil.Process, recursive: bool = False) -> list[psutil.Process]:
+        looked_up_on.append(threading.current_thread().name)
+        return children(self, recursive=recursive)
+
+    monkeypatch.setattr(psutil.Process, "children", watched)
+    monkeypatch.setattr(memory, "_CHILDREN_EVERY_S", 0.0)
+    ceiling = MemoryCeiling(_trimmed_rss() + 128 * MB, interval_s=0)
+    assert _over(ceiling)  # the first sample counts the worker already
+    deadline = time.monotonic() + 10
+    while len(looked_up_on) < 3 and time.monotonic() < deadline:
+        ceiling.rss()
+        time.sleep(0.02)
+    me = threading.current_thread().name
+    assert looked_up_on[0] == me
+    assert len(looked_up_on) >= 3 and all(name == "memory-children" for name in looked_up_on[1:])

@@ -8,7 +8,9 @@ worker holds as much memory under load as a fifth of the whole tree (docs/perfor
 ceiling on the receiving process alone let the tree grow past it unrefused.
 
 RSS is sampled at most every `interval_s`, not per request: a request costs one clock read; the
-list of descendants is looked up again every few seconds (workers are replaced when they die).
+list of descendants is looked up again every few seconds on a thread (a scan of every process:
+milliseconds the event loop would stop for), so a worker replaced after its death counts from
+the next lookup on.
 Over the ceiling, memory that is free but still held is handed back, at most every few seconds
 and on a thread of its own: the garbage collector runs and glibc's free heap goes back to the OS
 (`malloc_trim`) here, and the service's `reclaimers` do the same where this process cannot reach
@@ -47,6 +49,8 @@ class MemoryCeiling:
         self._descendants = descendants
         self._children: list[psutil.Process] = []
         self._children_at = float("-inf")
+        self._looked_up = False
+        self._looking = False
         self._reclaimers: list[Reclaimer] = []
         self._rss = 0
         self._sampled_at = float("-inf")
@@ -83,18 +87,29 @@ class MemoryCeiling:
             return rss
         if now - self._children_at >= _CHILDREN_EVERY_S:
             self._children_at = now
-            for _ in range(3):  # a process that ends during the lookup fails it: look again
-                try:
-                    self._children = self._process.children(recursive=True)
-                    break
-                except psutil.Error:
-                    self._children = []
+            if self._looking:
+                pass  # the last lookup is still scanning
+            elif self._looked_up:  # a scan of every process in /proc: off the event loop
+                self._looking = True
+                threading.Thread(target=self._look_up_children, name="memory-children", daemon=True).start()
+            else:  # the first sample counts the workers already
+                self._look_up_children()
         for child in self._children:
             try:
                 rss += child.memory_info().rss
             except psutil.Error:  # ended since the lookup
                 self._children_at = float("-inf")
         return rss
+
+    def _look_up_children(self) -> None:
+        for _ in range(3):  # a process that ends during the lookup fails it: look again
+            try:
+                self._children = self._process.children(recursive=True)
+                break
+            except psutil.Error:
+                self._children = []
+        self._looked_up = True
+        self._looking = False
 
     def _reclaim(self) -> None:
         before = self._rss
