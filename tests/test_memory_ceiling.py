@@ -4,8 +4,8 @@ back freed memory when over it, and defaults to a share of the container's memor
 from __future__ import annotations
 
 import subprocess
-import threading
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
