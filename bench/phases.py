@@ -173,7 +173,7 @@ def run_phase(
     genai = phase.kind == "genai"
     start = tree.sample()
     collections_before = sql.full_collections()
-    peak_rss, peak_pss = start.rss, start.pss or 0
+    peak_rss, peak_pss, peak_anon = start.rss, start.pss or 0, start.anon
     gen.start(
         {
             "phase": phase.name,
@@ -196,6 +196,7 @@ def run_phase(
         s = tree.sample()
         peak_rss = max(peak_rss, s.rss)
         peak_pss = max(peak_pss, s.pss or 0)
+        peak_anon = max(peak_anon, s.anon)
         now = time.time()
         if now - last_t >= 1.0:
             cpu_pct, last_cpu, last_t = (s.cpu_s - last_cpu) / (now - last_t) * 100, s.cpu_s, now
@@ -238,7 +239,11 @@ def run_phase(
     while persisted < result["acked_spans"] and time.time() < deadline:
         time.sleep(0.5)
         s = tree.sample()
-        peak_rss, peak_pss = max(peak_rss, s.rss), max(peak_pss, s.pss or 0)
+        peak_rss, peak_pss, peak_anon = (
+            max(peak_rss, s.rss),
+            max(peak_pss, s.pss or 0),
+            max(peak_anon, s.anon),
+        )
         now_persisted = persisted_counts(sql, prefix, False)[0]
         now = time.time()
         if now_persisted != persisted:
@@ -298,6 +303,7 @@ def run_phase(
         "service_cpu_cores_busy": round(cpu / persist_window, 2),
         "peak_rss_mb": round(peak_rss / MB, 1),
         "peak_pss_mb": round(peak_pss / MB, 1) if peak_pss else None,
+        "peak_anon_mb": round(peak_anon / MB, 1),
         "service_processes": end.processes,
         "generator_cpu_s": round(result["generator_cpu_s"], 2),
         # The serving process's full garbage collections: each pauses every request in flight.
@@ -329,7 +335,7 @@ def phase_line(name: str, f: dict[str, Any]) -> str:
         f"persisted {f['persisted_spans_per_s']:>9,.0f}/s",
         f"ack p50/p95/p99 {lat.get('p50', 0):>6,.0f}/{lat.get('p95', 0):,.0f}/{lat.get('p99', 0):,.0f} ms",
         f"cpu {f['service_cpu_s_per_10k_spans'] or 0:5.2f} s/10k",
-        f"rss {f['peak_rss_mb']:>6,.0f} MB",
+        f"rss {f['peak_rss_mb']:>6,.0f} MB (anon {f.get('peak_anon_mb') or 0:,.0f})",
     ]
     parts.append(f"generator cpu {f['generator_cpu_s']:.1f} s")
     gc_pauses = f.get("full_gc_pauses") or {}

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import psutil
 
+from inferline.core.memory import anonymous_rss_bytes
+
 
 def _pss_bytes(pid: int) -> int | None:
     """Proportional set size: shared pages split between the processes sharing them (Linux only)."""
@@ -25,6 +27,7 @@ class TreeSample:
     cpu_s: float  # user + system seconds of every process seen so far, exited ones included
     rss: int  # sum of resident set sizes (pages shared between processes count once per process)
     pss: int | None
+    anon: int  # anonymous resident memory (heaps): what the service's memory ceiling counts
     processes: int
 
 
@@ -48,7 +51,7 @@ class ProcessTree:
         return out
 
     def sample(self) -> TreeSample:
-        rss, pss, count = 0, 0, 0
+        rss, pss, anon, count = 0, 0, 0, 0
         pss_known = True
         for p in self.processes():
             try:
@@ -56,6 +59,7 @@ class ProcessTree:
                     t = p.cpu_times()
                     self._cpu[p.pid] = t.user + t.system
                     rss += p.memory_info().rss
+                anon += anonymous_rss_bytes(p)
                 count += 1
             except psutil.NoSuchProcess:
                 continue
@@ -64,7 +68,7 @@ class ProcessTree:
                 pss_known = False
             else:
                 pss += one
-        return TreeSample(sum(self._cpu.values()), rss, pss if pss_known else None, count)
+        return TreeSample(sum(self._cpu.values()), rss, pss if pss_known else None, anon, count)
 
 
 def machine() -> dict[str, object]:

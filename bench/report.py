@@ -120,7 +120,15 @@ def targets(results: dict[str, Any]) -> list[Target]:
             "ms",
             _by_transport(_get(phases, "genai_half", "ack_latency_ms_by_transport")),
         ),
-        Target("peak RSS of the service tree at 2x load", overload.get("peak_rss_mb"), 1024, False, "MB"),
+        Target(
+            "peak RSS of the service tree at 2x load",
+            overload.get("peak_rss_mb"),
+            1024,
+            False,
+            "MB",
+            f"anonymous (heaps, what the memory ceiling counts) {overload.get('peak_anon_mb')} MB, "
+            f"PSS {overload.get('peak_pss_mb')} MB",
+        ),
         Target(
             "retryable refusals at 2x load (429/503, RESOURCE_EXHAUSTED/UNAVAILABLE)",
             refusals,

@@ -15,14 +15,14 @@ import pytest
 
 from inferline.core.config import Settings
 from inferline.core.errors import MemoryPressure
-from inferline.core.memory import memory_limit_bytes, release_free_heap
+from inferline.core.memory import anonymous_rss_bytes, memory_limit_bytes, release_free_heap
 from inferline.receivers.otlp.memory import MemoryCeiling
 from inferline.storage.clickhouse import connect, release_engine_memory
 
 MB = 1 << 20
 GIB = 1 << 30
 
-# A child process that holds `mb` megabytes of touched pages until its stdin closes.
+# A child process that holds `mb` megabytes of touched heap until its stdin closes.
 _BALLAST = (
     "import sys; b = bytearray({mb} << 20); b[::4096] = b'x' * len(b[::4096]); "
     "print('ok', flush=True); sys.stdin.read()"
@@ -44,10 +44,11 @@ def worker_holding_256_mb() -> Iterator[subprocess.Popen[str]]:
 
 
 def _trimmed_rss() -> int:
-    """This process's RSS once its free heap is handed back: over a ceiling, the reclaim does
-    that too, and in a long test run it alone can take hundreds of MB off."""
+    """This process's anonymous RSS (what the ceiling counts) once its free heap is handed back:
+    over a ceiling, the reclaim does that too, and in a long test run it alone can take hundreds
+    of MB off."""
     release_free_heap()
-    return int(psutil.Process().memory_info().rss)
+    return anonymous_rss_bytes(psutil.Process())
 
 
 def _over(ceiling: MemoryCeiling) -> bool:
@@ -215,3 +216,32 @@ def test_the_workers_are_looked_up_again_off_the_requests_thread(
     me = threading.current_thread().name
     assert looked_up_on[0] == me
     assert len(looked_up_on) >= 3 and all(name == "memory-children" for name in looked_up_on[1:])
+
+
+# A child process that maps a file of `mb` megabytes and reads every page of it.
+_MAPPED = (
+    "import mmap, sys; f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ); "
+    "sum(m[i] for i in range(0, len(m), 4096)); print('ok', flush=True); sys.stdin.read()"
+)
+
+
+@pytest.mark.unit
+def test_mapped_files_are_not_held_memory(tmp_path: Path) -> None:
+    """A library or data file the kernel can drop and read again is not what the OOM killer
+    frees: a process with 256 MB of a file resident does not put the service over a ceiling
+    that 256 MB of heap would."""
+    data = tmp_path / "library.so"
+    with data.open("wb") as f:
+        f.truncate(256 * MB)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _MAPPED, str(data)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ok"
+        mapped = psutil.Process(child.pid)
+        assert mapped.memory_info().rss > 250 * MB  # resident, and RSS counts it
+        ceiling = MemoryCeiling(_trimmed_rss() + 128 * MB, interval_s=0)
+        assert not _over(ceiling)
+    finally:
+        child.kill()
+        child.wait()

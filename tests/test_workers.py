@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from inferline.core.errors import Overloaded
+from inferline.core.memory import anonymous_rss_bytes
 from inferline.otlp.json_codec import decode_json
 from inferline.otlp.shard import shard_spans
 from inferline.service.workers import DECODER_NAME, WORKER_NAME, QueueGate
@@ -195,7 +196,7 @@ def test_workers_setting_zero_runs_in_a_thread(tmp_path: Path) -> None:
 
 def test_past_the_memory_ceiling_the_workers_count_and_are_asked_to_hand_memory_back(tmp_path: Path) -> None:
     """The ceiling is the whole service's (what a container's limit counts): the refusal's log
-    line reports the memory of the main process and its workers together, and the workers and
+    line reports the (anonymous) memory of the main process and its workers together, and the workers and
     the engine are asked to hand freed memory back, without an error."""
     svc = make_service(tmp_path, INFERLINE_WORKERS="2", INFERLINE_MAX_RSS_BYTES="1")
     svc.start()
@@ -204,8 +205,8 @@ def test_past_the_memory_ceiling_the_workers_count_and_are_asked_to_hand_memory_
         assert r.status_code == 503 and r.headers["retry-after"] == "2"
         assert "memory ceiling" in r.json()["message"]
         assert svc.process is not None
-        main_rss = psutil.Process(svc.process.pid).memory_info().rss
-        children_rss = sum(p.memory_info().rss for p in _workers(svc))
+        main_rss = anonymous_rss_bytes(psutil.Process(svc.process.pid))
+        children_rss = sum(anonymous_rss_bytes(p) for p in _workers(svc))
         assert wait_for(lambda: "rss_after_reclaim" in svc.logs(), timeout=20)
         line = next(ln for ln in svc.logs().splitlines() if "rss_after_reclaim" in ln)
         reported = orjson.loads(line)["rss_bytes"]

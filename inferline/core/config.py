@@ -204,8 +204,9 @@ class Settings(BaseSettings):
     max_rss_bytes: int | None = Field(
         None,
         ge=0,
-        description="resident memory of the service (its processes together) past which receivers "
-        "refuse requests (503); 0 = off; unset: 80% of the container's memory limit, or of the machine's",
+        description="anonymous resident memory of the service (heaps of its processes together; not "
+        "mapped library files) past which receivers refuse requests (503); 0 = off; unset: 80% of "
+        "the container's memory limit, or of the machine's",
     )
     max_queue_wait_s: float = Field(
         2.0, gt=0, description="longest a request waits for a free processor before a retryable refusal"

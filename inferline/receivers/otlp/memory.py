@@ -2,6 +2,11 @@
 retryable status instead of growing until the kernel's OOM killer ends the process (and with it
 everything accepted but not yet committed).
 
+What is counted is anonymous memory (heaps, shared memory: `core.memory.anonymous_rss_bytes`),
+the memory the kernel cannot reclaim and the OOM killer frees by killing. The pages of mapped
+files (libraries: ClickHouse's alone is ~250 MB resident) are left out: the kernel drops them
+under pressure and reads them again, and RSS counts them once in every process mapping them.
+
 The ceiling counts the receiving process *and its descendants* (the worker and JSON-decoder
 processes): that is what a container's memory limit counts, and what the OOM killer acts on. A
 worker holds as much memory under load as a fifth of the whole tree (docs/performance.md), so a
@@ -31,7 +36,7 @@ import structlog
 
 from inferline.core.errors import MemoryPressure
 from inferline.core.logging import error_summary
-from inferline.core.memory import release_free_heap
+from inferline.core.memory import anonymous_rss_bytes, release_free_heap
 
 log = structlog.get_logger()
 
@@ -82,7 +87,7 @@ class MemoryCeiling:
         return self._rss
 
     def _sample(self, now: float) -> int:
-        rss: int = self._process.memory_info().rss
+        rss = anonymous_rss_bytes(self._process)
         if not self._descendants:
             return rss
         if now - self._children_at >= _CHILDREN_EVERY_S:
@@ -96,7 +101,7 @@ class MemoryCeiling:
                 self._look_up_children()
         for child in self._children:
             try:
-                rss += child.memory_info().rss
+                rss += anonymous_rss_bytes(child)
             except psutil.Error:  # ended since the lookup
                 self._children_at = float("-inf")
         return rss
