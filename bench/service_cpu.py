@@ -8,9 +8,10 @@ Starts a fresh embedded service (or Kafka mode's three roles on a mock cluster),
 their content log records; `--kind plain`: HTTP/database spans) from `--senders` threads, waits
 until its processes go idle (everything stored, merges done), and prints the CPU time each
 process and each thread name spent, per span sent. The main process's threads named by ClickHouse
-(`MergeMutate`, `ThreadPool`, ...) and its unnamed ones are the engine's (`Unknown` is the one
-that runs the queries, inserts included); `python` is the interpreter's threads; the worker
-processes run the processor chain. This is what the
+(`MergeMutate`, `ThreadPool`, ...) are the engine's; `Unknown` is chDB's name for any thread that
+ran a query, Python's own included (the insert thread: in Kafka mode's writer, most of its time is
+clickhouse-connect's Native encoding, in Python); `python` is the interpreter's other threads; the
+worker processes run the processor chain. This is what the
 stage table cannot show: the engine's work on its own threads, merges, and the hand-offs.
 In Kafka mode each role's processes are labelled by role, and the mock broker is shown apart
 (not part of the service's total).
