@@ -98,7 +98,8 @@ def anonymous_rss_bytes(process: psutil.Process) -> int:
     (`RssAnon`) and shared memory (`RssShmem`), not the pages of mapped files (`RssFile`: the
     libraries, ~250 MB of them for ClickHouse's), which it drops and reads again under pressure
     and which the RSS of every process mapping them counts again. Where /proc says nothing of
-    it (not Linux), the RSS. Raises psutil.Error for a process that has ended."""
+    it (not Linux), the RSS. Raises psutil.NoSuchProcess for a process that has ended (or whose
+    status cannot be read); an ended one not yet reaped (a zombie) holds nothing: 0."""
     try:
         status = Path(f"/proc/{process.pid}/status").read_bytes()
     except FileNotFoundError:

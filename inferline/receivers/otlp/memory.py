@@ -96,7 +96,12 @@ class MemoryCeiling:
                 pass  # the last lookup is still scanning
             elif self._looked_up:  # a scan of every process in /proc: off the event loop
                 self._looking = True
-                threading.Thread(target=self._look_up_children, name="memory-children", daemon=True).start()
+                try:
+                    threading.Thread(
+                        target=self._look_up_children, name="memory-children", daemon=True
+                    ).start()
+                except RuntimeError:  # no thread to be had: the list stays, tried again later
+                    self._looking = False
             else:  # the first sample counts the workers already
                 self._look_up_children()
         for child in self._children:
@@ -107,14 +112,18 @@ class MemoryCeiling:
         return rss
 
     def _look_up_children(self) -> None:
-        for _ in range(3):  # a process that ends during the lookup fails it: look again
-            try:
-                self._children = self._process.children(recursive=True)
-                break
-            except psutil.Error:
-                self._children = []
-        self._looked_up = True
-        self._looking = False
+        """The descendants, published in one assignment once found: until then (and if every try
+        fails, e.g. out of file descriptors) the last list found is counted."""
+        try:
+            for _ in range(3):  # a process that ends during the lookup fails it: look again
+                try:
+                    self._children = self._process.children(recursive=True)
+                    break
+                except (psutil.Error, OSError):
+                    continue
+        finally:
+            self._looked_up = True
+            self._looking = False
 
     def _reclaim(self) -> None:
         before = self._rss
@@ -153,4 +162,6 @@ class MemoryCeiling:
     def check(self) -> None:
         """Raise MemoryPressure while the tree is over its ceiling."""
         if self.enabled and self.rss() > self.max_rss_bytes:
-            raise MemoryPressure(f"the service is over its memory ceiling ({self.max_rss_bytes} bytes RSS)")
+            raise MemoryPressure(
+                f"the service is over its memory ceiling ({self.max_rss_bytes} bytes of anonymous memory)"
+            )
