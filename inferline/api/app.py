@@ -108,7 +108,8 @@ API_RESPONSE_HEADERS = {
 
 
 class ApiResponseHeaders:
-    """Adds API_RESPONSE_HEADERS to every response outside the dashboard."""
+    """Adds API_RESPONSE_HEADERS to every response outside the dashboard. It wraps the finished
+    app (`with_api_headers`): inside it, Starlette's error middleware would answer a 500 without them."""
 
     def __init__(self, app: ASGIApp, skip_prefix: str = "/ui/") -> None:
         self.app = app
@@ -127,6 +128,11 @@ class ApiResponseHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def with_api_headers(app: ASGIApp) -> ASGIApp:
+    """The API port's app as served: every answer with API_RESPONSE_HEADERS."""
+    return ApiResponseHeaders(app)
 
 
 class _BodyTooLarge(Exception):
@@ -250,7 +256,6 @@ def api_app(
     )
     app.state.ctx = context or ApiContext(keys=keys, sql=sql)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(ApiResponseHeaders)  # outside BodyLimit: its 413 gets them too
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(SqlError, query_failed)
     for module in (

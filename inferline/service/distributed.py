@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from inferline.api.app import health_app
+from inferline.api.app import health_app, with_api_headers
 from inferline.core.config import Settings
 from inferline.core.memory import observe_collector_pauses, settle_after_start
 from inferline.kafka.clients import ensure_topics
@@ -121,7 +121,9 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         )
         servers.append(
             _server(
-                add_dashboard(api_app(api_keys, sql, lambda: all(r() for r in ready), context)),
+                with_api_headers(
+                    add_dashboard(api_app(api_keys, sql, lambda: all(r() for r in ready), context))
+                ),
                 settings,
                 settings.api_port,
             )
@@ -137,7 +139,11 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
             alerts.close,
         ]
     else:
-        servers.append(_server(health_app(lambda: all(r() for r in ready)), settings, settings.api_port))
+        servers.append(
+            _server(
+                with_api_headers(health_app(lambda: all(r() for r in ready))), settings, settings.api_port
+            )
+        )
 
     if processes:
         from inferline.service.processor_role import ProcessorRole
