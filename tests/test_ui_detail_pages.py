@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from inferline.ui.session_page import CALLS_PER_PAGE
 from tests.conftest import Service, make_service, wait_for
 from tests.otlp_helpers import GENAI_ATTRIBUTES, sdk_spans
 
@@ -34,9 +35,11 @@ def _signed_in(service: Service) -> httpx.Client:
     return client
 
 
-def _stored_call(service: Service, user: str = "", session: str = "", calls: int = 1) -> str:
+def _stored_call(service: Service, user: str = "", session: str = "", calls: int = 1, model: str = "") -> str:
     """Sends `calls` model calls of this user and session (none where empty); the id of one."""
     attributes = {k: v for k, v in GENAI_ATTRIBUTES.items() if k not in ("user.id", "gen_ai.conversation.id")}
+    if model:
+        attributes["gen_ai.request.model"] = attributes["gen_ai.response.model"] = model
     if user:
         attributes["user.id"] = user
     if session:
@@ -82,7 +85,7 @@ def test_the_detail_page_opens_with_or_without_a_user_and_a_session(
 def test_a_session_named_like_a_dot_segment_links_to_its_own_page(service: Service, session: str) -> None:
     """A session id of ".." linked to /ui/sessions/.., which a browser resolves to /ui/ (the
     inference list): the link must open that session, with its pager."""
-    inference_id = _stored_call(service, "u-dots", session, calls=2)
+    inference_id = _stored_call(service, "u-dots", session, calls=CALLS_PER_PAGE + 1)
     client = _signed_in(service)
     try:
         detail = client.get(f"/ui/inferences/{inference_id}").text
@@ -92,9 +95,14 @@ def test_a_session_named_like_a_dot_segment_links_to_its_own_page(service: Servi
         assert address.path.startswith("/ui/sessions")  # what a browser opens: not the parent
         page = client.get(str(address))
         assert page.status_code == 200, page.text[:300]
-        assert re.search(
-            r'data-testid="session-id"[^>]*>' + re.escape(session.replace("&", "&amp;")) + "<", page.text
-        )
+        shown = r'data-testid="session-id"[^>]*>' + re.escape(session) + "<"
+        assert re.search(shown, page.text)
+        # Its pager: the next page is the same session's, and links back to the first.
+        later = re.search(r'<a rel="next" href="([^"]+)"', page.text)
+        assert later, "no pager"
+        second = client.get(str(address.join(later.group(1).replace("&amp;", "&"))))
+        assert second.status_code == 200 and re.search(shown, second.text)
+        assert 'rel="prev"' in second.text and "page 2 of 2" in second.text
     finally:
         client.close()
 
@@ -104,10 +112,19 @@ def test_long_ids_link_to_pages_that_open_or_show_as_text(service: Service, leng
     """Ids are the sender's text, stored whole. One of 300 characters linked to a list filtered by
     it that answered 422 (the filter took 256): it opens now. One longer than any filter takes
     is shown without a link, never with one that fails."""
-    session, user = "s" * (length - 1) + "1", "u" * (length - 1) + "2"
-    inference_id = _stored_call(service, user, session)
+    session, user, model = ("s" * (length - 1) + "1", "u" * (length - 1) + "2", "m" * (length - 1) + "3")
+    inference_id = _stored_call(service, user, session, model=model)
     client = _signed_in(service)
     try:
+        # The list and the analytics page link each model to the list narrowed to it.
+        for listing in ("/ui/inferences?range=24h&size=100", "/ui/analytics?range=24h"):
+            text = client.get(listing).text
+            assert model in text
+            narrowed = [h.replace("&amp;", "&") for h in re.findall(r'href="(/ui/inferences\?[^"]*)"', text)]
+            assert any(model in h for h in narrowed) == (length <= 1024), listing
+            for href in narrowed:
+                answer = client.get(href)
+                assert answer.status_code == 200, (listing, href[:80], answer.text[:300])
         detail = client.get(f"/ui/inferences/{inference_id}").text
         hrefs = [
             h.replace("&amp;", "&")

@@ -241,6 +241,9 @@ def test_links_quote_ids_so_they_stay_whole() -> None:
     assert links.inferences("24h", model="m" * 1024).endswith("m" * 1024)
     assert links.inferences("24h", user="u", model="m" * 1025) == ""
     assert links.session_page("s" * 1025) == links.user_page("u" * 1025) == ""
+    # A tag is "key=value": the value is held to the limit on its own.
+    assert links.inferences("all", tag="feature=" + "f" * 1024).endswith("f" * 1024)
+    assert links.inferences("all", tag="feature=" + "f" * 1025) == ""
     assert links.user_page("u&x=1", "7d") == "/ui/users/sessions?user=u%26x%3D1&range=7d"
     assert links.inferences("24h", tag="feature=chat") == "/ui/inferences?range=24h&tag=feature%3Dchat"
 

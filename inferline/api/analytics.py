@@ -16,7 +16,7 @@ from inferline.api.analytics_feedback import feedback_by_group
 from inferline.api.analytics_plan import INTERVAL_SECONDS, Dimension, Interval, Question, stats_query
 from inferline.api.deps import ApiContext, Caller, CallerDep, ContextDep, audit
 from inferline.api.feedback import FeedbackSummary, summary_of
-from inferline.api.filters import InferenceFilters, check_project, where_clause
+from inferline.api.filters import MAX_FILTER_TEXT, InferenceFilters, check_project, where_clause
 from inferline.storage.rollups import AGGREGATES, QUANTILES, named
 
 router = APIRouter(prefix="/api/v1/metrics/analytics", tags=["analytics"])
@@ -41,7 +41,7 @@ class BreakdownQuery(AnalyticsQuery):
     group_by: Dimension = Field(
         description="model, provider, user, tenant, feature (tag `feature`), tag or session."
     )
-    tag_key: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+    tag_key: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILTER_TEXT)] | None = Field(
         None, description="The tag key to group by; required with group_by = tag."
     )
     sort_by: Literal["cost", "requests", "tokens", "latency"] = "cost"

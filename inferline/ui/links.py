@@ -8,9 +8,14 @@ from urllib.parse import quote, urlencode
 from inferline.api.filters import MAX_FILTER_TEXT
 
 
+def filterable(value: str) -> bool:
+    """Whether a list filter takes this value (the sender's text is stored whole, a filter takes
+    MAX_FILTER_TEXT characters): a page narrowed to a longer one gets no link."""
+    return len(value) <= MAX_FILTER_TEXT
+
+
 def _too_long(*values: str) -> bool:
-    """A value no filter takes (the sender's text is stored whole): such a page gets no link."""
-    return any(len(v) > MAX_FILTER_TEXT for v in values)
+    return not all(map(filterable, values))
 
 
 def session_page(session_id: str, page: int | None = None) -> str:
@@ -35,6 +40,8 @@ def user_page(user_id: str, range_name: str = "all") -> str:
 def inferences(range_name: str = "all", **filters: str) -> str:
     """The Inferences page narrowed to these filters (URL names: user, session, model …), or ""
     if one is longer than any filter takes."""
-    if _too_long(*filters.values()):
+    # A tag filter is "key=value": each part is held to the limit on its own.
+    parts = [p for name, v in filters.items() for p in (v.split("=", 1) if name == "tag" else [v])]
+    if _too_long(*parts):
         return ""
     return "/ui/inferences?" + urlencode({"range": range_name, **filters})

@@ -10,6 +10,8 @@ import orjson
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.templating import Jinja2Templates
 
+from inferline.ui import links
+
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -91,5 +93,5 @@ def templates() -> Jinja2Templates:
         signed_percent=signed_percent,
         pretty=pretty,
     )
-    env.globals.update(percent_class=percent_class)
+    env.globals.update(percent_class=percent_class, filterable=links.filterable)
     return Jinja2Templates(env=env)
