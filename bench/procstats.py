@@ -57,9 +57,11 @@ class ProcessTree:
             try:
                 with p.oneshot():
                     t = p.cpu_times()
-                    self._cpu[p.pid] = t.user + t.system
-                    rss += p.memory_info().rss
-                anon += anonymous_rss_bytes(p)
+                    one_rss = p.memory_info().rss
+                one_anon = anonymous_rss_bytes(p)  # both read before either is counted
+                self._cpu[p.pid] = t.user + t.system
+                rss += one_rss
+                anon += one_anon
                 count += 1
             except psutil.NoSuchProcess:
                 continue

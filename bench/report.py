@@ -126,8 +126,14 @@ def targets(results: dict[str, Any]) -> list[Target]:
             1024,
             False,
             "MB",
-            f"anonymous (heaps, what the memory ceiling counts) {overload.get('peak_anon_mb')} MB, "
-            f"PSS {overload.get('peak_pss_mb')} MB",
+            ", ".join(
+                f"{what} {overload[key]:,.0f} MB"
+                for what, key in (
+                    ("anonymous (heaps, what the memory ceiling counts)", "peak_anon_mb"),
+                    ("PSS", "peak_pss_mb"),
+                )
+                if overload.get(key) is not None
+            ),
         ),
         Target(
             "retryable refusals at 2x load (429/503, RESOURCE_EXHAUSTED/UNAVAILABLE)",
