@@ -119,3 +119,27 @@ def test_a_logs_scope_attributes_are_masked_at_the_receiver() -> None:
     assert {kv.key: kv.value.string_value for kv in scope_logs.scope.attributes} == {"app.note": "<EMAIL>"}
     record = {kv.key: kv.value.string_value for kv in scope_logs.log_records[0].attributes}
     assert orjson.loads(record["inferline.pii_found"]) == {"EMAIL": 1}
+
+
+def test_event_names_are_masked_at_the_receiver() -> None:
+    """The names applications give span events and log events ("reminder sent to jane@…")."""
+    recorder = Recorder()
+    sink = MaskingSink(recorder, PiiMasker(PiiConfig()))
+    span = json_span({"k": "v"}, events=[{"name": f"reminder sent to {EMAIL}"}, {"name": "exception"}])
+    asyncio.run(sink.export_spans(decode_json(traces_json([span]), ExportTraceServiceRequest), "p"))
+    log = {
+        "traceId": "ab" * 16,
+        "spanId": "cd" * 8,
+        "body": "nothing to see",
+        "eventName": f"signup of {EMAIL}",
+    }
+    asyncio.run(sink.export_logs(decode_json(logs_json([log]), ExportLogsServiceRequest), "p"))
+
+    sent = ExportTraceServiceRequest.FromString(recorder.seen[0]).resource_spans[0].scope_spans[0].spans[0]
+    assert [e.name for e in sent.events] == ["reminder sent to <EMAIL>", "exception"]
+    record = (
+        ExportLogsServiceRequest.FromString(recorder.seen[1]).resource_logs[0].scope_logs[0].log_records[0]
+    )
+    assert record.event_name == "signup of <EMAIL>"
+    counts = {kv.key: kv.value.string_value for kv in record.attributes}
+    assert orjson.loads(counts["inferline.pii_found"]) == {"EMAIL": 1}

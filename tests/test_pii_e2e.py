@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -196,7 +197,8 @@ def test_places_that_leaked_hold_no_pii_in_any_table(service: Service) -> None:
     user would: a bare card number attribute, a JSON attribute and a log body with a person under
     "name" and an email under "id", a tool call's arguments, OpenAI's `user` in
     `llm.invocation_parameters`, trace metadata (→ `tags` and the rollups' `feature`), the agent's
-    name, the server address, stop sequences, a log's scope attributes and an evaluation's label.
+    name, the server address, stop sequences, a log's scope attributes and an evaluation's label;
+    and names an application gives its span events and log events.
     No raw value is in any row of any table the trace reached, rollups included."""
     name, mail, phone, card = "Dr. Hans Müller", "jane.doe@example.com", "+49 30 1234567", "4111111111111111"
     probe = f"{name}, {mail}, {phone}, card {card}"
@@ -229,16 +231,18 @@ def test_places_that_leaked_hold_no_pii_in_any_table(service: Service) -> None:
         "app.card": card,
         "app.payload": json.dumps({"name": name, "id": mail, "type": phone}),
     }
-    events = [
+    events: list[dict[str, Any]] = [
         {
             "name": "gen_ai.evaluation.result",
             "attributes": {"gen_ai.evaluation.name": "tone", "gen_ai.evaluation.score.label": probe},
-        }
+        },
+        {"name": f"reminder sent to {mail}"},  # an application's own event, named with what it did
     ]
     span = json_span(attributes, trace_id=trace_id, span_id=span_id, name=f"chat for {mail}", events=events)
     logs = orjson.loads(
         logs_json([{"traceId": trace_id, "spanId": span_id, "body": {"name": name, "id": mail}}])
     )
+    logs["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["eventName"] = f"signup of {mail}"
     logs["resourceLogs"][0]["scopeLogs"][0]["scope"] = {
         "name": "app",
         "attributes": [{"key": "app.owner", "value": {"stringValue": probe}}],

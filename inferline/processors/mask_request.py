@@ -78,6 +78,10 @@ def mask_spans_request(request: ExportTraceServiceRequest, masker: PiiMasker) ->
                 _mask_attributes(span.attributes, masker, counts)
                 for event in span.events:
                     _mask_attributes(event.attributes, masker, counts)
+                    if mask_all:
+                        masked = _mask_string(event.name, masker, counts)
+                        if masked is not event.name:
+                            event.name = masked
                 if mask_all:
                     for link in span.links:
                         _mask_attributes(link.attributes, masker, counts)
@@ -109,6 +113,10 @@ def mask_logs_request(request: ExportLogsServiceRequest, masker: PiiMasker) -> d
                 if masker.config.mask_log_body:
                     _mask_any(record.body, masker, counts)
                 _mask_attributes(record.attributes, masker, counts)
+                if mask_all:
+                    masked = _mask_string(record.event_name, masker, counts)
+                    if masked is not record.event_name:
+                        record.event_name = masked
                 _note(record.attributes, counts)
                 _add_counts(total, counts)
     return total

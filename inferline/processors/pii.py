@@ -1187,6 +1187,9 @@ class PiiMasker:
                         self._collect_attributes(ev_attrs, out)
         if self._mask_all:
             self._collect_common(row, out, resources, _SPAN_TEXTS)
+            for name in row.get("Events.Name") or ():
+                if isinstance(name, str) and name:
+                    self._collect_value(name, out)
 
     def _collect_log(self, row: Row, out: list[str], resources: dict[int, list[str]]) -> None:
         body = row.get("Body")
@@ -1196,7 +1199,7 @@ class PiiMasker:
         if attrs:
             self._collect_attributes(attrs, out)
         if self._mask_all:
-            self._collect_common(row, out, resources, ())
+            self._collect_common(row, out, resources, _LOG_TEXTS)
 
     def _collect_common(
         self, row: Row, out: list[str], resources: dict[int, list[str]], text_keys: tuple[str, ...]
@@ -1256,6 +1259,11 @@ class PiiMasker:
         for attrs in _span_attribute_maps(row):
             self._mask_attributes(attrs, counts)
         self._process_common(row, counts, _SPAN_TEXTS)
+        names = row.get("Events.Name")
+        if self._mask_all and names:
+            row["Events.Name"] = [
+                self._mask_str(n, counts, MESSAGE_SKIP_KEYS) if isinstance(n, str) and n else n for n in names
+            ]
 
     def _process_log(self, row: Row, counts: dict[str, int]) -> None:
         body = row.get("Body")
@@ -1264,7 +1272,7 @@ class PiiMasker:
         attrs = row.get("LogAttributes")
         if attrs:
             self._mask_attributes(attrs, counts)
-        self._process_common(row, counts, ())
+        self._process_common(row, counts, _LOG_TEXTS)
 
     def _process_common(self, row: Row, counts: dict[str, int], text_keys: tuple[str, ...]) -> None:
         """Resource and scope attributes and the row's free text (`text_keys`), when masking every
@@ -1285,8 +1293,12 @@ _ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
 # A span's free text besides its attributes: the status message, and its name (semantic conventions
 # ask for low-cardinality names, but "GET /users/jane@example.com" is what some applications send).
 _SPAN_TEXTS = ("StatusMessage", "SpanName")
+# And the names applications give their events ("reminder sent to jane@…"): a span's events'
+# (`Events.Name`, a list, masked beside these) and a log record's.
+_LOG_TEXTS = ("EventName",)
 _SPAN_FIELDS = (
     "SpanName",
+    "Events.Name",
     "SpanAttributes",
     "Events.Attributes",
     "Links.Attributes",
@@ -1306,7 +1318,7 @@ def _span_attribute_maps(row: Row) -> Iterator[dict[str, Any]]:
                 yield ev_attrs
 
 
-_LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
+_LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes", "ScopeAttributes", "EventName")
 # Text of an evaluation result a sender wrote (a judge's explanation quotes the call it judged; a
 # label or a name is free text too).
 _SCORE_FIELDS = ("explanation", "metadata", "label", "name", "identifier")
