@@ -3,6 +3,7 @@ answered 500 for any call missing one of them)."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 
@@ -143,5 +144,30 @@ def test_long_ids_link_to_pages_that_open_or_show_as_text(service: Service, leng
                 followed = client.get(link.replace("&amp;", "&"))
                 assert followed.status_code == 200, (link[:80], followed.text[:300])
         assert set(opened) == {"sessions", "users"}
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("session", [" pad ", "line\n", "a\nb", " "])
+def test_sessions_with_spaces_or_line_feeds_link_to_their_own_calls(service: Service, session: str) -> None:
+    """A session " pad " linked to a list of session "pad"'s calls (filters were stripped), one of
+    " " to every call, and one with a line feed to a 404 (the router's paths stop at it)."""
+    if session.strip() not in ("", session):
+        _stored_call(service, "u-twin", session.strip())  # what a stripped filter would find instead
+    inference_id = _stored_call(service, "u-ws", session)
+    client = _signed_in(service)
+    try:
+        detail = client.get(f"/ui/inferences/{inference_id}").text
+        link = re.search(r'<a href="([^"]+)" data-link="session"', detail)
+        assert link, detail[:500]
+        page = client.get(link.group(1).replace("&amp;", "&"))
+        assert page.status_code == 200, page.text[:300]
+        shown = re.search(r'data-testid="session-id"[^>]*>([^<]*)<', page.text)
+        assert shown and html.unescape(shown.group(1)) == session
+        listed = re.search(r'<a href="([^"]+)" data-link="list"', page.text)
+        assert listed
+        calls = client.get(listed.group(1).replace("&amp;", "&")).text
+        ids = set(re.findall(r'href="/ui/inferences/([0-9a-f-]{36})"', calls))
+        assert ids == {inference_id}  # this session's one call: not its twin's, not everyone's
     finally:
         client.close()

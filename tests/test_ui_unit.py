@@ -121,6 +121,18 @@ def test_the_url_holds_the_whole_view_and_comes_back_unchanged() -> None:
     assert "format=csv" in view.export_query("csv") and "page=" not in view.export_query("csv")
 
 
+def test_ids_and_names_are_filtered_exactly_as_the_links_carry_them() -> None:
+    """A user " pad " is not the user "pad", and a user " " is a user, not "no filter": the
+    pages link to lists narrowed to the stored value, whole (they were stripped: another
+    value's rows, or every row). Only an empty value is no filter."""
+    view = parse_view(parse_qsl("range=24h&user=+pad+&session=a%C2%85&tenant=+&model=&tag=feature%3D+lead"))
+    request = list_request(view, NOW)
+    assert isinstance(request, ListRequest)
+    assert (request.user, request.session, request.tenant, request.model) == (" pad ", "a\x85", " ", None)
+    assert request.tags == {"feature": " lead"}
+    assert parse_view(parse_qsl(view.query())) == view
+
+
 def test_defaults_stay_out_of_the_url_and_bad_values_are_named() -> None:
     assert parse_view([]).query() == ""
     bad = parse_view([("size", "7"), ("sort", "model"), ("range", "forever"), ("status", "meh")])
@@ -237,6 +249,8 @@ def test_links_quote_ids_so_they_stay_whole() -> None:
     # A browser resolves a "." or ".." segment, encoded or not: those ids travel as a parameter.
     assert links.session_page("..") == "/ui/sessions?id=.."
     assert links.session_page(".", page=3) == "/ui/sessions?id=.&page=3"
+    assert links.session_page("a\nb") == "/ui/sessions?id=a%0Ab"  # the router's paths stop at \n
+    assert not links.filterable("")  # "(unknown)": narrowing to "" would be no filter at all
     # Longer than any filter takes: no link rather than one that answers 422.
     assert links.inferences("24h", model="m" * 1024).endswith("m" * 1024)
     assert links.inferences("24h", user="u", model="m" * 1025) == ""

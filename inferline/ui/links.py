@@ -9,21 +9,23 @@ from inferline.api.filters import MAX_FILTER_TEXT
 
 
 def filterable(value: str) -> bool:
-    """Whether a list filter takes this value (the sender's text is stored whole, a filter takes
-    MAX_FILTER_TEXT characters): a page narrowed to a longer one gets no link."""
-    return len(value) <= MAX_FILTER_TEXT
+    """Whether a list filter can narrow to this value: not empty (that is no filter: every call),
+    and no longer than a filter takes (the sender's text is stored whole, a filter takes
+    MAX_FILTER_TEXT characters). A page narrowed to another value gets no link."""
+    return 0 < len(value) <= MAX_FILTER_TEXT
 
 
 def _too_long(*values: str) -> bool:
-    return not all(map(filterable, values))
+    return any(len(v) > MAX_FILTER_TEXT for v in values)
 
 
 def session_page(session_id: str, page: int | None = None) -> str:
     """A session's page. An id of "." or ".." cannot be a path segment (a browser resolves it,
-    percent-encoded or not, to the parent page), so such an id is sent as a query parameter."""
+    percent-encoded or not, to the parent page), nor one with a line feed (the router's path
+    patterns stop at one): such ids are sent as a query parameter."""
     if _too_long(session_id):
         return ""
-    if session_id in (".", ".."):
+    if session_id in (".", "..") or "\n" in session_id:
         query = {"id": session_id} if page is None else {"id": session_id, "page": page}
         return "/ui/sessions?" + urlencode(query)
     address = "/ui/sessions/" + quote(session_id, safe="")

@@ -108,7 +108,10 @@ class ListView:
 
 
 def parse_view(params: list[tuple[str, str]]) -> ListView:
-    """The view a URL query asks for; unusable values are dropped and named in `errors`."""
+    """The view a URL query asks for; unusable values are dropped and named in `errors`. Ids,
+    names and tag values are taken exactly as given (a user id may end in a space, and the
+    pages' own links carry such values whole); an empty one is no filter."""
+    exact = dict(params)
     single = {k: v.strip() for k, v in params}
     errors: list[str] = []
     range_name = single.get("range", DEFAULT_RANGE)
@@ -135,11 +138,11 @@ def parse_view(params: list[tuple[str, str]]) -> ListView:
         date_from=single.get("from", ""),
         date_to=single.get("to", ""),
         status=status,  # type: ignore[arg-type]
-        text={name: single[name] for name in _TEXT_FILTERS if single.get(name)},
+        text={name: exact[name] for name in _TEXT_FILTERS if exact.get(name)},
         min_tokens=single.get("min_tokens", ""),
         max_tokens=single.get("max_tokens", ""),
         max_latency=single.get("max_latency", ""),
-        tags=tuple(v.strip() for k, v in params if k == "tag" and v.strip()),
+        tags=tuple(v for k, v in params if k == "tag" and v.strip()),
         sort=sort,
         order=order,  # type: ignore[arg-type]
         page=max(1, _int(single.get("page"), 1)),
@@ -175,7 +178,7 @@ def filter_fields(view: ListView, now: datetime) -> dict[str, Any]:
     tags: dict[str, str] = {}
     for tag in view.tags:
         key, _, value = tag.partition("=")
-        tags[key.strip()] = value.strip()
+        tags[key.strip()] = value
     if tags:
         fields["tags"] = tags
     return fields
