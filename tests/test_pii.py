@@ -516,7 +516,8 @@ def test_bad_span_redacts_only_content_attributes(masker: PiiMasker, monkeypatch
     attrs = span["SpanAttributes"]
     assert attrs["gen_ai.prompt.0.content"] == "<REDACTED>" and attrs["input.value"] == "<REDACTED>"
     assert attrs["gen_ai.request.model"] == "gpt-4o"
-    assert span["Events.Attributes"][0] == {"gen_ai.completion": "<REDACTED>", "event.name": "done"}
+    # An event's name is the application's text too ("reminder sent to jane@…"): not kept unscanned.
+    assert span["Events.Attributes"][0] == {"gen_ai.completion": "<REDACTED>", "event.name": "<REDACTED>"}
 
 
 def test_counts_carried_from_the_receiver_are_added(masker: PiiMasker) -> None:
@@ -885,3 +886,30 @@ def test_forged_carried_counts_put_no_text_into_the_counts(masker: PiiMasker) ->
     batch = Batch(spans=[{"SpanId": "s1", "SpanAttributes": {"inferline.pii_found": forged}}])
     masker.process(batch)
     assert batch.spans[0]["PiiFound"] == {"EMAIL": 2}
+
+
+def test_a_log_event_name_sent_as_the_event_name_attribute_is_masked(masker: PiiMasker) -> None:
+    """Older SDKs send a log event's name only as the attribute `event.name` (EventName is copied
+    from it): both are masked, standard names ("gen_ai.user.message") stay as they are."""
+    batch = Batch(
+        logs=[
+            {
+                "Body": "",
+                "LogAttributes": {"event.name": "signup of jane.doe@example.com"},
+                "EventName": "signup of jane.doe@example.com",
+            },
+            {
+                "Body": "",
+                "LogAttributes": {"event.name": "gen_ai.user.message"},
+                "EventName": "gen_ai.user.message",
+            },
+        ]
+    )
+    masker.process(batch)
+    signup, standard = batch.logs
+    assert (
+        signup["LogAttributes"] == {"event.name": "signup of <EMAIL>"}
+        and signup["EventName"] == "signup of <EMAIL>"
+    )
+    assert signup["PiiFound"] == {"EMAIL": 2}
+    assert standard["LogAttributes"] == {"event.name": "gen_ai.user.message"} and standard["PiiFound"] == {}

@@ -4,8 +4,9 @@ For deployments where unmasked content must never reach Kafka (`INFERLINE_MASK_A
 the raw topics then hold masked content only. The processor's PII stage still runs; masking an
 already masked value changes nothing. Masked: every string value of span, event, link, resource
 and log attributes except the never-masked keys (or only the configured ones, with
-`mask_all_attributes: false`), span status messages and log bodies (strings, and the string
-values of structured bodies).
+`mask_all_attributes: false`), log bodies (strings, and the string values of structured bodies),
+and with `mask_all_attributes` the names applications give their records (span names, span
+events' names, log records' `event_name`) and span status messages.
 A record that had PII carries its counts in the attribute `inferline.pii_found`, which the PII
 stage adds to the `pii_found` / `PiiFound` columns.
 """

@@ -119,7 +119,6 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "messaging.system",
     "otel.status_code",
     "error.type",
-    "event.name",
     "exception.type",
     "code.*",
     "thread.id",
