@@ -11,6 +11,7 @@ import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import orjson
@@ -18,6 +19,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 
 from inferline.processors.normalise import inference_id
+from inferline.ui.listing import parse_view
 from inferline.ui.security import CONTENT_SECURITY_POLICY
 from tests.api_helpers import CANARY, Sent, api, seed
 from tests.conftest import Service, make_service, running_with_other_project
@@ -311,6 +313,23 @@ def test_every_filter_of_the_list_api_narrows_the_table(
         expect(page.get_by_test_id("total-count")).to_have_text(str(len(expected)))
     page.goto(inferences_url(service, "min_tokens=9&max_tokens=3"))
     expect(page.get_by_role("alert")).to_contain_text("max tokens")
+
+
+@browser_test
+def test_a_filter_with_a_line_feed_survives_the_forms_apply(
+    service: Service, data: Data, watched: tuple[Page, PageWatch]
+) -> None:
+    """A session page links its calls as `session=a%0Ab`; a text box would drop the line feed and
+    a submitted form turn it into CR LF: after Apply (another range) the filter is still "a\nb"."""
+    page, _ = watched
+    sign_in(page, service, service.key)
+    page.goto(inferences_url(service, "range=24h&session=a%0Ab&user=u_bob"))
+    page.select_option("select[name=range]", "30d")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**range=30d**")
+    view = parse_view(parse_qsl(urlsplit(page.url).query))
+    assert view.text == {"user": "u_bob", "session": "a\nb"}
+    expect(page.get_by_test_id("total-count")).to_have_text("0")  # no seeded call is in it
 
 
 @browser_test

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+import orjson
 from pydantic import ValidationError
 
 from inferline.api.filters import InferenceFilters
@@ -106,6 +107,36 @@ class ListView:
     def filtered(self) -> bool:
         return self != ListView(range=self.range, sort=self.sort, order=self.order, size=self.size)
 
+    @property
+    def kept_whole(self) -> str:
+        """The filters a form cannot carry as typed text (a value with a line feed: a text box
+        drops it, and a submitted form turns it into CR LF), as JSON for the form's hidden field
+        `whole`; "" when there are none."""
+        kept: dict[str, Any] = {n: v for n, v in self.text.items() if _multiline(v)}
+        tags = [t for t in self.tags if _multiline(t)]
+        if tags:
+            kept["tag"] = tags
+        return orjson.dumps(kept).decode() if kept else ""
+
+
+def _multiline(value: str) -> bool:
+    return "\n" in value or "\r" in value
+
+
+def _whole(text: str | None) -> tuple[dict[str, str], list[str]]:
+    """The text filters and tags of the form's `whole` field (`ListView.kept_whole`)."""
+    if not text:
+        return {}, []
+    try:
+        kept = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {}, []
+    if not isinstance(kept, dict):
+        return {}, []
+    filters = {k: v for k, v in kept.items() if k in _TEXT_FILTERS and isinstance(v, str) and v}
+    tags = kept.get("tag")
+    return filters, [t for t in tags if isinstance(t, str) and t] if isinstance(tags, list) else []
+
 
 def parse_view(params: list[tuple[str, str]]) -> ListView:
     """The view a URL query asks for; unusable values are dropped and named in `errors`. Ids,
@@ -113,6 +144,8 @@ def parse_view(params: list[tuple[str, str]]) -> ListView:
     pages' own links carry such values whole); an empty one is no filter."""
     exact = dict(params)
     single = {k: v.strip() for k, v in params}
+    whole_text, whole_tags = _whole(exact.get("whole"))
+    exact.update(whole_text)
     errors: list[str] = []
     range_name = single.get("range", DEFAULT_RANGE)
     if range_name not in RANGES:
@@ -138,11 +171,16 @@ def parse_view(params: list[tuple[str, str]]) -> ListView:
         date_from=single.get("from", ""),
         date_to=single.get("to", ""),
         status=status,  # type: ignore[arg-type]
-        text={name: exact[name] for name in _TEXT_FILTERS if exact.get(name)},
+        # The search box is what someone typed: trimmed. Ids and names come from the pages' links.
+        text={
+            name: value
+            for name in _TEXT_FILTERS
+            if (value := single.get(name) if name == "q" else exact.get(name))
+        },
         min_tokens=single.get("min_tokens", ""),
         max_tokens=single.get("max_tokens", ""),
         max_latency=single.get("max_latency", ""),
-        tags=tuple(v for k, v in params if k == "tag" and v.strip()),
+        tags=tuple(v for k, v in params if k == "tag" and v.strip()) + tuple(whole_tags),
         sort=sort,
         order=order,  # type: ignore[arg-type]
         page=max(1, _int(single.get("page"), 1)),
@@ -178,7 +216,8 @@ def filter_fields(view: ListView, now: datetime) -> dict[str, Any]:
     tags: dict[str, str] = {}
     for tag in view.tags:
         key, _, value = tag.partition("=")
-        tags[key.strip()] = value
+        # The pages link "key=value" with the value whole; spaces around "=" were typed.
+        tags[key.strip()] = value.lstrip() if key != key.rstrip() else value
     if tags:
         fields["tags"] = tags
     return fields

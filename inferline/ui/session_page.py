@@ -50,7 +50,8 @@ def session_page_by_query(
     session_id: Annotated[str, Query(alias="id", min_length=1)],
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    """The same page for an id that cannot be a path segment ("." or "..": `links.session_page`)."""
+    """The same page for an id that cannot be a path segment (".", "..", one with a line feed:
+    `links.session_page`)."""
     return session_page(request, state, session, session_id, page)
 
 

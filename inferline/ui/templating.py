@@ -94,4 +94,5 @@ def templates() -> Jinja2Templates:
         pretty=pretty,
     )
     env.globals.update(percent_class=percent_class, filterable=links.filterable)
+    env.tests["multiline"] = lambda value: isinstance(value, str) and ("\n" in value or "\r" in value)
     return Jinja2Templates(env=env)
