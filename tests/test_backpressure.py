@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from inferline.api.app import health_app
 from inferline.core.config import BatchSettings, LocalLogSettings, ProcessorSettings
+from inferline.core.memory import anonymous_rss_bytes
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.chain import ProcessorChain
 from inferline.receivers.otlp.admission import Admission
@@ -327,14 +328,14 @@ def test_readiness_follows_storage(store: tuple, tmp_path: Path) -> None:
 def test_over_the_memory_ceiling_requests_are_refused_until_memory_comes_back(
     store: tuple, tmp_path: Path
 ) -> None:
-    """Past the process's RSS ceiling both receivers refuse with a retryable status (503 +
-    Retry-After, UNAVAILABLE + RetryInfo) before reading anything; once memory is back, the same
-    request is accepted."""
+    """Past the process's memory ceiling (anonymous memory) both receivers refuse with a retryable
+    status (503 + Retry-After, UNAVAILABLE + RetryInfo) before reading anything; once memory is
+    back, the same request is accepted."""
     client, keys, key = store
     body = traces_json([json_span(GENAI_ATTRIBUTES, name="memory ceiling")])
     # The test process alone: other tests may leave processes of their own beside it.
     ceiling = MemoryCeiling(
-        psutil.Process().memory_info().rss + (128 << 20), interval_s=0.01, descendants=False
+        anonymous_rss_bytes(psutil.Process()) + (128 << 20), interval_s=0.01, descendants=False
     )
 
     async def scenario() -> tuple[httpx.Response, grpc.RpcError | None, httpx.Response]:
