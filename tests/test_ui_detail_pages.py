@@ -133,6 +133,14 @@ def test_long_ids_link_to_pages_that_open_or_show_as_text(service: Service, leng
         ]
         if length > 1024:
             assert hrefs == [] and session in detail and user in detail  # the text, no link
+            # The API's filters take it back whole (a breakdown returns it as a group's key).
+            listed = httpx.post(
+                f"{service.api_url}/api/v1/metrics/inferences/list",
+                json={"from_date": "2026-01-01T00:00:00Z", "user": user, "session": session, "model": model},
+                headers={"Authorization": f"Bearer {service.key}"},
+            )
+            assert listed.status_code == 200, listed.text[:300]
+            assert [i["inference_id"] for i in listed.json()["items"]] == [inference_id]
             return
         assert len(hrefs) == 2
         opened = {}

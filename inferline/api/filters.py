@@ -15,8 +15,9 @@ import orjson
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
-# Ids and names are the sender's text, stored whole: a filter takes any a page would link to.
-MAX_FILTER_TEXT = 1024
+# Ids and names are the sender's text, stored whole, and a breakdown returns them whole: a filter
+# takes any of them back (the request body's own limit, 1 MiB, bounds it first).
+MAX_FILTER_TEXT = 1 << 20
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILTER_TEXT)]
 _Count = Annotated[int, Field(ge=0, le=(1 << 63) - 1)]
 # DateTime64 holds 1900-01-01 … 2262-04-11; dates outside are clamped to it (a from_date of
@@ -87,7 +88,7 @@ class InferenceFilters(BaseModel):
     user: _Text | None = Field(None, description="End user id, exactly.")
     session: _Text | None = Field(None, description="Session / conversation id, exactly.")
     tenant: _Text | None = Field(None, description="Tenant id, exactly.")
-    tags: dict[_Text, Annotated[str, StringConstraints(max_length=1024)]] | None = Field(
+    tags: dict[_Text, Annotated[str, StringConstraints(max_length=MAX_FILTER_TEXT)]] | None = Field(
         None,
         max_length=MAX_TAG_FILTERS,
         description="Tag key → value; every pair must be present with exactly that value.",

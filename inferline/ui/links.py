@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from inferline.api.filters import MAX_FILTER_TEXT
+# A link is a GET address, held to the server's request-line limit: ids and names longer than
+# this are shown as text (the API's filters take them; its request body is the place for them).
+MAX_LINKED_TEXT = 1024
 
 
 def filterable(value: str) -> bool:
-    """Whether a list filter can narrow to this value: not empty (that is no filter: every call),
-    and no longer than a filter takes (the sender's text is stored whole, a filter takes
-    MAX_FILTER_TEXT characters). A page narrowed to another value gets no link."""
-    return 0 < len(value) <= MAX_FILTER_TEXT
+    """Whether a link can narrow the list to this value: not empty (that is no filter: every
+    call), and no longer than a link carries (MAX_LINKED_TEXT). Otherwise the value is shown
+    as text, without a link."""
+    return 0 < len(value) <= MAX_LINKED_TEXT
 
 
 def _too_long(*values: str) -> bool:
-    return any(len(v) > MAX_FILTER_TEXT for v in values)
+    return any(len(v) > MAX_LINKED_TEXT for v in values)
 
 
 def session_page(session_id: str, page: int | None = None) -> str:

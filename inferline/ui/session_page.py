@@ -13,14 +13,13 @@ from fastapi.responses import Response
 
 from inferline.api import analytics, inferences
 from inferline.api.analytics import AnalyticsQuery, BreakdownQuery
-from inferline.api.filters import MAX_FILTER_TEXT
 from inferline.api.inference_models import InferenceItem, ListRequest
 from inferline.ui import links
 from inferline.ui.auth import SessionDep, StateDep
 
 router = APIRouter()
 CALLS_PER_PAGE = 100
-MAX_ID = MAX_FILTER_TEXT  # the list filter's limit on a session id
+MAX_ID = links.MAX_LINKED_TEXT  # longer ids are never linked (shown as text)
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 

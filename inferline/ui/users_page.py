@@ -14,7 +14,6 @@ from fastapi.responses import Response
 from inferline.api import analytics
 from inferline.api.analytics import AnalyticsQuery, BreakdownQuery, Group
 from inferline.api.deps import Caller
-from inferline.api.filters import MAX_FILTER_TEXT
 from inferline.ui import links, parallel
 from inferline.ui.auth import SessionDep, StateDep
 from inferline.ui.listing import DEFAULT_RANGE, RANGES
@@ -107,7 +106,7 @@ def user_page(
     request: Request,
     state: StateDep,
     session: SessionDep,
-    user: Annotated[str, Query(min_length=1, max_length=MAX_FILTER_TEXT)],
+    user: Annotated[str, Query(min_length=1, max_length=links.MAX_LINKED_TEXT)],
     range: Annotated[str, Query(max_length=8)] = "all",
 ) -> Response:
     range_name = _range(range)
