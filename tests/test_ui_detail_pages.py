@@ -179,3 +179,51 @@ def test_sessions_with_spaces_or_line_feeds_link_to_their_own_calls(service: Ser
         assert ids == {inference_id}  # this session's one call: not its twin's, not everyone's
     finally:
         client.close()
+
+
+def test_the_group_of_calls_without_a_value_can_be_asked_for_by_the_api(service: Service) -> None:
+    """A breakdown by user, session, model or feature shows the calls without one as the group
+    "": that key, as a filter, gives exactly that group (it answered 422, or 0 for the feature)."""
+    attributes = {
+        k: v
+        for k, v in GENAI_ATTRIBUTES.items()
+        if k not in ("user.id", "gen_ai.conversation.id", "gen_ai.request.model", "gen_ai.response.model")
+    }
+    [span] = sdk_spans(attributes)
+    exporter = OTLPSpanExporter(
+        endpoint=f"{service.http_url}/v1/traces", headers={"authorization": f"Bearer {service.key}"}
+    )
+    assert exporter.export([span]) == SpanExportResult.SUCCESS
+    assert wait_for(
+        lambda: (
+            service.sql(
+                f"SELECT count() FROM llm_inferences WHERE trace_id = '{span.context.trace_id:032x}'"
+            ).strip()
+            == "1"
+        )
+    )
+    api, auth = f"{service.api_url}/api/v1/metrics", {"Authorization": f"Bearer {service.key}"}
+    since = {"from_date": "2026-01-01T00:00:00Z"}
+    for dimension, filters in (
+        ("user", {"user": ""}),
+        ("session", {"session": ""}),
+        ("model", {"model": ""}),
+        ("feature", {"tags": {"feature": ""}}),
+    ):
+        for source in ("auto", "raw"):
+            groups = httpx.post(
+                f"{api}/analytics/breakdown",
+                json={**since, "group_by": dimension, "source": source},
+                headers=auth,
+            ).json()["groups"]
+            [empty] = [g for g in groups if g["key"] == ""]
+            listed = httpx.post(f"{api}/inferences/list", json={**since, **filters, "limit": 1}, headers=auth)
+            assert listed.status_code == 200, (dimension, listed.text[:300])
+            overview = httpx.post(
+                f"{api}/analytics/overview", json={**since, **filters, "source": source}, headers=auth
+            )
+            assert overview.status_code == 200, (dimension, overview.text[:300])
+            assert listed.json()["total_count"] == empty["requests"] == overview.json()["requests"], (
+                dimension,
+                source,
+            )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from inferline.api.filters import InferenceFilters, where_clause
+from inferline.api.filters import InferenceFilters, model_condition, where_clause
 from inferline.storage.rollups import (
     AGGREGATES,
     ATTRIBUTION_BY_HOUR,
@@ -264,7 +264,7 @@ def _rollup_filters(f: InferenceFilters) -> list[str]:
     """The filters `_rollup_columns` allows, over rollup columns, with where_clause's parameters."""
     conditions = []
     if f.model is not None:
-        conditions.append("(model = {f_model:String} OR request_model = {f_model:String})")
+        conditions.append(model_condition(f.model))
     for name, column in (("provider", "provider"), ("user", "user_id"), ("tenant", "tenant_id")):
         if getattr(f, name) is not None:
             conditions.append(f"{column} = {{f_{name}:String}}")

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 # takes any of them back (the request body's own limit, 1 MiB, bounds it first).
 MAX_FILTER_TEXT = 1 << 20
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILTER_TEXT)]
+# An id or a name a call may lack: "" asks for the calls without one (a breakdown's "" group).
+_Id = Annotated[str, StringConstraints(max_length=MAX_FILTER_TEXT)]
 _Count = Annotated[int, Field(ge=0, le=(1 << 63) - 1)]
 # DateTime64 holds 1900-01-01 … 2262-04-11; dates outside are clamped to it (a from_date of
 # 0001-01-01 means "from the beginning").
@@ -81,13 +83,18 @@ class InferenceFilters(BaseModel):
     max_latency_ms: float | None = Field(
         None, ge=0, allow_inf_nan=False, description="Maximum latency in milliseconds (inclusive)."
     )
-    model: _Text | None = Field(
-        None, description="Model: the response model or the requested model, exactly."
+    model: _Id | None = Field(
+        None,
+        description='Model: the response model or the requested model, exactly; "" for calls that name none.',
     )
-    provider: _Text | None = Field(None, description="Provider, exactly (`openai`, `anthropic`, …).")
-    user: _Text | None = Field(None, description="End user id, exactly.")
-    session: _Text | None = Field(None, description="Session / conversation id, exactly.")
-    tenant: _Text | None = Field(None, description="Tenant id, exactly.")
+    provider: _Id | None = Field(
+        None, description='Provider, exactly (`openai`, `anthropic`, …); "" for calls without one.'
+    )
+    user: _Id | None = Field(None, description='End user id, exactly; "" for calls without one.')
+    session: _Id | None = Field(
+        None, description='Session / conversation id, exactly; "" for calls without one.'
+    )
+    tenant: _Id | None = Field(None, description='Tenant id, exactly; "" for calls without one.')
     tags: dict[_Text, Annotated[str, StringConstraints(max_length=MAX_FILTER_TEXT)]] | None = Field(
         None,
         max_length=MAX_TAG_FILTERS,
@@ -143,6 +150,14 @@ def check_project(filters: InferenceFilters, project_id: str) -> None:
         raise HTTPException(403, "project_id: this API key belongs to another project")
 
 
+def model_condition(model: str) -> str:
+    """A call's model is the one served, else the one requested (the `model` column holds that):
+    a name matches either; "" matches the calls that name none."""
+    if not model:
+        return "model = {f_model:String}"
+    return "(model = {f_model:String} OR request_model = {f_model:String})"
+
+
 def where_clause(
     filters: InferenceFilters, project_id: str, *, time_column: str = "start_time"
 ) -> tuple[str, dict[str, Any]]:
@@ -168,7 +183,7 @@ def where_clause(
         conditions.append("latency_ms <= {f_max_latency_ms:Float64}")
         params["f_max_latency_ms"] = repr(filters.max_latency_ms)
     if filters.model is not None:
-        conditions.append("(model = {f_model:String} OR request_model = {f_model:String})")
+        conditions.append(model_condition(filters.model))
         params["f_model"] = filters.model
     for name, column in (("provider", "provider"), ("user", "user_id"), ("session", "session_id")):
         value = getattr(filters, name)
@@ -180,7 +195,9 @@ def where_clause(
         params["f_tenant"] = filters.tenant
     for i, (key, value) in enumerate((filters.tags or {}).items()):
         key_param, value_param = f"{{f_tag_key_{i}:String}}", f"{{f_tag_value_{i}:String}}"
-        conditions.append(f"mapContains(tags, {key_param}) AND tags[{key_param}] = {value_param}")
+        # A missing tag reads as "": a value of "" asks for the calls without the tag, as a
+        # breakdown by it groups them.
+        conditions.append(f"tags[{key_param}] = {value_param}")
         params[f"f_tag_key_{i}"] = key
         params[f"f_tag_value_{i}"] = value
     if filters.search is not None:
