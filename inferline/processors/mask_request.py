@@ -13,7 +13,7 @@ stage adds to the `pii_found` / `PiiFound` columns.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -50,9 +50,12 @@ def _mask_attributes(kvs: KeyValues, masker: PiiMasker, counts: dict[str, int]) 
             _mask_any(kv.value, masker, counts)
 
 
-def _mask_string(value: str, masker: PiiMasker, counts: dict[str, int]) -> str:
+def _mask_field(message: Any, field: str, masker: PiiMasker, counts: dict[str, int]) -> None:
+    """Masks a protobuf message's string field in place (a span's name, a log's event name)."""
+    value = getattr(message, field)
     masked = masker.mask_value(value, counts) if value else value
-    return value if masked is value else str(masked)
+    if masked is not value:
+        setattr(message, field, str(masked))
 
 
 def _note(kvs: KeyValues, counts: dict[str, int]) -> None:
@@ -80,18 +83,12 @@ def mask_spans_request(request: ExportTraceServiceRequest, masker: PiiMasker) ->
                 for event in span.events:
                     _mask_attributes(event.attributes, masker, counts)
                     if mask_all:
-                        masked = _mask_string(event.name, masker, counts)
-                        if masked is not event.name:
-                            event.name = masked
+                        _mask_field(event, "name", masker, counts)
                 if mask_all:
                     for link in span.links:
                         _mask_attributes(link.attributes, masker, counts)
-                    masked = _mask_string(span.status.message, masker, counts)
-                    if masked is not span.status.message:
-                        span.status.message = masked
-                    masked = _mask_string(span.name, masker, counts)
-                    if masked is not span.name:
-                        span.name = masked
+                    _mask_field(span.status, "message", masker, counts)
+                    _mask_field(span, "name", masker, counts)
                 _note(span.attributes, counts)
                 _add_counts(total, counts)
     return total
@@ -115,9 +112,7 @@ def mask_logs_request(request: ExportLogsServiceRequest, masker: PiiMasker) -> d
                     _mask_any(record.body, masker, counts)
                 _mask_attributes(record.attributes, masker, counts)
                 if mask_all:
-                    masked = _mask_string(record.event_name, masker, counts)
-                    if masked is not record.event_name:
-                        record.event_name = masked
+                    _mask_field(record, "event_name", masker, counts)
                 _note(record.attributes, counts)
                 _add_counts(total, counts)
     return total

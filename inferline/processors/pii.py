@@ -1186,9 +1186,6 @@ class PiiMasker:
                         self._collect_attributes(ev_attrs, out)
         if self._mask_all:
             self._collect_common(row, out, resources, _SPAN_TEXTS)
-            for name in row.get("Events.Name") or ():
-                if isinstance(name, str) and name:
-                    self._collect_value(name, out)
 
     def _collect_log(self, row: Row, out: list[str], resources: dict[int, list[str]]) -> None:
         body = row.get("Body")
@@ -1217,6 +1214,10 @@ class PiiMasker:
             text = row.get(key)
             if isinstance(text, str) and text:
                 self._collect_value(text, out)
+            elif isinstance(text, list):  # a list column: its events' names
+                for item in text:
+                    if isinstance(item, str) and item:
+                        self._collect_value(item, out)
 
     def _guard(self, row: Row, count_col: str, fn: Any, fields: Iterable[str]) -> None:
         try:
@@ -1258,11 +1259,6 @@ class PiiMasker:
         for attrs in _span_attribute_maps(row):
             self._mask_attributes(attrs, counts)
         self._process_common(row, counts, _SPAN_TEXTS)
-        names = row.get("Events.Name")
-        if self._mask_all and names:
-            row["Events.Name"] = [
-                self._mask_str(n, counts, MESSAGE_SKIP_KEYS) if isinstance(n, str) and n else n for n in names
-            ]
 
     def _process_log(self, row: Row, counts: dict[str, int]) -> None:
         body = row.get("Body")
@@ -1285,15 +1281,20 @@ class PiiMasker:
             text = row.get(key)
             if isinstance(text, str) and text:
                 row[key] = self._mask_str(text, counts, MESSAGE_SKIP_KEYS)
+            elif isinstance(text, list):
+                row[key] = [
+                    self._mask_str(t, counts, MESSAGE_SKIP_KEYS) if isinstance(t, str) and t else t
+                    for t in text
+                ]
 
 
 _ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
 _ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
-# A span's free text besides its attributes: the status message, and its name (semantic conventions
-# ask for low-cardinality names, but "GET /users/jane@example.com" is what some applications send).
-_SPAN_TEXTS = ("StatusMessage", "SpanName")
-# And the names applications give their events ("reminder sent to jane@…"): a span's events'
-# (`Events.Name`, a list, masked beside these) and a log record's.
+# A record's free text besides its attributes: a span's status message and its name (semantic
+# conventions ask for low-cardinality names, but "GET /users/jane@example.com" is what some
+# applications send), and the names applications give events ("reminder sent to jane@…"): a
+# span's events' (a list column) and a log record's.
+_SPAN_TEXTS = ("StatusMessage", "SpanName", "Events.Name")
 _LOG_TEXTS = ("EventName",)
 _SPAN_FIELDS = (
     "SpanName",
