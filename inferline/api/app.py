@@ -109,7 +109,7 @@ API_RESPONSE_HEADERS = {
 
 class ApiResponseHeaders:
     """Adds API_RESPONSE_HEADERS to every response outside the dashboard. It wraps the finished
-    app (`with_api_headers`): inside it, Starlette's error middleware would answer a 500 without them."""
+    app the API port serves: inside it, Starlette's error middleware would answer a 500 without them."""
 
     def __init__(self, app: ASGIApp, skip_prefix: str = "/ui/") -> None:
         self.app = app
@@ -128,11 +128,6 @@ class ApiResponseHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def with_api_headers(app: ASGIApp) -> ASGIApp:
-    """The API port's app as served: every answer with API_RESPONSE_HEADERS."""
-    return ApiResponseHeaders(app)
 
 
 class _BodyTooLarge(Exception):

@@ -35,7 +35,7 @@ def session_page(session_id: str, page: int | None = None) -> str:
 
 
 def user_page(user_id: str, range_name: str = "all") -> str:
-    """The user's sessions and totals ("" if no filter takes the id)."""
+    """The user's sessions and totals ("" if the id is longer than a link carries)."""
     if _too_long(user_id):
         return ""
     return "/ui/users/sessions?" + urlencode({"user": user_id, "range": range_name})
@@ -43,7 +43,7 @@ def user_page(user_id: str, range_name: str = "all") -> str:
 
 def inferences(range_name: str = "all", **filters: str) -> str:
     """The Inferences page narrowed to these filters (URL names: user, session, model …), or ""
-    if one is longer than any filter takes."""
+    if one is longer than a link carries."""
     # A tag filter is "key=value": each part is held to the limit on its own.
     parts = [p for name, v in filters.items() for p in (v.split("=", 1) if name == "tag" else [v])]
     if _too_long(*parts):
