@@ -16,7 +16,7 @@ from inferline.core.config import ProcessorSettings
 from inferline.core.records import SPANS, Batch, SourceEntry
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.chain import ProcessorChain
-from inferline.service.processing import DECODE, PROCESS, native_blocks, process_entries
+from inferline.service.processing import DECODE, ENCODE, PROCESS, native_blocks, process_entries
 from inferline.storage.clickhouse import connect
 from inferline.storage.schema import migrate
 from tests.otlp_helpers import GENAI_ATTRIBUTES, sdk_spans
@@ -176,3 +176,38 @@ def test_a_row_that_cannot_be_encoded_is_left_out_and_the_others_are_stored(
     assert _rows(processed.output, "llm_inferences") == 2
     assert _rows(processed.output, "otel_traces") == 3
     assert metrics.ROWS_NOT_STORED.labels("llm_inferences")._value.get() == before + 1
+    # Not a silent drop: the entry is kept as a dead letter with the reason (its span is stored,
+    # so the ledger still counts its three spans stored).
+    assert [(f.entry, f.stage) for f in processed.failed] == [(0, ENCODE)]
+    assert "llm_inferences" in processed.failed[0].reason
+    assert "latency_ms" in processed.failed[0].reason or "not a number" in processed.failed[0].reason
+    assert _ledger(processed.output) == {("raw/0/0", "accepted", ""): 3, ("raw/0/0", "stored", ""): 3}
+
+
+def test_a_span_that_cannot_be_encoded_is_counted_dead_lettered_against_its_own_entry() -> None:
+    """The ledger promises accepted = stored + dead-lettered per entry: a span row left out by
+    the encoder was counted stored. Now it is dead-lettered (with a reason) in the ledger of the
+    entry it came from, that entry is kept as a dead letter, and its neighbours are untouched."""
+
+    class _BreaksTheFourthSpan:
+        def process(self, batch: Batch) -> None:
+            batch.spans[3]["SpanAttributes"] = 42  # a map column
+
+    chain = _chain()
+    chain.stages.append(_BreaksTheFourthSpan())  # type: ignore[arg-type]
+    processed = process_entries(chain, _entries(_request(2), _request(3)), native_blocks)
+    assert _rows(processed.output, "otel_traces") == 4
+    assert _rows(processed.output, "llm_inferences") == 5
+    assert [(f.entry, f.stage) for f in processed.failed] == [(1, ENCODE)]
+    assert "otel_traces" in processed.failed[0].reason
+    assert _ledger(processed.output) == {
+        ("raw/0/0", "accepted", ""): 2,
+        ("raw/0/0", "stored", ""): 2,
+        ("raw/0/1", "accepted", ""): 3,
+        ("raw/0/1", "stored", ""): 2,
+        ("raw/0/1", "dead_lettered", "unencodable_row"): 1,
+    }
+
+
+def _ledger(out: Batch) -> dict[tuple[str, str, str], int]:
+    return {(str(r["source"]), str(r["outcome"]), str(r["reason"])): int(r["records"]) for r in out.ledger}

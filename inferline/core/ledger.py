@@ -104,4 +104,4 @@ class Ledger:
             self.add(entry, tally.signal, CORRECTED, n, reason)
 
     def rows(self) -> list[dict[str, object]]:
-        return [{**key._asdict(), "records": n} for key, n in self.counts.items()]
+        return [{**key._asdict(), "records": n} for key, n in self.counts.items() if n > 0]

@@ -100,6 +100,15 @@ class LogRecord:
     index: int = 0
 
 
+class LeftOut(NamedTuple):
+    """A row of a batch that could not be encoded: its table, its index in the batch's list of
+    that table's rows (`position`), and why."""
+
+    table: str
+    position: int
+    reason: str
+
+
 @dataclass(slots=True)
 class Batch:
     """What one processor chain run works on: the rows from one request or one consumed batch."""
@@ -115,6 +124,9 @@ class Batch:
     observed: list[Row] = field(default_factory=list)
     # Rows of `ingest_ledger` (`inferline.core.ledger`): inserted last, after the rows they count.
     ledger: list[Row] = field(default_factory=list)
+    # Rows the encoder could not encode and left out of its output (a value no column rule
+    # foresaw): the processing counts them and keeps their entries as dead letters.
+    left_out: list[LeftOut] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (

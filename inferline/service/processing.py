@@ -28,7 +28,7 @@ from inferline.core.ledger import (
     ReceiverTally,
     minute_of,
 )
-from inferline.core.records import LEDGER, SPANS, Batch, LogRecord, Row, SourceEntry, Span
+from inferline.core.records import LEDGER, SPANS, Batch, LeftOut, LogRecord, Row, SourceEntry, Span
 from inferline.exporters.clickhouse.native import encode_block
 from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
 from inferline.otlp.protobuf import parse
@@ -44,9 +44,9 @@ Encoder = Callable[[Batch], Output]
 Held = dict[tuple[str, int], int]  # (topic, partition) -> lowest offset the join holds
 
 # Stages of a failure (the `stage` dead-letter header, the `reason` label of the DLQ metric).
-DECODE, PROCESS = "decode", "process"
+DECODE, PROCESS, ENCODE = "decode", "process", "encode"
 # Ledger reasons of records dead-lettered after the durable point.
-UNDECODABLE, PROCESSING_FAILED = "undecodable_entry", "processing_failed"
+UNDECODABLE, PROCESSING_FAILED, UNENCODABLE = "undecodable_entry", "processing_failed", "unencodable_row"
 
 
 class Failure(NamedTuple):
@@ -141,7 +141,51 @@ def process_entries(
         else:
             ledger.add(run.key, run.signal, DEAD_LETTERED, n, PROCESSING_FAILED)
     batch.ledger = ledger.rows()
-    return Processed(encoder(batch), held_offsets(chain), failed)
+    output = encoder(batch)
+    if batch.left_out:
+        # Rare (a value no column rule foresaw): count the rows left out against their entries,
+        # keep those entries as dead letters with the reason, and encode again with the counts.
+        _account_left_out(batch, [run for run in runs if run.stored], ledger, failed)
+        batch.ledger = ledger.rows()
+        output = encoder(batch)
+    return Processed(output, held_offsets(chain), failed)
+
+
+def _account_left_out(batch: Batch, runs: list[_Run], ledger: Ledger, failed: list[Failure]) -> None:
+    """Moves the rows the encoder left out from "stored" to "dead-lettered" in the ledger, reports
+    their entries as failed (stage `encode`), and takes the rows out of `batch`, so that the next
+    encoding holds the counts and none of those rows. `runs` are the entries whose records made
+    `batch`, in order: `batch.spans` (`batch.logs`) holds their spans (log records) in that order."""
+    span_runs = [run for run in runs for _ in run.spans]
+    log_runs = [run for run in runs for _ in run.logs]
+    by_span: dict[tuple[object, object], _Run] = {
+        (s.trace_id, s.span_id): run for run in runs for s in run.spans
+    }
+    reasons: dict[int, str] = {}
+    for left in batch.left_out:
+        run: _Run | None
+        if left.table == OTEL_TRACES.name:
+            run = span_runs[left.position]
+        elif left.table == OTEL_LOGS.name:
+            run = log_runs[left.position]
+        else:  # a row made of a span (whose own record is stored): its entry is kept all the same
+            row = (batch.inferences if left.table == LLM_INFERENCES.name else batch.scores)[left.position]
+            run = by_span.get((row.get("trace_id"), row.get("span_id")))
+            if run is None:  # made of a span of an earlier run (the join held it): logged only
+                continue
+        if left.table in (OTEL_TRACES.name, OTEL_LOGS.name):
+            ledger.add(run.key, run.signal, STORED, -1)
+            ledger.add(run.key, run.signal, DEAD_LETTERED, 1, UNENCODABLE)
+        reasons.setdefault(run.entry, f"a {left.table} row could not be encoded: {left.reason}")
+    reported = {f.entry for f in failed}  # already kept as a dead letter, with its first reason
+    failed += [Failure(entry, ENCODE, why) for entry, why in reasons.items() if entry not in reported]
+    gone: dict[str, set[int]] = {}
+    for left in batch.left_out:
+        gone.setdefault(left.table, set()).add(left.position)
+    for table, rows in _rows_by_table(batch):
+        if table in gone:
+            rows[:] = [row for i, row in enumerate(rows) if i not in gone[table]]
+    batch.left_out = []
 
 
 def _why(e: Exception) -> str:
@@ -189,6 +233,16 @@ def forget_partitions(chain: ProcessorChain, partitions: list[tuple[str, int]]) 
     return held_offsets(chain)
 
 
+def _rows_by_table(batch: Batch) -> tuple[tuple[str, list[Row]], ...]:
+    """The batch's lists of rows, each with the table they go to."""
+    return (
+        (OTEL_TRACES.name, batch.spans),
+        (OTEL_LOGS.name, batch.logs),
+        (LLM_INFERENCES.name, batch.inferences),
+        (SCORES.name, batch.scores),
+    )
+
+
 def native_blocks(batch: Batch) -> Batch:
     """The rows as Native blocks for the ClickHouse exporter, plus the few fields of each
     inference the metrics read."""
@@ -203,20 +257,20 @@ def native_blocks(batch: Batch) -> Batch:
         (SCORES, batch.scores),
     ):
         if rows:
-            out.encoded.append(_encoded(table, rows))
+            out.encoded.append(_encoded(table, rows, batch.left_out))
     return out
 
 
-def _encoded(table: Table, rows: list[Row]) -> tuple[str, int, bytes]:
+def _encoded(table: Table, rows: list[Row], left_out: list[LeftOut]) -> tuple[str, int, bytes]:
     """`rows` as one Native block. If the block cannot be made (a value no column rule foresaw),
-    the rows that cannot be encoded on their own are left out, logged and counted, and the rest
-    stored: a batch that failed to encode was replayed and failed again, forever, holding up
-    everything behind it in its partition."""
+    the rows that cannot be encoded on their own are left out (added to `left_out`, logged and
+    counted) and the rest stored: a batch that failed to encode was replayed and failed again,
+    forever, holding up everything behind it in its partition."""
     try:
         return table.name, len(rows), encode_block(table, rows)
     except Exception:
         kept = []
-        for row in rows:
+        for i, row in enumerate(rows):
             try:
                 encode_block(table, [row])
             except Exception as e:
@@ -228,6 +282,7 @@ def _encoded(table: Table, rows: list[Row]) -> tuple[str, int, bytes]:
                     span_id=row.get("span_id", row.get("SpanId")),
                     error=type(e).__name__,
                 )
+                left_out.append(LeftOut(table.name, i, _why(e)))
             else:
                 kept.append(row)
         return table.name, len(kept), encode_block(table, kept)
