@@ -968,6 +968,23 @@ def test_langfuse_split_buckets_error_level_and_quoted_metadata() -> None:
     assert row["labels"] == ["a", "b"] and row["user_id"] == "lf-user" and row["environment"] == "staging"
 
 
+@pytest.mark.parametrize(
+    ("key", "scope"),
+    [("user.id", ""), ("enduser.id", ""), ("gen_ai.request.user", ""), ("langfuse.user.id", "langfuse-sdk")],
+)
+def test_an_id_sent_with_quotes_outside_langfuse_metadata_keeps_them(key: str, scope: str) -> None:
+    """Only Langfuse's metadata values are JSON-encoded by their SDK: a user id that is `"quoted"`
+    anywhere else was stored as `quoted`, and the dashboard's filter on the id as sent found nothing."""
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", "gen_ai.system": "openai"}
+    row = _one(GenAINormaliser().normalise([flat_span({**chat, key: '"quoted"'}, scope=scope)], []))
+    assert row["user_id"] == '"quoted"'
+    metadata = {**chat, "langfuse.trace.metadata.langfuse_user_id": '"quoted"'}
+    assert (
+        _one(GenAINormaliser().normalise([flat_span(metadata, scope="langfuse-sdk")], []))["user_id"]
+        == "quoted"
+    )
+
+
 def test_langfuse_completion_start_with_nanoseconds_and_offset() -> None:
     start = 1755684300000000000  # 2025-08-20T10:05:00Z
     span = flat_span(

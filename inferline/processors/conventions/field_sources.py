@@ -278,16 +278,22 @@ def first_str(a: dict[str, Any], keys: tuple[str, ...]) -> str | None:
 
 
 def first_id(a: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    """Like first_str, unwrapping Langfuse's JSON-quoted metadata values."""
+    """Like first_str, unwrapping Langfuse's JSON-quoted metadata values (only those: an id that
+    a sender put between quotes anywhere else is that id, quotes and all)."""
     for k in keys:
         v = a.get(k)
         if v is not None:
-            if type(v) is str and v and v[0] != '"':
+            if type(v) is str and v and (v[0] != '"' or not _json_serialized(k)):
                 return v
             s = unquote(v)
             if s:
                 return s
     return None
+
+
+def _json_serialized(key: str) -> bool:
+    """Langfuse's SDKs write each `…metadata.<key>` value as JSON (a string gets quotes)."""
+    return key.startswith(("langfuse.trace.metadata.", "langfuse.observation.metadata."))
 
 
 def first_count(a: dict[str, Any], keys: tuple[str, ...]) -> int | None:
