@@ -214,6 +214,12 @@ def test_add_dashboard_serves_ui_beside_the_unchanged_sql_interface() -> None:
     assert client.get("/", headers={"accept": "*/*"}).status_code == 401  # ClickHouse's answer
     page = client.get("/ui/signin")
     assert page.status_code == 200 and page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert page.headers["cache-control"] == "no-store"  # a page holds project data
+    # The dashboard sets its own policy (not the API's `default-src 'none'`), and its static files
+    # stay cacheable; a JSON answer of the API beside it is not.
+    static = client.get("/ui/static/app.css")
+    assert static.status_code == 200 and static.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "no-store" not in static.headers.get("cache-control", "")
     token = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     wrong = client.post("/ui/signin", data={"csrf": token, "key": "il_wrong"})
     assert wrong.status_code == 401 and "inferline_session" not in wrong.headers.get("set-cookie", "")

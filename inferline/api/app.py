@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -34,6 +34,7 @@ from inferline.api import (
 )
 from inferline.api.deps import ApiContext, Caller, KeySource, audit, key_id
 from inferline.api.errors import query_failed, validation_error
+from inferline.api.response_headers import ResponseHeaders
 from inferline.api.sql import ReadOnlySql
 from inferline.api.sql_guard import SqlError
 from inferline.storage.keys import key_from_headers
@@ -107,27 +108,10 @@ API_RESPONSE_HEADERS = {
 }
 
 
-class ApiResponseHeaders:
-    """Adds API_RESPONSE_HEADERS to every response outside the dashboard. It wraps the finished
-    app the API port serves: inside it, Starlette's error middleware would answer a 500 without them."""
-
-    def __init__(self, app: ASGIApp, skip_prefix: str = "/ui/") -> None:
-        self.app = app
-        self.skip_prefix = skip_prefix
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.skip_prefix):
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in API_RESPONSE_HEADERS.items():
-                    headers.setdefault(name, value)
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+def with_api_headers(app: ASGIApp) -> ResponseHeaders:
+    """The API port's finished app with API_RESPONSE_HEADERS on every answer outside the dashboard
+    (wrapped outside Starlette's error middleware, which answers a 500 without them)."""
+    return ResponseHeaders(app, API_RESPONSE_HEADERS, skip_prefix="/ui/", keep_own=True)
 
 
 class _BodyTooLarge(Exception):

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from inferline.api.app import ApiResponseHeaders, health_app
+from inferline.api.app import health_app, with_api_headers
 from inferline.core.config import Settings
 from inferline.core.memory import observe_collector_pauses, settle_after_start
 from inferline.kafka.clients import ensure_topics
@@ -121,7 +121,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         )
         servers.append(
             _server(
-                ApiResponseHeaders(
+                with_api_headers(
                     add_dashboard(api_app(api_keys, sql, lambda: all(r() for r in ready), context))
                 ),
                 settings,
@@ -141,7 +141,7 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     else:
         servers.append(
             _server(
-                ApiResponseHeaders(health_app(lambda: all(r() for r in ready))), settings, settings.api_port
+                with_api_headers(health_app(lambda: all(r() for r in ready))), settings, settings.api_port
             )
         )
 

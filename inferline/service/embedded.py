@@ -16,7 +16,7 @@ import uvicorn
 
 from inferline.alerts.component import Alerting
 from inferline.alerts.store import AlertStore
-from inferline.api.app import ApiResponseHeaders, api_app
+from inferline.api.app import api_app, with_api_headers
 from inferline.api.deps import ApiContext, admin_digest
 from inferline.api.erasure import Eraser
 from inferline.api.sql import ReadOnlySql
@@ -214,7 +214,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
                 settings.http_port,
             ),
             (
-                ApiResponseHeaders(add_dashboard(api_app(keys, sql, lambda: engine.healthy, context))),
+                with_api_headers(add_dashboard(api_app(keys, sql, lambda: engine.healthy, context))),
                 settings.api_port,
             ),
         )

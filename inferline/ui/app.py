@@ -25,7 +25,7 @@ from inferline.ui import (
     trace_page,
     users_page,
 )
-from inferline.ui.security import BrowserEntrance, SecurityHeaders
+from inferline.ui.security import BrowserEntrance, with_security_headers
 from inferline.ui.sessions import COOKIE, SessionStore
 from inferline.ui.state import UiState
 from inferline.ui.templating import STATIC_DIR, templates
@@ -108,6 +108,6 @@ def add_dashboard(api: FastAPI) -> FastAPI:
     browsers opening `/` to it."""
     # The headers wrap the whole dashboard, its error middleware too: a page that fails (a 500,
     # answered by Starlette outside the app's own middleware) carries them as every page does.
-    api.mount(MOUNT, SecurityHeaders(dashboard(api.state.ctx)))
+    api.mount(MOUNT, with_security_headers(dashboard(api.state.ctx)))
     api.add_middleware(BrowserEntrance, target=f"{MOUNT}/")
     return api

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hmac
 from urllib.parse import parse_qsl, urlsplit
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from inferline.api.response_headers import ResponseHeaders
 
 # No inline script, no inline style, no eval, nothing from another origin: data shown on a page
 # (prompts, responses: attacker-controlled text) can neither run nor load anything.
@@ -25,29 +27,11 @@ SECURITY_HEADERS = {
 STATIC_PREFIX = "/ui/static/"
 
 
-class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response of the wrapped app, and `Cache-Control: no-store`
-    to all but static files (pages hold project data; a shared browser must not keep them)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        static = scope["path"].startswith(STATIC_PREFIX)
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
-                if not static:
-                    headers["cache-control"] = "no-store"
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+def with_security_headers(app: ASGIApp) -> ResponseHeaders:
+    """The dashboard with SECURITY_HEADERS on every answer, and `Cache-Control: no-store` on all
+    but static files (pages hold project data; a shared browser must not keep them)."""
+    headers = {**SECURITY_HEADERS, "cache-control": "no-store"}
+    return ResponseHeaders(app, headers, cacheable_prefix=STATIC_PREFIX)
 
 
 class BrowserEntrance:
