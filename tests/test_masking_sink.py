@@ -143,3 +143,20 @@ def test_event_names_are_masked_at_the_receiver() -> None:
     assert record.event_name == "signup of <EMAIL>"
     counts = {kv.key: kv.value.string_value for kv in record.attributes}
     assert orjson.loads(counts["inferline.pii_found"]) == {"EMAIL": 1}
+
+
+def test_a_logs_schema_urls_are_masked_at_the_receiver() -> None:
+    """otel_logs keeps the resource's and the scope's schema URLs: a URL may carry an address."""
+    recorder = Recorder()
+    sink = MaskingSink(recorder, PiiMasker(PiiConfig()))
+    log = {"traceId": "ab" * 16, "spanId": "cd" * 8, "body": "nothing to see"}
+    request = decode_json(logs_json([log]), ExportLogsServiceRequest)
+    request.resource_logs[0].schema_url = f"https://schemas.example.com/{EMAIL}"
+    request.resource_logs[0].scope_logs[0].schema_url = f"https://schemas.example.com/?owner={EMAIL}"
+    asyncio.run(sink.export_logs(request, "p"))
+
+    sent = ExportLogsServiceRequest.FromString(recorder.seen[0]).resource_logs[0]
+    assert sent.schema_url == "https://schemas.example.com/<EMAIL>"
+    assert sent.scope_logs[0].schema_url == "https://schemas.example.com/?owner=<EMAIL>"
+    counts = {kv.key: kv.value.string_value for kv in sent.scope_logs[0].log_records[0].attributes}
+    assert orjson.loads(counts["inferline.pii_found"]) == {"EMAIL": 2}

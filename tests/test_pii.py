@@ -162,6 +162,9 @@ NEGATIVES = [
     "https://example.com/path?x=1:2@ and ftp://host/file",
     "ratio 3:2 and scores 4-2-1",
     "phone-like 123-456-7890 starts with 1",
+    # Products named like people: a given name before a model tier or a product word.
+    "Amazon Nova Pro and Nova Lite answered faster than Aya Expanse; Nova Micro was cheapest.",
+    "Harvey AI drafted it and Julius AI made the chart.",
 ]
 
 
@@ -725,6 +728,102 @@ def test_places_that_leaked_are_masked(batch_scan: bool) -> None:
     assert json.loads(span["SpanAttributes"]["llm.invocation_parameters"])["top_p"] == 1
     assert inference["tags"]["feature"] == "Dr. <PERSON>, <EMAIL>, <PHONE>, card <CREDIT_CARD>"
     assert inference["pii_found"]["EMAIL"] >= 3 and log_row["PiiFound"]["PERSON"] >= 2
+
+
+@pytest.mark.parametrize("batch_scan", [True, False])
+def test_places_a_second_hunt_found_unmasked_are_masked(batch_scan: bool) -> None:
+    """A second adversarial run through the service (2026-12-05, evening) found PII stored as sent
+    under keys the never-mask globs caught by accident (`db.operation*` took a query's bind values
+    in `db.operation.parameter.<key>`; `langfuse.observation.model*` the request parameters, OpenAI's
+    `user` among them), in a sender's own `inferline.pii_found`, in text behind a `data:…;base64,`
+    prefix that is no base64, in a log row's schema URLs, and in a score's evaluator."""
+    masker = PiiMasker()
+    masker._batch_scan = batch_scan
+    batch = Batch(
+        spans=[
+            {
+                "SpanId": "s1",
+                "SpanAttributes": {
+                    "db.operation.parameter.email": "jane.doe@example.com",
+                    "db.operation.name": "SELECT",
+                    "langfuse.observation.model.parameters": json.dumps({"user": "jane.doe@example.com"}),
+                    "langfuse.observation.model.name": "gpt-4o",
+                    "inferline.pii_found": json.dumps({"note": PROBE}),
+                    "app.inline": "data:text/plain;base64, " + PROBE,
+                    "app.image": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB",
+                },
+            }
+        ],
+        logs=[
+            {
+                "SpanId": "s1",
+                "Body": "",
+                "LogAttributes": {},
+                "ResourceSchemaUrl": "https://jane.doe@example.com:secret@schemas.example.com/1.0",
+                "ScopeSchemaUrl": "https://schemas.example.com/" + PROBE,
+            }
+        ],
+        scores=[{"label": "", "name": "tone", "identifier": "", "explanation": "", "evaluator": PROBE}],
+    )
+    masker.process(batch)
+    span, log_row, score = batch.spans[0].copy(), batch.logs[0], batch.scores[0]
+    attributes = span["SpanAttributes"]
+    assert attributes["db.operation.parameter.email"] == "<EMAIL>"
+    assert attributes["db.operation.name"] == "SELECT"
+    assert json.loads(attributes["langfuse.observation.model.parameters"]) == {"user": "<EMAIL>"}
+    assert attributes["langfuse.observation.model.name"] == "gpt-4o"
+    assert _clean(attributes), attributes
+    assert attributes["app.image"] == "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"
+    assert _clean(log_row["ResourceSchemaUrl"]) and _clean(log_row["ScopeSchemaUrl"]), log_row
+    assert _clean(score), score
+
+
+def test_model_and_application_names_are_never_masked(masker: PiiMasker) -> None:
+    """The attributes the inference row's `model` and `service_name` are read from: masked in the
+    span, they were stored as sent in those columns (and named a product after a person)."""
+    attributes = {
+        "embedding.model_name": "Aya Tanaka",
+        "llm.request.model_name": "Aya Tanaka",
+        "llm.response.model_name": "Aya Tanaka",
+        "gen_ai.application_name": "Aya Tanaka",
+    }
+    batch = Batch(spans=[{"SpanId": "s1", "SpanAttributes": dict(attributes)}])
+    masker.process(batch)
+    assert batch.spans[0]["SpanAttributes"] == attributes
+
+
+def test_configured_id_attributes_mask_their_id_column_too() -> None:
+    """docs/pii.md: a deployment whose user ids are emails adds `user.id` to `attributes`. The
+    span's attribute was masked, but `llm_inferences.user_id` (and the usage rollup fed by it)
+    kept the address."""
+    masker = PiiMasker(PiiConfig(attributes=["user.id"]))
+    row = {"span_id": "s1", "user_id": "jane.doe@example.com", "session_id": "jane.doe@example.com"}
+    batch = Batch(inferences=[row])
+    masker.process(batch)
+    assert batch.inferences[0]["user_id"] == "<EMAIL>"
+    assert batch.inferences[0]["session_id"] == "jane.doe@example.com"  # not configured: an id
+    unconfigured = Batch(inferences=[{"span_id": "s1", "user_id": "jane.doe@example.com"}])
+    PiiMasker().process(unconfigured)
+    assert unconfigured.inferences[0]["user_id"] == "jane.doe@example.com"
+
+
+def test_a_score_label_is_masked_before_it_is_cut_to_its_bound() -> None:
+    """A label is cut to 256 characters; cut before the PII stage, an address across the cut was
+    stored as its first half ("jane.doe@exa"), which no detector reads as an address."""
+    from inferline.core.config import ProcessorSettings
+    from inferline.processors.chain import ProcessorChain
+    from tests.genai_examples import make_span
+
+    label = "x " * 120 + "jane.doe@example.com and more"  # the address spans character 256
+    event = {
+        "name": "gen_ai.evaluation.result",
+        "attributes": {"gen_ai.evaluation.name": "tone", "gen_ai.evaluation.score.label": label},
+    }
+    span = make_span({"name": "chat", "attributes": {"gen_ai.operation.name": "chat"}, "events": [event]})
+    batch = ProcessorChain(ProcessorSettings(chain=["pii"])).run([span], [])
+    (score,) = batch.scores
+    assert score["label"] == ("x " * 120 + "<EMAIL> and more")[:256]
+    assert score["pii_found"] == {"EMAIL": 1}
 
 
 # --- pathological input: bounded work, never a failed batch --------------------------------------

@@ -16,7 +16,7 @@ from inferline.core.records import Batch, LogRecord, Span
 from inferline.processors.base import Processor
 from inferline.processors.normalise import GenAINormaliser
 from inferline.processors.otel_rows import log_row, trace_rows
-from inferline.processors.scores import scores
+from inferline.processors.scores import bound_score_texts, scores
 
 log = structlog.get_logger()
 
@@ -66,4 +66,5 @@ class ProcessorChain:
         )
         for stage in self.stages:
             stage.process(batch)
+        bound_score_texts(batch.scores)  # after the stages: the PII stage sees the whole text
         return batch

@@ -51,7 +51,8 @@ def _mask_attributes(kvs: KeyValues, masker: PiiMasker, counts: dict[str, int]) 
 
 
 def _mask_field(message: Any, field: str, masker: PiiMasker, counts: dict[str, int]) -> None:
-    """Masks a protobuf message's string field in place (a span's name, a log's event name)."""
+    """Masks a protobuf message's string field in place (a span's name, a log's event name, a
+    schema URL)."""
     value = getattr(message, field)
     masked = masker.mask_value(value, counts) if value else value
     if masked is not value:
@@ -101,11 +102,13 @@ def mask_logs_request(request: ExportLogsServiceRequest, masker: PiiMasker) -> d
         resource_counts: dict[str, int] = {}
         if mask_all:
             _mask_attributes(rl.resource.attributes, masker, resource_counts)
+            _mask_field(rl, "schema_url", masker, resource_counts)  # otel_logs.ResourceSchemaUrl
         for sl in rl.scope_logs:
             # The scope's attributes are stored on every record's row (otel_logs.ScopeAttributes).
             scope_counts = dict(resource_counts)
             if mask_all:
                 _mask_attributes(sl.scope.attributes, masker, scope_counts)
+                _mask_field(sl, "schema_url", masker, scope_counts)
             for record in sl.log_records:
                 counts = dict(scope_counts)
                 if masker.config.mask_log_body:

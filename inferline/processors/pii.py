@@ -50,6 +50,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from inferline.core.records import Batch, Row
+from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS, SESSION, USER
 from inferline.processors.pii_detectors import BUILTIN_DETECTORS, BUILTIN_RULES, Rule, normalise_value
 
 _hs: ModuleType | None
@@ -114,8 +115,12 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "rpc.system",
     "rpc.service",
     "rpc.method",
-    "db.system*",
-    "db.operation*",
+    "db.system",
+    "db.system.name",
+    # Not `db.operation*`: `db.operation.parameter.<key>` holds a query's bind values.
+    "db.operation",
+    "db.operation.name",
+    "db.operation.batch.size",
     "messaging.system",
     "otel.status_code",
     "error.type",
@@ -144,6 +149,11 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "gen_ai.agent.id",
     "gen_ai.conversation.id",
     "llm.model_name",
+    "llm.request.model_name",
+    "llm.response.model_name",
+    "embedding.model_name",
+    # OpenLIT's application name: `llm_inferences.service_name` when the resource has none.
+    "gen_ai.application_name",
     "llm.provider",
     "llm.system",
     "llm.token_count.*",
@@ -160,7 +170,9 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
     "ai.response.id",
     "ai.response.model*",
     "langfuse.observation.type",
-    "langfuse.observation.model*",
+    # Not `langfuse.observation.model*`: `….model.parameters` is a JSON of request parameters,
+    # OpenAI's `user` among them.
+    "langfuse.observation.model.name",
     "session.id",
     # Ids, user ids included: `user.id` / `enduser.id` feed the llm_inferences `user_id` column
     # (not masked either) and erasure finds an end user's spans by them. `user.email` and other
@@ -667,11 +679,19 @@ class PiiMasker:
         keys = list(DEFAULT_ATTRIBUTES if cfg.include_default_attributes else ()) + list(cfg.attributes)
         self._masked_keys = _KeyMatcher(keys)
         never = list(DEFAULT_NEVER_MASK if cfg.include_default_never_mask else ()) + list(cfg.never_mask)
-        never.append(CARRIED_COUNTS)  # the receiver's counts: JSON of type names, never content
         self._never_keys = _KeyMatcher(never)
         self._mask_all = cfg.mask_all_attributes
         self._mask_log_body = cfg.mask_log_body
-        self._inference_fields = tuple(cfg.inference_fields)
+        # An id column is masked when its attributes are configured to be ("user.id" in
+        # `attributes`: a deployment whose user ids are emails), or the column would keep what the
+        # spans' own copies no longer hold.
+        configured = _KeyMatcher(cfg.attributes)
+        id_columns = [
+            column
+            for column, sources in _ID_COLUMN_SOURCES
+            if column not in cfg.inference_fields and any(configured.matches(k) for k in sources)
+        ]
+        self._inference_fields = (*cfg.inference_fields, *id_columns)
         self._attr_min_len = max(self._min_len, 6)  # `_not_text`: shorter values are never text
         self._key_cache: dict[str, bool] = {}
         self._masked_layouts: dict[tuple[str, ...], tuple[str, ...]] = {}  # attribute keys -> masked ones
@@ -830,7 +850,7 @@ class PiiMasker:
         return masked
 
     def _scan_str(self, s: str, counts: dict[str, int], json_skip_keys: frozenset[str]) -> str:
-        if s.startswith("data:") and ";base64," in s[:100]:
+        if s.startswith("data:") and _inline_data(s):
             return s  # inline images/audio: masking would corrupt them and they hold no text
         first = s[0]
         if (first == "{" or first == "[") and s[-1] in "}]":
@@ -968,7 +988,7 @@ class PiiMasker:
             if id(row) in clean:
                 row["pii_found"] = {}
             else:
-                self._guard(row, "pii_found", self._process_inference, self.config.inference_fields)
+                self._guard(row, "pii_found", self._process_inference, self._inference_fields)
             if carried:
                 _add(row, "pii_found", carried.get(row.get("span_id", "")))
         for row in batch.spans:
@@ -1080,7 +1100,7 @@ class PiiMasker:
         """What `_scan_str` scans for `s`: `s` itself, `_SKIPPED` for inline data, the string
         leaves of a JSON object or array (masked leaf by leaf), or None when `s` must be walked to
         know (a parse the walk would fail)."""
-        if s.startswith("data:") and ";base64," in s[:100]:
+        if s.startswith("data:") and _inline_data(s):
             return _SKIPPED
         first = s[0]
         if (first == "{" or first == "[") and s[-1] in "}]":
@@ -1242,7 +1262,7 @@ class PiiMasker:
         return {k: (REDACTED if isinstance(v, str) and self.key_masked(k) else v) for k, v in attrs.items()}
 
     def _process_inference(self, row: Row, counts: dict[str, int]) -> None:
-        for f in self.config.inference_fields:
+        for f in self._inference_fields:
             value = row.get(f)
             if value:
                 new = self.mask_value(value, counts, MESSAGE_SKIP_KEYS)
@@ -1288,14 +1308,17 @@ class PiiMasker:
                 ]
 
 
+# The inference id columns and the attributes they are read from (`conventions.field_sources`).
+_ID_COLUMN_SOURCES = (("user_id", USER), ("session_id", SESSION), ("tenant_id", DEFAULT_TENANT_KEYS))
 _ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
 _ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
 # A record's free text besides its attributes: a span's status message and its name (semantic
 # conventions ask for low-cardinality names, but "GET /users/jane@example.com" is what some
 # applications send), and the names applications give events ("reminder sent to jane@…"): a
-# span's events' (a list column) and a log record's.
+# span's events' (a list column) and a log record's; and the schema URLs a log row keeps (a URL
+# may carry credentials or an address in its path or query).
 _SPAN_TEXTS = ("StatusMessage", "SpanName", "Events.Name")
-_LOG_TEXTS = ("EventName",)
+_LOG_TEXTS = ("EventName", "ResourceSchemaUrl", "ScopeSchemaUrl")
 _SPAN_FIELDS = (
     "SpanName",
     "Events.Name",
@@ -1318,10 +1341,18 @@ def _span_attribute_maps(row: Row) -> Iterator[dict[str, Any]]:
                 yield ev_attrs
 
 
-_LOG_FIELDS = ("Body", "LogAttributes", "ResourceAttributes", "ScopeAttributes", "EventName")
+_LOG_FIELDS = (
+    "Body",
+    "LogAttributes",
+    "ResourceAttributes",
+    "ScopeAttributes",
+    "EventName",
+    "ResourceSchemaUrl",
+    "ScopeSchemaUrl",
+)
 # Text of an evaluation result a sender wrote (a judge's explanation quotes the call it judged; a
 # label or a name is free text too).
-_SCORE_FIELDS = ("explanation", "metadata", "label", "name", "identifier")
+_SCORE_FIELDS = ("explanation", "metadata", "label", "name", "identifier", "evaluator")
 
 
 class _KeyMatcher:
@@ -1392,6 +1423,16 @@ def _add(row: Row, column: str, counts: dict[str, int] | None) -> None:
         for kind, n in counts.items():
             found[kind] = found.get(kind, 0) + n
         row[column] = found
+
+
+def _inline_data(s: str) -> bool:
+    """A `data:…;base64,` URL whose payload is base64 (an image, audio): not text, never masked.
+    Anything else after the prefix ("data:text/plain;base64, mail jane@…") is scanned."""
+    head = s.find(";base64,", 5, 100)
+    return head >= 0 and _BASE64.fullmatch(s, head + 8) is not None
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/=_\-\r\n]*")
 
 
 def _blank_escapes(s: str) -> str:

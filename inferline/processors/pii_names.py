@@ -89,6 +89,17 @@ NEVER_NAME: frozenset[str] = frozenset(
     )
 )
 
+# Words that make the given name before them a product's ("Amazon Nova Pro", "Aya Expanse",
+# "Harvey AI"): model tiers and product suffixes, never a family name.
+PRODUCT_SUFFIXES: frozenset[str] = frozenset(
+    words(
+        """
+    AI Pro Lite Micro Mini Nano Premier Expanse Ultra Turbo Flash Plus Preview Instruct Chat Coder
+    Vision Embed Embedding Embeddings Reasoner Reasoning Agent Studio Cloud API SDK GPT LLM
+    """
+    )
+)
+
 # Given names that are also everyday words, places or names of things: masked only with context.
 _AMBIGUOUS_EXTRA = frozenset(
     words(
@@ -135,6 +146,7 @@ _NAME_SEQ = rf"{TOKEN}{_NEXT}{{0,3}}"
 _TOKEN_RE = re.compile(TOKEN)
 _NEXT_RE = re.compile(_NEXT, re.VERBOSE)
 _LETTERS_REVERSED = re.compile(r"[^\W\d_]+")
+_FOLLOWING_WORD = re.compile(r"[ \t]+(\w+)")
 
 
 def _letter(c: str) -> bool:
@@ -196,6 +208,9 @@ def check_given_name(m: re.Match[str]) -> Span | None:
         return None
     if _after_street_type(text, start):
         return None  # "Rua Augusta", "Via Giuseppe Verdi": a street named after someone
+    nxt = _FOLLOWING_WORD.match(text, end)
+    if nxt is not None and nxt.group(1) in PRODUCT_SUFFIXES:
+        return None  # "Nova Pro", "Harvey AI": a product named like someone
     ambiguous = head in AMBIGUOUS_GIVEN
     # Sentence-initial ambiguous names ("Will Python ...", "May Day") need a known family name.
     initial = ambiguous and _sentence_start(text, start)

@@ -76,7 +76,7 @@ def score_value(raw: Any) -> tuple[float | None, str]:
     if isinstance(raw, float) and math.isnan(raw):
         return None, "NaN"
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else stringify(raw) or ""
-    return None, text.strip()[:256]
+    return None, text.strip()
 
 
 def scores(spans: list[Span], logs: list[LogRecord]) -> list[Row]:
@@ -102,6 +102,21 @@ def scores(spans: list[Span], logs: list[LogRecord]) -> list[Row]:
             except Exception as e:  # its log row is stored as usual
                 _skipped("log record", record.trace_id, e)
     return rows
+
+
+# The short text columns' bounds (group keys of the score analytics). Applied after the chain's
+# stages (`bound_score_texts`): a value cut before the PII stage could leave half an address that
+# no detector reads as one ("jane.doe@exa").
+SCORE_TEXT_LIMITS = (("name", 256), ("label", 256), ("identifier", 256), ("evaluator", 64))
+
+
+def bound_score_texts(rows: list[Row]) -> None:
+    """Cuts the short text columns of score rows to their bounds."""
+    for row in rows:
+        for column, limit in SCORE_TEXT_LIMITS:
+            value = row.get(column)
+            if isinstance(value, str) and len(value) > limit:
+                row[column] = value[:limit]
 
 
 def _skipped(carrier: str, trace_id: str, error: Exception) -> None:
@@ -136,12 +151,12 @@ def _row(
         "inference_id": score_id(project_id, trace_id, span_id) if scope == SPAN else NIL_UUID,
         "response_id": response_id,
         "session_id": session_id,
-        "name": (as_str(fields.get("name")) or "")[:256],
+        "name": as_str(fields.get("name")) or "",
         "value": value,
-        "label": label[:256],
+        "label": label,
         "explanation": stringify(fields.get("explanation")) or "",
-        "evaluator": (as_str(fields.get("annotator_kind")) or "")[:64],
-        "identifier": (as_str(fields.get("identifier")) or "")[:256],
+        "evaluator": as_str(fields.get("annotator_kind")) or "",
+        "identifier": as_str(fields.get("identifier")) or "",
         "metadata": stringify(fields.get("metadata")) or "",
         "source": source,
         "carrier_span_id": carrier_span_id,
