@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from inferline.otlp.json_codec import decode_json
 from tests.conftest import Service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
 
@@ -157,6 +158,35 @@ def test_zstd_and_chunked_bodies_are_accepted(service: Service) -> None:
         f"SELECT count() FROM llm_inferences WHERE trace_id IN ('{span['traceId']}', '{chunked['traceId']}')"
     )
     assert counts == "2\n"
+
+
+def test_every_member_of_a_compressed_body_is_read_and_a_cut_one_is_refused(service: Service) -> None:
+    """gzip and zstd allow members (frames) back to back, and protobuf messages back to back are
+    one message: such a body was answered 200 with only its first member stored. A body cut
+    inside its compressed data was stored as far as it went, also answered 200."""
+
+    def request(name: str) -> tuple[dict[str, object], bytes]:
+        span = json_span(GENAI_ATTRIBUTES, name=name)
+        return span, decode_json(traces_json([span]), ExportTraceServiceRequest).SerializeToString()
+
+    protobuf = "application/x-protobuf"
+    first, first_body = request("member one")
+    second, second_body = request("member two")
+    gzipped = gzip.compress(first_body) + gzip.compress(second_body)
+    r = post(service, gzipped, content_type=protobuf, **{"content-encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    third, third_body = request("frame one")
+    fourth, fourth_body = request("frame two")
+    zstd = zstandard.ZstdCompressor()
+    framed = zstd.compress(third_body) + zstd.compress(fourth_body)
+    r = post(service, framed, content_type=protobuf, **{"content-encoding": "zstd"})
+    assert r.status_code == 200, r.text
+    ids = ", ".join(f"'{s['traceId']}'" for s in (first, second, third, fourth))
+    assert service.sql(f"SELECT count() FROM llm_inferences WHERE trace_id IN ({ids})") == "4\n"
+
+    for encoding, cut in (("gzip", gzipped[:-10]), ("zstd", framed[:-5])):
+        r = post(service, cut, content_type=protobuf, **{"content-encoding": encoding})
+        assert r.status_code == 400 and "truncated" in r.text, (encoding, r.status_code, r.text)
 
 
 def test_metrics_are_declined_clearly(service: Service) -> None:

@@ -27,27 +27,55 @@ async def read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """gzip / deflate / zstd with the output capped at `limit`, so a small bomb cannot grow."""
+    """gzip / deflate / zstd with the output capped at `limit`, so a small bomb cannot grow. Every
+    member (gzip) or frame (zstd) of the body is read, as the format allows several back to back;
+    a body that ends inside one is refused, never read as whatever came before the cut."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding in ("gzip", "x-gzip", "deflate"):
+        return _inflate(body, encoding, limit)
+    if encoding == "zstd":
+        return _unzstd(body, limit)
+    raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not supported (use gzip, zstd or none)")
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    out = bytearray()
+    data = body
+    while True:
         d = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
         try:
-            out = d.decompress(body, limit + 1)
+            # At most one byte past the limit (never 0, which would mean no limit).
+            out += d.decompress(data, limit + 1 - len(out))
         except zlib.error as e:
             raise ValueError(f"invalid {encoding} body: {e}") from None
         if len(out) > limit or d.unconsumed_tail:
             raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
-        return out
-    if encoding == "zstd":
-        import zstandard
+        if not d.eof:
+            raise ValueError(f"invalid {encoding} body: it ends inside the compressed data (truncated?)")
+        data = d.unused_data
+        if not data:
+            return bytes(out)
 
-        try:
-            out = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)).read(limit + 1)
-        except zstandard.ZstdError as e:
-            raise ValueError(f"invalid zstd body: {e}") from None
+
+def _unzstd(body: bytes, limit: int) -> bytes:
+    import zstandard
+
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=True)
+        out = reader.read(limit + 1)
         if len(out) > limit:
             raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
-        return out
-    raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not supported (use gzip, zstd or none)")
+        # The reader takes a body cut inside a frame as ended: each frame must be whole. (Its
+        # output is known to be within the limit now, so decompressing it again is bounded.)
+        data = body
+        while data:
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            frame.decompress(data)
+            if not frame.eof:
+                raise ValueError("invalid zstd body: it ends inside a frame (truncated?)")
+            data = frame.unused_data
+    except zstandard.ZstdError as e:
+        raise ValueError(f"invalid zstd body: {e}") from None
+    return out
