@@ -232,7 +232,7 @@ def test_out_of_range_values_do_not_poison_a_shared_batch(store: tuple, tmp_path
 
 def test_requests_beyond_the_inflight_budget_are_refused_before_reading(store: tuple, tmp_path: Path) -> None:
     """While one request holds the in-flight byte budget (its append waits for the disk), the next
-    is refused at once with 429 instead of being read into memory."""
+    is refused with 429 as soon as its first bytes arrive, instead of being read into memory."""
     client, keys, key = store
     body = traces_json([json_span(GENAI_ATTRIBUTES, name=f"budget {i}") for i in range(3)])
 
@@ -256,6 +256,61 @@ def test_requests_beyond_the_inflight_budget_are_refused_before_reading(store: t
     assert first.status_code == 200
     assert second.status_code == 429 and second.headers["retry-after"] == "1"
     assert "in flight" in second.json()["message"]
+
+
+def test_a_stalled_body_holds_only_what_it_sent_and_is_answered_408(store: tuple, tmp_path: Path) -> None:
+    """Nine connections that announced 16 MiB bodies and sent nothing more held the whole
+    in-flight budget, with no time limit: every other sender got 429 for as long as they stayed
+    open. A body now holds the bytes it sent, and one that stops arriving is answered 408."""
+    client, keys, key = store
+    body = traces_json([json_span(GENAI_ATTRIBUTES, name="beside a stalled body")])
+
+    async def stalled(app: Any, sent: list[dict[str, Any]]) -> None:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/traces",
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"x-api-key", key.encode()),
+                (b"content-length", str(16 << 20).encode()),
+            ],
+            "query_string": b"",
+        }
+        chunks = [{"type": "http.request", "body": b'{"resourceSpans": [', "more_body": True}]
+
+        async def receive() -> dict[str, Any]:
+            if chunks:
+                return chunks.pop()
+            await asyncio.sleep(3600)  # the sender went quiet
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    async def scenario() -> tuple[list[list[dict[str, Any]]], httpx.Response, int]:
+        engine = _engine(client, tmp_path)
+        admission = Admission(max_bytes=4 << 20)  # less than one announced body
+        app = otlp_http_app(engine.sink, keys, 32 << 20, admission, body_idle_timeout_s=0.5)
+        answers: list[list[dict[str, Any]]] = [[] for _ in range(9)]
+        quiet = [asyncio.create_task(stalled(app, sent)) for sent in answers]
+        await asyncio.sleep(0.1)
+        headers = {"content-type": "application/json", "x-api-key": key}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            beside = await http.post("/v1/traces", content=body, headers=headers)
+        await asyncio.gather(*quiet)
+        used = admission.used
+        await engine.close(timeout_s=5)
+        return answers, beside, used
+
+    answers, beside, used = asyncio.run(scenario())
+    assert beside.status_code == 200, beside.text
+    for sent in answers:
+        assert sent[0]["status"] == 408
+        assert b"no part of the request body arrived" in sent[1]["body"]
+    assert used == 0
 
 
 def test_a_flush_that_reached_only_some_tables_is_completed_without_duplicates(

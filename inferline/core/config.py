@@ -201,6 +201,9 @@ class Settings(BaseSettings):
         ge=1024,
         description="request bytes being handled at once, past which requests get 429",
     )
+    body_idle_timeout_s: float = Field(
+        30.0, gt=0, description="longest wait for the next part of an OTLP/HTTP body before a 408"
+    )
     max_rss_bytes: int | None = Field(
         None,
         ge=0,

@@ -186,7 +186,13 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         await grpc_server.start()
         servers.append(
             _server(
-                otlp_http_app(front, keys, settings.max_request_bytes, admission),
+                otlp_http_app(
+                    front,
+                    keys,
+                    settings.max_request_bytes,
+                    admission,
+                    body_idle_timeout_s=settings.body_idle_timeout_s,
+                ),
                 settings,
                 settings.http_port,
             )

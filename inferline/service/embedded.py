@@ -210,6 +210,7 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
                     admission,
                     processing.decode_json if isinstance(processing, WorkerProcesses) else decode_json_here,
                     json_intake,
+                    body_idle_timeout_s=settings.body_idle_timeout_s,
                 ),
                 settings.http_port,
             ),

@@ -34,11 +34,12 @@ class Admission:
     def used(self) -> int:
         return self._used
 
-    def acquire(self, n: int) -> None:
+    def acquire(self, n: int, held_by_caller: int = 0) -> None:
         """Take `n` bytes of the budget, or raise Overloaded (MemoryPressure over the memory
         ceiling). A single request larger than the whole budget is still admitted when nothing
-        else is in flight, so it can never starve."""
-        if self._used and self._used + n > self._max:
+        else is in flight (`held_by_caller`: what the request itself holds already), so it can
+        never starve."""
+        if self._used > held_by_caller and self._used + n > self._max:
             raise Overloaded(f"{self._used} bytes of requests in flight", reason="inflight_bytes")
         if self.memory is not None:
             self.memory.check()

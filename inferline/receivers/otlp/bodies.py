@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 
 class BodyTooLarge(Exception):
@@ -15,13 +16,38 @@ class UnsupportedEncoding(Exception):
     pass
 
 
-async def read_limited(chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    """Reads a (possibly chunked) body, giving up as soon as it passes `limit` bytes."""
+class BodyStalled(Exception):
+    pass
+
+
+async def read_limited(
+    chunks: AsyncIterator[bytes],
+    limit: int,
+    *,
+    take: Callable[[int], None] | None = None,
+    idle_timeout_s: float | None = None,
+) -> bytes:
+    """Reads a (possibly chunked) body, giving up as soon as it passes `limit` bytes, or when no
+    part of it arrives for `idle_timeout_s` (a sender that declared a body and stopped must not
+    hold the receiver's budget for good). `take(n)` is called for every `n` bytes as they arrive
+    (the in-flight budget: bytes held, not bytes announced)."""
     parts, size = [], 0
-    async for chunk in chunks:
+    it = chunks.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                chunk = await anext(it)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise BodyStalled(
+                f"no part of the request body arrived for {idle_timeout_s:g} s ({size} bytes read)"
+            ) from None
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(f"request body exceeds {limit} bytes")
+        if take is not None and chunk:
+            take(len(chunk))
         parts.append(chunk)
     return b"".join(parts)
 

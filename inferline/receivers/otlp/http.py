@@ -32,7 +32,13 @@ from inferline.otlp.flatten import count_records
 from inferline.otlp.json_codec import decode_protobuf, read_back_json
 from inferline.otlp.prepared import Prepared
 from inferline.receivers.otlp.admission import Admission
-from inferline.receivers.otlp.bodies import BodyTooLarge, UnsupportedEncoding, decompress, read_limited
+from inferline.receivers.otlp.bodies import (
+    BodyStalled,
+    BodyTooLarge,
+    UnsupportedEncoding,
+    decompress,
+    read_limited,
+)
 from inferline.storage.keys import ApiKeys, key_from_headers
 
 log = structlog.get_logger()
@@ -79,14 +85,6 @@ def _camel(name: str) -> str:
 Export = Callable[[Any, str], Awaitable[ExportResult]]
 
 
-def _declared_length(header: str | None, limit: int) -> int:
-    """What to reserve before reading: the declared length, or the limit for a chunked body."""
-    try:
-        return min(max(int(header), 0), limit) if header else limit
-    except ValueError:
-        return limit
-
-
 def _refused(e: Retryable, as_json: bool) -> Response:
     return _error(
         e.http_status,
@@ -122,6 +120,7 @@ def otlp_http_app(
     admission: Admission | None = None,
     json_decoder: JsonDecoder = decode_json_here,
     json_intake: JsonIntake | None = None,
+    body_idle_timeout_s: float = 30.0,
 ) -> Starlette:
     admission = admission or Admission(max_bytes=max(64 << 20, max_request_bytes))
 
@@ -195,16 +194,28 @@ def otlp_http_app(
                 0,
             )
         admission.check_rate(project_id, signal)
-        # Hold a share of the in-flight budget from before the body is read until the answer.
-        held = _declared_length(request.headers.get("content-length"), max_request_bytes)
-        admission.acquire(held)
+        # The in-flight budget holds the body's bytes as they arrive, until the answer: a sender
+        # that announces 16 MiB and sends nothing holds nothing (nine such connections held the
+        # whole budget, refusing every other sender for as long as they stayed open).
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_request_bytes:
+            too_large = f"request body of {declared} bytes exceeds {max_request_bytes} bytes"
+            return _error(413, code_pb2.RESOURCE_EXHAUSTED, too_large, as_json), 0, 0
+        held = 0
+
+        def take(n: int) -> None:
+            nonlocal held
+            admission.acquire(n, held)
+            held += n
+
         try:
             try:
-                body = await read_limited(request.stream(), max_request_bytes)
+                body = await read_limited(
+                    request.stream(), max_request_bytes, take=take, idle_timeout_s=body_idle_timeout_s
+                )
                 body = decompress(body, request.headers.get("content-encoding", ""), max_request_bytes)
                 if len(body) > held:  # decompressed: take the difference too
-                    admission.acquire(len(body) - held)
-                    held = len(body)
+                    take(len(body) - held)
                 message: Any = None  # the request's message, unless prepared elsewhere
                 prepared: Prepared | None = None
                 if as_json and json_intake is not None:
@@ -215,6 +226,8 @@ def otlp_http_app(
                     message = decode_protobuf(body, request_type)
             except BodyTooLarge as e:
                 return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json), 0, 0
+            except BodyStalled as e:
+                return _error(408, code_pb2.DEADLINE_EXCEEDED, str(e), as_json), 0, 0
             except UnsupportedEncoding as e:
                 return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json), 0, 0
             except (OtlpDecodeError, ValueError) as e:
