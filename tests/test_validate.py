@@ -7,7 +7,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.otlp.flatten import flatten_spans
-from inferline.otlp.validate import TimeWindow, remove_invalid
+from inferline.otlp.validate import TIME_AFTER_2106, TimeWindow, reason_code, remove_invalid
 
 pytestmark = pytest.mark.unit
 
@@ -80,6 +80,21 @@ def test_times_the_tables_cannot_keep_are_rejected_naming_the_field(start_ns: in
     problem = WINDOW.span_problem(span, NOW_NS)
     assert why in problem
     assert "start_time_unix_nano" in problem or "2262" in problem
+
+
+def test_a_time_whose_expiry_the_tables_cannot_hold_is_rejected() -> None:
+    """A span of 2105-12-01 was acknowledged and counted stored, then deleted at once: its TTL,
+    the time plus 180 days, wrapped past 2106-02-07 to 1970. The latest time accepted leaves room
+    for the longest retention of any table the record lands in (the rollups' included)."""
+    december_2105 = 4_289_155_200_000_000_000
+    span = _spans(("late", GOOD_TRACE, december_2105)).resource_spans[0].scope_spans[0].spans[0]
+    problem = WINDOW.span_problem(span, NOW_NS)
+    assert "would expire after 2106-02-07" in problem and "kept 180 days" in problem
+    assert reason_code(problem) == TIME_AFTER_2106
+    june_2105 = december_2105 - 180 * 86_400 * 10**9
+    span.start_time_unix_nano = june_2105
+    assert WINDOW.span_problem(span, NOW_NS) == ""
+    assert "kept 400 days" in TimeWindow(180, 30, longest_days=400).span_problem(span, NOW_NS)
 
 
 def test_times_within_the_window_pass() -> None:

@@ -110,6 +110,10 @@ class TimeWindow:
 
     spans_days: int
     logs_days: int
+    # The longest any table keeps rows (rollups may keep theirs longer than the raw tables): a row
+    # expires at its time plus this, which must itself be a time the tables' `DateTime` holds (a
+    # span of 2105-12 with a 180-day TTL expired "in 1970", deleted as soon as it was stored).
+    longest_days: int = 0
 
     def span_problem(self, s: Any, now_ns: int) -> str:
         why = span_problem(s)
@@ -133,10 +137,15 @@ class TimeWindow:
             return ""  # no time at all: `stamp_untimed_logs` gives it the time it was received
         return self._problem(f"log record: {field}", t, self.logs_days, now_ns)
 
-    @staticmethod
-    def _problem(what: str, t: int, days: int, now_ns: int) -> str:
+    def _problem(self, what: str, t: int, days: int, now_ns: int) -> str:
         if t >= MAX_STORABLE_NS:
             return f"{what} {_iso(t)} is after 2106-02-07, the latest time the tables can hold"
+        keep = max(days, self.longest_days)
+        if t >= MAX_STORABLE_NS - keep * _DAY_NS:
+            return (
+                f"{what} {_iso(t)} is too late: kept {keep} days, it would expire after 2106-02-07, "
+                "the latest time the tables can hold"
+            )
         if t < now_ns - days * _DAY_NS:
             return (
                 f"{what} {_iso(t)} is older than the retention window ({days} days): "

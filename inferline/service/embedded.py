@@ -115,7 +115,11 @@ def time_window(settings: Settings) -> TimeWindow:
     """The times the tables can keep, from the retention settings: a span lands in otel_traces
     and (as an inference) in llm_inferences, so it must be within both."""
     days = settings.retention.days(settings.retention_days)
-    return TimeWindow(spans_days=min(days["spans"], days["inferences"]), logs_days=days["logs"])
+    return TimeWindow(
+        spans_days=min(days["spans"], days["inferences"]),
+        logs_days=days["logs"],
+        longest_days=max(days.values()),
+    )
 
 
 def raw_inference_days(settings: Settings) -> int:
