@@ -98,6 +98,44 @@ def test_records_alike_but_for_attributes_or_name_are_all_stored_and_a_retry_add
     assert stored() == "\tu0\n\tu1\n\tu2\ncheckout.paid\t\ncheckout.started\t\n"
 
 
+@pytest.mark.e2e
+def test_records_alike_in_separate_requests_are_all_stored_and_a_retry_adds_none(service: Service) -> None:
+    """Two requests of one record each (a simple log processor sends so), alike in their
+    second-precision time, body and severity, without trace context, told apart only by their
+    attributes: each was first in its request, so they collapsed into one row, counted stored.
+    Their observed times tell them apart; a retry of the first request adds nothing."""
+    second = time.time_ns() // 10**9 * 10**9
+    marker = new_trace_id()
+
+    def request(job: str) -> bytes:
+        record = {
+            "timeUnixNano": str(second),
+            "observedTimeUnixNano": str(time.time_ns()),
+            "severityNumber": 9,
+            "body": {"stringValue": f"job finished {marker}"},
+            "attributes": key_values({"job.id": job}),
+        }
+        scope = {"scope": {"name": "app"}, "logRecords": [record]}
+        resource = {"resource": {"attributes": key_values({"service.name": "jobs"})}, "scopeLogs": [scope]}
+        return orjson.dumps({"resourceLogs": [resource]})
+
+    headers = {"x-api-key": service.key, "content-type": "application/json"}
+    first = request("A")
+    for body in (first, request("B"), first):
+        r = httpx.post(f"{service.http_url}/v1/logs", content=body, headers=headers)
+        assert r.status_code == 200 and r.json() == {}
+
+    def stored() -> str:
+        return service.sql(
+            f"SELECT LogAttributes['job.id'] FROM otel_logs FINAL WHERE Body = 'job finished {marker}' "
+            "ORDER BY 1"
+        )
+
+    assert wait_for(lambda: stored().count("\n") >= 2)
+    time.sleep(0.5)  # a duplicate would have landed with the same flush
+    assert stored() == "A\nB\n"
+
+
 @pytest.mark.integration
 def test_migration_11_keeps_old_rows_and_tells_new_records_apart(tmp_path: Path) -> None:
     """A store made by migrations 1-10, with a row in it, gains the column and the sorting key;
@@ -109,9 +147,9 @@ def test_migration_11_keeps_old_rows_and_tells_new_records_apart(tmp_path: Path)
         "INSERT INTO otel_logs (Timestamp, TraceId, SpanId, Body, ServiceName, ProjectId) "
         "VALUES (now64(9), 'old', 's', 'kept', 'svc', 'p')"
     )
-    assert migrate(client) == [11]
+    assert migrate(client) == [11, 12]
     key = client.command("SELECT sorting_key FROM system.tables WHERE name = 'otel_logs'")
-    assert str(key).endswith("cityHash64(Body), RecordIndex")
+    assert str(key).endswith("cityHash64(Body), RecordIndex, ObservedTimestamp")
     trace_id = new_trace_id()
     request = decode_json(_request(trace_id, new_span_id(), time.time_ns()), ExportLogsServiceRequest)
     rows = [log_row(r) for r in flatten_logs(request, "p").records]
@@ -127,9 +165,9 @@ def test_migration_11_keeps_old_rows_and_tells_new_records_apart(tmp_path: Path)
 
 
 @pytest.mark.integration
-def test_a_fresh_store_sorts_log_records_by_their_position_too(tmp_path: Path) -> None:
+def test_a_fresh_store_sorts_log_records_by_their_position_and_observed_time_too(tmp_path: Path) -> None:
     client = connect(f"chdb://{tmp_path / 'clickhouse'}")
     migrate(client)
     key = client.command("SELECT sorting_key FROM system.tables WHERE name = 'otel_logs'")
-    assert str(key).endswith("cityHash64(Body), RecordIndex")
+    assert str(key).endswith("cityHash64(Body), RecordIndex, ObservedTimestamp")
     client.close()

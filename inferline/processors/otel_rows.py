@@ -106,4 +106,5 @@ def log_row(log: LogRecord) -> Row:
         "EventName": log.event_name or as_string(log.attributes.get("event.name", "")),
         "PiiFound": {},
         "RecordIndex": log.index,
+        "ObservedTimestamp": log.observed_time_ns,
     }

@@ -227,6 +227,13 @@ _OTEL_LOGS_KEY_V1 = (
 # gives the same rows.
 _OTEL_LOGS_ADDED_11 = (Column("RecordIndex", "UInt32"),)
 _OTEL_LOGS_KEY_11 = _OTEL_LOGS_KEY_V1 + ", RecordIndex"
+# Migration 12. The position in a request does not tell apart records of different requests: two
+# records with the same second-precision time, body and severity, each first in its request (one
+# record per request, as a simple log processor sends), collapsed into one row although their
+# attributes differed. When the record was observed (set by the SDK or collector that read it, to
+# the nanosecond) does, and a replay or a sender's retry of the same request still carries it.
+_OTEL_LOGS_ADDED_12 = (Column("ObservedTimestamp", "DateTime64(9)", "Delta(8), ZSTD(1)"),)
+_OTEL_LOGS_KEY_12 = _OTEL_LOGS_KEY_11 + ", ObservedTimestamp"
 _OTEL_LOGS_INDEXES = (
     "idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1",
     "idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1",
@@ -244,8 +251,8 @@ def _otel_logs_engine(key: str) -> str:
 
 OTEL_LOGS = Table(
     "otel_logs",
-    _OTEL_LOGS_V1_COLUMNS + _OTEL_LOGS_ADDED_11,
-    _otel_logs_engine(_OTEL_LOGS_KEY_11),
+    _OTEL_LOGS_V1_COLUMNS + _OTEL_LOGS_ADDED_11 + _OTEL_LOGS_ADDED_12,
+    _otel_logs_engine(_OTEL_LOGS_KEY_12),
     _OTEL_LOGS_INDEXES,
 )
 _OTEL_LOGS_V1 = Table(
@@ -506,6 +513,15 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
                 # One statement: a sorting key may only grow by columns added in the same ALTER.
                 f"ALTER TABLE `{database}`.otel_logs ADD COLUMN IF NOT EXISTS RecordIndex UInt32, "
                 f"MODIFY ORDER BY ({_OTEL_LOGS_KEY_11})",
+            ),
+        ),
+        Migration(
+            12,
+            "otel_logs: ObservedTimestamp, in the sorting key (records of different requests no "
+            "longer collapse)",
+            (
+                f"ALTER TABLE `{database}`.otel_logs ADD COLUMN IF NOT EXISTS ObservedTimestamp "
+                f"DateTime64(9) CODEC(Delta(8), ZSTD(1)), MODIFY ORDER BY ({_OTEL_LOGS_KEY_12})",
             ),
         ),
     ]
