@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+
+import orjson
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from inferline.otlp.flatten import flatten_spans
-from inferline.otlp.validate import TIME_AFTER_2106, TimeWindow, reason_code, remove_invalid
+from inferline.otlp.flatten import flatten_logs, flatten_spans
+from inferline.otlp.json_codec import decode_json
+from inferline.otlp.validate import TIME_AFTER_2106, TimeWindow, reason_code, remove_invalid, span_problem
 
 pytestmark = pytest.mark.unit
 
@@ -57,6 +61,59 @@ def test_log_records_with_bad_ids_are_removed() -> None:
     assert [r.body.string_value for r in request.resource_logs[0].scope_logs[0].log_records] == [
         "uncorrelated is fine"
     ]
+
+
+def test_a_span_with_an_unreadable_link_id_is_rejected_saying_ids_are_hex() -> None:
+    """A link's trace id "abc" (not hex) was stored as "ff"; base64 ids, as protobuf's own JSON
+    writes them, were refused with "must be 16 bytes" although they held 16 bytes."""
+    request = decode_json(
+        orjson.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "scopeSpans": [
+                            {
+                                "spans": [
+                                    {
+                                        "traceId": GOOD_TRACE.hex(),
+                                        "spanId": GOOD_SPAN.hex(),
+                                        "name": "linked",
+                                        "startTimeUnixNano": "1",
+                                        "links": [{"traceId": "abc", "spanId": GOOD_SPAN.hex()}],
+                                    },
+                                    {
+                                        "traceId": base64.b64encode(GOOD_TRACE).decode(),
+                                        "spanId": GOOD_SPAN.hex(),
+                                        "name": "base64",
+                                        "startTimeUnixNano": "1",
+                                    },
+                                ]
+                            }
+                        ]
+                    }
+                ]
+            }
+        ),
+        ExportTraceServiceRequest,
+    )
+    spans = request.resource_spans[0].scope_spans[0].spans
+    assert "links[0] trace_id must be 16 bytes" in span_problem(spans[0])
+    assert "32 hex characters in OTLP/JSON" in span_problem(spans[1])
+    assert remove_invalid(request).reasons == {"invalid_id": 2}
+
+
+def test_a_log_records_all_zero_ids_are_stored_as_none() -> None:
+    """All-zero ids are OTLP's "none"; they were stored as strings of zeros, so the record read
+    as belonging to a trace "000…" and no query for uncorrelated records found it."""
+    request = ExportLogsServiceRequest()
+    record = (
+        request.resource_logs.add()
+        .scope_logs.add()
+        .log_records.add(trace_id=bytes(16), span_id=bytes(8), time_unix_nano=1)
+    )
+    record.body.string_value = "uncorrelated"
+    (flat,) = flatten_logs(request, "p").records
+    assert (flat.trace_id, flat.span_id) == ("", "")
 
 
 NOW_NS = 1_796_000_000_000_000_000  # 2026-11-30

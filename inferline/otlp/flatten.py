@@ -16,6 +16,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from inferline.core.records import Event, Link, LogRecord, Span
 from inferline.otlp.validate import log_problem, span_problem
 
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+
 
 def any_value(v: AnyValue) -> Any:
     which = v.WhichOneof("value")
@@ -126,13 +128,15 @@ def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattene
                     continue
                 observed = r.observed_time_unix_nano
                 severity = r.severity_number
+                # All-zero ids are the OTLP way of saying "none": stored as none, not as zeros.
+                trace_id, span_id = r.trace_id, r.span_id
                 append(
                     LogRecord(  # positional, as `Span` above
                         project_id,
                         r.time_unix_nano or observed,
                         observed,
-                        r.trace_id.hex(),
-                        r.span_id.hex(),
+                        trace_id.hex() if trace_id != _ZERO_TRACE else "",
+                        span_id.hex() if span_id != _ZERO_SPAN else "",
                         r.flags & 0xFF,
                         r.severity_text,
                         severity if 0 <= severity <= 24 else 0,

@@ -28,12 +28,20 @@ _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 
 def span_problem(s: Any) -> str:
     """Why the span cannot be stored, or ""."""
+    # OTLP/JSON writes ids as hex, not base64 (protobuf's own JSON): say so, it is the usual cause.
     if len(s.trace_id) != 16 or s.trace_id == _ZERO_TRACE:
-        return f"span {s.name!r}: trace_id must be 16 bytes, not all zero"
+        return f"span {s.name!r}: trace_id must be 16 bytes (32 hex characters in OTLP/JSON), not all zero"
     if len(s.span_id) != 8 or s.span_id == _ZERO_SPAN:
-        return f"span {s.name!r}: span_id must be 8 bytes, not all zero"
+        return f"span {s.name!r}: span_id must be 8 bytes (16 hex characters in OTLP/JSON), not all zero"
     if s.parent_span_id and len(s.parent_span_id) != 8:
-        return f"span {s.name!r}: parent_span_id must be 8 bytes"
+        return f"span {s.name!r}: parent_span_id must be 8 bytes (16 hex characters in OTLP/JSON)"
+    if s.links:  # a link's ids were stored as whatever an unreadable one decoded to ("abc" as "ff")
+        for i, link in enumerate(s.links):
+            if len(link.trace_id) != 16 or len(link.span_id) != 8:
+                return (
+                    f"span {s.name!r}: links[{i}] trace_id must be 16 bytes and span_id 8 bytes "
+                    "(32 and 16 hex characters in OTLP/JSON)"
+                )
     if s.start_time_unix_nano > MAX_TIME_NS or s.end_time_unix_nano > MAX_TIME_NS:
         return f"span {s.name!r}: timestamp beyond the year 2262"
     return ""
@@ -42,9 +50,9 @@ def span_problem(s: Any) -> str:
 def log_problem(r: Any) -> str:
     """Why the log record cannot be stored, or ""."""
     if r.trace_id and len(r.trace_id) != 16:
-        return "log record: trace_id must be 16 bytes when set"
+        return "log record: trace_id must be 16 bytes (32 hex characters in OTLP/JSON) when set"
     if r.span_id and len(r.span_id) != 8:
-        return "log record: span_id must be 8 bytes when set"
+        return "log record: span_id must be 8 bytes (16 hex characters in OTLP/JSON) when set"
     if r.time_unix_nano > MAX_TIME_NS or r.observed_time_unix_nano > MAX_TIME_NS:
         return "log record: timestamp beyond the year 2262"
     return ""
