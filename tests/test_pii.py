@@ -49,6 +49,20 @@ def test_hyperscan_engine_is_in_use(masker: PiiMasker) -> None:
 _JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
 
 POSITIVES = [
+    # Split by characters real text has between groups (no-break, narrow no-break: French and
+    # German formatting) or inside an address (soft hyphen, zero-width space): stored as sent.
+    ("Carte 4111\u00a01111\u00a01111\u00a01111 merci", "4111\u00a01111\u00a01111\u00a01111", "CREDIT_CARD"),
+    (
+        "IBAN DE89\u202f3704\u202f0044\u202f0532\u202f0130\u202f00.",
+        "DE89\u202f3704\u202f0044\u202f0532\u202f0130\u202f00",
+        "IBAN",
+    ),
+    (
+        "Appelez le +33\u202f6\u202f12\u202f34\u202f56\u202f78 demain",
+        "+33\u202f6\u202f12\u202f34\u202f56\u202f78",
+        "PHONE",
+    ),
+    ("mail jane\u00ad.doe@exam\u200bple.org today", "jane\u00ad.doe@exam\u200bple.org", "EMAIL"),
     # EMAIL
     ("Contact jane.doe@example.com today", "jane.doe@example.com", "EMAIL"),
     ("mail: J.Smith+news@mail.co.uk.", "J.Smith+news@mail.co.uk", "EMAIL"),
@@ -165,6 +179,7 @@ NEGATIVES = [
     # Products named like people: a given name before a model tier or a product word.
     "Amazon Nova Pro and Nova Lite answered faster than Aya Expanse; Nova Micro was cheapest.",
     "Harvey AI drafted it and Julius AI made the chart.",
+    "emoji 👨\u200d👩\u200d👧 and 1\u00a0234 km at 12\u202f%",
 ]
 
 

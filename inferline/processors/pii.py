@@ -325,6 +325,26 @@ class Detection(NamedTuple):
     pii_type: str
 
 
+# Characters that split a value in real text without changing what it is: no-break, narrow
+# no-break (French), thin and figure spaces between the groups of a card, an IBAN or a phone
+# number; soft hyphens and zero-width characters inside an address. Detectors see them as what
+# they stand for (one character for one: the offsets stay the text's); the masked text keeps them.
+_SPACE_LIKE = "\u00a0\u2007\u2009\u202f"
+_INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+_PLAIN = str.maketrans(dict.fromkeys(_SPACE_LIKE, " ") | dict.fromkeys(_INVISIBLE, "-"))
+
+
+def _plain(text: str) -> str:
+    """`text` as the detectors read it (see _SPACE_LIKE); the same object when it holds none of
+    those characters (an ASCII text never does: `isascii` is O(1))."""
+    if text.isascii():
+        return text
+    for c in _SPACE_LIKE + _INVISIBLE:
+        if c in text:
+            return text.translate(_PLAIN)
+    return text
+
+
 def _on_match(rule_id: int, start: int, end: int, _flags: int, hits: list[tuple[int, int, int]]) -> None:
     hits.append((rule_id, start, end))
 
@@ -409,6 +429,7 @@ class _Engine:
 
     def find(self, text: str, allow: frozenset[str]) -> list[tuple[int, int, int]]:
         """(start, -end, rule index) for validated, not allow-listed matches; may overlap."""
+        text = _plain(text)
         found: list[tuple[int, int, int]] = []
         if self.db is not None or self.literal_db is not None:
             # One byte per character so Hyperscan offsets are `str` offsets: non-ASCII becomes '?',
@@ -457,6 +478,7 @@ class _Engine:
         out: list[list[tuple[int, int, int]]] = [_NO_HITS] * len(texts)
         if not texts:
             return out
+        texts = [_plain(t) for t in texts]
         # Encoded one by one (most values are ASCII: a copy) rather than joined first: a joined
         # `str` takes 4 bytes per character as soon as one value holds an emoji. The trailing
         # space is the last text's end character for the literal scan (added to the last part,
