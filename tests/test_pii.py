@@ -609,8 +609,8 @@ def test_a_batch_scans_a_message_once_in_its_row_and_in_its_span_json(masker: Pi
 
 
 def test_json_nested_deeper_than_the_walk_is_masked_as_text(masker: PiiMasker) -> None:
-    """OTLP allows arrays 97 levels deep: such a value is scanned and masked as JSON text (escapes
-    blanked for the scan), neither left unmasked nor its row redacted."""
+    """OTLP allows arrays 97 levels deep: such a value is scanned and masked as JSON text (its
+    escapes decoded for the scan), neither left unmasked nor its row redacted."""
     inner = orjson.dumps({"note": "call\n+1 415 555 0132 or jane@example.com", "keep": "x"}).decode()
     value = "[" * 90 + inner + "]" * 90
     batch = Batch(spans=[{"SpanId": "s1", "SpanAttributes": {"deep": value, "n": "plain text"}}])
@@ -622,6 +622,28 @@ def test_json_nested_deeper_than_the_walk_is_masked_as_text(masker: PiiMasker) -
         leaf = leaf[0]
     assert leaf == {"note": "call\n<PHONE> or <EMAIL>", "keep": "x"}
     assert batch.spans[0]["PiiFound"] == {"PHONE": 1, "EMAIL": 1}
+
+
+@pytest.mark.parametrize("batch_scan", [True, False])
+def test_json_that_does_not_parse_is_read_with_its_escapes_decoded(batch_scan: bool) -> None:
+    """JSON cut by an SDK's attribute length limit does not parse: it was scanned as raw text, in
+    which "Am\\u00e9lie" is no name and "regards,\\nAnna" no line break, so the names were
+    stored as sent (the IBAN beside them was masked). A value deeper than the walk goes had the
+    same blind spot ("leak\\u0040example.org")."""
+    masker = PiiMasker()
+    masker._batch_scan = batch_scan
+    cut = json.dumps(
+        {"note": "Merci Amélie Dubois, IBAN DE89 3704 0044 0532 0130 00. Best regards,\nAnna Schmidt"}
+    )
+    cut = cut[:-2]  # cut inside the string, as a length limit does
+    deep = "[" * 70 + json.dumps({"mail": "leak@example.org"}).replace("@", "\\u0040") + "]" * 70
+    batch = Batch(spans=[{"SpanId": "s1", "SpanAttributes": {"cut": cut, "deep": deep}}])
+    masker.process(batch)
+    stored = batch.spans[0]["SpanAttributes"]
+    assert stored["cut"] == '{"note": "Merci <PERSON>, IBAN <IBAN>. Best regards,\\n<PERSON>'
+    assert "leak" not in stored["deep"] and "<EMAIL>" in stored["deep"]
+    orjson.loads(stored["deep"])  # still JSON
+    assert batch.spans[0]["PiiFound"] == {"PERSON": 2, "IBAN": 1, "EMAIL": 1}
 
 
 def test_json_with_escaped_accented_letters_is_masked_per_leaf(masker: PiiMasker) -> None:

@@ -875,23 +875,24 @@ class PiiMasker:
         if s.startswith("data:") and _inline_data(s):
             return s  # inline images/audio: masking would corrupt them and they hold no text
         first = s[0]
-        if (first == "{" or first == "[") and s[-1] in "}]":
+        if first == "{" or first == "[":
             # A JSON value is masked leaf by leaf, as decoded: "Am\\u00e9lie" reads as a name only
             # then, and the leaves are mostly the message texts the inference row holds too, which
             # the batch scans once (`_probe`). Re-serialised only when something was masked.
-            try:
-                obj = orjson.loads(s)
-            except orjson.JSONDecodeError:
-                obj = None  # not JSON after all: scanned as text
-            if isinstance(obj, (dict, list)):
+            obj = _json_structure(s)
+            if obj is not None:
                 found: dict[str, int] = {}
                 try:
                     masked = self.mask_value(obj, found, json_skip_keys)
                 except TooDeep:
-                    return self._mask_json_text(s, counts)
+                    return self._mask_escaped_text(s, counts, must_parse=True)
                 for k, n in found.items():
                     counts[k] = counts.get(k, 0) + n
                 return s if masked is obj else _masked_json_text(s, obj, masked)
+            if "\\" in s:
+                # JSON that does not parse (cut by an SDK's attribute length limit): read with its
+                # escapes decoded, as the leaves would have been.
+                return self._mask_escaped_text(s, counts, must_parse=False)
         detections = self._detect(s)
         if not detections:
             return s
@@ -900,20 +901,34 @@ class PiiMasker:
             counts[k] = counts.get(k, 0) + n
         return masked_s
 
-    def _mask_json_text(self, s: str, counts: dict[str, int]) -> str:
-        """A JSON value nested deeper than the walk goes (OTLP arrays may nest 97 levels), masked
-        as text: its escapes blanked for the scan (a match never takes in part of one, and
-        "\\n+1 415 555 0132" still starts after a boundary), the matches replaced in the text,
-        which must still parse. If it does not (a match across the JSON's syntax), TooDeep: the
-        row is redacted (`_guard`), never stored with the value half masked."""
-        detections = self._detect(_blank_escapes(s))
+    def _mask_escaped_text(self, s: str, counts: dict[str, int], must_parse: bool) -> str:
+        """JSON text masked as text: a value nested deeper than the walk goes (OTLP arrays may nest
+        97 levels), or one that does not parse. The scan reads it with its escapes decoded
+        (`_json_text_view`: "Am\\u00e9lie" is a name, "regards,\\nAnna" a closing and a name on
+        the next line), and each match is replaced where it stands in the text, escapes and all.
+        `must_parse`: the text parsed before, so it must still parse after; if not (a match
+        across the JSON's syntax), TooDeep: the row is redacted (`_guard`), never stored with
+        the value half masked."""
+        view = _json_text_view(s)
+        detections = self._detect(view.text)
         if not detections:
             return s
-        masked_s, found = self._apply(s, detections)
-        try:
-            orjson.loads(masked_s)
-        except orjson.JSONDecodeError:
-            raise TooDeep("a deeply nested JSON value could not be masked as text") from None
+        found: dict[str, int] = {}
+        parts: list[str] = []
+        pos = 0
+        for start, end, pii_type in detections:
+            original_start, original_end = view.original_span(start, end)
+            parts.append(s[pos:original_start])
+            parts.append(self._replacement(pii_type, view.text[start:end]))
+            found[pii_type] = found.get(pii_type, 0) + 1
+            pos = original_end
+        parts.append(s[pos:])
+        masked_s = "".join(parts)
+        if must_parse:
+            try:
+                orjson.loads(masked_s)
+            except orjson.JSONDecodeError:
+                raise TooDeep("a deeply nested JSON value could not be masked as text") from None
         for k, n in found.items():
             counts[k] = counts.get(k, 0) + n
         return masked_s
@@ -1125,23 +1140,19 @@ class PiiMasker:
         if s.startswith("data:") and _inline_data(s):
             return _SKIPPED
         first = s[0]
-        if (first == "{" or first == "[") and s[-1] in "}]":
-            try:
-                obj = orjson.loads(s)
-            except orjson.JSONDecodeError:
-                return s  # not JSON after all: `_scan_str` scans the raw text
-            except Exception:
-                return None
-            if not isinstance(obj, (dict, list)):
-                return s
-            leaves: list[str] = []
-            try:
-                self._collect_value(obj, leaves)
-            except TooDeep:  # deeper than the walk goes: scanned as text (`_mask_json_text`)
-                return _blank_escapes(s)
-            except Exception:  # the walk must tell
-                return None
-            return tuple(leaves)
+        if first == "{" or first == "[":
+            obj = _json_structure(s)
+            if obj is not None:
+                leaves: list[str] = []
+                try:
+                    self._collect_value(obj, leaves)
+                except TooDeep:  # deeper than the walk goes: text (`_mask_escaped_text`)
+                    return _json_text_view(s).text
+                except Exception:  # the walk must tell
+                    return None
+                return tuple(leaves)
+            if "\\" in s:  # JSON that does not parse: its escapes decoded (`_mask_escaped_text`)
+                return _json_text_view(s).text
         return s
 
     def _collect_value(self, value: Any, out: list[str], depth: int = 0) -> None:
@@ -1457,12 +1468,67 @@ def _inline_data(s: str) -> bool:
 _BASE64 = re.compile(r"[A-Za-z0-9+/=_\-\r\n]*")
 
 
-def _blank_escapes(s: str) -> str:
-    return _JSON_ESCAPE.sub(_same_length_filler, s) if "\\" in s else s
+def _json_structure(s: str) -> dict[str, Any] | list[Any] | None:
+    """`s` parsed, if it is a JSON object or array (`s` starts with "{" or "[")."""
+    if s[-1] not in "}]":
+        return None
+    try:
+        obj = orjson.loads(s)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, (dict, list)) else None
 
 
-def _same_length_filler(m: re.Match[str]) -> str:
-    return "\x01" * (m.end() - m.start())
+class _TextView(NamedTuple):
+    """JSON text with its escapes decoded, and where each piece of it stands in the text: runs of
+    plain characters (`units` 0) and escapes (`units`: the escape's length), one decoded character
+    each."""
+
+    text: str
+    starts: list[int]  # where each piece starts in `text`
+    original_starts: list[int]  # ... and in the JSON text
+    units: list[int]
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """The JSON text's span of `text[start:end]` (escapes whole)."""
+        k = bisect_right(self.starts, start) - 1
+        original_start = self.original_starts[k] + (0 if self.units[k] else start - self.starts[k])
+        k = bisect_right(self.starts, end - 1) - 1
+        original_end = self.original_starts[k] + (self.units[k] or end - self.starts[k])
+        return original_start, original_end
+
+
+_SHORT_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
+def _json_text_view(s: str) -> _TextView:
+    parts: list[str] = []
+    starts: list[int] = []
+    original_starts: list[int] = []
+    units: list[int] = []
+    at = last = 0
+    for m in _JSON_ESCAPE.finditer(s):
+        a, b = m.span()
+        if a > last:
+            parts.append(s[last:a])
+            starts.append(at)
+            original_starts.append(last)
+            units.append(0)
+            at += a - last
+        escape = m.group()
+        c = escape[1]
+        parts.append(chr(int(escape[2:], 16)) if len(escape) == 6 else _SHORT_ESCAPES.get(c, c))
+        starts.append(at)
+        original_starts.append(a)
+        units.append(b - a)
+        at += 1
+        last = b
+    if last < len(s) or not parts:
+        parts.append(s[last:])
+        starts.append(at)
+        original_starts.append(last)
+        units.append(0)
+    return _TextView("".join(parts), starts, original_starts, units)
 
 
 def _masked_json_text(text: str, before: Any, after: Any) -> str:
