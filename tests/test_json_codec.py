@@ -168,6 +168,10 @@ def test_log_records_keep_event_name_and_body() -> None:
         ({"stringValue": None}, None),
         ({"arrayValue": None}, None),
         ({"stringValue": None, "intValue": "3"}, 3),
+        # base64 in either alphabet, padded or not, as proto3 JSON reads it
+        ({"bytesValue": "aGVsbG8="}, b"hello"),
+        ({"bytesValue": "aGVsbG8"}, b"hello"),
+        ({"bytesValue": "-_8="}, b"\xfb\xff"),
     ],
 )
 def test_attribute_values_read_by_their_first_known_key(value: dict[str, object], read_as: object) -> None:
@@ -181,6 +185,8 @@ def test_attribute_values_read_by_their_first_known_key(value: dict[str, object]
     [
         ({"stringValue": 5}, r"attributes\[0\]\.value\.stringValue: expected a string, got int"),
         ("text", r"attributes\[0\]\.value: expected a JSON object, got str"),
+        # Characters outside base64's alphabets were dropped: "!!!!AAEC" was stored as 3 bytes.
+        ({"bytesValue": "!!!!AAEC"}, r"attributes\[0\]\.value\.bytesValue: invalid base64"),
     ],
 )
 def test_an_attribute_value_of_the_wrong_type_refuses_the_request(value: object, says: str) -> None:

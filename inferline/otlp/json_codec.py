@@ -177,10 +177,17 @@ def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
     if kind == _BYTES:
         if not isinstance(value, str):
             raise OtlpDecodeError(f"{path}: expected base64 bytes")
+        # Strict: characters outside the alphabet were dropped ("!!!!AAEC" stored as 3 bytes).
+        # Both alphabets are read, as proto3 JSON allows; missing padding too.
+        padded = value + "=" * (-len(value) % 4)
         try:
-            return base64.b64decode(value, validate=False)
+            return base64.b64decode(padded, validate=True)
         except (binascii.Error, ValueError):
-            raise OtlpDecodeError(f"{path}: invalid base64") from None
+            pass
+        try:
+            return base64.b64decode(padded, altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            raise OtlpDecodeError(f"{path}: invalid base64 ({value[:40]!r})") from None
     raise AssertionError(kind)
 
 
