@@ -265,7 +265,7 @@ def test_a_stalled_body_holds_only_what_it_sent_and_is_answered_408(store: tuple
     client, keys, key = store
     body = traces_json([json_span(GENAI_ATTRIBUTES, name="beside a stalled body")])
 
-    async def stalled(app: Any, sent: list[dict[str, Any]]) -> None:
+    async def stalled(app: Any, sent: list[dict[str, Any]], disconnects: bool = False) -> None:
         scope = {
             "type": "http",
             "method": "POST",
@@ -282,6 +282,8 @@ def test_a_stalled_body_holds_only_what_it_sent_and_is_answered_408(store: tuple
         async def receive() -> dict[str, Any]:
             if chunks:
                 return chunks.pop()
+            if disconnects:
+                return {"type": "http.disconnect"}
             await asyncio.sleep(3600)  # the sender went quiet
             raise AssertionError("unreachable")
 
@@ -294,8 +296,9 @@ def test_a_stalled_body_holds_only_what_it_sent_and_is_answered_408(store: tuple
         engine = _engine(client, tmp_path)
         admission = Admission(max_bytes=4 << 20)  # less than one announced body
         app = otlp_http_app(engine.sink, keys, 32 << 20, admission, body_idle_timeout_s=0.5)
-        answers: list[list[dict[str, Any]]] = [[] for _ in range(9)]
-        quiet = [asyncio.create_task(stalled(app, sent)) for sent in answers]
+        answers: list[list[dict[str, Any]]] = [[] for _ in range(10)]
+        quiet = [asyncio.create_task(stalled(app, sent)) for sent in answers[:9]]
+        quiet.append(asyncio.create_task(stalled(app, answers[9], disconnects=True)))
         await asyncio.sleep(0.1)
         headers = {"content-type": "application/json", "x-api-key": key}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
@@ -307,9 +310,11 @@ def test_a_stalled_body_holds_only_what_it_sent_and_is_answered_408(store: tuple
 
     answers, beside, used = asyncio.run(scenario())
     assert beside.status_code == 200, beside.text
-    for sent in answers:
+    for sent in answers[:9]:
         assert sent[0]["status"] == 408
         assert b"no part of the request body arrived" in sent[1]["body"]
+    # A sender gone mid-body is no server error (it was answered 500 and logged as one).
+    assert answers[9][0]["status"] == 400 and b"client disconnected" in answers[9][1]["body"]
     assert used == 0
 
 

@@ -1,11 +1,12 @@
 """Admission control shared by the HTTP and gRPC receivers of a process: a budget of request
 bytes in flight, the process's memory ceiling and the per-project rate limits.
 
-A request holds its share from before its body is read until it is answered, so everything it
-costs on the way (the body, its decompressed form, the decoded records, its rows waiting for
-storage) is bounded by the budget. Past it, or past the process's memory ceiling, requests are
-refused at once with a retryable status instead of piling up in memory. A project over its rate
-is refused before its body is read, and again once its records are counted.
+A request holds its share as its body arrives (the bytes it sent, not the length it announced)
+until it is answered, so everything it costs on the way (the body, its decompressed form, the
+decoded records, its rows waiting for storage) is bounded by the budget. Past it, or past the
+process's memory ceiling, requests are refused at once with a retryable status instead of piling
+up in memory. A project over its rate is refused before its body is read, and again once its
+records are counted.
 """
 
 from __future__ import annotations

@@ -66,23 +66,37 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not supported (use gzip, zstd or none)")
 
 
+# Compressed input is fed in slices (a member's leftover is then at most one slice, not the rest
+# of the body: copying the rest after each of many tiny members took minutes for a 16 MiB body),
+# and a body may hold at most this many members or frames.
+_SLICE = 64 * 1024
+MAX_MEMBERS = 64
+
+
 def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     out = bytearray()
-    data = body
-    while True:
+    view = memoryview(body)
+    pos = members = 0
+    while pos < len(body):
+        if body[pos] == 0 and body.count(0, pos) == len(body) - pos:
+            break  # zero padding after the last member, which gzip(1) ignores too
+        members += 1
+        if members > MAX_MEMBERS:
+            raise ValueError(f"invalid {encoding} body: more than {MAX_MEMBERS} compressed members")
         d = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
-        try:
-            # At most one byte past the limit (never 0, which would mean no limit).
-            out += d.decompress(data, limit + 1 - len(out))
-        except zlib.error as e:
-            raise ValueError(f"invalid {encoding} body: {e}") from None
-        if len(out) > limit or d.unconsumed_tail:
-            raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
-        if not d.eof:
-            raise ValueError(f"invalid {encoding} body: it ends inside the compressed data (truncated?)")
-        data = d.unused_data
-        if not data:
-            return bytes(out)
+        while not d.eof:
+            if pos >= len(body):
+                raise ValueError(f"invalid {encoding} body: it ends inside the compressed data (truncated?)")
+            piece = view[pos : pos + _SLICE]
+            try:
+                # At most one byte past the limit (never 0, which would mean no limit).
+                out += d.decompress(piece, limit + 1 - len(out))
+            except zlib.error as e:
+                raise ValueError(f"invalid {encoding} body: {e}") from None
+            if len(out) > limit or d.unconsumed_tail:
+                raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
+            pos += len(piece) - len(d.unused_data)  # the next member's start, once at the end
+    return bytes(out)
 
 
 def _unzstd(body: bytes, limit: int) -> bytes:
@@ -95,13 +109,19 @@ def _unzstd(body: bytes, limit: int) -> bytes:
             raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
         # The reader takes a body cut inside a frame as ended: each frame must be whole. (Its
         # output is known to be within the limit now, so decompressing it again is bounded.)
-        data = body
-        while data:
+        view = memoryview(body)
+        pos = frames = 0
+        while pos < len(body):
+            frames += 1
+            if frames > MAX_MEMBERS:
+                raise ValueError(f"invalid zstd body: more than {MAX_MEMBERS} frames")
             frame = zstandard.ZstdDecompressor().decompressobj()
-            frame.decompress(data)
-            if not frame.eof:
-                raise ValueError("invalid zstd body: it ends inside a frame (truncated?)")
-            data = frame.unused_data
+            while not frame.eof:
+                if pos >= len(body):
+                    raise ValueError("invalid zstd body: it ends inside a frame (truncated?)")
+                piece = view[pos : pos + _SLICE]
+                frame.decompress(piece)
+                pos += len(piece) - len(frame.unused_data)
     except zstandard.ZstdError as e:
         raise ValueError(f"invalid zstd body: {e}") from None
     return out

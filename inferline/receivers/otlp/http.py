@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -228,6 +228,9 @@ def otlp_http_app(
                 return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json), 0, 0
             except BodyStalled as e:
                 return _error(408, code_pb2.DEADLINE_EXCEEDED, str(e), as_json), 0, 0
+            except ClientDisconnect:  # gone before its body was whole: nobody to answer, no error
+                log.info("a sender disconnected before its request body was read", signal=signal)
+                return _error(400, code_pb2.CANCELLED, "client disconnected", as_json), 0, 0
             except UnsupportedEncoding as e:
                 return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json), 0, 0
             except (OtlpDecodeError, ValueError) as e:
