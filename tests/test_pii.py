@@ -51,6 +51,10 @@ _JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_
 POSITIVES = [
     # Split by characters real text has between groups (no-break, narrow no-break: French and
     # German formatting) or inside an address (soft hyphen, zero-width space): stored as sent.
+    # A given name before a product word is a person unless the name is also a product's.
+    ("Thanks Anna AI team", "Anna", "PERSON"),
+    ("Best regards,\nAnna AI", "Anna", "PERSON"),
+    ("Contact Maria Plus, our new hire", "Maria", "PERSON"),
     ("Carte 4111\u00a01111\u00a01111\u00a01111 merci", "4111\u00a01111\u00a01111\u00a01111", "CREDIT_CARD"),
     (
         "IBAN DE89\u202f3704\u202f0044\u202f0532\u202f0130\u202f00.",

@@ -89,8 +89,10 @@ NEVER_NAME: frozenset[str] = frozenset(
     )
 )
 
-# Words that make the given name before them a product's ("Amazon Nova Pro", "Aya Expanse",
-# "Harvey AI"): model tiers and product suffixes, never a family name.
+# Given names that are also names of AI products ("Amazon Nova", Cohere's "Aya", "Harvey AI"):
+# followed by a model tier or product word (PRODUCT_SUFFIXES) they are the product. Only these:
+# "Thanks Anna AI team" or "Maria Plus, our new hire" are people.
+PRODUCT_STEMS: frozenset[str] = frozenset(words("Nova Aya Harvey Julius Jasper Ernie Luma"))
 PRODUCT_SUFFIXES: frozenset[str] = frozenset(
     words(
         """
@@ -208,9 +210,10 @@ def check_given_name(m: re.Match[str]) -> Span | None:
         return None
     if _after_street_type(text, start):
         return None  # "Rua Augusta", "Via Giuseppe Verdi": a street named after someone
-    nxt = _FOLLOWING_WORD.match(text, end)
-    if nxt is not None and nxt.group(1) in PRODUCT_SUFFIXES:
-        return None  # "Nova Pro", "Harvey AI": a product named like someone
+    if head in PRODUCT_STEMS:
+        nxt = _FOLLOWING_WORD.match(text, end)
+        if nxt is not None and nxt.group(1) in PRODUCT_SUFFIXES:
+            return None  # "Nova Pro", "Harvey AI": a product named like someone
     ambiguous = head in AMBIGUOUS_GIVEN
     # Sentence-initial ambiguous names ("Will Python ...", "May Day") need a known family name.
     initial = ambiguous and _sentence_start(text, start)
