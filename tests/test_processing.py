@@ -5,21 +5,24 @@ stage and reason while the others go on."""
 from __future__ import annotations
 
 import gc
+import time
 from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.core import metrics
 from inferline.core.config import ProcessorSettings
-from inferline.core.records import SPANS, Batch, SourceEntry
+from inferline.core.records import LOGS, SPANS, Batch, SourceEntry
 from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.otlp.json_codec import decode_json
 from inferline.processors.chain import ProcessorChain
 from inferline.service.processing import DECODE, ENCODE, PROCESS, native_blocks, process_entries
 from inferline.storage.clickhouse import connect
 from inferline.storage.schema import migrate
-from tests.otlp_helpers import GENAI_ATTRIBUTES, sdk_spans
+from tests.otlp_helpers import GENAI_ATTRIBUTES, logs_json, sdk_spans
 
 pytestmark = pytest.mark.unit
 
@@ -207,6 +210,44 @@ def test_a_span_that_cannot_be_encoded_is_counted_dead_lettered_against_its_own_
         ("raw/0/1", "stored", ""): 2,
         ("raw/0/1", "dead_lettered", "unencodable_row"): 1,
     }
+
+
+def test_a_score_that_cannot_be_encoded_is_charged_to_the_entry_that_carried_it() -> None:
+    """A score row of an evaluation log record was looked up by the span it judges: the traces
+    entry of that span was kept as a dead letter instead, and with the span elsewhere nothing was
+    reported at all."""
+    traces = encode_spans(sdk_spans(count=1))
+    span = traces.resource_spans[0].scope_spans[0].spans[0]
+    evaluation = {
+        "timeUnixNano": str(time.time_ns()),
+        "traceId": span.trace_id.hex(),
+        "spanId": span.span_id.hex(),
+        "eventName": "gen_ai.evaluation.result",
+        "attributes": {"gen_ai.evaluation.name": "relevance"},
+        "body": "",
+    }
+    logs = decode_json(logs_json([evaluation]), ExportLogsServiceRequest)
+
+    class _BreaksScores:
+        def process(self, batch: Batch) -> None:
+            for row in batch.scores:
+                row["value"] = "not a number"
+
+    for entries, carrier in (
+        ([_entry(0, SPANS, traces), _entry(1, LOGS, logs)], 1),
+        ([_entry(0, LOGS, logs)], 0),
+    ):
+        chain = _chain()
+        chain.stages.append(_BreaksScores())  # type: ignore[arg-type]
+        processed = process_entries(chain, entries, native_blocks)
+        assert [(f.entry, f.stage) for f in processed.failed] == [(carrier, ENCODE)]
+        assert "scores" in processed.failed[0].reason
+
+
+def _entry(
+    offset: int, kind: int, request: ExportTraceServiceRequest | ExportLogsServiceRequest
+) -> SourceEntry:
+    return SourceEntry("raw", 0, offset, kind, "proj", request.SerializeToString())
 
 
 def _ledger(out: Batch) -> dict[tuple[str, str, str], int]:

@@ -95,8 +95,7 @@ def scores(spans: list[Span], logs: list[LogRecord]) -> list[Row]:
         except Exception as e:  # its span row is stored as usual
             _skipped("span", span.trace_id, e)
     for record in logs:
-        name = record.event_name or record.attributes.get("event.name")
-        if name == EVALUATION_EVENT:
+        if is_evaluation(record):
             try:
                 rows.append(_log_record(record))
             except Exception as e:  # its log row is stored as usual
@@ -117,6 +116,11 @@ def bound_score_texts(rows: list[Row]) -> None:
             value = row.get(column)
             if isinstance(value, str) and len(value) > limit:
                 row[column] = value[:limit]
+
+
+def is_evaluation(record: LogRecord) -> bool:
+    """Whether a log record carries an evaluation result (a `scores` row)."""
+    return (record.event_name or record.attributes.get("event.name")) == EVALUATION_EVENT
 
 
 def _skipped(carrier: str, trace_id: str, error: Exception) -> None:

@@ -34,6 +34,7 @@ from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
 from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import reason_code
 from inferline.processors.chain import ProcessorChain
+from inferline.processors.scores import is_evaluation
 from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES, Table
 
 log = structlog.get_logger()
@@ -158,8 +159,13 @@ def _account_left_out(batch: Batch, runs: list[_Run], ledger: Ledger, failed: li
     `batch`, in order: `batch.spans` (`batch.logs`) holds their spans (log records) in that order."""
     span_runs = [run for run in runs for _ in run.spans]
     log_runs = [run for run in runs for _ in run.logs]
+    # Rows made of a record (an inference of its span, a score of the span or evaluation log
+    # record that carried it), whose own record is stored: the entry is kept all the same.
     by_span: dict[tuple[object, object], _Run] = {
         (s.trace_id, s.span_id): run for run in runs for s in run.spans
+    }
+    by_evaluation: dict[tuple[object, object], _Run] = {
+        (r.trace_id, r.span_id): run for run in runs for r in run.logs if is_evaluation(r)
     }
     reasons: dict[int, str] = {}
     for left in batch.left_out:
@@ -168,11 +174,15 @@ def _account_left_out(batch: Batch, runs: list[_Run], ledger: Ledger, failed: li
             run = span_runs[left.position]
         elif left.table == OTEL_LOGS.name:
             run = log_runs[left.position]
-        else:  # a row made of a span (whose own record is stored): its entry is kept all the same
-            row = (batch.inferences if left.table == LLM_INFERENCES.name else batch.scores)[left.position]
+        elif left.table == LLM_INFERENCES.name:
+            row = batch.inferences[left.position]
             run = by_span.get((row.get("trace_id"), row.get("span_id")))
-            if run is None:  # made of a span of an earlier run (the join held it): logged only
-                continue
+        else:
+            row = batch.scores[left.position]
+            carrier = (row.get("trace_id"), row.get("carrier_span_id"))
+            run = by_evaluation.get(carrier) or by_span.get(carrier)
+        if run is None:  # made of a record of an earlier run (the join held it): logged only
+            continue
         if left.table in (OTEL_TRACES.name, OTEL_LOGS.name):
             ledger.add(run.key, run.signal, STORED, -1)
             ledger.add(run.key, run.signal, DEAD_LETTERED, 1, UNENCODABLE)
