@@ -288,6 +288,14 @@ def test_mode_hash_is_stable_and_keyed() -> None:
     # Different formatting of one phone number joins too.
     assert a.mask_text("+1 415 555 0132")[0] == a.mask_text("+1-415-555-0132")[0]
     assert a.mask_text("a@example.com")[0] != a.mask_text("b@example.com")[0]
+    # ... and so do values written with no-break spaces or invisible characters, as detected.
+    card = a.mask_text("4111 1111 1111 1111")[0]
+    assert a.mask_text("4111\u00a01111\u202f1111\u20091111")[0] == card
+    assert (
+        a.mask_text("DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000")[0]
+        == a.mask_text("DE89 3704 0044 0532 0130 00")[0]
+    )
+    assert a.mask_text("jane\u00ad@exam\u200bple.com")[0] == a.mask_text("jane@example.com")[0]
 
 
 def test_hash_mode_requires_key() -> None:

@@ -51,7 +51,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from inferline.core.records import Batch, Row
 from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS, SESSION, USER
-from inferline.processors.pii_detectors import BUILTIN_DETECTORS, BUILTIN_RULES, Rule, normalise_value
+from inferline.processors.pii_detectors import (
+    BUILTIN_DETECTORS,
+    BUILTIN_RULES,
+    INVISIBLE,
+    SPACE_LIKE,
+    Rule,
+    normalise_value,
+)
 
 _hs: ModuleType | None
 try:  # the fast engine; optional so the pipeline still runs (slower) where it is not installed
@@ -325,21 +332,18 @@ class Detection(NamedTuple):
     pii_type: str
 
 
-# Characters that split a value in real text without changing what it is: no-break, narrow
-# no-break (French), thin and figure spaces between the groups of a card, an IBAN or a phone
-# number; soft hyphens and zero-width characters inside an address. Detectors see them as what
-# they stand for (one character for one: the offsets stay the text's); the masked text keeps them.
-_SPACE_LIKE = "\u00a0\u2007\u2009\u202f"
-_INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
-_PLAIN = str.maketrans(dict.fromkeys(_SPACE_LIKE, " ") | dict.fromkeys(_INVISIBLE, "-"))
+# Detectors read the characters that split a value (pii_detectors.SPACE_LIKE, INVISIBLE) as what
+# they stand for, one character for one (the offsets stay the text's); the masked text keeps them.
+_PLAIN = str.maketrans(dict.fromkeys(SPACE_LIKE, " ") | dict.fromkeys(INVISIBLE, "-"))
+_SPLITTERS = SPACE_LIKE + INVISIBLE
 
 
 def _plain(text: str) -> str:
-    """`text` as the detectors read it (see _SPACE_LIKE); the same object when it holds none of
-    those characters (an ASCII text never does: `isascii` is O(1))."""
+    """`text` as the detectors read it; the same object when it holds none of those characters
+    (an ASCII text never does: `isascii` is O(1))."""
     if text.isascii():
         return text
-    for c in _SPACE_LIKE + _INVISIBLE:
+    for c in _SPLITTERS:
         if c in text:
             return text.translate(_PLAIN)
     return text

@@ -529,14 +529,22 @@ BUILTIN_DETECTORS: tuple[str, ...] = tuple(BUILTIN_RULES)
 # --- normalisation for keyed hashes: equal values written differently hash the same ------------
 
 
-_DEL_NUMBER_SEPS = str.maketrans("", "", " .-()/")
+# Characters that split a value in real text without changing what it is: no-break, narrow
+# no-break (French), thin and figure spaces between the groups of a card, an IBAN or a phone
+# number; soft hyphens and zero-width characters inside an address.
+SPACE_LIKE = "\u00a0\u2007\u2009\u202f"
+INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+_DEL_NUMBER_SEPS = str.maketrans("", "", " .-()/" + SPACE_LIKE + INVISIBLE)
+_DEL_SPACES = str.maketrans("", "", " " + SPACE_LIKE + INVISIBLE)
+_DEL_INVISIBLE = str.maketrans("", "", INVISIBLE)
 
 
 def normalise_value(pii_type: str, value: str) -> str:
+    """The value a hash token is made of: one token for one value however it was written."""
     if pii_type in ("PHONE", "CREDIT_CARD", "US_SSN"):
         return value.translate(_DEL_NUMBER_SEPS)
     if pii_type == "IBAN":
-        return value.replace(" ", "").upper()
+        return value.translate(_DEL_SPACES).upper()
     if pii_type in ("EMAIL", "IP_ADDRESS"):
-        return value.lower()
+        return value.translate(_DEL_INVISIBLE).lower()
     return value
