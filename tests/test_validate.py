@@ -11,7 +11,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from inferline.otlp.flatten import flatten_logs, flatten_spans
 from inferline.otlp.json_codec import decode_json
-from inferline.otlp.validate import TIME_AFTER_2106, TimeWindow, reason_code, remove_invalid, span_problem
+from inferline.otlp.validate import (
+    TIME_AFTER_2106,
+    TimeWindow,
+    accepted_span_problem,
+    reason_code,
+    remove_invalid,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -97,9 +103,21 @@ def test_a_span_with_an_unreadable_link_id_is_rejected_saying_ids_are_hex() -> N
         ExportTraceServiceRequest,
     )
     spans = request.resource_spans[0].scope_spans[0].spans
-    assert "links[0] trace_id must be 16 bytes" in span_problem(spans[0])
-    assert "32 hex characters in OTLP/JSON" in span_problem(spans[1])
+    assert "links[0] trace_id must be 16 bytes" in accepted_span_problem(spans[0])
+    assert "32 hex characters in OTLP/JSON" in accepted_span_problem(spans[1])
+    # A replay of what a receiver accepted before this rule is not refused: the link is kept
+    # without the ids it could not read.
+    (replayed,) = flatten_spans(_with_one_span(request), "p").records
+    assert [(link.trace_id, link.span_id) for link in replayed.links] == [("", GOOD_SPAN.hex())]
     assert remove_invalid(request).reasons == {"invalid_id": 2}
+
+
+def _with_one_span(request: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
+    """The request's first span alone."""
+    one = ExportTraceServiceRequest()
+    one.CopyFrom(request)
+    del one.resource_spans[0].scope_spans[0].spans[1:]
+    return one
 
 
 def test_a_log_records_all_zero_ids_are_stored_as_none() -> None:

@@ -95,7 +95,10 @@ def flatten_spans(request: ExportTraceServiceRequest, project_id: str) -> Flatte
                         else [],
                         [
                             Link(
-                                lk.trace_id.hex(), lk.span_id.hex(), lk.trace_state, attributes(lk.attributes)
+                                lk.trace_id.hex() if len(lk.trace_id) == 16 else "",
+                                lk.span_id.hex() if len(lk.span_id) == 8 else "",
+                                lk.trace_state,
+                                attributes(lk.attributes),
                             )
                             for lk in links
                         ]

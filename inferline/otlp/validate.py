@@ -35,15 +35,24 @@ def span_problem(s: Any) -> str:
         return f"span {s.name!r}: span_id must be 8 bytes (16 hex characters in OTLP/JSON), not all zero"
     if s.parent_span_id and len(s.parent_span_id) != 8:
         return f"span {s.name!r}: parent_span_id must be 8 bytes (16 hex characters in OTLP/JSON)"
-    if s.links:  # a link's ids were stored as whatever an unreadable one decoded to ("abc" as "ff")
-        for i, link in enumerate(s.links):
-            if len(link.trace_id) != 16 or len(link.span_id) != 8:
-                return (
-                    f"span {s.name!r}: links[{i}] trace_id must be 16 bytes and span_id 8 bytes "
-                    "(32 and 16 hex characters in OTLP/JSON)"
-                )
     if s.start_time_unix_nano > MAX_TIME_NS or s.end_time_unix_nano > MAX_TIME_NS:
         return f"span {s.name!r}: timestamp beyond the year 2262"
+    return ""
+
+
+def accepted_span_problem(s: Any) -> str:
+    """`span_problem`, and the rules receivers apply as they accept a span, which a replay of
+    what was accepted before them must not refuse: a link's ids (an unreadable one was stored
+    as whatever it decoded to, "abc" as "ff"; `flatten` now stores such a link's ids empty)."""
+    why = span_problem(s)
+    if why or not s.links:
+        return why
+    for i, link in enumerate(s.links):
+        if len(link.trace_id) != 16 or len(link.span_id) != 8:
+            return (
+                f"span {s.name!r}: links[{i}] trace_id must be 16 bytes and span_id 8 bytes "
+                "(32 and 16 hex characters in OTLP/JSON)"
+            )
     return ""
 
 
@@ -124,7 +133,7 @@ class TimeWindow:
     longest_days: int = 0
 
     def span_problem(self, s: Any, now_ns: int) -> str:
-        why = span_problem(s)
+        why = accepted_span_problem(s)
         if why:
             return why
         return self._problem(
@@ -184,7 +193,7 @@ def remove_invalid(
     now = time.time_ns()
     if isinstance(request, ExportTraceServiceRequest):
         if window is None:
-            return _remove(request.resource_spans, "scope_spans", "spans", span_problem)
+            return _remove(request.resource_spans, "scope_spans", "spans", accepted_span_problem)
         return _remove(request.resource_spans, "scope_spans", "spans", lambda s: window.span_problem(s, now))
     if window is None:
         return _remove(request.resource_logs, "scope_logs", "log_records", log_problem)
