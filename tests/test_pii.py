@@ -854,6 +854,15 @@ def test_configured_id_attributes_mask_their_id_column_too() -> None:
     unconfigured = Batch(inferences=[{"span_id": "s1", "user_id": "jane.doe@example.com"}])
     PiiMasker().process(unconfigured)
     assert unconfigured.inferences[0]["user_id"] == "jane.doe@example.com"
+    # The tenant keys a deployment configures (`processors.tenant_keys`) count too.
+    from inferline.core.config import ProcessorSettings
+    from inferline.processors.chain import ProcessorChain
+
+    settings = ProcessorSettings(chain=["pii"], tenant_keys=["org.owner"], pii={"attributes": ["org.owner"]})
+    (stage,) = ProcessorChain(settings).stages
+    tenant = Batch(inferences=[{"span_id": "s1", "tenant_id": "jane.doe@example.com"}])
+    stage.process(tenant)
+    assert tenant.inferences[0]["tenant_id"] == "<EMAIL>"
 
 
 def test_a_score_label_is_masked_before_it_is_cut_to_its_bound() -> None:

@@ -14,6 +14,7 @@ from inferline.core.config import ProcessorSettings
 from inferline.core.errors import ConfigError
 from inferline.core.records import Batch, LogRecord, Span
 from inferline.processors.base import Processor
+from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS
 from inferline.processors.normalise import GenAINormaliser
 from inferline.processors.otel_rows import log_row, trace_rows
 from inferline.processors.scores import bound_score_texts, scores
@@ -21,8 +22,12 @@ from inferline.processors.scores import bound_score_texts, scores
 log = structlog.get_logger()
 
 
-def build_processor(name: str, options: dict[str, Any]) -> Processor:
-    """The registry of enrichment stages, by the name used in the `processors.chain` setting."""
+def build_processor(
+    name: str, options: dict[str, Any], tenant_keys: tuple[str, ...] = DEFAULT_TENANT_KEYS
+) -> Processor:
+    """The registry of enrichment stages, by the name used in the `processors.chain` setting.
+    `tenant_keys`: the attributes the normaliser reads `tenant_id` from (the PII stage masks that
+    column when one of them is configured to be masked)."""
     if name == "pricing":
         from inferline.processors.pricing import Pricer, PricingConfig
 
@@ -30,7 +35,7 @@ def build_processor(name: str, options: dict[str, Any]) -> Processor:
     if name == "pii":
         from inferline.processors.pii import PiiConfig, PiiMasker
 
-        return PiiMasker(PiiConfig.model_validate(options))
+        return PiiMasker(PiiConfig.model_validate(options), tenant_keys)
     if name == "sentiment":
         from inferline.processors.sentiment import SentimentConfig, SentimentProcessor
 
@@ -51,7 +56,7 @@ class ProcessorChain:
             options = getattr(settings, name, None) or {}
             if options.get("enabled", True) is False:
                 continue
-            self.stages.append(build_processor(name, options))
+            self.stages.append(build_processor(name, options, self.normaliser.tenant_keys))
 
     def fresh(self) -> ProcessorChain:
         """The same chain with an empty memory (the normaliser's join)."""

@@ -682,7 +682,9 @@ class PiiMasker:
 
     name = "pii"
 
-    def __init__(self, config: PiiConfig | None = None) -> None:
+    def __init__(
+        self, config: PiiConfig | None = None, tenant_keys: tuple[str, ...] = DEFAULT_TENANT_KEYS
+    ) -> None:
         self.config = config or PiiConfig()
         cfg = self.config
         rules: list[Rule] = []
@@ -712,9 +714,10 @@ class PiiMasker:
         # `attributes`: a deployment whose user ids are emails), or the column would keep what the
         # spans' own copies no longer hold.
         configured = _KeyMatcher(cfg.attributes)
+        id_sources = (("user_id", USER), ("session_id", SESSION), ("tenant_id", tenant_keys))
         id_columns = [
             column
-            for column, sources in _ID_COLUMN_SOURCES
+            for column, sources in id_sources
             if column not in cfg.inference_fields and any(configured.matches(k) for k in sources)
         ]
         self._inference_fields = (*cfg.inference_fields, *id_columns)
@@ -1345,8 +1348,6 @@ class PiiMasker:
                 ]
 
 
-# The inference id columns and the attributes they are read from (`conventions.field_sources`).
-_ID_COLUMN_SOURCES = (("user_id", USER), ("session_id", SESSION), ("tenant_id", DEFAULT_TENANT_KEYS))
 _ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
 _ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
 # A record's free text besides its attributes: a span's status message and its name (semantic
