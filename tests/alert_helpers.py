@@ -96,11 +96,14 @@ def insert_calls(
 
 
 class Receiver:
-    """A webhook endpoint on loopback: records every request; answers `status` (settable)."""
+    """A webhook endpoint on loopback: records every request; answers `status` (settable), after
+    `delay_s` (an endpoint slow to answer; `close` cuts the wait short)."""
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
         self.status = 200
+        self.delay_s = 0.0
+        self._closing = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -109,6 +112,8 @@ class Receiver:
                 receiver.requests.append(
                     {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                 )
+                if receiver.delay_s:
+                    receiver._closing.wait(receiver.delay_s)
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -126,6 +131,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def close(self) -> None:
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()
 

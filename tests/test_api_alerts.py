@@ -92,6 +92,54 @@ def test_invalid_rules_are_422(app: tuple[TestClient, Alerting], body: dict[str,
     assert r.status_code == 422 and message in r.text
 
 
+def test_a_rule_that_cannot_be_read_stops_nothing_and_can_be_deleted(
+    app: tuple[TestClient, Alerting],
+) -> None:
+    """Project "other" stored `slow_ms: 1e999` (infinity), read back as null: every alert route of
+    that project answered 500, the rule could not be deleted, and no project's rules were
+    evaluated any more. Such a value is now refused, and an unreadable rule (stored before) is
+    skipped (logged) and deletable."""
+    c, alerting = app
+    infinite = b'{"name": "s", "metric": "slow_share", "threshold": 0.2, "slow_ms": 1e999}'
+    r = c.post(RULES, content=infinite, headers={**as_(THEIRS), "content-type": "application/json"})
+    assert r.status_code == 422 and "finite" in r.text
+    mine = c.post(RULES, json=SLOW, headers=as_(MINE)).json()
+    broken = "0b5e6a8e-0000-4000-8000-000000000001"
+    spec = '{"name": "broken", "metric": "slow_share", "slow_ms": null, "threshold": 0.5}'
+    now = datetime.now(UTC)
+    alerting.store._insert(
+        "alert_rules",
+        ("project_id", "rule_id", "spec", "created_at", "updated_at", "deleted", "version"),
+        [["other", broken, spec, now, now, False, 1]],
+    )
+    alerting.evaluator.evaluate()
+    state = c.get(f"{RULES}/{mine['rule_id']}", headers=as_(MINE)).json()["state"]
+    assert state["evaluated_at"] is not None  # the other project's rule was evaluated
+    assert c.get(RULES, headers=as_(THEIRS)).json() == {"rules": []}
+    assert c.delete(f"{RULES}/{broken}", headers=as_(THEIRS)).status_code == 204
+    assert c.delete(f"{RULES}/{broken}", headers=as_(THEIRS)).status_code == 404
+
+
+def test_the_limit_on_rules_holds_under_parallel_creates(tmp_path: Path) -> None:
+    """The count and the insert were apart: 120 creates at once made 101 rules of 100."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = AlertSettings(max_rules_per_project=5)
+    alerting = Alerting(AlertStore(store_client(tmp_path)), settings, WebhookSettings())
+    sql = ReadOnlySql(f"chdb://{tmp_path / 'clickhouse'}", "default")
+    context = ApiContext(keys=Keys(), sql=sql, alerts=alerting)
+    try:
+        with TestClient(api_app(Keys(), sql, lambda: True, context)) as c:
+            with ThreadPoolExecutor(8) as pool:
+                answers = pool.map(lambda _: c.post(RULES, json=SLOW, headers=as_(MINE)), range(16))
+                codes = [r.status_code for r in answers]
+            assert sorted(codes) == [201] * 5 + [409] * 11
+            assert len(c.get(RULES, headers=as_(MINE)).json()["rules"]) == 5
+    finally:
+        sql.close()
+        alerting.close()
+
+
 def test_every_route_needs_a_key(app: tuple[TestClient, Alerting]) -> None:
     c, _ = app
     for method, path in (

@@ -5,6 +5,7 @@ once per event, retried, kept across a restart of the component, bounded; and th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -186,6 +187,17 @@ def test_a_delivery_is_refused_when_the_name_turns_private(client: Client, recei
         "file:///etc/passwd",
         "http://user:pass@93.184.216.34/",
         "http:///nohost",
+        # IPv6 forms that carry a private IPv4 address (compatible, SIIT, NAT64, 6to4), site-local
+        "http://[::127.0.0.1]/",
+        "http://[::ffff:0:127.0.0.1]/",
+        "http://[64:ff9b::169.254.169.254]/",
+        "http://[64:ff9b:1::1]/",
+        "http://[2002:7f00:1::]/",
+        "http://[fec0::1]/",
+        # what the HTTP client itself refuses: it escaped the delivery round, which then sent
+        # every project's deliveries again and again
+        "http://93.184.216.34/hook\x01",
+        "http://ｌｏｃａｌｈｏｓｔ/",
     ],
 )
 def test_unsafe_urls_are_refused(url: str) -> None:
@@ -232,6 +244,72 @@ def test_a_failing_endpoint_costs_one_request_per_round(client: Client, receiver
     assert {d.status for d in store.deliveries("default", hook.webhook_id)} == {"delivered"}
     assert len(receiver.requests) == 4
     assert [r["headers"]["inferline-event-id"] for r in receiver.requests[1:]] == [e.event_id for e in events]
+
+
+@pytest.mark.integration
+def test_one_webhooks_broken_url_costs_no_other_delivery_a_repeat(client: Client, receiver: Receiver) -> None:
+    """A webhook URL the HTTP client refuses (stored before the guard checked for it) raised out
+    of the round: no outcome was written, and every project's due deliveries were sent again at
+    every poll. Now it is that delivery's failure; the others are delivered once."""
+    store = AlertStore(client)
+    good = add_webhook(store, receiver.url, project="a")
+    add_webhook(store, "http://93.184.216.34/hook\x01", project="b")
+    enqueue(store, [event("a"), event("b")], max_pending=100)
+    deliver(store)
+    deliver(store)
+    assert len(receiver.requests) == 1
+    assert [d.status for d in store.deliveries("a", good.webhook_id)] == ["delivered"]
+
+
+@pytest.mark.integration
+def test_a_delivery_is_written_as_soon_as_its_endpoint_answers(client: Client, receiver: Receiver) -> None:
+    """Outcomes were written when every webhook of the round had finished: a stop while a slow
+    endpoint was still answering sent the answered deliveries again after the restart."""
+    store = AlertStore(client)
+    fast = add_webhook(store, receiver.url, project="a")
+    slow = Receiver()
+    slow.delay_s = 30.0
+    try:
+        add_webhook(store, slow.url, project="b")
+        enqueue(store, [event("a"), event("b")], max_pending=100)
+
+        async def stopped_midway() -> None:
+            deliverer = Deliverer(store, POLICY)
+            round_ = asyncio.create_task(deliverer.deliver_due())
+            await asyncio.sleep(1.0)  # the fast one answered; the slow one has not
+            round_.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await round_
+            await deliverer.close()
+
+        asyncio.run(stopped_midway())
+    finally:
+        slow.close()
+    assert [d.status for d in store.deliveries("a", fast.webhook_id)] == ["delivered"]
+    deliver(store)  # after the "restart": nothing again for the endpoint that answered
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.integration
+def test_new_events_wait_behind_one_waiting_for_its_retry(client: Client, receiver: Receiver) -> None:
+    """A new delivery was due at once, ahead of an older one waiting for its retry: a resolved
+    alert could arrive before its firing, and a failing endpoint got a request per new event."""
+    store = AlertStore(client)
+    hook = add_webhook(store, receiver.url)
+    first, second = event(kind="alert.firing"), event(kind="alert.resolved")
+    receiver.status = 500
+    enqueue(store, [first], max_pending=100)
+    slow_retry = DeliveryPolicy(allow_private=True, timeout_s=2, backoff_s=0.5, max_backoff_s=0.5)
+    deliver(store, slow_retry)
+    receiver.status = 200
+    asyncio.run(asyncio.sleep(0.01))
+    enqueue(store, [second], max_pending=100)
+    assert deliver(store, slow_retry) == 0  # the second waits with the first
+    asyncio.run(asyncio.sleep(0.7))
+    deliver(store, slow_retry)
+    ids = [r["headers"]["inferline-event-id"] for r in receiver.requests]
+    assert ids == [first.event_id, first.event_id, second.event_id]
+    assert {d.status for d in store.deliveries("default", hook.webhook_id)} == {"delivered"}
 
 
 @pytest.mark.integration

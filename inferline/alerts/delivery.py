@@ -4,9 +4,10 @@ backoff until `retry_for_s` after the event, then failed.
 
 One round at a time: a round's deliveries are all answered (or timed out) and written before the
 next round reads the outbox, so a delivery in flight is never sent a second time. Within a round
-a webhook's deliveries go one after another, oldest first, and stop at its first failure. A process that
-dies after an endpoint answered but before the outcome was written sends it once more after the
-restart, with the same event id, which the receiver uses to drop the repeat.
+a webhook's deliveries go one after another, oldest first, and stop at its first failure; each
+outcome is written as soon as it is known. A process that dies after an endpoint answered but
+before the outcome was written sends it once more after the restart, with the same event id,
+which the receiver uses to drop the repeat.
 """
 
 from __future__ import annotations
@@ -77,24 +78,25 @@ class Deliverer:
             by_hook.setdefault((d.project_id, d.webhook_id), []).append(d)
         turns = asyncio.Semaphore(self.policy.concurrency)
 
-        async def one_hook(key: tuple[str, str], deliveries: list[Delivery]) -> list[Delivery]:
+        async def one_hook(key: tuple[str, str], deliveries: list[Delivery]) -> None:
             async with turns:
                 found = await asyncio.to_thread(self.store.webhooks, *key)
                 hook = found[0] if found else None
-                out: list[Delivery] = []
                 for i, d in enumerate(deliveries):
                     outcome = await self._attempt(d, hook)
-                    out.append(outcome)
+                    # Written as soon as it is known: a stop (or another webhook's failure) after
+                    # an endpoint answered must not send it again.
+                    out = [outcome]
                     if hook is not None and outcome.status != DELIVERED:
                         # The endpoint is failing: its other deliveries wait for the same retry
                         # time without a request each (and without a timeout each).
                         later = outcome.next_attempt_at
                         out += [replace(x, next_attempt_at=later) for x in deliveries[i + 1 :]]
+                    await asyncio.to_thread(self.store.put_deliveries, out)
+                    if len(out) > 1:
                         break
-                return out
 
-        rounds = await asyncio.gather(*(one_hook(k, ds) for k, ds in by_hook.items()))
-        await asyncio.to_thread(self.store.put_deliveries, [d for r in rounds for d in r])
+        await asyncio.gather(*(one_hook(k, ds) for k, ds in by_hook.items()))
         return len(due)
 
     async def _attempt(self, d: Delivery, hook: Webhook | None) -> Delivery:
@@ -117,7 +119,7 @@ class Deliverer:
             error = f"HTTP {status}"
         except url_guard.UnsafeUrl as e:
             error = str(e)
-        except httpx.HTTPError as e:
+        except Exception as e:  # httpx's errors, and any other: this delivery's outcome, no one else's
             error = f"{type(e).__name__}: {e}"[:300] or type(e).__name__
         attempts = d.attempts + 1
         now = self.clock()

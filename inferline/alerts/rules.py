@@ -92,10 +92,12 @@ class RuleSpec(BaseModel):
     )
     enabled: bool = True
 
-    @field_validator("threshold")
+    @field_validator("threshold", "slow_ms")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
+    def _finite(cls, value: float | None) -> float | None:
+        # JSON cannot hold an infinity: stored, `slow_ms: 1e999` read back as null and failed
+        # validation, which stopped every project's rules and every alert route of its own.
+        if value is not None and not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
 

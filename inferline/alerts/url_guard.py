@@ -11,6 +11,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import httpx
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -33,16 +35,52 @@ def parse(url: str) -> tuple[str, str, int]:
         raise UnsafeUrl("the URL has no host")
     if parts.username or parts.password:
         raise UnsafeUrl("no credentials in the URL (sign with the webhook's secret instead)")
+    try:
+        # What the HTTP client will be given must be a URL it takes: one it refuses at delivery
+        # ("http://1.1.1.1/hook\x01", a host IDNA cannot encode) was accepted here.
+        httpx.URL(url)
+    except httpx.InvalidURL as e:
+        raise UnsafeUrl(f"not a URL: {e}") from None
+    if any(c <= " " or c == "\x7f" for c in url):
+        raise UnsafeUrl("the URL holds spaces or control characters")
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
+# IPv6 ranges that carry an IPv4 address in their last 32 bits: IPv4-compatible (::a.b.c.d),
+# SIIT (::ffff:0:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d), which a gateway may route to that IPv4
+# address. The local-use NAT64 prefix embeds it elsewhere: refused whole.
+_EMBEDDING_V4 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"),
+                 ipaddress.IPv6Network("64:ff9b::/96"))  # fmt: skip
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _addresses_behind(ip: IPAddress) -> list[IPAddress]:
+    """`ip`, and for an IPv6 address the IPv4 addresses it carries (mapped, compatible, SIIT,
+    NAT64, 6to4, Teredo): each is checked, so `[::127.0.0.1]` or `[2002:7f00:1::]` is no way in."""
+    if ip.version == 4:
+        return [ip]
+    assert isinstance(ip, ipaddress.IPv6Address)
+    out: list[IPAddress] = [ip]
+    if ip.ipv4_mapped is not None:
+        out.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        out.append(ip.sixtofour)
+    if ip.teredo is not None:
+        out.extend(ip.teredo)
+    if any(ip in net for net in _EMBEDDING_V4):
+        out.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return out
+
+
 def _refused(ip: IPAddress, allow_private: bool) -> str | None:
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_unspecified or ip.is_multicast:
-        return "an unspecified or multicast address"
-    if not ip.is_global and not allow_private:
-        return "a loopback, private, link-local or reserved address"
+    for address in _addresses_behind(ip):
+        if address.is_unspecified or address.is_multicast:
+            return "an unspecified or multicast address"
+        if allow_private:
+            continue
+        site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+        if not address.is_global or site_local or address in _LOCAL_NAT64:
+            return "a loopback, private, link-local or reserved address"
     return None
 
 
