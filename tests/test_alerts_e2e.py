@@ -111,6 +111,7 @@ def test_fires_resolves_and_delivers_each_transition_once_across_a_restart(tmp_p
         assert done is not None and done["status"] == "delivered" and done["attempts"] >= 2
         events = call(svc, "GET", f"/api/v1/alerts/rules/{rule['rule_id']}/events").json()["events"]
         assert [e["status"] for e in events] == ["resolved", "firing"]
+        assert all(e["at"].endswith(("Z", "+00:00")) for e in events), events  # in UTC, said so
         status = call(svc, "GET", f"/api/v1/webhooks/{hook['webhook_id']}").json()["deliveries"]
         assert status["delivered"] == 2 and status["pending"] == 0 and status["failed_attempts"] >= 1
 

@@ -208,12 +208,15 @@ class AlertStore:
 
     def events(self, project_id: str, rule_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         where = "project_id = {project:String}" + (" AND rule_id = {rule:String}" if rule_id else "")
-        return self._rows(
+        rows = self._rows(
             "SELECT rule_id, event_id, at, status, value, calls "
             f"FROM {self._db}.alert_events FINAL WHERE {where} "
             f"ORDER BY at DESC, recorded_at DESC, event_id LIMIT {int(limit)}",
             {"project": project_id, "rule": rule_id or ""},
         )
+        for r in rows:  # in UTC, said so, as every other time the API answers
+            r["at"] = _utc(r["at"])
+        return rows
 
     # Webhooks ----------------------------------------------------------------------------------
 
