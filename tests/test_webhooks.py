@@ -291,18 +291,51 @@ def test_a_delivery_is_written_as_soon_as_its_endpoint_answers(client: Client, r
 
 
 @pytest.mark.integration
+def test_a_slow_endpoint_holds_up_only_its_own_deliveries(client: Client, receiver: Receiver) -> None:
+    """Each round waited for every webhook: one project's endpoint answering in 8 s delayed
+    another project's events by half a minute. The running deliverer now starts each webhook's
+    deliveries as they are due, whatever another webhook is waiting for."""
+    store = AlertStore(client)
+    add_webhook(store, receiver.url, project="a")
+    slow = Receiver()
+    slow.delay_s = 30.0
+    add_webhook(store, slow.url, project="b")
+    enqueue(store, [event("b"), event("a")], max_pending=100)
+
+    async def running() -> int:
+        deliverer = Deliverer(store, POLICY)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(deliverer.run(stop))
+        await asyncio.sleep(0.5)
+        enqueue(store, [event("a")], max_pending=100)  # while b's endpoint is still answering
+        await asyncio.sleep(1.0)
+        answered = len(receiver.requests)
+        stop.set()
+        slow.close()  # b's endpoint answers now; the deliverer lets it finish
+        await runner
+        await deliverer.close()
+        return answered
+
+    try:
+        assert asyncio.run(running()) == 2
+    finally:
+        slow.close()
+    assert len(slow.requests) == 1
+
+
+@pytest.mark.integration
 def test_new_events_wait_behind_one_waiting_for_its_retry(client: Client, receiver: Receiver) -> None:
     """A new delivery was due at once, ahead of an older one waiting for its retry: a resolved
     alert could arrive before its firing, and a failing endpoint got a request per new event."""
     store = AlertStore(client)
     hook = add_webhook(store, receiver.url)
-    first, second = event(kind="alert.firing"), event(kind="alert.resolved")
+    first = event(kind="alert.firing")
     receiver.status = 500
     enqueue(store, [first], max_pending=100)
     slow_retry = DeliveryPolicy(allow_private=True, timeout_s=2, backoff_s=0.5, max_backoff_s=0.5)
     deliver(store, slow_retry)
     receiver.status = 200
-    asyncio.run(asyncio.sleep(0.01))
+    second = event(kind="alert.resolved")  # later than the first
     enqueue(store, [second], max_pending=100)
     assert deliver(store, slow_retry) == 0  # the second waits with the first
     asyncio.run(asyncio.sleep(0.7))

@@ -2,12 +2,12 @@
 event id), and each outcome is written back: delivered, or tried again after an exponential
 backoff until `retry_for_s` after the event, then failed.
 
-One round at a time: a round's deliveries are all answered (or timed out) and written before the
-next round reads the outbox, so a delivery in flight is never sent a second time. Within a round
-a webhook's deliveries go one after another, oldest first, and stop at its first failure; each
-outcome is written as soon as it is known. A process that dies after an endpoint answered but
-before the outcome was written sends it once more after the restart, with the same event id,
-which the receiver uses to drop the repeat.
+Per webhook, one run at a time: a webhook's due deliveries go one after another, oldest first,
+stop at its first failure, and each outcome is written as soon as it is known; the outbox is not
+read for that webhook again until its run ended, so a delivery in flight is never sent a second
+time, while the other webhooks' deliveries go on (a slow endpoint holds up only its own). A
+process that dies after an endpoint answered but before the outcome was written sends it once
+more after the restart, with the same event id, which the receiver uses to drop the repeat.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 import httpx
 import structlog
@@ -58,6 +59,8 @@ class Deliverer:
         self.store = store
         self.policy = policy
         self.clock = clock
+        self._busy: dict[tuple[str, str], asyncio.Task[None]] = {}  # (project, webhook) -> its task
+        self._turns = asyncio.Semaphore(policy.concurrency)
         self._client = httpx.AsyncClient(
             timeout=policy.timeout_s,
             follow_redirects=False,
@@ -69,35 +72,47 @@ class Deliverer:
         await self._client.aclose()
 
     async def deliver_due(self) -> int:
-        """One round; returns how many deliveries were attempted."""
-        due = await asyncio.to_thread(self.store.due_deliveries, self.clock(), self.policy.batch)
-        if not due:
-            return 0
+        """One round, waited for; returns how many deliveries were attempted."""
+        started, tasks = await self._start_due()
+        await asyncio.gather(*tasks)
+        return started
+
+    async def _start_due(self) -> tuple[int, list[asyncio.Task[None]]]:
+        """Starts, per webhook, the delivery of what is due (of the webhooks not being delivered
+        to already, whose deliveries are theirs until they finish): how many, and the tasks."""
+        busy = list(self._busy)
+        due = await asyncio.to_thread(self.store.due_deliveries, self.clock(), self.policy.batch, busy)
         by_hook: dict[tuple[str, str], list[Delivery]] = {}
         for d in due:
             by_hook.setdefault((d.project_id, d.webhook_id), []).append(d)
-        turns = asyncio.Semaphore(self.policy.concurrency)
+        tasks = []
+        for key, deliveries in by_hook.items():
+            task = asyncio.create_task(self._one_hook(key, deliveries))
+            self._busy[key] = task
+            task.add_done_callback(partial(self._done, key))
+            tasks.append(task)
+        return len(due), tasks
 
-        async def one_hook(key: tuple[str, str], deliveries: list[Delivery]) -> None:
-            async with turns:
-                found = await asyncio.to_thread(self.store.webhooks, *key)
-                hook = found[0] if found else None
-                for i, d in enumerate(deliveries):
-                    outcome = await self._attempt(d, hook)
-                    # Written as soon as it is known: a stop (or another webhook's failure) after
-                    # an endpoint answered must not send it again.
-                    out = [outcome]
-                    if hook is not None and outcome.status != DELIVERED:
-                        # The endpoint is failing: its other deliveries wait for the same retry
-                        # time without a request each (and without a timeout each).
-                        later = outcome.next_attempt_at
-                        out += [replace(x, next_attempt_at=later) for x in deliveries[i + 1 :]]
-                    await asyncio.to_thread(self.store.put_deliveries, out)
-                    if len(out) > 1:
-                        break
+    def _done(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
+        self._busy.pop(key, None)
 
-        await asyncio.gather(*(one_hook(k, ds) for k, ds in by_hook.items()))
-        return len(due)
+    async def _one_hook(self, key: tuple[str, str], deliveries: list[Delivery]) -> None:
+        async with self._turns:
+            found = await asyncio.to_thread(self.store.webhooks, *key)
+            hook = found[0] if found else None
+            for i, d in enumerate(deliveries):
+                outcome = await self._attempt(d, hook)
+                # Written as soon as it is known: a stop (or another webhook's failure) after an
+                # endpoint answered must not send it again.
+                out = [outcome]
+                if hook is not None and outcome.status != DELIVERED:
+                    # The endpoint is failing: its other deliveries wait for the same retry time
+                    # without a request each (and without a timeout each).
+                    later = outcome.next_attempt_at
+                    out += [replace(x, next_attempt_at=later) for x in deliveries[i + 1 :]]
+                await asyncio.to_thread(self.store.put_deliveries, out)
+                if len(out) > 1:
+                    break
 
     async def _attempt(self, d: Delivery, hook: Webhook | None) -> Delivery:
         if hook is None:
@@ -174,11 +189,21 @@ class Deliverer:
         raise refused
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                if await self.deliver_due() >= self.policy.batch:
-                    continue  # more are due: no pause
-            except Exception as e:  # the store is down: try again at the next poll
-                log.error("webhook delivery round failed", error=error_summary(e))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.policy.poll_s)
+        """Every `poll_s`, starts what is due, without waiting for the webhooks already being
+        delivered to (a slow endpoint held up every project's deliveries until it answered);
+        at `stop`, lets those finish (the caller bounds the wait, then cancels)."""
+        try:
+            while not stop.is_set():
+                try:
+                    started, _ = await self._start_due()
+                    if started >= self.policy.batch:
+                        continue  # more are due: no pause
+                except Exception as e:  # the store is down: try again at the next poll
+                    log.error("webhook delivery round failed", error=error_summary(e))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.policy.poll_s)
+            await asyncio.gather(*self._busy.values(), return_exceptions=True)
+        finally:
+            for task in list(self._busy.values()):
+                task.cancel()
+            await asyncio.gather(*self._busy.values(), return_exceptions=True)

@@ -292,16 +292,24 @@ class AlertStore:
         )
         return {r["delivery_id"] for r in rows}
 
-    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+    def due_deliveries(
+        self, now: datetime, limit: int, busy: Iterable[tuple[str, str]] = ()
+    ) -> list[Delivery]:
         """Pending deliveries whose time has come, oldest first; none of a webhook that has a
         delivery waiting for a retry (its later events wait too: in order, and one request per
-        retry while the endpoint fails, not one per new event)."""
+        retry while the endpoint fails, not one per new event), nor of the `busy` webhooks
+        (project, webhook: being delivered to)."""
         return self._delivery_rows(
             "status = {pending:String} AND next_attempt_at <= {now:DateTime64(3, 'UTC')} "
             "AND (project_id, webhook_id) NOT IN (SELECT project_id, webhook_id "
             f"FROM {self._db}.webhook_deliveries FINAL "
-            "WHERE status = {pending:String} AND next_attempt_at > {now:DateTime64(3, 'UTC')})",
-            {"pending": PENDING, "now": now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]},
+            "WHERE status = {pending:String} AND next_attempt_at > {now:DateTime64(3, 'UTC')}) "
+            "AND NOT has({busy:Array(Tuple(String, String))}, (project_id, webhook_id))",
+            {
+                "pending": PENDING,
+                "now": now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                "busy": [tuple(key) for key in busy],
+            },
             "created_at, delivery_id",  # oldest events first
             limit,
         )
