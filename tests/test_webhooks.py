@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -356,3 +357,26 @@ def test_a_name_is_called_at_its_checked_addresses_with_its_host_header(
     assert deliver(store) == 1
     [got] = receiver.requests
     assert got["headers"]["host"] == f"localhost:{receiver.port}"
+
+
+@pytest.mark.integration
+def test_an_international_name_is_resolved_and_sent_as_its_ascii_form(
+    client: Client, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host like `bücher.example` passed the guard, then every attempt failed encoding its
+    Host header (and the name checked could differ from the one the client used)."""
+    asked: list[str] = []
+    real = socket.getaddrinfo
+
+    def names_resolve_to_loopback(host: str, *args: object, **kwargs: object) -> object:
+        asked.append(host)
+        return real("127.0.0.1", *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", names_resolve_to_loopback)
+    store = AlertStore(client)
+    add_webhook(store, f"http://bücher.example:{receiver.port}/hook")
+    enqueue(store, [event()], max_pending=100)
+    assert deliver(store) == 1
+    [got] = receiver.requests
+    assert got["headers"]["host"] == f"xn--bcher-kva.example:{receiver.port}"
+    assert set(asked) == {"xn--bcher-kva.example"}

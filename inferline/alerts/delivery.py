@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from inferline.core.metrics import WEBHOOK_DELIVERIES
 log = structlog.get_logger()
 
 USER_AGENT = "inferline-webhooks/1"
+_WRITE_EVERY_S = 0.5  # outcomes of a webhook's run written at least this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class Deliverer:
         self.policy = policy
         self.clock = clock
         self._busy: dict[tuple[str, str], asyncio.Task[None]] = {}  # (project, webhook) -> its task
+        self._stopping = False
         self._turns = asyncio.Semaphore(policy.concurrency)
         self._client = httpx.AsyncClient(
             timeout=policy.timeout_s,
@@ -93,26 +96,42 @@ class Deliverer:
             tasks.append(task)
         return len(due), tasks
 
-    def _done(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
+    def _done(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
         self._busy.pop(key, None)
+        if not task.cancelled() and (e := task.exception()) is not None:
+            # The store failed: what was not written is due again at the next poll.
+            log.error(
+                "webhook deliveries failed", project_id=key[0], webhook_id=key[1], error=error_summary(e)
+            )
 
     async def _one_hook(self, key: tuple[str, str], deliveries: list[Delivery]) -> None:
-        async with self._turns:
-            found = await asyncio.to_thread(self.store.webhooks, *key)
-            hook = found[0] if found else None
+        """A webhook's due deliveries, oldest first, until the first failure. Outcomes are written
+        in small groups (at most `_WRITE_EVERY_S` apart), after a failure, at the end, and
+        before a cancellation ends the task: an answered delivery is not sent again, and a
+        hundred answers are not a hundred inserts."""
+        found = await asyncio.to_thread(self.store.webhooks, *key)
+        hook = found[0] if found else None
+        written: list[Delivery] = []
+        last_write = time.monotonic()
+        try:
             for i, d in enumerate(deliveries):
-                outcome = await self._attempt(d, hook)
-                # Written as soon as it is known: a stop (or another webhook's failure) after an
-                # endpoint answered must not send it again.
-                out = [outcome]
+                if self._stopping:
+                    break  # the rest stays due for the next start
+                async with self._turns:  # per request: a slow endpoint holds one turn at a time
+                    outcome = await self._attempt(d, hook)
+                written.append(outcome)
                 if hook is not None and outcome.status != DELIVERED:
                     # The endpoint is failing: its other deliveries wait for the same retry time
                     # without a request each (and without a timeout each).
                     later = outcome.next_attempt_at
-                    out += [replace(x, next_attempt_at=later) for x in deliveries[i + 1 :]]
-                await asyncio.to_thread(self.store.put_deliveries, out)
-                if len(out) > 1:
+                    written += [replace(x, next_attempt_at=later) for x in deliveries[i + 1 :]]
                     break
+                if time.monotonic() - last_write >= _WRITE_EVERY_S:
+                    await asyncio.to_thread(self.store.put_deliveries, written)
+                    written, last_write = [], time.monotonic()
+        finally:
+            if written:
+                await asyncio.to_thread(self.store.put_deliveries, written)
 
     async def _attempt(self, d: Delivery, hook: Webhook | None) -> Delivery:
         if hook is None:
@@ -202,6 +221,7 @@ class Deliverer:
                     log.error("webhook delivery round failed", error=error_summary(e))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.policy.poll_s)
+            self._stopping = True  # runs finish the request in flight, start no other
             await asyncio.gather(*self._busy.values(), return_exceptions=True)
         finally:
             for task in list(self._busy.values()):

@@ -38,12 +38,14 @@ def parse(url: str) -> tuple[str, str, int]:
     try:
         # What the HTTP client will be given must be a URL it takes: one it refuses at delivery
         # ("http://1.1.1.1/hook\x01", a host IDNA cannot encode) was accepted here.
-        httpx.URL(url)
+        host = httpx.URL(url).raw_host.decode("ascii")
     except httpx.InvalidURL as e:
         raise UnsafeUrl(f"not a URL: {e}") from None
     if any(c <= " " or c == "\x7f" for c in url):
         raise UnsafeUrl("the URL holds spaces or control characters")
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    # The host as the client sends it (an IDN as its ASCII form, "xn--bcher-kva.de"): the name
+    # resolved and checked, and the Host header and TLS name of the request.
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
 
 # IPv6 ranges that carry an IPv4 address in their last 32 bits: IPv4-compatible (::a.b.c.d),
