@@ -22,7 +22,7 @@ from inferline.processors.chain import ProcessorChain
 from inferline.service.processing import DECODE, ENCODE, PROCESS, native_blocks, process_entries
 from inferline.storage.clickhouse import connect
 from inferline.storage.schema import migrate
-from tests.otlp_helpers import GENAI_ATTRIBUTES, logs_json, sdk_spans
+from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, sdk_spans, traces_json
 
 pytestmark = pytest.mark.unit
 
@@ -242,6 +242,34 @@ def test_a_score_that_cannot_be_encoded_is_charged_to_the_entry_that_carried_it(
         processed = process_entries(chain, entries, native_blocks)
         assert [(f.entry, f.stage) for f in processed.failed] == [(carrier, ENCODE)]
         assert "scores" in processed.failed[0].reason
+
+
+def test_a_score_is_charged_to_its_carrier_even_when_another_record_judges_the_same_span() -> None:
+    """Looked up by ids, a span's own evaluation event was charged to a log entry that judged the
+    same span; each score row now knows the record it came from."""
+    event = {"name": "gen_ai.evaluation.result", "attributes": {"gen_ai.evaluation.name": "tone"}}
+    span = json_span(GENAI_ATTRIBUTES, events=[event])
+    traces = decode_json(traces_json([span]), ExportTraceServiceRequest)
+    judging = {
+        "traceId": span["traceId"],
+        "spanId": span["spanId"],
+        "eventName": "gen_ai.evaluation.result",
+        "attributes": {"gen_ai.evaluation.name": "relevance"},
+        "body": "",
+    }
+    logs = decode_json(logs_json([judging]), ExportLogsServiceRequest)
+
+    class _BreaksTheSpansScore:
+        def process(self, batch: Batch) -> None:
+            for row in batch.scores:
+                if row["name"] == "tone":
+                    row["value"] = "not a number"
+
+    chain = _chain()
+    chain.stages.append(_BreaksTheSpansScore())  # type: ignore[arg-type]
+    processed = process_entries(chain, [_entry(0, SPANS, traces), _entry(1, LOGS, logs)], native_blocks)
+    assert [(f.entry, f.stage) for f in processed.failed] == [(0, ENCODE)]
+    assert _rows(processed.output, "scores") == 1
 
 
 def _entry(

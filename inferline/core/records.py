@@ -100,6 +100,17 @@ class LogRecord:
     index: int = 0
 
 
+class ScoreCarrier(NamedTuple):
+    """The record a score row came from: a span (`SPAN_CARRIER`) or a log record, by its position
+    in the batch's spans or logs."""
+
+    kind: str
+    position: int
+
+
+SPAN_CARRIER, LOG_CARRIER = "span", "log"
+
+
 class LeftOut(NamedTuple):
     """A row of a batch that could not be encoded: its table, its index in the batch's list of
     that table's rows (`position`), and why."""
@@ -127,6 +138,8 @@ class Batch:
     # Rows the encoder could not encode and left out of its output (a value no column rule
     # foresaw): the processing counts them and keeps their entries as dead letters.
     left_out: list[LeftOut] = field(default_factory=list)
+    # For each of `scores`, the record that carried it (which entry a left-out score is of).
+    score_carriers: list[ScoreCarrier] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
@@ -140,6 +153,10 @@ class Batch:
         )
 
     def extend(self, other: Batch) -> None:
+        offsets = {SPAN_CARRIER: len(self.spans), LOG_CARRIER: len(self.logs)}
+        self.score_carriers.extend(
+            ScoreCarrier(c.kind, offsets[c.kind] + c.position) for c in other.score_carriers
+        )
         self.inferences.extend(other.inferences)
         self.spans.extend(other.spans)
         self.logs.extend(other.logs)

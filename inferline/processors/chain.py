@@ -12,7 +12,7 @@ import structlog
 
 from inferline.core.config import ProcessorSettings
 from inferline.core.errors import ConfigError
-from inferline.core.records import Batch, LogRecord, Span
+from inferline.core.records import Batch, LogRecord, ScoreCarrier, Span
 from inferline.processors.base import Processor
 from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS
 from inferline.processors.normalise import GenAINormaliser
@@ -63,11 +63,13 @@ class ProcessorChain:
         return ProcessorChain(self._settings)
 
     def run(self, spans: list[Span], logs: list[LogRecord]) -> Batch:
+        carriers: list[ScoreCarrier] = []
         batch = Batch(
             inferences=self.normaliser.normalise(spans, logs),
             spans=trace_rows(spans),
             logs=[log_row(r) for r in logs],
-            scores=scores(spans, logs),
+            scores=scores(spans, logs, carriers),
+            score_carriers=carriers,
         )
         for stage in self.stages:
             stage.process(batch)

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from inferline.core.records import LogRecord, Row, Span
+from inferline.core.records import LOG_CARRIER, SPAN_CARRIER, LogRecord, Row, ScoreCarrier, Span
 from inferline.processors.conventions.values import as_float, as_str, stringify
 from inferline.processors.normalise import inference_id
 
@@ -79,12 +79,13 @@ def score_value(raw: Any) -> tuple[float | None, str]:
     return None, text.strip()
 
 
-def scores(spans: list[Span], logs: list[LogRecord]) -> list[Row]:
+def scores(spans: list[Span], logs: list[LogRecord], carriers: list[ScoreCarrier] | None = None) -> list[Row]:
     """The score rows of a batch's spans (their events and OpenInference attributes) and of its
-    evaluation log records. A record that cannot be read is skipped (its span and log rows are
-    stored as usual); the rest go on."""
+    evaluation log records, and in `carriers` the record each row came from. A record that
+    cannot be read is skipped (its span and log rows are stored as usual); the rest go on."""
     rows: list[Row] = []
-    for span in spans:
+    for i, span in enumerate(spans):
+        before = len(rows)
         try:
             if span.events:
                 rows.extend(_span_events(span))
@@ -94,12 +95,17 @@ def scores(spans: list[Span], logs: list[LogRecord]) -> list[Row]:
                     rows.extend(_openinference(span, *collection))
         except Exception as e:  # its span row is stored as usual
             _skipped("span", span.trace_id, e)
-    for record in logs:
+        if carriers is not None and len(rows) > before:
+            carriers += [ScoreCarrier(SPAN_CARRIER, i)] * (len(rows) - before)
+    for i, record in enumerate(logs):
         if is_evaluation(record):
             try:
                 rows.append(_log_record(record))
             except Exception as e:  # its log row is stored as usual
                 _skipped("log record", record.trace_id, e)
+                continue
+            if carriers is not None:
+                carriers.append(ScoreCarrier(LOG_CARRIER, i))
     return rows
 
 

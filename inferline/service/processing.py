@@ -28,13 +28,22 @@ from inferline.core.ledger import (
     ReceiverTally,
     minute_of,
 )
-from inferline.core.records import LEDGER, SPANS, Batch, LeftOut, LogRecord, Row, SourceEntry, Span
+from inferline.core.records import (
+    LEDGER,
+    SPAN_CARRIER,
+    SPANS,
+    Batch,
+    LeftOut,
+    LogRecord,
+    Row,
+    SourceEntry,
+    Span,
+)
 from inferline.exporters.clickhouse.native import encode_block
 from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
 from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import reason_code
 from inferline.processors.chain import ProcessorChain
-from inferline.processors.scores import is_evaluation
 from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES, Table
 
 log = structlog.get_logger()
@@ -164,9 +173,6 @@ def _account_left_out(batch: Batch, runs: list[_Run], ledger: Ledger, failed: li
     by_span: dict[tuple[object, object], _Run] = {
         (s.trace_id, s.span_id): run for run in runs for s in run.spans
     }
-    by_evaluation: dict[tuple[object, object], _Run] = {
-        (r.trace_id, r.span_id): run for run in runs for r in run.logs if is_evaluation(r)
-    }
     reasons: dict[int, str] = {}
     for left in batch.left_out:
         run: _Run | None
@@ -178,9 +184,8 @@ def _account_left_out(batch: Batch, runs: list[_Run], ledger: Ledger, failed: li
             row = batch.inferences[left.position]
             run = by_span.get((row.get("trace_id"), row.get("span_id")))
         else:
-            row = batch.scores[left.position]
-            carrier = (row.get("trace_id"), row.get("carrier_span_id"))
-            run = by_evaluation.get(carrier) or by_span.get(carrier)
+            carrier = batch.score_carriers[left.position]
+            run = (span_runs if carrier.kind == SPAN_CARRIER else log_runs)[carrier.position]
         if run is None:  # made of a record of an earlier run (the join held it): logged only
             continue
         if left.table in (OTEL_TRACES.name, OTEL_LOGS.name):
@@ -195,6 +200,9 @@ def _account_left_out(batch: Batch, runs: list[_Run], ledger: Ledger, failed: li
     for table, rows in _rows_by_table(batch):
         if table in gone:
             rows[:] = [row for i, row in enumerate(rows) if i not in gone[table]]
+    if SCORES.name in gone:
+        left_scores = gone[SCORES.name]
+        batch.score_carriers = [c for i, c in enumerate(batch.score_carriers) if i not in left_scores]
     batch.left_out = []
 
 
