@@ -130,3 +130,19 @@ def test_logs_are_keyed_by_trace_id_and_uncorrelated_logs_have_no_key() -> None:
     assert sorted((k or b"") for k, _ in split.messages) == [b"", trace.encode()]
     for _, value in split.messages:
         assert len(ExportLogsServiceRequest.FromString(value).resource_logs[0].scope_logs[0].log_records) == 1
+
+
+def test_log_records_with_an_all_zero_trace_id_go_with_those_without_one() -> None:
+    """An all-zero trace id is stored as none: split into a message of its own, such a record got
+    position 0 there, the position of a record alike but without a trace id in the other message,
+    and the two collapsed into one row (counted stored twice). Kafka mode split them apart where
+    embedded mode keeps one request's records together."""
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for trace_id in (b"", bytes(16)):
+        record = records.add(trace_id=trace_id, time_unix_nano=1_796_000_000_000_000_000)
+        record.body.string_value = "same text"
+    (message,) = split_request(request, by_trace=True, max_bytes=1 << 20).messages
+    key, value = message
+    assert key is None
+    assert len(ExportLogsServiceRequest.FromString(value).resource_logs[0].scope_logs[0].log_records) == 2

@@ -14,9 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from inferline.core.records import Event, Link, LogRecord, Span
-from inferline.otlp.validate import log_problem, span_problem
-
-_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+from inferline.otlp.validate import ZERO_SPAN_ID, ZERO_TRACE_ID, log_problem, span_problem
 
 
 def any_value(v: AnyValue) -> Any:
@@ -138,8 +136,8 @@ def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattene
                         project_id,
                         r.time_unix_nano or observed,
                         observed,
-                        trace_id.hex() if trace_id != _ZERO_TRACE else "",
-                        span_id.hex() if span_id != _ZERO_SPAN else "",
+                        trace_id.hex() if trace_id != ZERO_TRACE_ID else "",
+                        span_id.hex() if span_id != ZERO_SPAN_ID else "",
                         r.flags & 0xFF,
                         r.severity_text,
                         severity if 0 <= severity <= 24 else 0,

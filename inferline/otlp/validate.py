@@ -23,15 +23,16 @@ MAX_TIME_NS = (1 << 63) - 1
 MAX_STORABLE_NS = 0xFFFFFFFF * 1_000_000_000
 _DAY_NS = 86_400 * 1_000_000_000
 
-_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+# All-zero ids: OTLP's way of saying "none".
+ZERO_TRACE_ID, ZERO_SPAN_ID = bytes(16), bytes(8)
 
 
 def span_problem(s: Any) -> str:
     """Why the span cannot be stored, or ""."""
     # OTLP/JSON writes ids as hex, not base64 (protobuf's own JSON): say so, it is the usual cause.
-    if len(s.trace_id) != 16 or s.trace_id == _ZERO_TRACE:
+    if len(s.trace_id) != 16 or s.trace_id == ZERO_TRACE_ID:
         return f"span {s.name!r}: trace_id must be 16 bytes (32 hex characters in OTLP/JSON), not all zero"
-    if len(s.span_id) != 8 or s.span_id == _ZERO_SPAN:
+    if len(s.span_id) != 8 or s.span_id == ZERO_SPAN_ID:
         return f"span {s.name!r}: span_id must be 8 bytes (16 hex characters in OTLP/JSON), not all zero"
     if s.parent_span_id and len(s.parent_span_id) != 8:
         return f"span {s.name!r}: parent_span_id must be 8 bytes (16 hex characters in OTLP/JSON)"

@@ -32,10 +32,11 @@ from inferline.kafka.clients import MESSAGE_OVERHEAD, BrokerWatch, make_producer
 from inferline.otlp.protobuf import copy_into
 from inferline.otlp.validate import (
     UNTIMED_LOG_STAMPED,
+    ZERO_TRACE_ID,
     Rejected,
     TimeWindow,
+    accepted_span_problem,
     log_problem,
-    span_problem,
     stamp_untimed_logs,
 )
 
@@ -80,7 +81,7 @@ def split_request(
     kind = _TRACES if isinstance(request, ExportTraceServiceRequest) else _LOGS
     res_field, scope_field, rec_field = kind
     out = _Split()
-    problem: Callable[[Any], str] = span_problem if kind is _TRACES else log_problem
+    problem: Callable[[Any], str] = accepted_span_problem if kind is _TRACES else log_problem
     if window is not None:
         now = time.time_ns()
         if kind is _LOGS:
@@ -99,7 +100,10 @@ def split_request(
                 if why:
                     out.reject(1, why)
                     continue
-                buckets.setdefault(rec.trace_id if by_trace else b"", []).append(rec)
+                # An all-zero trace id is none (as stored): with the records without one, in one
+                # message, where their positions (RecordIndex) tell them apart.
+                key = rec.trace_id if by_trace and rec.trace_id != ZERO_TRACE_ID else b""
+                buckets.setdefault(key, []).append(rec)
             for trace_id, recs in buckets.items():
                 group = groups.get(trace_id)
                 if group is None:
