@@ -96,6 +96,24 @@ def test_a_blip_does_not_fire_a_sustained_breach_does_and_fast_calls_resolve_it(
     assert history[1]["value"] > 2000 and history[1]["calls"] == 4
 
 
+def test_a_firing_rule_that_is_disabled_is_resolved_once(
+    client: Client, store: AlertStore, base: datetime
+) -> None:
+    """A firing rule turned off kept showing `firing` for good, and its webhooks never heard the
+    end of it. It is resolved at the next evaluation, once."""
+    rule = add_rule(store, metric="latency_p95", threshold=1000, window_minutes=1)
+    evaluator = Evaluator(store, max_pending=100)
+    insert_calls(client, base, [3000] * 5)
+    assert [e.type for e in evaluator.evaluate(at(base + MINUTE))] == ["alert.firing"]
+    [stored] = store.rules("default", rule)
+    store.put_rule(StoredRule(stored.project_id, rule, stored.spec.model_copy(update={"enabled": False}),
+                              stored.created_at, stored.updated_at))  # fmt: skip
+    insert_calls(client, base + MINUTE, [3000] * 5)  # still slow: the rule is off, not satisfied
+    assert [e.type for e in evaluator.evaluate(at(base + 2 * MINUTE))] == ["alert.resolved"]
+    assert store.states("default")[rule].status == "resolved"
+    assert evaluator.evaluate(at(base + 3 * MINUTE)) == []
+
+
 def test_a_crash_before_the_states_are_written_repeats_no_event(
     client: Client, store: AlertStore, base: datetime
 ) -> None:

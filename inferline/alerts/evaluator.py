@@ -19,6 +19,7 @@ import structlog
 
 from inferline.alerts import query
 from inferline.alerts.outbox import Event, enqueue
+from inferline.alerts.query import Measurement
 from inferline.alerts.states import RuleState, step
 from inferline.alerts.store import AlertStore, StoredRule, utcnow
 from inferline.core.logging import error_summary
@@ -48,12 +49,13 @@ class Evaluator:
 
     def evaluate(self, now: datetime | None = None) -> list[Event]:
         """Measures every enabled rule at the whole minute before `now - SETTLE`; returns the
-        transitions made. A project whose query fails is skipped this time (and logged)."""
+        transitions made. A disabled rule that was firing is resolved (it showed `firing` for
+        good, and its receivers never heard the end of it); one pending goes back to ok. A
+        project whose query fails is skipped this time (and logged)."""
         end = whole_minute((now or self.clock()) - SETTLE)
         by_project: dict[str, list[StoredRule]] = {}
         for rule in self.store.rules():
-            if rule.spec.enabled:
-                by_project.setdefault(rule.project_id, []).append(rule)
+            by_project.setdefault(rule.project_id, []).append(rule)
         events: list[Event] = []
         states: dict[tuple[str, str], RuleState] = {}
         for project_id, rules in by_project.items():
@@ -75,18 +77,25 @@ class Evaluator:
     ) -> tuple[list[Event], dict[str, RuleState]]:
         """Measures one project's rules and writes their transitions; returns them with the new
         states (written for every project at once, by `evaluate`)."""
-        q = query.build(project_id, [(r.rule_id, r.spec) for r in rules], end)
-        [row] = self.store.query(q.sql, q.params)
-        measured = q.measurements(row)
+        enabled = [r for r in rules if r.spec.enabled]
+        measured: dict[str, Measurement] = {}
+        if enabled:
+            q = query.build(project_id, [(r.rule_id, r.spec) for r in enabled], end)
+            [row] = self.store.query(q.sql, q.params)
+            measured = q.measurements(row)
         before = self.store.states(project_id)
         after: dict[str, RuleState] = {}
         events = []
         for rule in rules:
-            spec, m = rule.spec, measured[rule.rule_id]
-            breached = m.value is not None and m.calls >= spec.min_calls and spec.breached(m.value)
-            state, transition = step(
-                before.get(rule.rule_id, RuleState()), breached, end, spec.for_minutes, m.value, m.calls
-            )
+            spec, was = rule.spec, before.get(rule.rule_id, RuleState())
+            if spec.enabled:
+                m = measured[rule.rule_id]
+                breached = m.value is not None and m.calls >= spec.min_calls and spec.breached(m.value)
+            elif was.status in ("firing", "pending"):
+                m, breached = Measurement(None, 0), False  # disabled: the condition no longer holds
+            else:
+                continue  # disabled and at rest: nothing to measure or write
+            state, transition = step(was, breached, end, spec.for_minutes, m.value, m.calls)
             after[rule.rule_id] = state
             if transition is not None:
                 data = {
