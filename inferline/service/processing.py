@@ -198,8 +198,8 @@ def _account_left_out(batch: Batch, runs: list[_Run], ledger: Ledger, failed: li
     for left in batch.left_out:
         gone.setdefault(left.table, set()).add(left.position)
     for table, rows in _rows_by_table(batch):
-        if table in gone:
-            rows[:] = [row for i, row in enumerate(rows) if i not in gone[table]]
+        if table.name in gone:
+            rows[:] = [row for i, row in enumerate(rows) if i not in gone[table.name]]
     if SCORES.name in gone:
         left_scores = gone[SCORES.name]
         batch.score_carriers = [c for i, c in enumerate(batch.score_carriers) if i not in left_scores]
@@ -251,13 +251,13 @@ def forget_partitions(chain: ProcessorChain, partitions: list[tuple[str, int]]) 
     return held_offsets(chain)
 
 
-def _rows_by_table(batch: Batch) -> tuple[tuple[str, list[Row]], ...]:
+def _rows_by_table(batch: Batch) -> tuple[tuple[Table, list[Row]], ...]:
     """The batch's lists of rows, each with the table they go to."""
     return (
-        (OTEL_TRACES.name, batch.spans),
-        (OTEL_LOGS.name, batch.logs),
-        (LLM_INFERENCES.name, batch.inferences),
-        (SCORES.name, batch.scores),
+        (OTEL_TRACES, batch.spans),
+        (OTEL_LOGS, batch.logs),
+        (LLM_INFERENCES, batch.inferences),
+        (SCORES, batch.scores),
     )
 
 
@@ -268,12 +268,7 @@ def native_blocks(batch: Batch) -> Batch:
         observed=[{k: row.get(k) for k in metrics.OBSERVED_FIELDS} for row in batch.inferences],
         ledger=batch.ledger,  # a few rows: the exporter counts them once stored
     )
-    for table, rows in (
-        (OTEL_TRACES, batch.spans),
-        (OTEL_LOGS, batch.logs),
-        (LLM_INFERENCES, batch.inferences),
-        (SCORES, batch.scores),
-    ):
+    for table, rows in _rows_by_table(batch):
         if rows:
             out.encoded.append(_encoded(table, rows, batch.left_out))
     return out
