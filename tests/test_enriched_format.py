@@ -173,10 +173,14 @@ def test_a_poll_of_many_line_messages_reaches_the_exporter_in_runs_of_about_max_
         async def consume(self, d: Any) -> None:
             delivered.append((d.start, d.end, len(d.batch.spans)))
 
+    tp = TopicPartition("inferline.spans", 0)
     writer._exporter = Exporter()  # type: ignore[assignment]
     writer._tables = {"inferline.spans": OTEL_TRACES}
     writer._positions = {}
     writer._max_rows = 5
+    writer._assigned, writer._stopping = asyncio.Event(), asyncio.Event()
+    writer._assigned.set()  # the assignment's rebuilds are set up
+    writer._consumer = SimpleNamespace(assignment=lambda: {tp})
     records = []
     for offset in range(10, 16):  # six messages of two rows each
         lines = b"\n".join(orjson.dumps(_span(t)) for t in TRACES[2 * offset : 2 * offset + 2])
@@ -186,7 +190,6 @@ def test_a_poll_of_many_line_messages_reaches_the_exporter_in_runs_of_about_max_
                 offset=offset, key=None,
             )
         )  # fmt: skip
-    tp = TopicPartition("inferline.spans", 0)
     asyncio.run(writer._deliver(tp, records))
     assert delivered == [(10, 13, 6), (13, 16, 6)]
     assert writer._positions[tp] == 16

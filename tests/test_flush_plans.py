@@ -16,7 +16,13 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from inferline.core.config import BatchSettings, ProcessorSettings
 from inferline.core.records import SPANS, Batch, SourceEntry
-from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges, RecordedFlush
+from inferline.exporters.clickhouse.exporter import (
+    ClickHouseExporter,
+    Delivery,
+    Ranges,
+    RecordedFlush,
+    RestReader,
+)
 from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.exporters.clickhouse.plans import LEGACY_PLANS_TABLE, ClickHousePlans
 from inferline.otlp.flatten import flatten_spans
@@ -44,7 +50,14 @@ class Run:
     `kafka`: wired as the writer role wires it (its records read back as the same rows; copies of
     stored inferences left out)."""
 
-    def __init__(self, client: Client, commit: bool = True, cluster: str = "", kafka: bool = False) -> None:
+    def __init__(
+        self,
+        client: Client,
+        commit: bool = True,
+        cluster: str = "",
+        kafka: bool = False,
+        read_rest: RestReader | None = None,
+    ) -> None:
         self.plans = ClickHousePlans(client, "default", "writers")
         self.plans.create()
         if cluster:
@@ -58,6 +71,7 @@ class Run:
             BATCH,
             insert_filter=_NewInferences(client, "default") if kafka else None,
             replays_exactly=kafka,
+            read_rest=read_rest,
         )
 
     async def _stored(self, ranges: Ranges) -> None:
@@ -300,6 +314,34 @@ def test_a_plan_split_by_a_rebalance_loses_nothing(client: Client) -> None:
 
         asyncio.run(replay())
     assert _count(client, "s ") == 2
+
+
+def test_a_share_whose_rest_cannot_be_read_is_stored_alone(
+    client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Kafka writer: a flush split by a rebalance whose other partitions can no longer be read
+    (retention deleted them): the share is stored on its own, once, and the log says why."""
+    rows = _inferences(4)
+    crashed = Run(client, commit=False, kafka=True)
+    token = crashed.plans.record_flush({A: (0, 2), B: (0, 2)})
+    with views_detached(client):
+        Inserter(client).insert(Batch(inferences=[dict(r) for r in rows[:2]]), token)
+
+    async def gone(ranges: Ranges) -> Batch:
+        raise RuntimeError(f"offsets out of range: {sorted(map(str, ranges))}")
+
+    writer = Run(client, kafka=True, read_rest=gone)
+    (share,) = writer.plans.pending({A: 0})
+    assert share.ranges == {A: (0, 2)} and share.rest == {B: (0, 2)} and share.whole == token
+
+    async def replay() -> None:
+        writer.exporter.replay([share], {A: 0})
+        await writer.deliver(Delivery(A, 0, 2, Batch(inferences=[dict(r) for r in rows[2:]])))
+
+    asyncio.run(replay())
+    assert int(str(client.command("SELECT count() FROM llm_inferences"))) == 4  # no copy
+    assert writer.committed == {A: 2}
+    assert "the rest of a flush split by a rebalance could not be read" in capsys.readouterr().out
 
 
 def test_offsets_that_start_again_at_zero_are_new_data(client: Client) -> None:

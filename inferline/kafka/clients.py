@@ -149,6 +149,19 @@ def make_consumer(ks: KafkaSettings, bootstrap: str, group_id: str) -> AIOKafkaC
     )
 
 
+def make_reader(ks: KafkaSettings, bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer of no group, for reading given offset ranges (assign and seek): it commits
+    nothing and takes no partition from anyone. Reads as `make_consumer`'s consumers do."""
+    return AIOKafkaConsumer(
+        **_common(ks, bootstrap),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        max_partition_fetch_bytes=max(ks.max_message_bytes + MESSAGE_OVERHEAD, 1048576),
+        isolation_level="read_committed",
+    )
+
+
 async def ensure_topics(ks: KafkaSettings, bootstrap: str, topics: dict[str, int]) -> None:
     """Creates missing topics with the configured partition counts. Best effort: a broker that
     does not allow it (ACLs, librdkafka's mock cluster) auto-creates them on first use instead."""

@@ -45,6 +45,7 @@ from inferline.kafka.clients import (
     header,
     make_consumer,
     make_producer,
+    make_reader,
     poll,
     start_client,
     stop_client,
@@ -125,12 +126,18 @@ class WriterRole:
             insert_filter=_NewInferences(client, self._database),
             quiet_s=ks.writer_quiet_s or None,
             replays_exactly=True,
+            read_rest=self._read_rest,
         )
         self._positions: dict[TopicPartition, int] = {}  # next offset to deliver, per partition
         self._lag = ConsumerLag(self._group, self._tables)
         self._running = False
         self._stopping = asyncio.Event()
         self._broker = BrokerWatch()
+        # Set once an assignment's recorded flushes are set up for rebuilding. aiokafka hands out
+        # the records of new partitions while `on_partitions_assigned` still awaits (it marks the
+        # reassignment done before it calls the listener): delivered then, they were taken for
+        # new data before the rebuild of the flush they belong to was known.
+        self._assigned = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -181,6 +188,7 @@ class WriterRole:
     async def partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         """Before partitions go: store and commit what was gathered, so they change hands at a
         committed offset."""
+        self._assigned.clear()  # deliveries wait for the next assignment's rebuilds
         if revoked:
             await self._exporter.idle()
         for tp in revoked:
@@ -195,6 +203,13 @@ class WriterRole:
         another cluster or an earlier topic (whose offsets mean other records). The cluster's id
         is looked up again on every assignment: the same address may now lead to a new cluster,
         and plans are read and recorded under the id of the one the offsets come from."""
+        self._assigned.clear()
+        try:
+            await self._set_up_rebuilds()
+        finally:
+            self._assigned.set()
+
+    async def _set_up_rebuilds(self) -> None:
         partitions = list(self._consumer.assignment())
         if await self._retried("identify the cluster", self._use_cluster) is None:
             return  # stopping
@@ -238,6 +253,15 @@ class WriterRole:
     # -- consuming -------------------------------------------------------------------------------
 
     async def _deliver(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        if not self._assigned.is_set():
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._assigned, self._stopping)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        if self._stopping.is_set() or tp not in self._consumer.assignment():
+            return  # polled before a rebalance took the partition away: its new owner reads it
         limit = self._exporter.limit(tp)
         position = self._positions.get(tp, records[0].offset)
         if limit is not None:
@@ -262,37 +286,50 @@ class WriterRole:
                 rows = []
 
     async def _decode(self, m: ConsumerRecord, table: Table) -> list[Row]:
-        """The message's rows: one (schema version 1, or no version header) or one per line
-        (version 2). A record that cannot be stored goes to the dead-letter topic alone (for
-        version 2, that line); the message's other records are stored. Deterministic, so a
-        replayed range decodes to the same rows."""
-        version = header(m.headers, H_SCHEMA)
-        one_row = version is None or version == SCHEMA_VERSION
-        if not one_row and version != SCHEMA_VERSION_NDJSON:
-            await self._dead_letter(m, m.value, ValueError(f"unsupported schema-version {version!r}"))
-            return []
-        if m.value is None:
-            await self._dead_letter(m, m.value, ValueError("message has no value"))
-            return []
-        rows = []
-        bad: list[_BadRecord] = []
-        for i, value in enumerate([m.value] if one_row else m.value.split(b"\n")):
-            if not one_row and not value.strip():
-                continue  # blank lines (a trailing newline) are no records
-            try:
-                rows.append(_checked_row(value, table))
-            except _InvalidRow as e:
-                bad.append(_BadRecord(value, e, "invalid_row", None if one_row else i))
-            except Exception as e:
-                bad.append(_BadRecord(value, e, "decode", None if one_row else i))
+        """The message's rows (`_records_of`); what cannot be stored goes to the dead-letter
+        topic."""
+        rows, bad = _records_of(m, table)
         if bad:
             await self._dead_letters(m, bad)
         return rows
 
-    async def _dead_letter(
-        self, m: ConsumerRecord, value: bytes | None, error: Exception, reason: str = "decode"
-    ) -> None:
-        await self._dead_letters(m, [_BadRecord(value, error, reason, None)])
+    async def _read_rest(self, ranges: Ranges) -> Batch:
+        """The rows of a split flush's partitions held by other members, read by offset with a
+        consumer of no group (nothing committed, no partition taken), decoded as `_deliver`
+        decodes. Their bad records are left out as the original flush left them out (their
+        dead letters were sent by whoever consumed them). Raises if a range cannot be read in
+        full within a minute (e.g. retention deleted it)."""
+        reader = make_reader(self._ks, self._bootstrap)
+        await reader.start()
+        try:
+            wanted = {tp: (start, end) for tp, (start, end) in ranges.items() if end > start}
+            reader.assign(list(wanted))
+            for tp, (start, _) in wanted.items():
+                reader.seek(tp, start)
+            batch = Batch()
+            deadline = asyncio.get_running_loop().time() + 60
+            while wanted:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(
+                        f"{len(wanted)} partitions not read in full: {sorted(map(str, wanted))}"
+                    )
+                polled = await reader.getmany(timeout_ms=500, max_records=self._max_rows)
+                for tp, records in polled.items():
+                    if tp not in wanted:
+                        continue
+                    end = wanted[tp][1]
+                    table = self._tables[tp.topic]
+                    for m in records:
+                        if m.offset < end:
+                            batch.extend(_batch_of(table, _records_of(m, table)[0]))
+                for tp in list(wanted):
+                    # The position, not the last record: a transaction's marker takes an offset.
+                    if await reader.position(tp) >= wanted[tp][1]:
+                        reader.pause(tp)
+                        del wanted[tp]
+            return batch
+        finally:
+            await stop_client(reader)
 
     async def _dead_letters(self, m: ConsumerRecord, bad: list[_BadRecord]) -> None:
         """Each record (the message, or lines of it) to the dead-letter topic, with the message's
@@ -370,6 +407,32 @@ class _NewInferences:
             ).result_rows
             stored.update(f"{i}/{v}" for i, v in found)
         return stored
+
+
+def _records_of(m: ConsumerRecord, table: Table) -> tuple[list[Row], list[_BadRecord]]:
+    """The message's rows: one (schema version 1, or no version header) or one per line (version
+    2), and its records that cannot be stored (for version 2, each line alone: the message's other
+    records are stored). Deterministic, so a replayed range decodes to the same rows."""
+    version = header(m.headers, H_SCHEMA)
+    one_row = version is None or version == SCHEMA_VERSION
+    if not one_row and version != SCHEMA_VERSION_NDJSON:
+        return [], [
+            _BadRecord(m.value, ValueError(f"unsupported schema-version {version!r}"), "decode", None)
+        ]
+    if m.value is None:
+        return [], [_BadRecord(None, ValueError("message has no value"), "decode", None)]
+    rows = []
+    bad: list[_BadRecord] = []
+    for i, value in enumerate([m.value] if one_row else m.value.split(b"\n")):
+        if not one_row and not value.strip():
+            continue  # blank lines (a trailing newline) are no records
+        try:
+            rows.append(_checked_row(value, table))
+        except _InvalidRow as e:
+            bad.append(_BadRecord(value, e, "invalid_row", None if one_row else i))
+        except Exception as e:
+            bad.append(_BadRecord(value, e, "decode", None if one_row else i))
+    return rows, bad
 
 
 def _key(row: Row) -> str:

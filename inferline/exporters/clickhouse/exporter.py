@@ -28,8 +28,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 import structlog
@@ -65,10 +66,15 @@ class RecordedFlush(NamedTuple):
 
     token: str
     ranges: Ranges
-    # False for a share of a flush split by a rebalance (told in the log; a share is rebuilt like
-    # a whole flush: what ClickHouse has of it is not inserted again).
+    # False for a share of a flush split by a rebalance (told in the log). Without the rest of the
+    # flush a share is rebuilt like a flush processed again: what ClickHouse has of it is not
+    # inserted again.
     exact: bool = True
     left_out: frozenset[str] = frozenset()  # keys of the rows the original insert left out
+    # A share's rest: the ranges of the flush's partitions held elsewhere, and the token of the
+    # whole flush. An exporter with a `RestReader` reads them and inserts the whole flush again.
+    rest: Mapping[Source, tuple[int, int]] = MappingProxyType({})
+    whole: str = ""
 
 
 class PlanBook(Protocol):
@@ -100,6 +106,9 @@ class InsertFilter(Protocol):
 
 
 StoredCallback = Callable[[Ranges], Awaitable[None]]
+# Reads the rows of source partitions' offset ranges that this consumer does not hold (a share's
+# rest), as the consumer's own deliveries would carry them; raises if it cannot.
+RestReader = Callable[[Ranges], Awaitable[Batch]]
 
 _BLOCKED = 0  # `limit` when a partition must not read at all for now
 
@@ -114,10 +123,12 @@ class ClickHouseExporter:
         insert_filter: InsertFilter | None = None,
         quiet_s: float | None = None,
         replays_exactly: bool = False,
+        read_rest: RestReader | None = None,
     ) -> None:
         self._inserter = inserter
         # The source's records read back as the same rows (see the module's docstring).
         self._replays_exactly = replays_exactly
+        self._read_rest = read_rest if replays_exactly else None
         # Flush once no delivery came for this long (None: wait out the delay): when the sources
         # go quiet, what is gathered is all there is for now, and waiting longer only keeps it out
         # of queries (the Kafka writer, whose delay is long so that busy flushes are few).
@@ -255,6 +266,7 @@ class ClickHouseExporter:
         batch, ranges = self._batch, {p: (s, e) for p, (s, e) in self._ranges.items()}
         self._batch, self._ranges, self._rows = Batch(), {}, 0
         rebuilt = self._replay.popleft() if self._replay else None
+        rest = await self._rest_of(rebuilt) if rebuilt is not None else None
         token: str | None = None  # recorded at the first attempt; retries keep it
         n = len(batch)
         self._in_flight += n
@@ -264,8 +276,10 @@ class ClickHouseExporter:
             while True:
                 started = time.monotonic()
                 try:
-                    if n and rebuilt is not None:
-                        batch = await loop.run_in_executor(self._io, self._insert_rebuilt, batch, rebuilt)
+                    if rebuilt is not None and (n or rest):
+                        batch = await loop.run_in_executor(
+                            self._io, self._insert_rebuilt, batch, rebuilt, rest
+                        )
                     elif n:
                         if token is None:
                             batch, plan = await loop.run_in_executor(self._io, self._record, batch, ranges)
@@ -307,14 +321,40 @@ class ClickHouseExporter:
             batch, left_out = self._filter.filter_new(batch)
         return batch, self._plans.record_flush(ranges, left_out)
 
-    def _insert_rebuilt(self, batch: Batch, flush: RecordedFlush) -> Batch:
-        if self._replays_exactly and flush.exact:
+    async def _rest_of(self, flush: RecordedFlush) -> Batch | None:
+        """A share's rest, read from the partitions held elsewhere; None if there is none to read
+        (or it cannot be read: the share is then stored on its own, as before rest reading)."""
+        if not flush.rest or self._read_rest is None:
+            return None
+        try:
+            return await self._read_rest(dict(flush.rest))
+        except Exception as e:
+            # Only the views can be short then: a flush that reached its tables before the crash
+            # and not its views stays uncounted for the rows of this share.
+            log.error(
+                "the rest of a flush split by a rebalance could not be read; its share is stored alone",
+                flush=flush.whole,
+                error=error_summary(e),
+            )
+            return None
+
+    def _insert_rebuilt(self, batch: Batch, flush: RecordedFlush, rest: Batch | None) -> Batch:
+        """Inserts a rebuilt flush; returns the rows of `batch` it stored (for the metrics)."""
+        if self._replays_exactly and (flush.exact or rest is not None):
             # The original insert again: ClickHouse drops what it has, in tables and views alike.
+            # A share with its rest is the whole flush again, under the whole flush's token.
+            whole = batch
+            if rest is not None:
+                whole = Batch()
+                whole.extend(batch)
+                whole.extend(rest)
             if self._filter is not None:
-                batch = self._filter.filter_recorded(batch, flush.left_out)
-            self._inserter.insert(batch, flush.token)
-        else:
-            self._inserter.insert_missing(batch, flush.token)
+                whole = self._filter.filter_recorded(whole, flush.left_out)
+            self._inserter.insert(whole, flush.whole or flush.token)
+            if rest is None:
+                return whole
+            return batch if self._filter is None else self._filter.filter_recorded(batch, flush.left_out)
+        self._inserter.insert_missing(batch, flush.token)
         return batch
 
     # -- stopping --------------------------------------------------------------------------------

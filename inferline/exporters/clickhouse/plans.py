@@ -11,10 +11,12 @@ one cluster say nothing about another's records, so a writer never rebuilds anot
 flush, even when both use the same group name and write into one database.
 
 On assignment a writer loads the plans that still cover offsets past its partitions' committed
-positions and rebuilds them; the exporter inserts from a rebuilt flush only the rows ClickHouse
-does not hold yet. If a rebalance split a plan between writers, each rebuilds its share (named by
-the plan's token plus the partitions it holds): nothing is lost whichever share was stored, and
-nothing is stored twice.
+positions and rebuilds them, inserted again as they were. If a rebalance split a plan between
+writers, each holds a share of it (named by the plan's token plus the partitions it holds) and is
+told the rest of the plan's ranges: the writer reads the rest by offset and inserts the whole
+flush again under its token, so a flush that reached its tables but not the rollups' views is
+completed in the views too (a share alone cannot tell what the views miss). Whichever member
+comes first completes it; the others' inserts are dropped as replays.
 """
 
 from __future__ import annotations
@@ -140,13 +142,37 @@ class ClickHousePlans:
             ranges[token][tp] = (start, end)
             sizes[token] = partitions
             left_out[token] = frozenset(skip)
+        due = {
+            t: held
+            for t, held in ranges.items()
+            if any(committed.get(tp, 0) < e for tp, (_, e) in held.items())
+        }
+        rests = self._rests([t for t, held in due.items() if len(held) < sizes[t]], ranges)
         flushes = []
-        for token, held in ranges.items():  # insertion order: oldest first
-            if not any(committed.get(tp, 0) < end for tp, (_, end) in held.items()):
-                continue
-            if len(held) < sizes[token]:
+        for token, held in due.items():  # insertion order: oldest first
+            if token in rests:
                 share = f"{token}/{','.join(sorted(source_name(tp) for tp in held))}"
-                flushes.append(RecordedFlush(share, held, exact=False, left_out=left_out[token]))
+                flushes.append(
+                    RecordedFlush(
+                        share, held, exact=False, left_out=left_out[token], rest=rests[token], whole=token
+                    )
+                )
             else:
                 flushes.append(RecordedFlush(token, held, left_out=left_out[token]))
         return flushes
+
+    def _rests(self, tokens: list[str], held: dict[str, Ranges]) -> dict[str, Ranges]:
+        """For each share's token: the plan's ranges of the partitions not held here."""
+        if not tokens:
+            return {}
+        rows = self._client.query(
+            f"SELECT token, source, start_offset, end_offset FROM {self._table} FINAL "
+            "WHERE consumer = {c:String} AND cluster = {cluster:String} AND token IN {tokens:Array(String)}",
+            parameters={"c": self._consumer, "cluster": self.cluster, "tokens": tokens},
+        ).result_rows
+        rests: dict[str, Ranges] = {token: {} for token in tokens}
+        for token, source, start, end in rows:
+            tp = _source(source)
+            if tp not in held[token]:
+                rests[token][tp] = (start, end)
+        return rests
