@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from inferline.core.records import Span
+from inferline.core.records import Batch, Span
 from inferline.processors.conventions.messages import finish_reasons
 from inferline.processors.conventions.otel_genai import normalise_provider
 from inferline.processors.normalise import INFERENCE_NAMESPACE, ROW_KEYS, GenAINormaliser
+from inferline.processors.pricing import Pricer
 from tests.genai_examples import (
     PROJECT_ID,
     example,
@@ -1144,6 +1145,102 @@ def test_vercel_v5_anthropic_cache_exclusion_heuristic() -> None:
     assert (row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"]) == (2512, 2000, 500)
     assert row["total_tokens"] == 2542
     assert row["tags"]["inferline.input_tokens_adjusted"] == "vercel_v5_anthropic_cache"
+
+
+def _priced(row: dict[str, Any]) -> dict[str, Any]:
+    Pricer().process(Batch(inferences=[row]))
+    return row
+
+
+def test_vercel_v5_cache_writes_alone_are_added_to_a_cache_less_input() -> None:
+    """A call that created a cache and read none (AI SDK v5, Anthropic: `inputTokens` without
+    cache): an input below its own cache writes cannot include them. It was left unpriced."""
+    span = flat_span(
+        {
+            "ai.operationId": "ai.generateText.doGenerate",
+            "ai.model.provider": "anthropic.messages",
+            "ai.model.id": "claude-sonnet-4-5",
+            "ai.usage.inputTokens": 200,
+            "ai.usage.outputTokens": 100,
+            "ai.usage.totalTokens": 300,
+            "ai.response.providerMetadata": '{"anthropic":{"cacheCreationInputTokens":5000}}',
+        },
+        scope="ai",
+    )
+    row = _priced(_one(GenAINormaliser().normalise([span], [])))
+    assert (row["input_tokens"], row["cache_write_tokens"], row["total_tokens"]) == (5200, 5000, 5300)
+    assert row["tags"]["inferline.input_tokens_adjusted"] == "vercel_v5_anthropic_cache"
+    # 200 × $3/M + 5,000 cache writes × $3.75/M + 100 × $15/M
+    assert row["price_status"] == "priced" and row["total_cost_usd"] == Decimal("0.02085")
+
+
+def test_vercel_v5_bedrock_cache_reads_are_added_to_a_cache_less_input() -> None:
+    span = flat_span(
+        {
+            "ai.operationId": "ai.generateText.doGenerate",
+            "ai.model.provider": "amazon-bedrock",
+            "ai.model.id": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            "ai.usage.inputTokens": 200,
+            "ai.usage.outputTokens": 100,
+            "ai.usage.cachedInputTokens": 3000,
+        },
+        scope="ai",
+    )
+    row = _priced(_one(GenAINormaliser().normalise([span], [])))
+    assert (row["input_tokens"], row["cache_read_tokens"]) == (3200, 3000)
+    assert row["price_status"] == "priced" and row["total_cost_usd"] is not None
+
+
+def test_vercel_v5_google_reasoning_outside_output_is_billed_as_output() -> None:
+    """AI SDK v5's Google provider reported `candidatesTokenCount` as output and thinking tokens
+    apart; the total (input + output + reasoning) shows it. Google bills thinking as output."""
+    span = flat_span(
+        {
+            "ai.operationId": "ai.generateText.doGenerate",
+            "ai.model.provider": "google.generative-ai",
+            "ai.model.id": "gemini-2.5-pro",
+            "ai.usage.inputTokens": 1000,
+            "ai.usage.outputTokens": 100,
+            "ai.usage.reasoningTokens": 900,
+            "ai.usage.totalTokens": 2000,
+        },
+        scope="ai",
+    )
+    row = _priced(_one(GenAINormaliser().normalise([span], [])))
+    assert (row["output_tokens"], row["reasoning_tokens"], row["total_tokens"]) == (1000, 900, 2000)
+    assert row["tags"]["inferline.output_tokens_adjusted"] == "reasoning_outside_output"
+    # 1,000 × $1.25/M + 1,000 × $10/M (was 100 output tokens: $0.00225)
+    assert row["total_cost_usd"] == Decimal("0.01125")
+
+
+def test_reasoning_inside_output_is_left_alone() -> None:
+    span = flat_span(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "o3-mini",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 2000,
+            "gen_ai.usage.reasoning.output_tokens": 1500,
+        }
+    )
+    row = _one(GenAINormaliser().normalise([span], []))
+    assert (row["output_tokens"], row["total_tokens"]) == (2000, 3000)
+    assert "inferline.output_tokens_adjusted" not in row["tags"]
+
+
+def test_output_missing_is_the_total_less_the_input() -> None:
+    span = flat_span(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 1000,
+            "llm.usage.total_tokens": 1500,
+        }
+    )
+    row = _one(GenAINormaliser().normalise([span], []))
+    assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (1000, 500, 1500)
 
 
 def test_vercel_legacy_ms_to_first_chunk_event_only() -> None:

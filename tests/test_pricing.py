@@ -150,6 +150,23 @@ def test_impossible_provided_cost_is_dropped_for_the_tables() -> None:
     assert r["total_cost_usd"] == Decimal("0.00027") and r["price_status"] == "priced"
 
 
+def test_a_carried_cost_of_zero_for_a_call_that_used_tokens_is_no_cost() -> None:
+    """OpenLIT sends `gen_ai.usage.cost = 0` for every model its price file lacks: such a call is
+    unpriced (never $0), and a model the table knows keeps the table's price even when the
+    carried cost is preferred."""
+    [unknown, known] = priced(
+        _carried("house-llm-1", "vllm", "0"),
+        _carried("gpt-4o-mini-2024-07-18", "openai", "0"),
+        config=PricingConfig(prefer="provided"),
+    )
+    assert unknown["total_cost_usd"] is None and unknown["price_status"] == "unknown_model"
+    assert unknown["provided_cost_usd"] is None
+    assert known["total_cost_usd"] == Decimal("0.00027") and known["price_status"] == "priced"
+    # A call of no tokens that cost nothing is just that.
+    [empty] = priced(dict(_carried("house-llm-1", "vllm", "0"), input_tokens=0, output_tokens=0))
+    assert empty["total_cost_usd"] == Decimal(0) and empty["price_status"] == "provided"
+
+
 def test_prefer_is_validated() -> None:
     with pytest.raises(ValueError, match="prefer"):
         PricingConfig.model_validate({"prefer": "cheapest"})

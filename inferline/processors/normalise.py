@@ -368,7 +368,7 @@ class GenAINormaliser:
 
         call = _call(a, ch, op, conv, indexed, is_vercel, oi_params, oi_response)
         counts, adjusted = tokens(
-            a, ch, is_langfuse, is_vercel, call.provider, oi_response.usage(a) if oi_response else None
+            a, ch, is_langfuse, is_vercel, oi_response.usage(a) if oi_response else None
         )
         streaming, ttft = streaming_and_ttft(a, ch, oi_params, span.start_ns, is_langfuse, is_vercel, ev)
         if ttft is not None and span.end_ns > span.start_ns and ttft > (span.end_ns - span.start_ns) / 1e6:
@@ -426,7 +426,7 @@ class GenAINormaliser:
         _, tagged = scan(a)
         oi_meta = openinference.metadata(a) if "metadata" in a else None
         ids = span_ids(a, self._chains_full, (oi_meta,))
-        meta = metadata(a, self._chains_full, tagged, oi_meta, None, False, False)
+        meta = metadata(a, self._chains_full, tagged, oi_meta, None, False, {})
         if not any(ids) and not meta.tags and not meta.labels:
             return None
         return Inherited(*ids, meta.tags, meta.labels)

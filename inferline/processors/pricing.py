@@ -167,6 +167,10 @@ def _provided(row: Row) -> _Costs | None:
     total = row.get("total_cost_usd")
     if not isinstance(total, Decimal) or not _plausible(total):
         return None  # an impossible carried cost: only the table's counts
+    if not total and (row.get("input_tokens") or row.get("output_tokens")):
+        # A call that used tokens and cost nothing: OpenLIT's value for a model its price file
+        # lacks. Taken as no cost at all, so the call counts as unpriced instead of free.
+        return None
 
     def part(column: str) -> Decimal | None:
         v = row.get(column)

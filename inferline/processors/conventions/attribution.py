@@ -129,13 +129,11 @@ def metadata(
     oi_meta: dict[str, Any] | None,
     lf_meta: dict[str, Any] | None,
     is_langfuse: bool,
-    adjusted: bool,
+    adjusted: dict[str, str],
 ) -> RowMetadata:
     """Free metadata as string tags (a later source overwrites an earlier one's key), and list-style
-    tags as labels (first occurrence kept)."""
-    tags: dict[str, str] = {}
-    if adjusted:
-        tags["inferline.input_tokens_adjusted"] = "vercel_v5_anthropic_cache"
+    tags as labels (first occurrence kept). `adjusted`: the tags of token counts made inclusive."""
+    tags: dict[str, str] = dict(adjusted)
     if oi_meta:
         for k, v in oi_meta.items():
             tags[k] = tag_value(v)

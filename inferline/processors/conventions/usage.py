@@ -66,11 +66,11 @@ def tokens(
     ch: Chains,
     is_langfuse: bool,
     is_vercel: bool,
-    provider: str | None,
     response: ResponseUsage | None = None,
-) -> tuple[TokenCounts, bool]:
-    """The row's token counts, and whether input was adjusted for the AI SDK v5 Anthropic bug.
-    `response` is the usage of a raw response document, for counts no attribute carries."""
+) -> tuple[TokenCounts, dict[str, str]]:
+    """The row's token counts, and the tags that say which counts were made inclusive (see
+    `_inclusive`). `response` is the usage of a raw response document, for counts no attribute
+    carries."""
     inp = first_count(a, ch.input)
     out = first_count(a, ch.output)
     total = first_count(a, ch.total)
@@ -111,13 +111,13 @@ def tokens(
                 reasoning = vercel_ai.metadata_reasoning(pm)
     if _IN_DETAILS in a or _OUT_DETAILS in a:
         cache_read, cache_write, reasoning = _langsmith_details(a, cache_read, cache_write, reasoning)
-    adjusted = False
-    if is_vercel and provider == "anthropic" and cache_read and inp is not None and inp < cache_read:
-        # AI SDK v5 reported Anthropic inputTokens without cache: make it inclusive (heuristic).
-        inp += cache_read + (cache_write or 0)
-        adjusted = True
     if total is None and "gen_ai.client.token.usage" in a:  # OpenLIT mid-2025
         total = as_count(a["gen_ai.client.token.usage"])
+    adjusted = _NO_ADJUSTMENT
+    if cache_read or cache_write or reasoning or (out is None and total is not None):
+        inp, out, total, adjusted = _inclusive(
+            inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0, is_vercel
+        )
     inp = inp or 0
     out = out or 0
     if total is None:
@@ -127,6 +127,44 @@ def tokens(
         TokenCounts, (inp, out, total, cache_read or 0, cache_write or 0, reasoning or 0, details)
     )
     return counts, adjusted
+
+
+_NO_ADJUSTMENT: dict[str, str] = {}  # shared, never written: most rows need none
+INPUT_ADJUSTED = "inferline.input_tokens_adjusted"
+OUTPUT_ADJUSTED = "inferline.output_tokens_adjusted"
+
+
+def _inclusive(
+    inp: int | None,
+    out: int | None,
+    total: int | None,
+    cache_read: int,
+    cache_write: int,
+    reasoning: int,
+    is_vercel: bool,
+) -> tuple[int | None, int | None, int | None, dict[str, str]]:
+    """Input that includes its cache and output that includes its reasoning, where the counts
+    show the sender left them out; and the tags saying so. Only what the counts prove:
+    - an input below its own cache reads and writes cannot include them (AI SDK v5 reported
+      Anthropic's and Bedrock's cache-less `inputTokens`; an instrumentation copying Anthropic's
+      `input_tokens`): they are added. An exclusive input above its cache cannot be told apart.
+    - a total of input + output + reasoning means output left reasoning out (AI SDK v5's Google
+      provider: `candidatesTokenCount` without `thoughtsTokenCount`, billed at the output price).
+    - output missing with input and total known is their difference.
+    A total that was input + output before is input + output after."""
+    adjusted: dict[str, str] = {}
+    if out is None and total is not None and inp is not None and total >= inp:
+        out = total - inp
+    elif reasoning and out is not None and total is not None and total == (inp or 0) + out + reasoning:
+        out += reasoning
+        adjusted[OUTPUT_ADJUSTED] = "reasoning_outside_output"
+    cached = cache_read + cache_write
+    if cached and (inp or 0) < cached:
+        if total is not None and total == (inp or 0) + (out or 0):
+            total += cached
+        inp = (inp or 0) + cached
+        adjusted[INPUT_ADJUSTED] = "vercel_v5_anthropic_cache" if is_vercel else "cache_outside_input"
+    return inp, out, total, adjusted or _NO_ADJUSTMENT
 
 
 def _langsmith_details(
