@@ -19,7 +19,7 @@ import contextlib
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -99,6 +99,7 @@ class ReadOnlySql:
     ) -> None:
         self._url = url
         self._database = database
+        self._max_result_bytes = max_result_bytes
         self._limits = {
             "max_execution_time": str(max_execution_s),
             "max_memory_usage": str(max_memory_bytes),
@@ -126,7 +127,8 @@ class ReadOnlySql:
             pool = self._pools.get((project_id, purpose))
             if pool is None:
                 extra = _API_SETTINGS if purpose == "api" else {}
-                pool = _Pool(lambda: self._open(project_id, extra), _POOL_SIZES[purpose])
+                cap = self._max_result_bytes if purpose == "sql" else None  # the API's queries are ours
+                pool = _Pool(lambda: self._open(project_id, extra, cap), _POOL_SIZES[purpose])
                 self._pools[(project_id, purpose)] = pool
         return pool.lend()
 
@@ -144,20 +146,42 @@ class ReadOnlySql:
         conn.query("SET readonly = 1")  # last: from here on no setting can change
         return conn
 
-    def _open(self, project_id: str, extra: dict[str, str]) -> _Session:
+    def _open(self, project_id: str, extra: dict[str, str], cap: int | None) -> _Session:
+        """A session; with `cap`, a result past that many bytes is refused (`_at_most`)."""
         if self._url.startswith("chdb:"):
             conn = self._chdb_connection(project_id, extra)
             self._closers.append(conn)
 
             def run_chdb(query: str, fmt: str, params: dict[str, str]) -> bytes:
-                return conn.query(query, fmt, params=_chdb_params(params)).bytes() or b""
+                params = _chdb_params(params)
+                if cap is None:
+                    return conn.query(query, fmt, params=params).bytes() or b""
+                try:
+                    result = conn.send_query(query, fmt, params=params)
+                except Exception as e:
+                    if _NOT_STREAMABLE not in str(e):
+                        raise
+                    return _at_most(cap, [conn.query(query, fmt, params=params).bytes()])  # EXPLAIN, DESCRIBE
+                try:
+                    chunks = _at_most_chunks(cap, (chunk.bytes() for chunk in result))
+                finally:
+                    result.cancel()  # a no-op once read to the end; frees a result cut short
+                if len(chunks) <= 1 or fmt in _CONCATENABLE:
+                    return b"".join(chunks)
+                # chDB writes each chunk of a format with a header or a footer (JSON, CSVWithNames,
+                # Parquet, Pretty) as a document of its own: the whole one, now known to fit.
+                return conn.query(query, fmt, params=params).bytes() or b""
 
             return run_chdb
-        client = connect(self._url, self._database, {**self._settings(project_id, extra), "readonly": "1"})
+        settings = {**self._settings(project_id, extra), "readonly": "1"}
+        client = connect(self._url, self._database, settings)
         self._closers.append(client)
 
         def run_http(query: str, fmt: str, params: dict[str, str]) -> bytes:
-            return client.raw_query(query, parameters=params or None, fmt=fmt)
+            if cap is None:
+                return client.raw_query(query, parameters=params or None, fmt=fmt)
+            with client.raw_stream(query, parameters=params or None, fmt=fmt) as chunks:
+                return _at_most(cap, chunks)
 
         return run_http
 
@@ -232,6 +256,40 @@ _API_SETTINGS = {
     "output_format_json_quote_decimals": "0",
     "format_csv_null_representation": "",
 }
+
+
+_NOT_STREAMABLE = "Streaming query is not supported"  # chDB's answer to a statement that is no query
+# Formats whose chunks, as chDB streams them, join into the whole result (no header, no footer).
+_CONCATENABLE = frozenset(
+    {
+        "TabSeparated", "TabSeparatedRaw", "TSV", "TSVRaw", "CSV", "JSONEachRow", "JSONLines", "NDJSON",
+        "JSONCompactEachRow", "JSONStringsEachRow", "Native", "RowBinary", "Values", "LineAsString", "Raw",
+    }
+)  # fmt: skip
+
+
+def _at_most_chunks(limit: int, chunks: Iterable[bytes]) -> list[bytes]:
+    """The result's chunks, refused once they pass `limit` bytes. The engine's own
+    `max_result_bytes` counts blocks in memory, where a constant or LowCardinality column is one
+    value however many rows it has: `SELECT repeat('x', 100) FROM numbers(2e7)` passed it and
+    built 2 GB of output in the service's memory. Counted here as the output is read, and cut
+    short past it."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise SqlError(
+                400,
+                f"the result is over {limit:,} bytes (INFERLINE_SQL__MAX_RESULT_BYTES): "
+                "aggregate, add a LIMIT or narrow the range",
+            )
+        parts.append(chunk)
+    return parts
+
+
+def _at_most(limit: int, chunks: Iterable[bytes]) -> bytes:
+    return b"".join(_at_most_chunks(limit, chunks))
 
 
 def _param_text(value: Any) -> str:
