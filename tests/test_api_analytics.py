@@ -438,6 +438,32 @@ def test_breakdowns_by_model_user_tenant_feature_and_tag(known: Service) -> None
     assert [g["key"] for g in slowest_provider] == ["vllm"]
 
 
+def test_a_range_ends_at_the_microsecond_it_names_as_the_list_does(service: Service) -> None:
+    """Times are stored to the nanosecond, the API's to the microsecond, inclusive: a range that
+    starts and ends at a call's time (copied from the list) holds that call in the analytics too."""
+    at = BASE - 2 * HOUR + timedelta(seconds=17)
+    start_ns = int(at.timestamp()) * 10**9 + 123_497_228
+    spans = []
+    for _ in range(3):
+        one = span(Call(at, "gpt-4o-mini", "openai", 10.0, None, 100, 10, "u_ns", "acme", "", True))
+        one["startTimeUnixNano"], one["endTimeUnixNano"] = str(start_ns), str(start_ns + 10_000_000)
+        spans.append(one)
+    r = httpx.post(
+        f"{service.http_url}/v1/traces",
+        content=traces_json(spans),
+        headers={"Authorization": f"Bearer {service.key}", "content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    service.settle()
+    moment = iso(at + timedelta(microseconds=123_497))
+    for source in ("raw", "auto"):
+        got = ask(service, "overview", from_date=moment, to_date=moment, source=source)
+        assert got["requests"] == 3, (source, got)
+    series = ask(service, "timeseries", from_date=moment, to_date=moment, interval="minute")
+    assert sum(p["requests"] for p in series["points"]) == 3, series
+
+
 def test_time_series_buckets(known: Service) -> None:
     hours = ask(
         known, "timeseries", interval="hour", from_date=iso(BASE), to_date=iso(BASE + 3 * HOUR - MINUTE)

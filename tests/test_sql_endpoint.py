@@ -112,6 +112,11 @@ def test_resource_limits_stop_runaway_queries_not_the_service(service: Service) 
     assert service.sql("SELECT 1") == "1\n"
 
 
+def test_common_table_expressions_and_aliases_named_like_tables_run(service: Service) -> None:
+    assert service.sql("WITH t AS (SELECT model FROM llm_inferences) SELECT count() >= 0 FROM t") == "1\n"
+    assert service.sql("SELECT count() AS projects FROM llm_inferences ORDER BY projects") != ""
+
+
 def test_describe_of_a_data_table_works(service: Service) -> None:
     assert "total_cost_usd\tNullable(Decimal(18, 12))" in service.sql("DESCRIBE TABLE llm_inferences")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferline.api.sql_guard import SqlError, check_single_statement, split_format
+from inferline.api.sql_guard import SqlError, check_ast, check_single_statement, split_format
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +42,45 @@ def test_semicolons_in_strings_comments_and_names_are_fine(query: str) -> None:
 def test_format_clause_is_split_off() -> None:
     assert split_format("SELECT 1 FORMAT JSONEachRow") == ("SELECT 1", "JSONEachRow")
     assert split_format("SELECT 1;") == ("SELECT 1", None)
+
+
+def _ast(query: str) -> str:
+    """The engine's own syntax tree of `query`, as the endpoint reads it."""
+    import chdb
+
+    return str(chdb.query(f"EXPLAIN AST {query}", "TabSeparatedRaw").bytes().decode())
+
+
+TABLES = frozenset({"llm_inferences", "otel_traces", "api_keys", "projects", "flush_plans"})
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "query",
+    [
+        "WITH t AS (SELECT model FROM llm_inferences) SELECT count() FROM t",
+        "WITH t AS (SELECT 1 AS x) SELECT x FROM t WHERE x IN t",
+        "SELECT count() AS projects FROM llm_inferences ORDER BY projects",
+        "SELECT model AS api_keys FROM llm_inferences WHERE api_keys != ''",
+        "SELECT trace_id FROM llm_inferences WHERE span_id IN (SELECT SpanId FROM otel_traces)",
+    ],
+)
+def test_common_table_expressions_and_aliases_named_like_tables_are_no_tables(query: str) -> None:
+    check_ast(_ast(query), "default", TABLES)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT 1 WHERE 'x' IN flush_plans",  # a table of the database on no list: refused all the same
+        "SELECT * FROM flush_plans",
+        "SELECT 1 WHERE 'x' NOT IN api_keys",
+        "SELECT 1 WHERE 'x' GLOBAL IN projects",
+        "WITH api_keys AS (SELECT 1) SELECT * FROM api_keys",  # a name that is a table's is refused
+        "SELECT 1 WHERE 'x' IN default.t",
+    ],
+)
+def test_tables_on_no_list_are_refused(query: str) -> None:
+    with pytest.raises(SqlError, match="not readable"):
+        check_ast(_ast(query), "default", TABLES)

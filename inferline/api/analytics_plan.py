@@ -234,8 +234,11 @@ def _segment_query(shape: _Shape, seg: Segment, i: int, raw_where: str, params: 
         conditions.append(f"start_time >= {{s{i}_lo:{lo_type}}}")
         params[f"s{i}_lo"] = lo_text
         if seg.end is not None:
-            op = "<=" if seg.end_inclusive else "<"
-            conditions.append(f"start_time {op} {{s{i}_hi:{lo_type}}}")
+            # Inclusive to the microsecond, as the filters are (stored times have nanoseconds).
+            hi = f"{{s{i}_hi:{lo_type}}}"
+            conditions.append(
+                f"start_time < addMicroseconds({hi}, 1)" if seg.end_inclusive else f"start_time < {hi}"
+            )
             params[f"s{i}_hi"] = _text(seg.end, 6)
         aggregates = [f"{a.state} AS {a.name}" for a in shape.aggregates]
         group = f" GROUP BY {', '.join(k.rsplit(' AS ', 1)[1] for k in keys)}" if keys else ""

@@ -103,7 +103,7 @@ FROM (
 """
 _WHERE = (
     "project_id = {project:String} AND start_time >= {since:DateTime64(6, 'UTC')} "
-    "AND start_time <= {until:DateTime64(6, 'UTC')} AND success"
+    "AND start_time < addMicroseconds({until:DateTime64(6, 'UTC')}, 1) AND success"
 )
 _REPEAT_WHERE = _WHERE + " AND prompt_messages NOT IN ('', '[]')"
 _TOP = (

@@ -19,6 +19,7 @@ import contextlib
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -107,6 +108,8 @@ class ReadOnlySql:
             "result_overflow_mode": "throw",
         }
         self._pools: dict[tuple[str, str], _Pool] = {}
+        self._table_names: frozenset[str] = frozenset()
+        self._tables_at = -_TABLES_TTL_S
         self._closers: list[Any] = []
         self._lock = threading.Lock()
 
@@ -234,7 +237,7 @@ class ReadOnlySql:
         with self._session(project_id) as session:
             try:
                 ast = session(f"EXPLAIN AST {query}", "TabSeparatedRaw", params)
-                check_ast(ast.decode(errors="replace"), self._database)
+                check_ast(ast.decode(errors="replace"), self._database, self._tables(session))
                 return session(query, fmt, params), fmt
             except SqlError:
                 raise
@@ -243,6 +246,18 @@ class ReadOnlySql:
                 if "READONLY" in message:
                     raise SqlError(403, "this endpoint is read-only: " + message) from None
                 raise SqlError(400, message) from None
+
+    def _tables(self, session: _Session) -> frozenset[str]:
+        """The database's tables (what a bare name in a query can mean), looked up at most every
+        `_TABLES_TTL_S`."""
+        now = time.monotonic()
+        if now - self._tables_at > _TABLES_TTL_S:
+            listed = session(
+                "SELECT name FROM system.tables WHERE database = currentDatabase()", "TabSeparatedRaw", {}
+            )
+            self._table_names = frozenset(listed.decode().split())
+            self._tables_at = now
+        return self._table_names
 
     def close(self) -> None:
         for closer in self._closers:
@@ -258,6 +273,7 @@ _API_SETTINGS = {
 }
 
 
+_TABLES_TTL_S = 30.0  # a table created since (a migration, a writer's staging table) is known within this
 _NOT_STREAMABLE = "Streaming query is not supported"  # chDB's answer to a statement that is no query
 # Formats whose chunks, as chDB streams them, join into the whole result (no header, no footer).
 _CONCATENABLE = frozenset(

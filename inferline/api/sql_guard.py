@@ -10,6 +10,7 @@ names of tables outside the readable set (`x IN api_keys`).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 # Table → the column holding the project id: the only data a key may read.
 PROJECT_TABLES = {
@@ -115,9 +116,10 @@ def check_single_statement(query: str) -> None:
             i += 1
 
 
-def check_ast(ast: str, database: str) -> None:
+def check_ast(ast: str, database: str, tables: Collection[str] = ()) -> None:
     """Raise SqlError(403) unless the AST (`EXPLAIN AST` text) is one SELECT or DESCRIBE that
-    names only readable tables and harmless functions."""
+    names only readable tables and harmless functions. `tables`: the tables the database holds,
+    so that a name that is none of them (a `WITH t AS (…)` query's `t`) is left to the engine."""
     lines = [line for line in ast.splitlines() if line.strip()]
     if not lines:
         raise SqlError(400, "empty query")
@@ -131,34 +133,46 @@ def check_ast(ast: str, database: str) -> None:
     top = [line for line in lines[1:] if _depth(line) == 1]
     if len(top) != 1:
         raise SqlError(403, "INTO OUTFILE and SETTINGS clauses are not allowed here")
+    unreadable = (frozenset(tables) - PROJECT_TABLES.keys()) | _INTERNAL_TABLES
     previous = ""
+    ancestors: list[tuple[int, str, str]] = []  # (depth, kind, name) of the nodes above this line
     for line in lines:
         match = _NODE.match(line)
         if not match:
             continue
-        kind, name = match.group(2), match.group(3) or ""
-        if kind == "TableIdentifier" or (kind == "Identifier" and _is_table_name(name, database)):
-            _check_table(name, database)
+        depth, kind, name = len(match.group(1)), match.group(2), match.group(3) or ""
+        while ancestors and ancestors[-1][0] >= depth:
+            ancestors.pop()
+        if kind == "TableIdentifier" or (kind == "Identifier" and _names_a_set(ancestors)):
+            _check_table(name, database, unreadable)
         elif kind == "Function":
             if previous == "TableExpression" and name not in SAFE_TABLE_FUNCTIONS:
                 raise SqlError(403, f"table function {name}() is not allowed here")
             if _denied(name):
                 raise SqlError(403, f"function {name}() is not allowed here")
+        ancestors.append((depth, kind, name))
         previous = kind
+
+
+# `x IN name`: the one place an expression names a table (any other identifier is a column or an
+# alias, whatever its name: `count() AS projects … ORDER BY projects`).
+_IN_FUNCTIONS = frozenset(
+    {"in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn", "globalNullIn", "globalNotNullIn"}
+)
+
+
+def _names_a_set(ancestors: list[tuple[int, str, str]]) -> bool:
+    """An identifier that is an argument of an IN function (its list of arguments, then it)."""
+    return (
+        len(ancestors) >= 2
+        and ancestors[-1][1] == "ExpressionList"
+        and ancestors[-2][1] == "Function"
+        and ancestors[-2][2] in _IN_FUNCTIONS
+    )
 
 
 def _depth(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
-
-
-def _is_table_name(name: str, database: str) -> bool:
-    """An identifier that names a table of ours or a system table (e.g. `x IN api_keys`)."""
-    db, _, table = name.rpartition(".")
-    return db.lower() in _OTHER_DATABASES or (db in ("", database) and table in _INTERNAL_TABLES)
-
-
-# Databases no query here may name (a `db.name` identifier elsewhere is a table alias and column).
-_OTHER_DATABASES = frozenset({"system", "information_schema"})
 
 
 _INTERNAL_TABLES = frozenset(
@@ -182,10 +196,12 @@ _INTERNAL_TABLES = frozenset(
 )
 
 
-def _check_table(name: str, database: str) -> None:
+def _check_table(name: str, database: str, unreadable: frozenset[str]) -> None:
     db, _, table = name.rpartition(".")
     if db in ("", database) and table in PROJECT_TABLES:
         return
     if db == "system" and table in SAFE_SYSTEM_TABLES:
         return
+    if not db and table not in unreadable:
+        return  # no table of the database: a common table expression's name, or the engine says so
     raise SqlError(403, f"table {name} is not readable here; readable: {', '.join(sorted(PROJECT_TABLES))}")
