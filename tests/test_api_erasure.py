@@ -144,6 +144,19 @@ def test_an_id_is_a_value_never_sql(svc: Service, seeded: dict[str, Any]) -> Non
     assert held(svc, ALICE) == seeded["alice"]
 
 
+def test_an_id_with_a_slash_is_exported_and_erased(svc: Service, seeded: dict[str, Any]) -> None:
+    carol = "org/carol"
+    post_json(svc, "/v1/traces", traces_json([json_span({"user.id": carol}, name="login")]), svc.key)
+    path = "/default/users/" + quote(carol, safe="")
+    exported = admin(svc, "GET", path + "/export")
+    assert exported.status_code == 200, exported.text
+    rows = [orjson.loads(line) for line in exported.text.splitlines()]
+    assert [r["SpanAttributes"]["user.id"] for r in rows if r["table"] == "otel_traces"] == [carol]
+    erased = admin(svc, "DELETE", path)
+    assert erased.status_code == 200 and erased.json()["rows_removed"] >= 1, erased.text
+    assert admin(svc, "GET", path + "/export").text == ""
+
+
 def test_erasing_a_user_removes_their_rows_everywhere_and_nothing_else(
     svc: Service, seeded: dict[str, Any]
 ) -> None:

@@ -125,6 +125,16 @@ def test_the_ledger_api_needs_a_key_and_sees_only_its_project(service: Service) 
     assert other == 401
 
 
+def test_an_inverted_range_is_refused_not_called_balanced(service: Service) -> None:
+    r = httpx.get(
+        f"{service.api_url}/api/v1/ledger",
+        params={"since": "2026-12-06T00:00:00Z", "until": "2026-12-01T00:00:00Z"},
+        headers={"Authorization": f"Bearer {service.key}"},
+        timeout=10,
+    )
+    assert r.status_code == 422 and "since is after until" in r.text, r.text
+
+
 @pytest.mark.kafka
 @pytest.mark.e2e
 def test_kafka_roles_keep_the_same_ledger(tmp_path: Path) -> None:

@@ -232,6 +232,23 @@ def test_the_csv_export_takes_the_score_filter_in_the_query_string(service: Serv
         params={"from_date": sent["from"], "score": "relevance"},
     )
     assert bad.status_code == 422
+    # One score's conditions in two parameters both hold (the last one alone let 0.91 through).
+    r = api(
+        service,
+        "GET",
+        "/api/v1/metrics/inferences/export",
+        service.key,
+        params=[("from_date", sent["from"]), ("score", "relevance:0.95:"), ("score", "relevance::1")],
+    )
+    assert r.status_code == 200 and sent["first"] not in r.text, r.text  # none: 0.91 < 0.95
+    clash = api(
+        service,
+        "GET",
+        "/api/v1/metrics/inferences/export",
+        service.key,
+        params=[("from_date", sent["from"]), ("score", "relevance:0.9:"), ("score", "relevance:0.8:")],
+    )
+    assert clash.status_code == 422 and "two min conditions" in clash.text
 
 
 def test_analytics_averages_each_score_per_model(service: Service, sent: dict) -> None:

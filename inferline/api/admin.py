@@ -170,6 +170,7 @@ def revoke_key(key_id: KeyId, who: AdminDep, ctx: ContextDep) -> Key:
 
 
 # Right to erasure and portability (GDPR): an end user's or a session's rows, for the admin key.
+# `:path` in the routes: a sender's id may hold a slash (`org/alice`), which arrives decoded.
 SubjectId = Annotated[
     str,
     Path(min_length=1, max_length=MAX_ID_CHARS, description="The id as stored (`user_id` / `session_id`)."),
@@ -248,7 +249,7 @@ _ERASE_DOC = (
 
 
 @router.delete(
-    "/projects/{project_id}/users/{user_id}",
+    "/projects/{project_id}/users/{user_id:path}",
     response_model=Erased,
     summary="Erase an end user's data",
     description=_ERASE_DOC.format(what="end user", usage=" and the usage rollup's rows of the user"),
@@ -259,7 +260,7 @@ def erase_user(project_id: ProjectId, user_id: SubjectId, who: AdminDep, ctx: Co
 
 
 @router.delete(
-    "/projects/{project_id}/sessions/{session_id}",
+    "/projects/{project_id}/sessions/{session_id:path}",
     response_model=Erased,
     summary="Erase a session's data",
     description=_ERASE_DOC.format(what="session", usage=""),
@@ -270,7 +271,7 @@ def erase_session(project_id: ProjectId, session_id: SubjectId, who: AdminDep, c
 
 
 @router.get(
-    "/projects/{project_id}/users/{user_id}/export",
+    "/projects/{project_id}/users/{user_id:path}/export",
     summary="Export an end user's data (JSONL)",
     description="Everything held about the end user, one JSON object per row with its `table`.",
     response_class=StreamingResponse,
@@ -283,7 +284,7 @@ def export_user(
 
 
 @router.get(
-    "/projects/{project_id}/sessions/{session_id}/export",
+    "/projects/{project_id}/sessions/{session_id:path}/export",
     summary="Export a session's data (JSONL)",
     description="Everything held about the session, one JSON object per row with its `table`.",
     response_class=StreamingResponse,

@@ -153,19 +153,28 @@ def _export_request(query: BaseModel) -> ExportRequest:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise _query_error("tag", "tag must be key=value", item)
+        if tags.get(key, value) != value:
+            raise _query_error("tag", f"tag {key} is given twice: one value per key", item)
         tags[key] = value
     if tags:
         data["tags"] = tags
+    # One score's conditions may come in several parameters (`score=relevance=relevant&
+    # score=relevance::0.7`): they combine, as in the POST body; the same one twice is refused.
     scores: dict[str, dict[str, str]] = {}
     for item in query.score:  # type: ignore[attr-defined]
         name, sep, label = item.partition("=")
         if sep and name:
-            scores[name] = {"label": label}
-            continue
-        name, *bounds = item.rsplit(":", 2)  # the name may hold colons; the bounds cannot
-        if len(bounds) != 2 or not name:
-            raise _query_error("score", "score must be name:min:max or name=label", item)
-        scores[name] = {k: v for k, v in zip(("min", "max"), bounds, strict=True) if v}
+            condition = {"label": label}
+        else:
+            name, *bounds = item.rsplit(":", 2)  # the name may hold colons; the bounds cannot
+            if len(bounds) != 2 or not name:
+                raise _query_error("score", "score must be name:min:max or name=label", item)
+            condition = {k: v for k, v in zip(("min", "max"), bounds, strict=True) if v}
+        held = scores.setdefault(name, {})
+        for field, value in condition.items():
+            if held.get(field, value) != value:
+                raise _query_error("score", f"score {name} is given two {field} conditions", item)
+        held.update(condition)
     if scores:
         data["scores"] = scores
     try:

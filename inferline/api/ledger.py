@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from inferline.api.deps import CallerDep, ContextDep, audit
@@ -49,6 +50,10 @@ def read_ledger(
 ) -> Ledger:
     end = _clamp(_utc(until)) if until else datetime.now(UTC)
     start = _clamp(_utc(since)) if since else end - timedelta(hours=1)
+    if start > end:  # an empty ledger would read "balanced"
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "since"), "msg": "since is after until", "input": None}]
+        )
     rows = ctx.sql.rows(
         who.project_id,
         "SELECT minute, signal, outcome, reason, sum(records) AS records FROM ingest_ledger FINAL "
