@@ -937,6 +937,36 @@ def test_langsmith_llm_span() -> None:
     assert row["streaming"] is False
 
 
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        # Cache writes by lifetime (Anthropic's 5-minute and 1-hour buckets): writes, not plain input.
+        (
+            '{"input": 100, "input_cache_creation_5m": 300, "input_cache_creation_1h": 200, "output": 40}',
+            (600, 40, 0, 500, 0),
+        ),
+        # OpenAI Responses shape: input and output inclusive, details apart (was read as Anthropic's).
+        (
+            '{"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 1024}, "output_tokens": 85, '
+            '"output_tokens_details": {"reasoning_tokens": 40}, "total_tokens": 1285}',
+            (1200, 85, 1024, 0, 40),
+        ),
+    ],
+)
+def test_langfuse_usage_shapes(usage: str, expected: tuple[int, ...]) -> None:
+    span = flat_span(
+        {
+            "langfuse.observation.type": "generation",
+            "langfuse.observation.model.name": "gpt-4o-mini",
+            "langfuse.observation.usage_details": usage,
+        },
+        scope="langfuse-sdk",
+    )
+    row = _one(GenAINormaliser().normalise([span], []))
+    got = (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"], row["cache_write_tokens"])
+    assert (*got, row["reasoning_tokens"]) == expected
+
+
 def test_langfuse_split_buckets_error_level_and_quoted_metadata() -> None:
     span = flat_span(
         {

@@ -68,6 +68,16 @@ def usage(a: dict[str, Any]) -> Usage | None:
         if type(ctd) is dict:
             u.reasoning = _first(ctd, "reasoning_tokens")
         return u
+    if "input_tokens_details" in d or "output_tokens_details" in d:  # OpenAI Responses: inclusive
+        u.input = _first(d, "input_tokens")
+        u.output = _first(d, "output_tokens")
+        u.total = _first(d, "total_tokens", "total")
+        itd, otd = d.get("input_tokens_details"), d.get("output_tokens_details")
+        if type(itd) is dict:
+            u.cache_read = _first(itd, "cached_tokens")
+        if type(otd) is dict:
+            u.reasoning = _first(otd, "reasoning_tokens")
+        return u
     if "input_tokens" in d and "input" not in d:  # Anthropic-shaped: input excludes cache
         u.cache_read = _first(d, "cache_read_input_tokens")
         u.cache_write = _first(d, "cache_creation_input_tokens")
@@ -94,6 +104,10 @@ def usage(a: dict[str, Any]) -> Usage | None:
     u.total = _first(d, "total", "total_tokens")
     u.cache_read = _first(d, "input_cached_tokens", "input_cache_read", "cache_read_input_tokens")
     u.cache_write = _first(d, "input_cache_creation", "input_cache_write", "cache_creation_input_tokens")
+    if u.cache_write is None:  # by cache lifetime (Anthropic's 5-minute and 1-hour writes)
+        lifetimes = [as_count(v) for k, v in d.items() if k.startswith("input_cache_creation_")]
+        if any(n is not None for n in lifetimes):
+            u.cache_write = sum(n for n in lifetimes if n is not None)
     u.reasoning = _first(d, "output_reasoning_tokens", "output_reasoning")
     return u
 
