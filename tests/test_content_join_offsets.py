@@ -137,12 +137,16 @@ def test_evicted_entries_are_released() -> None:
     assert n.held_offsets() == {(LOGS, 0): 2, (SPANS, 0): 101}
 
 
-def test_a_replayed_span_replaces_its_remembered_row_and_hold() -> None:
+def test_a_span_repeated_in_a_later_record_is_a_retry_and_makes_no_second_row() -> None:
+    """A sender's retry (the same span in another request) within the window: no second
+    version-1 row for the rollups to count; the first record keeps its hold (a replay from it
+    rebuilds the row). The same record read again (a replay) makes its row again."""
     n = GenAINormaliser()
-    n.normalise([_span(1, offset=10)], [])
-    n.normalise([_span(1, offset=12)], [])
+    assert len(n.normalise([_span(1, offset=10)], [])) == 1
+    assert n.normalise([_span(1, offset=12)], []) == [] and n.repeats == 1
     assert n.emitted_size == 1
-    assert n.held_offsets() == {(SPANS, 0): 12}
+    assert n.held_offsets() == {(SPANS, 0): 10}
+    assert len(n.normalise([_span(1, offset=10)], [])) == 1  # the same record again
 
 
 def test_forget_drops_the_entries_of_revoked_partitions() -> None:

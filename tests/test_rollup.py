@@ -65,3 +65,24 @@ def test_rollup_matches_the_inference_table(service: Service) -> None:
         "FROM llm_inferences_by_minute GROUP BY model ORDER BY model"
     )
     assert by_model == "gpt-4o-mini-2024-07-18\t11\t1900\nin-house-llm\t1\t1900\n"
+
+
+def test_a_request_sent_twice_is_counted_once_by_the_rollups(service: Service) -> None:
+    """An exporter that timed out sends its request again: the table collapses the copies, and the
+    rollups (the analytics' default source) count the calls once too."""
+    body = traces_json([json_span(GENAI_ATTRIBUTES, name="retried") for _ in range(3)])
+    trace_ids = [s["traceId"] for s in orjson.loads(body)["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    send(service, "/v1/traces", body)
+    send(service, "/v1/traces", body)  # the retry
+    service.settle()
+    ids = ", ".join(f"'{t}'" for t in trace_ids)
+    assert service.sql(f"SELECT count() FROM llm_inferences FINAL WHERE trace_id IN ({ids})") == "3\n"
+    stored = service.sql(
+        "SELECT sum(calls) FROM llm_inferences_by_minute WHERE minute >= "
+        f"(SELECT toStartOfMinute(min(start_time)) FROM llm_inferences WHERE trace_id IN ({ids}))"
+    )
+    raw = service.sql(
+        "SELECT count() FROM llm_inferences FINAL WHERE start_time >= "
+        f"(SELECT toStartOfMinute(min(start_time)) FROM llm_inferences WHERE trace_id IN ({ids}))"
+    )
+    assert stored == raw, (stored, raw)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -150,6 +151,13 @@ class GenAINormaliser:
         # Every span is a link for the window: room for many more of them than of kept rows.
         self._ancestry = Ancestry(join_window_s, 10 * max(0, int(max_pending)), max(0, int(max_pending)))
         self._id_keys = ID_KEYS | frozenset(self.tenant_keys)
+        # The model calls made rows within the window, with the record (request) each came in:
+        # the same span in another request is a sender's retry (an exporter that timed out and
+        # sent again), whose row would be counted twice by the rollups (they count every
+        # version-1 row they are given; the table collapses the copies, the views cannot).
+        self._calls: OrderedDict[JoinKey, tuple[Any, float]] = OrderedDict()
+        self._max_calls = 10 * max(0, int(max_pending))
+        self.repeats = 0  # model-call spans skipped as retries of a span already made a row
         self._layouts: dict[tuple[str, ...], KeyLayout] = {}
         # Per call of `normalise`, by id of a resource attribute dict: its spans share the dict, and
         # hold it (so the id stays its own) while the call runs.
@@ -210,6 +218,24 @@ class GenAINormaliser:
         now = self._clock()
         self._join.expire(now)
         self._ancestry.expire(now)
+        self._expire_calls(now)
+
+    def _expire_calls(self, now: float) -> None:
+        calls = self._calls
+        while calls and (len(calls) > self._max_calls or next(iter(calls.values()))[1] <= now):
+            calls.popitem(last=False)
+
+    def _repeated(self, key: JoinKey, span: Span, now: float) -> bool:
+        """Whether this model call made a row from another record within the window (then it is
+        a retry, and skipped); remembers it otherwise. A record read again (a batch rerun entry by
+        entry, a replay) is the same record: its row is made again."""
+        if span.origin is None:
+            return False
+        seen = self._calls.get(key)
+        if seen is not None and seen[0] != span.origin:
+            return True
+        self._calls[key] = (span.origin, now + self._join.window_s)
+        return False
 
     def forget(self, partitions: list[Partition]) -> int:
         """Drop what the join holds from records of `partitions` (revoked from this consumer)."""
@@ -223,6 +249,7 @@ class GenAINormaliser:
         join = self._join
         join.expire(now)
         self._ancestry.expire(now)
+        self._expire_calls(now)
         batch_content: dict[JoinKey, EventContent] = {}
         # Kafka coordinates of the content logs, per span (stays None in embedded mode).
         batch_origins: dict[JoinKey, Origins] | None = None
@@ -263,6 +290,9 @@ class GenAINormaliser:
                 continue
             key = (span.project_id, span.trace_id, span.span_id)
             content = batch_content.pop(key, None)
+            if self._repeated(key, span, now):
+                self.repeats += 1
+                continue
             origins: Origins = None
             if key in waiting:
                 content, origins = join.take(key, content)
