@@ -36,6 +36,21 @@ def test_an_oversized_streamed_body_is_refused(service: Service) -> None:
     assert service.sql("SELECT 1") == "1\n"  # and the endpoint goes on serving
 
 
+def test_an_oversized_streamed_json_body_is_a_413_not_a_parse_error(service: Service) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"from_date": "2026-01-01T00:00:00Z", "search": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}'
+
+    r = httpx.post(
+        f"{service.api_url}{LIST}",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {service.key}", "content-type": "application/json"},
+    )
+    assert r.status_code == 413 and "request body over" in r.json()["detail"], r.text
+
+
 def test_a_date_that_overflows_utc_is_a_422(service: Service) -> None:
     r = httpx.post(
         f"{service.api_url}{LIST}",

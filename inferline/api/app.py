@@ -80,20 +80,32 @@ class BodyLimit:
             await _too_large(self.max_bytes)(scope, receive, send)
             return
         seen = 0
+        refused = False  # the 413 is sent: the app is told the client left, and nothing it sends goes out
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge
+                    # Answered here, not by raising: a route that parses its body (FastAPI) turns
+                    # any error while reading it into a 400 "error parsing the body".
+                    refused = True
+                    await _too_large(self.max_bytes)(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(self.max_bytes)(scope, receive, send)
+            await self.app(scope, limited, unless_refused)
+        except Exception:
+            if not refused:
+                raise
 
 
 # Every API answer may quote stored content (prompts are hostile text): no browser may read one
@@ -112,10 +124,6 @@ def with_api_headers(app: ASGIApp) -> ResponseHeaders:
     """The API port's finished app with API_RESPONSE_HEADERS on every answer outside the dashboard
     (wrapped outside Starlette's error middleware, which answers a 500 without them)."""
     return ResponseHeaders(app, API_RESPONSE_HEADERS, skip_prefix="/ui/", keep_own=True)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _too_large(limit: int) -> Response:
