@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -47,6 +46,7 @@ from inferline.processors.conventions.attribution import (
     resource_facts,
     span_ids,
 )
+from inferline.processors.conventions.call_memory import CallMemory
 from inferline.processors.conventions.classify import convention as detect_convention
 from inferline.processors.conventions.classify import model_call_operation
 from inferline.processors.conventions.content_join import (
@@ -151,13 +151,10 @@ class GenAINormaliser:
         # Every span is a link for the window: room for many more of them than of kept rows.
         self._ancestry = Ancestry(join_window_s, 10 * max(0, int(max_pending)), max(0, int(max_pending)))
         self._id_keys = ID_KEYS | frozenset(self.tenant_keys)
-        # The model calls made rows within the window, with the record (request) each came in:
-        # the same span in another request is a sender's retry (an exporter that timed out and
-        # sent again), whose row would be counted twice by the rollups (they count every
-        # version-1 row they are given; the table collapses the copies, the views cannot).
-        self._calls: OrderedDict[JoinKey, tuple[Any, float]] = OrderedDict()
-        self._max_calls = 10 * max(0, int(max_pending))
+        # Retries and wrapper spans of calls already made rows (see call_memory).
+        self._calls = CallMemory(join_window_s, 10 * max(0, int(max_pending)))
         self.repeats = 0  # model-call spans skipped as retries of a span already made a row
+        self.wrappers = 0  # model-call spans skipped as another span of a call already made a row
         self._layouts: dict[tuple[str, ...], KeyLayout] = {}
         # Per call of `normalise`, by id of a resource attribute dict: its spans share the dict, and
         # hold it (so the id stays its own) while the call runs.
@@ -218,24 +215,7 @@ class GenAINormaliser:
         now = self._clock()
         self._join.expire(now)
         self._ancestry.expire(now)
-        self._expire_calls(now)
-
-    def _expire_calls(self, now: float) -> None:
-        calls = self._calls
-        while calls and (len(calls) > self._max_calls or next(iter(calls.values()))[1] <= now):
-            calls.popitem(last=False)
-
-    def _repeated(self, key: JoinKey, span: Span, now: float) -> bool:
-        """Whether this model call made a row from another record within the window (then it is
-        a retry, and skipped); remembers it otherwise. A record read again (a batch rerun entry by
-        entry, a replay) is the same record: its row is made again."""
-        if span.origin is None:
-            return False
-        seen = self._calls.get(key)
-        if seen is not None and seen[0] != span.origin:
-            return True
-        self._calls[key] = (span.origin, now + self._join.window_s)
-        return False
+        self._calls.expire(now)
 
     def forget(self, partitions: list[Partition]) -> int:
         """Drop what the join holds from records of `partitions` (revoked from this consumer)."""
@@ -249,7 +229,8 @@ class GenAINormaliser:
         join = self._join
         join.expire(now)
         self._ancestry.expire(now)
-        self._expire_calls(now)
+        calls = self._calls
+        calls.expire(now)
         batch_content: dict[JoinKey, EventContent] = {}
         # Kafka coordinates of the content logs, per span (stays None in embedded mode).
         batch_origins: dict[JoinKey, Origins] | None = None
@@ -290,7 +271,7 @@ class GenAINormaliser:
                 continue
             key = (span.project_id, span.trace_id, span.span_id)
             content = batch_content.pop(key, None)
-            if self._repeated(key, span, now):
+            if calls.repeated(key, span.origin):
                 self.repeats += 1
                 continue
             origins: Origins = None
@@ -301,6 +282,15 @@ class GenAINormaliser:
             except Exception as e:  # a span that still fails is skipped and counted
                 self._failed(span, e)
                 continue
+            parent = (span.project_id, span.trace_id, span.parent_span_id)
+            tokens = (row["input_tokens"], row["output_tokens"])
+            if calls.nested(key, parent, tokens):
+                # Another span of a call that made its row: no row of its own, but a link still,
+                # so the spans under it are attributed through it.
+                self.wrappers += 1
+                anc.record(key, span.parent_span_id, _passed_on_by(own), now, None)
+                continue
+            calls.remember(key, parent, span.origin, tokens, now)
             missing = None
             if span.parent_span_id:
                 found, missing = anc.resolve(span.project_id, span.trace_id, span.parent_span_id)
@@ -329,10 +319,7 @@ class GenAINormaliser:
                 if emitted is not None:
                     join.remember(key, emitted, now, origins)
             # A model call is seldom the ancestor of another: its link holds no offsets.
-            passes_on = (
-                own if own.user_id or own.session_id or own.tenant_id or own.tags or own.labels else None
-            )
-            anc.record(key, span.parent_span_id, passes_on, now, None)
+            anc.record(key, span.parent_span_id, _passed_on_by(own), now, None)
         # Rows whose missing ancestor came in this batch: a new version when it changes them.
         for w in anc.woken():
             try:
@@ -460,6 +447,11 @@ class GenAINormaliser:
         if not any(ids) and not meta.tags and not meta.labels:
             return None
         return Inherited(*ids, meta.tags, meta.labels)
+
+
+def _passed_on_by(own: Inherited) -> Inherited | None:
+    """What a model call passes on to the spans under it (None: nothing)."""
+    return own if own.user_id or own.session_id or own.tenant_id or own.tags or own.labels else None
 
 
 class Built(NamedTuple):

@@ -1,0 +1,74 @@
+"""The model calls the normaliser made rows of within the join window: which record (request) each
+came in, its token counts, and its parent. Two kinds of span would otherwise be counted twice by
+the rollups, which count every version-1 row they are given (the table collapses copies of one
+row; the views cannot):
+
+- a *retry*: the same span in another record (an exporter that timed out and sent again);
+- a *wrapper*: a model-call span whose direct parent or child is a model call with the same token
+  counts (LangChain's `ChatOpenAI` span around the OpenAI instrumentor's span of the same call,
+  both `LLM` spans with the same usage). The call seen first keeps its row.
+
+A record read again (a batch rerun entry by entry, a replay) is the same record: not a retry.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, NamedTuple
+
+from inferline.processors.conventions.content_join import JoinKey
+
+Tokens = tuple[int, int]  # (input, output)
+
+
+class _Call(NamedTuple):
+    origin: Any  # the record the span came in (topic, partition, offset)
+    deadline: float
+    tokens: Tokens
+    parent: JoinKey
+
+
+class CallMemory:
+    def __init__(self, window_s: float, max_calls: int) -> None:
+        self.window_s = window_s
+        self.max_calls = max_calls
+        self._calls: OrderedDict[JoinKey, _Call] = OrderedDict()
+        self._children: dict[JoinKey, list[Tokens]] = {}  # parent -> its remembered calls' tokens
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def repeated(self, key: JoinKey, origin: Any) -> bool:
+        """The span made a row from another record within the window (None: origin unknown)."""
+        if origin is None:
+            return False
+        seen = self._calls.get(key)
+        return seen is not None and seen.origin is not None and seen.origin != origin
+
+    def nested(self, key: JoinKey, parent: JoinKey, tokens: Tokens) -> bool:
+        """A direct parent or child of this call is a remembered call with the same counts."""
+        if tokens == (0, 0):
+            return False  # no usage: nothing to count twice, and no evidence it is one call
+        above = self._calls.get(parent)
+        if above is not None and above.tokens == tokens:
+            return True
+        return tokens in self._children.get(key, ())
+
+    def remember(self, key: JoinKey, parent: JoinKey, origin: Any, tokens: Tokens, now: float) -> None:
+        if key in self._calls:
+            self._forget(key)
+        self._calls[key] = _Call(origin, now + self.window_s, tokens, parent)
+        self._children.setdefault(parent, []).append(tokens)
+
+    def expire(self, now: float) -> None:
+        calls = self._calls
+        while calls and (len(calls) > self.max_calls or next(iter(calls.values())).deadline <= now):
+            self._forget(next(iter(calls)))
+
+    def _forget(self, key: JoinKey) -> None:
+        call = self._calls.pop(key)
+        siblings = self._children.get(call.parent)
+        if siblings is not None:
+            siblings.remove(call.tokens)
+            if not siblings:
+                del self._children[call.parent]

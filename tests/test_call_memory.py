@@ -1,0 +1,91 @@
+"""One model call, one row: a sender's retry of a span, and two spans of one call (LangChain's
+`ChatOpenAI` LLM span around the OpenAI instrumentor's LLM span, both with the call's usage), make
+one inference row, whichever comes first; distinct calls keep theirs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from inferline.core.records import Span
+from inferline.processors.normalise import GenAINormaliser
+from tests.genai_examples import make_span
+
+pytestmark = pytest.mark.unit
+
+TRACE = "5" * 32
+WRAPPER, CALL, OTHER = "a" * 16, "b" * 16, "c" * 16
+
+
+def _llm(
+    span_id: str, parent: str, name: str, prompt: int, completion: int, offset: int, **extra: Any
+) -> Span:
+    """An OpenInference LLM span, as the LangChain and OpenAI instrumentors make them."""
+    span = make_span(
+        {
+            "traceId": TRACE,
+            "spanId": span_id,
+            "parentSpanId": parent,
+            "name": name,
+            "attributes": {
+                "openinference.span.kind": "LLM",
+                "llm.provider": "openai",
+                "llm.model_name": "gpt-4o-mini",
+                "llm.token_count.prompt": prompt,
+                "llm.token_count.completion": completion,
+                **extra,
+            },
+        }
+    )
+    span.origin = ("otlp_spans", 0, offset)
+    return span
+
+
+def _names(rows: list[dict[str, Any]]) -> list[str]:
+    return sorted(r["span_id"] for r in rows)
+
+
+def test_the_inner_span_of_a_call_seen_first_keeps_its_row() -> None:
+    n = GenAINormaliser()
+    inner = _llm(CALL, WRAPPER, "ChatCompletion", 100, 20, 1)
+    outer = _llm(WRAPPER, "", "ChatOpenAI", 100, 20, 1)
+    assert _names(n.normalise([inner, outer], [])) == [CALL]  # children end, and are sent, first
+    assert n.wrappers == 1
+
+
+def test_the_outer_span_seen_first_in_an_earlier_batch_keeps_its_row() -> None:
+    n = GenAINormaliser()
+    assert _names(n.normalise([_llm(WRAPPER, "", "ChatOpenAI", 100, 20, 1)], [])) == [WRAPPER]
+    assert n.normalise([_llm(CALL, WRAPPER, "ChatCompletion", 100, 20, 2)], []) == []
+
+
+def test_nested_calls_with_other_usage_are_calls_of_their_own() -> None:
+    """An agent's LLM span over two calls (its usage their sum), and a child of no usage."""
+    n = GenAINormaliser()
+    spans = [
+        _llm(CALL, WRAPPER, "ChatCompletion", 100, 20, 1),
+        _llm(OTHER, WRAPPER, "ChatCompletion", 50, 5, 1),
+        _llm(WRAPPER, "", "agent", 150, 25, 1),
+        _llm("d" * 16, CALL, "tool", 0, 0, 1),
+    ]
+    assert len(n.normalise(spans, [])) == 4 and n.wrappers == 0
+
+
+def test_a_retried_request_makes_no_second_row_and_a_rerun_record_does() -> None:
+    n = GenAINormaliser()
+    first = _llm(CALL, "", "ChatCompletion", 100, 20, 7)
+    assert len(n.normalise([first], [])) == 1
+    assert n.normalise([_llm(CALL, "", "ChatCompletion", 100, 20, 9)], []) == [] and n.repeats == 1
+    assert len(n.normalise([_llm(CALL, "", "ChatCompletion", 100, 20, 7)], [])) == 1  # the same record
+
+
+def test_what_the_skipped_span_names_still_reaches_the_call() -> None:
+    """The outer span carries the user (LangChain metadata): the inner call's row is attributed
+    through it, though the outer span makes no row."""
+    n = GenAINormaliser()
+    inner = _llm(CALL, WRAPPER, "ChatCompletion", 100, 20, 1)
+    outer = _llm(WRAPPER, "", "ChatOpenAI", 100, 20, 1, **{"user.id": "u_42"})
+    rows = n.normalise([inner, outer], [])
+    latest = max(rows, key=lambda r: r["version"])  # a new version once its ancestor is known
+    assert {r["span_id"] for r in rows} == {CALL} and latest["user_id"] == "u_42"
