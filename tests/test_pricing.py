@@ -167,6 +167,17 @@ def test_a_carried_cost_of_zero_for_a_call_that_used_tokens_is_no_cost() -> None
     assert empty["total_cost_usd"] == Decimal(0) and empty["price_status"] == "provided"
 
 
+def test_an_unknown_response_model_is_priced_as_the_request_only_when_it_is_a_variant_of_it() -> None:
+    newer, other = priced(
+        # A snapshot newer than the table: priced as the model asked for.
+        row("gpt-4o-mini-2099-01-01", "openai", 1000, 200, request_model="gpt-4o-mini"),
+        # Another name: another model, whatever was asked for.
+        row("gpt-4o-mystery-2099-01-01", "openai", 1000, 200, request_model="gpt-4o-mini"),
+    )
+    assert newer["price_status"] == "priced" and newer["total_cost_usd"] == Decimal("0.00027")
+    assert other["price_status"] == "unknown_model" and other["total_cost_usd"] is None
+
+
 def test_prefer_is_validated() -> None:
     with pytest.raises(ValueError, match="prefer"):
         PricingConfig.model_validate({"prefer": "cheapest"})

@@ -184,6 +184,14 @@ def _set_provided(row: Row, costs: _Costs) -> None:
     row["price_status"] = "provided"
 
 
+def _variant_of(model: str, requested: str) -> bool:
+    """Whether the response's model may be priced as the requested one: the same name with a
+    snapshot or variant after it (`gpt-4o` answered by `gpt-4o-2024-11-20`, newer than the
+    table), or no response model at all. Another name (`gpt-4o-mini` answered by an unknown
+    `gpt-4o-mystery`) is another model: unpriced, never priced as the one asked for."""
+    return not model or model.lower().startswith(requested.lower())
+
+
 def _tier_price(prices: TieredPrices, input_tokens: int) -> Decimal:
     """genai-prices' "cliff" tiers: past a tier's start (in input tokens, cache included) that
     tier's price applies to every token."""
@@ -231,8 +239,9 @@ class Pricer:
             self._set(row, *override.cost(row), "override")
             return
         info = self._model_info(provider, model)
-        if info is _NOT_FOUND and row.get("request_model") and row["request_model"] != model:
-            info = self._model_info(provider, row["request_model"])
+        requested = row.get("request_model") or ""
+        if info is _NOT_FOUND and requested and requested != model and _variant_of(model, requested):
+            info = self._model_info(provider, requested)
         if info is _NOT_FOUND:
             row["input_cost_usd"] = row["output_cost_usd"] = row["total_cost_usd"] = None
             row["price_status"] = "unknown_model"
