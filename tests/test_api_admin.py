@@ -109,6 +109,8 @@ def test_a_project_key_cannot_use_admin_routes(admin_service: Service, method: s
     r = api(admin_service, method, path, admin_service.key, json={"project_id": "x"})
     assert r.status_code == 403 and "not the admin key" in r.json()["detail"]
     assert api(admin_service, method, path, None, json={"project_id": "x"}).status_code == 401
+    unknown = api(admin_service, method, path, "no-such-key", json={"project_id": "x"})
+    assert unknown.status_code == 401 and "unknown or revoked" in unknown.json()["detail"]
 
 
 def test_the_admin_key_reads_no_data(admin_service: Service) -> None:

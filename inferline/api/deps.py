@@ -103,6 +103,8 @@ def admin(
         raise HTTPException(403, "the admin API is off: set INFERLINE_ADMIN_KEY to enable it")
     digest = hashlib.sha256(key.encode()).hexdigest()
     if not hmac.compare_digest(digest, ctx.admin_key_sha256):
+        if ctx.keys.project_for(key) is None:  # no key at all: as on every other route
+            raise _unauthorized("unknown or revoked key: send 'Authorization: Bearer <admin key>'")
         raise HTTPException(403, "this key is not the admin key")
     return Caller("", key_id(key))
 
