@@ -50,5 +50,12 @@ def test_results_in_formats_with_a_header_are_whole_documents(store: Client, tmp
         body, _ = sql.run("default", "SELECT number AS n FROM numbers(300000) FORMAT CSVWithNames", None, {})
         lines = body.splitlines()
         assert lines[0] == b'"n"' and len(lines) == 300001 and lines.count(b'"n"') == 1
+        # No rows: still the document (a stream of no chunks is no document at all).
+        body, _ = sql.run(
+            "default", "SELECT count() AS n FROM llm_inferences GROUP BY model FORMAT JSON", None, {}
+        )
+        assert orjson.loads(body)["data"] == []
+        body, _ = sql.run("default", "SELECT model FROM llm_inferences FORMAT CSVWithNames", None, {})
+        assert body == b'"model"\n'
     finally:
         sql.close()

@@ -169,10 +169,11 @@ class ReadOnlySql:
                     chunks = _at_most_chunks(cap, (chunk.bytes() for chunk in result))
                 finally:
                     result.cancel()  # a no-op once read to the end; frees a result cut short
-                if len(chunks) <= 1 or fmt in _CONCATENABLE:
+                if fmt in _CONCATENABLE or len(chunks) == 1:
                     return b"".join(chunks)
                 # chDB writes each chunk of a format with a header or a footer (JSON, CSVWithNames,
-                # Parquet, Pretty) as a document of its own: the whole one, now known to fit.
+                # Parquet, Pretty) as a document of its own, and none for no rows: the whole
+                # document (`{"data": []}` for none), now known to fit.
                 return conn.query(query, fmt, params=params).bytes() or b""
 
             return run_chdb
