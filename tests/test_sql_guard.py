@@ -62,6 +62,8 @@ TABLES = frozenset({"llm_inferences", "otel_traces", "api_keys", "projects", "fl
         "WITH t AS (SELECT 1 AS x) SELECT x FROM t WHERE x IN t",
         "SELECT count() AS projects FROM llm_inferences ORDER BY projects",
         "SELECT model AS api_keys FROM llm_inferences WHERE api_keys != ''",
+        "WITH 1 AS projects SELECT 'p2' IN projects",  # the alias, before any table (checked)
+        "SELECT 1 AS projects, projects AS y, 'p2' IN y",
         "SELECT trace_id FROM llm_inferences WHERE span_id IN (SELECT SpanId FROM otel_traces)",
     ],
 )
@@ -78,6 +80,13 @@ def test_common_table_expressions_and_aliases_named_like_tables_are_no_tables(qu
         "SELECT 1 WHERE 'x' NOT IN api_keys",
         "SELECT 1 WHERE 'x' GLOBAL IN projects",
         "WITH api_keys AS (SELECT 1) SELECT * FROM api_keys",  # a name that is a table's is refused
+        # An alias of a table's name reads the table in IN (review: membership tests on projects).
+        "WITH projects AS x SELECT 'p2' IN x",
+        "WITH api_keys AS x, x AS y SELECT ('h', 'p2') GLOBAL IN y",
+        "WITH projects AS projects, projects AS x SELECT 'p2' IN x",
+        "SELECT 1 WHERE 'x' IN system.tables",
+        "SELECT inIgnoreSet('p2', projects)",
+        "SELECT 1 AS a WHERE 'x' IN information_schema.tables",
         "SELECT 1 WHERE 'x' IN default.t",
     ],
 )

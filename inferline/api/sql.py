@@ -173,8 +173,9 @@ class ReadOnlySql:
                     return b"".join(chunks)
                 # chDB writes each chunk of a format with a header or a footer (JSON, CSVWithNames,
                 # Parquet, Pretty) as a document of its own, and none for no rows: the whole
-                # document (`{"data": []}` for none), now known to fit.
-                return conn.query(query, fmt, params=params).bytes() or b""
+                # document (`{"data": []}` for none), known to fit unless the query answers
+                # differently the second time (`randConstant()`): then refused all the same.
+                return _at_most(cap, [conn.query(query, fmt, params=params).bytes() or b""])
 
             return run_chdb
         settings = {**self._settings(project_id, extra), "readonly": "1"}
@@ -280,7 +281,7 @@ _NOT_STREAMABLE = "Streaming query is not supported"  # chDB's answer to a state
 _CONCATENABLE = frozenset(
     {
         "TabSeparated", "TabSeparatedRaw", "TSV", "TSVRaw", "CSV", "JSONEachRow", "JSONLines", "NDJSON",
-        "JSONCompactEachRow", "JSONStringsEachRow", "Native", "RowBinary", "Values", "LineAsString", "Raw",
+        "JSONCompactEachRow", "JSONStringsEachRow", "Native", "RowBinary", "LineAsString", "Raw",
     }
 )  # fmt: skip
 

@@ -134,6 +134,7 @@ def check_ast(ast: str, database: str, tables: Collection[str] = ()) -> None:
     if len(top) != 1:
         raise SqlError(403, "INTO OUTFILE and SETTINGS clauses are not allowed here")
     unreadable = (frozenset(tables) - PROJECT_TABLES.keys()) | _INTERNAL_TABLES
+    aliases = _aliases(lines)
     previous = ""
     ancestors: list[tuple[int, str, str]] = []  # (depth, kind, name) of the nodes above this line
     for line in lines:
@@ -143,8 +144,14 @@ def check_ast(ast: str, database: str, tables: Collection[str] = ()) -> None:
         depth, kind, name = len(match.group(1)), match.group(2), match.group(3) or ""
         while ancestors and ancestors[-1][0] >= depth:
             ancestors.pop()
-        if kind == "TableIdentifier" or (kind == "Identifier" and _names_a_set(ancestors)):
+        if kind == "TableIdentifier" or (
+            kind == "Identifier" and name not in aliases and _names_a_set(ancestors)
+        ):
             _check_table(name, database, unreadable)
+        elif kind == "Identifier":
+            table = _table_behind(name, aliases, database, unreadable)
+            if table:
+                raise SqlError(403, f"table {table} is not readable here (named through {name})")
         elif kind == "Function":
             if previous == "TableExpression" and name not in SAFE_TABLE_FUNCTIONS:
                 raise SqlError(403, f"table function {name}() is not allowed here")
@@ -154,11 +161,49 @@ def check_ast(ast: str, database: str, tables: Collection[str] = ()) -> None:
         previous = kind
 
 
-# `x IN name`: the one place an expression names a table (any other identifier is a column or an
-# alias, whatever its name: `count() AS projects … ORDER BY projects`).
+# `x IN name`: where an expression names a table, directly or through an alias of the name.
 _IN_FUNCTIONS = frozenset(
-    {"in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn", "globalNullIn", "globalNotNullIn"}
-)
+    {
+        "in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn", "globalNullIn", "globalNotNullIn",
+        "inIgnoreSet", "notInIgnoreSet", "globalInIgnoreSet", "globalNotInIgnoreSet", "nullInIgnoreSet",
+        "notNullInIgnoreSet", "globalNullInIgnoreSet", "globalNotNullInIgnoreSet",
+    }
+)  # fmt: skip
+_ALIAS = re.compile(r"\(alias (\S+?)\)")
+_OTHER_DATABASES = frozenset({"system", "information_schema"})
+
+
+def _aliases(lines: list[str]) -> dict[str, str | None]:
+    """Each alias the query defines, with the identifier it names (None: an expression that is
+    no bare identifier, such as `count() AS projects`, which the engine resolves before any
+    table)."""
+    found: dict[str, str | None] = {}
+    for line in lines:
+        m = _ALIAS.search(line)
+        if m:
+            node = _NODE.match(line)
+            named = node.group(3) if node and node.group(2) == "Identifier" else None
+            found[m.group(1)] = named
+    return found
+
+
+def _table_behind(
+    name: str, aliases: dict[str, str | None], database: str, unreadable: frozenset[str]
+) -> str:
+    """The unreadable table an identifier names, itself or through aliases of identifiers
+    (`WITH projects AS x, x AS y … IN y`); "" if none. An alias of itself (`projects AS
+    projects`) is the table."""
+    seen: set[str] = set()
+    while name in aliases and name not in seen:
+        seen.add(name)
+        target = aliases[name]
+        if target is None:
+            return ""  # an expression: the alias is resolved before any table
+        name = target
+    db, _, table = name.rpartition(".")
+    if db.lower() in _OTHER_DATABASES or (db in ("", database) and table in unreadable):
+        return name
+    return ""
 
 
 def _names_a_set(ancestors: list[tuple[int, str, str]]) -> bool:
