@@ -180,7 +180,7 @@ def test_a_poll_of_many_line_messages_reaches_the_exporter_in_runs_of_about_max_
     writer._max_rows = 5
     writer._assigned, writer._stopping = asyncio.Event(), asyncio.Event()
     writer._assigned.set()  # the assignment's rebuilds are set up
-    writer._consumer = SimpleNamespace(assignment=lambda: {tp})
+    writer._rebalances = 0
     records = []
     for offset in range(10, 16):  # six messages of two rows each
         lines = b"\n".join(orjson.dumps(_span(t)) for t in TRACES[2 * offset : 2 * offset + 2])
@@ -190,7 +190,7 @@ def test_a_poll_of_many_line_messages_reaches_the_exporter_in_runs_of_about_max_
                 offset=offset, key=None,
             )
         )  # fmt: skip
-    asyncio.run(writer._deliver(tp, records))
+    asyncio.run(writer._deliver(tp, records, 0))
     assert delivered == [(10, 13, 6), (13, 16, 6)]
     assert writer._positions[tp] == 16
 

@@ -16,6 +16,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from inferline.core.config import BatchSettings, ProcessorSettings
 from inferline.core.records import SPANS, Batch, SourceEntry
+from inferline.exporters.clickhouse import exporter as exporter_module
 from inferline.exporters.clickhouse.exporter import (
     ClickHouseExporter,
     Delivery,
@@ -317,7 +318,7 @@ def test_a_plan_split_by_a_rebalance_loses_nothing(client: Client) -> None:
 
 
 def test_a_share_whose_rest_cannot_be_read_is_stored_alone(
-    client: Client, capsys: pytest.CaptureFixture[str]
+    client: Client, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Kafka writer: a flush split by a rebalance whose other partitions can no longer be read
     (retention deleted them): the share is stored on its own, once, and the log says why."""
@@ -327,8 +328,13 @@ def test_a_share_whose_rest_cannot_be_read_is_stored_alone(
     with views_detached(client):
         Inserter(client).insert(Batch(inferences=[dict(r) for r in rows[:2]]), token)
 
+    reads = []
+
     async def gone(ranges: Ranges) -> Batch:
+        reads.append(ranges)
         raise RuntimeError(f"offsets out of range: {sorted(map(str, ranges))}")
+
+    monkeypatch.setattr(exporter_module, "_REST_ATTEMPTS", 2)  # retried, then stored alone
 
     writer = Run(client, kafka=True, read_rest=gone)
     (share,) = writer.plans.pending({A: 0})
@@ -342,6 +348,7 @@ def test_a_share_whose_rest_cannot_be_read_is_stored_alone(
     assert int(str(client.command("SELECT count() FROM llm_inferences"))) == 4  # no copy
     assert writer.committed == {A: 2}
     assert "the rest of a flush split by a rebalance could not be read" in capsys.readouterr().out
+    assert reads == [{B: (0, 2)}, {B: (0, 2)}]
 
 
 def test_offsets_that_start_again_at_zero_are_new_data(client: Client) -> None:

@@ -138,6 +138,9 @@ class WriterRole:
         # reassignment done before it calls the listener): delivered then, they were taken for
         # new data before the rebuild of the flush they belong to was known.
         self._assigned = asyncio.Event()
+        # Rebalances so far: records polled before one are not delivered after it (aiokafka reads
+        # a kept partition again from its committed offset, so they would come twice).
+        self._rebalances = 0
 
     @property
     def ready(self) -> bool:
@@ -167,9 +170,10 @@ class WriterRole:
         log.info("writer started", topics=list(self._tables), group=self._group)
         try:
             while not stop.is_set():
+                rebalances = self._rebalances
                 polled = await poll(self._consumer, self._group, 200, self._max_rows)
                 for tp, records in polled.items():
-                    await self._deliver(tp, records)
+                    await self._deliver(tp, records, rebalances)
                 if polled:
                     # The rows gathered for the next flush leave the collector's walks: a full
                     # collection walked them all ~15 times a run (docs/performance.md).
@@ -189,7 +193,11 @@ class WriterRole:
         """Before partitions go: store and commit what was gathered, so they change hands at a
         committed offset."""
         self._assigned.clear()  # deliveries wait for the next assignment's rebuilds
+        self._rebalances += 1
         if revoked:
+            # A rebuild still gathering waits for deliveries that wait for this rebalance: it is
+            # dropped uncommitted, and whoever holds its partitions next rebuilds it from its plan.
+            self._exporter.drop_rebuild()
             await self._exporter.idle()
         for tp in revoked:
             self._positions.pop(tp, None)
@@ -252,7 +260,7 @@ class WriterRole:
 
     # -- consuming -------------------------------------------------------------------------------
 
-    async def _deliver(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _deliver(self, tp: TopicPartition, records: list[ConsumerRecord], rebalances: int) -> None:
         if not self._assigned.is_set():
             waits = [asyncio.ensure_future(e.wait()) for e in (self._assigned, self._stopping)]
             try:
@@ -260,8 +268,8 @@ class WriterRole:
             finally:
                 for w in waits:
                     w.cancel()
-        if self._stopping.is_set() or tp not in self._consumer.assignment():
-            return  # polled before a rebalance took the partition away: its new owner reads it
+        if self._stopping.is_set() or rebalances != self._rebalances:
+            return  # polled before a rebalance: read again from the committed offset, by whoever holds it
         limit = self._exporter.limit(tp)
         position = self._positions.get(tp, records[0].offset)
         if limit is not None:
@@ -300,8 +308,8 @@ class WriterRole:
         dead letters were sent by whoever consumed them). Raises if a range cannot be read in
         full within a minute (e.g. retention deleted it)."""
         reader = make_reader(self._ks, self._bootstrap)
-        await reader.start()
         try:
+            await reader.start()
             wanted = {tp: (start, end) for tp, (start, end) in ranges.items() if end > start}
             reader.assign(list(wanted))
             for tp, (start, _) in wanted.items():

@@ -111,6 +111,9 @@ StoredCallback = Callable[[Ranges], Awaitable[None]]
 RestReader = Callable[[Ranges], Awaitable[Batch]]
 
 _BLOCKED = 0  # `limit` when a partition must not read at all for now
+# Reads of a share's rest before it is stored alone (~30 s of backoff): a transient failure must
+# not take the path another member's whole rebuild would count twice in the views.
+_REST_ATTEMPTS = 6
 
 
 class ClickHouseExporter:
@@ -326,17 +329,31 @@ class ClickHouseExporter:
         (or it cannot be read: the share is then stored on its own, as before rest reading)."""
         if not flush.rest or self._read_rest is None:
             return None
-        try:
-            return await self._read_rest(dict(flush.rest))
-        except Exception as e:
-            # Only the views can be short then: a flush that reached its tables before the crash
-            # and not its views stays uncounted for the rows of this share.
-            log.error(
-                "the rest of a flush split by a rebalance could not be read; its share is stored alone",
-                flush=flush.whole,
-                error=error_summary(e),
-            )
-            return None
+        delay = 0.5
+        for attempt in range(_REST_ATTEMPTS):
+            try:
+                return await self._read_rest(dict(flush.rest))
+            except Exception as e:
+                if attempt == _REST_ATTEMPTS - 1 or self._closing:
+                    # Only the views can be short then: a flush that reached its tables before the
+                    # crash and not its views stays uncounted for the rows of this share. (Stored
+                    # alone rather than retried for ever: the rest may be gone with retention.)
+                    log.error(
+                        "the rest of a flush split by a rebalance could not be read; "
+                        "its share is stored alone",
+                        flush=flush.whole,
+                        error=error_summary(e),
+                    )
+                    return None
+                log.warning(
+                    "reading the rest of a split flush failed; retrying",
+                    retry_in_s=delay,
+                    error=error_summary(e),
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), delay)
+                delay = min(delay * 2, 8.0)
+        return None
 
     def _insert_rebuilt(self, batch: Batch, flush: RecordedFlush, rest: Batch | None) -> Batch:
         """Inserts a rebuilt flush; returns the rows of `batch` it stored (for the metrics)."""
@@ -367,6 +384,20 @@ class ClickHouseExporter:
             await self._idle.wait()
         finally:
             self._awaited -= 1
+
+    def drop_rebuild(self) -> None:
+        """Drops a recorded flush being rebuilt, and what was gathered for it, uncommitted (its
+        partitions are changing hands: their next holder rebuilds it from its plan)."""
+        if not self._replay:
+            return
+        log.info("a rebuild is left to the partitions' next holder", flushes=len(self._replay))
+        self._replay.clear()
+        self._ranges.clear()
+        self._batch, self._rows = Batch(), 0
+        _PENDING.set(self.pending_rows)
+        self._space.set()
+        self._replayed.set()
+        self._wake.set()
 
     def drain(self) -> None:
         """From now on flush as soon as rows arrive (a stopping service)."""
