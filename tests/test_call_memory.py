@@ -89,3 +89,13 @@ def test_what_the_skipped_span_names_still_reaches_the_call() -> None:
     rows = n.normalise([inner, outer], [])
     latest = max(rows, key=lambda r: r["version"])  # a new version once its ancestor is known
     assert {r["span_id"] for r in rows} == {CALL} and latest["user_id"] == "u_42"
+
+
+def test_the_calls_of_a_failed_entry_are_forgotten_so_a_retry_of_them_is_stored() -> None:
+    """The batch is rerun entry by entry after a failure: the entry that fails is dead-lettered,
+    so the retry of its call in a later entry is the copy to store."""
+    n = GenAINormaliser()
+    failed = _llm(CALL, "", "ChatCompletion", 100, 20, 7)
+    assert len(n.normalise([failed], [])) == 1
+    n.forget_calls({failed.origin})
+    assert len(n.normalise([_llm(CALL, "", "ChatCompletion", 100, 20, 9)], [])) == 1 and n.repeats == 0

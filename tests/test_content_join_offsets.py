@@ -149,6 +149,15 @@ def test_a_span_repeated_in_a_later_record_is_a_retry_and_makes_no_second_row() 
     assert len(n.normalise([_span(1, offset=10)], [])) == 1  # the same record again
 
 
+def test_content_that_comes_with_a_retry_completes_the_row_made_already() -> None:
+    n = GenAINormaliser()
+    (first,) = n.normalise([_span(1, offset=5)], [])
+    rows = n.normalise([_span(1, offset=9)], [_log(1, 10)])  # the retry, and the content at last
+    assert [(r["version"], "question 1" in str(r["prompt_messages"])) for r in rows] == [
+        (first["version"] + 1, True)
+    ]
+
+
 def test_forget_drops_the_entries_of_revoked_partitions() -> None:
     n = GenAINormaliser()
     n.normalise([_span(1, offset=10, partition=0), _span(2, offset=11, partition=1)], [])

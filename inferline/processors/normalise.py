@@ -217,6 +217,11 @@ class GenAINormaliser:
         self._ancestry.expire(now)
         self._calls.expire(now)
 
+    def forget_calls(self, origins: set[Any]) -> None:
+        """Forgets the model calls of these records (a failed entry: a retry of its calls in
+        another entry is not a retry of anything stored)."""
+        self._calls.forget_origins(origins)
+
     def forget(self, partitions: list[Partition]) -> int:
         """Drop what the join holds from records of `partitions` (revoked from this consumer)."""
         return self._join.forget(partitions) + self._ancestry.forget(partitions)
@@ -270,10 +275,11 @@ class GenAINormaliser:
             if op is None:
                 continue
             key = (span.project_id, span.trace_id, span.span_id)
-            content = batch_content.pop(key, None)
             if calls.repeated(key, span.origin):
+                # Its content logs, if any came along, complete the row made already (below).
                 self.repeats += 1
                 continue
+            content = batch_content.pop(key, None)
             origins: Origins = None
             if key in waiting:
                 content, origins = join.take(key, content)

@@ -142,6 +142,8 @@ def process_entries(
                 except Exception as e:
                     failed.append(Failure(run.entry, PROCESS, _why(e)))
                     run.stored = False
+                    # A retry of its calls in a later entry is then the only copy to store.
+                    chain.normaliser.forget_calls({s.origin for s in run.spans})
                     continue
                 batch.extend(one)
     for run in runs:

@@ -60,6 +60,11 @@ class CallMemory:
         self._calls[key] = _Call(origin, now + self.window_s, tokens, parent)
         self._children.setdefault(parent, []).append(tokens)
 
+    def forget_origins(self, origins: set[Any]) -> None:
+        """Forgets the calls that came in these records (rare: a failed entry)."""
+        for key in [k for k, call in self._calls.items() if call.origin in origins]:
+            self._forget(key)
+
     def expire(self, now: float) -> None:
         calls = self._calls
         while calls and (len(calls) > self.max_calls or next(iter(calls.values())).deadline <= now):
