@@ -1259,6 +1259,44 @@ def test_reasoning_inside_output_is_left_alone() -> None:
     assert "inferline.output_tokens_adjusted" not in row["tags"]
 
 
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        # Input without its cache, output missing, total with both: the output is what is left.
+        (
+            {
+                "gen_ai.usage.input_tokens": 10,
+                "llm.usage.total_tokens": 1060,
+                "gen_ai.usage.cache_read.input_tokens": 1000,
+            },
+            (1010, 50, 1060),
+        ),
+        # Reads in the input (OpenAI-style), writes not: only the writes are added.
+        (
+            {
+                "gen_ai.usage.input_tokens": 600,
+                "gen_ai.usage.output_tokens": 200,
+                "llm.usage.total_tokens": 800,
+                "gen_ai.usage.cache_read.input_tokens": 500,
+                "gen_ai.usage.cache_creation.input_tokens": 2000,
+            },
+            (2600, 200, 2800),
+        ),
+    ],
+)
+def test_cache_outside_input_is_added_once(usage: dict[str, int], expected: tuple[int, int, int]) -> None:
+    span = flat_span(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            **usage,
+        }
+    )
+    row = _one(GenAINormaliser().normalise([span], []))
+    assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == expected
+
+
 def test_output_missing_is_the_total_less_the_input() -> None:
     span = flat_span(
         {

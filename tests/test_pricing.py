@@ -176,6 +176,15 @@ def test_an_unknown_response_model_is_priced_as_the_request_only_when_it_is_a_va
     )
     assert newer["price_status"] == "priced" and newer["total_cost_usd"] == Decimal("0.00027")
     assert other["price_status"] == "unknown_model" and other["total_cost_usd"] is None
+    # A longer name is another model, a date or version after the name is not.
+    from inferline.processors.pricing import _variant_of
+
+    assert _variant_of("claude-sonnet-4-5-20990101", "claude-sonnet-4-5")
+    assert _variant_of("anthropic.claude-3-5-sonnet-20990620-v1:0", "anthropic.claude-3-5-sonnet")
+    assert _variant_of("gemini-2.5-pro-preview-06-05", "gemini-2.5-pro")
+    assert not _variant_of("o1-pro-2099-01-01", "o1")
+    assert not _variant_of("gpt-4o-mini-2099-01-01", "gpt-4o")
+    assert not _variant_of("gpt-4o-2099", "gpt-4")
 
 
 def test_prefer_is_validated() -> None:

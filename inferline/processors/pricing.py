@@ -14,6 +14,7 @@ snapshot, offline) or from user overrides for self-hosted / negotiated prices.
 from __future__ import annotations
 
 import fnmatch
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -184,12 +185,20 @@ def _set_provided(row: Row, costs: _Costs) -> None:
     row["price_status"] = "provided"
 
 
+_SNAPSHOT_SUFFIX = re.compile(r"(?:[-@:._/](?:\d+|v\d+|latest|preview|exp|experimental))*")
+
+
 def _variant_of(model: str, requested: str) -> bool:
     """Whether the response's model may be priced as the requested one: the same name with a
     snapshot or variant after it (`gpt-4o` answered by `gpt-4o-2024-11-20`, newer than the
     table), or no response model at all. Another name (`gpt-4o-mini` answered by an unknown
     `gpt-4o-mystery`) is another model: unpriced, never priced as the one asked for."""
-    return not model or model.lower().startswith(requested.lower())
+    if not model:
+        return True
+    model, requested = model.lower(), requested.lower()
+    # Only dates, versions and release tags after it: `gpt-4o-mini-…` is not `gpt-4o`, nor
+    # `o1-pro-…` `o1`.
+    return model.startswith(requested) and _SNAPSHOT_SUFFIX.fullmatch(model[len(requested) :]) is not None
 
 
 def _tier_price(prices: TieredPrices, input_tokens: int) -> Decimal:

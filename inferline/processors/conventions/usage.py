@@ -151,19 +151,25 @@ def _inclusive(
     - a total of input + output + reasoning means output left reasoning out (AI SDK v5's Google
       provider: `candidatesTokenCount` without `thoughtsTokenCount`, billed at the output price).
     - output missing with input and total known is their difference.
-    A total that was input + output before is input + output after."""
+    A total that was input + output before is input + output after; the cache comes first, so
+    that a total including it leaves the right output."""
     adjusted: dict[str, str] = {}
+    base = inp or 0
+    missing = 0
+    if cache_read and base < cache_read:
+        missing = cache_read + cache_write  # below its reads: it includes neither
+    elif cache_write and base < cache_read + cache_write:
+        missing = cache_write  # its reads in (OpenAI-style), its writes out
+    if missing:
+        if total is not None and out is not None and total == base + out:
+            total += missing
+        inp = base + missing
+        adjusted[INPUT_ADJUSTED] = "vercel_v5_anthropic_cache" if is_vercel else "cache_outside_input"
     if out is None and total is not None and inp is not None and total >= inp:
         out = total - inp
     elif reasoning and out is not None and total is not None and total == (inp or 0) + out + reasoning:
         out += reasoning
         adjusted[OUTPUT_ADJUSTED] = "reasoning_outside_output"
-    cached = cache_read + cache_write
-    if cached and (inp or 0) < cached:
-        if total is not None and total == (inp or 0) + (out or 0):
-            total += cached
-        inp = (inp or 0) + cached
-        adjusted[INPUT_ADJUSTED] = "vercel_v5_anthropic_cache" if is_vercel else "cache_outside_input"
     return inp, out, total, adjusted or _NO_ADJUSTMENT
 
 
