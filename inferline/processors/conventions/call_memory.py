@@ -55,10 +55,13 @@ class CallMemory:
         return tokens in self._children.get(key, ())
 
     def remember(self, key: JoinKey, parent: JoinKey, origin: Any, tokens: Tokens, now: float) -> None:
-        if key in self._calls:
+        calls = self._calls
+        if key in calls:
             self._forget(key)
-        self._calls[key] = _Call(origin, now + self.window_s, tokens, parent)
-        self._children.setdefault(parent, []).append(tokens)
+        # Built without the NamedTuple's Python `__new__` (one per model call, on the hot path).
+        calls[key] = tuple.__new__(_Call, (origin, now + self.window_s, tokens, parent))
+        if parent[2] and tokens != (0, 0):  # only a call with a parent and usage can be a wrapper's
+            self._children.setdefault(parent, []).append(tokens)
 
     def forget_origins(self, origins: set[Any]) -> None:
         """Forgets the calls that came in these records (rare: a failed entry)."""
@@ -73,7 +76,7 @@ class CallMemory:
     def _forget(self, key: JoinKey) -> None:
         call = self._calls.pop(key)
         siblings = self._children.get(call.parent)
-        if siblings is not None:
+        if siblings is not None and call.tokens in siblings:
             siblings.remove(call.tokens)
             if not siblings:
                 del self._children[call.parent]
