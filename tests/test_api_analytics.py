@@ -135,9 +135,13 @@ def span(call: Call) -> dict[str, Any]:
 
 
 def send(service: Service, calls: list[Call], key: str) -> None:
+    send_spans(service, [span(c) for c in calls], key)
+
+
+def send_spans(service: Service, spans: list[dict[str, Any]], key: str) -> None:
     r = httpx.post(
         f"{service.http_url}/v1/traces",
-        content=traces_json([span(c) for c in calls]),
+        content=traces_json(spans),
         headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
         timeout=30,
     )
@@ -448,14 +452,7 @@ def test_a_range_ends_at_the_microsecond_it_names_as_the_list_does(service: Serv
         one = span(Call(at, "gpt-4o-mini", "openai", 10.0, None, 100, 10, "u_ns", "acme", "", True))
         one["startTimeUnixNano"], one["endTimeUnixNano"] = str(start_ns), str(start_ns + 10_000_000)
         spans.append(one)
-    r = httpx.post(
-        f"{service.http_url}/v1/traces",
-        content=traces_json(spans),
-        headers={"Authorization": f"Bearer {service.key}", "content-type": "application/json"},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-    service.settle()
+    send_spans(service, spans, service.key)
     moment = iso(at + timedelta(microseconds=123_497))
     for source in ("raw", "auto"):
         got = ask(service, "overview", from_date=moment, to_date=moment, source=source)

@@ -35,9 +35,6 @@ class CallMemory:
         self._calls: OrderedDict[JoinKey, _Call] = OrderedDict()
         self._children: dict[JoinKey, list[Tokens]] = {}  # parent -> its remembered calls' tokens
 
-    def __len__(self) -> int:
-        return len(self._calls)
-
     def repeated(self, key: JoinKey, origin: Any) -> bool:
         """The span made a row from another record within the window (None: origin unknown)."""
         if origin is None:
