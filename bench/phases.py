@@ -24,6 +24,7 @@ from bench.payloads import phase_base, span_id_prefix
 from bench.procstats import ProcessTree
 from bench.progress import Progress
 from tests.conftest import ROOT
+from tests.prom_helpers import METRICS_AUTH
 
 MB = 1024 * 1024
 
@@ -90,7 +91,7 @@ class Sql:
     def _metrics(self) -> dict[str, float]:
         """The serving process's /metrics, sample name with labels → value; {} if unreadable."""
         try:
-            text = httpx.get(self._api + "/metrics", timeout=10).text
+            text = httpx.get(self._api + "/metrics", headers=METRICS_AUTH, timeout=10).text
         except httpx.HTTPError:
             return {}
         samples = (line.rpartition(" ") for line in text.splitlines() if not line.startswith("#"))

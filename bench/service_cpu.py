@@ -28,12 +28,12 @@ import time
 from pathlib import Path
 
 import grpc
-import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.services import Target, embedded, kafka, service_env
 from bench.stages import _requests
+from tests.prom_helpers import metrics_text
 
 _TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -78,7 +78,7 @@ def _roots(target: Target, mode: str) -> dict[str, int]:
 
 def inserts(api: str) -> dict[str, tuple[float, float, float]]:
     """Per table: ClickHouse inserts, rows and seconds spent in them, from a process's /metrics."""
-    text = httpx.get(f"{api}/metrics", timeout=10).text
+    text = metrics_text(api)
     out: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0])
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -22,6 +22,7 @@ RESERVED = {
     "INFERLINE_HTTP_PORT",
     "INFERLINE_API_PORT",
     "INFERLINE_API_KEYS",
+    "INFERLINE_METRICS_TOKEN",  # the harness reads /metrics with the tests' token
 }
 # Test-suite tweaks of the helpers that a benchmark must not inherit (the defaults are measured).
 TEST_TWEAKS = ("INFERLINE_BATCH__MAX_DELAY_S", "INFERLINE_SQL__MAX_EXECUTION_S", "INFERLINE_KAFKA__LINGER_MS")

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from tests.prom_helpers import METRICS_TOKEN, metrics_text
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -96,7 +98,7 @@ class Service:
         {queue="unstored_entries"} is 0 then)."""
         deadline = time.monotonic() + timeout
         while True:
-            text = httpx.get(f"{self.api_url}/metrics", timeout=10).text
+            text = metrics_text(self.api_url)
             line = next((ln for ln in text.splitlines() if 'queue="unstored_entries"' in ln), None)
             if line is None or float(line.rsplit(" ", 1)[1]) == 0:
                 return
@@ -140,6 +142,7 @@ def make_service(tmp: Path, **env_overrides: str) -> Service:
         "INFERLINE_API_PORT": str(api_port),
         "INFERLINE_BATCH__MAX_DELAY_S": "0.05",
         "INFERLINE_SQL__MAX_EXECUTION_S": "3",
+        "INFERLINE_METRICS_TOKEN": METRICS_TOKEN,
         "PYTHONUNBUFFERED": "1",
         **env_overrides,
     }

@@ -27,6 +27,7 @@ import pytest
 
 from inferline.core.config import KafkaSettings
 from tests.conftest import ROOT, free_port
+from tests.prom_helpers import METRICS_TOKEN
 
 APACHE_KAFKA_IMAGE = "apache/kafka:3.9.1"
 
@@ -179,6 +180,7 @@ def role_env(tmp: Path, bootstrap: str, clickhouse_url: str = "", **overrides: s
         "INFERLINE_HOST": "127.0.0.1",
         "INFERLINE_BATCH__MAX_DELAY_S": "0.2",
         "INFERLINE_KAFKA__LINGER_MS": "1",
+        "INFERLINE_METRICS_TOKEN": METRICS_TOKEN,
         "PYTHONUNBUFFERED": "1",
         **overrides,
     }

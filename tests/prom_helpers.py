@@ -9,14 +9,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
+# Every service the tests and the benchmark start takes this token (INFERLINE_METRICS_TOKEN).
+METRICS_TOKEN = "metrics-token-of-the-tests"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
-def scrape(api_url: str) -> Samples:
-    r = httpx.get(f"{api_url}/metrics", timeout=10)
+
+def metrics_text(api_url: str) -> str:
+    """A role's /metrics page, read with the metrics token as Prometheus is configured to."""
+    r = httpx.get(f"{api_url}/metrics", headers=METRICS_AUTH, timeout=10)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")
+    return r.text
+
+
+def scrape(api_url: str) -> Samples:
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(r.text)
+        for family in text_string_to_metric_families(metrics_text(api_url))
         for s in family.samples
     }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,8 +60,15 @@ def test_alerts_fire_on_their_unit_test_series() -> None:
 
 
 @needs_promtool
-def test_promtool_checks_the_scrape_config() -> None:
-    promtool("check", "config", "prometheus.yml")
+def test_promtool_checks_the_scrape_config(tmp_path: Path) -> None:
+    """Checked as Prometheus reads it in compose, where the token file is compose's secret."""
+    token = tmp_path / "metrics_token"
+    token.write_text("a-token")
+    shutil.copy(RULES, tmp_path / RULES.name)
+    config = (PROMETHEUS / "prometheus.yml").read_text()
+    assert "/run/secrets/metrics_token" in config
+    (tmp_path / "prometheus.yml").write_text(config.replace("/run/secrets/metrics_token", str(token)))
+    promtool("check", "config", str(tmp_path / "prometheus.yml"))
 
 
 def test_rule_groups_are_well_formed() -> None:
@@ -109,6 +117,12 @@ def test_prometheus_scrapes_every_role_of_the_compose_file() -> None:
     for job in config["scrape_configs"]:
         for sd in job.get("dns_sd_configs", []):
             scraped |= dict.fromkeys(sd["names"], sd["port"])
+            # The roles' /metrics take a bearer token: the secret compose gives Prometheus.
+            assert job["authorization"] == {"credentials_file": "/run/secrets/metrics_token"}, job
+    assert "metrics_token" in compose["prometheus"]["secrets"]
+    assert yaml.safe_load(COMPOSE.read_text())["secrets"]["metrics_token"] == {
+        "environment": "INFERLINE_METRICS_TOKEN"
+    }
     roles = {name: s for name, s in compose.items() if "--role" in s.get("command", [])}
     assert set(roles) == {"receiver", "processor", "writer"}
     for name in roles:

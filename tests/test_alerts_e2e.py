@@ -16,6 +16,7 @@ from inferline.alerts import signing
 from tests.alert_helpers import Receiver
 from tests.conftest import Service, make_service, wait_for
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
+from tests.prom_helpers import metrics_text
 
 pytestmark = pytest.mark.e2e
 
@@ -128,7 +129,7 @@ def test_fires_resolves_and_delivers_each_transition_once_across_a_restart(tmp_p
         metrics = wait_for(
             lambda: (
                 'inferline_webhook_deliveries_total{outcome="delivered"} 2.0'
-                in (t := call(svc, "GET", "/metrics").text)
+                in (t := metrics_text(svc.api_url))
                 and t
             ),
         )

@@ -124,6 +124,16 @@ def test_the_admin_key_reads_no_data(admin_service: Service) -> None:
     assert r.status_code == 401
 
 
+def test_the_admin_key_reads_metrics(admin_service: Service) -> None:
+    """An operator holding the admin key can read what Prometheus reads; no project key can."""
+    r = httpx.get(f"{admin_service.api_url}/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    assert r.status_code == 200 and "inferline_queue_depth" in r.text
+    r = httpx.get(
+        f"{admin_service.api_url}/metrics", headers={"authorization": f"Bearer {admin_service.key}"}
+    )
+    assert r.status_code == 401
+
+
 def test_admin_actions_are_audited_without_keys(admin_service: Service) -> None:
     before = len(audit_lines(admin_service))
     admin(admin_service, "POST", "/projects", json={"project_id": "gamma"})

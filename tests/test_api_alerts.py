@@ -17,6 +17,7 @@ from inferline.alerts.outbox import Event, enqueue
 from inferline.alerts.store import AlertStore
 from inferline.api.app import api_app
 from inferline.api.deps import ApiContext
+from inferline.api.metrics_access import MetricsAccess
 from inferline.api.sql import ReadOnlySql
 from inferline.core.config import AlertSettings, WebhookSettings
 from tests.alert_helpers import store_client
@@ -39,7 +40,7 @@ def app(tmp_path: Path) -> Iterator[tuple[TestClient, Alerting]]:
     alerting = Alerting(AlertStore(store_client(tmp_path)), AlertSettings(), WebhookSettings())
     sql = ReadOnlySql(f"chdb://{tmp_path / 'clickhouse'}", "default")
     context = ApiContext(keys=Keys(), sql=sql, alerts=alerting)
-    with TestClient(api_app(Keys(), sql, lambda: True, context)) as client:
+    with TestClient(api_app(Keys(), sql, lambda: True, MetricsAccess.of(), context)) as client:
         yield client, alerting
     sql.close()
     alerting.close()
@@ -129,7 +130,7 @@ def test_the_limit_on_rules_holds_under_parallel_creates(tmp_path: Path) -> None
     sql = ReadOnlySql(f"chdb://{tmp_path / 'clickhouse'}", "default")
     context = ApiContext(keys=Keys(), sql=sql, alerts=alerting)
     try:
-        with TestClient(api_app(Keys(), sql, lambda: True, context)) as c:
+        with TestClient(api_app(Keys(), sql, lambda: True, MetricsAccess.of(), context)) as c:
             with ThreadPoolExecutor(8) as pool:
                 answers = pool.map(lambda _: c.post(RULES, json=SLOW, headers=as_(MINE)), range(16))
                 codes = [r.status_code for r in answers]

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from inferline.api.app import API_RESPONSE_HEADERS, api_app, with_api_headers
+from inferline.api.metrics_access import MetricsAccess
 from inferline.api.sql import ReadOnlySql
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,8 @@ def test_a_failing_answer_carries_the_headers_too(tmp_path: Path) -> None:
     sql = FailingSql(f"chdb://{tmp_path / 'clickhouse'}", "default")
     try:
         with TestClient(
-            with_api_headers(api_app(Keys(), sql, lambda: True)), raise_server_exceptions=False
+            with_api_headers(api_app(Keys(), sql, lambda: True, MetricsAccess.of())),
+            raise_server_exceptions=False,
         ) as client:
             failed = client.post("/", content="SELECT 1", headers={"Authorization": f"Bearer {KEY}"})
             refused = client.post("/", content="SELECT 1")

@@ -23,6 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.api.app import health_app
+from inferline.api.metrics_access import MetricsAccess
 from inferline.core.config import BatchSettings, LocalLogSettings, ProcessorSettings
 from inferline.core.memory import anonymous_rss_bytes
 from inferline.exporters.clickhouse.inserter import Inserter
@@ -39,6 +40,7 @@ from inferline.storage.keys import ApiKeys
 from inferline.storage.schema import migrate
 from tests.conftest import free_port, make_service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, traces_json
+from tests.prom_helpers import metrics_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -360,7 +362,7 @@ def test_readiness_follows_storage(store: tuple, tmp_path: Path) -> None:
     async def scenario() -> list[int]:
         engine = _engine(client, tmp_path)
         otlp = otlp_http_app(engine.sink, keys, 1 << 20)
-        api = health_app(lambda: engine.healthy)
+        api = health_app(lambda: engine.healthy, MetricsAccess.of())
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api") as http:
 
             async def ready_becomes(status: int) -> int:
@@ -488,7 +490,7 @@ def test_a_flood_is_refused_with_memory_bounded(tmp_path: Path) -> None:
         acknowledged = {r for r, status in answers.items() if status == 200}
         assert set(per_request) == acknowledged
         assert set(per_request.values()) == {"200"}
-        metrics = httpx.get(f"{svc.api_url}/metrics").text
+        metrics = metrics_text(svc.api_url)
         assert 'inferline_requests_refused_total{protocol="http",reason="inflight_bytes"}' in metrics
     finally:
         assert svc.stop() == 0

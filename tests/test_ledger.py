@@ -21,6 +21,7 @@ from inferline.service.processing import native_blocks, process_entries
 from tests.conftest import Service, wait_for
 from tests.kafka_helpers import running_roles
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, new_span_id, new_trace_id, traces_json
+from tests.prom_helpers import metrics_text
 from tests.test_processing import _request
 
 OLD_NS = 946_684_800_000_000_000  # year 2000: older than any retention window
@@ -107,7 +108,7 @@ def test_embedded_ledger_balances_and_is_readable_in_sql_the_api_and_metrics(ser
     spans = next(m for m in body["minutes"] if m["signal"] == "spans")
     assert spans["received"] == 5 and spans["rejected"] == {"invalid_id": 1, "older_than_retention": 1}
 
-    metrics = httpx.get(f"{service.api_url}/metrics", timeout=10).text
+    metrics = metrics_text(service.api_url)
     line = next(
         ln
         for ln in metrics.splitlines()

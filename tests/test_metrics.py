@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from tests.conftest import Service, make_service, running_with_other_project, wait_for
 from tests.kafka_helpers import Role, mock_cluster, role_env
 from tests.otlp_helpers import GENAI_ATTRIBUTES, GENAI_COST, json_span, logs_json, sdk_spans, traces_json
-from tests.prom_helpers import Samples, moved, scrape, series, value
+from tests.prom_helpers import METRICS_AUTH, Samples, moved, scrape, series, value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -105,6 +105,34 @@ def traffic(service: Service) -> tuple[Samples, Samples]:
     _send_known_traffic(service)
     service.settle()  # rows are written (and counted) a flush after the acknowledgement
     return before, scrape(service.api_url)
+
+
+def test_a_project_key_does_not_read_metrics(service: Service, traffic: tuple[Samples, Samples]) -> None:
+    """The page names every project (here "other") and counts its traffic."""
+    assert any(
+        labels.get("project") == "other" for labels in series(traffic[1], "inferline_llm_cost_usd_total")
+    )
+    for headers in (
+        {},
+        {"authorization": f"Bearer {service.key}"},
+        {"x-api-key": service.extra_keys["other"]},
+    ):
+        r = httpx.get(f"{service.api_url}/metrics", headers=headers, timeout=10)
+        assert r.status_code == 401 and "other" not in r.text
+    assert httpx.get(f"{service.api_url}/readyz", timeout=10).status_code == 200
+
+
+def test_embedded_mode_makes_a_metrics_token_when_none_is_configured(tmp_path: Path) -> None:
+    svc = make_service(tmp_path, INFERLINE_METRICS_TOKEN="")
+    svc.start()
+    try:
+        token = (svc.data_dir / "metrics_token").read_text().strip()
+        assert httpx.get(f"{svc.api_url}/metrics", headers=METRICS_AUTH, timeout=10).status_code == 401
+        r = httpx.get(f"{svc.api_url}/metrics", headers={"authorization": f"Bearer {token}"}, timeout=10)
+        assert r.status_code == 200 and "inferline_queue_depth" in r.text
+        assert token not in svc.logs()
+    finally:
+        assert svc.stop() == 0, svc.logs()[-3000:]
 
 
 def test_counters_move_by_what_was_sent(traffic: tuple[Samples, Samples]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import make_service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
+from tests.prom_helpers import metrics_text
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,7 @@ def test_stop_stores_what_was_acknowledged(tmp_path: Path) -> None:
         timeout=10,
     )
     assert r.status_code == 200
-    unstored = httpx.get(f"{service.api_url}/metrics").text
+    unstored = metrics_text(service.api_url)
     assert 'inferline_queue_depth{queue="unstored_entries"} 1.0' in unstored
     assert service.stop() == 0
     assert "stopping with a flush not stored" not in service.logs()

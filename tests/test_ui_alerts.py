@@ -15,6 +15,7 @@ from inferline.alerts.component import Alerting
 from inferline.alerts.store import AlertStore
 from inferline.api.app import api_app
 from inferline.api.deps import ApiContext
+from inferline.api.metrics_access import MetricsAccess
 from inferline.api.sql import ReadOnlySql
 from inferline.core.config import AlertSettings, WebhookSettings
 from inferline.ui.app import add_dashboard
@@ -35,7 +36,9 @@ def app(tmp_path: Path) -> Iterator[TestClient]:
     alerting = Alerting(AlertStore(store_client(tmp_path)), AlertSettings(), WebhookSettings())
     sql = ReadOnlySql(f"chdb://{tmp_path / 'clickhouse'}", "default")
     context = ApiContext(keys=Keys(), sql=sql, alerts=alerting)
-    yield TestClient(add_dashboard(api_app(Keys(), sql, lambda: True, context)), follow_redirects=False)
+    yield TestClient(
+        add_dashboard(api_app(Keys(), sql, lambda: True, MetricsAccess.of(), context)), follow_redirects=False
+    )
     sql.close()
     alerting.close()
 

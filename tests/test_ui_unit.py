@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from inferline.api.app import api_app
 from inferline.api.inference_models import ListRequest
+from inferline.api.metrics_access import MetricsAccess
 from inferline.api.sql import ReadOnlySql
 from inferline.ui import links
 from inferline.ui.app import add_dashboard
@@ -208,7 +209,7 @@ def test_templates_escape_data_and_bars_use_classes() -> None:
 
 def test_add_dashboard_serves_ui_beside_the_unchanged_sql_interface() -> None:
     """The wiring both API-serving roles use (embedded and the distributed writer)."""
-    app = add_dashboard(api_app(Keys(), ReadOnlySql("chdb://", "default"), lambda: True))
+    app = add_dashboard(api_app(Keys(), ReadOnlySql("chdb://", "default"), lambda: True, MetricsAccess.of()))
     client = TestClient(app, follow_redirects=False)
     assert client.get("/", headers={"accept": "text/html"}).headers["location"] == "/ui/"
     assert client.get("/", headers={"accept": "*/*"}).status_code == 401  # ClickHouse's answer
@@ -346,7 +347,7 @@ def test_a_page_that_fails_says_so_with_the_same_protective_headers(monkeypatch:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(auth, "_signin_form", broken)
-    app = add_dashboard(api_app(Keys(), ReadOnlySql("chdb://", "default"), lambda: True))
+    app = add_dashboard(api_app(Keys(), ReadOnlySql("chdb://", "default"), lambda: True, MetricsAccess.of()))
     page = TestClient(app, raise_server_exceptions=False).get("/ui/signin")
     assert page.status_code == 500
     assert "Something went wrong" in page.text

@@ -34,6 +34,7 @@ from inferline.api import (
 )
 from inferline.api.deps import ApiContext, Caller, KeySource, audit, key_id
 from inferline.api.errors import query_failed, validation_error
+from inferline.api.metrics_access import MetricsAccess
 from inferline.api.response_headers import ResponseHeaders
 from inferline.api.sql import ReadOnlySql
 from inferline.api.sql_guard import SqlError
@@ -130,8 +131,9 @@ def _too_large(limit: int) -> Response:
     return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
 
 
-def health_routes(ready: Callable[[], bool]) -> list[Route]:
-    """/healthz (the process answers), /readyz (its durable point takes data), /metrics."""
+def health_routes(ready: Callable[[], bool], metrics_access: MetricsAccess) -> list[Route]:
+    """/healthz (the process answers), /readyz (its durable point takes data): open, for probes;
+    /metrics: for the holders of `metrics_access`'s tokens."""
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -142,14 +144,16 @@ def health_routes(ready: Callable[[], bool]) -> list[Route]:
         return PlainTextResponse("not ready: storage or Kafka is failing", status_code=503)
 
     async def metrics(request: Request) -> Response:
+        if not metrics_access.allows(request.headers):
+            return metrics_access.refusal()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
 
 
-def health_app(ready: Callable[[], bool]) -> Starlette:
+def health_app(ready: Callable[[], bool], metrics_access: MetricsAccess) -> Starlette:
     """The API port of a role that serves no SQL."""
-    return Starlette(routes=health_routes(ready))
+    return Starlette(routes=health_routes(ready, metrics_access))
 
 
 # Swagger UI from the dashboard's static files (ui/vendor-files.txt pins the copy), started by a
@@ -183,7 +187,11 @@ async def api_docs(_: Request) -> Response:
 
 
 def api_app(
-    keys: KeySource, sql: ReadOnlySql, ready: Callable[[], bool], context: ApiContext | None = None
+    keys: KeySource,
+    sql: ReadOnlySql,
+    ready: Callable[[], bool],
+    metrics_access: MetricsAccess,
+    context: ApiContext | None = None,
 ) -> FastAPI:
     """`context` carries what the product API needs beyond keys and SQL (admin key, feedback
     writer, key management); without it those routes answer that they are off."""
@@ -261,7 +269,7 @@ def api_app(
     # Plain Starlette routes, outside the OpenAPI spec: ClickHouse's protocol and health probes.
     app.router.routes.extend(
         [
-            *health_routes(ready),
+            *health_routes(ready, metrics_access),
             Route("/ping", ping),
             Route("/", query, methods=["GET", "POST"]),
             Route("/docs", api_docs),

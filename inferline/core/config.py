@@ -241,6 +241,12 @@ class Settings(BaseSettings):
     admin_key: SecretStr = Field(
         SecretStr(""), description="bearer key of the admin API (projects and keys); empty: admin API off"
     )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="bearer token Prometheus sends to /metrics (the admin key works too); empty: "
+        "embedded mode makes one on the first start (data/metrics_token), the Kafka roles keep "
+        "/metrics closed",
+    )
     api_keys_file: Path | None = Field(None, description="file with one key=project per line")
     config_file: Path | None = Field(None, description="optional YAML file with the same keys")
 

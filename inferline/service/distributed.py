@@ -19,6 +19,7 @@ import structlog
 import uvicorn
 
 from inferline.api.app import health_app, with_api_headers
+from inferline.api.metrics_access import MetricsAccess
 from inferline.core.config import Settings
 from inferline.core.memory import observe_collector_pauses, settle_after_start
 from inferline.kafka.clients import ensure_topics
@@ -75,6 +76,10 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
     # What the receivers' memory ceiling may ask to hand back memory (the engine's, the workers').
     reclaimers: list[Callable[[], object]] = []
+    # Every role's /metrics takes the same token, so one Prometheus credential scrapes them all.
+    metrics_access = MetricsAccess.of(
+        settings.metrics_token.get_secret_value(), settings.admin_key.get_secret_value()
+    )
 
     if writes:
         from inferline.api.app import api_app
@@ -122,7 +127,9 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         servers.append(
             _server(
                 with_api_headers(
-                    add_dashboard(api_app(api_keys, sql, lambda: all(r() for r in ready), context))
+                    add_dashboard(
+                        api_app(api_keys, sql, lambda: all(r() for r in ready), metrics_access, context)
+                    )
                 ),
                 settings,
                 settings.api_port,
@@ -141,7 +148,9 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
     else:
         servers.append(
             _server(
-                with_api_headers(health_app(lambda: all(r() for r in ready))), settings, settings.api_port
+                with_api_headers(health_app(lambda: all(r() for r in ready), metrics_access)),
+                settings,
+                settings.api_port,
             )
         )
 

@@ -19,6 +19,7 @@ from inferline.alerts.store import AlertStore
 from inferline.api.app import api_app, with_api_headers
 from inferline.api.deps import ApiContext, admin_digest
 from inferline.api.erasure import Eraser
+from inferline.api.metrics_access import METRICS_TOKEN_FILE, MetricsAccess, ensure_metrics_token
 from inferline.api.sql import ReadOnlySql
 from inferline.core.config import Settings
 from inferline.core.consumer import Sink
@@ -105,6 +106,13 @@ def api_context(
     )
 
 
+def embedded_metrics_access(settings: Settings) -> MetricsAccess:
+    """The configured metrics token, else the one kept in the data directory (made on first
+    start), and the admin key."""
+    token = settings.metrics_token.get_secret_value() or ensure_metrics_token(settings.data_dir)
+    return MetricsAccess.of(token, settings.admin_key.get_secret_value())
+
+
 def alerting(settings: Settings) -> Alerting:
     """Alert rules and webhooks, with a client of their own (started with `start()`)."""
     url, database = settings.resolved_clickhouse_url, settings.clickhouse_database
@@ -133,7 +141,12 @@ def print_first_key(key: str, settings: Settings) -> None:
     print(
         "\n  Created project 'default' and its API key (kept in "
         f"{path}):\n\n      {key}\n\n"
-        f"  Send OTLP with:  OTEL_EXPORTER_OTLP_HEADERS='x-api-key={key}'\n",
+        f"  Send OTLP with:  OTEL_EXPORTER_OTLP_HEADERS='x-api-key={key}'\n"
+        + (
+            ""
+            if settings.metrics_token.get_secret_value()
+            else f"  Prometheus reads /metrics with the token in {settings.data_dir / METRICS_TOKEN_FILE}\n"
+        ),
         file=sys.stdout,
         flush=True,
     )
@@ -219,7 +232,11 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
                 settings.http_port,
             ),
             (
-                with_api_headers(add_dashboard(api_app(keys, sql, lambda: engine.healthy, context))),
+                with_api_headers(
+                    add_dashboard(
+                        api_app(keys, sql, lambda: engine.healthy, embedded_metrics_access(settings), context)
+                    )
+                ),
                 settings.api_port,
             ),
         )

@@ -250,12 +250,16 @@ def ensure_default_key(keys: ApiKeys, data_dir: Path) -> str | None:
     if not keys.is_empty():
         return None
     key = keys.create(DEFAULT_PROJECT, "default key, created on first start")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / DEFAULT_KEY_FILE
+    write_owner_only(data_dir / DEFAULT_KEY_FILE, key + "\n")
+    return key
+
+
+def write_owner_only(path: Path, text: str) -> None:
+    """A secret kept in the data directory: created readable and writable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    return key
+        f.write(text)
 
 
 class StaticKeys:
