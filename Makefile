@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench lint check install clean ui
+.PHONY: run test bench lint check install compile pure clean ui
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,17 +13,25 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+## Compile the hot path (normalisation, rows, sentiment) to C with mypyc, in place; rebuilt only after
+## its sources change. Without a C compiler the same modules run interpreted. `make pure` undoes it.
+compile: install
+	$(BIN)/python -m tools.compile_hot_path
+
+pure: install
+	$(BIN)/python -m tools.compile_hot_path --remove
+
 ## Start the all-in-one service in the foreground (OTLP :4317/:4318, API and SQL :8080). Ctrl-C stops it.
-run: install
+run: compile
 	$(BIN)/inferline run
 
 ## Install and run the whole test suite.
-test: install
+test: compile
 	$(BIN)/pytest -q -ra
 
 ## Benchmarks (docs/performance.md): stages, embedded and Kafka load, queries over 10M rows.
 ## Figures are printed and saved to bench/results/, never asserted. Options: make bench BENCH_ARGS="--quick".
-bench: install
+bench: compile
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## Lint, formatting, the architecture's import layers and types (also run by CI before the tests).
@@ -44,4 +52,5 @@ ui:
 		cp "ui/node_modules/$$src" "inferline/ui/static/vendor/$$dest"; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build
+	find inferline -name '*.so' -delete

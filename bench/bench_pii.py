@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inferline.core.records import Batch
 from inferline.processors import pii as pii_module
-from inferline.processors.pii import PiiConfig, PiiMasker
+from inferline.processors.pii import PiiMasker
+from inferline.processors.pii_config import PiiConfig
 
 BUDGET_US = 25.0
 RECORD_BYTES = 2048

@@ -17,7 +17,8 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from bench.bench_pii import calibrate, timeit
 from inferline.core.records import Batch
-from inferline.processors.sentiment import SentimentConfig, SentimentProcessor, SentimentScorer, label_for
+from inferline.processors.sentiment import SentimentProcessor, SentimentScorer, label_for
+from inferline.processors.sentiment_config import SentimentConfig
 
 BUDGET_US = 40.0
 

@@ -18,9 +18,21 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from tests.prom_helpers import METRICS_TOKEN, metrics_text
+from tools.compile_hot_path import stale_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A compiled module older than its source would be imported instead of it: the tests would
+    # run yesterday's code.
+    stale = stale_modules()
+    if stale:
+        names = ", ".join(str(p.relative_to(ROOT)) for p in stale[:3])
+        pytest.exit(
+            f"compiled modules older than their sources ({names}): run `make compile` or `make pure`", 4
+        )
 
 
 def free_port() -> int:

@@ -12,7 +12,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from inferline.core.consumer import ExportResult
 from inferline.otlp.json_codec import decode_json
 from inferline.processors.mask_request import MaskingSink
-from inferline.processors.pii import PiiConfig, PiiMasker
+from inferline.processors.pii import PiiMasker
+from inferline.processors.pii_config import PiiConfig
 from tests.otlp_helpers import json_span, logs_json, traces_json
 
 pytestmark = pytest.mark.unit

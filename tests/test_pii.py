@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from inferline.core.records import Batch
 from inferline.processors import pii as pii_module
-from inferline.processors.pii import PiiConfig, PiiMasker
+from inferline.processors.pii import PiiMasker
+from inferline.processors.pii_config import PiiConfig
 from inferline.processors.pii_detectors import iban_ok, luhn_ok
 
 pytestmark = pytest.mark.unit

@@ -33,11 +33,13 @@ def build_processor(
 
         return Pricer(PricingConfig.model_validate(options))
     if name == "pii":
-        from inferline.processors.pii import PiiConfig, PiiMasker
+        from inferline.processors.pii import PiiMasker
+        from inferline.processors.pii_config import PiiConfig
 
         return PiiMasker(PiiConfig.model_validate(options), tenant_keys)
     if name == "sentiment":
-        from inferline.processors.sentiment import SentimentConfig, SentimentProcessor
+        from inferline.processors.sentiment import SentimentProcessor
+        from inferline.processors.sentiment_config import SentimentConfig
 
         return SentimentProcessor(SentimentConfig.model_validate(options))
     raise ConfigError(f"unknown processor {name!r} in processors.chain (known: pricing, pii, sentiment)")

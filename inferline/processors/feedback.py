@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from inferline.core.config import ProcessorSettings
 from inferline.core.records import Row
-from inferline.processors.pii import PiiConfig, PiiMasker
-from inferline.processors.sentiment import SentimentConfig, SentimentScorer
+from inferline.processors.pii import PiiMasker
+from inferline.processors.pii_config import PiiConfig
+from inferline.processors.sentiment import SentimentScorer
+from inferline.processors.sentiment_config import SentimentConfig
 
 # Free-text fields of a feedback row that may carry PII.
 _TEXT_FIELDS = ("comment", "demonstration")

@@ -33,13 +33,13 @@ from bisect import bisect_right
 from itertools import compress, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import vaderSentiment
-from pydantic import BaseModel, ConfigDict, Field
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, C_INCR, N_SCALAR, NEGATE, SPECIAL_CASES
 
 from inferline.core.records import Batch, Row
+from inferline.processors.sentiment_config import SentimentConfig
 from inferline.processors.sentiment_domain import (
     DOMAIN_WORDS,
     EMOJI_OVERRIDES,
@@ -564,48 +564,6 @@ def head(text: str, max_chars: int) -> str:
 
 
 # --- processor ------------------------------------------------------------------------------
-
-
-ScoredField = Literal["prompt", "response"]
-
-
-def _both_fields() -> list[ScoredField]:
-    return ["prompt", "response"]
-
-
-class SentimentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    # Feedback comments (and any text the scorer is given) are scored whole up to max_chars;
-    # longer ones on their first and last max_chars/2.
-    max_chars: int = Field(
-        300,
-        ge=32,
-        le=100_000,
-        description="feedback comments longer than this are scored on their first and last max_chars/2",
-    )
-    fields: list[ScoredField] = Field(
-        default_factory=_both_fields,
-        description="prompt = the last user message; response = the assistant response text",
-    )
-    # The user's tone is in the opening and the closing of their message ("Thanks! ... still
-    # broken"); what lies between is mostly pasted content (code, documents, logs).
-    prompt_chars: int = Field(
-        120,
-        ge=32,
-        le=100_000,
-        description="the last user message is scored on its first and last prompt_chars/2 characters",
-    )
-    response_head_chars: int = Field(
-        80,
-        ge=0,
-        le=100_000,
-        description="the response is scored on its first this-many characters (0: head + tail, as prompts)",
-    )
-    domain_rules: bool = Field(
-        True, description="domain words, phrases, other languages, sarcasm, requests; false: plain VADER"
-    )
 
 
 class SentimentProcessor:

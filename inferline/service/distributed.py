@@ -185,7 +185,8 @@ async def run_role(settings: Settings, role: str, stop: asyncio.Event | None = N
         front: Any = sink
         if settings.mask_at_receiver:  # unmasked content never reaches the raw topics
             from inferline.processors.mask_request import MaskingSink
-            from inferline.processors.pii import PiiConfig, PiiMasker
+            from inferline.processors.pii import PiiMasker
+            from inferline.processors.pii_config import PiiConfig
 
             front = MaskingSink(sink, PiiMasker(PiiConfig.model_validate(settings.processors.pii)))
         admission = receiver_admission(settings, reclaimers)  # shared by both receivers

@@ -29,7 +29,8 @@ from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.otlp.validate import TimeWindow
 from inferline.processors.chain import ProcessorChain
 from inferline.processors.mask_request import MaskingSink
-from inferline.processors.pii import PiiConfig, PiiMasker
+from inferline.processors.pii import PiiMasker
+from inferline.processors.pii_config import PiiConfig
 from inferline.receivers.otlp.admission import receiver_admission
 from inferline.receivers.otlp.grpc import otlp_grpc_server
 from inferline.receivers.otlp.http import decode_json_here, otlp_http_app

@@ -192,35 +192,39 @@ def _key_family(k: str) -> str:
     return "common"
 
 
+# Chains' attributes (mypyc's compiled classes cannot read `Chains.__slots__`).
+_CHAIN_NAMES = (
+    "agent",
+    "agent_id",
+    "cache_read",
+    "cache_write",
+    "conversation",
+    "environment",
+    "finish",
+    "input",
+    "kept_as_tags",
+    "labels",
+    "model",
+    "output",
+    "provider",
+    "reasoning",
+    "request_model",
+    "response_id",
+    "server_address",
+    "service",
+    "session",
+    "stream",
+    "tenant",
+    "total",
+    "ttft_s",
+    "user",
+)
+
+
 class Chains:
     """The priority chains, filtered to the keys of some key families (all keys when None)."""
 
-    __slots__ = (
-        "agent",
-        "agent_id",
-        "cache_read",
-        "cache_write",
-        "conversation",
-        "environment",
-        "finish",
-        "input",
-        "kept_as_tags",
-        "labels",
-        "model",
-        "output",
-        "provider",
-        "reasoning",
-        "request_model",
-        "response_id",
-        "server_address",
-        "service",
-        "session",
-        "stream",
-        "tenant",
-        "total",
-        "ttft_s",
-        "user",
-    )
+    __slots__ = _CHAIN_NAMES
 
     def __init__(self, families: tuple[str, ...] | None, tenant_keys: tuple[str, ...]) -> None:
         def keep(keys: tuple[str, ...]) -> tuple[str, ...]:
@@ -257,8 +261,8 @@ class Chains:
     def only(self, keys: Collection[str]) -> Chains:
         """These chains without the keys not in `keys` (for spans whose keys are all in `keys`: the
         same first values, with fewer lookups)."""
-        cut = Chains.__new__(Chains)
-        for name in Chains.__slots__:
+        cut = Chains(None, ())
+        for name in _CHAIN_NAMES:
             setattr(cut, name, tuple(k for k in getattr(self, name) if k in keys))
         return cut
 
