@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench lint check install compile pure clean ui
+.PHONY: run test bench lint check install hot-path compile pure clean ui
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,25 +13,32 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## Compile the hot path (normalisation, rows, sentiment) to C with mypyc, in place; rebuilt only after
-## its sources change. Without a C compiler the same modules run interpreted. `make pure` undoes it.
+## The hot path (normalisation, rows, sentiment) compiled to C with mypyc, in place: `run`, `test` and
+## `bench` build it when its sources changed (about a minute). Without a C compiler the same modules
+## run interpreted. `make pure` goes back to them and stays there until `make compile`.
+hot-path: install
+	@if [ -f $(BIN)/.interpreted ]; then echo "hot path: interpreted (make pure; make compile undoes it)"; \
+	else $(BIN)/python -m tools.compile_hot_path; fi
+
 compile: install
+	rm -f $(BIN)/.interpreted
 	$(BIN)/python -m tools.compile_hot_path
 
 pure: install
 	$(BIN)/python -m tools.compile_hot_path --remove
+	touch $(BIN)/.interpreted
 
 ## Start the all-in-one service in the foreground (OTLP :4317/:4318, API and SQL :8080). Ctrl-C stops it.
-run: compile
+run: hot-path
 	$(BIN)/inferline run
 
 ## Install and run the whole test suite.
-test: compile
+test: hot-path
 	$(BIN)/pytest -q -ra
 
 ## Benchmarks (docs/performance.md): stages, embedded and Kafka load, queries over 10M rows.
 ## Figures are printed and saved to bench/results/, never asserted. Options: make bench BENCH_ARGS="--quick".
-bench: compile
+bench: hot-path
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## Lint, formatting, the architecture's import layers and types (also run by CI before the tests).

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from inferline.core.compiled import refuse_stale_extensions
 from tools.compile_hot_path import ROOT, SUFFIX, compiled_files, extension_of, sources, stale_modules
 
 pytestmark = pytest.mark.unit
@@ -47,3 +48,14 @@ def test_a_source_edited_after_its_build_makes_the_build_stale(tmp_path: Path) -
 def test_a_module_taken_off_the_hot_path_leaves_no_extension_behind(tmp_path: Path) -> None:
     _, extension = _module(tmp_path, "inferline/processors/pricing.py")  # not on the list
     assert stale_modules(tmp_path) == [extension]
+
+
+def test_the_package_refuses_to_import_a_compiled_module_older_than_its_source(tmp_path: Path) -> None:
+    """Also outside the tests (`inferline run` after a `git pull` without `make`)."""
+    source, extension = _module(tmp_path, "inferline/processors/normalise.py")
+    past = time.time() - 60
+    os.utime(extension, (past, past))
+    with pytest.raises(ImportError, match=r"normalise.*make compile"):
+        refuse_stale_extensions(tmp_path / "inferline")
+    os.utime(source, (past - 60, past - 60))
+    refuse_stale_extensions(tmp_path / "inferline")

@@ -38,6 +38,11 @@ def test_only_the_configured_tokens_read_metrics() -> None:
     assert _get(access, "/metrics", {"x-api-key": "scrape-token"}).status_code == 200
 
 
+def test_a_token_read_from_a_secret_file_with_its_newline_still_matches() -> None:
+    access = MetricsAccess.of("scrape-token\n")
+    assert _get(access, "/metrics", {"authorization": "Bearer scrape-token"}).status_code == 200
+
+
 def test_a_role_without_a_token_keeps_metrics_closed_and_says_how_to_open_them() -> None:
     closed = MetricsAccess.of("", "")  # neither INFERLINE_METRICS_TOKEN nor INFERLINE_ADMIN_KEY
     r = _get(closed, "/metrics", {"authorization": "Bearer "})
@@ -59,3 +64,12 @@ def test_the_embedded_token_is_made_once_and_kept_owner_only(tmp_path: Path) -> 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ensure_metrics_token(data_dir) == token  # a restart keeps it: Prometheus's file stays right
     assert ensure_metrics_token(tmp_path / "other") != token
+
+
+def test_an_empty_token_file_left_readable_by_others_is_refilled_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / METRICS_TOKEN_FILE
+    path.write_text("")
+    path.chmod(0o644)
+    token = ensure_metrics_token(tmp_path)
+    assert path.read_text().strip() == token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -937,6 +937,22 @@ def test_langsmith_llm_span() -> None:
     assert row["streaming"] is False
 
 
+def test_each_label_is_kept_once_in_the_order_first_seen() -> None:
+    """Within one attribute and across them (the hot path is compiled: mypyc builds a generator
+    given to `list.extend` as a whole list first, which kept repeats)."""
+    span = flat_span(
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "tag.tags": ["a", "a", "b"],
+            "langsmith.span.tags": "b,c,c,a",
+        }
+    )
+    row = _one(GenAINormaliser().normalise([span], []))
+    assert row["labels"] == ["a", "b", "c"]
+
+
 @pytest.mark.parametrize(
     ("usage", "expected"),
     [

@@ -12,12 +12,14 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 
 from inferline.storage.keys import key_from_headers, write_owner_only
 
 METRICS_TOKEN_FILE = "metrics_token"
+log = structlog.get_logger()
 
 
 def _digest(token: str) -> str:
@@ -32,7 +34,9 @@ class MetricsAccess:
 
     @classmethod
     def of(cls, *tokens: str) -> MetricsAccess:
-        return cls(tuple(_digest(t) for t in tokens if t))
+        # Stripped as a sent one is (a token read from a secret file often ends with a newline).
+        stripped = (t.strip() for t in tokens)
+        return cls(tuple(_digest(t) for t in stripped if t))
 
     def allows(self, headers: Headers) -> bool:
         token = key_from_headers(headers)
@@ -64,4 +68,6 @@ def ensure_metrics_token(data_dir: Path) -> str:
         return token
     token = "ilm_" + secrets.token_urlsafe(32)
     write_owner_only(path, token + "\n")
+    # The path, never the token: an existing Prometheus needs it from now on.
+    log.info("made a metrics token: /metrics takes it as a bearer token", path=str(path))
     return token

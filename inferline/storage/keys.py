@@ -257,7 +257,9 @@ def ensure_default_key(keys: ApiKeys, data_dir: Path) -> str | None:
 def write_owner_only(path: Path, text: str) -> None:
     """A secret kept in the data directory: created readable and writable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Not through a symlink; and an existing file gets the mode too (O_CREAT's applies only to new ones).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
 

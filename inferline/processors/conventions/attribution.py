@@ -149,10 +149,16 @@ def metadata(
         if v is not None:
             tags[k] = tag_value(v)
     labels: list[str] = []
+    # Plain loops: each label is checked against those appended before it, the same label twice
+    # in one list included (mypyc builds a generator given to `extend` as a whole list first).
     if is_langfuse:
-        labels.extend(x for x in as_str_list(langfuse.tags(a)) if x not in labels)
+        for x in as_str_list(langfuse.tags(a)):
+            if x not in labels:
+                labels.append(x)
     for k in ch.labels:
         v = a.get(k)
         if v is not None:
-            labels.extend(x for x in as_str_list(v) if x not in labels)
+            for x in as_str_list(v):
+                if x not in labels:
+                    labels.append(x)
     return _record(RowMetadata, (tags, labels))
