@@ -55,7 +55,9 @@ def extension_of(source: Path) -> Path:
 
 
 def stale_modules(root: Path = ROOT) -> list[Path]:
-    """Compiled modules that would hide a newer source, or that no longer belong to the hot path."""
+    """Compiled modules that would hide a newer source, or that no longer belong to the hot path.
+    (The package's own check, `inferline.core.compiled`, cannot be imported here: importing the
+    package is what refuses stale modules, and this tool is what mends them.)"""
     wanted = {extension_of(s): s for s in sources(root)}
     shared = root / "inferline" / f"hot_path__mypyc{SUFFIX}"
     stale = []
