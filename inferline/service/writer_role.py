@@ -33,7 +33,7 @@ from inferline.core.memory import freeze_survivors
 from inferline.core.records import Batch, Row
 from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Filtered, Ranges
 from inferline.exporters.clickhouse.inserter import Inserter
-from inferline.exporters.clickhouse.plans import ClickHousePlans
+from inferline.exporters.clickhouse.plans import ClickHousePlans, source_name
 from inferline.kafka.clients import (
     H_DLQ_LINE,
     H_SCHEMA,
@@ -207,10 +207,10 @@ class WriterRole:
         rebuilt before anything else is gathered. Both lookups are retried until they succeed:
         consuming without them would take a half-stored flush (rows in the table, not yet in its
         rollup views) for new data and skip what its views still miss. A partition the group never
-        committed has no recorded flush to rebuild here: plans of the same names may come from
-        another cluster or an earlier topic (whose offsets mean other records). The cluster's id
-        is looked up again on every assignment: the same address may now lead to a new cluster,
-        and plans are read and recorded under the id of the one the offsets come from."""
+        committed gets its starting offset committed first (`_start_partitions`), so that its first
+        flush is rebuilt like any other. The cluster's id is looked up again on every assignment:
+        the same address may now lead to a new cluster, and plans are read and recorded under the
+        id of the one the offsets come from."""
         self._assigned.clear()
         try:
             await self._set_up_rebuilds()
@@ -224,6 +224,13 @@ class WriterRole:
         committed = await self._retried("read committed offsets", lambda: self._committed(partitions))
         if committed is None:
             return  # stopping
+        fresh = [tp for tp in partitions if tp not in committed]
+        if fresh:
+            start = self._start_partitions
+            started = await self._retried("commit new partitions' starts", lambda: start(fresh))
+            if started is None:
+                return  # stopping
+            committed.update(started)
         self._positions = dict(committed)
         loop = asyncio.get_running_loop()
         flushes = await self._retried(
@@ -238,6 +245,24 @@ class WriterRole:
         cluster = await cluster_id(self._ks, self._bootstrap)
         await asyncio.get_running_loop().run_in_executor(None, self._plans.use_cluster, cluster)
         return cluster
+
+    async def _start_partitions(self, fresh: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Partitions the group never committed: their plans are forgotten, then their starting
+        offsets committed, before anything of them is consumed. A killed writer's first flush is
+        then rebuilt from its plan like any other (read as new data instead, its inferences were
+        left out as stored, and the rollup views that had missed them never counted them). The
+        plans forgotten can only be of an earlier topic of the same name, whose offsets mean other
+        records: this group commits a partition before it flushes any of it, and deleting a topic
+        deletes the group's offsets of it."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._plans.forget, [source_name(tp) for tp in fresh])
+        # Where `poll` starts such a partition: at its earliest record.
+        starts: dict[TopicPartition, int] = await self._consumer.beginning_offsets(fresh)
+        await self._consumer.commit(starts)
+        for tp, start in starts.items():
+            self._consumer.seek(tp, start)
+        log.info("new partitions start at committed offsets", partitions=len(starts))
+        return starts
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         committed: dict[TopicPartition, int] = {}
@@ -268,8 +293,16 @@ class WriterRole:
             finally:
                 for w in waits:
                     w.cancel()
-        if self._stopping.is_set() or rebalances != self._rebalances:
-            return  # polled before a rebalance: read again from the committed offset, by whoever holds it
+        if self._stopping.is_set():
+            return
+        if rebalances != self._rebalances:
+            # Polled across a rebalance: read again from the next offset to deliver, by whoever
+            # holds the partition now. A poll that began before it may return records of the new
+            # assignment (aiokafka waits for the assignment inside the poll): dropped without
+            # this seek, they were skipped, and their range committed without their rows.
+            if tp in self._positions:
+                self._consumer.seek(tp, self._positions[tp])
+            return
         limit = self._exporter.limit(tp)
         position = self._positions.get(tp, records[0].offset)
         if limit is not None:

@@ -106,6 +106,18 @@ class ClickHousePlans:
             )
         self.cluster = cluster
 
+    def forget(self, sources: list[str]) -> None:
+        """Drops the plans of these partitions (`topic/partition`) recorded under this cluster."""
+        where = "consumer = {c:String} AND cluster = {cluster:String} AND source IN {sources:Array(String)}"
+        parameters = {"c": self._consumer, "cluster": self.cluster, "sources": sources}
+        held = self._client.command(f"SELECT count() FROM {self._table} WHERE {where}", parameters=parameters)
+        if int(str(held)):  # a mutation only when there is something to drop
+            self._client.command(
+                f"ALTER TABLE {self._table} DELETE WHERE {where}",
+                parameters=parameters,
+                settings={"mutations_sync": 2},
+            )
+
     def record_flush(self, ranges: Ranges, left_out: Collection[str] = ()) -> str:
         token = f"{self._consumer}/{uuid.uuid4().hex}"
         columns = [
