@@ -7,6 +7,7 @@ recreated topic) never collide with old tokens."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -449,3 +450,22 @@ def test_an_insert_that_fails_between_its_table_and_its_views_is_counted_once_wh
     client.command("DROP TABLE aa_failing_mv")
     assert run.committed == {A: 2}
     _stored_once(client, 4, spans=0)
+
+
+def test_a_partition_never_committed_forgets_only_its_plans_recorded_before_it_was_assigned(
+    client: Client,
+) -> None:
+    """The writer drops the plans of a partition its group never committed (an earlier topic of the
+    same name) before it commits its start; plans recorded since it was assigned may be another
+    member's, live, and stay, and so do other partitions' plans."""
+    plans = ClickHousePlans(client, "default", "writers")
+    plans.create()
+    plans.use_cluster("cluster-one")
+    plans.record_flush({A: (0, 5)})  # of the topic before it was recreated
+    plans.record_flush({B: (0, 3)})
+    assigned = plans.now()
+    time.sleep(0.01)  # the clock stamps milliseconds
+    plans.record_flush({A: (5, 9)})  # another member's, once this one was evicted
+    assert plans.forget(["inferline.spans/0"], assigned) == 1
+    assert [p.ranges for p in plans.pending({A: 0, B: 0})] == [{B: (0, 3)}, {A: (5, 9)}]
+    assert plans.forget(["inferline.spans/0"], assigned) == 0  # nothing left to drop: no mutation

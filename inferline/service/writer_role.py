@@ -23,6 +23,7 @@ from typing import NamedTuple, TypeVar
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from clickhouse_connect.driver.client import Client
 
@@ -212,50 +213,66 @@ class WriterRole:
         the same address may now lead to a new cluster, and plans are read and recorded under the
         id of the one the offsets come from."""
         self._assigned.clear()
+        kept = True
         try:
-            await self._set_up_rebuilds()
+            kept = await self._set_up_rebuilds()
         finally:
-            self._assigned.set()
+            if kept:
+                self._assigned.set()
 
-    async def _set_up_rebuilds(self) -> None:
+    async def _set_up_rebuilds(self) -> bool:
+        """False if the assignment was lost meanwhile (deliveries then wait for the next one)."""
         partitions = list(self._consumer.assignment())
-        if await self._retried("identify the cluster", self._use_cluster) is None:
-            return  # stopping
+        loop = asyncio.get_running_loop()
+        # Before anything else: plans recorded after this may be another member's, live.
+        since = await self._retried("read the clock", lambda: loop.run_in_executor(None, self._plans.now))
+        if since is None or await self._retried("identify the cluster", self._use_cluster) is None:
+            return True  # stopping
         committed = await self._retried("read committed offsets", lambda: self._committed(partitions))
         if committed is None:
-            return  # stopping
+            return True  # stopping
         fresh = [tp for tp in partitions if tp not in committed]
         if fresh:
-            start = self._start_partitions
-            started = await self._retried("commit new partitions' starts", lambda: start(fresh))
+            sources = [source_name(tp) for tp in fresh]
+            forgot = await self._retried(
+                "forget plans", lambda: loop.run_in_executor(None, self._plans.forget, sources, since)
+            )
+            if forgot is None:
+                return True  # stopping
+            try:
+                started = await self._retried("commit new partitions' starts", lambda: self._start(fresh))
+            except (CommitFailedError, IllegalStateError) as e:
+                # Not ours any more (e.g. this member was evicted while the listener ran): no
+                # retry can succeed, and the coordinator waits for this listener to rejoin.
+                log.warning("the assignment was lost while it was set up", error=error_summary(e))
+                return False
             if started is None:
-                return  # stopping
+                return True  # stopping
             committed.update(started)
         self._positions = dict(committed)
-        loop = asyncio.get_running_loop()
         flushes = await self._retried(
             "read the flush plans", lambda: loop.run_in_executor(None, self._plans.pending, committed)
         )
         if flushes is None:
-            return
+            return True
         await self._exporter.idle()
         self._exporter.replay(flushes, committed)
+        return True
 
     async def _use_cluster(self) -> str:
         cluster = await cluster_id(self._ks, self._bootstrap)
         await asyncio.get_running_loop().run_in_executor(None, self._plans.use_cluster, cluster)
         return cluster
 
-    async def _start_partitions(self, fresh: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Partitions the group never committed: their plans are forgotten, then their starting
-        offsets committed, before anything of them is consumed. A killed writer's first flush is
+    async def _start(self, fresh: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Partitions the group never committed (their plans just forgotten) get their starting
+        offsets committed before anything of them is consumed. A killed writer's first flush is
         then rebuilt from its plan like any other (read as new data instead, its inferences were
         left out as stored, and the rollup views that had missed them never counted them). The
-        plans forgotten can only be of an earlier topic of the same name, whose offsets mean other
-        records: this group commits a partition before it flushes any of it, and deleting a topic
-        deletes the group's offsets of it."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._plans.forget, [source_name(tp) for tp in fresh])
+        plans forgotten are of an earlier topic of the same name, whose offsets mean other
+        records (deleting a topic deletes the group's offsets of it), or of a group whose offsets
+        expired; this version commits a partition before it flushes any of it (a writer of an
+        earlier version did not: stop those cleanly before upgrading, docs/deploy.md)."""
         # Where `poll` starts such a partition: at its earliest record.
         starts: dict[TopicPartition, int] = await self._consumer.beginning_offsets(fresh)
         await self._consumer.commit(starts)
@@ -277,6 +294,8 @@ class WriterRole:
         while not self._stopping.is_set():
             try:
                 return await attempt()
+            except (CommitFailedError, IllegalStateError):
+                raise  # the assignment is gone: retrying cannot help
             except Exception as e:
                 log.error("a lookup failed; retrying", lookup=what, retry_in_s=delay, error=error_summary(e))
                 await asyncio.sleep(delay)
@@ -302,6 +321,7 @@ class WriterRole:
             # this seek, they were skipped, and their range committed without their rows.
             if tp in self._positions:
                 self._consumer.seek(tp, self._positions[tp])
+                log.info("polled across a rebalance: read again", topic=tp.topic, partition=tp.partition)
             return
         limit = self._exporter.limit(tp)
         position = self._positions.get(tp, records[0].offset)
@@ -321,8 +341,12 @@ class WriterRole:
             # about `max_rows`, each waiting for room in the exporter, so one poll cannot gather
             # more than its bound. Runs end at message boundaries: their offset ranges stay exact.
             if len(rows) >= self._max_rows or i == len(records) - 1:
+                if rebalances != self._rebalances:
+                    return  # an earlier run waited across a rebalance: the rest is read again
                 end = m.offset + 1
                 await self._exporter.consume(Delivery(tp, position, end, _batch_of(table, rows)))
+                if rebalances != self._rebalances:
+                    return  # positions are the new assignment's now
                 self._positions[tp] = position = end
                 rows = []
 

@@ -106,17 +106,28 @@ class ClickHousePlans:
             )
         self.cluster = cluster
 
-    def forget(self, sources: list[str]) -> None:
-        """Drops the plans of these partitions (`topic/partition`) recorded under this cluster."""
-        where = "consumer = {c:String} AND cluster = {cluster:String} AND source IN {sources:Array(String)}"
-        parameters = {"c": self._consumer, "cluster": self.cluster, "sources": sources}
+    def now(self) -> str:
+        """ClickHouse's clock, which stamps the plans (`created_at`), as it prints it."""
+        return str(self._client.command("SELECT now64(3, 'UTC')"))
+
+    def forget(self, sources: list[str], before: str) -> int:
+        """Drops the plans of these partitions (`topic/partition`) recorded under this cluster
+        before `before` (later ones may be another member's, which holds the partitions now); how
+        many rows there were."""
+        where = (
+            "consumer = {c:String} AND cluster = {cluster:String} AND source IN {sources:Array(String)} "
+            "AND created_at < {before:DateTime64(3, 'UTC')}"
+        )
+        parameters = {"c": self._consumer, "cluster": self.cluster, "sources": sources, "before": before}
         held = self._client.command(f"SELECT count() FROM {self._table} WHERE {where}", parameters=parameters)
-        if int(str(held)):  # a mutation only when there is something to drop
+        count = int(str(held))
+        if count:  # a mutation only when there is something to drop
             self._client.command(
                 f"ALTER TABLE {self._table} DELETE WHERE {where}",
                 parameters=parameters,
                 settings={"mutations_sync": 2},
             )
+        return count
 
     def record_flush(self, ranges: Ranges, left_out: Collection[str] = ()) -> str:
         token = f"{self._consumer}/{uuid.uuid4().hex}"
