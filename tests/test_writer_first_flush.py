@@ -8,10 +8,14 @@ a real chDB store."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka
 import pytest
+from clickhouse_connect.driver.client import Client
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from inferline.core.config import KafkaSettings
@@ -39,14 +43,28 @@ FAILING_VIEW = (
 )
 
 
-def _on_store(data_dir: Path, *statements: str) -> None:
-    """Statements run on the writer's chDB store while no writer holds it."""
+@contextlib.contextmanager
+def _store(data_dir: Path) -> Iterator[Client]:
+    """The writer's chDB store, migrated, while no writer holds it."""
     client = connect(f"chdb://{data_dir / 'clickhouse'}")
     try:
-        for statement in statements:
-            client.command(statement)
+        migrate(client)
+        yield client
     finally:
         client.close()
+
+
+def _inference_rows(count: int) -> list[dict[str, Any]]:
+    spans = flatten_spans(encode_spans(sdk_spans(count=count)), PROJECT).records
+    return [dict(r) for r in GenAINormaliser().normalise(spans, [])]
+
+
+def _produce(bootstrap: str, rows: list[dict[str, Any]]) -> None:
+    """Inference rows as the processor role publishes them, all on partition 0."""
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for row in rows:
+        producer.produce(KafkaSettings().inferences_topic, encode_row(row), partition=0)
+    assert producer.flush(30) == 0
 
 
 def _committed(bootstrap: str) -> int | None:
@@ -64,20 +82,11 @@ def test_a_writer_killed_in_its_first_flush_completes_the_rollups_after_restart(
     owner, bootstrap = mock_cluster()
     env = role_env(tmp_path, bootstrap, INFERLINE_API_KEYS=f"{KEY}={PROJECT}")
     data_dir = Path(env["INFERLINE_DATA_DIR"])
-    client = connect(f"chdb://{data_dir / 'clickhouse'}")
-    migrate(client)
-    client.close()
-    _on_store(
-        data_dir,
-        "CREATE TABLE fail_views (on UInt8) ENGINE = MergeTree ORDER BY tuple()",
-        "INSERT INTO fail_views VALUES (1)",
-        FAILING_VIEW,
-    )
-    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    spans = flatten_spans(encode_spans(sdk_spans(count=CALLS)), PROJECT).records
-    for row in GenAINormaliser().normalise(spans, []):
-        producer.produce(KafkaSettings().inferences_topic, encode_row(dict(row)), partition=0)
-    assert producer.flush(30) == 0
+    with _store(data_dir) as client:
+        client.command("CREATE TABLE fail_views (on UInt8) ENGINE = MergeTree ORDER BY tuple()")
+        client.command("INSERT INTO fail_views VALUES (1)")
+        client.command(FAILING_VIEW)
+    _produce(bootstrap, _inference_rows(CALLS))
 
     writer = Role("writer", env, tmp_path).start()
     try:
@@ -89,16 +98,14 @@ def test_a_writer_killed_in_its_first_flush_completes_the_rollups_after_restart(
         writer.process.kill()
         writer.wait_exit(10)
 
-        _on_store(data_dir, "DROP TABLE aa_failing_mv", "TRUNCATE TABLE fail_views")
+        with _store(data_dir) as client:
+            client.command("DROP TABLE aa_failing_mv")
         writer.start()
         assert wait_for(lambda: _committed(bootstrap) == CALLS, 60, 0.5), writer.logs()[-3000:]
         assert "rebuilding recorded flushes" in writer.logs()
         writer.stop()
-        client = connect(f"chdb://{data_dir / 'clickhouse'}")
-        try:
+        with _store(data_dir) as client:
             _stored_once(client, CALLS, spans=0)  # each rollup counts each call once
-        finally:
-            client.close()
     finally:
         writer.stop()
         del owner
@@ -110,27 +117,15 @@ def test_a_writer_restarted_with_records_waiting_stores_every_one(tmp_path: Path
     are stored like the rest."""
     owner, bootstrap = mock_cluster()
     env = role_env(tmp_path, bootstrap, INFERLINE_API_KEYS=f"{KEY}={PROJECT}")
-    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    rows = [
-        dict(r)
-        for r in GenAINormaliser().normalise(
-            flatten_spans(encode_spans(sdk_spans(count=2 * CALLS)), PROJECT).records, []
-        )
-    ]
-
-    def produce(batch: list[dict[str, object]]) -> None:
-        for row in batch:
-            producer.produce(KafkaSettings().inferences_topic, encode_row(row), partition=0)
-        assert producer.flush(30) == 0
-
-    produce(rows[:CALLS])
+    rows = _inference_rows(2 * CALLS)
+    _produce(bootstrap, rows[:CALLS])
     writer = Role("writer", env, tmp_path).start()
     try:
         assert wait_for(lambda: _committed(bootstrap) == CALLS, 60, 0.5), writer.logs()[-3000:]
         assert writer.process is not None
         writer.process.kill()  # the group waits for the dead member: the restart's first poll waits too
         writer.wait_exit(10)
-        produce(rows[CALLS:])
+        _produce(bootstrap, rows[CALLS:])
         writer.start()
         assert wait_for(lambda: _committed(bootstrap) == 2 * CALLS, 60, 0.5), writer.logs()[-3000:]
         calls = "SELECT count() FROM llm_inferences FINAL"

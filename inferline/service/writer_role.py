@@ -208,7 +208,7 @@ class WriterRole:
         rebuilt before anything else is gathered. Both lookups are retried until they succeed:
         consuming without them would take a half-stored flush (rows in the table, not yet in its
         rollup views) for new data and skip what its views still miss. A partition the group never
-        committed gets its starting offset committed first (`_start_partitions`), so that its first
+        committed gets its starting offset committed first (`_start`), so that its first
         flush is rebuilt like any other. The cluster's id is looked up again on every assignment:
         the same address may now lead to a new cluster, and plans are read and recorded under the
         id of the one the offsets come from."""
