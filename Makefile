@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## The hot path (normalisation, rows, sentiment) compiled to C with mypyc, in place: `run`, `test` and
+## The hot path (normalisation, rows, sentiment, PII masking) compiled to C with mypyc, in place: `run`, `test` and
 ## `bench` build it when its sources changed (about a minute). Without a C compiler the same modules
 ## run interpreted. `make pure` goes back to them and stays there until `make compile`.
 hot-path: install

@@ -508,22 +508,26 @@ def test_processor_disabled() -> None:
     assert "pii_found" not in batch.inferences[0]
 
 
-def test_bad_row_is_redacted_not_raised(masker: PiiMasker, monkeypatch: pytest.MonkeyPatch) -> None:
+class _FailingFirstValue(PiiMasker):
+    """A masker whose first structured value fails to scan (a compiled masker's methods cannot be
+    replaced on the instance: a subclass overrides them)."""
+
+    failed = False
+
+    def mask_value(
+        self, value: Any, counts: dict[str, int], skip_keys: frozenset[str] = frozenset(), depth: int = 0
+    ) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("boom")
+        return super().mask_value(value, counts, skip_keys, depth)
+
+
+def test_bad_row_is_redacted_not_raised() -> None:
+    masker = _FailingFirstValue()
     batch = _batch()
     good = {"prompt_messages": [{"role": "user", "content": f"hi {EMAIL}"}]}
     batch.inferences.append(good)
-    calls = {"n": 0}
-    original = masker.mask_value
-
-    def boom(
-        value: object, counts: dict[str, int], skip: frozenset[str] = frozenset(), depth: int = 0
-    ) -> object:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("boom")
-        return original(value, counts, skip, depth)
-
-    monkeypatch.setattr(masker, "mask_value", boom)
     masker.process(batch)
     bad = batch.inferences[0]
     assert bad["pii_found"] == {"ERROR": 1}
@@ -534,13 +538,14 @@ def test_bad_row_is_redacted_not_raised(masker: PiiMasker, monkeypatch: pytest.M
     assert good["pii_found"] == {"EMAIL": 1}
 
 
-def test_bad_span_redacts_only_content_attributes(masker: PiiMasker, monkeypatch: pytest.MonkeyPatch) -> None:
-    batch = _batch()
-
-    def boom(*args: object) -> None:
+class _FailingAttributes(PiiMasker):
+    def _mask_attributes(self, attrs: dict[str, Any], counts: dict[str, int]) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(masker, "_mask_attributes", boom)
+
+def test_bad_span_redacts_only_content_attributes() -> None:
+    masker = _FailingAttributes()
+    batch = _batch()
     masker.process(batch)
     span = batch.spans[0]
     assert span["PiiFound"] == {"ERROR": 1}
@@ -589,7 +594,19 @@ def test_json_is_written_anew_when_a_masked_value_is_also_a_key(masker: PiiMaske
     assert counts == {"EMAIL": 1}
 
 
-def test_a_batch_scans_a_message_once_in_its_row_and_in_its_span_json(masker: PiiMasker) -> None:
+class _RecordingEngine(pii_module._Engine):
+    """Keeps every text its batch scans were given."""
+
+    def __init__(self, rules: list[Any]) -> None:
+        super().__init__(rules)
+        self.scanned: list[str] = []
+
+    def find_many(self, texts: list[str], allow: frozenset[str]) -> list[list[tuple[int, int, int]]]:
+        self.scanned.extend(texts)
+        return super().find_many(texts, allow)
+
+
+def test_a_batch_scans_a_message_once_in_its_row_and_in_its_span_json() -> None:
     """The span's JSON messages hold the texts the inference row holds: both are masked, and the
     text is scanned once for the batch."""
     text = "Bitte an Amélie Dubois schicken, Telefon +49 30 1234567."
@@ -604,15 +621,10 @@ def test_a_batch_scans_a_message_once_in_its_row_and_in_its_span_json(masker: Pi
             }
         ],
     )
-    scanned: list[str] = []
-    find_many = masker._engine.find_many
-
-    def recording(texts: list[str], allow: frozenset[str]) -> Any:
-        scanned.extend(texts)
-        return find_many(texts, allow)
-
-    masker._engine.find_many = recording  # type: ignore[method-assign]
+    masker = PiiMasker()
+    engine = masker._engine = _RecordingEngine(masker._rules)
     masker.process(batch)
+    scanned = engine.scanned
     assert scanned.count(text) == 1 and all(text not in t or t == text for t in scanned)
     expected = "Bitte an <PERSON> schicken, Telefon <PHONE>."
     assert batch.inferences[0]["prompt_messages"] == [{"role": "user", "content": expected}]
@@ -1005,13 +1017,14 @@ def test_batch_scan_is_off_with_custom_patterns() -> None:
     assert not masker._batch_scan
 
 
-def test_a_failed_batch_scan_falls_back_to_a_scan_per_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    masker = PiiMasker()
-
-    def boom(texts: list[str], allow: frozenset[str]) -> list[list[tuple[int, int, int]]]:
+class _FailingBatchScan(pii_module._Engine):
+    def find_many(self, texts: list[str], allow: frozenset[str]) -> list[list[tuple[int, int, int]]]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(masker._engine, "find_many", boom)
+
+def test_a_failed_batch_scan_falls_back_to_a_scan_per_row() -> None:
+    masker = PiiMasker()
+    masker._engine = _FailingBatchScan(masker._rules)
     batch = _batch()
     masker.process(batch)
     assert batch.inferences[0]["pii_found"] and EMAIL not in str(batch.inferences[0]["prompt_messages"])

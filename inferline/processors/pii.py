@@ -47,6 +47,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from inferline.core.records import Batch, Row
 from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS, SESSION, USER
@@ -273,6 +274,9 @@ _DIGIT = re.compile(r"\d", re.ASCII)
 _JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 
 
+# Compiled with mypyc (tools/compile_hot_path.py); subclasses written in Python are allowed so that
+# tests can make a step fail (a compiled instance's methods cannot be replaced).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class _Engine:
     """Finds detections for a fixed rule list; Hyperscan when available, `re` otherwise."""
 
@@ -584,6 +588,7 @@ def _is_dirty(t: str, special: dict[str, str | tuple[str, ...] | None], found: d
     return probe in found  # "" (inline data, not scanned) is never found
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # as `_Engine`
 class PiiMasker:
     """Processor "pii": masks PII in inference messages, configured span/event/log attributes and
     log bodies, and records per-row counts in `pii_found` (inferences) / `PiiFound` (spans, logs).
