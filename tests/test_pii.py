@@ -45,6 +45,14 @@ def test_hyperscan_engine_is_in_use(masker: PiiMasker) -> None:
     assert masker._engine.db is not None, "hyperscan is installed in the venv; the fast path must be used"
 
 
+def test_the_fallback_masker_runs_without_hyperscan(fallback_masker: PiiMasker) -> None:
+    """The module is compiled (mypyc): its `_hs` must still be read at run time, or every
+    "fallback" case would test Hyperscan a second time."""
+    engine = fallback_masker._engine
+    assert engine.db is None and engine.literal_db is None
+    assert len(engine.scan_rules) == len(engine.rules)
+
+
 # --- positives: (text, the exact value that must be replaced, type) ------------------------------
 
 _JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
