@@ -54,6 +54,7 @@ from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS, 
 from inferline.processors.pii_config import PiiConfig
 from inferline.processors.pii_detectors import (
     BUILTIN_RULES,
+    EMAIL,
     INVISIBLE,
     SPACE_LIKE,
     Rule,
@@ -246,6 +247,7 @@ class Detection(NamedTuple):
 # they stand for, one character for one (the offsets stay the text's); the masked text keeps them.
 _PLAIN = str.maketrans(dict.fromkeys(SPACE_LIKE, " ") | dict.fromkeys(INVISIBLE, "-"))
 _SPLITTERS = SPACE_LIKE + INVISIBLE
+_INVISIBLE_RE = re.compile(f"[{INVISIBLE}]")
 
 
 def _plain(text: str) -> str:
@@ -291,6 +293,8 @@ class _Engine:
         self.literal_db: Any = None  # the names gazetteer: a literal-only database, second scan
         self.literal_rids: list[int] = []  # literal id -> rule index
         self.scan_rules: list[int] = []  # rules run by `re.finditer` over the whole text
+        # The built-in email rule (`_hidden_emails`), -1 when the detector is off.
+        self.email_rule = next((rid for rid, rule in enumerate(rules) if rule is EMAIL), -1)
         self._local = threading.local()  # Hyperscan scratch is per thread
         if _hs is not None:
             self._build_hyperscan()
@@ -346,6 +350,7 @@ class _Engine:
 
     def find(self, text: str, allow: frozenset[str]) -> list[tuple[int, int, int]]:
         """(start, -end, rule index) for validated, not allow-listed matches; may overlap."""
+        original = text
         text = _plain(text)
         found: list[tuple[int, int, int]] = []
         if self.db is not None or self.literal_db is not None:
@@ -371,6 +376,8 @@ class _Engine:
                 found = self._confirm(text, hits, allow)
         if self.scan_rules:
             self._find_by_re(text, allow, found)
+        if text is not original:
+            found += self._hidden_emails(original, allow)
         return found
 
     @property
@@ -395,6 +402,7 @@ class _Engine:
         out: list[list[tuple[int, int, int]]] = [_NO_HITS] * len(texts)
         if not texts:
             return out
+        originals = texts
         texts = [_plain(t) for t in texts]
         # Encoded one by one (most values are ASCII: a copy) rather than joined first: a joined
         # `str` takes 4 bytes per character as soon as one value holds an emoji. The trailing
@@ -442,7 +450,39 @@ class _Engine:
                 hits.append((rids[lid], start - base, end - 1 - base))
         for i, hits in per_text.items():
             out[i] = self._confirm(texts[i], hits, allow)
+        for i, (text, original) in enumerate(zip(texts, originals, strict=True)):
+            if text is not original and (hidden := self._hidden_emails(original, allow)):
+                out[i] = [*out[i], *hidden]
         return out
+
+    def _hidden_emails(self, text: str, allow: frozenset[str]) -> list[tuple[int, int, int]]:
+        """Email addresses with invisible characters where the detectors' reading of them as "-"
+        (`_plain`) makes no address: next to the "@" or a dot, or in the top-level domain
+        ("jane@example\u200b.com": pages write addresses so against autolinking, and copy and
+        paste keeps the characters). Found in the text with those characters left out; the span
+        masked is the text's, invisible characters and all (one right after an address, which
+        reads as "-" and so as part of it, hides it too). Only texts holding both an "@" and such
+        a character are read again."""
+        rid = self.email_rule
+        if rid < 0 or "@" not in text:
+            return []
+        # Offsets in the text without them, of each one left out (minus those before it): a match
+        # at offset v of that text starts at v + (how many such offsets are <= v) in `text`.
+        gaps = [m.start() - k for k, m in enumerate(_INVISIBLE_RE.finditer(text))]
+        if not gaps:
+            return []
+        visible = _INVISIBLE_RE.sub("", text)
+        rule = self.rules[rid]
+        found: list[tuple[int, int, int]] = []
+        for m in rule.exact.finditer(visible):
+            span = _checked_span(rule, m, allow)
+            if span is None:
+                continue
+            start = span[0] + bisect_right(gaps, span[0])
+            end = span[1] + bisect_right(gaps, span[1] - 1)
+            # Addresses the scan of the text found too come back twice: `_resolve` keeps one.
+            found.append((start, -end, rid))
+        return found
 
     def _confirm(
         self, text: str, hits: list[tuple[int, int, int]], allow: frozenset[str]
