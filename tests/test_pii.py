@@ -84,6 +84,14 @@ POSITIVES = [
     ("write to jane@example.c\u200bom today", "jane@example.c\u200bom", "EMAIL"),
     ("write to jane@example.com\u200b today", "jane@example.com", "EMAIL"),
     ("cc: j.doe@mail\u200c.example\u00ad.co.uk", "j.doe@mail\u200c.example\u00ad.co.uk", "EMAIL"),
+    # The same for the other detectors a hyphen breaks.
+    (
+        "IBAN DE89\u200b3704\u200b0044\u200b0532\u200b0130\u200b00 ok",
+        "DE89\u200b3704\u200b0044\u200b0532\u200b0130\u200b00",
+        "IBAN",
+    ),
+    ("from 192.168\u200b.1.20 today", "192.168\u200b.1.20", "IP_ADDRESS"),
+    ("key AKIA\u2060ABCDEFGHIJKLMNOP here", "AKIA\u2060ABCDEFGHIJKLMNOP", "SECRET"),
     # EMAIL
     ("Contact jane.doe@example.com today", "jane.doe@example.com", "EMAIL"),
     ("mail: J.Smith+news@mail.co.uk.", "J.Smith+news@mail.co.uk", "EMAIL"),
@@ -172,6 +180,7 @@ def test_positive(any_masker: PiiMasker, text: str, value: str, pii_type: str) -
 
 NEGATIVES = [
     "Your order 1234567 shipped",
+    "v1\u200b.2\u200b.3 built 2025\u200b-08\u200b-20, ticket #A-99\u200b812",
     "ticket #A-99812 and #123-456-7890",
     "request 123e4567-e89b-12d3-a456-426614174000 failed",
     "at 2025-08-20T10:05:00.250Z and 2025-08-20 10:05:00",

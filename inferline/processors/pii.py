@@ -54,7 +54,6 @@ from inferline.processors.conventions.field_sources import DEFAULT_TENANT_KEYS, 
 from inferline.processors.pii_config import PiiConfig
 from inferline.processors.pii_detectors import (
     BUILTIN_RULES,
-    EMAIL,
     INVISIBLE,
     SPACE_LIKE,
     Rule,
@@ -293,8 +292,6 @@ class _Engine:
         self.literal_db: Any = None  # the names gazetteer: a literal-only database, second scan
         self.literal_rids: list[int] = []  # literal id -> rule index
         self.scan_rules: list[int] = []  # rules run by `re.finditer` over the whole text
-        # The built-in email rule (`_hidden_emails`), -1 when the detector is off.
-        self.email_rule = next((rid for rid, rule in enumerate(rules) if rule is EMAIL), -1)
         self._local = threading.local()  # Hyperscan scratch is per thread
         if _hs is not None:
             self._build_hyperscan()
@@ -377,7 +374,7 @@ class _Engine:
         if self.scan_rules:
             self._find_by_re(text, allow, found)
         if text is not original:
-            found += self._hidden_emails(original, allow)
+            found += self._found_without_invisible(original, allow)
         return found
 
     @property
@@ -451,37 +448,26 @@ class _Engine:
         for i, hits in per_text.items():
             out[i] = self._confirm(texts[i], hits, allow)
         for i, (text, original) in enumerate(zip(texts, originals, strict=True)):
-            if text is not original and (hidden := self._hidden_emails(original, allow)):
+            if text is not original and (hidden := self._found_without_invisible(original, allow)):
                 out[i] = [*out[i], *hidden]
         return out
 
-    def _hidden_emails(self, text: str, allow: frozenset[str]) -> list[tuple[int, int, int]]:
-        """Email addresses with invisible characters where the detectors' reading of them as "-"
-        (`_plain`) makes no address: next to the "@" or a dot, or in the top-level domain
-        ("jane@example\u200b.com": pages write addresses so against autolinking, and copy and
-        paste keeps the characters). Found in the text with those characters left out; the span
-        masked is the text's, invisible characters and all (one right after an address, which
-        reads as "-" and so as part of it, hides it too). Only texts holding both an "@" and such
-        a character are read again."""
-        rid = self.email_rule
-        if rid < 0 or "@" not in text:
-            return []
-        # Offsets in the text without them, of each one left out (minus those before it): a match
-        # at offset v of that text starts at v + (how many such offsets are <= v) in `text`.
+    def _found_without_invisible(self, text: str, allow: frozenset[str]) -> list[tuple[int, int, int]]:
+        """Detections in `text` read with its invisible characters left out, as spans of `text`.
+        Read as "-" (`_plain`), they keep a number's groups together but break what a hyphen
+        cannot be part of: an address next to its "@" or a dot (`jane@example\u200b.com`, which
+        pages write against autolinking, and copy and paste keeps), an IBAN's or an IP address's
+        groups, a key's characters, a value followed by one. Only texts holding such a character
+        are read twice; the same detection found both ways is kept once (`_resolve`)."""
+        # Offsets in the text without them of each one left out (minus those before it): offset
+        # v of that text is v + (how many of these are <= v) in `text`.
         gaps = [m.start() - k for k, m in enumerate(_INVISIBLE_RE.finditer(text))]
         if not gaps:
             return []
-        visible = _INVISIBLE_RE.sub("", text)
-        rule = self.rules[rid]
         found: list[tuple[int, int, int]] = []
-        for m in rule.exact.finditer(visible):
-            span = _checked_span(rule, m, allow)
-            if span is None:
-                continue
-            start = span[0] + bisect_right(gaps, span[0])
-            end = span[1] + bisect_right(gaps, span[1] - 1)
-            # Addresses the scan of the text found too come back twice: `_resolve` keeps one.
-            found.append((start, -end, rid))
+        for start, neg_end, rid in self.find(_INVISIBLE_RE.sub("", text), allow):
+            end = -neg_end
+            found.append((start + bisect_right(gaps, start), -(end + bisect_right(gaps, end - 1)), rid))
         return found
 
     def _confirm(
