@@ -4,6 +4,7 @@ one inference row, whichever comes first; distinct calls keep theirs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -99,3 +100,27 @@ def test_the_calls_of_a_failed_entry_are_forgotten_so_a_retry_of_them_is_stored(
     assert len(n.normalise([failed], [])) == 1
     n.forget_calls({failed.origin})
     assert len(n.normalise([_llm(CALL, "", "ChatCompletion", 100, 20, 9)], [])) == 1 and n.repeats == 0
+
+
+def test_the_normaliser_vouches_only_for_calls_it_still_remembers() -> None:
+    """`calls_remembered_since`: a call first seen now that started after it made no row before.
+    A new normaliser remembers nothing older than itself; later, the join window back; and once
+    its memory is full, only back to the oldest call it had to forget early (a retry of that call
+    would not be recognised, so the exporter must look it up)."""
+    now = [1000.0]
+    n = GenAINormaliser(join_window_s=30.0, max_pending=1, clock=lambda: now[0])  # room for 10 calls
+    assert n.calls_remembered_since() == pytest.approx(time.time(), abs=1)
+
+    now[0] += 100
+    assert n.calls_remembered_since() == pytest.approx(time.time() - 30, abs=1)
+
+    for i in range(10):
+        n.normalise([_llm(f"{i + 1:016x}", "", "ChatCompletion", 100 + i, 20, i)], [])
+    assert n.calls_remembered_since() == pytest.approx(time.time() - 30, abs=1)  # all still held
+
+    now[0] += 5
+    n.normalise([_llm("f" * 16, "", "ChatCompletion", 999, 20, 99)], [])  # one too many
+    now[0] += 1
+    n.expire()
+    # The first call (remembered 6 s ago) is gone before its window ended.
+    assert n.calls_remembered_since() == pytest.approx(time.time() - 6, abs=1)

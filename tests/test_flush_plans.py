@@ -26,12 +26,12 @@ from inferline.exporters.clickhouse.exporter import (
     RestReader,
 )
 from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.exporters.clickhouse.new_inferences import NewInferences
 from inferline.exporters.clickhouse.plans import LEGACY_PLANS_TABLE, ClickHousePlans
 from inferline.otlp.flatten import flatten_spans
 from inferline.processors.chain import ProcessorChain
 from inferline.processors.normalise import GenAINormaliser
 from inferline.service.processing import native_blocks, process_entries
-from inferline.service.writer_role import _NewInferences
 from inferline.storage.rollups import ROLLUPS, ROLLUPS_9
 from tests.otlp_helpers import sdk_spans, span_row
 from tests.rollup_helpers import views_detached
@@ -71,7 +71,7 @@ class Run:
             self.plans,
             self._stored,
             BATCH,
-            insert_filter=_NewInferences(client, "default") if kafka else None,
+            insert_filter=NewInferences(client, "default") if kafka else None,
             replays_exactly=kafka,
             read_rest=read_rest,
         )

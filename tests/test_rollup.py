@@ -3,11 +3,14 @@ arrived later (a second row version) is counted once."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import httpx
 import orjson
 import pytest
 
-from tests.conftest import Service
+from tests.conftest import Service, make_service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, logs_json, new_span_id, new_trace_id, traces_json
 
 pytestmark = pytest.mark.e2e
@@ -86,3 +89,25 @@ def test_a_request_sent_twice_is_counted_once_by_the_rollups(service: Service) -
         f"(SELECT toStartOfMinute(min(start_time)) FROM llm_inferences WHERE trace_id IN ({ids}))"
     )
     assert stored == raw, (stored, raw)
+
+
+def test_a_retry_later_than_the_join_window_is_counted_once(tmp_path: Path) -> None:
+    """The normaliser recognises a retry only within its join window (1 s here, 30 s by default);
+    an exporter that gave up and sent its request again later makes rows the table holds. They
+    are looked up and left out: the rollups count each call once, as `FINAL` on the table does."""
+    svc = make_service(tmp_path, INFERLINE_PROCESSORS__JOIN_WINDOW_S="1")
+    svc.start()
+    try:
+        body = traces_json([json_span(GENAI_ATTRIBUTES, name="retried late") for _ in range(3)])
+        send(svc, "/v1/traces", body)
+        svc.settle()
+        time.sleep(1.5)  # past the window
+        send(svc, "/v1/traces", body)
+        svc.settle()
+        assert svc.sql("SELECT count() FROM llm_inferences FINAL") == "3\n"
+        assert svc.sql("SELECT count() FROM llm_inferences") == "3\n"  # no copy waiting for a merge
+        assert svc.sql("SELECT sum(calls) FROM llm_inferences_by_minute") == "3\n"
+        assert svc.sql("SELECT sum(requests) FROM inference_stats_by_minute") == "3\n"
+        assert svc.sql("SELECT count() FROM otel_traces FINAL") == "3\n"
+    finally:
+        assert svc.stop() == 0, svc.logs()[-3000:]

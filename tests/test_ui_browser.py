@@ -920,6 +920,7 @@ def test_analytics_auto_refresh_swaps_in_new_figures_without_a_page_load(
     expect(page.locator("select[name=refresh]")).to_have_value("off")
 
 
+@browser_test
 def test_the_service_logged_no_key_and_no_content(service: Service, data: Data) -> None:
     """After every page above was used: the log has the dashboard's audit lines, and neither a
     key nor text the pages searched for or showed (keys, searches and content never reach a log)."""

@@ -1,6 +1,7 @@
-"""The Kafka writer's filter of inference rows already stored (`_NewInferences`), against the
-real engine: a processor replay's copies are inserted once, at any flush size, and what a flush
-left out is recorded so its rebuild leaves out the same."""
+"""The ClickHouse exporter's filter of inference rows already stored (`NewInferences`), against
+the real engine: a Kafka processor replay's copies, and in embedded mode a sender's retry later
+than the join window, are inserted once (table and rollups), at any flush size; what a flush left
+out is recorded so its rebuild leaves out the same."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import time
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from inferline.core.records import Batch
+from inferline.core.records import Batch, Row
 from inferline.exporters.clickhouse.inserter import Inserter
-from inferline.service.writer_role import _NewInferences
+from inferline.exporters.clickhouse.new_inferences import NewInferences
+from inferline.service.processing import native_blocks
+from inferline.storage.rollups import ROLLUPS, ROLLUPS_9
 from tests.genai_examples import chat_inference_rows
 
 pytestmark = pytest.mark.integration
@@ -25,7 +28,75 @@ def test_a_flush_larger_than_one_query_can_name_still_finds_what_is_stored(store
     assert len({r["inference_id"] for r in rows}) == 12_000
     already = [rows[5], rows[6_000], rows[11_999]]  # stored by the flush before a crash
     Inserter(store).insert(Batch(inferences=[dict(r) for r in already]), "before-the-crash")
-    kept, left_out = _NewInferences(store, "default").filter_new(Batch(inferences=[*rows, dict(rows[7])]))
+    kept, left_out = NewInferences(store, "default").filter_new(Batch(inferences=[*rows, dict(rows[7])]))
     assert len(kept.inferences) == 12_000 - 3  # the three stored ones and the replayed copy of row 7 go
     assert {r["inference_id"] for r in already}.isdisjoint(r["inference_id"] for r in kept.inferences)
     assert sorted(left_out) == sorted(f"{r['inference_id']}/{r['version']}" for r in already)
+
+
+class _Recording(NewInferences):
+    """Records how many rows each flush looked up."""
+
+    looked_up: list[int]
+
+    def stored_keys(self, rows: list[Row]) -> set[str]:
+        self.looked_up = [*getattr(self, "looked_up", []), len(rows)]
+        return super().stored_keys(rows)
+
+
+def _calls_counted(store: Client) -> tuple[int, int, list[int]]:
+    """Rows in llm_inferences (no FINAL: a copy counts), calls in the minute rollup, in each rollup."""
+    rows = int(str(store.command("SELECT count() FROM llm_inferences")))
+    by_minute = int(str(store.command("SELECT sum(calls) FROM llm_inferences_by_minute")))
+    each = [int(str(store.command(f"SELECT sum(requests) FROM `{r.table}`"))) for r in (*ROLLUPS, *ROLLUPS_9)]
+    return rows, by_minute, each
+
+
+def test_encoded_rows_already_stored_are_left_out_of_the_table_and_the_rollups(store: Client) -> None:
+    """Embedded mode: the rows reach the exporter as a worker's Native block. A sender's retry
+    later than the join window makes rows the table holds; they are left out in ClickHouse, the
+    others stored, and the metrics' rows shrink alike."""
+    start = time.time_ns() - 120 * 10**9  # calls two minutes old: the normaliser cannot vouch for them
+    rows = chat_inference_rows(50, start, seed="retry")
+    Inserter(store).insert(Batch(inferences=[dict(r) for r in rows[:20]]), "the-first-request")
+    retried = native_blocks(
+        Batch(inferences=[dict(r) for r in rows], calls_remembered_since=time.time() - 30)
+    )
+    assert not any(r["certainly_new"] for r in retried.observed)
+
+    kept, left_out = _Recording(store, "default").filter_new(retried)
+    assert sorted(left_out) == sorted(f"{r['inference_id']}/1" for r in rows[:20])
+    assert len(kept.observed) == 30 and kept.already_stored == frozenset(left_out)
+    Inserter(store).insert(kept, "the-retry")
+    assert _calls_counted(store) == (50, 50, [50] * len(ROLLUPS + ROLLUPS_9))
+    Inserter(store).insert(kept, "the-retry")  # the same flush inserted again: its token drops it
+    assert _calls_counted(store) == (50, 50, [50] * len(ROLLUPS + ROLLUPS_9))
+
+
+def test_calls_the_normaliser_vouches_for_are_not_looked_up(store: Client) -> None:
+    """The look-up reads the flush's time range of the table: rows of calls that started after
+    the normaliser's memory is complete skip it; older ones in the same flush do not."""
+    now = time.time()
+    fresh = chat_inference_rows(40, time.time_ns() - 5 * 10**9, seed="fresh")
+    old = chat_inference_rows(3, time.time_ns() - 300 * 10**9, seed="old")
+    batch = native_blocks(Batch(inferences=[dict(r) for r in fresh + old], calls_remembered_since=now - 30))
+    assert [r["certainly_new"] for r in batch.observed] == [True] * 40 + [False] * 3
+    lookup = _Recording(store, "default")
+    kept, left_out = lookup.filter_new(batch)
+    assert lookup.looked_up == [3] and left_out == [] and not kept.already_stored
+    Inserter(store).insert(kept, "fresh")
+    assert _calls_counted(store)[:2] == (43, 43)
+
+
+def test_versions_a_call_was_counted_at_are_found_whatever_version_the_table_kept(store: Client) -> None:
+    """The views count a call at its version-1 row. Once content that came later made a version 2
+    and a merge kept only that, a retried version 1 is still the same call (left out); a version 2
+    of a call stored only at version 1 is new content (kept)."""
+    first, second = chat_inference_rows(2, time.time_ns() - 120 * 10**9, seed="versions")
+    Inserter(store).insert(Batch(inferences=[dict(first, version=2), dict(second)]), "stored")
+    store.command("OPTIMIZE TABLE llm_inferences FINAL")
+    kept, left_out = NewInferences(store, "default").filter_new(
+        Batch(inferences=[dict(first), dict(second, version=2)])
+    )
+    assert left_out == [f"{first['inference_id']}/1"]
+    assert [(r["inference_id"], r["version"]) for r in kept.inferences] == [(second["inference_id"], 2)]

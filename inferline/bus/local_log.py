@@ -350,9 +350,9 @@ class LocalLog:
     def record_flush(self, ranges: dict[int, tuple[int, int]], left_out: Collection[str] = ()) -> str:
         """Records a flush before its insert (fsynced), so a replay can rebuild it exactly.
         Returns its deduplication token: unique, so two logs (or a log recreated empty) never
-        share one. Embedded mode filters no rows out of a flush: `left_out` stays empty."""
-        if left_out:
-            raise ValueError("the local log records no rows left out of a flush")
+        share one. `left_out` is not kept: the log's records are processed again for a rebuilt
+        flush, which then inserts only what the tables do not hold (`Inserter.insert_missing`),
+        and so leaves out again what the original insert left out."""
         plan = Plan(0, f"local-{uuid.uuid4().hex}", ranges)
         w = self._writer
         assert w is not None

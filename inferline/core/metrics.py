@@ -170,8 +170,11 @@ class CappedLabel:
 project_label, model_label, provider_label = CappedLabel(), CappedLabel(), CappedLabel()
 
 
-# The llm_inferences columns `observe_inferences` reads (worker processes send only these).
+# The llm_inferences columns `observe_inferences` reads (worker processes send only these), and
+# the row's identity, which the exporter looks up (`exporters/clickhouse/new_inferences.py`).
 OBSERVED_FIELDS = (
+    "inference_id",
+    "start_time",
     "version",
     "pii_found",
     "project_id",

@@ -133,6 +133,12 @@ class Batch:
     encoded: list[tuple[str, int, bytes]] = field(default_factory=list)
     # What the metrics read of the encoded llm_inferences rows (metrics.OBSERVED_FIELDS).
     observed: list[Row] = field(default_factory=list)
+    # Keys ("inference_id/version") of encoded llm_inferences rows ClickHouse holds already: the
+    # insert leaves them out (`exporters/clickhouse/new_inferences.py`).
+    already_stored: frozenset[str] = frozenset()
+    # Unix time from which the normaliser that made `inferences` remembers every call it made a
+    # row of (`GenAINormaliser.calls_remembered_since`); -inf: unknown.
+    calls_remembered_since: float = float("-inf")
     # Rows of `ingest_ledger` (`inferline.core.ledger`): inserted last, after the rows they count.
     ledger: list[Row] = field(default_factory=list)
     # Rows the encoder could not encode and left out of its output (a value no column rule
@@ -164,4 +170,6 @@ class Batch:
         self.scores.extend(other.scores)
         self.encoded.extend(other.encoded)
         self.observed.extend(other.observed)
+        self.already_stored |= other.already_stored
+        self.calls_remembered_since = min(self.calls_remembered_since, other.calls_remembered_since)
         self.ledger.extend(other.ledger)

@@ -72,6 +72,7 @@ class ProcessorChain:
             logs=[log_row(r) for r in logs],
             scores=scores(spans, logs, carriers),
             score_carriers=carriers,
+            calls_remembered_since=self.normaliser.calls_remembered_since(),
         )
         for stage in self.stages:
             stage.process(batch)

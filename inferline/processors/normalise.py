@@ -152,7 +152,7 @@ class GenAINormaliser:
         self._ancestry = Ancestry(join_window_s, 10 * max(0, int(max_pending)), max(0, int(max_pending)))
         self._id_keys = ID_KEYS | frozenset(self.tenant_keys)
         # Retries and wrapper spans of calls already made rows (see call_memory).
-        self._calls = CallMemory(join_window_s, 10 * max(0, int(max_pending)))
+        self._calls = CallMemory(join_window_s, 10 * max(0, int(max_pending)), clock())
         self.repeats = 0  # model-call spans skipped as retries of a span already made a row
         self.wrappers = 0  # model-call spans skipped as another span of a call already made a row
         self._layouts: dict[tuple[str, ...], KeyLayout] = {}
@@ -216,6 +216,13 @@ class GenAINormaliser:
         self._join.expire(now)
         self._ancestry.expire(now)
         self._calls.expire(now)
+
+    def calls_remembered_since(self) -> float:
+        """Unix time (s) from which this normaliser remembers every model call it made a row of:
+        a call it makes a row of now that started later made no row before. Earlier ones may be
+        a sender's retry of a request stored longer ago than the join window."""
+        now = self._clock()
+        return time.time() - (now - self._calls.complete_after(now))
 
     def forget_calls(self, origins: set[Any]) -> None:
         """Forgets the model calls of these records (a failed entry: a retry of its calls in

@@ -26,6 +26,7 @@ from inferline.core.consumer import Sink
 from inferline.core.memory import observe_collector_pauses, settle_after_start
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.exporters.clickhouse.new_inferences import NewInferences
 from inferline.otlp.validate import TimeWindow
 from inferline.processors.chain import ProcessorChain
 from inferline.processors.mask_request import MaskingSink
@@ -192,6 +193,8 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
         settings.batch,
         settings.local_log,
         time_window(settings),
+        # A sender's retry later than the join window: its calls are not stored (counted) twice.
+        NewInferences(write_client, database),
     )
     engine.start()
     sink: Sink = engine.sink

@@ -30,6 +30,7 @@ from inferline.core.records import Batch, SourceEntry
 from inferline.exporters.clickhouse.exporter import (
     ClickHouseExporter,
     Delivery,
+    InsertFilter,
     Ranges,
     RecordedFlush,
     StoredCallback,
@@ -255,6 +256,7 @@ class EmbeddedEngine:
         batch: BatchSettings,
         local_log: LocalLogSettings,
         window: TimeWindow | None = None,
+        insert_filter: InsertFilter | None = None,
     ) -> None:
         self.log = LocalLog(data_dir / "log" / "otlp.sqlite3", max_bytes=local_log.max_bytes)
         recovery = self.log.open()
@@ -269,7 +271,7 @@ class EmbeddedEngine:
         self.pipeline = EmbeddedPipeline(
             self.log,
             processing,
-            lambda on_stored: ClickHouseExporter(inserter, self.log, on_stored, batch),
+            lambda on_stored: ClickHouseExporter(inserter, self.log, on_stored, batch, insert_filter),
             local_log.read_entries,
         )
 

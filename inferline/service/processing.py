@@ -40,6 +40,7 @@ from inferline.core.records import (
     Span,
 )
 from inferline.exporters.clickhouse.native import encode_block
+from inferline.exporters.clickhouse.new_inferences import CERTAINLY_NEW, certainly_new
 from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
 from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import reason_code
@@ -265,11 +266,14 @@ def _rows_by_table(batch: Batch) -> tuple[tuple[Table, list[Row]], ...]:
 
 def native_blocks(batch: Batch) -> Batch:
     """The rows as Native blocks for the ClickHouse exporter, plus the few fields of each
-    inference the metrics read."""
-    out = Batch(
-        observed=[{k: row.get(k) for k in metrics.OBSERVED_FIELDS} for row in batch.inferences],
-        ledger=batch.ledger,  # a few rows: the exporter counts them once stored
-    )
+    inference the metrics read and the exporter's look-up of stored rows needs."""
+    since = batch.calls_remembered_since
+    observed = []
+    for row in batch.inferences:
+        fields = {k: row.get(k) for k in metrics.OBSERVED_FIELDS}
+        fields[CERTAINLY_NEW] = certainly_new(row, since)
+        observed.append(fields)
+    out = Batch(observed=observed, ledger=batch.ledger)  # the ledger: a few rows, counted once stored
     for table, rows in _rows_by_table(batch):
         if rows:
             out.encoded.append(_encoded(table, rows, batch.left_out))

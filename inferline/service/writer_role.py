@@ -15,8 +15,7 @@ topic with the reason; the rest goes on.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import NamedTuple, TypeVar
 
@@ -32,8 +31,9 @@ from inferline.core.config import Settings
 from inferline.core.logging import error_summary
 from inferline.core.memory import freeze_survivors
 from inferline.core.records import Batch, Row
-from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Filtered, Ranges
+from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges
 from inferline.exporters.clickhouse.inserter import Inserter
+from inferline.exporters.clickhouse.new_inferences import NewInferences
 from inferline.exporters.clickhouse.plans import ClickHousePlans, source_name
 from inferline.kafka.clients import (
     H_DLQ_LINE,
@@ -61,10 +61,6 @@ _DECIMAL_COLUMNS = {
     t.name: tuple(c.name for c in t.columns if "Decimal" in c.type)
     for t in (LLM_INFERENCES, OTEL_TRACES, OTEL_LOGS, SCORES, INGEST_LEDGER)
 }
-
-
-# Inference ids per lookup query of `_NewInferences._stored_keys` (~40 bytes each in the query's text).
-_LOOKUP_CHUNK = 2_000
 
 
 class _InvalidRow(ValueError):
@@ -124,7 +120,7 @@ class WriterRole:
             self._plans,
             self._stored,
             batch,
-            insert_filter=_NewInferences(client, self._database),
+            insert_filter=NewInferences(client, self._database),
             quiet_s=ks.writer_quiet_s or None,
             replays_exactly=True,
             read_rest=self._read_rest,
@@ -428,52 +424,6 @@ class WriterRole:
             log.warning("offset commit failed; the flush is replayed later", error=error_summary(e))
 
 
-class _NewInferences:
-    """The writer's `InsertFilter`: inference rows a processor replay published again are inserted
-    once. A processor that restarts replays what it had not committed; the table would collapse
-    the copies on merge, but the rollups' views would count them again. One trace's records share
-    a partition and so a writer, so no other writer inserts the same row meanwhile."""
-
-    def __init__(self, client: Client, database: str) -> None:
-        self._client = client
-        self._database = database
-
-    def filter_new(self, batch: Batch) -> Filtered:
-        if not batch.inferences:
-            return Filtered(batch, [])
-        stored = self._stored_keys(batch.inferences)
-        batch.inferences = _without(batch.inferences, stored)
-        return Filtered(batch, sorted(stored))
-
-    def filter_recorded(self, batch: Batch, left_out: frozenset[str]) -> Batch:
-        batch.inferences = _without(batch.inferences, left_out)
-        return batch
-
-    def _stored_keys(self, rows: list[Row]) -> set[str]:
-        """Keys (`_key`) of the rows whose (inference_id, version) ClickHouse holds already."""
-        keys: dict[str, int] = {}  # inference id -> its start time (ns)
-        for row in rows:
-            try:
-                keys[str(uuid.UUID(str(row.get("inference_id"))))] = int(row["start_time"])
-            except (ValueError, TypeError, KeyError):
-                continue  # such a row is refused at decode; nothing to look up
-        # In chunks: the ids are written into the query, and a query past ClickHouse's
-        # `max_query_size` (256 KiB, ~6,500 ids) is a syntax error: a large flush retried it
-        # forever (acknowledged, never stored). By start time, so each chunk reads a narrow range.
-        ordered = sorted(keys, key=keys.__getitem__)
-        stored: set[str] = set()
-        for at in range(0, len(ordered), _LOOKUP_CHUNK):
-            chunk = ordered[at : at + _LOOKUP_CHUNK]
-            found = self._client.query(
-                f"SELECT toString(inference_id), version FROM `{self._database}`.llm_inferences "
-                f"WHERE start_time BETWEEN fromUnixTimestamp64Nano({keys[chunk[0]]}) "
-                f"AND fromUnixTimestamp64Nano({keys[chunk[-1]]}) "
-                f"AND inference_id IN ({', '.join(repr(i) for i in chunk)})"
-            ).result_rows
-            stored.update(f"{i}/{v}" for i, v in found)
-        return stored
-
-
 def _records_of(m: ConsumerRecord, table: Table) -> tuple[list[Row], list[_BadRecord]]:
     """The message's rows: one (schema version 1, or no version header) or one per line (version
     2), and its records that cannot be stored (for version 2, each line alone: the message's other
@@ -498,23 +448,6 @@ def _records_of(m: ConsumerRecord, table: Table) -> tuple[list[Row], list[_BadRe
         except Exception as e:
             bad.append(_BadRecord(value, e, "decode", None if one_row else i))
     return rows, bad
-
-
-def _key(row: Row) -> str:
-    return f"{row.get('inference_id')}/{row.get('version')}"
-
-
-def _without(rows: list[Row], left_out: Collection[str]) -> list[Row]:
-    """`rows` but those whose key is in `left_out`, and each key once (a copy replayed into the
-    same batch)."""
-    seen = set(left_out)
-    kept = []
-    for row in rows:
-        key = _key(row)
-        if key not in seen:
-            seen.add(key)
-            kept.append(row)
-    return kept
 
 
 class _BadRecord(NamedTuple):

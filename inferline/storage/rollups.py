@@ -8,9 +8,10 @@ rollups and raw rows with one outer query: a rollup row and a group of raw rows 
 
 Like `llm_inferences_by_minute`, only `version = 1` rows feed them: later versions of an inference
 only add content that arrived in log records, and counting them would count the call twice.
-Replayed inserts are dropped before they reach a view (deduplication token; the Kafka writer
-also skips rows already stored), and a flush rebuilt after a crash leaves them neither short nor
-counted twice (`recount_statements`), see docs/architecture.md.
+Replayed inserts are dropped before they reach a view (deduplication token; the exporter also
+leaves out rows already stored: `exporters/clickhouse/new_inferences.py`), and a flush rebuilt
+after a crash leaves them neither short nor counted twice (`recount_statements`), see
+docs/architecture.md.
 """
 
 from __future__ import annotations

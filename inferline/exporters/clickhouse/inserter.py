@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -55,7 +56,10 @@ class Inserter:
 
     def insert(self, batch: Batch, token: str) -> None:
         for table, blocks, count in _blocks_by_table(batch):
-            self._insert_table(table, blocks, count, f"{token}:{table.name}")
+            if table is LLM_INFERENCES and batch.already_stored:
+                self._insert_leaving_out(blocks, count, f"{token}:{table.name}", batch.already_stored)
+            else:
+                self._insert_table(table, blocks, count, f"{token}:{table.name}")
 
     def insert_missing(self, batch: Batch, flush_id: str) -> None:
         """A flush rebuilt after a crash: inserts only the rows each table does not hold yet.
@@ -79,19 +83,10 @@ class Inserter:
         self, table: Table, blocks: list[bytes], rows: int, flush_id: str, identity: tuple[str, str]
     ) -> None:
         target = f"`{self._database}`.`{table.name}`"
-        # One staging table per rebuilt flush: writers of one database never share one.
-        staging = (
-            f"`{self._database}`.`_rebuild_{table.name}_{hashlib.sha1(flush_id.encode()).hexdigest()[:16]}`"
-        )
         key, partition = identity
         columns = column_list(table)
         started = time.perf_counter()
-        self._client.command(f"DROP TABLE IF EXISTS {staging}")
-        self._client.command(f"CREATE TABLE {staging} AS {target} ENGINE = Memory")
-        try:
-            self._client.raw_insert(
-                staging, [c.name for c in table.insert_columns], insert_block=b"".join(blocks), fmt="Native"
-            )
+        with self._staged(table, blocks, flush_id) as staging:
             present = f"SELECT {key} FROM {target}"
             if partition:  # only the partitions the flush touches are read
                 present += f" WHERE ({partition}) IN (SELECT DISTINCT {partition} FROM {staging})"
@@ -106,13 +101,55 @@ class Inserter:
                 for statement in recount_statements(self._database, staging, self._recount_days):
                     self._client.command(statement, settings={"mutations_sync": 2})
                 log.info("rollups recounted for a rebuilt flush", rows=rows)
-        finally:
-            self._client.command(f"DROP TABLE IF EXISTS {staging}")
         written = getattr(summary, "written_rows", None)
         metrics.observe_insert(
             table.name, int(written) if written is not None else rows, time.perf_counter() - started
         )
         log.info("rebuilt flush stored", table=table.name, rows=rows, new_rows=written)
+
+    def _insert_leaving_out(
+        self, blocks: list[bytes], rows: int, token: str, already_stored: frozenset[str]
+    ) -> None:
+        """Encoded `llm_inferences` rows but those ClickHouse holds already (a sender's retry
+        later than the join window; `new_inferences.py`): a Native block cannot be cut here, so
+        the rows pass through a staging table and the insert selects the others, with the
+        flush's token as any insert."""
+        target = f"`{self._database}`.`{LLM_INFERENCES.name}`"
+        columns = column_list(LLM_INFERENCES)
+        started = time.perf_counter()
+        with self._staged(LLM_INFERENCES, blocks, token) as staging:
+            summary = self._client.command(
+                f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} "
+                "WHERE NOT has({stored:Array(String)}, "
+                "concat(toString(inference_id), '/', toString(version)))",
+                parameters={"stored": sorted(already_stored)},
+                settings={
+                    "insert_deduplication_token": token,
+                    "deduplicate_blocks_in_dependent_materialized_views": 1,
+                },
+            )
+        written = getattr(summary, "written_rows", None)
+        metrics.observe_insert(
+            LLM_INFERENCES.name, int(written) if written is not None else rows, time.perf_counter() - started
+        )
+        log.info("inference rows already stored were left out", rows=rows, new_rows=written)
+
+    @contextlib.contextmanager
+    def _staged(self, table: Table, blocks: list[bytes], flush_id: str) -> Iterator[str]:
+        """A Memory table holding `blocks`, dropped after use."""
+        # One staging table per flush: writers of one database never share one.
+        staging = (
+            f"`{self._database}`.`_rebuild_{table.name}_{hashlib.sha1(flush_id.encode()).hexdigest()[:16]}`"
+        )
+        self._client.command(f"DROP TABLE IF EXISTS {staging}")
+        self._client.command(f"CREATE TABLE {staging} AS `{self._database}`.`{table.name}` ENGINE = Memory")
+        try:
+            self._client.raw_insert(
+                staging, [c.name for c in table.insert_columns], insert_block=b"".join(blocks), fmt="Native"
+            )
+            yield staging
+        finally:
+            self._client.command(f"DROP TABLE IF EXISTS {staging}")
 
     def _identity(self, table: Table) -> tuple[str, str] | None:
         """The table's row identity (its sorting key, plus the version column of a versioned

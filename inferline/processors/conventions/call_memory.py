@@ -29,9 +29,12 @@ class _Call(NamedTuple):
 
 
 class CallMemory:
-    def __init__(self, window_s: float, max_calls: int) -> None:
+    def __init__(self, window_s: float, max_calls: int, now: float = 0.0) -> None:
         self.window_s = window_s
         self.max_calls = max_calls
+        # Every call remembered after this moment is still here until its deadline: what was
+        # remembered before it may be gone early (the memory was full, or is new since `now`).
+        self._complete_after = now
         self._calls: OrderedDict[JoinKey, _Call] = OrderedDict()
         self._children: dict[JoinKey, list[Tokens]] = {}  # parent -> its remembered calls' tokens
 
@@ -65,10 +68,21 @@ class CallMemory:
         for key in [k for k, call in self._calls.items() if call.origin in origins]:
             self._forget(key)
 
+    def complete_after(self, now: float) -> float:
+        """The moment from which every call that made a row is remembered: a call first seen now
+        that started after it made no row before (its retry would have been recognised)."""
+        return max(self._complete_after, now - self.window_s)
+
     def expire(self, now: float) -> None:
         calls = self._calls
-        while calls and (len(calls) > self.max_calls or next(iter(calls.values())).deadline <= now):
-            self._forget(next(iter(calls)))
+        while calls:
+            key, oldest = next(iter(calls.items()))
+            if oldest.deadline > now:
+                if len(calls) <= self.max_calls:
+                    break
+                # Forgotten before its window ends: a retry of it would not be recognised.
+                self._complete_after = max(self._complete_after, oldest.deadline - self.window_s)
+            self._forget(key)
 
     def _forget(self, key: JoinKey) -> None:
         call = self._calls.pop(key)

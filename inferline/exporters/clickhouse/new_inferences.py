@@ -1,0 +1,128 @@
+"""The ClickHouse exporter's `InsertFilter` for inference rows ClickHouse already holds.
+
+`llm_inferences` collapses copies of a row when it merges, but the rollups' views count every
+insert: a copy stored again would be a call counted twice in every overview. Copies come from a
+Kafka processor that replays what it had not committed, and from an OTLP sender that retries a
+request later than the normaliser's join window (which only remembers the calls of the last
+`join_window_s`). Both wirings therefore look up, before a flush's first insert, which of its
+inference rows (id and version) are stored already, and leave them out; the plan records the
+keys, so a rebuilt flush leaves out the same.
+
+Rows given as dicts are dropped from the batch. Rows a worker encoded (embedded mode) cannot be
+taken out of their Native block here: their keys come with the block (`Batch.observed`), and the
+inserter leaves them out in ClickHouse (`Batch.already_stored`).
+
+The look-up reads the flush's time range of the table (~20 µs of the engine per span: the ids are
+hashes, no index narrows it). Encoded rows skip it when the worker's normaliser vouches for them:
+a call it remembers every call since (`GenAINormaliser.calls_remembered_since`, the join window
+back, less if its memory filled up) that started later than that, and that it did not recognise,
+made no row before. Only calls that started earlier, which a retry past the window is, are
+looked up. A Kafka writer cannot know what a processor replays, and looks up every row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+
+from clickhouse_connect.driver.client import Client
+
+from inferline.core.records import Batch, Row
+from inferline.exporters.clickhouse.exporter import Filtered
+
+# How far ahead of ours a sender's clock may run (span start times are the sender's) and a retry of
+# its calls still be found.
+SENDER_CLOCK_LEAD_S = 10.0
+# The field of `Batch.observed` rows saying the row needs no look-up (`certainly_new`).
+CERTAINLY_NEW = "certainly_new"
+# Inference ids per look-up query (~40 bytes each in the query's text: ClickHouse's
+# `max_query_size` is 256 KiB, and a flush holds tens of thousands of rows).
+LOOKUP_CHUNK = 2_000
+
+
+class NewInferences:
+    """Leaves out the inference rows whose (inference_id, version) ClickHouse holds. One trace's
+    records reach one exporter (a partition of the log, or of the enriched topics), so no other
+    exporter inserts the same row meanwhile."""
+
+    def __init__(self, client: Client, database: str) -> None:
+        self._client = client
+        self._database = database
+
+    def filter_new(self, batch: Batch) -> Filtered:
+        if not batch.inferences and not batch.observed:
+            return Filtered(batch, [])
+        maybe_stored = [row for row in batch.observed if not row.get(CERTAINLY_NEW)]
+        stored = self.stored_keys([*batch.inferences, *maybe_stored])
+        return Filtered(leave_out(batch, stored), sorted(stored))
+
+    def filter_recorded(self, batch: Batch, left_out: frozenset[str]) -> Batch:
+        return leave_out(batch, left_out)
+
+    def stored_keys(self, rows: list[Row]) -> set[str]:
+        """Keys (`row_key`) of the rows ClickHouse holds already: the same (inference_id, version),
+        or for a version-1 row any version of its inference (content that came later made a
+        version 2, which a merge keeps instead of version 1; the views counted the call at its
+        version 1)."""
+        starts: dict[str, int] = {}  # inference id -> its start time (ns)
+        wanted: dict[str, set[int]] = {}  # inference id -> the versions asked about
+        for row in rows:
+            try:
+                inference_id = str(uuid.UUID(str(row.get("inference_id"))))
+                starts[inference_id] = int(row["start_time"])
+                wanted.setdefault(inference_id, set()).add(int(row["version"]))
+            except (ValueError, TypeError, KeyError):
+                continue  # such a row is refused before it gets here; nothing to look up
+        # In chunks: the ids are written into the query, and a query past `max_query_size` is a
+        # syntax error (a large flush retried it forever: acknowledged, never stored). By start
+        # time, so each chunk reads a narrow range of the table's daily partitions.
+        ordered = sorted(starts, key=starts.__getitem__)
+        stored: set[str] = set()
+        for at in range(0, len(ordered), LOOKUP_CHUNK):
+            chunk = ordered[at : at + LOOKUP_CHUNK]
+            found = self._client.query(
+                f"SELECT toString(inference_id), version FROM `{self._database}`.llm_inferences "
+                f"WHERE start_time BETWEEN fromUnixTimestamp64Nano({starts[chunk[0]]}) "
+                f"AND fromUnixTimestamp64Nano({starts[chunk[-1]]}) "
+                f"AND inference_id IN ({', '.join(repr(i) for i in chunk)})"
+            ).result_rows
+            for inference_id, version in found:
+                asked = wanted.get(inference_id, set())
+                if version in asked:
+                    stored.add(f"{inference_id}/{version}")
+                if 1 in asked:
+                    stored.add(f"{inference_id}/1")
+        return stored
+
+
+def certainly_new(row: Row, calls_remembered_since: float) -> bool:
+    """The row's call started after its normaliser remembered every call (with a margin for the
+    sender's clock): had it made a row before, the normaliser would have recognised it."""
+    start_ns = row.get("start_time")
+    return isinstance(start_ns, int) and start_ns > (calls_remembered_since + SENDER_CLOCK_LEAD_S) * 1e9
+
+
+def leave_out(batch: Batch, keys: Collection[str]) -> Batch:
+    """`batch` without the inference rows whose key is in `keys`, and each dict row once (a copy
+    replayed into the same batch). Encoded rows are marked for the inserter to leave out."""
+    batch.inferences = _without(batch.inferences, keys)
+    if keys and batch.observed:
+        batch.observed = [row for row in batch.observed if row_key(row) not in keys]
+        batch.already_stored = frozenset(keys)
+    return batch
+
+
+def row_key(row: Row) -> str:
+    """An inference row's identity in the table: what `FINAL` collapses copies by."""
+    return f"{row.get('inference_id')}/{row.get('version')}"
+
+
+def _without(rows: list[Row], left_out: Collection[str]) -> list[Row]:
+    seen = set(left_out)
+    kept = []
+    for row in rows:
+        key = row_key(row)
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
