@@ -101,10 +101,7 @@ class Inserter:
                 for statement in recount_statements(self._database, staging, self._recount_days):
                     self._client.command(statement, settings={"mutations_sync": 2})
                 log.info("rollups recounted for a rebuilt flush", rows=rows)
-        written = getattr(summary, "written_rows", None)
-        metrics.observe_insert(
-            table.name, int(written) if written is not None else rows, time.perf_counter() - started
-        )
+        written = _observe_staged_insert(table, summary, rows, started)
         log.info("rebuilt flush stored", table=table.name, rows=rows, new_rows=written)
 
     def _insert_leaving_out(
@@ -128,10 +125,7 @@ class Inserter:
                     "deduplicate_blocks_in_dependent_materialized_views": 1,
                 },
             )
-        written = getattr(summary, "written_rows", None)
-        metrics.observe_insert(
-            LLM_INFERENCES.name, int(written) if written is not None else rows, time.perf_counter() - started
-        )
+        written = _observe_staged_insert(LLM_INFERENCES, summary, rows, started)
         log.info("inference rows already stored were left out", rows=rows, new_rows=written)
 
     @contextlib.contextmanager
@@ -139,7 +133,7 @@ class Inserter:
         """A Memory table holding `blocks`, dropped after use."""
         # One staging table per flush: writers of one database never share one.
         staging = (
-            f"`{self._database}`.`_rebuild_{table.name}_{hashlib.sha1(flush_id.encode()).hexdigest()[:16]}`"
+            f"`{self._database}`.`_staging_{table.name}_{hashlib.sha1(flush_id.encode()).hexdigest()[:16]}`"
         )
         self._client.command(f"DROP TABLE IF EXISTS {staging}")
         self._client.command(f"CREATE TABLE {staging} AS `{self._database}`.`{table.name}` ENGINE = Memory")
@@ -191,6 +185,16 @@ class Inserter:
                     "insert failed, retrying", table=table.name, attempt=attempt + 1, error=error_summary(e)
                 )
                 time.sleep(self._backoff_s * (2**attempt))
+
+
+def _observe_staged_insert(table: Table, summary: object, rows: int, started: float) -> int | None:
+    """Counts an INSERT … SELECT from a staging table (the rows it wrote, where ClickHouse says);
+    returns that number."""
+    written = getattr(summary, "written_rows", None)
+    metrics.observe_insert(
+        table.name, int(written) if written is not None else rows, time.perf_counter() - started
+    )
+    return None if written is None else int(written)
 
 
 def _blocks_by_table(batch: Batch) -> Iterator[tuple[Table, list[bytes], int]]:

@@ -50,8 +50,6 @@ class NewInferences:
         self._database = database
 
     def filter_new(self, batch: Batch) -> Filtered:
-        if not batch.inferences and not batch.observed:
-            return Filtered(batch, [])
         maybe_stored = [row for row in batch.observed if not row.get(CERTAINLY_NEW)]
         stored = self.stored_keys([*batch.inferences, *maybe_stored])
         return Filtered(leave_out(batch, stored), sorted(stored))
@@ -87,7 +85,7 @@ class NewInferences:
                 f"AND inference_id IN ({', '.join(repr(i) for i in chunk)})"
             ).result_rows
             for inference_id, version in found:
-                asked = wanted.get(inference_id, set())
+                asked = wanted[inference_id]  # toString(UUID) spells it as str(uuid.UUID) does
                 if version in asked:
                     stored.add(f"{inference_id}/{version}")
                 if 1 in asked:
