@@ -3,9 +3,15 @@
 Each template is one OTLP request (protobuf or OTLP/JSON) whose trace and span ids are random
 placeholders; `Template.stamp(base)` copies the body and writes ids `base .. base + n - 1` over
 the placeholders (parents and correlated log records included), so every span sent is distinct
-while sending costs a copy and a few hundred slice assignments. The id of span number k is
+while sending costs a copy and a few thousand slice assignments. The id of span number k is
 `base + k` as 8 big-endian bytes; the trace id is a per-run prefix followed by the span id of
 the trace's root. The loss check rebuilds the expected span ids from (base, count) ranges.
+
+Times are placeholders too, written at each send: a call starts 1-20 s before it is sent (its
+duration and an exporter's batching delay), as real traffic does. Times fixed when the templates
+were built made every call minutes old by the time it was sent, which no service sees from live
+senders and which took the service's paths for late retries (the look-up of stored inference
+rows, `inferline/exporters/clickhouse/new_inferences.py`) for every row.
 
 GenAI spans follow the shapes of `tests/genai_examples.py` (OTel GenAI current with content on
 the span, OTel GenAI older with content in log records, OpenInference, Traceloop/OpenLLMetry,
@@ -387,6 +393,8 @@ class Body:
     # (offset, root span index): where the second half of a trace id goes (the first half, the
     # run prefix, is written when the body is built).
     trace_slots: list[tuple[int, int]] = field(default_factory=list)
+    # (offset, time index): where a time goes, as fixed64 (protobuf) or 19 digits (OTLP/JSON).
+    time_slots: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -398,17 +406,35 @@ class Template:
     traces: Body
     logs: Body | None = None  # correlated log records, sent after the spans are acknowledged
     log_records: int = 0
+    # The times the placeholders stand for (ns), as of `built_ns`; each send shifts them to its own.
+    times: list[int] = field(default_factory=list)
+    built_ns: int = 0
 
-    def stamp(self, base: int) -> tuple[bytes, bytes | None]:
-        """The request bodies with span ids `base .. base + spans - 1` (trace ids: run prefix + root id)."""
-        return _stamp(self.traces, base), _stamp(self.logs, base) if self.logs else None
+    def stamp(self, base: int, now_ns: int | None = None) -> tuple[bytes, bytes | None]:
+        """The request bodies with span ids `base .. base + spans - 1` (trace ids: run prefix + root
+        id) and times as if built at `now_ns` (default: now)."""
+        shift = (time.time_ns() if now_ns is None else now_ns) - self.built_ns
+        times = [t + shift for t in self.times]
+        return _stamp(self.traces, base, times), _stamp(self.logs, base, times) if self.logs else None
 
 
 _PACK = struct.Struct(">Q").pack_into
+_PACK_TIME = struct.Struct("<Q").pack_into  # fixed64 is little-endian
+# Time placeholders: this value plus the time's index. 19 digits in OTLP/JSON, found by its
+# leading digits; as fixed64 its six high bytes are found (an index stays below 2**16).
+_TIME_MARK = 9_000_000_000_000_000_000
+_TIME_MARK_BYTES = struct.pack("<Q", _TIME_MARK)[2:]
+_TIME_MARK_DIGITS = str(_TIME_MARK).encode()[:14]
 
 
-def _stamp(body: Body, base: int) -> bytes:
+def _stamp(body: Body, base: int, times: list[int]) -> bytes:
     buf = bytearray(body.data)
+    if body.hex_ids:
+        for off, k in body.time_slots:
+            buf[off : off + 19] = b"%019d" % times[k]
+    else:
+        for off, k in body.time_slots:
+            _PACK_TIME(buf, off, times[k])
     ids = [(off, base + i) for off, i in body.slots]
     # A trace id's last byte chooses its shard (`inferline.otlp.shard`) and is random in real W3C
     # trace ids: the root's number, mixed (splitmix64's finalizer, a bijection: ids stay unique).
@@ -448,6 +474,7 @@ def _encode(
     span_marks: list[bytes],
     trace_marks: dict[int, bytes],
     prefix: bytes,
+    times: int,
 ) -> Body:
     raw = orjson.dumps(tree)
     data = bytearray(raw if hex_ids else decode_json(raw, message).SerializeToString())
@@ -471,7 +498,15 @@ def _encode(
         len(found_spans) != len(span_marks) or len(found_traces) != len(trace_marks)
     ):
         raise RuntimeError("a placeholder id was not found in the encoded request")
-    return Body(bytes(data), slots, hex_ids, trace_slots)
+    if hex_ids:
+        time_slots = [(o, int(data[o : o + 19]) - _TIME_MARK) for o in _find_all(data, _TIME_MARK_DIGITS)]
+    else:
+        time_slots = [
+            (o - 2, int.from_bytes(data[o - 2 : o], "little")) for o in _find_all(data, _TIME_MARK_BYTES)
+        ]
+    if len(time_slots) != times or not all(0 <= k < 1 << 16 for _, k in time_slots):
+        raise RuntimeError(f"{len(time_slots)} time placeholders found in the encoded request, not {times}")
+    return Body(bytes(data), slots, hex_ids, trace_slots, time_slots)
 
 
 def build_template(kind: str, transport: str, spans: int, rng: random.Random, prefix: bytes) -> Template:
@@ -482,6 +517,13 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
     by_scope: dict[str, list[dict[str, Any]]] = {}
     log_records: list[dict[str, Any]] = []
     genai = 0
+    times: list[int] = []
+    span_times, log_times = 0, 0  # placeholders in each request
+
+    def at(ns: int) -> int:
+        """A placeholder for time `ns` (`Template.stamp` writes the time of the send over it)."""
+        times.append(ns)
+        return _TIME_MARK + len(times) - 1
 
     def new_span(root: int) -> tuple[int, str, str]:
         i = len(span_marks)
@@ -492,7 +534,7 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
         return i, span_marks[i].hex(), trace_marks[root].hex()
 
     while len(span_marks) < spans:
-        start = now - rng.randrange(1, 120) * 1_000_000_000
+        start = now - rng.randrange(1, 20) * 1_000_000_000
         if kind == "plain":
             ids: list[int] = []
             for name, span_kind, attrs, parent in plain_trace(rng):
@@ -505,9 +547,10 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
                     parent_span_id=span_marks[ids[parent]].hex() if parent >= 0 else "",
                     name=name,
                     kind=span_kind,
-                    start_ns=start,
-                    end_ns=start + rng.randrange(1, 80) * 1_000_000,
+                    start_ns=at(start),
+                    end_ns=at(start + rng.randrange(1, 80) * 1_000_000),
                 )
+                span_times += 2
                 by_scope.setdefault("opentelemetry.instrumentation.fastapi", []).append(s)
             continue
         # A GenAI trace: one to three model calls (an agent's tool loop), the first one the root.
@@ -532,17 +575,19 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
                 parent_span_id=parent_span_id,
                 name=shape.name,
                 kind=shape.kind,
-                start_ns=start,
-                end_ns=start + call.duration_ns,
-                events=[dict(e, timeUnixNano=start + 300_000_000) for e in shape.events],
+                start_ns=at(start),
+                end_ns=at(start + call.duration_ns),
+                events=[dict(e, timeUnixNano=at(start + 300_000_000)) for e in shape.events],
                 status_code=status,
             )
+            span_times += 2 + len(shape.events)
             by_scope.setdefault(shape.scope, []).append(s)
             genai += 1
+            log_times += len(shape.logs)
             for log in shape.logs:
                 log_records.append(
                     {
-                        "timeUnixNano": str(start + 500_000_000),
+                        "timeUnixNano": str(at(start + 500_000_000)),
                         "traceId": tid,
                         "spanId": sid,
                         "attributes": key_values(log.get("attributes", {})),
@@ -567,7 +612,9 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
             }
         ]
     }
-    traces = _encode(traces_tree, ExportTraceServiceRequest, hex_ids, span_marks, trace_marks, prefix)
+    traces = _encode(
+        traces_tree, ExportTraceServiceRequest, hex_ids, span_marks, trace_marks, prefix, span_times
+    )
     logs = None
     if log_records:
         logs_tree = {
@@ -583,8 +630,10 @@ def build_template(kind: str, transport: str, spans: int, rng: random.Random, pr
                 }
             ]
         }
-        logs = _encode(logs_tree, ExportLogsServiceRequest, hex_ids, span_marks, trace_marks, prefix)
-    return Template(kind, transport, len(span_marks), genai, traces, logs, len(log_records))
+        logs = _encode(
+            logs_tree, ExportLogsServiceRequest, hex_ids, span_marks, trace_marks, prefix, log_times
+        )
+    return Template(kind, transport, len(span_marks), genai, traces, logs, len(log_records), times, now)
 
 
 def build_templates(

@@ -112,6 +112,13 @@ class Sql:
         within = m.get('inferline_gc_pause_seconds_bucket{generation="2",le="0.05"}', 0.0)
         return count, m.get('inferline_gc_pause_seconds_sum{generation="2"}', 0.0), count - within
 
+    def stored_row_lookups(self) -> dict[str, float]:
+        """The storing process's inference rows before their insert so far, by outcome (vouched,
+        looked_up, found: `inferline_stored_row_lookups_total`); empty where it is not served."""
+        m = self._metrics()
+        prefix = 'inferline_stored_row_lookups_total{outcome="'
+        return {k[len(prefix) : -2]: v for k, v in m.items() if k.startswith(prefix)}
+
     def query(self, sql: str, timeout: float = 120) -> str:
         r = httpx.post(self._url, content=sql, headers=self._headers, timeout=timeout)
         if r.status_code != 200:
@@ -174,6 +181,7 @@ def run_phase(
     genai = phase.kind == "genai"
     start = tree.sample()
     collections_before = sql.full_collections()
+    lookups_before = sql.stored_row_lookups()
     peak_rss, peak_pss, peak_anon = start.rss, start.pss or 0, start.anon
     gen.start(
         {
@@ -268,6 +276,7 @@ def run_phase(
     persisted, rows = persisted_counts(sql, prefix, genai)
     end = tree.sample()
     full, full_s, full_slow = (b - a for a, b in zip(collections_before, sql.full_collections(), strict=True))
+    lookups = {k: v - lookups_before.get(k, 0.0) for k, v in sql.stored_row_lookups().items()}
     show.done()
     first = result["first_send"] or drain_started
     accept_window = max(result["last_ack"] - first, 1e-9)
@@ -313,6 +322,9 @@ def run_phase(
             "total_ms": round(full_s * 1000, 1),
             "over_50ms": int(full_slow),
         },
+        # Inference rows the exporter looked up in ClickHouse before inserting them, or did not
+        # need to (their normaliser vouched for them): ~20 µs of the engine per row looked up.
+        "stored_row_lookups": {k: int(v) for k, v in sorted(lookups.items())},
     }
     if check_loss and backlog:
         figures["lost_spans"] = None  # not known: the drain timed out with data still in the log
@@ -342,6 +354,10 @@ def phase_line(name: str, f: dict[str, Any]) -> str:
     gc_pauses = f.get("full_gc_pauses") or {}
     if gc_pauses.get("count"):
         parts.append(f"full gc {gc_pauses['count']}x {gc_pauses['total_ms']:,.0f} ms")
+    lookups = f.get("stored_row_lookups") or {}
+    if lookups.get("looked_up") or lookups.get("vouched"):
+        looked_up = lookups.get("looked_up", 0)
+        parts.append(f"rows looked up {looked_up:,} of {looked_up + lookups.get('vouched', 0):,}")
     if f["refused_total"] or f["errors_total"]:
         parts.append(f"refused {f['refused_total']:,} errors {f['errors_total']:,}")
     if f.get("unstored_spans"):

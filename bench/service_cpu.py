@@ -76,12 +76,16 @@ def _roots(target: Target, mode: str) -> dict[str, int]:
     return {"receiver": receiver, "processor": processor, "writer": writer, **target.others}
 
 
-def inserts(api: str) -> dict[str, tuple[float, float, float]]:
-    """Per table: ClickHouse inserts, rows and seconds spent in them, from a process's /metrics."""
+def inserts(api: str) -> tuple[dict[str, tuple[float, float, float]], dict[str, float]]:
+    """Per table: ClickHouse inserts, rows and seconds spent in them; and the inference rows the
+    exporter looked up before inserting (`NewInferences`), by outcome; from a process's /metrics."""
     text = metrics_text(api)
     out: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0])
+    lookups: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            if sample.name == "inferline_stored_row_lookups_total":
+                lookups[sample.labels["outcome"]] = sample.value
             table = sample.labels.get("table", "")
             if sample.name == "inferline_batch_rows_count":
                 out[table][0] += sample.value
@@ -89,7 +93,7 @@ def inserts(api: str) -> dict[str, tuple[float, float, float]]:
                 out[table][1] += sample.value
             elif sample.name == "inferline_flush_duration_seconds_sum":
                 out[table][2] += sample.value
-    return {table: (n, rows, s) for table, (n, rows, s) in sorted(out.items())}
+    return {table: (n, rows, s) for table, (n, rows, s) in sorted(out.items())}, lookups
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                 break
             last = cpu
         after = snapshot(roots)
-        stored = inserts(target.api)
+        stored, lookups = inserts(target.api)
     idle_s = time.monotonic() - started
     kind = "GenAI spans" if args.kind == "genai" else "plain spans"
     print(f"{total:,} {kind} acknowledged in {acked_s:.1f} s, the service idle after {idle_s:.1f} s")
@@ -159,6 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     print("inserts (the storing process's /metrics): table, inserts, rows, seconds in them")
     for table, (n, rows, seconds) in stored.items():
         print(f"  {table:<22} {n:5.0f} {rows:9,.0f} {seconds:7.2f} s")
+    print(
+        "inference rows before their insert: "
+        + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(lookups.items()))
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench.payloads import build_template
@@ -35,3 +36,32 @@ def test_generated_traces_spread_over_the_workers_shards(kind: str, transport: s
             counts[shard_of(s.trace_id, shards)] += 1
         assert min(counts) > len(spans) / shards / 2, (shards, counts)
     assert len({s.span_id for s in spans}) == len(spans)
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http-json"])
+def test_times_are_those_of_the_send(transport: str) -> None:
+    """Live senders export a call seconds after it started; times fixed when the templates were
+    built made every call minutes old when sent, and the service took its paths for late retries
+    (a look-up of stored rows) for all of them."""
+    template = build_template("genai", transport, 200, random.Random(5), b"\x02" * 8)
+    sent_at = template.built_ns + 600 * 10**9  # ten minutes after the templates were built
+    traces, logs = template.stamp(7 << 16, now_ns=sent_at)
+    assert logs is not None
+    if transport == "http-json":
+        request = decode_json(traces, ExportTraceServiceRequest)
+        records = decode_json(logs, ExportLogsServiceRequest)
+    else:
+        request = ExportTraceServiceRequest.FromString(traces)
+        records = ExportLogsServiceRequest.FromString(logs)
+    spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert len(spans) >= 200
+    for s in spans:
+        assert sent_at - 20 * 10**9 <= s.start_time_unix_nano <= s.end_time_unix_nano, s.name
+        assert s.end_time_unix_nano < sent_at + 300 * 10**9  # the longest calls end after the send
+        for e in s.events:
+            assert e.time_unix_nano - s.start_time_unix_nano == 300_000_000
+    starts = {s.span_id: s.start_time_unix_nano for s in spans}
+    logged = [r for rl in records.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+    assert logged
+    for r in logged:
+        assert r.time_unix_nano - starts[r.span_id] == 500_000_000

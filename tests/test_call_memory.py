@@ -4,7 +4,6 @@ one inference row, whichever comes first; distinct calls keep theirs."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -104,23 +103,40 @@ def test_the_calls_of_a_failed_entry_are_forgotten_so_a_retry_of_them_is_stored(
 
 def test_the_normaliser_vouches_only_for_calls_it_still_remembers() -> None:
     """`calls_remembered_since`: a call first seen now that started after it made no row before.
-    A new normaliser remembers nothing older than itself; later, the join window back; and once
-    its memory is full, only back to the oldest call it had to forget early (a retry of that call
-    would not be recognised, so the exporter must look it up)."""
-    now = [1000.0]
-    n = GenAINormaliser(join_window_s=30.0, max_pending=1, clock=lambda: now[0])  # room for 10 calls
-    assert n.calls_remembered_since() == pytest.approx(time.time(), abs=1)
-
-    now[0] += 100
-    assert n.calls_remembered_since() == pytest.approx(time.time() - 30, abs=1)
+    A new normaliser remembers nothing older than itself; later, the join window back from when
+    the latest records were received; and once its memory is full, only back to the oldest call
+    it had to forget early (a retry of that call would not be recognised, so the exporter must
+    look it up)."""
+    wall = [1_000_000.0]
+    n = GenAINormaliser(join_window_s=30.0, max_pending=1, wall_clock=lambda: wall[0])  # 10 calls
+    assert n.calls_remembered_since() == 1_000_000.0
 
     for i in range(10):
-        n.normalise([_llm(f"{i + 1:016x}", "", "ChatCompletion", 100 + i, 20, i)], [])
-    assert n.calls_remembered_since() == pytest.approx(time.time() - 30, abs=1)  # all still held
+        n.normalise([_llm(f"{i + 1:016x}", "", "ChatCompletion", 100 + i, 20, i)], [], 1_000_100.0)
+    assert n.calls_remembered_since() == 1_000_070.0  # all still held
 
-    now[0] += 5
-    n.normalise([_llm("f" * 16, "", "ChatCompletion", 999, 20, 99)], [])  # one too many
-    now[0] += 1
+    n.normalise([_llm("f" * 16, "", "ChatCompletion", 999, 20, 99)], [], 1_000_105.0)  # one too many
     n.expire()
-    # The first call (remembered 6 s ago) is gone before its window ended.
-    assert n.calls_remembered_since() == pytest.approx(time.time() - 6, abs=1)
+    # The first call (received at 1,000,100) is gone before its window ended.
+    assert n.calls_remembered_since() == 1_000_100.0
+
+    wall[0] = 1_000_200.0  # idle, then: what comes next is received after now
+    n.expire()
+    assert n.calls_remembered_since() == 1_000_170.0
+
+
+def test_a_backlog_does_not_make_the_normaliser_forget_what_it_was_sent_lately() -> None:
+    """Records processed long after they were received (a burst the local log absorbed, a Kafka
+    consumer catching up): the call memory's window runs on when they were received. A retry
+    received 5 s after its first copy is recognised though processed 100 s later, and calls of
+    records received lately are vouched for, so the exporter does not look every row up while
+    the service works through a backlog."""
+    processing, wall = [0.0], [1_999_000.0]  # the normaliser starts well before
+    n = GenAINormaliser(join_window_s=30.0, clock=lambda: processing[0], wall_clock=lambda: wall[0])
+    wall[0] = 2_000_100.0
+    assert len(n.normalise([_llm(CALL, "", "ChatCompletion", 100, 20, 7)], [], 2_000_010.0)) == 1
+    processing[0] += 100
+    wall[0] += 100
+    assert n.normalise([_llm(CALL, "", "ChatCompletion", 100, 20, 9)], [], 2_000_015.0) == []
+    assert n.repeats == 1
+    assert n.calls_remembered_since() == 2_000_015.0 - 30

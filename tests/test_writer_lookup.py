@@ -9,6 +9,7 @@ import time
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from prometheus_client import REGISTRY
 
 from inferline.core.records import Batch, Row
 from inferline.exporters.clickhouse.inserter import Inserter
@@ -82,10 +83,25 @@ def test_calls_the_normaliser_vouches_for_are_not_looked_up(store: Client) -> No
     batch = native_blocks(Batch(inferences=[dict(r) for r in fresh + old], calls_remembered_since=now - 30))
     assert [r["certainly_new"] for r in batch.observed] == [True] * 40 + [False] * 3
     lookup = _Recording(store, "default")
+    before = _lookup_counts()
     kept, left_out = lookup.filter_new(batch)
     assert lookup.looked_up == [3] and left_out == [] and not kept.already_stored
+    # What operators see of it (`inferline_stored_row_lookups_total`, the bench's "rows looked up").
+    assert [a - b for a, b in zip(_lookup_counts(), before, strict=True)] == [40, 3, 0]
     Inserter(store).insert(kept, "fresh")
     assert _calls_counted(store)[:2] == (43, 43)
+    lookup.filter_new(
+        native_blocks(Batch(inferences=[dict(r) for r in old], calls_remembered_since=now - 30))
+    )
+    assert [a - b for a, b in zip(_lookup_counts(), before, strict=True)] == [40, 6, 3]
+
+
+def _lookup_counts() -> list[float]:
+    """The process's `inferline_stored_row_lookups_total` by outcome: vouched, looked_up, found."""
+    return [
+        REGISTRY.get_sample_value("inferline_stored_row_lookups_total", {"outcome": o}) or 0.0
+        for o in ("vouched", "looked_up", "found")
+    ]
 
 
 def test_versions_a_call_was_counted_at_are_found_whatever_version_the_table_kept(store: Client) -> None:

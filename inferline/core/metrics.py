@@ -88,6 +88,12 @@ VALUES_OUT_OF_RANGE = Counter(
     "inserts where values beyond a column's range were emptied",
     ["table", "column"],
 )
+STORED_ROW_LOOKUPS = Counter(
+    "inferline_stored_row_lookups",
+    "inference rows of flushes, before their insert: vouched for as new by their normaliser (not"
+    " looked up), looked up in llm_inferences, found stored there (left out)",
+    ["outcome"],
+)
 ROWS_NOT_STORED = Counter(
     "inferline_rows_not_stored",
     "rows left out because they could not be encoded for ClickHouse (a bug: the log says which)",

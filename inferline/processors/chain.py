@@ -64,10 +64,12 @@ class ProcessorChain:
         """The same chain with an empty memory (the normaliser's join)."""
         return ProcessorChain(self._settings)
 
-    def run(self, spans: list[Span], logs: list[LogRecord]) -> Batch:
+    def run(self, spans: list[Span], logs: list[LogRecord], received_at: float = 0.0) -> Batch:
+        """The rows of these records, through every stage. `received_at`: when the latest of them
+        was received (unix s; 0: unknown, now)."""
         carriers: list[ScoreCarrier] = []
         batch = Batch(
-            inferences=self.normaliser.normalise(spans, logs),
+            inferences=self.normaliser.normalise(spans, logs, received_at),
             spans=trace_rows(spans),
             logs=[log_row(r) for r in logs],
             scores=scores(spans, logs, carriers),

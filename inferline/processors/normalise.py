@@ -143,6 +143,7 @@ class GenAINormaliser:
         join_window_s: float = 30.0,
         max_pending: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.tenant_keys = tuple(tenant_keys)
         self._chains_full = Chains(None, self.tenant_keys)
@@ -151,8 +152,12 @@ class GenAINormaliser:
         # Every span is a link for the window: room for many more of them than of kept rows.
         self._ancestry = Ancestry(join_window_s, 10 * max(0, int(max_pending)), max(0, int(max_pending)))
         self._id_keys = ID_KEYS | frozenset(self.tenant_keys)
-        # Retries and wrapper spans of calls already made rows (see call_memory).
-        self._calls = CallMemory(join_window_s, 10 * max(0, int(max_pending)), clock())
+        # Retries and wrapper spans of calls already made rows (see call_memory). Its clock is when
+        # the records were received (unix s), not when they are processed: a backlog (a burst the
+        # log absorbed, a replay) must not make it forget calls whose retries are still behind it.
+        self._wall_clock = wall_clock
+        self._received = wall_clock()  # the latest receive time seen (or the start, before any)
+        self._calls = CallMemory(join_window_s, 10 * max(0, int(max_pending)), self._received)
         self.repeats = 0  # model-call spans skipped as retries of a span already made a row
         self.wrappers = 0  # model-call spans skipped as another span of a call already made a row
         self._layouts: dict[tuple[str, ...], KeyLayout] = {}
@@ -215,14 +220,16 @@ class GenAINormaliser:
         now = self._clock()
         self._join.expire(now)
         self._ancestry.expire(now)
-        self._calls.expire(now)
+        # Idle, so what is received next is received after now: the call memory's clock may move
+        # on (a clock that only moves forward, for forgetting and vouching alike, keeps both right).
+        self._received = max(self._received, self._wall_clock())
+        self._calls.expire(self._received)
 
     def calls_remembered_since(self) -> float:
         """Unix time (s) from which this normaliser remembers every model call it made a row of:
-        a call it makes a row of now that started later made no row before. Earlier ones may be
-        a sender's retry of a request stored longer ago than the join window."""
-        now = self._clock()
-        return time.time() - (now - self._calls.complete_after(now))
+        a call in the records received last that started later made no row before. Earlier ones
+        may be a sender's retry of a request received longer ago than the join window."""
+        return self._calls.complete_after(self._received)
 
     def forget_calls(self, origins: set[Any]) -> None:
         """Forgets the model calls of these records (a failed entry: a retry of its calls in
@@ -233,16 +240,18 @@ class GenAINormaliser:
         """Drop what the join holds from records of `partitions` (revoked from this consumer)."""
         return self._join.forget(partitions) + self._ancestry.forget(partitions)
 
-    def normalise(self, spans: list[Span], logs: list[LogRecord]) -> list[Row]:
+    def normalise(self, spans: list[Span], logs: list[LogRecord], received_at: float = 0.0) -> list[Row]:
         """Inference rows for the model-call spans among `spans`, with message content joined from
-        `logs` (and from logs seen earlier) by (project_id, trace_id, span_id)."""
+        `logs` (and from logs seen earlier) by (project_id, trace_id, span_id). `received_at`:
+        when the latest of these records was received (unix s; 0: unknown, now)."""
         now = self._clock()
+        received = self._received = max(self._received, received_at or self._wall_clock())
         self._resources.clear()  # ids of dicts from an earlier call may be reused
         join = self._join
         join.expire(now)
         self._ancestry.expire(now)
         calls = self._calls
-        calls.expire(now)
+        calls.expire(received)
         batch_content: dict[JoinKey, EventContent] = {}
         # Kafka coordinates of the content logs, per span (stays None in embedded mode).
         batch_origins: dict[JoinKey, Origins] | None = None
@@ -303,7 +312,7 @@ class GenAINormaliser:
                 self.wrappers += 1
                 anc.record(key, span.parent_span_id, _passed_on_by(own), now, None)
                 continue
-            calls.remember(key, parent, span.origin, tokens, now)
+            calls.remember(key, parent, span.origin, tokens, received)
             missing = None
             if span.parent_span_id:
                 found, missing = anc.resolve(span.project_id, span.trace_id, span.parent_span_id)

@@ -92,6 +92,7 @@ def process_entries(
     ledger = Ledger()
     runs: list[_Run] = []
     now = time.time()
+    received_at = max((entry.received_at or now for entry in entries), default=now)
     for i, entry in enumerate(entries):
         key = EntryKey(
             entry.project_id,
@@ -133,13 +134,13 @@ def process_entries(
     batch = Batch()
     if spans or logs:
         try:
-            batch = chain.run(spans, logs)
+            batch = chain.run(spans, logs, received_at)
         except Exception:
             # Find the entries at fault: run them one by one; the failing ones go to the dead letters.
             batch = Batch()
             for run in runs:
                 try:
-                    one = chain.run(run.spans, run.logs)
+                    one = chain.run(run.spans, run.logs, received_at)
                 except Exception as e:
                     failed.append(Failure(run.entry, PROCESS, _why(e)))
                     run.stored = False

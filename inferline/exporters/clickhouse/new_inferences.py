@@ -14,10 +14,11 @@ inserter leaves them out in ClickHouse (`Batch.already_stored`).
 
 The look-up reads the flush's time range of the table (~20 µs of the engine per span: the ids are
 hashes, no index narrows it). Encoded rows skip it when the worker's normaliser vouches for them:
-a call it remembers every call since (`GenAINormaliser.calls_remembered_since`, the join window
-back, less if its memory filled up) that started later than that, and that it did not recognise,
-made no row before. Only calls that started earlier, which a retry past the window is, are
-looked up. A Kafka writer cannot know what a processor replays, and looks up every row.
+a call it remembers every call since (`GenAINormaliser.calls_remembered_since`: the join window
+back from when the records at hand were received, so a backlog does not shorten it; less if its
+memory filled up) that started later than that, and that it did not recognise, made no row
+before. Only calls that started earlier, which a retry past the window is, are looked up. A
+Kafka writer cannot know what a processor replays, and looks up every row.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Collection
 
 from clickhouse_connect.driver.client import Client
 
+from inferline.core import metrics
 from inferline.core.records import Batch, Row
 from inferline.exporters.clickhouse.exporter import Filtered
 
@@ -39,6 +41,10 @@ CERTAINLY_NEW = "certainly_new"
 # `max_query_size` is 256 KiB, and a flush holds tens of thousands of rows).
 LOOKUP_CHUNK = 2_000
 
+_VOUCHED, _LOOKED_UP, _FOUND = (
+    metrics.STORED_ROW_LOOKUPS.labels(o) for o in ("vouched", "looked_up", "found")
+)
+
 
 class NewInferences:
     """Leaves out the inference rows whose (inference_id, version) ClickHouse holds. One trace's
@@ -50,8 +56,11 @@ class NewInferences:
         self._database = database
 
     def filter_new(self, batch: Batch) -> Filtered:
-        maybe_stored = [row for row in batch.observed if not row.get(CERTAINLY_NEW)]
-        stored = self.stored_keys([*batch.inferences, *maybe_stored])
+        maybe_stored = [*batch.inferences, *(row for row in batch.observed if not row.get(CERTAINLY_NEW))]
+        stored = self.stored_keys(maybe_stored)
+        _VOUCHED.inc(len(batch.inferences) + len(batch.observed) - len(maybe_stored))
+        _LOOKED_UP.inc(len(maybe_stored))
+        _FOUND.inc(len(stored))
         return Filtered(leave_out(batch, stored), sorted(stored))
 
     def filter_recorded(self, batch: Batch, left_out: frozenset[str]) -> Batch:

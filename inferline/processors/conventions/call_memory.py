@@ -9,6 +9,13 @@ row; the views cannot):
   both `LLM` spans with the same usage). The call seen first keeps its row.
 
 A record read again (a batch rerun entry by entry, a replay) is the same record: not a retry.
+
+The memory's clock is when the records were received (unix s, only ever moving forward), not
+when they are processed: a call is remembered for the window after the latest receive time seen
+when it made its row. Worked through with a backlog (a burst the local log absorbed, a consumer
+catching up), a retry is still recognised, and `complete_after` still reaches back a window
+from the records at hand. Forgetting and vouching read the same clock, which keeps vouching
+right whatever the clock's relation to the wall clock.
 """
 
 from __future__ import annotations
@@ -69,8 +76,9 @@ class CallMemory:
             self._forget(key)
 
     def complete_after(self, now: float) -> float:
-        """The moment from which every call that made a row is remembered: a call first seen now
-        that started after it made no row before (its retry would have been recognised)."""
+        """The moment from which every call that made a row is remembered, at the memory's time
+        `now`: a call first seen now that started after it made no row before (its retry would
+        have been recognised)."""
         return max(self._complete_after, now - self.window_s)
 
     def expire(self, now: float) -> None:
