@@ -5,6 +5,7 @@ per message) on request, and the writer reading both, dead-lettering a bad line 
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +16,7 @@ from aiokafka import TopicPartition
 
 from inferline.core.config import KafkaSettings
 from inferline.core.records import Batch
+from inferline.exporters.clickhouse.new_inferences import CERTAINLY_NEW
 from inferline.exporters.kafka.enriched import (
     TRUNCATED,
     EnrichedLines,
@@ -22,9 +24,12 @@ from inferline.exporters.kafka.enriched import (
     Message,
     fit_row,
     ndjson_messages,
+    without_vouching,
 )
+from inferline.kafka.clients import H_CALLS_REMEMBERED_SINCE
 from inferline.service.writer_role import WriterRole
-from inferline.storage.schema import OTEL_TRACES
+from inferline.storage.schema import LLM_INFERENCES, OTEL_TRACES
+from tests.genai_examples import chat_inference_rows
 
 pytestmark = pytest.mark.unit
 
@@ -111,8 +116,9 @@ def _writer() -> tuple[WriterRole, list[tuple[Any, ...]]]:
     return writer, sent
 
 
-def _record(value: bytes, version: bytes | None) -> Any:
-    headers = [] if version is None else [("schema-version", version)]
+def _record(value: bytes, version: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> Any:
+    if headers is None:
+        headers = [] if version is None else [("schema-version", version)]
     return SimpleNamespace(
         headers=headers, value=value, topic="inferline.spans", partition=3, offset=7, key=None
     )
@@ -245,3 +251,44 @@ def test_a_row_of_thousands_of_escaped_attributes_still_fits(chars: int) -> None
     line = fit_row(row, limit, "otel_traces")
     assert len(line) <= limit
     assert orjson.loads(line)["SpanId"] == "cd" * 8
+
+
+def test_inference_messages_say_from_when_their_calls_are_remembered_and_the_writer_trusts_only_that() -> (
+    None
+):
+    """A processor's normaliser vouches for the calls that started after its memory of calls is
+    complete (`calls_remembered_since`): the writer need not look those rows up in ClickHouse.
+    The word travels as a header of inference messages only; a message sent again after a failed
+    acknowledgement loses it (its first send may be stored); a row without it is looked up."""
+    now = time.time()
+    fresh = chat_inference_rows(2, time.time_ns() - 5 * 10**9, seed="fresh")
+    old = chat_inference_rows(1, time.time_ns() - 300 * 10**9, seed="old")
+    encoder = EnrichedMessages.for_topics(KafkaSettings())
+    batch = Batch(inferences=fresh + old, spans=[_span(TRACES[0])], calls_remembered_since=now - 30)
+    messages = _messages(encoder, batch)
+    [spans] = [m for m in messages if m.topic == "inferline.spans"]
+    assert H_CALLS_REMEMBERED_SINCE not in dict(spans.headers)
+    inferences = [m for m in messages if m.topic == "inferline.inferences"]
+    assert inferences and all(
+        dict(m.headers)[H_CALLS_REMEMBERED_SINCE] == repr(now - 30).encode() for m in inferences
+    )
+
+    writer, sent = _writer()
+    decoded = [
+        row
+        for m in inferences
+        for row in asyncio.run(writer._decode(_record(m.value or b"", b"2", m.headers), LLM_INFERENCES))
+    ]
+    assert not sent, "no record dead-lettered"
+    vouched = {r["inference_id"]: r[CERTAINLY_NEW] for r in decoded}
+    assert vouched == {**{r["inference_id"]: True for r in fresh}, old[0]["inference_id"]: False}
+
+    again = [without_vouching(m) for m in inferences]
+    assert all(H_CALLS_REMEMBERED_SINCE not in dict(m.headers) for m in again)
+    assert [m.value for m in again] == [m.value for m in inferences]
+    for m in again:
+        rows = asyncio.run(writer._decode(_record(m.value or b"", b"2", m.headers), LLM_INFERENCES))
+        assert rows and not any(r.get(CERTAINLY_NEW) for r in rows)
+    garbled = [*again[0].headers, (H_CALLS_REMEMBERED_SINCE, b"soon")]
+    rows = asyncio.run(writer._decode(_record(again[0].value or b"", b"2", garbled), LLM_INFERENCES))
+    assert rows and not any(r.get(CERTAINLY_NEW) for r in rows)

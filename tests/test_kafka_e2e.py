@@ -5,6 +5,7 @@ row per span."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -136,6 +137,9 @@ def _enriched_inferences(bootstrap: str, ids: set[str]) -> list[dict]:
         assert r.headers["content-type"] == b"application/x-ndjson"
         assert r.headers["record-kind"] == b"inference"
         assert r.headers["inferline-project"] == PROJECT.encode()
+        # From when the processor remembers every call it made a row of: the writer need not
+        # look up rows of calls that started later (not before this processor was assigned them).
+        assert float(r.headers["inferline-calls-remembered-since"]) <= time.time()
     return [r.row for r in got]
 
 

@@ -34,6 +34,10 @@ H_SCHEMA = "schema-version"
 H_KIND = "record-kind"
 H_CONTENT_TYPE = "content-type"
 KIND_INFERENCE, KIND_SPAN, KIND_LOG, KIND_LEDGER = b"inference", b"span", b"log", b"ledger"
+# On enriched inference messages (schema version 2): unix seconds from which the processor that
+# made them remembers every call it made a row of (`GenAINormaliser.calls_remembered_since`), so
+# the writer need not look up rows of calls that started later (`NewInferences`).
+H_CALLS_REMEMBERED_SINCE = "inferline-calls-remembered-since"
 KIND_SCORE = b"score"
 JSON = b"application/json"
 NDJSON = b"application/x-ndjson"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict, deque
 from typing import Any, NamedTuple
 
@@ -46,6 +47,7 @@ from inferline.exporters.kafka.enriched import (
     EnrichedMessages,
     Message,
     ndjson_messages,
+    without_vouching,
 )
 from inferline.kafka.clients import (
     BrokerWatch,
@@ -123,6 +125,10 @@ class ProcessorRole:
         self._lag = ConsumerLag(ks.processor_group, [ks.raw_spans_topic, ks.raw_logs_topic])
         self._running = False
         self._broker = BrokerWatch()
+        # When partitions last came to this consumer: its workers' memory of calls lacks what the
+        # partitions' previous owner made rows of (replayed from the commit), so their inference
+        # rows are vouched for only from then (`H_CALLS_REMEMBERED_SINCE`).
+        self._assigned_at = time.time()
 
     def reclaim(self) -> None:
         """Blocking, from any thread: the worker processes hand their free heap back to the OS."""
@@ -157,7 +163,7 @@ class ProcessorRole:
         ks = self._ks
         self._consumer.subscribe(
             [ks.raw_spans_topic, ks.raw_logs_topic],
-            listener=LockingListener(self._lock, on_revoked=self._revoked),
+            listener=LockingListener(self._lock, on_assigned=self._assigned, on_revoked=self._revoked),
         )
         self._running = True
         self._broker.start(self._consumer)
@@ -214,6 +220,8 @@ class ProcessorRole:
         for (worker, run), processed in zip(runs.items(), results, strict=True):
             for item in processed.output:
                 if isinstance(item, EnrichedLines):
+                    if item.calls_remembered_since < self._assigned_at:
+                        item = item._replace(calls_remembered_since=self._assigned_at)
                     partitions = len(await self._producer.partitions_for(item.topic))
                     outgoing += ndjson_messages(
                         item, partitions, self._spread, self._ks.project_header, self._max_value_bytes
@@ -264,11 +272,15 @@ class ProcessorRole:
                         return
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
-                    batch = batch._replace(acks=await self._send(batch.messages))
+                    messages = [without_vouching(m) for m in batch.messages]
+                    batch = batch._replace(messages=messages, acks=await self._send(messages))
                     self._in_flight[0] = batch
             self._in_flight.popleft()
             self._position.update(batch.ends)
             await self._commit(held=batch.held)
+
+    def _assigned(self, assigned: list[TopicPartition]) -> None:
+        self._assigned_at = time.time()
 
     def _entries(self, m: ConsumerRecord) -> list[SourceEntry]:
         """The message's request and, if the receiver attached one, its ledger tally."""

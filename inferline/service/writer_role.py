@@ -33,9 +33,10 @@ from inferline.core.memory import freeze_survivors
 from inferline.core.records import Batch, Row
 from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges
 from inferline.exporters.clickhouse.inserter import Inserter
-from inferline.exporters.clickhouse.new_inferences import NewInferences
+from inferline.exporters.clickhouse.new_inferences import CERTAINLY_NEW, NewInferences, certainly_new
 from inferline.exporters.clickhouse.plans import ClickHousePlans, source_name
 from inferline.kafka.clients import (
+    H_CALLS_REMEMBERED_SINCE,
     H_DLQ_LINE,
     H_SCHEMA,
     SCHEMA_VERSION,
@@ -447,7 +448,20 @@ def _records_of(m: ConsumerRecord, table: Table) -> tuple[list[Row], list[_BadRe
             bad.append(_BadRecord(value, e, "invalid_row", None if one_row else i))
         except Exception as e:
             bad.append(_BadRecord(value, e, "decode", None if one_row else i))
+    since = _calls_remembered_since(m) if table is LLM_INFERENCES else None
+    if since is not None:
+        for row in rows:
+            row[CERTAINLY_NEW] = certainly_new(row, since)
     return rows, bad
+
+
+def _calls_remembered_since(m: ConsumerRecord) -> float | None:
+    """The processor's word on its inference rows (`H_CALLS_REMEMBERED_SINCE`), if it gave one."""
+    value = header(m.headers, H_CALLS_REMEMBERED_SINCE)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # not ours to trust: its rows are looked up
 
 
 class _BadRecord(NamedTuple):

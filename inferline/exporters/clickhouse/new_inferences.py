@@ -13,12 +13,15 @@ taken out of their Native block here: their keys come with the block (`Batch.obs
 inserter leaves them out in ClickHouse (`Batch.already_stored`).
 
 The look-up reads the flush's time range of the table (~20 µs of the engine per span: the ids are
-hashes, no index narrows it). Encoded rows skip it when the worker's normaliser vouches for them:
+hashes, no index narrows it). Rows skip it when the normaliser that made them vouches for them:
 a call it remembers every call since (`GenAINormaliser.calls_remembered_since`: the join window
 back from when the records at hand were received, so a backlog does not shorten it; less if its
 memory filled up) that started later than that, and that it did not recognise, made no row
 before. Only calls that started earlier, which a retry past the window is, are looked up. A
-Kafka writer cannot know what a processor replays, and looks up every row.
+Kafka processor says the same on each enriched inference message (header
+`inferline-calls-remembered-since`, no earlier than its last partition assignment: the previous
+owner's calls are not in its memory), dropped when it sends a message again after a failed
+acknowledgement; the writer marks the rows it vouches for as the embedded main process does.
 """
 
 from __future__ import annotations
@@ -56,9 +59,10 @@ class NewInferences:
         self._database = database
 
     def filter_new(self, batch: Batch) -> Filtered:
-        maybe_stored = [*batch.inferences, *(row for row in batch.observed if not row.get(CERTAINLY_NEW))]
+        rows = (*batch.inferences, *batch.observed)
+        maybe_stored = [row for row in rows if not row.get(CERTAINLY_NEW)]
         stored = self.stored_keys(maybe_stored)
-        _VOUCHED.inc(len(batch.inferences) + len(batch.observed) - len(maybe_stored))
+        _VOUCHED.inc(len(rows) - len(maybe_stored))
         _LOOKED_UP.inc(len(maybe_stored))
         _FOUND.inc(len(stored))
         return Filtered(leave_out(batch, stored), sorted(stored))

@@ -15,6 +15,7 @@ Two formats (`KafkaSettings.enriched_format`):
 from __future__ import annotations
 
 import copy
+import math
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from inferline.core import metrics
 from inferline.core.config import KafkaSettings
 from inferline.core.records import Batch, Row
 from inferline.kafka.clients import (
+    H_CALLS_REMEMBERED_SINCE,
     H_CONTENT_TYPE,
     H_KIND,
     H_SCHEMA,
@@ -68,6 +70,8 @@ class EnrichedLines(NamedTuple):
     kind: bytes
     project: str
     lines: list[tuple[int, bytes]]
+    # Inference lines: when their normaliser's memory of calls is complete from (`-inf`: unknown).
+    calls_remembered_since: float = float("-inf")
 
 
 # What a worker hands the processor role: version 1 messages, or version 2 lines to cut.
@@ -131,7 +135,8 @@ class EnrichedMessages:
             for row in rows:
                 key = partition_of(row[trace_col]) if trace_col else NO_KEY
                 by_project[row[project_col]].append((key, fit_row(row, self.max_value_bytes, table)))
-            out += [EnrichedLines(topic, kind, project, lines) for project, lines in by_project.items()]
+            since = batch.calls_remembered_since if kind == KIND_INFERENCE else float("-inf")
+            out += [EnrichedLines(topic, kind, p, lines, since) for p, lines in by_project.items()]
         return out
 
     def _messages(self, batch: Batch) -> list[Message]:
@@ -150,6 +155,14 @@ class EnrichedMessages:
         return messages
 
 
+def without_vouching(message: Message) -> Message:
+    """The message without `H_CALLS_REMEMBERED_SINCE`: what the processor sends again after Kafka
+    failed to acknowledge it (the first send may have been stored all the same, and its copy is
+    no longer a call no row was made of)."""
+    headers = [(k, v) for k, v in message.headers if k != H_CALLS_REMEMBERED_SINCE]
+    return message if len(headers) == len(message.headers) else message._replace(headers=headers)
+
+
 def ndjson_messages(
     group: EnrichedLines, partitions: int, spread: int, project_header: str, max_value_bytes: int
 ) -> list[Message]:
@@ -165,6 +178,8 @@ def ndjson_messages(
         (H_CONTENT_TYPE, NDJSON),
         (project_header, group.project.encode()),
     ]
+    if math.isfinite(group.calls_remembered_since):
+        headers.append((H_CALLS_REMEMBERED_SINCE, repr(group.calls_remembered_since).encode()))
     messages = []
     for partition, lines in by_partition.items():
         start, size = 0, 0
