@@ -5,7 +5,7 @@ under load, and the query benchmark; a summary against the issue's targets; a re
     python -m bench --peer phoenix [--peer-spans 10000]   # side by side with Arize Phoenix
 
 Every duration and size has a flag, and an environment variable for `make bench`
-(BENCH_SECONDS, BENCH_OPEN_SECONDS, BENCH_KAFKA_SECONDS, BENCH_QUERY_ROWS, BENCH_ONLY,
+(BENCH_SECONDS, BENCH_OPEN_SECONDS, BENCH_HALF_SECONDS, BENCH_KAFKA_SECONDS, BENCH_QUERY_ROWS, BENCH_ONLY,
 BENCH_CONCURRENCY, BENCH_QUICK=1, BENCH_PEER, BENCH_PEER_SPANS); INFERLINE_* variables pass
 through to the service.
 Figures are printed and saved, never asserted. docs/performance.md explains the method.
@@ -55,6 +55,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=_env("BENCH_SECONDS", 15.0), help="closed-loop phases")
     p.add_argument(
         "--open-seconds", type=float, default=_env("BENCH_OPEN_SECONDS", 12.0), help="open-loop phases"
+    )
+    p.add_argument(
+        "--half-seconds",
+        type=float,
+        default=_env("BENCH_HALF_SECONDS", 40.0),
+        help="the half-load phase (c), whose ack p99 is a target: long enough for ~400 requests",
     )
     p.add_argument("--warmup-seconds", type=float, default=3.0)
     p.add_argument(
@@ -110,6 +116,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.seconds = min(args.seconds, 5.0)
         args.open_seconds = min(args.open_seconds, 5.0)
+        args.half_seconds = min(args.half_seconds, 5.0)
         args.kafka_seconds = min(args.kafka_seconds, 5.0)
         args.warmup_seconds = min(args.warmup_seconds, 2.0)
         args.query_rows = min(args.query_rows, 1_000_000)
@@ -196,7 +203,7 @@ def load_phases(
                     Phase(name, "(b) plain, closed loop", "plain", "closed", byte, seconds, args.concurrency)
                 )
             elif name == "genai_half":
-                plan.append(Phase(name, "(c) GenAI, open, 0.5x", "genai", "open", byte, args.open_seconds))
+                plan.append(Phase(name, "(c) GenAI, open, 0.5x", "genai", "open", byte, args.half_seconds))
             elif name == "genai_overload":
                 plan.append(Phase(name, "(d) GenAI, open, 2x", "genai", "open", byte, args.open_seconds))
         for phase in plan:
