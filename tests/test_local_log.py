@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -183,3 +184,41 @@ def test_an_entry_that_could_not_be_processed_is_kept_with_its_reason(tmp_path: 
     with sqlite3.connect(tmp_path / "log.sqlite3") as conn:
         rows = conn.execute("SELECT project_id, payload, reason FROM dead_letters").fetchall()
     assert rows == [("p", b"not protobuf", "DecodeError: truncated message")]
+
+
+def test_the_wal_is_checkpointed_beside_the_appends_and_its_file_stays_bounded(tmp_path: Path) -> None:
+    """Appends never copy the WAL into the main file themselves (SQLite's automatic checkpoint
+    did, inside the commit a sender's acknowledgement waited for); the log's own thread does,
+    and the WAL file is then cut back, so disk use stays bounded while entries keep coming."""
+    path = tmp_path / "log.sqlite3"
+    wal = Path(str(path) + "-wal")
+    limit = 1 << 20
+    entry = b"x" * (256 << 10)
+
+    async def scenario() -> None:
+        log = LocalLog(path, max_bytes=64 << 20, checkpoint_bytes=limit)
+        log.open()
+        log.start()
+        log._stop_checkpoints.set()  # the checkpointer off: what do the appends alone do?
+        log._checkpointer.join()  # type: ignore[union-attr]
+        for _ in range(16):
+            await log.append([Append(0, SPANS, "p", entry)])
+        grown = wal.stat().st_size
+        assert grown > 4 * limit  # 4 MiB of entries stayed in the WAL: no commit checkpointed
+        # The checkpointer on again: the WAL is copied into the main file and cut back.
+        log._stop_checkpoints.clear()
+        log._checkpointer = threading.Thread(target=log._checkpoints, daemon=True)
+        log._checkpointer.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            await log.append([Append(0, SPANS, "p", b"small")])  # restarts a checkpointed WAL
+            if wal.stat().st_size <= limit:
+                break
+            await asyncio.sleep(0.2)
+        assert wal.stat().st_size <= limit < grown
+        await log.close()
+
+    asyncio.run(scenario())
+    log = _open(path, max_bytes=64 << 20)  # and everything is there after a reopen
+    entries = log.read(0, 0, 1000)
+    assert [e.payload for e in entries[:16]] == [entry] * 16

@@ -40,6 +40,10 @@ log = structlog.get_logger()
 _PENDING = metrics.QUEUE_DEPTH.labels("local_log_bytes")
 
 LOCAL_TOPIC = "local"  # the `topic` of the local log's entries (one topic, many partitions)
+# The WAL is checkpointed (copied into the main file) once it holds this much, looked at every
+# CHECKPOINT_EVERY_S: ~1.5 s of the bench's closed-loop appends.
+CHECKPOINT_BYTES = 64 << 20
+CHECKPOINT_EVERY_S = 0.5
 DEAD_LETTERS_KEPT = 10_000
 
 _SCHEMA = """
@@ -120,7 +124,7 @@ class Recovery:
     positions: dict[int, int] = field(default_factory=dict)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, wal_bytes: int = CHECKPOINT_BYTES) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     # Entries are requests of ~100 KB-1 MB: with 64 KiB pages (the largest; takes effect when the
     # file is created) each is a chain of a few overflow pages instead of ~100, which halves what
@@ -128,18 +132,33 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA page_size=65536")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # the WAL is fsynced at every commit: the ack's promise
-    # Checkpoint (copy the WAL into the main file) every ~64 MiB instead of every 4 MiB: fewer,
-    # larger writes under a steady stream of large entries.
-    conn.execute("PRAGMA wal_autocheckpoint=16384")
+    # No checkpoint inside a commit: SQLite's automatic one runs in the commit that crosses its
+    # threshold, so an append (and every sender waiting on it) waited while the WAL was copied
+    # into the main file: 0.3-1 s, the half-load latency tail (docs/performance.md, "2026-12-06,
+    # afternoon"). `LocalLog` checkpoints on a thread of its own instead.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    # Once checkpointed and started over, the WAL file is cut back to `wal_bytes`: disk use stays
+    # within the log's bound plus about that.
+    conn.execute(f"PRAGMA journal_size_limit={int(wal_bytes)}")
     return conn
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 class LocalLog:
     """Append from the event loop (`append`), read and commit from a consumer thread."""
 
-    def __init__(self, path: Path, *, max_bytes: int) -> None:
+    def __init__(self, path: Path, *, max_bytes: int, checkpoint_bytes: int = CHECKPOINT_BYTES) -> None:
         self.path = path
         self._max_bytes = max_bytes
+        self._checkpoint_bytes = checkpoint_bytes
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
         self._writer: sqlite3.Connection | None = None
         self._reader_local = threading.local()
         self._io = ThreadPoolExecutor(1, thread_name_prefix="local-log")
@@ -174,7 +193,7 @@ class LocalLog:
         return recovery
 
     def _open_checked(self) -> sqlite3.Connection:
-        conn = _connect(self.path)
+        conn = _connect(self.path, self._checkpoint_bytes)
         try:
             conn.executescript(_SCHEMA)
             columns = {name for _, name, *_ in conn.execute("PRAGMA table_info(entries)")}
@@ -208,6 +227,26 @@ class LocalLog:
         self._wake = asyncio.Event()
         self._appended = asyncio.Condition()
         self._task = asyncio.create_task(self._group_commits(), name="local-log-append")
+        self._checkpointer = threading.Thread(
+            target=self._checkpoints, name="local-log-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        """Copies the WAL into the main file once it holds `checkpoint_bytes`, beside the appends:
+        a PASSIVE checkpoint takes SQLite's checkpoint lock, not the writer's, so appends and
+        their fsyncs go on meanwhile. The next append after a complete one starts the WAL over."""
+        wal = Path(str(self.path) + "-wal")
+        conn = _connect(self.path, self._checkpoint_bytes)
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_S):
+                try:
+                    if _size(wal) >= self._checkpoint_bytes:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:  # tried again next time; appends are unaffected
+                    log.warning("local log checkpoint failed", error=str(e)[:200])
+        finally:
+            conn.close()
 
     # -- appending (event loop) ------------------------------------------------------------------
 
@@ -290,7 +329,7 @@ class LocalLog:
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
         if conn is None:
-            conn = self._reader_local.conn = _connect(self.path)
+            conn = self._reader_local.conn = _connect(self.path, self._checkpoint_bytes)
         return conn
 
     def partitions(self) -> list[int]:
@@ -417,6 +456,9 @@ class LocalLog:
     async def close(self) -> None:
         await self.stop_appending()
         self._io.shutdown(wait=True)
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         if self._writer is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
