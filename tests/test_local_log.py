@@ -222,3 +222,27 @@ def test_the_wal_is_checkpointed_beside_the_appends_and_its_file_stays_bounded(t
     log = _open(path, max_bytes=64 << 20)  # and everything is there after a reopen
     entries = log.read(0, 0, 1000)
     assert [e.payload for e in entries[:16]] == [entry] * 16
+
+
+def test_appends_stay_fsynced_after_a_commit_that_is_not(tmp_path: Path) -> None:
+    """A position commit skips its fsync (it can only cause a harmless replay); the appends after
+    it, which senders are acknowledged on, are fsynced again, even after a failed commit."""
+    full = 2  # PRAGMA synchronous: 1 NORMAL, 2 FULL
+
+    async def scenario() -> None:
+        log = _open(tmp_path / "log.sqlite3")
+        w = log._writer
+        assert w is not None
+        assert w.execute("PRAGMA synchronous").fetchone() == (full,)
+        log.start()
+        await log.append([Append(0, SPANS, "p", b"a")])
+        log.commit({0: log.read(0, 0, 1)[0].offset + 1})
+        assert w.execute("PRAGMA synchronous").fetchone() == (full,)
+        # A commit that fails half-way leaves the setting as it found it too.
+        w.execute("DROP TABLE positions")
+        with pytest.raises(sqlite3.OperationalError):
+            log.commit({0: 99})
+        assert w.execute("PRAGMA synchronous").fetchone() == (full,)
+        await log.close()
+
+    asyncio.run(scenario())
