@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from inferline.bus.local_log import Append, LocalLog
 from inferline.core.errors import Overloaded
@@ -248,3 +249,37 @@ def test_appends_stay_fsynced_after_a_commit_that_is_not(tmp_path: Path) -> None
         await log.close()
 
     asyncio.run(scenario())
+
+
+def test_a_failing_checkpoint_is_logged_once_and_the_appends_go_on(tmp_path: Path) -> None:
+    """A checkpoint that fails (a full disk fails at every look) is one warning, not one every
+    half second, and a line when checkpoints work again; appends are acknowledged throughout."""
+
+    class FullDisk(LocalLog):
+        failures = 3
+
+        def _checkpoint(self, conn: sqlite3.Connection) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise sqlite3.OperationalError("database or disk is full")
+            super()._checkpoint(conn)
+
+    wal = Path(str(tmp_path / "log.sqlite3") + "-wal")
+
+    async def scenario() -> None:
+        log = FullDisk(tmp_path / "log.sqlite3", max_bytes=256 << 20, checkpoint_bytes=1 << 20)
+        log.open()
+        log.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (log.failures or wal.stat().st_size > 1 << 20):
+            await log.append([Append(0, SPANS, "p", b"x" * (64 << 10))])
+            await asyncio.sleep(0.02)
+        assert log.failures == 0 and wal.stat().st_size <= 1 << 20
+        await log.close()
+
+    with capture_logs() as logged:
+        asyncio.run(scenario())
+    assert [e["event"] for e in logged if "checkpoint" in e["event"]] == [
+        "local log checkpoint failed; retrying",
+        "local log checkpoints work again",
+    ]

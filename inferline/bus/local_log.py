@@ -46,6 +46,7 @@ CHECKPOINT_BYTES = 64 << 20
 CHECKPOINT_EVERY_S = 0.5
 _PASSIVE_PASSES = 4
 _RESTART_FRAMES = 64  # WAL frames (64 KiB pages) left to copy while appends wait: 4 MiB
+_RESTART_WAIT_MS = 50
 DEAD_LETTERS_KEPT = 10_000
 
 _SCHEMA = """
@@ -238,13 +239,24 @@ class LocalLog:
         """Checkpoints the WAL whenever it holds `checkpoint_bytes`, until the log closes."""
         wal = Path(str(self.path) + "-wal")
         conn = _connect(self.path, self._checkpoint_bytes)
+        # The RESTART waits for readers to leave the WAL while appends wait on it: not for long
+        # (busy, it is tried again at the next look).
+        conn.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
+        failing = False
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_S):
+                if _size(wal) < self._checkpoint_bytes:
+                    continue
                 try:
-                    if _size(wal) >= self._checkpoint_bytes:
-                        self._checkpoint(conn)
+                    self._checkpoint(conn)
                 except sqlite3.Error as e:  # tried again next time; appends are unaffected
-                    log.warning("local log checkpoint failed", error=str(e)[:200])
+                    if not failing:  # once per failing stretch (a full disk fails every look)
+                        log.warning("local log checkpoint failed; retrying", error=str(e)[:200])
+                    failing = True
+                    continue
+                if failing:
+                    failing = False
+                    log.info("local log checkpoints work again")
         finally:
             conn.close()
 
