@@ -27,6 +27,7 @@ from tests.conftest import ROOT
 from tests.prom_helpers import METRICS_AUTH
 
 MB = 1024 * 1024
+IDLE_CORES = 0.2  # below this much CPU over a second, the service has digested the last phase
 
 
 class LoadGenerator:
@@ -169,6 +170,25 @@ def missing_ids(sql: Sql, table: str, column: str, prefix: str, ranges: list[lis
     return sum(1 for base, n in ranges for i in range(base, base + n) if i not in stored)
 
 
+def wait_until_idle(tree: ProcessTree, show: Progress, label: str, max_wait_s: float) -> float:
+    """Waits until the service's processes use less than IDLE_CORES of CPU over a second, at most
+    `max_wait_s`, and returns the seconds waited. Every acknowledged span is stored before a phase
+    ends, but the engine goes on merging what it stored (a closed phase leaves ~a million rows):
+    measured from then, the next phase shared the cores with that (the half-load phase began at
+    221% CPU after the plain one), so each phase now measures its own load."""
+    started = last_t = time.time()
+    last_cpu = tree.sample().cpu_s
+    while time.time() - started < max_wait_s:
+        time.sleep(1.0)
+        now_cpu, now_t = tree.sample().cpu_s, time.time()
+        busy = (now_cpu - last_cpu) / max(now_t - last_t, 1e-9)
+        if busy < IDLE_CORES:
+            break
+        last_cpu, last_t = now_cpu, now_t
+        show.update(f"  {label:<24} waiting for the service to go idle ({busy * 100:.0f}% CPU)")
+    return round(time.time() - started, 1)
+
+
 def run_phase(
     gen: LoadGenerator,
     sql: Sql,
@@ -179,7 +199,9 @@ def run_phase(
     settle_s: float,
     drain_timeout_s: float,
     check_loss: bool = True,
+    idle_wait_s: float = 0.0,
 ) -> dict[str, Any]:
+    waited_idle = wait_until_idle(tree, show, phase.label, idle_wait_s) if idle_wait_s else 0.0
     prefix = span_id_prefix(phase.phase_byte)
     genai = phase.kind == "genai"
     start = tree.sample()
@@ -311,6 +333,7 @@ def run_phase(
         "partial_requests": result["partial_requests"],
         "skipped_by_generator": result["skipped"],
         "drain_s": round(max(0.0, done_at - result["last_ack"]), 2) if result["last_ack"] else None,
+        "waited_for_idle_s": waited_idle,
         "service_cpu_s": round(cpu, 2),
         "service_cpu_s_per_10k_spans": round(cpu / persisted * 10_000, 3) if persisted else None,
         "service_cpu_cores_busy": round(cpu / persist_window, 2),
@@ -354,6 +377,8 @@ def phase_line(name: str, f: dict[str, Any]) -> str:
         f"rss {f['peak_rss_mb']:>6,.0f} MB (anon {f.get('peak_anon_mb') or 0:,.0f})",
     ]
     parts.append(f"generator cpu {f['generator_cpu_s']:.1f} s")
+    if f.get("waited_for_idle_s", 0) >= 1:
+        parts.append(f"began after {f['waited_for_idle_s']:.0f} s of the last phase's merges")
     gc_pauses = f.get("full_gc_pauses") or {}
     if gc_pauses.get("count"):
         parts.append(f"full gc {gc_pauses['count']}x {gc_pauses['total_ms']:,.0f} ms")

@@ -64,6 +64,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--warmup-seconds", type=float, default=3.0)
     p.add_argument(
+        "--idle-wait",
+        type=float,
+        default=60.0,
+        help="before each measured phase, wait up to this long for the service to go idle (0: don't)",
+    )
+    p.add_argument(
         "--phases",
         default="",
         help="comma-separated load phases to run (default: all; embedded: genai_max, plain_max,"
@@ -117,6 +123,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.seconds = min(args.seconds, 5.0)
         args.open_seconds = min(args.open_seconds, 5.0)
         args.half_seconds = min(args.half_seconds, 5.0)
+        args.idle_wait = min(args.idle_wait, 10.0)
         args.kafka_seconds = min(args.kafka_seconds, 5.0)
         args.warmup_seconds = min(args.warmup_seconds, 2.0)
         args.query_rows = min(args.query_rows, 1_000_000)
@@ -217,7 +224,8 @@ def load_phases(
                 phase.rate = max_rate * (0.5 if phase.name == "genai_half" else 2.0)
                 show.say(f"  {phase.label}: offering {phase.rate:,.0f} spans/s")
             try:
-                figures = run_phase(gen, sql, tree, show, phase, **drain)
+                idle_wait = 0.0 if phase.name == "warmup" else args.idle_wait
+                figures = run_phase(gen, sql, tree, show, phase, **drain, idle_wait_s=idle_wait)
             except (
                 RuntimeError,
                 OSError,

@@ -5,6 +5,8 @@ No timing is asserted (figures are the benchmark's job, not the tests')."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from bench import compare, report
 from bench.payloads import phase_base, span_id_prefix
-from bench.phases import LoadGenerator, Phase, Sql, missing_ids, phase_line, run_phase
+from bench.phases import LoadGenerator, Phase, Sql, missing_ids, phase_line, run_phase, wait_until_idle
 from bench.procstats import ProcessTree
 from bench.progress import Progress
 from tests.conftest import Service, make_service
@@ -156,3 +158,17 @@ def test_stage_budgets_are_judged_from_the_stage_table() -> None:
     assert verdicts["encoding rows for ClickHouse stage, µs of CPU per GenAI span"] is True
     assert verdicts["main process (receive, local log, chDB insert) stage, µs of CPU per GenAI span"] is True
     assert verdicts["GenAI spans/s persisted, embedded, full chain"] is None  # no load phase in this run
+
+
+def test_a_phase_begins_once_the_service_has_digested_the_last_one() -> None:
+    """The wait before a phase ends as soon as the service's processes are idle, and gives up
+    after its bound while they are busy (a merge of the last phase's rows, here a busy loop)."""
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        show = Progress(io.StringIO())
+        assert wait_until_idle(ProcessTree([idle.pid]), show, "x", max_wait_s=10) < 2.5
+        assert wait_until_idle(ProcessTree([busy.pid]), show, "x", max_wait_s=3) >= 3
+    finally:
+        idle.kill()
+        busy.kill()
