@@ -377,8 +377,8 @@ def phase_line(name: str, f: dict[str, Any]) -> str:
         f"rss {f['peak_rss_mb']:>6,.0f} MB (anon {f.get('peak_anon_mb') or 0:,.0f})",
     ]
     parts.append(f"generator cpu {f['generator_cpu_s']:.1f} s")
-    if f.get("waited_for_idle_s", 0) >= 1:
-        parts.append(f"began after {f['waited_for_idle_s']:.0f} s of the last phase's merges")
+    if f.get("waited_for_idle_s", 0) >= 2:  # one second is the shortest look
+        parts.append(f"waited {f['waited_for_idle_s']:.0f} s for the service to go idle")
     gc_pauses = f.get("full_gc_pauses") or {}
     if gc_pauses.get("count"):
         parts.append(f"full gc {gc_pauses['count']}x {gc_pauses['total_ms']:,.0f} ms")
