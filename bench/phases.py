@@ -24,7 +24,7 @@ from bench.payloads import phase_base, span_id_prefix
 from bench.procstats import ProcessTree
 from bench.progress import Progress
 from tests.conftest import ROOT
-from tests.prom_helpers import METRICS_AUTH
+from tests.prom_helpers import METRICS_AUTH, Samples, by_label, parse, value
 
 MB = 1024 * 1024
 IDLE_CORES = 0.2  # below this much CPU over a second, the service has digested the last phase
@@ -81,6 +81,20 @@ class LoadGenerator:
                 self.process.kill()
 
 
+def full_collections(samples: Samples) -> tuple[float, float, float]:
+    """A process's full collections so far: (count, seconds, count over 50 ms), from
+    `inferline_gc_pause_seconds{generation="2"}`."""
+    count = value(samples, "inferline_gc_pause_seconds_count", generation="2")
+    within = value(samples, "inferline_gc_pause_seconds_bucket", generation="2", le="0.05")
+    return count, value(samples, "inferline_gc_pause_seconds_sum", generation="2"), count - within
+
+
+def stored_row_lookups(samples: Samples) -> dict[str, float]:
+    """A storing process's inference rows before their insert so far, by outcome (vouched,
+    looked_up, found: `inferline_stored_row_lookups_total`); empty where it is not served."""
+    return by_label(samples, "inferline_stored_row_lookups_total", "outcome")
+
+
 class Sql:
     """The service's read-only SQL endpoint, with the project's key."""
 
@@ -92,36 +106,21 @@ class Sql:
         # harness's CPU while it polls, and part of every query's measured time).
         self._http = httpx.Client()
 
-    def _metrics(self) -> dict[str, float]:
-        """The serving process's /metrics, sample name with labels → value; {} if unreadable."""
+    def metrics(self) -> Samples:
+        """The serving process's /metrics now (empty if unreadable)."""
         try:
-            text = self._http.get(self._api + "/metrics", headers=METRICS_AUTH, timeout=10).text
+            r = self._http.get(self._api + "/metrics", headers=METRICS_AUTH, timeout=10)
         except httpx.HTTPError:
             return {}
-        samples = (line.rpartition(" ") for line in text.splitlines() if not line.startswith("#"))
-        return {name: float(v) for name, _, v in samples if name}
+        return parse(r.text)
 
     def log_backlog_bytes(self) -> int | None:
         """Bytes the embedded service's local log holds that ClickHouse does not have yet (its
         `inferline_queue_depth{queue="local_log_bytes"}` gauge); None where there is no local
         log (the Kafka roles) or the metrics cannot be read."""
-        backlog = self._metrics().get('inferline_queue_depth{queue="local_log_bytes"}')
+        key = ("inferline_queue_depth", frozenset({("queue", "local_log_bytes")}))
+        backlog = self.metrics().get(key)
         return None if backlog is None else int(backlog)
-
-    def full_collections(self) -> tuple[float, float, float]:
-        """The serving process's full collections so far: (count, seconds, count over 50 ms), from
-        `inferline_gc_pause_seconds{generation="2"}`."""
-        m = self._metrics()
-        count = m.get('inferline_gc_pause_seconds_count{generation="2"}', 0.0)
-        within = m.get('inferline_gc_pause_seconds_bucket{generation="2",le="0.05"}', 0.0)
-        return count, m.get('inferline_gc_pause_seconds_sum{generation="2"}', 0.0), count - within
-
-    def stored_row_lookups(self) -> dict[str, float]:
-        """The storing process's inference rows before their insert so far, by outcome (vouched,
-        looked_up, found: `inferline_stored_row_lookups_total`); empty where it is not served."""
-        m = self._metrics()
-        prefix = 'inferline_stored_row_lookups_total{outcome="'
-        return {k[len(prefix) : -2]: v for k, v in m.items() if k.startswith(prefix)}
 
     def query(self, sql: str, timeout: float = 120) -> str:
         r = self._http.post(self._url, content=sql, headers=self._headers, timeout=timeout)
@@ -205,8 +204,7 @@ def run_phase(
     prefix = span_id_prefix(phase.phase_byte)
     genai = phase.kind == "genai"
     start = tree.sample()
-    collections_before = sql.full_collections()
-    lookups_before = sql.stored_row_lookups()
+    metrics_before = sql.metrics()
     peak_rss, peak_pss, peak_anon = start.rss, start.pss or 0, start.anon
     gen.start(
         {
@@ -300,8 +298,12 @@ def run_phase(
     backlog = sql.log_backlog_bytes() if check_loss and any(lost) else None
     persisted, rows = persisted_counts(sql, prefix, genai)
     end = tree.sample()
-    full, full_s, full_slow = (b - a for a, b in zip(collections_before, sql.full_collections(), strict=True))
-    lookups = {k: v - lookups_before.get(k, 0.0) for k, v in sql.stored_row_lookups().items()}
+    metrics_after = sql.metrics()
+    full, full_s, full_slow = (
+        b - a for a, b in zip(full_collections(metrics_before), full_collections(metrics_after), strict=True)
+    )
+    lookups_before = stored_row_lookups(metrics_before)
+    lookups = {k: v - lookups_before.get(k, 0.0) for k, v in stored_row_lookups(metrics_after).items()}
     show.done()
     first = result["first_send"] or drain_started
     accept_window = max(result["last_ack"] - first, 1e-9)

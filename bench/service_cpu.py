@@ -29,11 +29,11 @@ from pathlib import Path
 
 import grpc
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.phases import stored_row_lookups
 from bench.services import Target, embedded, kafka, service_env
 from bench.stages import _requests
-from tests.prom_helpers import metrics_text
+from tests.prom_helpers import by_label, scrape
 
 _TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -79,21 +79,14 @@ def _roots(target: Target, mode: str) -> dict[str, int]:
 def inserts(api: str) -> tuple[dict[str, tuple[float, float, float]], dict[str, float]]:
     """Per table: ClickHouse inserts, rows and seconds spent in them; and the inference rows the
     exporter looked up before inserting (`NewInferences`), by outcome; from a process's /metrics."""
-    text = metrics_text(api)
-    out: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0])
-    lookups: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "inferline_stored_row_lookups_total":
-                lookups[sample.labels["outcome"]] = sample.value
-            table = sample.labels.get("table", "")
-            if sample.name == "inferline_batch_rows_count":
-                out[table][0] += sample.value
-            elif sample.name == "inferline_batch_rows_sum":
-                out[table][1] += sample.value
-            elif sample.name == "inferline_flush_duration_seconds_sum":
-                out[table][2] += sample.value
-    return {table: (n, rows, s) for table, (n, rows, s) in sorted(out.items())}, lookups
+    m = scrape(api)
+    n, rows = (
+        by_label(m, "inferline_batch_rows_count", "table"),
+        by_label(m, "inferline_batch_rows_sum", "table"),
+    )
+    seconds = by_label(m, "inferline_flush_duration_seconds_sum", "table")
+    per_table = {t: (n[t], rows.get(t, 0.0), seconds.get(t, 0.0)) for t in sorted(n)}
+    return per_table, stored_row_lookups(m)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,12 +22,27 @@ def metrics_text(api_url: str) -> str:
     return r.text
 
 
-def scrape(api_url: str) -> Samples:
+def parse(text: str) -> Samples:
+    """The samples of a /metrics page, by name and labels."""
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(metrics_text(api_url))
+        for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def scrape(api_url: str) -> Samples:
+    return parse(metrics_text(api_url))
+
+
+def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
+    """The samples of `name` summed by their value of `label` (e.g. per table)."""
+    out: dict[str, float] = {}
+    for (sample_name, labels), v in samples.items():
+        key = dict(labels).get(label)
+        if sample_name == name and key is not None:
+            out[key] = out.get(key, 0.0) + v
+    return out
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

@@ -66,6 +66,10 @@ def test_a_short_phase_is_reported_and_every_acknowledged_span_is_found(svc: Ser
     assert (figures["lost_spans"], figures["lost_inferences"], figures["lost_log_records"]) == (0, 0, 0)
     assert figures["errors_total"] == 0
     assert figures["ack_latency_ms"]["n"] == figures["requests"]
+    # Read from the service's /metrics before and after: every inference row stored was either
+    # vouched for by its normaliser or looked up before its insert (a row may come in versions).
+    lookups = figures["stored_row_lookups"]
+    assert lookups.get("vouched", 0) + lookups.get("looked_up", 0) >= figures["persisted_genai_spans"]
     # Each transport's latency apart (OTLP/JSON is decoded before its answer), adding up.
     by_transport = figures["ack_latency_ms_by_transport"]
     assert set(by_transport) == {"grpc", "http-protobuf", "http-json"}
