@@ -364,10 +364,11 @@ def headers_of(m: confluent_kafka.Message) -> dict[str, bytes]:
     return out
 
 
-def keyed(trace_id: str) -> Callable[[confluent_kafka.Message], bool]:
-    """Messages keyed by this trace id."""
-    key = trace_id.encode()
-    return lambda m: m.key() == key
+def holding_trace(trace_id: str) -> Callable[[confluent_kafka.Message], bool]:
+    """Raw messages (serialized OTLP requests) holding a record of this trace, however many traces
+    a message holds: its 16 bytes are in the value (by chance elsewhere: 2^-128)."""
+    raw_id = bytes.fromhex(trace_id)
+    return lambda m: raw_id in value_of(m)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from tests.kafka_helpers import (
     consume,
     consume_records,
     headers_of,
-    keyed,
+    holding_trace,
     of_trace,
     role_env,
     start_backend,
@@ -251,7 +251,7 @@ def test_no_pii_in_raw_or_enriched_topics(pipeline: Pipeline) -> None:
         assert r.status_code == 200, r.text
 
     bootstrap = pipeline.backend.bootstrap
-    raw = {topic: consume(bootstrap, topic, keyed(trace_id)) for topic in ("otlp_spans", "otlp_logs")}
+    raw = {topic: consume(bootstrap, topic, holding_trace(trace_id)) for topic in ("otlp_spans", "otlp_logs")}
     records = {
         topic: consume_records(bootstrap, topic, of_trace(trace_id))
         for topic in (INFERENCES, SPANS, "inferline.logs")

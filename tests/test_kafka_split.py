@@ -4,10 +4,11 @@ message size limit, every valid record exactly once, resource and scope kept."""
 from __future__ import annotations
 
 import pytest
+from aiokafka.partitioner import murmur2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from inferline.exporters.kafka.raw import split_request
+from inferline.exporters.kafka.raw import by_partition, split_request
 from inferline.otlp.json_codec import decode_json
 from tests.otlp_helpers import logs_json, new_span_id, new_trace_id
 
@@ -146,3 +147,70 @@ def test_log_records_with_an_all_zero_trace_id_go_with_those_without_one() -> No
     key, value = message
     assert key is None
     assert len(ExportLogsServiceRequest.FromString(value).resource_logs[0].scope_logs[0].log_records) == 2
+
+
+def _partition_of(trace_id: str, partitions: int) -> int:
+    """Where a message keyed by the trace id went before (the producer's default partitioner:
+    murmur2 of the key, as the Java client's), written out here as the reference."""
+    return (murmur2(trace_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def test_traces_bound_for_one_partition_share_a_message_and_land_where_their_key_would() -> None:
+    traces = [new_trace_id() for _ in range(40)]
+    request = _request(traces, per_trace=2)
+    per_trace = split_request(request, by_trace=True, max_bytes=1_000_000).messages
+    messages = by_partition(per_trace, list(range(6)), max_bytes=1_000_000)
+    assert len(messages) == len({_partition_of(t, 6) for t in traces}) < len(per_trace)
+    seen = []
+    for m in messages:
+        assert m.key is None and m.partition is not None
+        part = ExportTraceServiceRequest.FromString(m.value)  # concatenated requests parse as one
+        spans = [(rs, ss, s) for rs in part.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        for rs, ss, s in spans:
+            assert _partition_of(s.trace_id.hex(), 6) == m.partition
+            assert s.name == f"{rs.resource.attributes[0].value.string_value}/{ss.scope.name}"
+            seen.append(s.span_id)
+    original = [s.span_id for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert sorted(seen) == sorted(original)  # every span once
+
+
+def test_a_trace_s_logs_meet_its_spans_in_one_partition() -> None:
+    trace, span = new_trace_id(), new_span_id()
+    spans = split_request(_request([trace], per_trace=1), by_trace=True, max_bytes=1_000_000).messages
+    logs_request = decode_json(
+        logs_json(
+            [
+                {"traceId": trace, "spanId": span, "body": "content"},
+                {"traceId": "", "spanId": "", "body": "plain"},
+            ]
+        ),
+        ExportLogsServiceRequest,
+    )
+    logs = split_request(logs_request, by_trace=True, max_bytes=1_000_000).messages
+    (span_message,) = by_partition(spans, list(range(12)), 1_000_000)
+    log_messages = by_partition(logs, list(range(12)), 1_000_000)
+    assert span_message.partition == _partition_of(trace, 12)
+    assert sorted((m.partition is None, m.partition) for m in log_messages) == [
+        (False, span_message.partition),
+        (True, None),  # no trace id: the producer places it, as before
+    ]
+
+
+def test_gathered_messages_stay_within_the_size_limit() -> None:
+    traces = [new_trace_id() for _ in range(30)]
+    request = _request(traces, per_trace=3, attr_bytes=100)
+    limit = 8_000
+    per_trace = split_request(request, by_trace=True, max_bytes=limit).messages
+    messages = by_partition(per_trace, [0, 1], limit)
+    assert all(len(m.value) <= limit for m in messages)
+    assert len(messages) < len(per_trace)
+    got = sorted(
+        s.span_id
+        for m in messages
+        for rs in ExportTraceServiceRequest.FromString(m.value).resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    )
+    assert got == sorted(
+        s.span_id for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans
+    )

@@ -146,6 +146,11 @@ class KafkaSettings(BaseModel):
     enriched_partitions: int = Field(12, ge=1)
     replication_factor: int = Field(1, ge=1)
     partition_key: Literal["trace_id", "none"] = "trace_id"
+    # With `partition_key: trace_id`: the traces of a request bound for one partition share a
+    # message ("partition"), or each trace is a message keyed by its id ("trace", the Collector's
+    # partition_traces_by_id). A message costs the receiver and the processor about as much as
+    # the records in it (docs/kafka-topics.md).
+    raw_messages: Literal["partition", "trace"] = "partition"
     # Enriched topics: many records per message (schema version 2), or one (version 1, keyed by
     # trace id) for consumers that need a record per message. docs/kafka-topics.md.
     enriched_format: Literal["ndjson", "json"] = "ndjson"

@@ -5,7 +5,9 @@ or read these topics.
 
 A request is split into one message per trace id (the exporter's `partition_traces_by_id`; key =
 trace id hex), and further by resource, scope and record list wherever a message would exceed the
-broker's max message size. The sender is acknowledged only once Kafka acknowledged every message.
+broker's max message size. By default (`raw_messages: partition`) the messages bound for one
+partition are then sent as one: a Kafka message costs the receiver and the processor about as much
+as the records in it. The sender is acknowledged only once Kafka acknowledged every message.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -69,6 +72,48 @@ class _Split:
 
     def reject(self, n: int, why: str) -> None:
         self.tally.add(n, why)
+
+
+class RawMessage(NamedTuple):
+    """A message for a raw topic. `partition` None: the producer's partitioner places it (by its
+    key, or anywhere when it has none)."""
+
+    partition: int | None
+    key: bytes | None
+    value: bytes
+
+
+_PARTITIONER = DefaultPartitioner()
+
+
+Keyed = list[tuple[bytes | None, bytes]]  # (key, value): `split_request`'s messages
+
+
+def by_partition(messages: Keyed, partitions: list[int], max_bytes: int) -> list[RawMessage]:
+    """The per-trace messages of a request gathered into one message per partition (more where one
+    would exceed `max_bytes`). Each trace goes to the partition its keyed message would have gone
+    to (the default partitioner's murmur2 of the key, as Kafka clients and the Collector place
+    them), so a trace's spans and logs still meet whoever produced them. The concatenation of
+    serialized OTLP requests is itself a valid request holding all their resources (protobuf
+    appends repeated fields when it parses concatenated messages). Unkeyed messages (records
+    without a trace id) stay as they are. `partitions`: the topic's partition ids."""
+    out: list[RawMessage] = []
+    gathered: dict[int, list[bytes]] = {}
+    sizes: dict[int, int] = {}
+    for key, value in messages:
+        if key is None:
+            out.append(RawMessage(None, None, value))
+            continue
+        partition = _PARTITIONER(key, partitions, partitions)
+        values = gathered.setdefault(partition, [])
+        if values and sizes[partition] + len(value) > max_bytes:
+            out.append(RawMessage(partition, None, b"".join(values)))
+            values.clear()
+            sizes[partition] = 0
+        values.append(value)
+        sizes[partition] = sizes.get(partition, 0) + len(value)
+    out.extend(RawMessage(p, None, b"".join(values)) for p, values in gathered.items() if values)
+    return out
 
 
 def split_request(
@@ -234,6 +279,7 @@ class KafkaRawExporter:
         self._connect_task: asyncio.Task[None] | None = None
         self._pending_bytes = 0
         self._by_trace = ks.partition_key == "trace_id"
+        self._by_partition = self._by_trace and ks.raw_messages == "partition"
         self._max_value = ks.max_message_bytes - MESSAGE_OVERHEAD
         self._broker = BrokerWatch()
 
@@ -267,20 +313,32 @@ class KafkaRawExporter:
                 f"{self._pending_bytes} bytes are waiting for Kafka acknowledgements", reason="pending_rows"
             )
         headers = [(self._ks.project_header, project_id.encode())]
-        messages = [(k, v, headers) for k, v in split.messages]
+        first_headers = headers
         tally = ReceiverTally(SPANS_SIGNAL if topic == self._ks.raw_spans_topic else LOGS_SIGNAL)
         tally.rejected, tally.corrected = split.tally.reasons, split.tally.corrected
         if tally:
-            # The processor counts them in the ledger; a request left with no record still sends
-            # an empty one to carry them (a valid OTLP request: stock consumers see no records).
-            first = messages[0] if messages else (None, type(request)().SerializeToString(), headers)
-            messages[:1] = [(first[0], first[1], [*headers, (LEDGER_HEADER, tally.encode())])]
+            # The processor counts them in the ledger (on the first message); a request left with
+            # no record still sends an empty one to carry them (a valid OTLP request: stock
+            # consumers see no records).
+            first_headers = [*headers, (LEDGER_HEADER, tally.encode())]
         self._pending_bytes += size
         _PENDING.set(self._pending_bytes)
         try:
             # Bounded: a broker outage must become a retryable answer, not a hung sender.
             async with asyncio.timeout(self._ks.delivery_timeout_s):
-                acks = [await producer.send(topic, v, key=k, headers=h) for k, v, h in messages]
+                messages = await self._messages(producer, topic, split.messages)
+                if not messages and tally:
+                    messages = [RawMessage(None, None, type(request)().SerializeToString())]
+                acks = [
+                    await producer.send(
+                        topic,
+                        m.value,
+                        key=m.key,
+                        partition=m.partition,
+                        headers=first_headers if i == 0 else headers,
+                    )
+                    for i, m in enumerate(messages)
+                ]
                 await asyncio.gather(*acks)
             self._broker.succeeded()
         except Exception as e:  # KafkaError, TimeoutError: nothing is acknowledged to the sender
@@ -290,6 +348,11 @@ class KafkaRawExporter:
             self._pending_bytes -= size
             _PENDING.set(self._pending_bytes)
         return ExportResult(split.rejected, split.error)
+
+    async def _messages(self, producer: AIOKafkaProducer, topic: str, split: Keyed) -> list[RawMessage]:
+        if self._by_partition and split:
+            return by_partition(split, sorted(await producer.partitions_for(topic)), self._max_value)
+        return [RawMessage(None, key, value) for key, value in split]
 
     async def close(self) -> None:
         self._broker.stop()
