@@ -162,6 +162,9 @@ class KafkaSettings(BaseModel):
     project_header: str = "inferline-project"
     default_project: str = Field("default", description="project for raw messages without the project header")
     max_poll_records: int = Field(500, ge=1)
+    # The processor polls about this many bytes of messages at a time (fewer records where they
+    # are large): one poll is one batch of its workers, what it holds is in their memory.
+    max_poll_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="processor: bytes of messages per poll")
     # The writer's longest wait for a batch to fill, unless INFERLINE_BATCH__MAX_DELAY_S is set
     # (`WriterRole`). Every flush costs ClickHouse a fixed ~0.3-0.6 s of CPU (a part per table and
     # rollup view, the replay lookup), and the writer gets rows at the processors' pace: at 1 s

@@ -238,6 +238,31 @@ async def start_client(factory: Callable[[], Client], stop: asyncio.Event | None
         delay = min(delay * 2, 10.0)
 
 
+class PollSize:
+    """How many records to ask the next poll for: at most `max_records`, and about `max_bytes` of
+    values in all, by the size of the records polled lately. A poll is one batch of the
+    processor's workers, and the size of a message depends on its producer (one trace, or all the
+    traces of a request bound for a partition, or a whole request): the memory a batch takes
+    should not."""
+
+    def __init__(self, max_records: int, max_bytes: int) -> None:
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        # Until a poll says otherwise, records are assumed large: a first poll of `max_records`
+        # messages of a megabyte each would be hundreds of megabytes in one batch.
+        self._record_bytes = max(1.0, max_bytes / 16)
+
+    def records(self) -> int:
+        return max(1, min(self._max_records, int(self._max_bytes / self._record_bytes)))
+
+    def observe(self, polled: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        """Learns from the records a poll returned (half the weight to the latest poll)."""
+        count = sum(len(records) for records in polled.values())
+        if count:
+            size = sum(len(m.value or b"") for records in polled.values() for m in records)
+            self._record_bytes = max(1.0, (self._record_bytes + size / count) / 2)
+
+
 async def poll(
     consumer: AIOKafkaConsumer, group: str, timeout_ms: int, max_records: int
 ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:

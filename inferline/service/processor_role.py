@@ -51,6 +51,7 @@ from inferline.exporters.kafka.enriched import (
 )
 from inferline.kafka.clients import (
     BrokerWatch,
+    PollSize,
     dead_letter_headers,
     header,
     make_consumer,
@@ -125,6 +126,7 @@ class ProcessorRole:
         self._lag = ConsumerLag(ks.processor_group, [ks.raw_spans_topic, ks.raw_logs_topic])
         self._running = False
         self._broker = BrokerWatch()
+        self._poll_size = PollSize(ks.max_poll_records, ks.max_poll_bytes)
         # When partitions last came to this consumer: its workers' memory of calls lacks what the
         # partitions' previous owner made rows of (replayed from the commit), so their inference
         # rows are vouched for only from then (`H_CALLS_REMEMBERED_SINCE`).
@@ -175,7 +177,8 @@ class ProcessorRole:
         )
         try:
             while not stop.is_set():
-                polled = await poll(self._consumer, ks.processor_group, 500, ks.max_poll_records)
+                polled = await poll(self._consumer, ks.processor_group, 500, self._poll_size.records())
+                self._poll_size.observe(polled)
                 try:
                     if polled:
                         async with self._lock:
