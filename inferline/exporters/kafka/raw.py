@@ -92,8 +92,8 @@ Keyed = list[tuple[bytes | None, bytes]]  # (key, value): `split_request`'s mess
 def by_partition(messages: Keyed, partitions: list[int], max_bytes: int) -> list[RawMessage]:
     """The per-trace messages of a request gathered into one message per partition (more where one
     would exceed `max_bytes`). Each trace goes to the partition its keyed message would have gone
-    to (the default partitioner's murmur2 of the key, as Kafka clients and the Collector place
-    them), so a trace's spans and logs still meet whoever produced them. The concatenation of
+    to (murmur2 of the key, as aiokafka's and the Java client's default partitioners place keyed
+    messages), so a trace's spans and logs still meet in one partition number. The concatenation of
     serialized OTLP requests is itself a valid request holding all their resources (protobuf
     appends repeated fields when it parses concatenated messages). Unkeyed messages (records
     without a trace id) stay as they are. `partitions`: the topic's partition ids."""
