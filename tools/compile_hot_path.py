@@ -34,6 +34,7 @@ HOT_PATH = (
     "inferline/processors/sentiment.py",
     "inferline/processors/sentiment_domain.py",
     "inferline/processors/pii.py",
+    "inferline/kafka/partitioner.py",
 )
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 LOG = ROOT / "build" / "mypyc.log"

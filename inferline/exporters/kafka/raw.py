@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -32,6 +31,7 @@ from inferline.core.errors import Overloaded, Unavailable
 from inferline.core.ledger import HEADER as LEDGER_HEADER
 from inferline.core.ledger import LOGS_SIGNAL, SPANS_SIGNAL, ReceiverTally
 from inferline.kafka.clients import MESSAGE_OVERHEAD, BrokerWatch, make_producer, start_client, stop_client
+from inferline.kafka.partitioner import partition_of
 from inferline.otlp.protobuf import copy_into
 from inferline.otlp.validate import (
     UNTIMED_LOG_STAMPED,
@@ -83,9 +83,6 @@ class RawMessage(NamedTuple):
     value: bytes
 
 
-_PARTITIONER = DefaultPartitioner()
-
-
 Keyed = list[tuple[bytes | None, bytes]]  # (key, value): `split_request`'s messages
 
 
@@ -104,7 +101,7 @@ def by_partition(messages: Keyed, partitions: list[int], max_bytes: int) -> list
         if key is None:
             out.append(RawMessage(None, None, value))
             continue
-        partition = _PARTITIONER(key, partitions, partitions)
+        partition = partitions[partition_of(key, len(partitions))]
         values = gathered.setdefault(partition, [])
         if values and sizes[partition] + len(value) > max_bytes:
             out.append(RawMessage(partition, None, b"".join(values)))
