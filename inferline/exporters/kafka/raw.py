@@ -52,6 +52,9 @@ _TRACES = ("resource_spans", "scope_spans", "spans")
 _LOGS = ("resource_logs", "scope_logs", "log_records")
 
 
+Keyed = list[tuple[bytes | None, bytes]]  # (key, value): `split_request`'s messages
+
+
 class _Split:
     """Messages of one request, the records that could not be published, and those published
     with a correction (the ingest ledger's tally)."""
@@ -59,7 +62,7 @@ class _Split:
     __slots__ = ("messages", "tally")
 
     def __init__(self) -> None:
-        self.messages: list[tuple[bytes | None, bytes]] = []  # (key, value)
+        self.messages: Keyed = []
         self.tally = Rejected()
 
     @property
@@ -81,9 +84,6 @@ class RawMessage(NamedTuple):
     partition: int | None
     key: bytes | None
     value: bytes
-
-
-Keyed = list[tuple[bytes | None, bytes]]  # (key, value): `split_request`'s messages
 
 
 def by_partition(messages: Keyed, partitions: list[int], max_bytes: int) -> list[RawMessage]:
