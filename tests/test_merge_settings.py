@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -67,18 +66,17 @@ def test_a_store_made_before_migration_10_gets_the_merge_settings(client: Client
     assert migrate(client) == []  # once
 
 
-def _flush_parts(client: Client, token: str = "one-flush") -> list[tuple[Any, ...]]:
+def _flush_parts(client: Client, token: str = "one-flush") -> list[tuple[str, str, int, str]]:
     """Inserts a flush of inference rows holding ~13 MB of content (past ClickHouse's default
     10 MiB for a one-file part), returns (table, format, rows, path) of the parts."""
     rows = chat_inference_rows(400, time.time_ns(), seed="parts")
     for row in rows:
         row["prompt_messages"] = '[{"role":"user","content":"' + "lorem ipsum " * 2_700 + '"}]'
     Inserter(client).insert(Batch(inferences=rows), token)
-    result = client.query(
+    return client.query(
         "SELECT table, part_type, rows, path FROM system.parts "
         "WHERE active AND database = 'default' AND table = 'llm_inferences'"
-    )
-    return [tuple(r) for r in result.result_rows]
+    ).result_rows
 
 
 def test_a_flush_is_stored_as_one_compact_part_not_a_file_per_column(client: Client) -> None:

@@ -148,11 +148,10 @@ _MERGE_SETTINGS = (
 )
 # Parts of the tables with content are written in one file (Compact) until they hold 128 MiB of
 # uncompressed data, not a file or two per column and map subcolumn (Wide: 140-234 files per
-# part). Every flush writes such a part per table and merges write more: ~470 files a flush, whose
-# creation (the filesystem's inode allocation) took 15-20% of the engine's CPU in back-to-back
-# flushes, ~2% of the machine in the running service (docs/performance.md, "compact parts").
-# Merged parts past the size are Wide again, so large parts keep column-by-column (vertical)
-# merges and reads.
+# part). Every flush writes such a part per table and merges write more: creating and deleting
+# ~470 files a flush took 15-20% of the engine's CPU, most of it in the filesystem
+# (docs/performance.md, "compact parts"). Merged parts past the size are Wide again, so large
+# parts keep column-by-column (vertical) merges and reads.
 _PART_FORMAT_SETTINGS = "min_bytes_for_wide_part = 134217728"
 # Replays of one batch (a retried insert, a writer restarted before its Kafka commit) carry the
 # same insert_deduplication_token; this window makes plain MergeTree drop them.
@@ -531,8 +530,7 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
                 f"ALTER TABLE `{database}`.otel_logs ADD COLUMN IF NOT EXISTS ObservedTimestamp "
                 f"DateTime64(9) CODEC(Delta(8), ZSTD(1)), MODIFY ORDER BY ({_OTEL_LOGS_KEY_12})",
             ),
-        ),
-        Migration(
+        ),        Migration(
             13,
             "tables with content: parts below 128 MiB in one file (compact), not a file per column",
             tuple(
