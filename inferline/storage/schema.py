@@ -146,13 +146,6 @@ _MERGE_SETTINGS = (
     "vertical_merge_algorithm_min_rows_to_activate = 1, "
     "vertical_merge_algorithm_min_columns_to_activate = 1, merge_max_block_size = 2048"
 )
-# Parts of the tables with content are written in one file (Compact) until they hold 128 MiB of
-# uncompressed data, not a file or two per column and map subcolumn (Wide: 140-234 files per
-# part). Every flush writes such a part per table and merges write more: creating and deleting
-# ~470 files a flush took 15-20% of the engine's CPU, most of it in the filesystem
-# (docs/performance.md, "compact parts"). Merged parts past the size are Wide again, so large
-# parts keep column-by-column (vertical) merges and reads.
-_PART_FORMAT_SETTINGS = "min_bytes_for_wide_part = 134217728"
 # Replays of one batch (a retried insert, a writer restarted before its Kafka commit) carry the
 # same insert_deduplication_token; this window makes plain MergeTree drop them.
 _SETTINGS = (
@@ -529,13 +522,6 @@ def migrations(database: str, retention_days: int) -> list[Migration]:
             (
                 f"ALTER TABLE `{database}`.otel_logs ADD COLUMN IF NOT EXISTS ObservedTimestamp "
                 f"DateTime64(9) CODEC(Delta(8), ZSTD(1)), MODIFY ORDER BY ({_OTEL_LOGS_KEY_12})",
-            ),
-        ),        Migration(
-            13,
-            "tables with content: parts below 128 MiB in one file (compact), not a file per column",
-            tuple(
-                f"ALTER TABLE `{database}`.{t.name} MODIFY SETTING {_PART_FORMAT_SETTINGS}"
-                for t in (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES)
             ),
         ),
     ]
