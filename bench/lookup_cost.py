@@ -14,17 +14,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 
-from bench.stages import _distinct_copy, _merges_settled, _process_cpu_s, stage_batch, stage_inputs
+from bench.merge_cost import chained_batch, insert_flushes
+from bench.stages import _distinct_copy, _merges_settled, _process_cpu_s
 from inferline.core.logging import configure_logging
-from inferline.core.records import Batch
-from inferline.exporters.clickhouse.inserter import Inserter
-from inferline.exporters.clickhouse.native import encode_block
 from inferline.exporters.clickhouse.new_inferences import NewInferences
-from inferline.processors.chain import ProcessorChain
 from inferline.storage.clickhouse import connect
-from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, migrate
+from inferline.storage.schema import migrate
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,21 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
 
-    base = stage_batch(stage_inputs())
-    for stage in ProcessorChain().stages:
-        stage.process(base)
-    tables = (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES)
+    base = chained_batch()
     with tempfile.TemporaryDirectory() as tmp:
         client = connect(f"chdb://{tmp}/clickhouse")
         migrate(client)
-        inserter = Inserter(client)
-        for flush in range(args.flushes):
-            blocks = []
-            for i in range(args.copies):
-                copy = _distinct_copy(base, flush * args.copies + i)
-                for table, rows in zip(tables, (copy.spans, copy.logs, copy.inferences), strict=True):
-                    blocks.append((table.name, len(rows), encode_block(table, rows)))
-            inserter.insert(Batch(encoded=blocks), uuid.uuid4().hex)
+        insert_flushes(client, base, args.flushes, args.copies)
         _merges_settled(client, 180)
         lookups = NewInferences(client, "default")
         spans = len(base.spans) * args.copies

@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from typing import Any
 
 from bench.stages import _distinct_copy, _merges_settled, _process_cpu_s, stage_batch, stage_inputs
 from inferline.core.logging import configure_logging
@@ -42,6 +43,33 @@ QUERIES = {
 }
 
 
+def chained_batch() -> Batch:
+    """The stage table's GenAI batch after the whole processor chain."""
+    base = stage_batch(stage_inputs())
+    for stage in ProcessorChain().stages:
+        stage.process(base)
+    return base
+
+
+def insert_flushes(client: Any, base: Batch, flushes: int, copies: int, first: int = 0) -> float:
+    """Inserts `flushes` flushes of `copies` copies of `base` (ids of their own, numbered from
+    `first`), each as the embedded exporter would (Native blocks, one insert per table); returns
+    the CPU seconds spent encoding them, which is not the engine's."""
+    inserter = Inserter(client)
+    tables = (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES)
+    encoding_s = 0.0
+    for flush in range(flushes):
+        t = time.thread_time()
+        blocks = []
+        for i in range(copies):
+            copy = _distinct_copy(base, first + flush * copies + i)
+            for table, rows in zip(tables, (copy.spans, copy.logs, copy.inferences), strict=True):
+                blocks.append((table.name, len(rows), encode_block(table, rows)))
+        encoding_s += time.thread_time() - t
+        inserter.insert(Batch(encoded=blocks), uuid.uuid4().hex)
+    return encoding_s
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--flushes", type=int, default=30)
@@ -51,10 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-merges", action="store_true")
     args = parser.parse_args(argv)
 
-    base = stage_batch(stage_inputs())
-    for stage in ProcessorChain().stages:
-        stage.process(base)
-    tables = (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES)
+    base = chained_batch()
     with tempfile.TemporaryDirectory() as tmp:
         client = connect(f"chdb://{tmp}/clickhouse")
         migrate(client)
@@ -63,19 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         elif args.settings:
             for table in args.tables.split(","):
                 client.command(f"ALTER TABLE {table} MODIFY SETTING {args.settings}")
-        inserter = Inserter(client)
-        spans, encoding_s = 0, 0.0
+        spans = len(base.spans) * args.copies * args.flushes
         started, wall = _process_cpu_s(), time.monotonic()
-        for flush in range(args.flushes):
-            t = time.thread_time()
-            blocks = []
-            for i in range(args.copies):
-                copy = _distinct_copy(base, flush * args.copies + i)
-                for table, rows in zip(tables, (copy.spans, copy.logs, copy.inferences), strict=True):
-                    blocks.append((table.name, len(rows), encode_block(table, rows)))
-            encoding_s += time.thread_time() - t
-            spans += len(base.spans) * args.copies
-            inserter.insert(Batch(encoded=blocks), uuid.uuid4().hex)
+        encoding_s = insert_flushes(client, base, args.flushes, args.copies)
         inserted = _process_cpu_s()
         _merges_settled(client, 180)
         settled = _process_cpu_s()
