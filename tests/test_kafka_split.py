@@ -8,7 +8,7 @@ from aiokafka.partitioner import murmur2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from inferline.exporters.kafka.raw import by_partition, split_request
+from inferline.exporters.kafka.raw import RawMessage, split_request
 from inferline.otlp.json_codec import decode_json
 from tests.otlp_helpers import logs_json, new_span_id, new_trace_id
 
@@ -33,9 +33,9 @@ def _request(traces: list[str], per_trace: int, attr_bytes: int = 200) -> Export
     return request
 
 
-def _spans(messages: list[tuple[bytes | None, bytes]]) -> list[tuple[bytes | None, str, str, bytes]]:
+def _spans(messages: list[RawMessage]) -> list[tuple[bytes | None, str, str, bytes]]:
     out = []
-    for key, value in messages:
+    for _, key, value in messages:
         part = ExportTraceServiceRequest.FromString(value)
         for rs in part.resource_spans:
             service = rs.resource.attributes[0].value.string_value
@@ -55,8 +55,9 @@ def test_one_message_per_trace_keyed_by_trace_id() -> None:
     traces = [new_trace_id() for _ in range(3)]
     split = split_request(_request(traces, per_trace=2), by_trace=True, max_bytes=1_000_000)
     assert split.rejected == 0
-    assert sorted(_trace_key(k) for k, _ in split.messages) == sorted(traces)
-    for key, value in split.messages:
+    assert sorted(_trace_key(m.key) for m in split.messages) == sorted(traces)
+    assert all(m.partition is None for m in split.messages)  # placed by the producer, by key
+    for _, key, value in split.messages:
         part = ExportTraceServiceRequest.FromString(value)
         assert {
             s.trace_id.hex() for rs in part.resource_spans for ss in rs.scope_spans for s in ss.spans
@@ -72,7 +73,7 @@ def test_large_requests_are_split_to_the_limit_and_nothing_is_lost() -> None:
     for by_trace in (True, False):
         split = split_request(request, by_trace=by_trace, max_bytes=limit)
         assert split.rejected == 0
-        assert all(len(v) <= limit for _, v in split.messages)
+        assert all(len(m.value) <= limit for m in split.messages)
         got = _spans(split.messages)
         original = [s.span_id for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
         assert sorted(s[3] for s in got) == sorted(original)
@@ -93,10 +94,10 @@ def test_a_record_over_the_limit_is_truncated_and_invalid_ids_are_reported() -> 
     split = split_request(request, by_trace=True, max_bytes=10_000)
     assert split.rejected == 1 and "trace_id" in split.error  # only the span that can never be stored
     assert len(_spans(split.messages)) == 5  # the four small spans and the huge one, cut to fit
-    assert all(len(value) <= 10_000 for _, value in split.messages)
+    assert all(len(m.value) <= 10_000 for m in split.messages)
     [cut] = [
         s
-        for _, value in split.messages
+        for _, _, value in split.messages
         for s in ExportTraceServiceRequest.FromString(value).resource_spans[0].scope_spans[0].spans
         if s.span_id == huge.span_id
     ]
@@ -113,7 +114,7 @@ def test_a_log_body_over_the_limit_is_truncated() -> None:
     )
     split = split_request(request, by_trace=True, max_bytes=5_000)
     assert split.rejected == 0
-    [(_, value)] = split.messages
+    [(_, _, value)] = split.messages
     record = ExportLogsServiceRequest.FromString(value).resource_logs[0].scope_logs[0].log_records[0]
     assert len(value) <= 5_000 and record.body.string_value.endswith("…[truncated by inferline]")
 
@@ -128,8 +129,8 @@ def test_logs_are_keyed_by_trace_id_and_uncorrelated_logs_have_no_key() -> None:
     )
     request = decode_json(body, ExportLogsServiceRequest)
     split = split_request(request, by_trace=True, max_bytes=1_000_000)
-    assert sorted((k or b"") for k, _ in split.messages) == [b"", trace.encode()]
-    for _, value in split.messages:
+    assert sorted((m.key or b"") for m in split.messages) == [b"", trace.encode()]
+    for _, _, value in split.messages:
         assert len(ExportLogsServiceRequest.FromString(value).resource_logs[0].scope_logs[0].log_records) == 1
 
 
@@ -144,7 +145,7 @@ def test_log_records_with_an_all_zero_trace_id_go_with_those_without_one() -> No
         record = records.add(trace_id=trace_id, time_unix_nano=1_796_000_000_000_000_000)
         record.body.string_value = "same text"
     (message,) = split_request(request, by_trace=True, max_bytes=1 << 20).messages
-    key, value = message
+    _, key, value = message
     assert key is None
     assert len(ExportLogsServiceRequest.FromString(value).resource_logs[0].scope_logs[0].log_records) == 2
 
@@ -158,13 +159,12 @@ def _partition_of(trace_id: str, partitions: int) -> int:
 def test_traces_bound_for_one_partition_share_a_message_and_land_where_their_key_would() -> None:
     traces = [new_trace_id() for _ in range(40)]
     request = _request(traces, per_trace=2)
-    per_trace = split_request(request, by_trace=True, max_bytes=1_000_000).messages
-    messages = by_partition(per_trace, list(range(6)), max_bytes=1_000_000)
-    assert len(messages) == len({_partition_of(t, 6) for t in traces}) < len(per_trace)
+    messages = split_request(request, by_trace=True, max_bytes=1_000_000, partitions=list(range(6))).messages
+    assert len(messages) == len({_partition_of(t, 6) for t in traces}) < len(traces)
     seen = []
     for m in messages:
         assert m.key is None and m.partition is not None
-        part = ExportTraceServiceRequest.FromString(m.value)  # concatenated requests parse as one
+        part = ExportTraceServiceRequest.FromString(m.value)
         spans = [(rs, ss, s) for rs in part.resource_spans for ss in rs.scope_spans for s in ss.spans]
         for rs, ss, s in spans:
             assert _partition_of(s.trace_id.hex(), 6) == m.partition
@@ -176,7 +176,10 @@ def test_traces_bound_for_one_partition_share_a_message_and_land_where_their_key
 
 def test_a_trace_s_logs_meet_its_spans_in_one_partition() -> None:
     trace, span = new_trace_id(), new_span_id()
-    spans = split_request(_request([trace], per_trace=1), by_trace=True, max_bytes=1_000_000).messages
+    partitions = list(range(12))
+    (span_message,) = split_request(
+        _request([trace], per_trace=1), by_trace=True, max_bytes=1_000_000, partitions=partitions
+    ).messages
     logs_request = decode_json(
         logs_json(
             [
@@ -186,9 +189,9 @@ def test_a_trace_s_logs_meet_its_spans_in_one_partition() -> None:
         ),
         ExportLogsServiceRequest,
     )
-    logs = split_request(logs_request, by_trace=True, max_bytes=1_000_000).messages
-    (span_message,) = by_partition(spans, list(range(12)), 1_000_000)
-    log_messages = by_partition(logs, list(range(12)), 1_000_000)
+    log_messages = split_request(
+        logs_request, by_trace=True, max_bytes=1_000_000, partitions=partitions
+    ).messages
     assert span_message.partition == _partition_of(trace, 12)
     assert sorted((m.partition is None, m.partition) for m in log_messages) == [
         (False, span_message.partition),
@@ -196,14 +199,13 @@ def test_a_trace_s_logs_meet_its_spans_in_one_partition() -> None:
     ]
 
 
-def test_gathered_messages_stay_within_the_size_limit() -> None:
+def test_messages_of_a_partition_stay_within_the_size_limit() -> None:
     traces = [new_trace_id() for _ in range(30)]
     request = _request(traces, per_trace=3, attr_bytes=100)
     limit = 8_000
-    per_trace = split_request(request, by_trace=True, max_bytes=limit).messages
-    messages = by_partition(per_trace, [0, 1], limit)
+    messages = split_request(request, by_trace=True, max_bytes=limit, partitions=[0, 1]).messages
     assert all(len(m.value) <= limit for m in messages)
-    assert len(messages) < len(per_trace)
+    assert {m.partition for m in messages} == {0, 1} and len(messages) < len(traces)
     got = sorted(
         s.span_id
         for m in messages

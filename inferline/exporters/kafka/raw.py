@@ -3,18 +3,20 @@ OpenTelemetry Collector kafka exporter's `otlp_proto` encoding (a serialized
 ExportTraceServiceRequest / ExportLogsServiceRequest per message), so a stock Collector can feed
 or read these topics.
 
-A request is split into one message per trace id (the exporter's `partition_traces_by_id`; key =
-trace id hex), and further by resource, scope and record list wherever a message would exceed the
-broker's max message size. By default (`raw_messages: partition`) the messages bound for one
-partition are then sent as one: a Kafka message costs the receiver and the processor about as much
-as the records in it. The sender is acknowledged only once Kafka acknowledged every message.
+By default (`raw_messages: partition`) a request is split into one message per partition: each
+trace goes to the partition a message keyed by its trace id would go to, and the traces bound for
+one partition share a message (a Kafka message costs the receiver and the processor about as much
+as the records in it). With `raw_messages: trace` it is one message per trace id (the exporter's
+`partition_traces_by_id`; key = trace id hex). Either is split further by resource, scope and
+record list wherever a message would exceed the broker's max message size. The sender is
+acknowledged only once Kafka acknowledged every message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import structlog
@@ -52,7 +54,13 @@ _TRACES = ("resource_spans", "scope_spans", "spans")
 _LOGS = ("resource_logs", "scope_logs", "log_records")
 
 
-Keyed = list[tuple[bytes | None, bytes]]  # (key, value): `split_request`'s messages
+class RawMessage(NamedTuple):
+    """A message for a raw topic. `partition` None: the producer's partitioner places it (by its
+    key, or anywhere when it has none)."""
+
+    partition: int | None
+    key: bytes | None
+    value: bytes
 
 
 class _Split:
@@ -62,7 +70,7 @@ class _Split:
     __slots__ = ("messages", "tally")
 
     def __init__(self) -> None:
-        self.messages: Keyed = []
+        self.messages: list[RawMessage] = []
         self.tally = Rejected()
 
     @property
@@ -77,49 +85,21 @@ class _Split:
         self.tally.add(n, why)
 
 
-class RawMessage(NamedTuple):
-    """A message for a raw topic. `partition` None: the producer's partitioner places it (by its
-    key, or anywhere when it has none)."""
-
-    partition: int | None
-    key: bytes | None
-    value: bytes
-
-
-def by_partition(messages: Keyed, partitions: list[int], max_bytes: int) -> list[RawMessage]:
-    """The per-trace messages of a request gathered into one message per partition (more where one
-    would exceed `max_bytes`). Each trace goes to the partition its keyed message would have gone
-    to (murmur2 of the key, as aiokafka's and the Java client's default partitioners place keyed
-    messages), so a trace's spans and logs still meet in one partition number. The concatenation of
-    serialized OTLP requests is itself a valid request holding all their resources (protobuf
-    appends repeated fields when it parses concatenated messages). Unkeyed messages (records
-    without a trace id) stay as they are. `partitions`: the topic's partition ids."""
-    out: list[RawMessage] = []
-    gathered: dict[int, list[bytes]] = {}
-    sizes: dict[int, int] = {}
-    for key, value in messages:
-        if key is None:
-            out.append(RawMessage(None, None, value))
-            continue
-        partition = partitions[partition_of(key, len(partitions))]
-        values = gathered.setdefault(partition, [])
-        if values and sizes[partition] + len(value) > max_bytes:
-            out.append(RawMessage(partition, None, b"".join(values)))
-            values.clear()
-            sizes[partition] = 0
-        values.append(value)
-        sizes[partition] = sizes.get(partition, 0) + len(value)
-    out.extend(RawMessage(p, None, b"".join(values)) for p, values in gathered.items() if values)
-    return out
-
-
 def split_request(
-    request: Message, by_trace: bool, max_bytes: int, window: TimeWindow | None = None
+    request: Message,
+    by_trace: bool,
+    max_bytes: int,
+    window: TimeWindow | None = None,
+    partitions: Sequence[int] | None = None,
 ) -> _Split:
     """One request per trace id (or one in all when not `by_trace`), each keeping its records'
-    resource and scope, then split to fit `max_bytes`. Records that break the rules of
-    `inferline.otlp.validate` (with `window`: also the times the tables cannot keep) are left out
-    and counted as rejected."""
+    resource and scope, then split to fit `max_bytes`. With `partitions` (the topic's partition
+    ids; `by_trace` only), one request per partition instead, holding the traces a message keyed
+    by their trace id would have put there (murmur2 of the key, as aiokafka's and the Java
+    client's default partitioners place keyed messages), so a trace's spans and logs still meet in
+    one partition number; records without a trace id stay apart, unkeyed. Records that break the
+    rules of `inferline.otlp.validate` (with `window`: also the times the tables cannot keep) are
+    left out and counted as rejected."""
     kind = _TRACES if isinstance(request, ExportTraceServiceRequest) else _LOGS
     res_field, scope_field, rec_field = kind
     out = _Split()
@@ -133,10 +113,13 @@ def split_request(
         def problem(record: Any) -> str:
             return timed(record, now)
 
-    groups: dict[bytes, list[Any]] = {}  # key -> [request, index of the resource last added]
+    # A record's group: its trace id, or the trace's partition (worked out once per trace).
+    partition_by_trace: dict[bytes, int] = {}
+    placed = partitions is not None and by_trace
+    groups: dict[bytes | int, list[Any]] = {}  # group -> [request, index of the resource last added]
     for ri, rs in enumerate(getattr(request, res_field)):
         for ss in getattr(rs, scope_field):
-            buckets: dict[bytes, list[Any]] = {}
+            buckets: dict[bytes | int, list[Any]] = {}
             for rec in getattr(ss, rec_field):
                 why = problem(rec)
                 if why:
@@ -144,12 +127,19 @@ def split_request(
                     continue
                 # An all-zero trace id is none (as stored): with the records without one, in one
                 # message, where their positions (RecordIndex) tell them apart.
-                key = rec.trace_id if by_trace and rec.trace_id != ZERO_TRACE_ID else b""
+                key: bytes | int = rec.trace_id if by_trace and rec.trace_id != ZERO_TRACE_ID else b""
+                if placed and key:
+                    partition = partition_by_trace.get(rec.trace_id)
+                    if partition is None:
+                        assert partitions is not None
+                        index = partition_of(rec.trace_id.hex().encode(), len(partitions))
+                        partition = partition_by_trace[rec.trace_id] = partitions[index]
+                    key = partition
                 buckets.setdefault(key, []).append(rec)
-            for trace_id, recs in buckets.items():
-                group = groups.get(trace_id)
+            for bucket, recs in buckets.items():
+                group = groups.get(bucket)
                 if group is None:
-                    group = groups[trace_id] = [type(request)(), -1]
+                    group = groups[bucket] = [type(request)(), -1]
                 part = group[0]
                 if group[1] != ri:
                     new_rs = getattr(part, res_field).add()
@@ -162,10 +152,11 @@ def split_request(
                 new_ss.scope.CopyFrom(ss.scope)
                 new_ss.schema_url = ss.schema_url
                 copy_into(getattr(new_ss, rec_field), recs)
-    for trace_id, (part, _) in groups.items():
-        key = trace_id.hex().encode() if trace_id else None
+    for bucket, (part, _) in groups.items():
+        placed_in = bucket if isinstance(bucket, int) else None
+        trace_key = bucket.hex().encode() if isinstance(bucket, bytes) and bucket else None
         for piece in _fit(part, kind, max_bytes, out):
-            out.messages.append((key, piece))
+            out.messages.append(RawMessage(placed_in, trace_key, piece))
     return out
 
 
@@ -302,8 +293,9 @@ class KafkaRawExporter:
         producer = self._producer
         if producer is None:
             raise Unavailable("Kafka is not reachable")
-        split = split_request(request, self._by_trace, self._max_value, self._window)
-        size = sum(len(v) for _, v in split.messages)
+        partitions = await self._partitions(producer, topic) if self._by_partition else None
+        split = split_request(request, self._by_trace, self._max_value, self._window, partitions)
+        size = sum(len(m.value) for m in split.messages)
         if self._pending_bytes and self._pending_bytes + size > self._ks.max_pending_bytes:
             # The Kafka counterpart of the writer's pending rows: data waiting for the durable point.
             raise Overloaded(
@@ -323,7 +315,7 @@ class KafkaRawExporter:
         try:
             # Bounded: a broker outage must become a retryable answer, not a hung sender.
             async with asyncio.timeout(self._ks.delivery_timeout_s):
-                messages = await self._messages(producer, topic, split.messages)
+                messages = split.messages
                 if not messages and tally:
                     messages = [RawMessage(None, None, type(request)().SerializeToString())]
                 acks = [
@@ -346,10 +338,18 @@ class KafkaRawExporter:
             _PENDING.set(self._pending_bytes)
         return ExportResult(split.rejected, split.error)
 
-    async def _messages(self, producer: AIOKafkaProducer, topic: str, split: Keyed) -> list[RawMessage]:
-        if self._by_partition and split:
-            return by_partition(split, sorted(await producer.partitions_for(topic)), self._max_value)
-        return [RawMessage(None, key, value) for key, value in split]
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        """The topic's partition ids: from the producer's metadata, else asked of the cluster
+        (bounded: a broker outage must become a retryable answer, not a hung sender)."""
+        known = producer.client.cluster.partitions_for_topic(topic)
+        if known:
+            return sorted(known)
+        try:
+            async with asyncio.timeout(self._ks.delivery_timeout_s):
+                return sorted(await producer.partitions_for(topic))
+        except Exception as e:  # KafkaError, TimeoutError
+            log.warning("kafka topic metadata unavailable", topic=topic, error=repr(e)[:200])
+            raise Unavailable("Kafka did not answer for the topic's partitions") from e
 
     async def close(self) -> None:
         self._broker.stop()
