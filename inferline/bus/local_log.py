@@ -145,8 +145,8 @@ def _connect(path: Path, wal_bytes: int = CHECKPOINT_BYTES) -> sqlite3.Connectio
     conn.execute(f"PRAGMA journal_size_limit={int(wal_bytes)}")
     # Deleted entries are not overwritten with zeros page by page (Debian builds SQLite with
     # SECURE_DELETE on): that wrote every byte a second time into the WAL, and a position commit
-    # deleting 48 MB held the appends 44 ms instead of 8 (docs/performance.md, "the local log's
-    # deletes"). FAST still clears what deleting writes anyway; freed overflow pages keep their
+    # deleting 48 MB held the appends 44 ms instead of 8 (docs/performance.md, "2026-12-06,
+    # night"). FAST still clears what deleting writes anyway; freed overflow pages keep their
     # bytes until the next appends reuse them, as the WAL's older frames do until overwritten.
     conn.execute("PRAGMA secure_delete=FAST")
     return conn

@@ -88,7 +88,7 @@ class NewInferences:
         # syntax error (a large flush retried it forever: acknowledged, never stored). By start
         # time, so each chunk reads a narrow range of the table's daily partitions. The ids are one
         # string literal split by the engine, not a literal each: parsing thousands of literals
-        # was half of the look-up's CPU (docs/performance.md, "the look-up's query"). Each id is
+        # was half of the look-up's CPU (docs/performance.md, "2026-12-06, night"). Each id is
         # `str(uuid.UUID(...))` (hex digits and dashes), so nothing in it can end the literal.
         ordered = sorted(starts, key=starts.__getitem__)
         stored: set[str] = set()
