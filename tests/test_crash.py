@@ -188,7 +188,9 @@ def test_kill_9_of_a_processor_worker_loses_nothing_and_the_role_goes_on(
         victim.kill()
         senders.wait_for_more(200)
         acknowledged = set(senders.acknowledged)
-    assert wait_for(lambda: "a worker died" in processor.logs(), 10)
+    # Noticed when the worker is next handed entries: after the batch in progress, which on a
+    # loaded machine (CI runs it beside the rest of the suite) took longer than 10 s once.
+    assert wait_for(lambda: "a worker died" in processor.logs(), 60)
     assert victim.pid not in {p.pid for p in _workers(role)}
     assert wait_for(lambda: len(_workers(role)) == 2, 60), _workers(role)  # replaced (named once started)
     _check_kafka_stored_once(writer, acknowledged)
