@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--entry-kb", type=int, default=600)
     args = parser.parse_args(argv)
+    connect = local_log._connect
     if args.secure_delete:
-        connect = local_log._connect
 
         def _connect(path: Path, wal_bytes: int = local_log.CHECKPOINT_BYTES) -> sqlite3.Connection:
             conn = connect(path, wal_bytes)
@@ -40,7 +40,12 @@ def main(argv: list[str] | None = None) -> None:
             return conn
 
         local_log._connect = _connect
-    asyncio.run(_measure(args.rounds, args.entry_kb * 1000, args.secure_delete or "as the log sets it"))
+    try:
+        asyncio.run(_measure(args.rounds, args.entry_kb * 1000, args.secure_delete or "as the log sets it"))
+    finally:
+        # Run in-process (its test), the override must not outlive the run: every later LocalLog
+        # of the process would get it, and a test of the log's own setting could not fail.
+        local_log._connect = connect
 
 
 async def _measure(rounds: int, entry_bytes: int, label: str) -> None:

@@ -51,9 +51,9 @@ def chained_batch() -> Batch:
     return base
 
 
-def insert_flushes(client: Any, base: Batch, flushes: int, copies: int, first: int = 0) -> float:
+def insert_flushes(client: Any, base: Batch, flushes: int, copies: int) -> float:
     """Inserts `flushes` flushes of `copies` copies of `base` (ids of their own, numbered from
-    `first`), each as the embedded exporter would (Native blocks, one insert per table); returns
+    0), each as the embedded exporter would (Native blocks, one insert per table); returns
     the CPU seconds spent encoding them, which is not the engine's."""
     inserter = Inserter(client)
     tables = (OTEL_TRACES, OTEL_LOGS, LLM_INFERENCES)
@@ -62,7 +62,7 @@ def insert_flushes(client: Any, base: Batch, flushes: int, copies: int, first: i
         t = time.thread_time()
         blocks = []
         for i in range(copies):
-            copy = _distinct_copy(base, first + flush * copies + i)
+            copy = _distinct_copy(base, flush * copies + i)
             for table, rows in zip(tables, (copy.spans, copy.logs, copy.inferences), strict=True):
                 blocks.append((table.name, len(rows), encode_block(table, rows)))
         encoding_s += time.thread_time() - t

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from bench import local_log_commit, lookup_cost
+from inferline.bus import local_log
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -25,7 +26,9 @@ def test_the_look_up_of_a_flush_is_reported_per_span(capsys: pytest.CaptureFixtu
 
 @pytest.mark.parametrize("mode", ["ON", "FAST"])
 def test_a_commit_of_the_local_log_is_timed(mode: str, capsys: pytest.CaptureFixture[str]) -> None:
+    connect = local_log._connect
     local_log_commit.main(["--secure-delete", mode, "--rounds", "2", "--entry-kb", "50"])
+    assert local_log._connect is connect  # the override ends with the run, not with the process
     out = capsys.readouterr().out
     assert re.fullmatch(
         rf"secure_delete {mode}: commit of 4 MB median \d+\.\d ms, longest \d+\.\d ms; append median "
