@@ -116,3 +116,40 @@ print(tracked, int(kept), int(cycle() is None), int(plain_ref() is None))
     assert kept_cycle == 1  # frozen: a collection between full ones does not see it
     assert freed_cycle == 1  # the full collection does
     assert freed_plain == 1
+
+
+def test_a_worker_batch_runs_without_automatic_collections_and_frees_its_cycles_at_the_end() -> None:
+    """A worker's batch (`collector_deferred`): its ~100 objects per span are not walked by young
+    collections while it runs (6-7% of a worker's CPU, docs/performance.md); a cycle it leaves
+    is freed as it ends, what outlives it is frozen, and the collector is on again afterwards."""
+    during, cycle_freed, tracked, enabled_after, garbage_after = _run(
+        """
+import gc, weakref
+from inferline.core.memory import collector_deferred, settle_after_start
+
+settle_after_start()  # as a worker does once started (a full collection now, not at the batch)
+
+class Node:
+    pass
+
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
+window = []
+with collector_deferred(full_every_s=3600):
+    for i in range(200_000):  # a batch's rows: many tracked objects, most freed at once
+        row = {"span": i, "attributes": {"k": str(i)}}
+        if i % 10 == 0:
+            window.append(row)  # what the join window keeps
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    cycle = weakref.ref(a)
+    del a, b
+    during = len(collections)
+print(during, int(cycle() is None), len(gc.get_objects()), int(gc.isenabled()), gc.collect())
+"""
+    )
+    assert during == 0  # no collection while the batch ran
+    assert cycle_freed == 1  # the batch's cycle is gone once it ended
+    assert tracked < 5_000  # the 20,000 kept rows are frozen, out of the walks
+    assert enabled_after == 1
+    assert garbage_after == 0

@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 from inferline.core import metrics
 from inferline.core.config import ProcessorSettings
 from inferline.core.errors import Overloaded, Unavailable
-from inferline.core.memory import freeze_survivors, release_free_heap, settle_after_start
+from inferline.core.memory import collector_deferred, release_free_heap, settle_after_start
 from inferline.core.records import SourceEntry
 from inferline.otlp.json_codec import decoded_as_protobuf, read_back_json
 from inferline.otlp.prepared import Prepared, prepare
@@ -313,8 +313,10 @@ def _ready() -> bool:
 def _process_in_worker(entries: list[SourceEntry]) -> tuple[Processed[Any], list[Any]]:
     assert _chain is not None and _encoder is not None
     before = _counter_values()
-    processed = process_entries(_chain, entries, _encoder)
-    freeze_survivors()  # the join window's objects: out of the collector's walks (core/memory.py)
+    # No automatic collections during the batch; what outlives it (the join window's objects)
+    # is then frozen, out of the collector's walks (core/memory.py).
+    with collector_deferred():
+        processed = process_entries(_chain, entries, _encoder)
     after = _counter_values()
     counted = [(i, labels, v - before.get((i, labels), 0.0)) for (i, labels), v in after.items()]
     return processed, [c for c in counted if c[2]]
