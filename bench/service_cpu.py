@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 import psutil
@@ -76,9 +77,18 @@ def _roots(target: Target, mode: str) -> dict[str, int]:
     return {"receiver": receiver, "processor": processor, "writer": writer, **target.others}
 
 
-def inserts(api: str) -> tuple[dict[str, tuple[float, float, float]], dict[str, float]]:
-    """Per table: ClickHouse inserts, rows and seconds spent in them; and the inference rows the
-    exporter looked up before inserting (`NewInferences`), by outcome; from a process's /metrics."""
+class StoringProcess(NamedTuple):
+    """What the storing process's /metrics say after the load."""
+
+    # Per table: ClickHouse inserts, rows and seconds spent in them.
+    inserts: dict[str, tuple[float, float, float]]
+    # The inference rows the exporter looked up before inserting (`NewInferences`), by outcome.
+    lookups: dict[str, float]
+    # Its cyclic collector: collections and seconds in them, by generation (since its start).
+    collections: dict[str, tuple[float, float]]
+
+
+def storing_process(api: str) -> StoringProcess:
     m = scrape(api)
     n, rows = (
         by_label(m, "inferline_batch_rows_count", "table"),
@@ -86,7 +96,10 @@ def inserts(api: str) -> tuple[dict[str, tuple[float, float, float]], dict[str, 
     )
     seconds = by_label(m, "inferline_flush_duration_seconds_sum", "table")
     per_table = {t: (n[t], rows.get(t, 0.0), seconds.get(t, 0.0)) for t in sorted(n)}
-    return per_table, stored_row_lookups(m)
+    gc_n = by_label(m, "inferline_gc_pause_seconds_count", "generation")
+    gc_s = by_label(m, "inferline_gc_pause_seconds_sum", "generation")
+    collections = {g: (gc_n[g], gc_s.get(g, 0.0)) for g in sorted(gc_n)}
+    return StoringProcess(per_table, stored_row_lookups(m), collections)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                 break
             last = cpu
         after = snapshot(roots)
-        stored, lookups = inserts(target.api)
+        storing = storing_process(target.api)
     idle_s = time.monotonic() - started
     kind = "GenAI spans" if args.kind == "genai" else "plain spans"
     print(f"{total:,} {kind} acknowledged in {acked_s:.1f} s, the service idle after {idle_s:.1f} s")
@@ -154,11 +167,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {label:<10} {seconds:6.2f} s  {seconds / total * 1e6:6.1f} µs/span   {top}")
     print(f"  {'all':<10} {grand:6.2f} s  {grand / total * 1e6:6.1f} µs/span")
     print("inserts (the storing process's /metrics): table, inserts, rows, seconds in them")
-    for table, (n, rows, seconds) in stored.items():
+    for table, (n, rows, seconds) in storing.inserts.items():
         print(f"  {table:<22} {n:5.0f} {rows:9,.0f} {seconds:7.2f} s")
     print(
         "inference rows before their insert: "
-        + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(lookups.items()))
+        + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(storing.lookups.items()))
+    )
+    print(
+        "the storing process's collector since its start, by generation: "
+        + ", ".join(f"{g}: {n:,.0f} in {s:.2f} s" for g, (n, s) in storing.collections.items())
     )
 
 
