@@ -221,6 +221,7 @@ def run_phase(
     last_cpu, last_t = start.cpu_s, time.time()
     cpu_pct = 0.0
     persisted_live = 0
+    peak_log: int | None = None  # the local log's largest backlog seen (None: no local log)
     next_poll = time.time() + 2.0
     result: dict[str, Any] = {}
     while True:
@@ -239,6 +240,9 @@ def run_phase(
             next_poll = now + 2.0
             with contextlib.suppress(httpx.HTTPError, RuntimeError):
                 persisted_live = persisted_counts(sql, prefix, False)[0]
+            backlog_now = sql.log_backlog_bytes()
+            if backlog_now is not None:
+                peak_log = max(peak_log or 0, backlog_now)
         if event.get("ev") == "progress":
             elapsed = max(event["elapsed"], 1e-9)
             show.update(
@@ -251,6 +255,9 @@ def run_phase(
     # Wait until ClickHouse holds every acknowledged span (and its inference row and log records):
     # at once in embedded mode; in Kafka mode once the pipeline has drained. Gives up when nothing
     # has moved for `settle_s`, or after `drain_timeout_s`; what is still missing then is lost.
+    backlog_now = sql.log_backlog_bytes()  # the load just ended: where a backlog peaks
+    if backlog_now is not None:
+        peak_log = max(peak_log or 0, backlog_now)
     drain_started = time.time()
     done_at = drain_started
     deadline = drain_started + drain_timeout_s
@@ -342,6 +349,9 @@ def run_phase(
         "peak_rss_mb": round(peak_rss / MB, 1),
         "peak_pss_mb": round(peak_pss / MB, 1) if peak_pss else None,
         "peak_anon_mb": round(peak_anon / MB, 1),
+        # What the local log held that ClickHouse did not have yet, at its largest (sampled every
+        # 2 s while the load ran, and as it ended): receivers refuse once it reaches its limit.
+        "peak_log_backlog_mb": round(peak_log / MB, 2) if peak_log is not None else None,
         "service_processes": end.processes,
         "generator_cpu_s": round(result["generator_cpu_s"], 2),
         # The serving process's full garbage collections: each pauses every request in flight.
@@ -378,6 +388,8 @@ def phase_line(name: str, f: dict[str, Any]) -> str:
         f"cpu {f['service_cpu_s_per_10k_spans'] or 0:5.2f} s/10k",
         f"rss {f['peak_rss_mb']:>6,.0f} MB (anon {f.get('peak_anon_mb') or 0:,.0f})",
     ]
+    if f.get("peak_log_backlog_mb") is not None:
+        parts.append(f"log backlog ≤ {f['peak_log_backlog_mb']:,.0f} MB")
     parts.append(f"generator cpu {f['generator_cpu_s']:.1f} s")
     if f.get("waited_for_idle_s", 0) >= 2:  # one second is the shortest look
         parts.append(f"waited {f['waited_for_idle_s']:.0f} s for the service to go idle")

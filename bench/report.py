@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from inferline.core.config import LocalLogSettings
 from tests.conftest import ROOT
 
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -74,6 +75,13 @@ STAGE_BUDGETS: tuple[tuple[str, tuple[str, ...], float], ...] = (
 def _stage_us(results: dict[str, Any], keys: tuple[str, ...]) -> float | None:
     figures = [_get(results, "stages", "stages", k, "us_per_span") for k in keys]
     return round(sum(figures), 1) if all(f is not None for f in figures) else None
+
+
+def _local_log_limit_mb(results: dict[str, Any]) -> float:
+    """The embedded service's local log limit in this run (`--service-env` may have set it)."""
+    raw = (results.get("service_env") or {}).get("INFERLINE_LOCAL_LOG__MAX_BYTES")
+    settings = LocalLogSettings() if raw is None else LocalLogSettings.model_validate({"max_bytes": raw})
+    return settings.max_bytes / (1 << 20)
 
 
 def targets(results: dict[str, Any]) -> list[Target]:
@@ -147,7 +155,17 @@ def targets(results: dict[str, Any]) -> list[Target]:
             1,
             True,
             "requests",
-            f"other errors: {other_errors}" if other_errors is not None else "",
+            ", ".join(
+                n
+                for n in (
+                    f"other errors: {other_errors}" if other_errors is not None else "",
+                    f"local log backlog at most {overload['peak_log_backlog_mb']:,.0f} MB of its "
+                    f"{_local_log_limit_mb(results):,.0f} MB: refusals start once it is full"
+                    if overload.get("peak_log_backlog_mb") is not None
+                    else "",
+                )
+                if n
+            ),
         ),
         Target(
             "acknowledged spans lost, every phase",

@@ -136,9 +136,14 @@ def test_spans_still_in_the_local_log_when_the_drain_times_out_are_reported_as_n
     assert figures["acked_spans"] > 0
     assert figures["lost_spans"] is None
     assert figures["unstored_spans"] > 0 and figures["log_backlog_bytes"] > 0
-    lines = report.summary({"embedded": {"phases": {"genai_max": figures}}})
+    # The backlog the load left in the local log, also when no refusal came: how near its limit.
+    assert figures["peak_log_backlog_mb"] > 0
+    assert f"log backlog ≤ {figures['peak_log_backlog_mb']:,.0f} MB" in phase_line("genai_max", figures)
+    lines = report.summary({"embedded": {"phases": {"genai_max": figures, "genai_overload": figures}}})
     lost_line = next(line for line in lines if "acknowledged spans lost" in line)
     assert "not measured" in lost_line and "not stored yet when a drain timed out" in lost_line
+    refusals_line = next(line for line in lines if "retryable refusals at 2x" in line)
+    assert "local log backlog at most" in refusals_line and "of its 1,024 MB" in refusals_line
 
 
 def test_stage_budgets_are_judged_from_the_stage_table() -> None:
