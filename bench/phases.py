@@ -188,6 +188,12 @@ def wait_until_idle(tree: ProcessTree, show: Progress, label: str, max_wait_s: f
     return round(time.time() - started, 1)
 
 
+def _larger_backlog(sql: Sql, peak: int | None) -> int | None:
+    """The larger of `peak` and the local log's backlog now (None while there is no local log)."""
+    now = sql.log_backlog_bytes()
+    return peak if now is None else max(peak or 0, now)
+
+
 def run_phase(
     gen: LoadGenerator,
     sql: Sql,
@@ -240,9 +246,7 @@ def run_phase(
             next_poll = now + 2.0
             with contextlib.suppress(httpx.HTTPError, RuntimeError):
                 persisted_live = persisted_counts(sql, prefix, False)[0]
-            backlog_now = sql.log_backlog_bytes()
-            if backlog_now is not None:
-                peak_log = max(peak_log or 0, backlog_now)
+            peak_log = _larger_backlog(sql, peak_log)
         if event.get("ev") == "progress":
             elapsed = max(event["elapsed"], 1e-9)
             show.update(
@@ -255,9 +259,7 @@ def run_phase(
     # Wait until ClickHouse holds every acknowledged span (and its inference row and log records):
     # at once in embedded mode; in Kafka mode once the pipeline has drained. Gives up when nothing
     # has moved for `settle_s`, or after `drain_timeout_s`; what is still missing then is lost.
-    backlog_now = sql.log_backlog_bytes()  # the load just ended: where a backlog peaks
-    if backlog_now is not None:
-        peak_log = max(peak_log or 0, backlog_now)
+    peak_log = _larger_backlog(sql, peak_log)  # the load just ended: where a backlog peaks
     drain_started = time.time()
     done_at = drain_started
     deadline = drain_started + drain_timeout_s

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from bench.phases import MB
 from inferline.core.config import LocalLogSettings
 from tests.conftest import ROOT
 
@@ -81,7 +82,7 @@ def _local_log_limit_mb(results: dict[str, Any]) -> float:
     """The embedded service's local log limit in this run (`--service-env` may have set it)."""
     raw = (results.get("service_env") or {}).get("INFERLINE_LOCAL_LOG__MAX_BYTES")
     settings = LocalLogSettings() if raw is None else LocalLogSettings.model_validate({"max_bytes": raw})
-    return settings.max_bytes / (1 << 20)
+    return settings.max_bytes / MB
 
 
 def targets(results: dict[str, Any]) -> list[Target]:

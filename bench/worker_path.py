@@ -25,13 +25,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.payloads import build_template
+from inferline.core.config import LocalLogSettings
 from inferline.core.logging import configure_logging
 from inferline.core.memory import collector_deferred, freeze_survivors, settle_after_start
 from inferline.core.records import LOGS, SPANS, SourceEntry
 from inferline.processors.chain import ProcessorChain
 from inferline.service.processing import native_blocks, process_entries
-
-ENTRIES_PER_BATCH = 8  # a worker's batch (`INFERLINE_LOCAL_LOG__READ_ENTRIES`)
 
 
 @contextlib.contextmanager
@@ -71,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
 
     gc.callbacks.append(on_collection)
     around = collector_deferred if args.collector == "deferred" else _automatic
-    batches = [entries[i : i + ENTRIES_PER_BATCH] for i in range(0, len(entries), ENTRIES_PER_BATCH)]
+    per_batch = LocalLogSettings().read_entries  # a worker's batch, as the service reads the log
+    batches = [entries[i : i + per_batch] for i in range(0, len(entries), per_batch)]
     fifth = max(1, len(batches) // 5)
     figures, cpu, spans, total_cpu = [], 0.0, 0, 0.0
     try:
