@@ -31,16 +31,16 @@ def main(argv: list[str] | None = None) -> None:
 
     from bench.stages import PROJECT, stage_inputs
     from inferline.core.logging import configure_logging
-    from inferline.otlp.flatten import flatten_spans
+    from inferline.otlp.flatten import flatten_span_bytes
     from inferline.processors.normalise import GenAINormaliser
 
     configure_logging("error")
     inputs = stage_inputs()
-    n, requests, spans, logs = inputs.span_count, inputs.requests, inputs.spans, inputs.logs
+    n, logged, spans, logs = inputs.span_count, inputs.logged, inputs.spans, inputs.logs
 
-    def flatten() -> None:
-        for r in requests:
-            flatten_spans(r, PROJECT)
+    def flatten() -> None:  # a worker's read of logged requests (bench.stages "flatten")
+        for b in logged:
+            flatten_span_bytes(b, PROJECT)
 
     def normalise() -> None:  # as bench.stages times it: a fresh normaliser, spans, then late logs
         normaliser = GenAINormaliser()

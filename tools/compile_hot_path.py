@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUP = "inferline.hot_path"
 HOT_PATH = (
     "inferline/otlp/flatten.py",
+    "inferline/otlp/wire.py",
     "inferline/processors/normalise.py",
     "inferline/processors/conventions/*.py",
     "inferline/processors/otel_rows.py",

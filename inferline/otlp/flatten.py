@@ -14,7 +14,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from inferline.core.records import Event, Link, LogRecord, Span
+from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import ZERO_SPAN_ID, ZERO_TRACE_ID, log_problem, span_problem
+from inferline.otlp.wire import NotPlain, read_logs, read_spans
 
 
 def any_value(v: AnyValue) -> Any:
@@ -156,6 +158,23 @@ def flatten_logs(request: ExportLogsServiceRequest, project_id: str) -> Flattene
     return out
 
 
+def flatten_span_bytes(payload: bytes, project_id: str) -> Flattened:
+    """`flatten_spans` of a serialised request: read from the wire where `inferline.otlp.wire`
+    reads it exactly (what senders write), else parsed by upb. Raises DecodeError as `parse`."""
+    try:
+        return Flattened(read_spans(payload, project_id))
+    except NotPlain:
+        return flatten_spans(parse(payload, ExportTraceServiceRequest), project_id)
+
+
+def flatten_log_bytes(payload: bytes, project_id: str) -> Flattened:
+    """`flatten_logs` of a serialised request, as `flatten_span_bytes`."""
+    try:
+        return Flattened(read_logs(payload, project_id))
+    except NotPlain:
+        return flatten_logs(parse(payload, ExportLogsServiceRequest), project_id)
+
+
 def count_spans(request: ExportTraceServiceRequest) -> int:
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
@@ -171,4 +190,12 @@ def count_records(request: ExportTraceServiceRequest | ExportLogsServiceRequest)
     return count_logs(request)
 
 
-__all__ = ["Flattened", "any_value", "attributes", "flatten_logs", "flatten_spans"]
+__all__ = [
+    "Flattened",
+    "any_value",
+    "attributes",
+    "flatten_log_bytes",
+    "flatten_logs",
+    "flatten_span_bytes",
+    "flatten_spans",
+]

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
 import structlog
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferline.core import metrics
 from inferline.core.ledger import (
@@ -41,8 +39,7 @@ from inferline.core.records import (
 )
 from inferline.exporters.clickhouse.native import encode_block
 from inferline.exporters.clickhouse.new_inferences import CERTAINLY_NEW, certainly_new
-from inferline.otlp.flatten import Flattened, flatten_logs, flatten_spans
-from inferline.otlp.protobuf import parse
+from inferline.otlp.flatten import Flattened, flatten_log_bytes, flatten_span_bytes
 from inferline.otlp.validate import reason_code
 from inferline.processors.chain import ProcessorChain
 from inferline.storage.schema import LLM_INFERENCES, OTEL_LOGS, OTEL_TRACES, SCORES, Table
@@ -231,9 +228,9 @@ def _flatten(entry: SourceEntry) -> Flattened:
     """The entry's records, each with its origin, and how many were refused and why."""
     origin = (entry.topic, entry.partition, entry.offset)
     if entry.kind == SPANS:
-        flat = flatten_spans(parse(entry.payload, ExportTraceServiceRequest), entry.project_id)
+        flat = flatten_span_bytes(entry.payload, entry.project_id)
     else:
-        flat = flatten_logs(parse(entry.payload, ExportLogsServiceRequest), entry.project_id)
+        flat = flatten_log_bytes(entry.payload, entry.project_id)
     for record in flat.records:
         record.origin = origin
     return flat
