@@ -199,11 +199,6 @@ def _key_value(buf: bytes, p: int, end: int, into: dict[str, Any], depth: int) -
     into[key] = value
 
 
-def attributes_into(buf: bytes, p: int, end: int, into: dict[str, Any]) -> None:
-    """Adds the KeyValue message in [p, end) to `into`: one repeated `attributes` field's item."""
-    _key_value(buf, p, end, into, 0)
-
-
 class _Scope:
     """An InstrumentationScope: name, version, attributes."""
 
