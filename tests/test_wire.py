@@ -381,7 +381,10 @@ def test_malformed_bytes_raise_upbs_decode_error() -> None:
     bad_utf8 = _field(
         1, 2, _field(2, 2, _field(2, 2, _good_span().SerializeToString() + _field(5, 2, b"\xff\xfe")))
     )
-    for payload in (good[:-3], bad_utf8, b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"):
+    field_zero = _field(1, 2, _field(2, 2, _field(2, 2, _good_span().SerializeToString() + b"\x00\x00")))
+    huge_field_number = good + b"\x80\x80\x80\x80\x10\x00"  # field 2**29: past protobuf's last
+    overlong_varint = b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"
+    for payload in (good[:-3], bad_utf8, overlong_varint, b"\x00\x00", field_zero, huge_field_number):
         with pytest.raises(wire.NotPlain):
             wire.read_spans(payload, "p")
         with pytest.raises(DecodeError):

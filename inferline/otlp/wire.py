@@ -56,6 +56,14 @@ def _varint(buf: bytes, p: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
+def _tag(buf: bytes, p: int, end: int) -> tuple[int, int]:
+    """A field's tag (number << 3 | wire type) and the position after it."""
+    tag, p = _varint(buf, p, end)
+    if tag < 8 or tag > 0xFFFFFFFF:  # field number 0, or past 2**29 - 1: protobuf refuses both
+        raise NotPlain("invalid field number")
+    return tag, p
+
+
 def _int32(value: int) -> int:
     """An enum or int32 field as protobuf reads it (the low 32 bits, signed)."""
     value &= 0xFFFFFFFF
@@ -114,7 +122,7 @@ def any_value(buf: bytes, p: int, end: int, depth: int) -> Any:
     """An AnyValue message in [p, end): as `flatten.any_value` returns it."""
     if p == end:
         return None
-    tag, p = _varint(buf, p, end)
+    tag, p = _tag(buf, p, end)
     field = tag >> 3
     wire = tag & 7
     value: Any
@@ -156,7 +164,7 @@ def any_value(buf: bytes, p: int, end: int, depth: int) -> Any:
 def _values(buf: bytes, p: int, end: int, depth: int) -> list[Any]:
     out: list[Any] = []
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         if tag >> 3 != 1:
             p = _skip(buf, p, end, tag & 7)
             continue
@@ -168,7 +176,7 @@ def _values(buf: bytes, p: int, end: int, depth: int) -> list[Any]:
 def _kvlist(buf: bytes, p: int, end: int, depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         if tag >> 3 != 1:
             p = _skip(buf, p, end, tag & 7)
             continue
@@ -183,7 +191,7 @@ def _key_value(buf: bytes, p: int, end: int, into: dict[str, Any], depth: int) -
     value: Any = None
     seen_value = False
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         field = tag >> 3
         if field == 1:
             start, p = _len(buf, p, end, tag & 7)
@@ -211,7 +219,7 @@ class _Scope:
 def _scope(buf: bytes, p: int, end: int) -> _Scope:
     scope = _Scope()
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         field = tag >> 3
         if field == 1:
             start, p = _len(buf, p, end, tag & 7)
@@ -230,7 +238,7 @@ def _scope(buf: bytes, p: int, end: int) -> _Scope:
 def _resource(buf: bytes, p: int, end: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         if tag >> 3 == 1:
             start, p = _len(buf, p, end, tag & 7)
             _key_value(buf, start, p, out, 0)
@@ -255,7 +263,7 @@ def _group(buf: bytes, p: int, end: int) -> _Group:
     ResourceSpans, ScopeSpans, ResourceLogs and ScopeLogs."""
     g = _Group()
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         field = tag >> 3
         if field == 2:
             start, p = _len(buf, p, end, tag & 7)
@@ -280,7 +288,7 @@ def _top_level(buf: bytes) -> list[int]:
     p = 0
     end = len(buf)
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         if tag >> 3 == 1:
             start, p = _len(buf, p, end, tag & 7)
             out.append(start)
@@ -295,7 +303,7 @@ def _event(buf: bytes, p: int, end: int) -> Event:
     name = ""
     attrs: dict[str, Any] = {}
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         field = tag >> 3
         wire = tag & 7
         if field == 3:
@@ -318,7 +326,7 @@ def _link(buf: bytes, p: int, end: int) -> Link:
     trace_state = ""
     attrs: dict[str, Any] = {}
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         field = tag >> 3
         wire = tag & 7
         if field == 4:
@@ -366,7 +374,7 @@ def _span(
     events: list[Event] = []
     links: list[Link] = []
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         field = tag >> 3
         wire = tag & 7
         if field == 9:
@@ -399,7 +407,7 @@ def _span(
             start, p = _len(buf, p, end, wire)
             q = start
             while q < p:
-                stag, q = _varint(buf, q, p)
+                stag, q = _tag(buf, q, p)
                 if stag >> 3 == 3 and stag & 7 == _VARINT:
                     code, q = _varint(buf, q, p)
                     code = _int32(code)
@@ -494,7 +502,7 @@ def _log(
     span_id = b""
     event_name = ""
     while p < end:
-        tag, p = _varint(buf, p, end)
+        tag, p = _tag(buf, p, end)
         field = tag >> 3
         wire = tag & 7
         if field == 6:
