@@ -37,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.bench_pii import PII, PROSE
 from bench.bench_sentiment import FILLERS, OPENERS
 from inferline.otlp.json_codec import decode_json
+from inferline.otlp.validate import remove_invalid
 from tests.genai_examples import example
 from tests.otlp_helpers import any_value, json_span, key_values
 
@@ -425,6 +426,18 @@ _PACK_TIME = struct.Struct("<Q").pack_into  # fixed64 is little-endian
 _TIME_MARK = 9_000_000_000_000_000_000
 _TIME_MARK_BYTES = struct.pack("<Q", _TIME_MARK)[2:]
 _TIME_MARK_DIGITS = str(_TIME_MARK).encode()[:14]
+
+
+def as_logged(traces: bytes, logs: bytes | None = None) -> tuple[bytes, bytes | None]:
+    """Protobuf requests as a receiver writes them to the local log: without the records it
+    refuses (the generator sends a few on purpose, which the service's workers never see)."""
+    spans = ExportTraceServiceRequest.FromString(traces)
+    remove_invalid(spans)
+    if logs:
+        records = ExportLogsServiceRequest.FromString(logs)
+        remove_invalid(records)
+        logs = records.SerializeToString()
+    return spans.SerializeToString(), logs
 
 
 def _stamp(body: Body, base: int, times: list[int]) -> bytes:

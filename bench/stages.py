@@ -33,13 +33,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench.bench_pii import calibrate, timeit
-from bench.payloads import build_template
+from bench.payloads import as_logged, build_template
 from inferline.core.config import BatchSettings
 from inferline.core.logging import configure_logging
 from inferline.core.records import Batch, LogRecord, Span
 from inferline.otlp.flatten import flatten_logs, flatten_span_bytes, flatten_spans
 from inferline.otlp.json_codec import decode_json, decode_protobuf
-from inferline.otlp.validate import remove_invalid
 from inferline.processors.chain import ProcessorChain, build_processor
 from inferline.processors.normalise import GenAINormaliser
 from inferline.processors.otel_rows import log_row, trace_row
@@ -80,19 +79,13 @@ def stage_inputs() -> StageInputs:
     log_requests = [decode_protobuf(lb, ExportLogsServiceRequest) for _, lb, _ in proto if lb]
     return StageInputs(
         proto,
-        [_as_logged(b) for b, _, _ in proto],
+        [as_logged(b)[0] for b, _, _ in proto],
         requests,
         log_requests,
         [s for r in requests for s in flatten_spans(r, PROJECT).records],
         [rec for r in log_requests for rec in flatten_logs(r, PROJECT).records],
         sum(s for _, _, s in proto),
     )
-
-
-def _as_logged(traces: bytes) -> bytes:
-    request = decode_protobuf(traces, ExportTraceServiceRequest)
-    remove_invalid(request)
-    return request.SerializeToString()
 
 
 def stage_batch(inputs: StageInputs) -> Batch:
@@ -266,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     plain = _requests("plain", "grpc", 2, 500)
     np_ = sum(s for _, _, s in plain)
-    plain_logged = [_as_logged(b) for b, _, _ in plain]
+    plain_logged = [as_logged(b)[0] for b, _, _ in plain]
     st.time(
         "plain_path",
         "plain spans: read + rows + chain",
@@ -337,7 +330,7 @@ def _receive_stages(st: Stages, proto: list[tuple[bytes, bytes | None, int]], n:
     from inferline.core.records import SPANS
     from inferline.otlp.protobuf import parse
     from inferline.otlp.shard import shard_spans
-    from inferline.otlp.validate import TimeWindow
+    from inferline.otlp.validate import TimeWindow, remove_invalid
 
     window, workers = TimeWindow(spans_days=180, logs_days=180), 2
 
@@ -408,7 +401,7 @@ def _json_stages(st: Stages, js: list[tuple[bytes, bytes | None, int]], n: int) 
     from inferline.core.records import SPANS
     from inferline.otlp.protobuf import parse
     from inferline.otlp.shard import shard_spans
-    from inferline.otlp.validate import TimeWindow
+    from inferline.otlp.validate import TimeWindow, remove_invalid
     from inferline.service import workers
 
     window, partitions = TimeWindow(spans_days=180, logs_days=180), 2

@@ -24,29 +24,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-from bench.payloads import build_template
+from bench.payloads import as_logged, build_template
 from inferline.core.config import LocalLogSettings
 from inferline.core.logging import configure_logging
 from inferline.core.memory import collector_deferred, freeze_survivors, settle_after_start
 from inferline.core.records import LOGS, SPANS, SourceEntry
-from inferline.otlp.validate import remove_invalid
 from inferline.processors.chain import ProcessorChain
 from inferline.service.processing import native_blocks, process_entries
-
-
-def _as_logged(traces: bytes, logs: bytes | None) -> tuple[bytes, bytes | None]:
-    """A request as a receiver writes it to the local log: without the records it refused (the
-    generator sends a few on purpose)."""
-    spans = ExportTraceServiceRequest.FromString(traces)
-    remove_invalid(spans)
-    if logs:
-        records = ExportLogsServiceRequest.FromString(logs)
-        remove_invalid(records)
-        logs = records.SerializeToString()
-    return spans.SerializeToString(), logs
 
 
 @contextlib.contextmanager
@@ -69,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     settle_after_start()
     entries: list[SourceEntry] = []
     for i in range(args.requests):
-        traces, logs = _as_logged(*template.stamp(i << 16))
+        traces, logs = as_logged(*template.stamp(i << 16))
         entries.append(SourceEntry("log", 0, len(entries), SPANS, "bench", traces, time.time()))
         if logs:
             entries.append(SourceEntry("log", 0, len(entries), LOGS, "bench", logs, time.time()))

@@ -21,11 +21,10 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as PbLogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from bench.payloads import build_template
+from bench.payloads import as_logged, build_template
 from inferline.otlp import wire
 from inferline.otlp.flatten import flatten_log_bytes, flatten_logs, flatten_span_bytes, flatten_spans
 from inferline.otlp.protobuf import parse
-from inferline.otlp.validate import remove_invalid
 
 pytestmark = pytest.mark.unit
 
@@ -49,23 +48,15 @@ def _same_logs(payload: bytes) -> None:
 # -- requests as senders write them ------------------------------------------------------------
 
 
-def _as_accepted(
-    payload: bytes, message_type: type[ExportTraceServiceRequest | ExportLogsServiceRequest]
-) -> bytes:
-    """The request as a receiver logs it: without the records it refused."""
-    request = message_type.FromString(payload)
-    remove_invalid(request)
-    return request.SerializeToString()
-
-
 @pytest.mark.parametrize("kind", ["genai", "plain"])
 def test_the_benchmarks_requests_read_as_upb_reads_them(kind: str) -> None:
     template = build_template(kind, "grpc", 200, random.Random(3), secrets.token_bytes(8))
     for i in range(3):
         traces, logs = template.stamp(i << 16)
-        _same_spans(_as_accepted(traces, ExportTraceServiceRequest))
-        if logs:
-            _same_logs(_as_accepted(logs, ExportLogsServiceRequest))
+        logged_traces, logged_logs = as_logged(traces, logs)
+        _same_spans(logged_traces)
+        if logged_logs:
+            _same_logs(logged_logs)
         # as sent, with the records a receiver refuses: upb's path, its rejections
         _same_or_upbs(traces, "spans")
 
