@@ -7,9 +7,10 @@ Compiled (tools/compile_hot_path.py), this reader builds the same records from t
 str per string and nothing else: docs/performance.md, "2026-12-07".
 
 It reads the requests that OTLP senders write, exactly, and gives up on anything else
-(`NotPlain`): malformed or truncated bytes, a field with an unexpected wire type, a singular
-message or value sent twice (protobuf merges those), values nested deeper than
-`MAX_NESTING`, invalid UTF-8, and records that a rule of `inferline.otlp.validate` refuses. The
+(`NotPlain`): malformed or truncated bytes, a field number protobuf refuses, a field with an
+unexpected wire type, a singular message or value sent twice (protobuf merges those), values
+nested deeper than `MAX_NESTING`, invalid UTF-8, and records that a rule of
+`inferline.otlp.validate` refuses. The
 caller then flattens the request parsed by upb (`inferline.otlp.flatten`), which stays the
 reference for every input: a differential test holds the two to the same records.
 
