@@ -10,9 +10,9 @@ It reads the requests that OTLP senders write, exactly, and gives up on anything
 (`NotPlain`): malformed or truncated bytes, a field number protobuf refuses, a field with an
 unexpected wire type, a singular message or value sent twice (protobuf merges those), values
 nested deeper than `MAX_NESTING`, invalid UTF-8, and records that a rule of
-`inferline.otlp.validate` refuses. The
-caller then flattens the request parsed by upb (`inferline.otlp.flatten`), which stays the
-reference for every input: a differential test holds the two to the same records.
+`inferline.otlp.validate` refuses. The caller then flattens the request parsed by upb
+(`inferline.otlp.flatten`), which stays the reference for every input: a differential test
+holds the two to the same records.
 
 Field numbers are those of opentelemetry-proto v1 (common, resource, trace, logs).
 """
