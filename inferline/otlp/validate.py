@@ -29,15 +29,24 @@ ZERO_TRACE_ID, ZERO_SPAN_ID = bytes(16), bytes(8)
 
 def span_problem(s: Any) -> str:
     """Why the span cannot be stored, or ""."""
+    return span_fields_problem(
+        s.name, s.trace_id, s.span_id, s.parent_span_id, s.start_time_unix_nano, s.end_time_unix_nano
+    )
+
+
+def span_fields_problem(
+    name: str, trace_id: bytes, span_id: bytes, parent: bytes, start: int, end: int
+) -> str:
+    """`span_problem` of a span's fields (the wire reader has no message object)."""
     # OTLP/JSON writes ids as hex, not base64 (protobuf's own JSON): say so, it is the usual cause.
-    if len(s.trace_id) != 16 or s.trace_id == ZERO_TRACE_ID:
-        return f"span {s.name!r}: trace_id must be 16 bytes (32 hex characters in OTLP/JSON), not all zero"
-    if len(s.span_id) != 8 or s.span_id == ZERO_SPAN_ID:
-        return f"span {s.name!r}: span_id must be 8 bytes (16 hex characters in OTLP/JSON), not all zero"
-    if s.parent_span_id and len(s.parent_span_id) != 8:
-        return f"span {s.name!r}: parent_span_id must be 8 bytes (16 hex characters in OTLP/JSON)"
-    if s.start_time_unix_nano > MAX_TIME_NS or s.end_time_unix_nano > MAX_TIME_NS:
-        return f"span {s.name!r}: timestamp beyond the year 2262"
+    if len(trace_id) != 16 or trace_id == ZERO_TRACE_ID:
+        return f"span {name!r}: trace_id must be 16 bytes (32 hex characters in OTLP/JSON), not all zero"
+    if len(span_id) != 8 or span_id == ZERO_SPAN_ID:
+        return f"span {name!r}: span_id must be 8 bytes (16 hex characters in OTLP/JSON), not all zero"
+    if parent and len(parent) != 8:
+        return f"span {name!r}: parent_span_id must be 8 bytes (16 hex characters in OTLP/JSON)"
+    if start > MAX_TIME_NS or end > MAX_TIME_NS:
+        return f"span {name!r}: timestamp beyond the year 2262"
     return ""
 
 
@@ -59,11 +68,16 @@ def accepted_span_problem(s: Any) -> str:
 
 def log_problem(r: Any) -> str:
     """Why the log record cannot be stored, or ""."""
-    if r.trace_id and len(r.trace_id) != 16:
+    return log_fields_problem(r.trace_id, r.span_id, r.time_unix_nano, r.observed_time_unix_nano)
+
+
+def log_fields_problem(trace_id: bytes, span_id: bytes, time_ns: int, observed_ns: int) -> str:
+    """`log_problem` of a log record's fields (the wire reader has no message object)."""
+    if trace_id and len(trace_id) != 16:
         return "log record: trace_id must be 16 bytes (32 hex characters in OTLP/JSON) when set"
-    if r.span_id and len(r.span_id) != 8:
+    if span_id and len(span_id) != 8:
         return "log record: span_id must be 8 bytes (16 hex characters in OTLP/JSON) when set"
-    if r.time_unix_nano > MAX_TIME_NS or r.observed_time_unix_nano > MAX_TIME_NS:
+    if time_ns > MAX_TIME_NS or observed_ns > MAX_TIME_NS:
         return "log record: timestamp beyond the year 2262"
     return ""
 

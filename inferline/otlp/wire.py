@@ -23,13 +23,12 @@ import struct
 from typing import Any
 
 from inferline.core.records import Event, Link, LogRecord, Span
-from inferline.otlp.validate import MAX_TIME_NS
+from inferline.otlp.validate import ZERO_SPAN_ID, ZERO_TRACE_ID, log_fields_problem, span_fields_problem
 
 # Wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 # AnyValue in AnyValue (arrays, key-value lists) beyond this: upb's path (it measures depth).
 MAX_NESTING = 32
-_ZERO_TRACE_ID, _ZERO_SPAN_ID = bytes(16), bytes(8)
 
 
 class NotPlain(Exception):
@@ -236,18 +235,6 @@ def _scope(buf: bytes, p: int, end: int) -> _Scope:
     return scope
 
 
-def _resource(buf: bytes, p: int, end: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    while p < end:
-        tag, p = _tag(buf, p, end)
-        if tag >> 3 == 1:
-            start, p = _len(buf, p, end, tag & 7)
-            _key_value(buf, start, p, out, 0)
-        else:
-            p = _skip(buf, p, end, tag & 7)
-    return out
-
-
 class _Group:
     """A ResourceSpans / ScopeSpans (or the logs' pair) read in one pass: its single fields, and
     where its repeated message field's items are (a schema_url can follow them)."""
@@ -428,16 +415,8 @@ def _span(
             trace_state = _text(buf, start, p)
         else:
             p = _skip(buf, p, end, wire)
-    # `validate.span_problem`'s rules: a span they refuse goes through upb's path, which says why.
-    if (
-        len(trace_id) != 16
-        or trace_id == _ZERO_TRACE_ID
-        or len(span_id) != 8
-        or span_id == _ZERO_SPAN_ID
-        or (parent and len(parent) != 8)
-        or start_ns > MAX_TIME_NS
-        or end_ns > MAX_TIME_NS
-    ):
+    # A span the rules refuse goes through upb's path, which says why in its partial success.
+    if span_fields_problem(name, trace_id, span_id, parent, start_ns, end_ns):
         raise NotPlain("a span the rules refuse")
     return Span(
         project_id,
@@ -469,7 +448,7 @@ def read_spans(buf: bytes, project_id: str) -> list[Span]:
     groups = _top_level(buf)
     for i in range(0, len(groups), 2):
         rs = _group(buf, groups[i], groups[i + 1])
-        resource = _resource(buf, rs.single, rs.single_end) if rs.single >= 0 else {}
+        resource = _kvlist(buf, rs.single, rs.single_end, 0) if rs.single >= 0 else {}  # attributes = 1
         for j in range(0, len(rs.items), 2):
             ss = _group(buf, rs.items[j], rs.items[j + 1])
             scope = _scope(buf, ss.single, ss.single_end) if ss.single >= 0 else _Scope()
@@ -543,20 +522,14 @@ def _log(
             event_name = _text(buf, start, p)
         else:
             p = _skip(buf, p, end, wire)
-    # `validate.log_problem`'s rules, as for spans above.
-    if (
-        (trace_id and len(trace_id) != 16)
-        or (span_id and len(span_id) != 8)
-        or time_ns > MAX_TIME_NS
-        or observed > MAX_TIME_NS
-    ):
+    if log_fields_problem(trace_id, span_id, time_ns, observed):  # as for spans above
         raise NotPlain("a log record the rules refuse")
     return LogRecord(
         project_id,
         time_ns or observed,
         observed,
-        trace_id.hex() if trace_id and trace_id != _ZERO_TRACE_ID else "",
-        span_id.hex() if span_id and span_id != _ZERO_SPAN_ID else "",
+        trace_id.hex() if trace_id and trace_id != ZERO_TRACE_ID else "",
+        span_id.hex() if span_id and span_id != ZERO_SPAN_ID else "",
         flags & 0xFF,
         severity_text,
         severity if 0 <= severity <= 24 else 0,
@@ -581,7 +554,7 @@ def read_logs(buf: bytes, project_id: str) -> list[LogRecord]:
     groups = _top_level(buf)
     for i in range(0, len(groups), 2):
         rl = _group(buf, groups[i], groups[i + 1])
-        resource = _resource(buf, rl.single, rl.single_end) if rl.single >= 0 else {}
+        resource = _kvlist(buf, rl.single, rl.single_end, 0) if rl.single >= 0 else {}  # attributes = 1
         for j in range(0, len(rl.items), 2):
             sl = _group(buf, rl.items[j], rl.items[j + 1])
             scope = _scope(buf, sl.single, sl.single_end) if sl.single >= 0 else _Scope()
