@@ -27,11 +27,17 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[bytes] = []
 
-    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
+    async def export_spans(
+        self, request: ExportTraceServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult:
+        assert body is None  # the request was masked: its bytes as received are not passed on
         self.seen.append(request.SerializeToString())
         return ExportResult()
 
-    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
+    async def export_logs(
+        self, request: ExportLogsServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult:
+        assert body is None
         self.seen.append(request.SerializeToString())
         return ExportResult()
 

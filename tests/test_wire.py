@@ -8,7 +8,6 @@ import math
 import random
 import secrets
 import struct
-from typing import Any
 
 import pytest
 from google.protobuf.message import DecodeError
@@ -17,7 +16,6 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as PbLogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
@@ -25,6 +23,8 @@ from bench.payloads import as_logged, build_template
 from inferline.otlp import wire
 from inferline.otlp.flatten import flatten_log_bytes, flatten_logs, flatten_span_bytes, flatten_spans
 from inferline.otlp.protobuf import parse
+from inferline.otlp.wire_format import NotPlain
+from tests.otlp_random import enum_value, random_log_request, random_trace_request
 
 pytestmark = pytest.mark.unit
 
@@ -115,115 +115,6 @@ def test_the_otel_sdks_encoding_reads_as_upb_reads_it() -> None:
 # -- every kind of value, at random --------------------------------------------------------------
 
 
-def _enum(value: int) -> Any:
-    """An int where protobuf's stubs want an enum's ValueType (open enums take any int32)."""
-    return value
-
-
-def _random_value(rng: random.Random, depth: int = 0) -> AnyValue:
-    kind = rng.choice(["s", "s", "s", "i", "d", "b", "y", "a", "k", "none"] if depth < 3 else ["s", "i", "d"])
-    v = AnyValue()
-    if kind == "s":
-        v.string_value = rng.choice(["", "x", "naïve ☕", "a" * rng.randint(100, 3000), '{"k": [1, 2]}'])
-    elif kind == "i":
-        v.int_value = rng.choice([0, 1, -1, 2**63 - 1, -(2**63), rng.randint(-(10**12), 10**12)])
-    elif kind == "d":
-        v.double_value = rng.choice([0.0, -0.0, 1.5, -2.25e300, math.inf, 5e-324])
-    elif kind == "b":
-        v.bool_value = rng.random() < 0.5
-    elif kind == "y":
-        v.bytes_value = rng.randbytes(rng.randint(0, 20))
-    elif kind == "a":
-        v.array_value.values.extend(_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4)))
-    elif kind == "k":
-        v.kvlist_value.values.extend(_random_attributes(rng, depth + 1))
-    return v  # "none": no member of the oneof set
-
-
-def _random_attributes(rng: random.Random, depth: int = 0) -> list[KeyValue]:
-    keys = ["a", "b", "gen_ai.prompt", "ключ", ""]
-    out = []
-    for _ in range(rng.randint(0, 6)):
-        kv = KeyValue(key=rng.choice(keys))  # repeated keys: the later one wins
-        if rng.random() < 0.9:
-            kv.value.CopyFrom(_random_value(rng, depth))
-        out.append(kv)
-    return out
-
-
-def _random_id(rng: random.Random, size: int) -> bytes:
-    return rng.choice([rng.randbytes(size), rng.randbytes(size), b"", rng.randbytes(size - 1)])
-
-
-def _random_span(rng: random.Random) -> PbSpan:
-    s = PbSpan(
-        trace_id=rng.randbytes(16),
-        span_id=rng.randbytes(8),
-        parent_span_id=rng.choice([b"", rng.randbytes(8)]),
-        trace_state=rng.choice(["", "vendor=1"]),
-        name=rng.choice(["", "chat", "ünïcode"]),
-        kind=_enum(rng.choice([0, 1, 3, 5, 77, -4])),
-        start_time_unix_nano=rng.choice([0, 1_700_000_000_000_000_000]),
-        end_time_unix_nano=rng.choice([0, 1_700_000_001_000_000_000]),
-        flags=rng.choice([0, 0x100, 0xFFFFFFFF]),
-        dropped_attributes_count=rng.choice([0, 3]),
-    )
-    s.attributes.extend(_random_attributes(rng))
-    for _ in range(rng.randint(0, 2)):
-        e = s.events.add(time_unix_nano=rng.randint(0, 2**63 - 1), name=rng.choice(["", "exception"]))
-        e.attributes.extend(_random_attributes(rng))
-    for _ in range(rng.randint(0, 2)):
-        lk = s.links.add(trace_id=_random_id(rng, 16), span_id=_random_id(rng, 8), trace_state="t")
-        lk.attributes.extend(_random_attributes(rng))
-    if rng.random() < 0.6:
-        s.status.CopyFrom(Status(code=_enum(rng.choice([0, 1, 2, 9])), message=rng.choice(["", "boom"])))
-    return s
-
-
-def _random_trace_request(rng: random.Random) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    for _ in range(rng.randint(1, 3)):
-        rs = request.resource_spans.add(
-            schema_url=rng.choice(["", "https://opentelemetry.io/schemas/1.26.0"])
-        )
-        if rng.random() < 0.8:
-            rs.resource.attributes.extend(_random_attributes(rng))
-        for _ in range(rng.randint(0, 3)):
-            ss = rs.scope_spans.add(schema_url=rng.choice(["", "s"]))
-            if rng.random() < 0.8:
-                ss.scope.name = rng.choice(["", "openai", "ø"])
-                ss.scope.version = rng.choice(["", "1.0"])
-                ss.scope.attributes.extend(_random_attributes(rng))
-            ss.spans.extend(_random_span(rng) for _ in range(rng.randint(0, 4)))
-    return request
-
-
-def _random_log_request(rng: random.Random) -> ExportLogsServiceRequest:
-    request = ExportLogsServiceRequest()
-    for _ in range(rng.randint(1, 3)):
-        rl = request.resource_logs.add(schema_url=rng.choice(["", "u"]))
-        rl.resource.attributes.extend(_random_attributes(rng))
-        for _ in range(rng.randint(0, 3)):
-            sl = rl.scope_logs.add(schema_url=rng.choice(["", "scope-schema"]))
-            sl.scope.name = rng.choice(["", "logger"])
-            for _ in range(rng.randint(0, 4)):
-                r = PbLogRecord(
-                    time_unix_nano=rng.choice([0, 1_700_000_000_000_000_000]),
-                    observed_time_unix_nano=rng.choice([0, 1_700_000_000_500_000_000]),
-                    severity_number=_enum(rng.choice([0, 9, 17, 24, 25, -1])),
-                    severity_text=rng.choice(["", "WARN"]),
-                    flags=rng.choice([0, 1, 0x1FF]),
-                    trace_id=rng.choice([b"", bytes(16), rng.randbytes(16)]),
-                    span_id=rng.choice([b"", bytes(8), rng.randbytes(8)]),
-                    event_name=rng.choice(["", "gen_ai.choice"]),
-                )
-                if rng.random() < 0.8:
-                    r.body.CopyFrom(_random_value(rng))
-                r.attributes.extend(_random_attributes(rng))
-                sl.log_records.append(r)
-    return request
-
-
 def _same_or_upbs(payload: bytes, signal: str) -> None:
     """Where the wire reader reads the request, the records are upb's; where it does not, the
     bytes path still gives upb's result (records and rejections)."""
@@ -242,15 +133,15 @@ def test_random_requests_read_as_upb_reads_them() -> None:
     rng = random.Random(20261207)
     read = 0
     for _ in range(400):
-        traces = _random_trace_request(rng).SerializeToString()
+        traces = random_trace_request(rng).SerializeToString()
         _same_or_upbs(traces, "spans")
-        logs = _random_log_request(rng).SerializeToString()
+        logs = random_log_request(rng).SerializeToString()
         _same_or_upbs(logs, "logs")
         try:
             wire.read_spans(traces, "p")
             wire.read_logs(logs, "p")
             read += 1
-        except wire.NotPlain:
+        except NotPlain:
             pass
     assert read > 100  # most valid requests are read from the wire, not handed to upb
 
@@ -306,7 +197,7 @@ def test_a_span_the_rules_refuse_is_left_to_upbs_path_and_rejected_with_its_reas
     request = _one_span_request(span)
     request.resource_spans[0].scope_spans[0].spans.append(_good_span())
     payload = request.SerializeToString()
-    with pytest.raises(wire.NotPlain):
+    with pytest.raises(NotPlain):
         wire.read_spans(payload, "p")
     flat = flatten_span_bytes(payload, "p")
     assert flat.rejected == 1 and flat.error
@@ -317,7 +208,7 @@ def test_a_status_sent_twice_merges_as_protobuf_merges_it() -> None:
     span_bytes = _good_span().SerializeToString()
     twice = (
         span_bytes
-        + _field(15, 2, Status(code=_enum(2)).SerializeToString())
+        + _field(15, 2, Status(code=enum_value(2)).SerializeToString())
         + _field(15, 2, Status(message="m").SerializeToString())
     )
     request = _one_span_request(PbSpan.FromString(twice)).SerializeToString()
@@ -336,7 +227,7 @@ def test_a_value_or_resource_sent_twice_goes_to_upb_which_merges_them() -> None:
     resource = _field(1, 2, kv)
     rs = _field(1, 2, resource) + _field(1, 2, resource) + _field(2, 2, _field(2, 2, span))
     payload = _field(1, 2, rs)
-    with pytest.raises(wire.NotPlain):
+    with pytest.raises(NotPlain):
         wire.read_spans(payload, "p")
     by_upb = _by_upb_spans(payload)
     assert flatten_span_bytes(payload, "p").records == by_upb
@@ -362,7 +253,7 @@ def test_values_nested_past_the_readers_depth_go_to_upb() -> None:
         v = _long(6, _long(1, _field(1, 2, b"k") + _long(2, v)))
     span = _good_span().SerializeToString() + _long(9, _field(1, 2, b"deep") + _long(2, v))
     payload = _long(1, _long(2, _long(2, span)))
-    with pytest.raises(wire.NotPlain):
+    with pytest.raises(NotPlain):
         wire.read_spans(payload, "p")
     assert flatten_span_bytes(payload, "p").records == _by_upb_spans(payload)
 
@@ -376,21 +267,21 @@ def test_malformed_bytes_raise_upbs_decode_error() -> None:
     huge_field_number = good + b"\x80\x80\x80\x80\x10\x00"  # field 2**29: past protobuf's last
     overlong_varint = b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"
     for payload in (good[:-3], bad_utf8, overlong_varint, b"\x00\x00", field_zero, huge_field_number):
-        with pytest.raises(wire.NotPlain):
+        with pytest.raises(NotPlain):
             wire.read_spans(payload, "p")
         with pytest.raises(DecodeError):
             flatten_span_bytes(payload, "p")
         with pytest.raises(DecodeError):
             flatten_log_bytes(payload, "p")
     group = b"\x0b\x0c"  # an empty group where field 1 is: upb keeps it as an unknown field
-    with pytest.raises(wire.NotPlain):
+    with pytest.raises(NotPlain):
         wire.read_spans(group, "p")
     _same_or_upbs(group, "spans")
 
 
 def test_numbers_at_their_limits_read_as_protobuf_reads_them() -> None:
     span = _good_span()
-    span.kind = _enum(-2)  # an enum is an int32: ten bytes on the wire, read back negative
+    span.kind = enum_value(-2)  # an enum is an int32: ten bytes on the wire, read back negative
     span.start_time_unix_nano = 2**63 - 1
     span.end_time_unix_nano = 2**63 - 1
     for key, value in [("min", AnyValue(int_value=-(2**63))), ("max", AnyValue(int_value=2**63 - 1))]:
@@ -410,8 +301,8 @@ def test_mutated_bytes_get_upbs_answer() -> None:
     """Flipped, dropped and inserted bytes of valid requests: whatever the wire reader makes of
     them, the bytes path answers as upb's path does (the same records, or DecodeError)."""
     rng = random.Random(7)
-    seeds = [_random_trace_request(rng).SerializeToString() for _ in range(30)]
-    log_seeds = [_random_log_request(rng).SerializeToString() for _ in range(30)]
+    seeds = [random_trace_request(rng).SerializeToString() for _ in range(30)]
+    log_seeds = [random_log_request(rng).SerializeToString() for _ in range(30)]
     for signal, pool in (("spans", seeds), ("logs", log_seeds)):
         for _ in range(1500):
             data = bytearray(rng.choice(pool))

@@ -29,6 +29,8 @@ GROUP = "inferline.hot_path"
 HOT_PATH = (
     "inferline/otlp/flatten.py",
     "inferline/otlp/wire.py",
+    "inferline/otlp/wire_format.py",
+    "inferline/otlp/wire_split.py",
     "inferline/processors/normalise.py",
     "inferline/processors/conventions/*.py",
     "inferline/processors/otel_rows.py",

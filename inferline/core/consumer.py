@@ -33,6 +33,14 @@ class ExportResult:
 
 
 class Sink(Protocol):
-    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult: ...
+    """Where receivers hand each accepted request. `body`: the bytes the request was parsed
+    from, when the receiver has them (protobuf senders); a sink may prepare the request from
+    them, so a sink that changes the request hands its own sink no body."""
 
-    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult: ...
+    async def export_spans(
+        self, request: ExportTraceServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult: ...
+
+    async def export_logs(
+        self, request: ExportLogsServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult: ...

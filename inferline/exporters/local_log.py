@@ -13,7 +13,7 @@ from inferline.bus.local_log import Append, LocalLog
 from inferline.core.consumer import ExportResult
 from inferline.core.ledger import LOGS_SIGNAL, SPANS_SIGNAL, ReceiverTally
 from inferline.core.records import LEDGER, SPANS
-from inferline.otlp.prepared import Prepared, prepare
+from inferline.otlp.prepared import Prepared, prepare, prepare_received
 from inferline.otlp.validate import Rejected, TimeWindow
 
 
@@ -25,11 +25,22 @@ class LocalLogExporter:
         self.partitions = partitions
         self.window = window
 
-    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
-        return await self.append(prepare(request, self.partitions, self.window), project_id)
+    async def export_spans(
+        self, request: ExportTraceServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult:
+        return await self.append(self._prepare(request, body), project_id)
 
-    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
-        return await self.append(prepare(request, self.partitions, self.window), project_id)
+    async def export_logs(
+        self, request: ExportLogsServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult:
+        return await self.append(self._prepare(request, body), project_id)
+
+    def _prepare(
+        self, request: ExportTraceServiceRequest | ExportLogsServiceRequest, body: bytes | None
+    ) -> Prepared:
+        if body is None:
+            return prepare(request, self.partitions, self.window)
+        return prepare_received(body, request, self.partitions, self.window)
 
     async def append(self, prepared: Prepared, project_id: str) -> ExportResult:
         """A request prepared for this log (`prepare` with its `partitions` and `window`), appended

@@ -17,7 +17,8 @@ from inferline.core.records import Event, Link, LogRecord, Span
 from inferline.otlp import wire
 from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import ZERO_SPAN_ID, ZERO_TRACE_ID, log_problem, span_problem
-from inferline.otlp.wire import NotPlain, read_logs, read_spans
+from inferline.otlp.wire import read_logs, read_spans
+from inferline.otlp.wire_format import NotPlain
 
 # The wire reader pays only compiled: interpreted (`make pure`, no C compiler) it takes ~2x what
 # upb's parse and flattening take, so there requests are read with upb.

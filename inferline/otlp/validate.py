@@ -57,10 +57,15 @@ def accepted_span_problem(s: Any) -> str:
     why = span_problem(s)
     if why or not s.links:
         return why
-    for i, link in enumerate(s.links):
-        if len(link.trace_id) != 16 or len(link.span_id) != 8:
+    return link_ids_problem(s.name, [(link.trace_id, link.span_id) for link in s.links])
+
+
+def link_ids_problem(name: str, links: list[tuple[bytes, bytes]]) -> str:
+    """The receivers' rule for the ids of a span's links (each link's trace and span id)."""
+    for i, (link_trace_id, link_span_id) in enumerate(links):
+        if len(link_trace_id) != 16 or len(link_span_id) != 8:
             return (
-                f"span {s.name!r}: links[{i}] trace_id must be 16 bytes and span_id 8 bytes "
+                f"span {name!r}: links[{i}] trace_id must be 16 bytes and span_id 8 bytes "
                 "(32 and 16 hex characters in OTLP/JSON)"
             )
     return ""
@@ -151,38 +156,50 @@ class TimeWindow:
         why = accepted_span_problem(s)
         if why:
             return why
-        return self._problem(
-            f"span {s.name!r}: start_time_unix_nano", s.start_time_unix_nano, self.spans_days, now_ns
-        )
+        return self.span_start_problem(s.name, s.start_time_unix_nano, now_ns)
+
+    def span_start_problem(self, name: str, start: int, now_ns: int) -> str:
+        """The window's rule for a span's start time."""
+        why = self._problem(start, self.spans_days, now_ns)
+        return f"span {name!r}: start_time_unix_nano {why}" if why else ""
+
+    def accepted_times(self, days: int, now_ns: int) -> tuple[int, int]:
+        """[low, high): the times `_problem` finds nothing wrong with, for a table keeping `days`
+        (a reader of many records compares, and asks for the reason only outside)."""
+        keep = max(days, self.longest_days)
+        return now_ns - days * _DAY_NS, MAX_STORABLE_NS - keep * _DAY_NS
 
     def log_problem(self, r: Any, now_ns: int) -> str:
-        why = log_problem(r)
+        return self.log_fields_problem(
+            r.trace_id, r.span_id, r.time_unix_nano, r.observed_time_unix_nano, now_ns
+        )
+
+    def log_fields_problem(
+        self, trace_id: bytes, span_id: bytes, time_ns: int, observed_ns: int, now_ns: int
+    ) -> str:
+        """`log_problem` of a log record's fields."""
+        why = log_fields_problem(trace_id, span_id, time_ns, observed_ns)
         if why:
             return why
         # The record's time, or when it was observed: what its row is stored (and expires) by.
-        field, t = (
-            ("time_unix_nano", r.time_unix_nano)
-            if r.time_unix_nano
-            else ("observed_time_unix_nano", r.observed_time_unix_nano)
-        )
+        field, t = ("time_unix_nano", time_ns) if time_ns else ("observed_time_unix_nano", observed_ns)
         if not t:
             return ""  # no time at all: `stamp_untimed_logs` gives it the time it was received
-        return self._problem(f"log record: {field}", t, self.logs_days, now_ns)
+        why = self._problem(t, self.logs_days, now_ns)
+        return f"log record: {field} {why}" if why else ""
 
-    def _problem(self, what: str, t: int, days: int, now_ns: int) -> str:
+    def _problem(self, t: int, days: int, now_ns: int) -> str:
+        """What is wrong with time `t` (the end of a sentence naming the field), or ""."""
         if t >= MAX_STORABLE_NS:
-            return f"{what} {_iso(t)} is after 2106-02-07, the latest time the tables can hold"
+            return f"{_iso(t)} is after 2106-02-07, the latest time the tables can hold"
         keep = max(days, self.longest_days)
         if t >= MAX_STORABLE_NS - keep * _DAY_NS:
             return (
-                f"{what} {_iso(t)} is too late: kept {keep} days, it would expire after 2106-02-07, "
+                f"{_iso(t)} is too late: kept {keep} days, it would expire after 2106-02-07, "
                 "the latest time the tables can hold"
             )
         if t < now_ns - days * _DAY_NS:
-            return (
-                f"{what} {_iso(t)} is older than the retention window ({days} days): "
-                "it would be deleted at once"
-            )
+            return f"{_iso(t)} is older than the retention window ({days} days): it would be deleted at once"
         return ""
 
 

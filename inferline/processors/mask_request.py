@@ -133,10 +133,15 @@ class MaskingSink:
         self._inner = inner
         self._masker = masker
 
-    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
+    # The request is masked in place: the bytes it came as are not passed on.
+    async def export_spans(
+        self, request: ExportTraceServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult:
         mask_spans_request(request, self._masker)
         return await self._inner.export_spans(request, project_id)
 
-    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
+    async def export_logs(
+        self, request: ExportLogsServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult:
         mask_logs_request(request, self._masker)
         return await self._inner.export_logs(request, project_id)

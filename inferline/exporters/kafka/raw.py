@@ -283,10 +283,14 @@ class KafkaRawExporter:
         self._broker.start(self._producer)
         log.info("kafka producer connected", bootstrap=self._bootstrap)
 
-    async def export_spans(self, request: ExportTraceServiceRequest, project_id: str) -> ExportResult:
+    async def export_spans(
+        self, request: ExportTraceServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult:
         return await self._export(self._ks.raw_spans_topic, request, project_id)
 
-    async def export_logs(self, request: ExportLogsServiceRequest, project_id: str) -> ExportResult:
+    async def export_logs(
+        self, request: ExportLogsServiceRequest, project_id: str, body: bytes | None = None
+    ) -> ExportResult:
         return await self._export(self._ks.raw_logs_topic, request, project_id)
 
     async def _export(self, topic: str, request: Message, project_id: str) -> ExportResult:

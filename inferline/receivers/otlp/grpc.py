@@ -79,7 +79,7 @@ def _export_handler(
             records = count_records(request)
             admission.take_rate(project_id, signal, records)
             try:
-                return records, await getattr(sink, sink_method)(request, project_id)
+                return records, await getattr(sink, sink_method)(request, project_id, body)
             except Retryable as e:
                 log.warning("export refused", reason=e.reason, project_id=project_id)
                 raise

@@ -82,7 +82,7 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-Export = Callable[[Any, str], Awaitable[ExportResult]]
+Export = Callable[[Any, str, bytes | None], Awaitable[ExportResult]]
 
 
 def _refused(e: Retryable, as_json: bool) -> Response:
@@ -235,6 +235,7 @@ def otlp_http_app(
                 return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json), 0, 0
             except (OtlpDecodeError, ValueError) as e:
                 return _error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP payload: {e}", as_json), 0, 0
+            received = None if as_json else body  # protobuf: the bytes the sink may prepare from
             del body
             records = prepared.records if prepared is not None else count_records(message)
             admission.take_rate(project_id, signal, records)
@@ -242,7 +243,7 @@ def otlp_http_app(
                 if prepared is not None and json_intake is not None:
                     result = await json_intake.append(prepared, project_id)
                 else:
-                    result = await export(message, project_id)
+                    result = await export(message, project_id, received)
             except Retryable as e:
                 log.warning("export refused", reason=e.reason, project_id=project_id)
                 raise

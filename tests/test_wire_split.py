@@ -1,0 +1,189 @@
+"""The receiving process prepares a request for the local log from its bytes (`wire_split`): the
+same parts, record counts, rejections and reasons as `prepare` of upb's parse, for every kind of
+request; what it does not read exactly is prepared from the parse."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from typing import Any
+
+import pytest
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as PbLogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+
+from bench.payloads import build_template
+from inferline.otlp import prepared, validate, wire, wire_split
+from inferline.otlp.flatten import flatten_logs, flatten_spans
+from inferline.otlp.prepared import Prepared, prepare, prepare_received
+from inferline.otlp.protobuf import parse
+from inferline.otlp.validate import TimeWindow
+from inferline.otlp.wire_format import NotPlain
+from tests.otlp_random import random_log_request, random_trace_request
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_700_000_100_000_000_000  # a little after the random requests' times
+WINDOWS = [None, TimeWindow(30, 30, 400), TimeWindow(100_000, 100_000, 100_000)]
+
+
+@pytest.fixture(autouse=True)
+def _fixed_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `prepare` reads the clock itself (the window's retention, a log's stamp): one time for both.
+    monkeypatch.setattr(validate.time, "time_ns", lambda: NOW)
+
+
+def _records(part: bytes, cls: Any) -> list[Any]:
+    """What a worker reads from a part. The two paths may lay a part out differently (`prepare`
+    writes a resource group per scope group, the bytes path keeps a resource's scopes together
+    and the groups' unknown fields), never what it holds."""
+    if cls is ExportTraceServiceRequest:
+        return flatten_spans(parse(part, cls), "p").records
+    return flatten_logs(parse(part, cls), "p").records
+
+
+def _split(body: bytes, cls: Any, partitions: int, window: TimeWindow | None) -> Prepared:
+    split = wire_split.split_spans if cls is ExportTraceServiceRequest else wire_split.split_logs
+    kind = prepare(cls(), 1, None).kind
+    return Prepared(kind, *split(body, partitions, window, NOW))
+
+
+def _same_as_prepare(body: bytes, cls: Any, partitions: int, window: TimeWindow | None) -> Prepared:
+    got = _split(body, cls, partitions, window)
+    want = prepare(parse(body, cls), partitions, window)
+    assert (got.kind, got.records) == (want.kind, want.records)
+    assert got.rejected == want.rejected
+    assert sorted(got.parts) == sorted(want.parts)
+    for k, part in got.parts.items():
+        records = _records(part, cls)
+        # repr where == fails: a NaN is not equal to itself
+        assert records == _records(want.parts[k], cls) or repr(records) == repr(_records(want.parts[k], cls))
+    return got
+
+
+@pytest.mark.parametrize("kind", ["genai", "plain"])
+@pytest.mark.parametrize("partitions", [1, 2, 3])
+def test_the_benchmarks_requests_split_as_prepare_splits_them(kind: str, partitions: int) -> None:
+    # As sent: the load generator's requests hold a few spans the rules refuse.
+    template = build_template(kind, "grpc", 200, random.Random(5), secrets.token_bytes(8))
+    rejected = 0
+    for i in range(4):
+        traces, logs = template.stamp(i << 16)
+        for window in WINDOWS:
+            got = _same_as_prepare(traces, ExportTraceServiceRequest, partitions, window)
+            rejected += got.rejected.count
+            for part in got.parts.values():
+                wire.read_spans(part, "p")  # the workers read the parts from the wire (no NotPlain)
+            if logs:
+                for part in _same_as_prepare(
+                    logs, ExportLogsServiceRequest, partitions, window
+                ).parts.values():
+                    wire.read_logs(part, "p")
+    assert rejected  # the generator's invalid spans, refused with their reasons
+
+
+def test_random_requests_split_as_prepare_splits_them() -> None:
+    rng = random.Random(20261207)
+    split = rejected = stamped = 0
+    for n in range(300):
+        cls, request = (
+            (ExportTraceServiceRequest, random_trace_request(rng))
+            if n % 2
+            else (ExportLogsServiceRequest, random_log_request(rng))
+        )
+        body = request.SerializeToString()
+        for partitions in (1, 2, 4):
+            for window in WINDOWS:
+                got = _same_as_prepare(body, cls, partitions, window)
+                split += len(got.parts) > 1
+                rejected += got.rejected.count > 0
+                stamped += bool(got.rejected.corrected)
+    assert split > 100 and rejected > 100 and stamped > 20  # every path was taken, many times
+
+
+def test_a_request_that_passes_whole_to_one_partition_is_appended_as_received() -> None:
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    for i in range(3):
+        trace_id = bytes(15) + bytes([4 * i + 1])  # partitions of 2: all odd, all partition 1
+        scope.spans.append(PbSpan(trace_id=trace_id, span_id=b"\x01" * 8, name="a", start_time_unix_nano=NOW))
+    body = request.SerializeToString()
+    got = _split(body, ExportTraceServiceRequest, 2, WINDOWS[1])
+    assert got.parts == {1: body} and got.parts[1] is body
+    assert got.records == 3 and got.rejected.count == 0
+
+
+def test_an_untimed_log_record_is_stamped_with_the_time_it_arrived() -> None:
+    request = ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()
+    scope.log_records.append(PbLogRecord(severity_text="INFO"))
+    scope.log_records.append(PbLogRecord(time_unix_nano=NOW - 5))
+    got = _split(request.SerializeToString(), ExportLogsServiceRequest, 1, WINDOWS[1])
+    (part,) = got.parts.values()
+    records = ExportLogsServiceRequest.FromString(part).resource_logs[0].scope_logs[0].log_records
+    assert [(r.time_unix_nano, r.observed_time_unix_nano) for r in records] == [(0, NOW), (NOW - 5, 0)]
+    assert got.rejected.corrected == {validate.UNTIMED_LOG_STAMPED: 1}
+
+
+def test_what_the_splitter_does_not_read_exactly_is_prepared_from_the_parse() -> None:
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(key="service.name").value.string_value = "a"
+    resource_spans.scope_spans.add().spans.append(
+        PbSpan(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="s", start_time_unix_nano=NOW)
+    )
+    # A resource sent twice (protobuf merges the two): the splitter leaves it to `prepare`.
+    body = request.SerializeToString()
+    twice = body[:2] + b"\x0a\x00" + body[2:]  # an empty second `resource` inside the group
+    twice = bytes([twice[0], twice[1] + 2]) + twice[2:]
+    assert parse(twice, ExportTraceServiceRequest) == request
+    with pytest.raises(NotPlain):
+        _split(twice, ExportTraceServiceRequest, 2, None)
+    got = prepare_received(twice, parse(twice, ExportTraceServiceRequest), 2, None)
+    want = prepare(parse(twice, ExportTraceServiceRequest), 2, None)
+    assert got == want
+    if prepared.SPLIT_COMPILED:  # the usual request takes the bytes path
+        assert prepare_received(body, request, 1, None).parts[0] is body
+
+
+def test_mutated_requests_upb_accepts_split_as_prepare_splits_them() -> None:
+    """Flipped, dropped and inserted bytes: where upb still parses the request, the splitter
+    either prepares it as `prepare` does or leaves it to `prepare`."""
+    rng = random.Random(11)
+    pool = [(ExportTraceServiceRequest, random_trace_request(rng).SerializeToString()) for _ in range(20)] + [
+        (ExportLogsServiceRequest, random_log_request(rng).SerializeToString()) for _ in range(20)
+    ]
+    compared = 0
+    for _ in range(2000):
+        cls, body = rng.choice(pool)
+        data = bytearray(body)
+        for _ in range(rng.randint(1, 2)):
+            i = rng.randrange(len(data))
+            if rng.random() < 0.6:
+                data[i] = rng.randrange(256)
+            else:
+                del data[i]
+        mutated = bytes(data)
+        try:
+            parse(mutated, cls)
+        except DecodeError:
+            continue  # the receiver answers 400 before preparing anything
+        try:
+            _same_as_prepare(mutated, cls, 2, WINDOWS[1])
+            compared += 1
+        except NotPlain:
+            pass
+    assert compared > 200
+
+
+def test_the_accepted_times_are_the_times_the_window_finds_nothing_wrong_with() -> None:
+    day = 86_400 * 10**9
+    for window in (TimeWindow(30, 30, 400), TimeWindow(100_000, 100_000, 100_000)):
+        low, high = window.accepted_times(window.spans_days, NOW)
+        for t in (0, low - 1, low, low + 1, NOW, high - 1, high, high + 1, validate.MAX_STORABLE_NS, 2**63):
+            accepted = not window.span_start_problem("s", t, NOW)
+            assert accepted == (low <= t < high), (window, t)
+        assert high - low > day
