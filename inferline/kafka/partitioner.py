@@ -6,9 +6,11 @@ spans); aiokafka's murmur2 is pure Python, ~5 µs a key: this module is compiled
 
 from __future__ import annotations
 
-_SEED = 0x9747B28C
-_M = 0x5BD1E995  # the mixing constant of MurmurHash2
-_MASK = 0xFFFFFFFF  # the Java original works on 32-bit ints
+from typing import Final
+
+_SEED: Final = 0x9747B28C
+_M: Final = 0x5BD1E995  # the mixing constant of MurmurHash2
+_MASK: Final = 0xFFFFFFFF  # the Java original works on 32-bit ints
 
 
 def murmur2(data: bytes) -> int:

@@ -7,7 +7,7 @@ before answering) are counted and described; the rest go on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -22,7 +22,7 @@ from inferline.otlp.wire_format import NotPlain
 
 # The wire reader pays only compiled: interpreted (`make pure`, no C compiler) it takes ~2x what
 # upb's parse and flattening take, so there requests are read with upb.
-WIRE_COMPILED = not (wire.__file__ or "").endswith(".py")
+WIRE_COMPILED: Final = not (wire.__file__ or "").endswith(".py")
 
 
 def any_value(v: AnyValue) -> Any:

@@ -17,7 +17,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import structlog
 
@@ -73,15 +73,23 @@ from inferline.processors.conventions.values import as_count, as_float, as_str, 
 _log = structlog.get_logger()
 
 # Fixed so that replays of the same span produce the same inference_id.
-INFERENCE_NAMESPACE = uuid.UUID("b6f3c9e2-51a4-5d0e-9c7a-2f4e8d1a6b30")
-_NS_BYTES = INFERENCE_NAMESPACE.bytes
+INFERENCE_NAMESPACE: Final = uuid.UUID("b6f3c9e2-51a4-5d0e-9c7a-2f4e8d1a6b30")
+_NS_BYTES: Final = INFERENCE_NAMESPACE.bytes
 _sha1 = hashlib.sha1
 # RFC 4122 variant bits 10xx: the uuid's 17th hex digit, by the hash's hex digit at that place.
-_VARIANT_DIGIT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+_VARIANT_DIGIT: Final = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
-CONVENTIONS = ("otel_genai", "openinference", "openllmetry", "openlit", "vercel_ai", "langfuse", "langsmith")
+CONVENTIONS: Final = (
+    "otel_genai",
+    "openinference",
+    "openllmetry",
+    "openlit",
+    "vercel_ai",
+    "langfuse",
+    "langsmith",
+)
 
-ROW_KEYS: tuple[str, ...] = (
+ROW_KEYS: Final[tuple[str, ...]] = (
     "inference_id", "project_id", "trace_id", "span_id", "parent_span_id", "start_time", "end_time",
     "latency_ms", "ttft_ms", "provider", "model", "request_model", "response_id", "operation", "convention",
     "success", "error_type", "status_message", "input_tokens", "output_tokens", "cache_read_tokens",
@@ -92,9 +100,9 @@ ROW_KEYS: tuple[str, ...] = (
     "server_address", "agent_name", "agent_id", "tags", "labels", "version",
 )  # fmt: skip
 
-_ROW_TEMPLATE: Row = dict.fromkeys(ROW_KEYS)
+_ROW_TEMPLATE: Final[Row] = dict.fromkeys(ROW_KEYS)
 
-_STATUS_ERROR = 2
+_STATUS_ERROR: Final = 2
 
 # The typed records built once per model call (ModelCall, RequestParams, ...) are made with
 # `_record(Record, (fields, in declaration order))`: the same NamedTuple as `Record(...)` without
@@ -103,17 +111,17 @@ _record = tuple.__new__
 
 # Distinct attribute key layouts remembered per normaliser. Instrumentations write a few each; keys
 # that carry ids would make every span new: past this many, the cache starts over.
-_MAX_LAYOUTS = 2048
+_MAX_LAYOUTS: Final = 2048
 # Layouts of more keys are not remembered: instrumentations write a few dozen, and a sender's
 # thousands of keys per span must not be kept 2048 times over.
-_MAX_LAYOUT_KEYS = 256
+_MAX_LAYOUT_KEYS: Final = 256
 
-_NO_EVENTS = SpanEvents([], None)  # read-only, shared by spans without events or log content
+_NO_EVENTS: Final = SpanEvents([], None)  # read-only, shared by spans without events or log content
 
 # Parsed JSON side documents (OpenInference, Langfuse), None where the span has none.
 _Documents = tuple[dict[str, Any] | None, ...]
 
-_MAX_TOKENS_PARAMS = (
+_MAX_TOKENS_PARAMS: Final = (
     "max_tokens",
     "max_completion_tokens",
     "max_output_tokens",
@@ -486,8 +494,8 @@ class Built(NamedTuple):
     resource: tuple[str, str, str]
 
 
-_STRONG = (True, True, True)
-_NO_WEAK: tuple[list[Message], list[Message], list[str]] = ([], [], [])
+_STRONG: Final = (True, True, True)
+_NO_WEAK: Final[tuple[list[Message], list[Message], list[str]]] = ([], [], [])
 
 
 class RowContent(NamedTuple):
@@ -585,8 +593,12 @@ class ModelCall(NamedTuple):
 
 # OpenInference: request-model attributes that beat the request document (`llm.model_name`, later in
 # the chain, is the response model when the call succeeded).
-_OI_REQUEST_MODEL = ("gen_ai.request.model", "llm.request.model_name")
-_RESPONSE_MODEL = ("langfuse.observation.model.name", "gen_ai.response.model", "llm.response.model_name")
+_OI_REQUEST_MODEL: Final = ("gen_ai.request.model", "llm.request.model_name")
+_RESPONSE_MODEL: Final = (
+    "langfuse.observation.model.name",
+    "gen_ai.response.model",
+    "llm.response.model_name",
+)
 
 
 def _call(
@@ -655,7 +667,7 @@ class RequestParams(NamedTuple):
 
 
 # Request attributes without a column -> `request_parameters` keys (the first name found wins).
-_OTHER_PARAMS = {
+_OTHER_PARAMS: Final = {
     "gen_ai.request.seed": "seed",
     "gen_ai.openai.request.seed": "seed",
     "gen_ai.request.top_k": "top_k",
@@ -671,9 +683,9 @@ _OTHER_PARAMS = {
     "gen_ai.openai.request.service_tier": "service_tier",
     "gen_ai.tool.definitions": "tool_definitions",
 }
-_OTHER_PARAM_NAMES = frozenset(_OTHER_PARAMS)
+_OTHER_PARAM_NAMES: Final = frozenset(_OTHER_PARAMS)
 # Every attribute `_request_params` reads (the AI SDK's settings aside).
-_PARAM_ATTRIBUTES = _OTHER_PARAM_NAMES | {
+_PARAM_ATTRIBUTES: Final = _OTHER_PARAM_NAMES | {
     "gen_ai.request.temperature",
     "gen_ai.request.top_p",
     "gen_ai.request.max_tokens",
@@ -754,7 +766,7 @@ class CallStatus(NamedTuple):
     status_message: str
 
 
-_OK = CallStatus(False, "", "")  # shared: most calls succeed, and records are immutable
+_OK: Final = CallStatus(False, "", "")  # shared: most calls succeed, and records are immutable
 
 
 def _status(span: Span, is_langfuse: bool, ev: SpanEvents) -> CallStatus:

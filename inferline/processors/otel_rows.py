@@ -5,14 +5,14 @@ kind as "Client", status as "Error"), so tools that read those tables work uncha
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from inferline.core.records import LogRecord, Row, Span
 
-_SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
-_STATUS_CODES = ("Unset", "Ok", "Error")
+_SPAN_KINDS: Final = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+_STATUS_CODES: Final = ("Unset", "Ok", "Error")
 
 
 def _json_default(value: Any) -> Any:

@@ -44,7 +44,7 @@ from collections.abc import Set as AbstractSet
 from itertools import accumulate, compress
 from operator import add
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 from mypy_extensions import mypyc_attr
@@ -70,7 +70,7 @@ except ImportError:  # pragma: no cover - exercised only where hyperscan is miss
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ATTRIBUTES: tuple[str, ...] = (
+DEFAULT_ATTRIBUTES: Final[tuple[str, ...]] = (
     "gen_ai.prompt*",
     "gen_ai.completion*",
     "gen_ai.input.messages",
@@ -94,7 +94,7 @@ DEFAULT_ATTRIBUTES: tuple[str, ...] = (
 
 # Attribute keys never masked (exact names or fnmatch globs): identifiers, enums, model names,
 # routes, numbers sent as strings. Every other string value is scanned (`mask_all_attributes`).
-DEFAULT_NEVER_MASK: tuple[str, ...] = (
+DEFAULT_NEVER_MASK: Final[tuple[str, ...]] = (
     "service.name",
     "service.namespace",
     "service.version",
@@ -209,22 +209,22 @@ DEFAULT_NEVER_MASK: tuple[str, ...] = (
 # Identifiers and enums (call ids, roles, types) are scanned too: no detector matches them
 # (tests/test_pii.py), and they are few bytes of a message. (Until 2026-12-05 role, id,
 # tool_call_id, name, type and finish_reason were skipped at every depth of every JSON value.)
-MESSAGE_SKIP_KEYS: frozenset[str] = frozenset()
+MESSAGE_SKIP_KEYS: Final[frozenset[str]] = frozenset()
 
-MAX_DEPTH = 64  # nesting of lists/dicts walked when masking structured content
+MAX_DEPTH: Final = 64  # nesting of lists/dicts walked when masking structured content
 
 
 # What the per-masker caches keep at most per entry: instrumentations write a few dozen short keys.
-_MAX_CACHED_KEY = 256  # characters of an attribute key
-_MAX_CACHED_LAYOUT = 256  # keys of an attribute map
+_MAX_CACHED_KEY: Final = 256  # characters of an attribute key
+_MAX_CACHED_LAYOUT: Final = 256  # keys of an attribute map
 
 
 class TooDeep(ValueError):
     pass
 
 
-ERROR_KEY = "ERROR"  # counted in pii_found when a row could not be scanned and was redacted instead
-REDACTED = "<REDACTED>"
+ERROR_KEY: Final = "ERROR"  # counted in pii_found when a row could not be scanned and was redacted instead
+REDACTED: Final = "<REDACTED>"
 
 
 class _BatchScan(NamedTuple):
@@ -244,9 +244,9 @@ class Detection(NamedTuple):
 
 # Detectors read the characters that split a value (pii_detectors.SPACE_LIKE, INVISIBLE) as what
 # they stand for, one character for one (the offsets stay the text's); the masked text keeps them.
-_PLAIN = str.maketrans(dict.fromkeys(SPACE_LIKE, " ") | dict.fromkeys(INVISIBLE, "-"))
-_SPLITTERS = SPACE_LIKE + INVISIBLE
-_INVISIBLE_RE = re.compile(f"[{INVISIBLE}]")
+_PLAIN: Final = str.maketrans(dict.fromkeys(SPACE_LIKE, " ") | dict.fromkeys(INVISIBLE, "-"))
+_SPLITTERS: Final = SPACE_LIKE + INVISIBLE
+_INVISIBLE_RE: Final = re.compile(f"[{INVISIBLE}]")
 
 
 def _plain(text: str) -> str:
@@ -268,11 +268,11 @@ def _whole_match(m: re.Match[str]) -> tuple[int, int] | None:
     return m.span()
 
 
-_DIGIT = re.compile(r"\d", re.ASCII)
+_DIGIT: Final = re.compile(r"\d", re.ASCII)
 # JSON escapes, blanked to a non-word control character of the same length before a JSON text is
 # scanned as text, so that "\n+1 415 555 0132" still looks like a phone number after a boundary
 # and match offsets are offsets in the JSON text.
-_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+_JSON_ESCAPE: Final = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 
 
 # Compiled with mypyc (tools/compile_hot_path.py); subclasses written in Python are allowed so that
@@ -542,19 +542,19 @@ def _checked_span(rule: Rule, m: re.Match[str], allow: frozenset[str]) -> tuple[
 # space exclude NUL and the one that takes in NUL (URL credentials' `[^\s:/@"'<>]`) excludes the
 # space; the line-spanning anchors (closings) need a line break or `\x01\x01`. The space is a word
 # end for the literal scan, the NUL is a non-word, non-left-context character like a text's start.
-_SEPARATOR = " \x00"
-_SEPARATOR_BYTES = _SEPARATOR.encode()
-_SEP_LEN = len(_SEPARATOR)
+_SEPARATOR: Final = " \x00"
+_SEPARATOR_BYTES: Final = _SEPARATOR.encode()
+_SEP_LEN: Final = len(_SEPARATOR)
 # `find_many`'s result for a text without reports, shared (read only).
-_NO_HITS: list[tuple[int, int, int]] = []
+_NO_HITS: Final[list[tuple[int, int, int]]] = []
 
 # Characters that can follow a gazetteer word; '?' stands for any non-ASCII character, \x01 for a
 # blanked JSON escape.
-_WORD_ENDS: tuple[bytes, ...] = tuple(c.encode() for c in " ,.\n\r\t!?'\")]:;-\x01/")
+_WORD_ENDS: Final[tuple[bytes, ...]] = tuple(c.encode() for c in " ,.\n\r\t!?'\")]:;-\x01/")
 
 
 _LITERAL_DATABASES: dict[tuple[bytes, ...], Any] = {}
-_LITERAL_LOCK = threading.Lock()
+_LITERAL_LOCK: Final = threading.Lock()
 
 
 def _literal_database(words: tuple[bytes, ...]) -> Any:
@@ -1288,16 +1288,16 @@ class PiiMasker:
                 ]
 
 
-_ATTRIBUTE_MAPS = ("SpanAttributes", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
-_ATTRIBUTE_MAP_LISTS = ("Events.Attributes", "Links.Attributes")
+_ATTRIBUTE_MAPS: Final = ("SpanAttributes", "LogAttributes", "ResourceAttributes", "ScopeAttributes")
+_ATTRIBUTE_MAP_LISTS: Final = ("Events.Attributes", "Links.Attributes")
 # A record's free text besides its attributes: a span's status message and its name (semantic
 # conventions ask for low-cardinality names, but "GET /users/jane@example.com" is what some
 # applications send), and the names applications give events ("reminder sent to jane@…"): a
 # span's events' (a list column) and a log record's; and the schema URLs a log row keeps (a URL
 # may carry credentials or an address in its path or query).
-_SPAN_TEXTS = ("StatusMessage", "SpanName", "Events.Name")
-_LOG_TEXTS = ("EventName", "ResourceSchemaUrl", "ScopeSchemaUrl")
-_SPAN_FIELDS = (
+_SPAN_TEXTS: Final = ("StatusMessage", "SpanName", "Events.Name")
+_LOG_TEXTS: Final = ("EventName", "ResourceSchemaUrl", "ScopeSchemaUrl")
+_SPAN_FIELDS: Final = (
     "SpanName",
     "Events.Name",
     "SpanAttributes",
@@ -1319,7 +1319,7 @@ def _span_attribute_maps(row: Row) -> Iterator[dict[str, Any]]:
                 yield ev_attrs
 
 
-_LOG_FIELDS = (
+_LOG_FIELDS: Final = (
     "Body",
     "LogAttributes",
     "ResourceAttributes",
@@ -1330,7 +1330,7 @@ _LOG_FIELDS = (
 )
 # Text of an evaluation result a sender wrote (a judge's explanation quotes the call it judged; a
 # label or a name is free text too).
-_SCORE_FIELDS = ("explanation", "metadata", "label", "name", "identifier", "evaluator")
+_SCORE_FIELDS: Final = ("explanation", "metadata", "label", "name", "identifier", "evaluator")
 
 
 class _KeyMatcher:
@@ -1348,7 +1348,7 @@ class _KeyMatcher:
 
 # Values that are obviously not text are not scanned: short numbers, hex ids (trace/span ids,
 # hashes: with a letter, since a 13-19 digit run may be a card number), UUIDs.
-_NOT_TEXT = re.compile(
+_NOT_TEXT: Final = re.compile(
     r"(?:\d{1,12}|(?=[0-9]*[a-fA-F])[0-9a-fA-F]{16,64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|-?\d+\.\d+|true|false|null)",
     re.ASCII,
@@ -1360,17 +1360,17 @@ def _not_text(value: str) -> bool:
 
 
 # Shorter texts cost less to scan than to remember.
-_MEMO_MIN_LEN = 64
+_MEMO_MIN_LEN: Final = 64
 
 # The attribute the receiver sets on a record it masked: {"EMAIL": 1, ...} as JSON.
-CARRIED_COUNTS = "inferline.pii_found"
+CARRIED_COUNTS: Final = "inferline.pii_found"
 
 
 # `_prescan` results: no row is known clean (no batch scan); a scanned text without detections; a
 # value not scanned at all (inline base64 data).
-_NO_ROWS: frozenset[int] = frozenset()
-_NOTHING: list[tuple[int, int, str]] = []
-_SKIPPED = ""
+_NO_ROWS: Final[frozenset[int]] = frozenset()
+_NOTHING: Final[list[tuple[int, int, str]]] = []
+_SKIPPED: Final = ""
 
 
 def _carried(attrs: dict[str, str] | None) -> dict[str, int] | None:
@@ -1392,7 +1392,7 @@ def _carried(attrs: dict[str, str] | None) -> dict[str, int] | None:
     }
 
 
-_TYPE_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # detector and custom pattern names (upper-cased)
+_TYPE_NAME: Final = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # detector and custom pattern names (upper-cased)
 
 
 def _add(row: Row, column: str, counts: dict[str, int] | None) -> None:
@@ -1410,7 +1410,7 @@ def _inline_data(s: str) -> bool:
     return head >= 0 and _BASE64.fullmatch(s, head + 8) is not None
 
 
-_BASE64 = re.compile(r"[A-Za-z0-9+/=_\-\r\n]*")
+_BASE64: Final = re.compile(r"[A-Za-z0-9+/=_\-\r\n]*")
 
 
 def _json_structure(s: str) -> dict[str, Any] | list[Any] | None:
@@ -1443,7 +1443,7 @@ class _TextView(NamedTuple):
         return original_start, original_end
 
 
-_SHORT_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+_SHORT_ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 
 
 def _json_text_view(s: str) -> _TextView:

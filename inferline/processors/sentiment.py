@@ -33,7 +33,7 @@ from bisect import bisect_right
 from itertools import compress, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import vaderSentiment
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, C_INCR, N_SCALAR, NEGATE, SPECIAL_CASES
@@ -56,19 +56,19 @@ from inferline.processors.sentiment_domain import (
 
 log = logging.getLogger(__name__)
 
-POSITIVE_THRESHOLD = 0.05
-NEGATIVE_THRESHOLD = -0.05
+POSITIVE_THRESHOLD: Final = 0.05
+NEGATIVE_THRESHOLD: Final = -0.05
 
-_C_INCR = C_INCR
-_N_SCALAR = N_SCALAR
-_BOOSTERS: dict[str, float] = BOOSTER_DICT
-_SPECIAL_CASES: dict[str, float] = SPECIAL_CASES
-_NEGATE = frozenset(NEGATE)
+_C_INCR: Final = C_INCR
+_N_SCALAR: Final = N_SCALAR
+_BOOSTERS: Final[dict[str, float]] = BOOSTER_DICT
+_SPECIAL_CASES: Final[dict[str, float]] = SPECIAL_CASES
+_NEGATE: Final = frozenset(NEGATE)
 # One word of each multi-word idiom or booster ("the shit", "kiss of death", "kind of"): an idiom
 # can only match where all of its words are, so the idiom check runs only where one of these is
 # near (not "the", "to", "of", which are near most words).
 # (tests/test_sentiment.py checks that every idiom has one.)
-_IDIOM_MARKERS = frozenset(
+_IDIOM_MARKERS: Final = frozenset(
     {"shit", "bomb", "ass", "bus", "yeah", "kiss", "die", "beating", "enough", "kind", "sort"}
 )
 # Words that make VADER's rules do more than take a lexicon word's valence as is when they are
@@ -76,11 +76,11 @@ _IDIOM_MARKERS = frozenset(
 # so/this", "without doubt", "so"/"this" (VADER's quirk: one token back they amplify x1.25),
 # idiom markers. A lexicon word with none of them near (and not ALL CAPS, no "n't" before it)
 # skips the rules: most of them, as a text has few boosters and negations.
-_RULE_WORDS = frozenset(
+_RULE_WORDS: Final = frozenset(
     {*(k for k in _BOOSTERS if " " not in k), *_NEGATE, *_IDIOM_MARKERS}
     | {"no", "never", "so", "this", "without", "doubt", "least"}
 )
-_PUNCT = string.punctuation
+_PUNCT: Final = string.punctuation
 
 
 def _negated(word_lower: str, negate: frozenset[str] = _NEGATE) -> bool:
@@ -111,8 +111,8 @@ _LEXICON, _EMOJI = _load_lexicons()
 # then replaced with str.replace. (`str.translate` with the 1,200-entry dict costs ~80 ns per
 # character, as every missing key raises inside; a regex character class of non-BMP characters
 # is slower still.)
-_EMOJI_CHARS = frozenset(_EMOJI)
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_EMOJI_CHARS: Final = frozenset(_EMOJI)
+_NON_ASCII: Final = re.compile(r"[^\x00-\x7f]")
 
 
 def label_for(compound: float) -> str:
@@ -123,25 +123,25 @@ def label_for(compound: float) -> str:
     return "neutral"
 
 
-_DOMAIN_LEXICON = {**_LEXICON, **DOMAIN_WORDS}
+_DOMAIN_LEXICON: Final = {**_LEXICON, **DOMAIN_WORDS}
 for _phrase, _valence in PHRASES.items():
     _DOMAIN_LEXICON["_".join(_phrase)] = _valence
 # Words set to 0 are not sentiment words here ("please", "help"): out of the lexicon, so the
 # rules never run for them.
 for _word in [w for w, v in _DOMAIN_LEXICON.items() if v == 0.0]:
     del _DOMAIN_LEXICON[_word]
-_DOMAIN_NEGATE = _NEGATE | EXTRA_NEGATORS
-_DOMAIN_RULE_WORDS = _RULE_WORDS | EXTRA_NEGATORS | POST_NEGATORS
-_DOMAIN_EMOJI = {**_EMOJI, **EMOJI_OVERRIDES}
-_DOMAIN_EMOJI_CHARS = frozenset(_DOMAIN_EMOJI)
+_DOMAIN_NEGATE: Final = _NEGATE | EXTRA_NEGATORS
+_DOMAIN_RULE_WORDS: Final = _RULE_WORDS | EXTRA_NEGATORS | POST_NEGATORS
+_DOMAIN_EMOJI: Final = {**_EMOJI, **EMOJI_OVERRIDES}
+_DOMAIN_EMOJI_CHARS: Final = frozenset(_DOMAIN_EMOJI)
 # Words the domain rules look for (phrase openings, negators), found in one pass per text.
-_NEGATING = _DOMAIN_NEGATE | POST_NEGATORS
-_DOMAIN_TRIGGERS = PHRASE_FIRST_WORDS | _NEGATING | {"but"}
+_NEGATING: Final = _DOMAIN_NEGATE | POST_NEGATORS
+_DOMAIN_TRIGGERS: Final = PHRASE_FIRST_WORDS | _NEGATING | {"but"}
 # First words that a domain rule reads (see _domain_rules); SARCASM_OPENERS also as second word.
-_OPENING_RULE_WORDS = OPENING_NEGATORS | SARCASM_OPENERS | REQUEST_STARTERS
+_OPENING_RULE_WORDS: Final = OPENING_NEGATORS | SARCASM_OPENERS | REQUEST_STARTERS
 # The phrases per first word and second word, longest first: (the words after the second, the
 # joined token). Most first words ("like", "not", "no") are not followed by a second word.
-_PHRASES_BY_START: dict[str, dict[str, list[tuple[tuple[str, ...], str]]]] = {}
+_PHRASES_BY_START: Final[dict[str, dict[str, list[tuple[tuple[str, ...], str]]]]] = {}
 for _phrase in sorted(PHRASES, key=len, reverse=True):
     _PHRASES_BY_START.setdefault(_phrase[0], {}).setdefault(_phrase[1], []).append(
         (_phrase[2:], "_".join(_phrase))
@@ -367,9 +367,9 @@ class SentimentScorer:
 # VADER's word for each distinct token seen: natural text repeats its words (Zipf), so most
 # tokens cost one dict lookup instead of strip + lower, which were a fifth of the scorer's time.
 # Bounded: emptied when full.
-_WORD_CACHE: dict[str, str] = {}
-_WORD_CACHE_MAX = 50_000
-_WORD_CACHE_TOKEN_MAX = 32
+_WORD_CACHE: Final[dict[str, str]] = {}
+_WORD_CACHE_MAX: Final = 50_000
+_WORD_CACHE_TOKEN_MAX: Final = 32
 
 
 def _vader_word(token: str) -> str:
@@ -396,8 +396,8 @@ def _vader_words(raw: list[str], words: list[str | None]) -> list[str]:
 # VADER's normalisation, clamped and rounded to 4 decimals, per summed score. `round(x, 4)` goes
 # through a decimal conversion (~0.2 µs, ~0.8 with the rest here), and sums recur (texts share
 # their few lexicon words), so the result is kept per sum: a dict lookup instead. Bounded.
-_NORMALISED: dict[float, float] = {}
-_NORMALISED_MAX = 20_000
+_NORMALISED: Final[dict[float, float]] = {}
+_NORMALISED_MAX: Final = 20_000
 
 
 def _normalise(total: float) -> float:
@@ -449,9 +449,9 @@ def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str
     return out_raw, out_lower
 
 
-_CLAUSE_END = frozenset(",.;:!?")
+_CLAUSE_END: Final = frozenset(",.;:!?")
 _last_char = itemgetter(-1)
-_CLAUSE_WORDS = frozenset({"but", "aber", "mais", "pero", "ma", "maar", "however"})
+_CLAUSE_WORDS: Final = frozenset({"but", "aber", "mais", "pero", "ma", "maar", "however"})
 
 
 def _clause_starts(raw: list[str], lower: list[str]) -> list[int]:

@@ -7,6 +7,8 @@ Valences are on VADER's scale (-4 .. +4).
 
 from __future__ import annotations
 
+from typing import Final
+
 
 def words(text: str) -> list[str]:
     """A word list written as one block of text (long lists stay readable)."""
@@ -14,7 +16,7 @@ def words(text: str) -> list[str]:
 
 
 # Words VADER does not know, or knows with a sense that misleads on feedback about answers.
-DOMAIN_WORDS: dict[str, float] = {
+DOMAIN_WORDS: Final[dict[str, float]] = {
     # English, about answers
     "works": 1.5, "worked": 1.5, "working": 1.2, "fixed": 1.6, "correct": 1.9, "accurate": 1.9,
     "right": 1.2, "concise": 1.2, "tidy": 1.0, "cleaner": 1.5, "nailed": 2.8, "compiles": 1.0,
@@ -47,7 +49,7 @@ DOMAIN_WORDS: dict[str, float] = {
 
 # Multi-word expressions, matched on lower-cased, punctuation-stripped tokens and scored as one
 # token. Longest first where they share a first word.
-PHRASES: dict[tuple[str, ...], float] = {
+PHRASES: Final[dict[tuple[str, ...], float]] = {
     ("spot", "on"): 2.6,
     ("nailed", "it"): 2.8,
     ("like", "a", "charm"): 2.6,
@@ -90,30 +92,30 @@ PHRASES: dict[tuple[str, ...], float] = {
     ("off", "by"): -1.6,
     ("wrong", "again"): -2.6,
 }
-PHRASE_FIRST_WORDS: frozenset[str] = frozenset(p[0] for p in PHRASES)
+PHRASE_FIRST_WORDS: Final[frozenset[str]] = frozenset(p[0] for p in PHRASES)
 
 # Negation written after the verb (German, Dutch) or closing a French "ne ... pas".
-POST_NEGATORS: frozenset[str] = frozenset({"nicht", "niet", "pas", "nie", "nooit"})
+POST_NEGATORS: Final[frozenset[str]] = frozenset({"nicht", "niet", "pas", "nie", "nooit"})
 # Negators before the word, besides VADER's English ones.
-EXTRA_NEGATORS: frozenset[str] = frozenset(
+EXTRA_NEGATORS: Final[frozenset[str]] = frozenset(
     {"non", "ne", "n'est", "kein", "keine", "geen", "nunca", "mai", "jamais", "ni"}
 )
 
 # A comment that opens with praise and goes on with something bad is sarcasm:
 # "Great, another wrong answer", "Perfect, now nothing works", "Nice job breaking the login".
-SARCASM_OPENERS: frozenset[str] = frozenset(
+SARCASM_OPENERS: Final[frozenset[str]] = frozenset(
     {"great", "perfect", "nice", "wonderful", "wow", "oh", "awesome", "fantastic", "brilliant",
      "sure", "yeah", "lovely", "amazing", "thanks", "excellent", "cool"}
 )  # fmt: skip
-SARCASM_EMOJI = "\U0001f644"  # face with rolling eyes
+SARCASM_EMOJI: Final = "\U0001f644"  # face with rolling eyes
 
 # A clause opening with one of these denies what follows ("Nothing about this was useful").
-OPENING_NEGATORS: frozenset[str] = frozenset(
+OPENING_NEGATORS: Final[frozenset[str]] = frozenset(
     {"nothing", "none", "nobody", "nichts", "rien", "nada", "niente", "niets"}
 )
 
 # Emoji whose VADER description carries no or the wrong sentiment for feedback.
-EMOJI_OVERRIDES: dict[str, str] = {
+EMOJI_OVERRIDES: Final[dict[str, str]] = {
     "\U0001f44d": " good",  # thumbs up
     "\U0001f44e": " bad",  # thumbs down
     "\U0001f621": " angry",  # pouting face
@@ -126,7 +128,7 @@ EMOJI_OVERRIDES: dict[str, str] = {
 
 # A comment starting with one of these asks for something; unless it also judges the answer
 # strongly, it is neutral ("Please help me ...", "Can you make it more concise?").
-REQUEST_STARTERS: frozenset[str] = frozenset(
+REQUEST_STARTERS: Final[frozenset[str]] = frozenset(
     words(
         """
     can could would will please rewrite translate explain add use make give show summarise summarize
@@ -139,4 +141,4 @@ REQUEST_STARTERS: frozenset[str] = frozenset(
 )
 # Valence magnitude from which a word in a request still counts ("Can you fix this useless
 # answer?" is negative).
-REQUEST_STRONG = 2.0
+REQUEST_STRONG: Final = 2.0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from inferline.core.records import Row
 from inferline.processors.conventions.content_join import (
@@ -30,7 +30,7 @@ from inferline.processors.conventions.content_join import (
     Partition,
 )
 
-_MAX_DEPTH = 64  # a deeper chain (or a cycle in bad input) stops the walk
+_MAX_DEPTH: Final = 64  # a deeper chain (or a cycle in bad input) stops the walk
 
 
 class Inherited(NamedTuple):

@@ -3,7 +3,7 @@ free-form metadata kept as tags (dict) and labels (list)."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from inferline.processors.conventions import langfuse, vercel_ai
 from inferline.processors.conventions.field_sources import (
@@ -19,10 +19,10 @@ from inferline.processors.conventions.field_sources import (
 from inferline.processors.conventions.key_scan import Tagged
 from inferline.processors.conventions.values import as_str_list, tag_value
 
-_META_TENANT_KEYS = ("tenant_id", "tenantId", "tenant.id", "tenant")
-_META_USER = ("user_id", "userId", "langfuse_user_id")
-_META_SESSION = ("session_id", "sessionId", "langfuse_session_id", "thread_id", "conversation_id")
-_LANGFUSE_TAGGED = (langfuse.TRACE_METADATA_PREFIX, langfuse.OBSERVATION_METADATA_PREFIX)
+_META_TENANT_KEYS: Final = ("tenant_id", "tenantId", "tenant.id", "tenant")
+_META_USER: Final = ("user_id", "userId", "langfuse_user_id")
+_META_SESSION: Final = ("session_id", "sessionId", "langfuse_session_id", "thread_id", "conversation_id")
+_LANGFUSE_TAGGED: Final = (langfuse.TRACE_METADATA_PREFIX, langfuse.OBSERVATION_METADATA_PREFIX)
 # NamedTuples built per model call without their generated Python `__new__` (see normalise._record)
 _record = tuple.__new__
 
@@ -43,12 +43,12 @@ class Attribution(NamedTuple):
     resource_ids: tuple[str, str, str]
 
 
-_RESOURCE_USER = ("user.id", "enduser.id")
-_RESOURCE_SESSION = ("session.id",)
+_RESOURCE_USER: Final = ("user.id", "enduser.id")
+_RESOURCE_SESSION: Final = ("session.id",)
 # Every attribute that can name a user, session or tenant on a span (the tenant keys are added per
 # normaliser): a span without any of them passes nothing on to its descendants.
-_ALL_CHAINS = Chains(None, ())
-ID_KEYS = frozenset(
+_ALL_CHAINS: Final = Chains(None, ())
+ID_KEYS: Final = frozenset(
     (
         *_ALL_CHAINS.user,
         *_ALL_CHAINS.session,

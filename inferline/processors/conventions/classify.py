@@ -6,7 +6,7 @@ so they must not produce an inference row; neither must HTTP, DB or any other no
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.core.records import Span
 from inferline.processors.conventions import (
@@ -19,7 +19,7 @@ from inferline.processors.conventions import (
 )
 from inferline.processors.conventions.values import as_str
 
-_MODEL_OPERATIONS = {
+_MODEL_OPERATIONS: Final = {
     "chat": "chat",
     "text_completion": "text_completion",
     "completion": "text_completion",

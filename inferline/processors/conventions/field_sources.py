@@ -8,11 +8,11 @@ whose prefixed metadata shows mixed families use the full chains.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions.values import as_count, as_str, unquote
 
-DEFAULT_TENANT_KEYS: tuple[str, ...] = (
+DEFAULT_TENANT_KEYS: Final[tuple[str, ...]] = (
     "tenant.id",
     "tenant_id",
     "langfuse.trace.metadata.tenant_id",
@@ -24,7 +24,7 @@ DEFAULT_TENANT_KEYS: tuple[str, ...] = (
     "langsmith.metadata.tenant_id",
 )
 
-MODEL = (
+MODEL: Final = (
     "langfuse.observation.model.name",
     "gen_ai.response.model",
     "llm.response.model_name",
@@ -34,7 +34,7 @@ MODEL = (
     "ai.model.id",
     "embedding.model_name",
 )
-REQUEST_MODEL = (
+REQUEST_MODEL: Final = (
     "gen_ai.request.model",
     "llm.request.model_name",
     "ai.model.id",
@@ -42,28 +42,28 @@ REQUEST_MODEL = (
     "langfuse.observation.model.name",
     "embedding.model_name",
 )
-RESPONSE_ID = ("gen_ai.response.id", "ai.response.id")
-INPUT = (
+RESPONSE_ID: Final = ("gen_ai.response.id", "ai.response.id")
+INPUT: Final = (
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.prompt_tokens",
     "llm.token_count.prompt",
     "ai.usage.inputTokens",
     "ai.usage.promptTokens",
 )
-OUTPUT = (
+OUTPUT: Final = (
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.completion_tokens",
     "llm.token_count.completion",
     "ai.usage.outputTokens",
     "ai.usage.completionTokens",
 )
-TOTAL = (
+TOTAL: Final = (
     "llm.usage.total_tokens",
     "gen_ai.usage.total_tokens",
     "llm.token_count.total",
     "ai.usage.totalTokens",
 )
-CACHE_READ = (
+CACHE_READ: Final = (
     "gen_ai.usage.cache_read.input_tokens",
     "gen_ai.usage.cache_read_input_tokens",
     "llm.token_count.prompt_details.cache_read",
@@ -71,13 +71,13 @@ CACHE_READ = (
     "ai.usage.cachedInputTokens",
     "gen_ai.usage.prompt_tokens_details.cached_tokens",
 )
-CACHE_WRITE = (
+CACHE_WRITE: Final = (
     "gen_ai.usage.cache_creation.input_tokens",
     "gen_ai.usage.cache_creation_input_tokens",
     "llm.token_count.prompt_details.cache_write",
     "gen_ai.usage.prompt_tokens_details.cache_creation_tokens",
 )
-REASONING = (
+REASONING: Final = (
     "gen_ai.usage.reasoning.output_tokens",
     "gen_ai.usage.reasoning_tokens",
     "llm.usage.reasoning_tokens",
@@ -86,21 +86,21 @@ REASONING = (
     "gen_ai.usage.completion_tokens_details.reasoning_tokens",
     "gen_ai.usage.completion_tokens_details.reasoning",
 )
-STREAM = (
+STREAM: Final = (
     "gen_ai.request.stream",
     "gen_ai.request.is_stream",
     "gen_ai.is_streaming",
     "llm.is_streaming",
     "langsmith.request.streaming",
 )
-FINISH = (
+FINISH: Final = (
     "llm.finish_reason",
     "ai.response.finishReason",
     "gen_ai.response.finish_reason",
     "llm.response.finish_reason",
     "llm.response.stop_reason",
 )
-USER = (
+USER: Final = (
     "langfuse.user.id",
     "user.id",
     "enduser.id",
@@ -113,7 +113,7 @@ USER = (
     "gen_ai.request.user",
     "langsmith.metadata.user_id",
 )
-SESSION = (
+SESSION: Final = (
     "langfuse.session.id",
     "session.id",
     "traceloop.association.properties.session_id",
@@ -124,7 +124,7 @@ SESSION = (
     "langsmith.metadata.thread_id",
     "langsmith.metadata.conversation_id",
 )
-AGENT = (
+AGENT: Final = (
     "gen_ai.agent.name",
     "traceloop.workflow.name",
     "gen_ai.workflow.name",
@@ -134,30 +134,30 @@ AGENT = (
 
 # Read whatever the convention (never filtered per family), but cut to a layout's keys like the
 # chains above: most spans carry none of these, and an empty tuple costs no lookups.
-PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
-SERVER_ADDRESS = ("server.address",)
-ENVIRONMENT = (
+PROVIDER: Final = ("gen_ai.provider.name", "gen_ai.system")
+SERVER_ADDRESS: Final = ("server.address",)
+ENVIRONMENT: Final = (
     "langfuse.environment",
     "deployment.environment.name",
     "deployment.environment",
     "gen_ai.environment",
 )
-SERVICE = ("service.name", "gen_ai.application_name")
-CONVERSATION = ("gen_ai.conversation.id",)
-AGENT_ID = ("gen_ai.agent.id",)
-LABELS = ("tag.tags", "ai.telemetry.metadata.tags", "langsmith.span.tags")
+SERVICE: Final = ("service.name", "gen_ai.application_name")
+CONVERSATION: Final = ("gen_ai.conversation.id",)
+AGENT_ID: Final = ("gen_ai.agent.id",)
+LABELS: Final = ("tag.tags", "ai.telemetry.metadata.tags", "langsmith.span.tags")
 # Attributes kept as tags under their own names: content uploaded elsewhere (the contrib upload hook
 # leaves a reference), and the agent's description and version (OTel GenAI agent attributes).
-KEPT_AS_TAGS = (
+KEPT_AS_TAGS: Final = (
     "gen_ai.input.messages.ref",
     "gen_ai.output.messages.ref",
     "gen_ai.agent.description",
     "gen_ai.agent.version",
 )
-TTFT_S = ("gen_ai.response.time_to_first_chunk", "gen_ai.client.operation.time_to_first_chunk")
+TTFT_S: Final = ("gen_ai.response.time_to_first_chunk", "gen_ai.client.operation.time_to_first_chunk")
 
 # `llm.*` keys that OpenLLMetry writes; the rest of `llm.*` is OpenInference.
-_LL_LLM_KEYS = frozenset(
+_LL_LLM_KEYS: Final = frozenset(
     (
         "llm.usage.total_tokens",
         "llm.usage.reasoning_tokens",
@@ -168,7 +168,7 @@ _LL_LLM_KEYS = frozenset(
     )
 )
 # Key families each convention can carry; a convention not listed (Langfuse) uses the full chains.
-_ALLOWED_FAMILIES = {
+_ALLOWED_FAMILIES: Final = {
     "otel_genai": ("common", "openllmetry"),
     "openllmetry": ("common", "openllmetry"),
     "openlit": ("common",),
@@ -193,7 +193,7 @@ def _key_family(k: str) -> str:
 
 
 # Chains' attributes (mypyc's compiled classes cannot read `Chains.__slots__`).
-_CHAIN_NAMES = (
+_CHAIN_NAMES: Final = (
     "agent",
     "agent_id",
     "cache_read",

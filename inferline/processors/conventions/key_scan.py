@@ -7,14 +7,14 @@ AI SDK, Langfuse and LangSmith put free-form metadata under a key prefix.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from inferline.processors.conventions import langfuse, langsmith, openinference, openllmetry, vercel_ai
 from inferline.processors.conventions.field_sources import Chains
 from inferline.processors.conventions.values import key_index
 
 # Prefixes gathered in the one pass over attribute keys. Indexed ones hold `<prefix><i>.<sub>`.
-_INDEXED = (
+_INDEXED: Final = (
     openinference.INPUT_PREFIX,
     openinference.OUTPUT_PREFIX,
     openinference.PROMPTS_PREFIX,
@@ -23,7 +23,7 @@ _INDEXED = (
     openllmetry.PROMPT_PREFIX,
     openllmetry.COMPLETION_PREFIX,
 )
-_TAGGED = (
+_TAGGED: Final = (
     openllmetry.ASSOCIATION_PREFIX,
     vercel_ai.METADATA_PREFIX,
     langfuse.TRACE_METADATA_PREFIX,
@@ -46,8 +46,8 @@ def _pattern(prefixes: tuple[str, ...]) -> str:
     return "\n((?:" + "|".join(branches) + "))([^\n]*)"
 
 
-_SCAN_RX = re.compile(_pattern(_INDEXED + _TAGGED))
-_TAGGED_SET = frozenset(_TAGGED)
+_SCAN_RX: Final = re.compile(_pattern(_INDEXED + _TAGGED))
+_TAGGED_SET: Final = frozenset(_TAGGED)
 
 # {prefix: {index: {sub_key: value}}} for the indexed message families
 Indexed = dict[str, dict[int, dict[str, Any]]]

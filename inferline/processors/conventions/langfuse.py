@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions.messages import Message, to_messages
 from inferline.processors.conventions.values import (
@@ -15,11 +15,11 @@ from inferline.processors.conventions.values import (
     unquote,
 )
 
-OBSERVATION_TYPE = "langfuse.observation.type"
-TRACE_METADATA_PREFIX = "langfuse.trace.metadata."
-OBSERVATION_METADATA_PREFIX = "langfuse.observation.metadata."
+OBSERVATION_TYPE: Final = "langfuse.observation.type"
+TRACE_METADATA_PREFIX: Final = "langfuse.trace.metadata."
+OBSERVATION_METADATA_PREFIX: Final = "langfuse.observation.metadata."
 
-_TYPE_OPERATION = {"generation": "chat", "embedding": "embeddings"}
+_TYPE_OPERATION: Final = {"generation": "chat", "embedding": "embeddings"}
 
 
 def operation(obs_type: Any) -> str | None:

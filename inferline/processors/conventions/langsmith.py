@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions.values import as_count, as_py_dict, as_str
 
-SPAN_KIND = "langsmith.span.kind"
-METADATA_PREFIX = "langsmith.metadata."
+SPAN_KIND: Final = "langsmith.span.kind"
+METADATA_PREFIX: Final = "langsmith.metadata."
 
 
 def is_model_call(kind: Any) -> bool:

@@ -13,13 +13,13 @@ reads every shape the conventions use, because the same shapes recur across them
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions.values import as_json, as_str, stringify
 
 Message = dict[str, Any]
 
-_ROLES = {
+_ROLES: Final = {
     "system": "system",
     "developer": "system",
     "user": "user",
@@ -43,7 +43,7 @@ _ROLES = {
     "chatmessage": "user",
 }
 
-_FINISH = {
+_FINISH: Final = {
     "tool_calls": "tool_call",
     "tool-calls": "tool_call",
     "tool_use": "tool_call",
@@ -60,15 +60,15 @@ _FINISH = {
     "safety": "content_filter",
 }
 
-_TEXT_PARTS = frozenset(("text", "input_text", "output_text"))
-_REASONING_PARTS = frozenset(("reasoning", "thinking", "redacted_thinking"))
-_CALL_PARTS = frozenset(
+_TEXT_PARTS: Final = frozenset(("text", "input_text", "output_text"))
+_REASONING_PARTS: Final = frozenset(("reasoning", "thinking", "redacted_thinking"))
+_CALL_PARTS: Final = frozenset(
     ("tool_call", "tool-call", "tool_use", "function_call", "server_tool_call", "server_tool_use")
 )
-_RESULT_PARTS = frozenset(
+_RESULT_PARTS: Final = frozenset(
     ("tool_call_response", "tool-result", "tool_result", "function_call_output", "server_tool_call_response")
 )
-_MEDIA_PARTS = frozenset(
+_MEDIA_PARTS: Final = frozenset(
     ("blob", "uri", "file", "image", "image_url", "input_image", "audio", "input_audio", "video", "document")
 )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from inferline.processors.conventions.messages import (
     Message,
@@ -23,17 +23,17 @@ from inferline.processors.conventions.values import (
     stringify,
 )
 
-SPAN_KIND = "openinference.span.kind"
-FIRST_TOKEN_EVENT = "First Token Stream Event"
+SPAN_KIND: Final = "openinference.span.kind"
+FIRST_TOKEN_EVENT: Final = "First Token Stream Event"
 
 # Indexed prefixes gathered by the normaliser's single pass over the attribute keys.
-INPUT_PREFIX = "llm.input_messages."
-OUTPUT_PREFIX = "llm.output_messages."
-PROMPTS_PREFIX = "llm.prompts."
-CHOICES_PREFIX = "llm.choices."
-TOOLS_PREFIX = "llm.tools."  # `llm.tools.<i>.tool.json_schema`: the tools offered to the model
+INPUT_PREFIX: Final = "llm.input_messages."
+OUTPUT_PREFIX: Final = "llm.output_messages."
+PROMPTS_PREFIX: Final = "llm.prompts."
+CHOICES_PREFIX: Final = "llm.choices."
+TOOLS_PREFIX: Final = "llm.tools."  # `llm.tools.<i>.tool.json_schema`: the tools offered to the model
 
-_KIND_OPERATION = {"LLM": "chat", "EMBEDDING": "embeddings"}
+_KIND_OPERATION: Final = {"LLM": "chat", "EMBEDDING": "embeddings"}
 
 Indexed = dict[int, dict[str, Any]]
 
@@ -134,13 +134,13 @@ def io_messages(
 
 # Raw documents longer than this are not parsed (a long chat history, embedding vectors): the
 # facts read from them are not worth milliseconds per span.
-MAX_DOCUMENT_CHARS = 256 * 1024
+MAX_DOCUMENT_CHARS: Final = 256 * 1024
 
-INVOCATION_PARAMETERS = "llm.invocation_parameters"
-PROMPT_TOKENS = "llm.token_count.prompt"
-COMPLETION_TOKENS = "llm.token_count.completion"
-INPUT_VALUE = "input.value"
-OUTPUT_VALUE = "output.value"
+INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"
+PROMPT_TOKENS: Final = "llm.token_count.prompt"
+COMPLETION_TOKENS: Final = "llm.token_count.completion"
+INPUT_VALUE: Final = "input.value"
+OUTPUT_VALUE: Final = "output.value"
 
 
 def invocation_parameters(a: dict[str, Any]) -> dict[str, Any] | None:
@@ -163,10 +163,10 @@ def metadata(a: dict[str, Any]) -> dict[str, Any] | None:
 
 # Request-model keys of the providers' request bodies (OpenAI/Anthropic `model`, LangChain
 # `model_name`, Bedrock `modelId`).
-_MODEL_KEYS = ("model", "model_name", "model_id", "modelId")
+_MODEL_KEYS: Final = ("model", "model_name", "model_id", "modelId")
 # Parameters the row has columns for (or that are not parameters); the rest go to
 # `request_parameters` under their own names.
-_NOT_OTHER_PARAMETERS = frozenset(
+_NOT_OTHER_PARAMETERS: Final = frozenset(
     (
         *_MODEL_KEYS,
         "temperature",
@@ -187,12 +187,12 @@ _NOT_OTHER_PARAMETERS = frozenset(
         "user",
     )
 )
-_MAX_PARAMETERS = 32
-_MAX_PARAMETER_CHARS = 4096
+_MAX_PARAMETERS: Final = 32
+_MAX_PARAMETER_CHARS: Final = 4096
 
 
 # Tool definitions in a request document, kept under one name whatever the provider calls them.
-_TOOL_KEYS = frozenset(("tools", "functions"))
+_TOOL_KEYS: Final = frozenset(("tools", "functions"))
 
 
 def tool_definitions(indexed: Indexed) -> str:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions.messages import Message, norm_role
 
 # The roles OpenLIT's `format_content` writes as `role: content` line prefixes.
-_ROLE_PREFIXES = ("system", "user", "assistant", "tool", "developer", "human", "ai", "function", "model")
+_ROLE_PREFIXES: Final = (
+    "system",
+    "user",
+    "assistant",
+    "tool",
+    "developer",
+    "human",
+    "ai",
+    "function",
+    "model",
+)
 
-TTFT_S = "gen_ai.server.time_to_first_token"
+TTFT_S: Final = "gen_ai.server.time_to_first_token"
 
 
 def is_openlit(a: dict[str, Any], resource: dict[str, Any], scope_name: str) -> bool:

@@ -6,7 +6,7 @@ the OTel code; this module only adds what is OpenLLMetry's own.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions.messages import (
     Message,
@@ -17,14 +17,14 @@ from inferline.processors.conventions.messages import (
 )
 from inferline.processors.conventions.values import as_json, as_str, key_index
 
-PROMPT_PREFIX = "gen_ai.prompt."
-COMPLETION_PREFIX = "gen_ai.completion."
-ASSOCIATION_PREFIX = "traceloop.association.properties."
-CHUNK_EVENTS = frozenset(("gen_ai.content.completion.chunk", "llm.content.completion.chunk"))
-SPAN_KIND = "traceloop.span.kind"
+PROMPT_PREFIX: Final = "gen_ai.prompt."
+COMPLETION_PREFIX: Final = "gen_ai.completion."
+ASSOCIATION_PREFIX: Final = "traceloop.association.properties."
+CHUNK_EVENTS: Final = frozenset(("gen_ai.content.completion.chunk", "llm.content.completion.chunk"))
+SPAN_KIND: Final = "traceloop.span.kind"
 
-_REQUEST_TYPE_OPERATION = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
-_MARKERS = frozenset(
+_REQUEST_TYPE_OPERATION: Final = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
+_MARKERS: Final = frozenset(
     (
         "llm.request.type",
         "traceloop.span.kind",

@@ -8,7 +8,7 @@ per-message events (content in the log body), which arrive as log records or as 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions import openlit
 from inferline.processors.conventions.messages import (
@@ -22,28 +22,28 @@ from inferline.processors.conventions.messages import (
 )
 from inferline.processors.conventions.values import as_int, as_json, as_str, host_of
 
-OPERATION_NAME = "gen_ai.operation.name"
-INPUT_MESSAGES = "gen_ai.input.messages"
-OUTPUT_MESSAGES = "gen_ai.output.messages"
-SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
-FINISH_REASONS = "gen_ai.response.finish_reasons"
+OPERATION_NAME: Final = "gen_ai.operation.name"
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
+OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 
 # Event names carrying content. Old per-message events hold it in the body (or, as span events,
 # in attributes); the >=1.37 details event holds it in attributes.
-DETAILS_EVENT = "gen_ai.client.inference.operation.details"
-MESSAGE_EVENTS = {
+DETAILS_EVENT: Final = "gen_ai.client.inference.operation.details"
+MESSAGE_EVENTS: Final = {
     "gen_ai.system.message": "system",
     "gen_ai.user.message": "user",
     "gen_ai.assistant.message": "assistant",
     "gen_ai.tool.message": "tool",
 }
-CHOICE_EVENT = "gen_ai.choice"
-CONTENT_EVENTS = frozenset((DETAILS_EVENT, CHOICE_EVENT, *MESSAGE_EVENTS))
-PROMPT_EVENT = "gen_ai.content.prompt"  # v1.26 / OpenLIT / Semantic Kernel
-COMPLETION_EVENT = "gen_ai.content.completion"
+CHOICE_EVENT: Final = "gen_ai.choice"
+CONTENT_EVENTS: Final = frozenset((DETAILS_EVENT, CHOICE_EVENT, *MESSAGE_EVENTS))
+PROMPT_EVENT: Final = "gen_ai.content.prompt"  # v1.26 / OpenLIT / Semantic Kernel
+COMPLETION_EVENT: Final = "gen_ai.content.completion"
 
 # Provider vocabulary: OTel names map to themselves; deprecated and foreign spellings map to them.
-_PROVIDERS = {
+_PROVIDERS: Final = {
     "openai": "openai",
     "anthropic": "anthropic",
     "aws.bedrock": "aws.bedrock",
@@ -276,7 +276,7 @@ class EventContent:
         return [fr for _i, _s, _m, fr in sorted(self.choices, key=lambda c: (c[0], c[1])) if fr]
 
 
-_EVENT_META_KEYS = frozenset(("gen_ai.system", "gen_ai.provider.name", "event.name"))
+_EVENT_META_KEYS: Final = frozenset(("gen_ai.system", "gen_ai.provider.name", "event.name"))
 
 
 def _body_from_attrs(attrs: dict[str, Any]) -> dict[str, Any]:

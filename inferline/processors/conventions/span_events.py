@@ -6,14 +6,14 @@ message content (OTel GenAI content events, the older `gen_ai.content.prompt/com
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.core.records import Event
 from inferline.processors.conventions import openinference, openllmetry, otel_genai, vercel_ai
 from inferline.processors.conventions.otel_genai import CONTENT_EVENTS, EventContent
 from inferline.processors.conventions.values import as_float, as_str
 
-_EXCEPTION_EVENTS = ("exception", "gen_ai.client.operation.exception")
+_EXCEPTION_EVENTS: Final = ("exception", "gen_ai.client.operation.exception")
 
 
 class SpanEvents:

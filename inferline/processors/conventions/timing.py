@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions import langfuse, openlit, vercel_ai
 from inferline.processors.conventions.field_sources import Chains
 from inferline.processors.conventions.span_events import SpanEvents
 from inferline.processors.conventions.values import as_bool, as_float
 
-_VERCEL_STREAM_IDS = ("ai.streamText.doStream", "ai.streamObject.doStream")
+_VERCEL_STREAM_IDS: Final = ("ai.streamText.doStream", "ai.streamObject.doStream")
 
 
 def streaming_and_ttft(

@@ -6,19 +6,19 @@ Counts are normalised so that input includes cache reads/writes and output inclu
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from inferline.processors.conventions import langfuse, langsmith, vercel_ai
 from inferline.processors.conventions.field_sources import Chains, first_count
 from inferline.processors.conventions.openinference import ResponseUsage
 from inferline.processors.conventions.values import as_count, as_decimal
 
-_IN_DETAILS = "gen_ai.usage.input_token_details"
-_OUT_DETAILS = "gen_ai.usage.output_token_details"
+_IN_DETAILS: Final = "gen_ai.usage.input_token_details"
+_OUT_DETAILS: Final = "gen_ai.usage.output_token_details"
 
 # Usage broken down by modality -> `usage_details` keys. OTel semconv-genai (after 1.42) names
 # first, then OpenInference's audio details.
-USAGE_DETAILS = (
+USAGE_DETAILS: Final = (
     ("gen_ai.usage.text.input_tokens", "input.text"),
     ("gen_ai.usage.image.input_tokens", "input.image"),
     ("gen_ai.usage.audio.input_tokens", "input.audio"),
@@ -44,7 +44,7 @@ class TokenCounts(NamedTuple):
     details: dict[str, int]  # by modality: `input.audio`, `output.image`, ... (only those reported)
 
 
-_DETAIL_ATTRIBUTES = frozenset(attribute for attribute, _ in USAGE_DETAILS)
+_DETAIL_ATTRIBUTES: Final = frozenset(attribute for attribute, _ in USAGE_DETAILS)
 
 
 def usage_details(a: dict[str, Any]) -> dict[str, int]:
@@ -129,9 +129,9 @@ def tokens(
     return counts, adjusted
 
 
-_NO_ADJUSTMENT: dict[str, str] = {}  # shared, never written: most rows need none
-INPUT_ADJUSTED = "inferline.input_tokens_adjusted"
-OUTPUT_ADJUSTED = "inferline.output_tokens_adjusted"
+_NO_ADJUSTMENT: Final[dict[str, str]] = {}  # shared, never written: most rows need none
+INPUT_ADJUSTED: Final = "inferline.input_tokens_adjusted"
+OUTPUT_ADJUSTED: Final = "inferline.output_tokens_adjusted"
 
 
 def _inclusive(
@@ -195,7 +195,9 @@ class ProvidedCost(NamedTuple):
     output: Decimal | None
 
 
-_NO_COST = ProvidedCost(None, None, None)  # shared: most spans carry no cost, and records are immutable
+_NO_COST: Final = ProvidedCost(
+    None, None, None
+)  # shared: most spans carry no cost, and records are immutable
 
 
 def provided_cost(a: dict[str, Any], is_langfuse: bool) -> ProvidedCost:

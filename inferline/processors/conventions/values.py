@@ -13,14 +13,14 @@ import math
 from calendar import timegm
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_ANY_VALUE_KEYS = ("intValue", "doubleValue", "stringValue", "boolValue")
-_TRUE = frozenset(("true", "1", "yes", "y", "on"))
-_FALSE = frozenset(("false", "0", "no", "n", "off", ""))
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+_ANY_VALUE_KEYS: Final = ("intValue", "doubleValue", "stringValue", "boolValue")
+_TRUE: Final = frozenset(("true", "1", "yes", "y", "on"))
+_FALSE: Final = frozenset(("false", "0", "no", "n", "off", ""))
 
 
 def _unwrap_any_value(v: Any) -> Any:
@@ -61,7 +61,7 @@ def as_int(v: Any) -> int | None:
 
 # The largest position an indexed key (`gen_ai.prompt.<i>.content`, `llm.input_messages.<i>.…`) may
 # name: no conversation has a million messages, and int() refuses numerals past 4,300 digits.
-_MAX_INDEX_DIGITS = 6
+_MAX_INDEX_DIGITS: Final = 6
 
 
 def key_index(s: str) -> int | None:

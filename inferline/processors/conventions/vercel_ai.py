@@ -6,17 +6,17 @@ Legacy root spans (`ai.generateText`, `ai.streamText`, ...) carry the totals of 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from inferline.processors.conventions.messages import Message, to_messages, tool_call
 from inferline.processors.conventions.values import as_count, as_json, as_json_dict, as_str, loads, stringify
 
-OPERATION_ID = "ai.operationId"
-EMBED_VALUES = "ai.values"
-METADATA_PREFIX = "ai.telemetry.metadata."
-FIRST_CHUNK_EVENT = "ai.stream.firstChunk"
+OPERATION_ID: Final = "ai.operationId"
+EMBED_VALUES: Final = "ai.values"
+METADATA_PREFIX: Final = "ai.telemetry.metadata."
+FIRST_CHUNK_EVENT: Final = "ai.stream.firstChunk"
 
-_CALL_OPERATIONS = {
+_CALL_OPERATIONS: Final = {
     "ai.generateText.doGenerate": "chat",
     "ai.streamText.doStream": "chat",
     "ai.generateObject.doGenerate": "chat",
