@@ -70,6 +70,8 @@ class _Scoped:
 
 
 class _Resourced:
+    """A resource group (ResourceSpans / ResourceLogs) and its scope groups."""
+
     __slots__ = ("group", "scopes")
 
     def __init__(self, group: Group) -> None:
@@ -132,9 +134,7 @@ def _split(buf: bytes, kind: int, partitions: int, window: TimeWindow | None, no
                 kept.append(stop)
     rejected.correct(stamped, UNTIMED_LOG_STAMPED)
     parts: dict[int, bytes] = {}
-    if not resources:
-        pass
-    elif not changed and not mixed:
+    if resources and not changed and not mixed:
         parts[max(first, 0)] = buf  # as `prepare` would serialise it: nothing to take out or add
     elif first >= 0:
         for partition in sorted({p for r in resources for s in r.scopes for p in s.records}):
