@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,7 +37,7 @@ from inferline.exporters.kafka.enriched import EnrichedLines, EnrichedMessages
 from inferline.otlp.flatten import flatten_logs, flatten_spans
 from inferline.otlp.json_codec import decode_protobuf
 from inferline.processors.chain import ProcessorChain
-from inferline.service.writer_role import _checked_row
+from inferline.service.writer_role import _decoded_row
 from inferline.storage.clickhouse import connect
 from inferline.storage.schema import OTEL_LOGS, OTEL_TRACES, Table, migrate
 
@@ -47,6 +48,13 @@ STRICT = (
     " input_format_json_read_arrays_as_strings = 0, input_format_skip_unknown_fields = 1,"
     " input_format_null_as_default = 1, input_format_parallel_parsing = 0"
 )
+
+
+def _checked_rows(lines: list[bytes], table: Table) -> list[Any]:
+    """The writer's reading of a message's lines: decoded, then checked together."""
+    rows = [_decoded_row(x, table) for x in lines]
+    assert not table.problems(rows)
+    return rows
 
 
 def _structure(table: Table) -> tuple[str, str]:
@@ -111,7 +119,7 @@ def main() -> None:
         path = Path(tmp) / "lines.ndjson"
 
         def python_rows() -> list[bytes]:
-            return [encode_block(t, [_checked_row(x, t) for x in ls]) for t, ls in lines.items()]
+            return [encode_block(t, _checked_rows(ls, t)) for t, ls in lines.items()]
 
         def clickhouse_native() -> list[bytes]:
             out = []
@@ -124,8 +132,8 @@ def main() -> None:
 
         def python_insert() -> None:
             batch = Batch(
-                spans=[_checked_row(x, OTEL_TRACES) for x in lines[OTEL_TRACES]],
-                logs=[_checked_row(x, OTEL_LOGS) for x in lines[OTEL_LOGS]],
+                spans=_checked_rows(lines[OTEL_TRACES], OTEL_TRACES),
+                logs=_checked_rows(lines[OTEL_LOGS], OTEL_LOGS),
             )
             inserter.insert(batch, uuid.uuid4().hex)
 

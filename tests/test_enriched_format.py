@@ -5,6 +5,7 @@ per message) on request, and the writer reading both, dead-lettering a bad line 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import zlib
 from types import SimpleNamespace
@@ -146,6 +147,33 @@ def test_the_writer_reads_both_versions_and_dead_letters_a_bad_line_alone() -> N
     [(_, _, _, h)] = sent
     assert b"unsupported schema-version" in h["inferline-dlq-error"]
     assert "inferline-dlq-source-line" not in h
+
+
+def test_the_writer_decodes_a_message_without_automatic_collections() -> None:
+    """A message's rows are made at once and kept for the flush: young collections during the
+    decoding would walk them again and again. One young collection closes it (a cycle is still
+    freed at once), whatever the collector's thresholds."""
+    writer, _ = _writer()
+    # Lists are what the collector tracks (a dict of strings is not): ten per row.
+    lines = [orjson.dumps(_span(t) | {f"Events.{i}": [["v"]] for i in range(5)}) for t in TRACES * 3]
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50, 1, 1)  # a collection every 50 new tracked objects
+    gc.callbacks.append(count)
+    try:
+        rows = asyncio.run(writer._decode(_record(b"\n".join(lines), b"2"), OTEL_TRACES))
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*thresholds)
+    assert len(rows) == 3 * len(TRACES)
+    # The closing one and at most one of the event loop's (~20 without the deferral).
+    assert collections.count(0) <= 2, collections
+    assert gc.isenabled()
 
 
 def test_the_writer_waits_longer_for_a_batch_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ enriched topic (a row it would refuse is dead-lettered alone instead of failing 
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
 from typing import Any
 
@@ -58,3 +59,32 @@ def test_a_value_clickhouse_would_refuse_is_named(changes: dict[str, Any], colum
     problem = LLM_INFERENCES.problem(_inference(**changes))
     assert problem is not None and problem.startswith(f"llm_inferences.{column}: ")
     assert "is not a valid value" in problem
+
+
+def test_problems_names_the_rows_clickhouse_would_refuse_by_position() -> None:
+    good = [_inference(), _inference(latency_ms=12), _inference(temperature=0.2)]
+    assert LLM_INFERENCES.problems(good) == {}
+    rows = [*good, _inference(input_tokens="3"), _inference(project_id=_Text("p")), _inference(success=1)]
+    found = LLM_INFERENCES.problems(rows)
+    assert sorted(found) == [3, 5]
+    assert found[3].startswith("llm_inferences.input_tokens: ")
+    assert found[5].startswith("llm_inferences.success: ")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_problems_agrees_with_problem_row_by_row(seed: int) -> None:
+    """The column-at-a-time check finds exactly the rows the row-at-a-time one refuses."""
+    rng = random.Random(seed)
+    changes: list[dict[str, Any]] = [
+        {},
+        {"latency_ms": 12},
+        {"project_id": _Text("p")},
+        {"input_tokens": True},
+        {"input_tokens": None},
+        {"total_cost_usd": 0.001},
+        {"tags": ["team"]},
+        {"prompt_messages": "[]"},
+    ]
+    rows = [_inference(**rng.choice(changes)) for _ in range(40)]
+    expected = {i: why for i, row in enumerate(rows) if (why := LLM_INFERENCES.problem(row))}
+    assert LLM_INFERENCES.problems(rows) == expected

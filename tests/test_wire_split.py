@@ -17,6 +17,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from bench.payloads import build_template
 from inferline.core.records import SPANS
+from inferline.exporters.kafka.raw import RawMessage, RawSplit, split_received, split_request
 from inferline.otlp import prepared, validate, wire, wire_split
 from inferline.otlp.flatten import flatten_logs, flatten_spans
 from inferline.otlp.prepared import prepare, prepare_received
@@ -188,3 +189,60 @@ def test_the_accepted_times_are_the_times_the_window_finds_nothing_wrong_with() 
             accepted = not window.span_start_problem("s", t, NOW)
             assert accepted == (low <= t < high), (window, t)
         assert high - low > day
+
+
+def _same_as_split_request(
+    body: bytes, cls: Any, partitions: list[int], window: TimeWindow | None, max_bytes: int = 1 << 20
+) -> RawSplit | None:
+    """The Kafka receiver's split from the bytes against its split through upb's objects: the same
+    records in the same partitions (None: unkeyed), the same rejections and corrections."""
+    got = split_received(body, parse(body, cls), max_bytes, window, partitions)
+    want = split_request(parse(body, cls), True, max_bytes, window, partitions)
+    if got is None:
+        return None
+    assert (got.tally.reasons, got.tally.corrected) == (want.tally.reasons, want.tally.corrected)
+    assert all(m.key is None for m in got.messages)  # placed by partition, no key to hash again
+
+    def by_partition(messages: list[RawMessage]) -> dict[int | None, str]:
+        found: dict[int | None, list[Any]] = {}
+        for m in messages:
+            found.setdefault(m.partition, []).extend(_records(m.value, cls))
+        return {k: repr(sorted(v, key=repr)) for k, v in found.items()}
+
+    assert by_partition(got.messages) == by_partition(want.messages)
+    return got
+
+
+@pytest.mark.parametrize("partitions", [[0], [0, 1, 2], list(range(12)), [3, 7]])
+def test_the_kafka_receivers_split_from_the_bytes_places_records_as_through_upb(
+    partitions: list[int],
+) -> None:
+    rng = random.Random(len(partitions))
+    template = build_template("genai", "grpc", 200, random.Random(5), secrets.token_bytes(8))
+    bodies: list[tuple[Any, bytes]] = [
+        (ExportTraceServiceRequest, template.stamp(i << 16)[0]) for i in range(2)
+    ]
+    bodies += [(ExportLogsServiceRequest, logs) for i in range(2) if (logs := template.stamp(i << 16)[1])]
+    for n in range(120):
+        request = random_trace_request(rng) if n % 2 else random_log_request(rng)
+        bodies.append((type(request), request.SerializeToString()))
+    unkeyed = mixed = 0
+    for cls, body in bodies:
+        for window in WINDOWS:
+            got = _same_as_split_request(body, cls, partitions, window)
+            assert got is not None
+            unkeyed += any(m.partition is None for m in got.messages)
+            mixed += len(got.messages) > 1
+    assert unkeyed > 10 and (mixed > 10 or len(partitions) == 1)
+
+
+def test_a_request_whose_part_exceeds_the_message_size_is_left_to_the_upb_split() -> None:
+    template = build_template("genai", "grpc", 200, random.Random(5), secrets.token_bytes(8))
+    body = template.stamp(0)[0]
+    assert (
+        _same_as_split_request(body, ExportTraceServiceRequest, [0, 1], None, max_bytes=len(body) // 8)
+        is None
+    )
+    assert (
+        _same_as_split_request(body, ExportTraceServiceRequest, [0, 1], None, max_bytes=len(body)) is not None
+    )

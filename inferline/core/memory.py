@@ -79,19 +79,25 @@ def freeze_survivors(full_every_s: float = _FULL_COLLECTION_EVERY_S) -> None:
 
 
 @contextlib.contextmanager
-def collector_deferred(full_every_s: float = _FULL_COLLECTION_EVERY_S) -> Iterator[None]:
+def collector_deferred(
+    full_every_s: float = _FULL_COLLECTION_EVERY_S, collect_young: bool = True
+) -> Iterator[None]:
     """A unit of work (a worker's batch) with the cyclic collector's automatic collections off,
     then one young collection and `freeze_survivors`. A batch makes ~100 tracked objects per span
     and nearly all of them are freed by reference counting as it ends; the automatic young
     collections walked the live ones ~14 times per request: 6-7% of a worker's CPU
     (docs/performance.md, "2026-12-06, late"). The collection at the end still frees any cycle the
-    batch left before what survives is frozen (the suite checks that a batch leaves none)."""
+    batch left before what survives is frozen (the suite checks that a batch leaves none).
+    `collect_young=False` leaves that collection out, for work that makes no cycles (rows decoded
+    from JSON): many small units would pay a collection each for nothing; a cycle made after all
+    is found by the next full collection."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.collect(0)
+        if collect_young:
+            gc.collect(0)
         freeze_survivors(full_every_s)
         if enabled:
             gc.enable()

@@ -18,12 +18,14 @@ these keep (held to that by tests/test_wire_split.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from inferline.core.records import LOGS, SPANS
 from inferline.otlp.shard import shard_of
 from inferline.otlp.validate import (
     UNTIMED_LOG_STAMPED,
+    ZERO_TRACE_ID,
     Rejected,
     TimeWindow,
     link_ids_problem,
@@ -81,19 +83,41 @@ class _Resourced:
 
 def split_spans(buf: bytes, partitions: int, window: TimeWindow | None, now_ns: int) -> Split:
     """`prepare` of the ExportTraceServiceRequest `buf` (see the module's docstring)."""
-    return _split(buf, SPANS, partitions, window, now_ns)
+    return _split(buf, SPANS, partitions, None, window, now_ns)
 
 
 def split_logs(buf: bytes, partitions: int, window: TimeWindow | None, now_ns: int) -> Split:
     """`prepare` of the ExportLogsServiceRequest `buf`: untimed records are stamped `now_ns`."""
-    return _split(buf, LOGS, partitions, window, now_ns)
+    return _split(buf, LOGS, partitions, None, window, now_ns)
 
 
-def _split(buf: bytes, kind: int, partitions: int, window: TimeWindow | None, now_ns: int) -> Split:
+def split_for_kafka(
+    buf: bytes, kind: int, place: Callable[[bytes], int], window: TimeWindow | None, now_ns: int
+) -> Split:
+    """The same check, split by Kafka partition: each trace in partition `place(trace_id)` (the
+    raw exporter's: where a message keyed by the trace id would go), asked once per trace;
+    records without a trace id (empty or all zeros) apart, under `UNKEYED`. A request with no
+    record kept has no part."""
+    return _split(buf, kind, 0, place, window, now_ns)
+
+
+UNKEYED: Final = -1  # `split_for_kafka`'s part of the records without a trace id
+_UNSET: Final = -2
+
+
+def _split(
+    buf: bytes,
+    kind: int,
+    partitions: int,
+    place: Callable[[bytes], int] | None,
+    window: TimeWindow | None,
+    now_ns: int,
+) -> Split:
     rejected = Rejected()
     resources: list[_Resourced] = []
+    placed: dict[bytes, int] = {}  # trace id -> Kafka partition (`place` given)
     records = 0
-    first = -1  # the partition of the first record kept
+    first = _UNSET  # the partition of the first record kept
     mixed = False  # records kept for more than one partition
     changed = False  # a record left out or stamped: the bytes received cannot be appended as they are
     stamped = 0
@@ -122,8 +146,16 @@ def _split(buf: bytes, kind: int, partitions: int, window: TimeWindow | None, no
                     rejected.add(1, why)
                     changed = True
                     continue
-                partition = shard_of(trace_id, partitions) if partitions > 1 else 0
-                if first < 0:
+                if place is None:
+                    partition = shard_of(trace_id, partitions) if partitions > 1 else 0
+                elif not trace_id or trace_id == ZERO_TRACE_ID:
+                    partition = UNKEYED
+                else:
+                    found = placed.get(trace_id)
+                    if found is None:
+                        found = placed[trace_id] = place(trace_id)
+                    partition = found
+                if first == _UNSET:
                     first = partition
                 elif partition != first:
                     mixed = True
@@ -134,9 +166,14 @@ def _split(buf: bytes, kind: int, partitions: int, window: TimeWindow | None, no
                 kept.append(stop)
     rejected.correct(stamped, UNTIMED_LOG_STAMPED)
     parts: dict[int, bytes] = {}
-    if resources and not changed and not mixed:
-        parts[max(first, 0)] = buf  # as `prepare` would serialise it: nothing to take out or add
-    elif first >= 0:
+    if first == _UNSET:
+        # Nothing kept. `prepare` passes a request of empty resources on as it came; Kafka gets
+        # no message.
+        if resources and not changed and place is None:
+            parts[0] = buf
+    elif not changed and not mixed:
+        parts[first] = buf  # as `prepare` would serialise it: nothing to take out or add
+    else:
         for partition in sorted({p for r in resources for s in r.scopes for p in s.records}):
             parts[partition] = _assemble(buf, resources, partition, now_ns)
     return Split(records, rejected, parts)

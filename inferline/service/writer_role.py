@@ -29,7 +29,7 @@ from clickhouse_connect.driver.client import Client
 from inferline.core import metrics
 from inferline.core.config import Settings
 from inferline.core.logging import error_summary
-from inferline.core.memory import freeze_survivors
+from inferline.core.memory import collector_deferred, freeze_survivors
 from inferline.core.records import Batch, Row
 from inferline.exporters.clickhouse.exporter import ClickHouseExporter, Delivery, Ranges
 from inferline.exporters.clickhouse.inserter import Inserter
@@ -68,8 +68,8 @@ class _InvalidRow(ValueError):
     """A record ClickHouse would refuse (a value of the wrong type for its column)."""
 
 
-def _checked_row(value: bytes, table: Table) -> Row:
-    """One record's JSON as the row to insert; raises if it is not one ClickHouse would take."""
+def _decoded_row(value: bytes, table: Table) -> Row:
+    """One record's JSON as a row (its type checked with the others of its message)."""
     row = orjson.loads(value)
     if not isinstance(row, dict):
         raise ValueError("not a JSON object")
@@ -77,9 +77,6 @@ def _checked_row(value: bytes, table: Table) -> Row:
         v = row.get(col)
         if v is not None:
             row[col] = Decimal(v)
-    problem = table.problem(row)
-    if problem:  # ClickHouse would refuse it, and with it everyone's batch: dead-letter it
-        raise _InvalidRow(problem)
     return row
 
 
@@ -350,7 +347,13 @@ class WriterRole:
     async def _decode(self, m: ConsumerRecord, table: Table) -> list[Row]:
         """The message's rows (`_records_of`); what cannot be stored goes to the dead-letter
         topic."""
-        rows, bad = _records_of(m, table)
+        # Decoded without automatic collections: a message's rows are made at once and kept for
+        # the flush, and the young collections walked them again and again (with the encoding's,
+        # 8% of the writer's CPU under load, docs/performance.md). JSON makes no cycles, so no
+        # collection closes it either (a message was ~45 rows: one each, 0.9 s a run): what it
+        # made is frozen, as after each poll.
+        with collector_deferred(collect_young=False):
+            rows, bad = _records_of(m, table)
         if bad:
             await self._dead_letters(m, bad)
         return rows
@@ -437,17 +440,24 @@ def _records_of(m: ConsumerRecord, table: Table) -> tuple[list[Row], list[_BadRe
         ]
     if m.value is None:
         return [], [_BadRecord(None, ValueError("message has no value"), "decode", None)]
-    rows = []
+    rows: list[Row] = []
+    lines: list[tuple[int, bytes]] = []  # each row's line number and JSON
     bad: list[_BadRecord] = []
     for i, value in enumerate([m.value] if one_row else m.value.split(b"\n")):
         if not one_row and not value.strip():
             continue  # blank lines (a trailing newline) are no records
         try:
-            rows.append(_checked_row(value, table))
-        except _InvalidRow as e:
-            bad.append(_BadRecord(value, e, "invalid_row", None if one_row else i))
+            rows.append(_decoded_row(value, table))
+            lines.append((i, value))
         except Exception as e:
             bad.append(_BadRecord(value, e, "decode", None if one_row else i))
+    refused = table.problems(rows)
+    if refused:  # ClickHouse would refuse them, and with them everyone's batch: dead letters
+        for k, why in refused.items():
+            i, value = lines[k]
+            bad.append(_BadRecord(value, _InvalidRow(why), "invalid_row", None if one_row else i))
+        bad.sort(key=lambda b: b.line or 0)
+        rows = [row for k, row in enumerate(rows) if k not in refused]
     since = _calls_remembered_since(m) if table is LLM_INFERENCES else None
     if since is not None:
         for row in rows:

@@ -125,6 +125,31 @@ class Table:
                 return f"{self.name}.{name}: {type(value).__name__} is not a valid value"
         return None
 
+    def problems(self, rows: list[dict[str, Any]]) -> dict[int, str]:
+        """`problem` of each row that has one, by position. Rows of one producer share their
+        shape (the same keys in the same order, values of the same types: 1-7 shapes in a
+        message of ~1,000 rows), so each shape is checked once; a shape holding a type that needs
+        the full check (a subclass, a bool, a wrong type) sends its rows to `problem`. Row by row,
+        the check was ~4x dearer (the Kafka writer checks every row it reads)."""
+        ok: dict[tuple[tuple[str, ...], tuple[type, ...]], bool] = {}
+        found: dict[int, str] = {}
+        for i, row in enumerate(rows):
+            shape = (tuple(row), tuple(map(type, row.values())))
+            fine = ok.get(shape)
+            if fine is None:
+                fine = ok[shape] = self._plain_shape(dict(zip(*shape, strict=True)))
+            if not fine and (why := self.problem(row)):
+                found[i] = why
+        return found
+
+    def _plain_shape(self, types: dict[str, type]) -> bool:
+        """Whether rows with values of these exact types pass `problem` without looking further."""
+        none = type(None)
+        return all(
+            types.get(name, none) in classes or types.get(name, none) is none
+            for name, _, classes in _row_types(self)
+        )
+
     @property
     def insert_columns(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if not c.default_expr)

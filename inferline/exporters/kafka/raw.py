@@ -32,8 +32,11 @@ from inferline.core.consumer import ExportResult
 from inferline.core.errors import Overloaded, Unavailable
 from inferline.core.ledger import HEADER as LEDGER_HEADER
 from inferline.core.ledger import LOGS_SIGNAL, SPANS_SIGNAL, ReceiverTally
+from inferline.core.records import LOGS, SPANS
 from inferline.kafka.clients import MESSAGE_OVERHEAD, BrokerWatch, make_producer, start_client, stop_client
 from inferline.kafka.partitioner import partition_of
+from inferline.otlp import wire_split
+from inferline.otlp.prepared import SPLIT_COMPILED
 from inferline.otlp.protobuf import copy_into
 from inferline.otlp.validate import (
     UNTIMED_LOG_STAMPED,
@@ -44,6 +47,8 @@ from inferline.otlp.validate import (
     log_problem,
     stamp_untimed_logs,
 )
+from inferline.otlp.wire_format import NotPlain
+from inferline.otlp.wire_split import UNKEYED
 
 log = structlog.get_logger()
 
@@ -63,7 +68,7 @@ class RawMessage(NamedTuple):
     value: bytes
 
 
-class _Split:
+class RawSplit:
     """Messages of one request, the records that could not be published, and those published
     with a correction (the ingest ledger's tally)."""
 
@@ -91,7 +96,7 @@ def split_request(
     max_bytes: int,
     window: TimeWindow | None = None,
     partitions: Sequence[int] | None = None,
-) -> _Split:
+) -> RawSplit:
     """One request per trace id (or one in all when not `by_trace`), each keeping its records'
     resource and scope, then split to fit `max_bytes`. With `partitions` (the topic's partition
     ids; `by_trace` only), one request per partition instead, holding the traces a message keyed
@@ -102,7 +107,7 @@ def split_request(
     left out and counted as rejected."""
     kind = _TRACES if isinstance(request, ExportTraceServiceRequest) else _LOGS
     res_field, scope_field, rec_field = kind
-    out = _Split()
+    out = RawSplit()
     problem: Callable[[Any], str] = accepted_span_problem if kind is _TRACES else log_problem
     if window is not None:
         now = time.time_ns()
@@ -160,6 +165,38 @@ def split_request(
     return out
 
 
+def split_received(
+    body: bytes,
+    request: ExportTraceServiceRequest | ExportLogsServiceRequest,
+    max_bytes: int,
+    window: TimeWindow | None,
+    partitions: Sequence[int],
+) -> RawSplit | None:
+    """`split_request`'s messages per partition for a request parsed from `body` and not changed
+    since, from the bytes (`wire_split`: ~4x cheaper than through upb's objects); None where the
+    splitter does not read the request exactly, or a message would exceed `max_bytes` (those are
+    cut by `split_request`)."""
+    kind = SPANS if isinstance(request, ExportTraceServiceRequest) else LOGS
+    count = len(partitions)
+
+    def place(trace_id: bytes) -> int:
+        return partitions[partition_of(trace_id.hex().encode(), count)]
+
+    try:
+        split = wire_split.split_for_kafka(body, kind, place, window, time.time_ns())
+    except NotPlain:
+        return None
+    if any(len(part) > max_bytes for part in split.parts.values()):
+        return None
+    out = RawSplit()
+    out.tally = split.rejected
+    out.messages = [
+        RawMessage(None if partition == UNKEYED else partition, None, part)
+        for partition, part in split.parts.items()
+    ]
+    return out
+
+
 _TRUNCATED = "…[truncated by inferline]"
 TRUNCATED = "truncated_to_fit"  # the ledger's reason for a record cut to fit a Kafka message
 
@@ -205,7 +242,7 @@ def _halves(items: list[Any]) -> tuple[list[Any], list[Any]]:
     return items[:mid], items[mid:]
 
 
-def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: _Split) -> list[bytes]:
+def _fit(request: Message, kind: tuple[str, str, str], max_bytes: int, out: RawSplit) -> list[bytes]:
     """Serialized pieces of `request`, each at most `max_bytes`: halves of the resources, else
     of the scopes, else of the records. A single record over the limit has its longest string
     values cut (and is marked `inferline.truncated`); one that still cannot fit is reported to the
@@ -286,19 +323,25 @@ class KafkaRawExporter:
     async def export_spans(
         self, request: ExportTraceServiceRequest, project_id: str, body: bytes | None = None
     ) -> ExportResult:
-        return await self._export(self._ks.raw_spans_topic, request, project_id)
+        return await self._export(self._ks.raw_spans_topic, request, project_id, body)
 
     async def export_logs(
         self, request: ExportLogsServiceRequest, project_id: str, body: bytes | None = None
     ) -> ExportResult:
-        return await self._export(self._ks.raw_logs_topic, request, project_id)
+        return await self._export(self._ks.raw_logs_topic, request, project_id, body)
 
-    async def _export(self, topic: str, request: Message, project_id: str) -> ExportResult:
+    async def _export(
+        self, topic: str, request: Message, project_id: str, body: bytes | None
+    ) -> ExportResult:
         producer = self._producer
         if producer is None:
             raise Unavailable("Kafka is not reachable")
         partitions = await self._partitions(producer, topic) if self._by_partition else None
-        split = split_request(request, self._by_trace, self._max_value, self._window, partitions)
+        split = None
+        if body is not None and partitions is not None and SPLIT_COMPILED:
+            split = split_received(body, request, self._max_value, self._window, partitions)
+        if split is None:
+            split = split_request(request, self._by_trace, self._max_value, self._window, partitions)
         size = sum(len(m.value) for m in split.messages)
         if self._pending_bytes and self._pending_bytes + size > self._ks.max_pending_bytes:
             # The Kafka counterpart of the writer's pending rows: data waiting for the durable point.
