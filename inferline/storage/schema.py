@@ -130,7 +130,8 @@ class Table:
         shape (the same keys in the same order, values of the same types: 1-7 shapes in a
         message of ~1,000 rows), so each shape is checked once; a shape holding a type that needs
         the full check (a subclass, a bool, a wrong type) sends its rows to `problem`. Row by row,
-        the check was ~4x dearer (the Kafka writer checks every row it reads)."""
+        the check was ~1.5x dearer (the Kafka writer checks every row it reads; both are bound by
+        reading the rows' dicts, docs/performance.md)."""
         ok: dict[tuple[tuple[str, ...], tuple[type, ...]], bool] = {}
         found: dict[int, str] = {}
         for i, row in enumerate(rows):
