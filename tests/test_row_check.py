@@ -73,7 +73,7 @@ def test_problems_names_the_rows_clickhouse_would_refuse_by_position() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_problems_agrees_with_problem_row_by_row(seed: int) -> None:
-    """The column-at-a-time check finds exactly the rows the row-at-a-time one refuses."""
+    """The check per row shape finds exactly the rows the check row by row refuses."""
     rng = random.Random(seed)
     changes: list[dict[str, Any]] = [
         {},

@@ -145,11 +145,11 @@ class Table:
 
     def _plain_shape(self, types: dict[str, type]) -> bool:
         """Whether rows with values of these exact types pass `problem` without looking further."""
-        none = type(None)
-        return all(
-            types.get(name, none) in classes or types.get(name, none) is none
-            for name, _, classes in _row_types(self)
-        )
+        for name, _, classes in _row_types(self):
+            found = types.get(name)
+            if found is not None and found is not type(None) and found not in classes:
+                return False
+        return True
 
     @property
     def insert_columns(self) -> tuple[Column, ...]:

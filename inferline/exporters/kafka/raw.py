@@ -90,6 +90,11 @@ class RawSplit:
         self.tally.add(n, why)
 
 
+def trace_partition(trace_id: bytes, partitions: Sequence[int]) -> int:
+    """The partition (of the topic's `partitions`) a message keyed by the trace id's hex goes to."""
+    return partitions[partition_of(trace_id.hex().encode(), len(partitions))]
+
+
 def split_request(
     request: Message,
     by_trace: bool,
@@ -137,8 +142,9 @@ def split_request(
                     partition = partition_by_trace.get(rec.trace_id)
                     if partition is None:
                         assert partitions is not None
-                        index = partition_of(rec.trace_id.hex().encode(), len(partitions))
-                        partition = partition_by_trace[rec.trace_id] = partitions[index]
+                        partition = partition_by_trace[rec.trace_id] = trace_partition(
+                            rec.trace_id, partitions
+                        )
                     key = partition
                 buckets.setdefault(key, []).append(rec)
             for bucket, recs in buckets.items():
@@ -177,10 +183,9 @@ def split_received(
     splitter does not read the request exactly, or a message would exceed `max_bytes` (those are
     cut by `split_request`)."""
     kind = SPANS if isinstance(request, ExportTraceServiceRequest) else LOGS
-    count = len(partitions)
 
     def place(trace_id: bytes) -> int:
-        return partitions[partition_of(trace_id.hex().encode(), count)]
+        return trace_partition(trace_id, partitions)
 
     try:
         split = wire_split.split_for_kafka(body, kind, place, window, time.time_ns())
