@@ -464,3 +464,24 @@ def test_scores_are_unchanged_on_stored_texts() -> None:
         if got != (want_plain, want_domain):
             moved.append((text, (want_plain, want_domain), got))
     assert not moved, moved[:5]
+
+
+def test_the_token_cache_stays_bounded_and_moves_no_score(reference: SentimentIntensityAnalyzer) -> None:
+    """Each distinct token's record is kept for the next text (`_TOKEN_CACHES`); a stream of ids
+    and names never seen before must not grow it past its bound, and a text scores the same on
+    first sight, from the cache, and after the cache was emptied."""
+    from inferline.processors.sentiment import _TOKEN_CACHE_MAX, _TOKEN_CACHES
+
+    scorer = SentimentScorer(domain=True)
+    plain = SentimentScorer()
+    text = "Not GREAT, but the order-4411 fix was really helpful!! didn't break anything"
+    first = scorer.compound(text), plain.compound(text)
+    assert first == (scorer.compound(text), plain.compound(text))
+    for start in range(0, 3 * _TOKEN_CACHE_MAX // 2, 500):
+        ids = " ".join(f"ticket-{i} great" for i in range(start, start + 500))
+        scorer.compound(ids)
+        plain.compound(ids)
+        assert len(_TOKEN_CACHES[True]) <= _TOKEN_CACHE_MAX
+        assert len(_TOKEN_CACHES[False]) <= _TOKEN_CACHE_MAX
+    assert (scorer.compound(text), plain.compound(text)) == first
+    assert plain.compound(text) == pytest.approx(reference.polarity_scores(text)["compound"], abs=1e-4)

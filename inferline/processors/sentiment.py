@@ -7,8 +7,10 @@ it re-lowercases the whole token list inside every rule (O(n^2)), rebuilds strin
 at every lexicon word, and appends emoji descriptions character by character. Here:
 
 * emoji are looked up among the non-ASCII characters only (one regex pass) and replaced;
-* tokens are stripped and lower-cased once, and only on first sight (a bounded cache of VADER's
-  word per distinct token); lexicon words are found in one C-level pass;
+* each distinct token is worked out once (a bounded cache of `Token` records: VADER's word, its
+  lexicon valence, and flags for what the rules ask of it: rule word, "n't", ALL CAPS, clause end,
+  domain phrase or negator); a text is then one cache lookup per token and one loop over the
+  records, instead of a pass over its words per question;
 * a lexicon word runs the rules only when a word that a rule reads is near it (`_RULE_WORDS`),
   or it is ALL CAPS, or "n't" precedes it; the others (most) take their lexicon valence as is;
 * the idiom check (SPECIAL_CASES, multi-word boosters) runs only when an idiom's marker word is
@@ -30,10 +32,8 @@ import math
 import re
 import string
 from bisect import bisect_right
-from itertools import compress, repeat
-from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, final
 
 import vaderSentiment
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, C_INCR, N_SCALAR, NEGATE, SPECIAL_CASES
@@ -136,7 +136,8 @@ _DOMAIN_EMOJI: Final = {**_EMOJI, **EMOJI_OVERRIDES}
 _DOMAIN_EMOJI_CHARS: Final = frozenset(_DOMAIN_EMOJI)
 # Words the domain rules look for (phrase openings, negators), found in one pass per text.
 _NEGATING: Final = _DOMAIN_NEGATE | POST_NEGATORS
-_DOMAIN_TRIGGERS: Final = PHRASE_FIRST_WORDS | _NEGATING | {"but"}
+_CLAUSE_END: Final = frozenset(",.;:!?")
+_CLAUSE_WORDS: Final = frozenset({"but", "aber", "mais", "pero", "ma", "maar", "however"})
 # First words that a domain rule reads (see _domain_rules); SARCASM_OPENERS also as second word.
 _OPENING_RULE_WORDS: Final = OPENING_NEGATORS | SARCASM_OPENERS | REQUEST_STARTERS
 # The phrases per first word and second word, longest first: (the words after the second, the
@@ -146,6 +147,45 @@ for _phrase in sorted(PHRASES, key=len, reverse=True):
     _PHRASES_BY_START.setdefault(_phrase[0], {}).setdefault(_phrase[1], []).append(
         (_phrase[2:], "_".join(_phrase))
     )
+
+
+# What the rules read of a token, as bits of `Token.flags`.
+_IN_LEXICON: Final = 1
+_RULE_WORD: Final = 2  # in _RULE_WORDS (the scorer's)
+_HAS_NT: Final = 4  # the word contains "n't": negates the three words after it
+_RAW_NT: Final = 8  # the token as written contains "n't"
+_ALL_CAPS: Final = 16  # the token as written is ALL CAPS
+_ENDS_CLAUSE: Final = 32  # the token ends with , . ; : ! or ?
+_BUT: Final = 64
+_PHRASE_START: Final = 128  # domain: the first word of a phrase (PHRASES)
+_NEGATES: Final = 256  # domain: a negator, before or after the verb
+_CLAUSE_WORD: Final = 512  # domain: a contrastive word that starts a clause ("but", "aber", ...)
+
+
+@final
+class Token:
+    """VADER's word for a token as written, its lexicon valence (0.0 if none) and what the rules
+    read of it (`flags`). Worked out once per distinct token and kept (`_TOKEN_CACHES`): natural
+    text repeats its words (Zipf), and the rules' questions (in the lexicon? a rule word nearby?
+    ALL CAPS? "n't"? a clause end?) were a pass over the text's words each, ~8 in all."""
+
+    def __init__(self, word: str, valence: float, flags: int) -> None:
+        self.word = word
+        self.valence = valence
+        self.flags = flags
+
+
+# Tokens seen, per profile (plain VADER, domain rules): bounded, emptied when full.
+_TOKEN_CACHES: Final[dict[bool, dict[str, Token]]] = {False: {}, True: {}}
+_TOKEN_CACHE_MAX: Final = 50_000
+_TOKEN_CACHE_TEXT_MAX: Final = 32
+
+
+def _flags_of(tokens: list[Token]) -> int:
+    present = 0
+    for t in tokens:
+        present |= t.flags
+    return present
 
 
 class SentimentScorer:
@@ -164,6 +204,7 @@ class SentimentScorer:
         self._rule_words = _DOMAIN_RULE_WORDS if domain else _RULE_WORDS
         self._emoji = _DOMAIN_EMOJI if domain else _EMOJI
         self._emoji_chars = _DOMAIN_EMOJI_CHARS if domain else _EMOJI_CHARS
+        self._tokens = _TOKEN_CACHES[domain]
 
     def score(self, text: str) -> tuple[float, str]:
         compound = self.compound(text)
@@ -183,65 +224,71 @@ class SentimentScorer:
         raw = text.split()
         if not raw:
             return 0.0
-        words: list[Any] = list(map(_WORD_CACHE.get, raw))  # VADER's word per token, cached
-        # A None is a token not seen before; a word is never "", so `all` finds it (`None in`
-        # compares every word with None, a slow rich comparison each).
-        lower: list[str] = words if all(words) else _vader_words(raw, words)  # (no cast: a call)
+        tokens = self._tokens_of(raw)
+        present = _flags_of(tokens)  # which kinds of word the text has, in one pass
+        lower: list[str] | None = None  # the words themselves, built only for the rules that read them
         clause: list[int] | None = None
-        present: frozenset[str] | None = None  # domain mode: the trigger words (and "but") in the text
-        apostrophe = "'" in text
         if self.domain:
-            if "\u2019" in text:  # typographic apostrophes: "didn\u2019t" is "didn't"
-                lower = [w.replace("\u2019", "'") for w in lower]
-                apostrophe = True
-            # One pass for the words the domain rules look for; most texts have none.
-            present = _DOMAIN_TRIGGERS.intersection(lower)
-            if present and not PHRASE_FIRST_WORDS.isdisjoint(present):
-                raw, joined = _join_phrases(raw, lower)
+            if present & _PHRASE_START:
+                lower = [t.word for t in tokens]
+                raw, joined = _join_phrases(raw, lower, tokens)
                 if joined is not lower:
                     lower = joined
-                    present = _DOMAIN_TRIGGERS.intersection(lower)
+                    tokens = self._tokens_of(raw)
+                    present = _flags_of(tokens)
             # Clause bounds matter only where something negates.
-            if lower[0] in OPENING_NEGATORS or "n't" in text or not _NEGATING.isdisjoint(present):
-                clause = _clause_starts(raw, lower)
-        lexicon = self.lexicon
-        hits = list(compress(range(len(lower)), map(lexicon.__contains__, lower)))
+            if present & (_RAW_NT | _NEGATES) or tokens[0].word in OPENING_NEGATORS:
+                clause = _clause_starts(tokens)
+        hits: list[int] = []
+        caps = False  # an ALL-CAPS lexicon word
+        for i, t in enumerate(tokens):
+            if t.flags & _IN_LEXICON:
+                hits.append(i)
+                if t.flags & _ALL_CAPS:
+                    caps = True
         if not hits:
             return 0.0  # most tool/log-like texts: no sentiment word at all
         n = len(raw)
 
         # The lexicon words a rule may change: those with a rule word (see _RULE_WORDS) within
-        # three tokens before or two after them, or a word with "n't" within three before them
-        # ("n't" negates in any word: no set finds it). The others (most) take their lexicon
-        # valence as is, unless ALL CAPS.
+        # three tokens before or two after them, or a word with "n't" within three before them.
+        # The others (most) take their lexicon valence as is, unless ALL CAPS.
         near: set[int] = set()
-        rule_words = self._rule_words
-        if not rule_words.isdisjoint(lower):  # about half the texts: no rule word at all
-            for p in compress(range(n), map(rule_words.__contains__, lower)):
-                near.update(range(p - 2, p + 4))
-        if apostrophe and "n't" in " ".join(lower):
-            for p in compress(range(n), map(str.__contains__, lower, repeat("n't"))):
-                near.update(range(p + 1, p + 4))
-        if not near and not any(map(str.isupper, map(raw.__getitem__, hits))):
-            # No rule can apply to any lexicon word (most texts): their lexicon valences as is,
-            # in two C-level passes (none is 0: such words are not in the lexicons).
-            valences = dict(zip(hits, map(lexicon.__getitem__, map(lower.__getitem__, hits)), strict=True))
+        if present & _RULE_WORD:  # about half the texts: no rule word at all
+            for p, t in enumerate(tokens):
+                if t.flags & _RULE_WORD:
+                    near.update(range(p - 2, p + 4))
+        if present & _HAS_NT:
+            for p, t in enumerate(tokens):
+                if t.flags & _HAS_NT:
+                    near.update(range(p + 1, p + 4))
+        if not near and not caps:
+            # No rule can apply to any lexicon word (most texts): their lexicon valences as is
+            # (none is 0: such words are not in the lexicons).
+            valences = {i: tokens[i].valence for i in hits}
         else:
+            if lower is None:
+                lower = [t.word for t in tokens]
             valences = self._rule_valences(hits, near, raw, lower, n, clause)
         # The domain rules need an opening word they know (or a rolling-eyes emoji); most texts
         # have none, and skip the call.
         if (
             self.domain
             and valences
-            and (lower[0] in _OPENING_RULE_WORDS or sarcasm_emoji or (n > 1 and lower[1] in SARCASM_OPENERS))
+            and (
+                tokens[0].word in _OPENING_RULE_WORDS
+                or sarcasm_emoji
+                or (n > 1 and tokens[1].word in SARCASM_OPENERS)
+            )
         ):
-            _domain_rules(valences, lower, clause, sarcasm_emoji)
+            _domain_rules(
+                valences, [t.word for t in tokens] if lower is None else lower, clause, sarcasm_emoji
+            )
         if not valences:
             return 0.0
 
-        # (In domain mode `present` has it: no scan of the words, most texts have no "but".)
-        if ("but" in present) if present is not None else ("but" in lower):
-            total = _but_check(valences, n, lower.index("but"))
+        if present & _BUT:
+            total = _but_check(valences, n, next(i for i, t in enumerate(tokens) if t.word == "but"))
         else:
             total = float(sum(valences.values()))
         if total:
@@ -253,6 +300,51 @@ class SentimentScorer:
                 qm = qm_count * 0.18 if qm_count <= 3 else 0.96
             total = total + ep + qm if total > 0 else total - ep - qm
         return _NORMALISED.get(total) or _normalise(total)  # (the call only for a new sum)
+
+    def _tokens_of(self, raw: list[str]) -> list[Token]:
+        """What the rules read of each token: from the cache, or worked out for a token not seen
+        before (names, numbers, ids)."""
+        cache = self._tokens
+        tokens: list[Token] = []
+        for text in raw:
+            token = cache.get(text)
+            if token is None:
+                token = self._token(text)
+                if len(text) <= _TOKEN_CACHE_TEXT_MAX:  # words, not 50 KB runs of one character
+                    if len(cache) >= _TOKEN_CACHE_MAX:
+                        cache.clear()
+                    cache[text] = token
+            tokens.append(token)
+        return tokens
+
+    def _token(self, text: str) -> Token:
+        word = _vader_word(text)
+        flags = 0
+        if self.domain:
+            if "\u2019" in word:  # typographic apostrophes: "didn\u2019t" is "didn't"
+                word = word.replace("\u2019", "'")
+            if word in PHRASE_FIRST_WORDS:
+                flags |= _PHRASE_START
+            if word in _NEGATING:
+                flags |= _NEGATES
+            if word in _CLAUSE_WORDS:
+                flags |= _CLAUSE_WORD
+        valence = self.lexicon.get(word)
+        if valence is not None:
+            flags |= _IN_LEXICON
+        if word in self._rule_words:
+            flags |= _RULE_WORD
+        if "n't" in word:
+            flags |= _HAS_NT
+        if "n't" in text:
+            flags |= _RAW_NT
+        if text.isupper():
+            flags |= _ALL_CAPS
+        if text[-1] in _CLAUSE_END:
+            flags |= _ENDS_CLAUSE
+        if word == "but":
+            flags |= _BUT
+        return Token(word, 0.0 if valence is None else valence, flags)
 
     def _rule_valences(
         self,
@@ -364,33 +456,10 @@ class SentimentScorer:
         return valence
 
 
-# VADER's word for each distinct token seen: natural text repeats its words (Zipf), so most
-# tokens cost one dict lookup instead of strip + lower, which were a fifth of the scorer's time.
-# Bounded: emptied when full.
-_WORD_CACHE: Final[dict[str, str]] = {}
-_WORD_CACHE_MAX: Final = 50_000
-_WORD_CACHE_TOKEN_MAX: Final = 32
-
-
 def _vader_word(token: str) -> str:
     """VADER strips surrounding punctuation unless that leaves <= 2 chars (emoticons like ":)")."""
     stripped = token.strip(_PUNCT)
     return (stripped if len(stripped) > 2 else token).lower()
-
-
-def _vader_words(raw: list[str], words: list[str | None]) -> list[str]:
-    """Fills in the words of the tokens not seen before (names, numbers, ids): `words` is
-    `list(map(_WORD_CACHE.get, raw))`, with None for those."""
-    cache = _WORD_CACHE
-    if len(cache) > _WORD_CACHE_MAX:
-        cache.clear()
-    for i, word in enumerate(words):
-        if word is None:
-            token = raw[i]
-            words[i] = word = _vader_word(token)
-            if len(token) <= _WORD_CACHE_TOKEN_MAX:  # words, not 50 KB runs of one character
-                cache[token] = word
-    return cast(list[str], words)
 
 
 # VADER's normalisation, clamped and rounded to 4 decimals, per summed score. `round(x, 4)` goes
@@ -409,7 +478,7 @@ def _normalise(total: float) -> float:
     return norm
 
 
-def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str]]:
+def _join_phrases(raw: list[str], lower: list[str], tokens: list[Token]) -> tuple[list[str], list[str]]:
     """Domain phrases ("made up", "spot on", "thanks for nothing") become one token each. Only
     the positions of a phrase's first word are looked at; the lists are rebuilt only on a match.
     A joined token is the phrase (lower case: never ALL CAPS) with the punctuation that ends the
@@ -417,8 +486,8 @@ def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str
     matches: list[tuple[int, int, str]] = []
     last_end = 0
     n = len(lower)
-    for i in compress(range(n), map(PHRASE_FIRST_WORDS.__contains__, lower)):
-        if i < last_end or i + 1 == n:
+    for i, t in enumerate(tokens):
+        if not t.flags & _PHRASE_START or i < last_end or i + 1 == n:
             continue
         # VADER keeps the punctuation of short words ("on,"): compare without it.
         candidates = _PHRASES_BY_START[lower[i]].get(lower[i + 1].strip(_PUNCT))
@@ -449,19 +518,18 @@ def _join_phrases(raw: list[str], lower: list[str]) -> tuple[list[str], list[str
     return out_raw, out_lower
 
 
-_CLAUSE_END: Final = frozenset(",.;:!?")
-_last_char = itemgetter(-1)
-_CLAUSE_WORDS: Final = frozenset({"but", "aber", "mais", "pero", "ma", "maar", "however"})
-
-
-def _clause_starts(raw: list[str], lower: list[str]) -> list[int]:
+def _clause_starts(tokens: list[Token]) -> list[int]:
     """Sorted indexes where a clause starts: 0, after a token ending with punctuation, and at a
     contrastive word ("but", "aber", ...)."""
-    # (C-level passes: compress over a map, not a Python loop over the tokens.)
-    starts = [0, *compress(range(1, len(raw) + 1), map(_CLAUSE_END.__contains__, map(_last_char, raw)))]
-    if not _CLAUSE_WORDS.isdisjoint(lower):
-        clause_words = compress(range(len(lower)), map(_CLAUSE_WORDS.__contains__, lower))
-        starts = sorted({*starts, *clause_words})
+    starts = [0]
+    contrast = False
+    for i, t in enumerate(tokens):
+        if t.flags & _ENDS_CLAUSE:
+            starts.append(i + 1)
+        if t.flags & _CLAUSE_WORD:
+            contrast = True
+    if contrast:
+        starts = sorted({*starts, *(i for i, t in enumerate(tokens) if t.flags & _CLAUSE_WORD)})
     return starts
 
 
