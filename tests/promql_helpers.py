@@ -11,6 +11,7 @@ import promql_parser
 from prometheus_client.metrics import MetricWrapperBase
 
 from inferline.core import metrics
+from inferline.core.batch_histogram import BatchHistogram
 
 # Labels Prometheus adds to every scraped series, and the one histograms add to buckets.
 TARGET_LABELS = frozenset({"job", "instance"})
@@ -31,6 +32,11 @@ def exported_series() -> dict[str, frozenset[str]]:
     """Every series name the processes export → its label names."""
     series: dict[str, frozenset[str]] = dict(PROMETHEUS_SERIES)
     for metric in vars(metrics).values():
+        if isinstance(metric, BatchHistogram):
+            labels = frozenset({metric.label}) | TARGET_LABELS
+            series[f"{metric.name}_bucket"] = labels | {"le"}
+            series[f"{metric.name}_sum"] = series[f"{metric.name}_count"] = labels
+            continue
         if not isinstance(metric, MetricWrapperBase):
             continue
         labels = frozenset(metric._labelnames) | TARGET_LABELS
