@@ -134,7 +134,7 @@ _DOMAIN_NEGATE: Final = _NEGATE | EXTRA_NEGATORS
 _DOMAIN_RULE_WORDS: Final = _RULE_WORDS | EXTRA_NEGATORS | POST_NEGATORS
 _DOMAIN_EMOJI: Final = {**_EMOJI, **EMOJI_OVERRIDES}
 _DOMAIN_EMOJI_CHARS: Final = frozenset(_DOMAIN_EMOJI)
-# Words the domain rules look for (phrase openings, negators), found in one pass per text.
+# Negators, before the verb or after it (domain mode: a `Token` flag, `_NEGATES`).
 _NEGATING: Final = _DOMAIN_NEGATE | POST_NEGATORS
 _CLAUSE_END: Final = frozenset(",.;:!?")
 _CLAUSE_WORDS: Final = frozenset({"but", "aber", "mais", "pero", "ma", "maar", "however"})
