@@ -131,7 +131,7 @@ def main() -> None:
         return f
 
     print(
-        f"engine: {'hyperscan' if masker._engine.db is not None else 're fallback'}; record ~{nbytes:.0f} B;"
+        f"engine: {'hyperscan' if masker._engine.dbs else 're fallback'}; record ~{nbytes:.0f} B;"
         f" calibration loop {calibrate():.1f} µs"
     )
     report(

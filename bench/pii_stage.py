@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     stage._engine = engine
     texts = recording.texts
     data = pii._SEPARATOR_BYTES.join([t.encode("ascii", "replace") for t in texts]) + b" "
-    scratch, literal_scratch = engine._scratch()
+    scratches, literal_scratch = engine._scratch()
     print(f"  ({len(texts)} distinct texts scanned, {len(data) / spans:,.0f} bytes per span)")
 
     def scan(db: Any, sc: Any) -> Callable[[Any], object]:
@@ -109,9 +109,12 @@ def main(argv: list[str] | None = None) -> None:
                     setattr(stage, name, None)
 
     steps: list[tuple[str, Callable[[Any], object], Callable[[], Any] | None]] = [
-        ("Hyperscan scan, anchor database", scan(engine.db, scratch), None),
+        *(
+            (f"Hyperscan scan, anchor database {i + 1} of {len(engine.dbs)}", scan(db, sc), None)
+            for i, (db, sc) in enumerate(zip(engine.dbs, scratches, strict=True))
+        ),
         ("Hyperscan scan, names database", scan(engine.literal_db, literal_scratch), None),
-        ("find_many (encode, join, both scans, map)", lambda _: engine.find_many(texts, frozenset()), None),
+        ("find_many (encode, join, every scan, map)", lambda _: engine.find_many(texts, frozenset()), None),
         ("collecting the values (warm rows)", collect, None),
         ("pre-scan, all of it (fresh copy)", prescan, lambda: copy.deepcopy(base)),
     ]

@@ -42,7 +42,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from itertools import accumulate, compress
-from operator import add
+from operator import add, itemgetter
 from types import ModuleType
 from typing import Any, Final, NamedTuple
 
@@ -264,6 +264,9 @@ def _on_match(rule_id: int, start: int, end: int, _flags: int, hits: list[tuple[
     hits.append((rule_id, start, end))
 
 
+_END: Final = itemgetter(2)  # a report's end offset
+
+
 def _whole_match(m: re.Match[str]) -> tuple[int, int] | None:
     return m.span()
 
@@ -288,8 +291,8 @@ class _Engine:
         self.left_sets: list[frozenset[str] | None] = [
             None if r.left is None else _ascii_class(r.left) for r in rules
         ]
-        self.db: Any = None
-        self.literal_db: Any = None  # the names gazetteer: a literal-only database, second scan
+        self.dbs: tuple[Any, ...] = ()  # the anchor databases (`_build_hyperscan`), each scanned
+        self.literal_db: Any = None  # the names gazetteer: a literal-only database, scanned last
         self.literal_rids: list[int] = []  # literal id -> rule index
         self.scan_rules: list[int] = []  # rules run by `re.finditer` over the whole text
         self._local = threading.local()  # Hyperscan scratch is per thread
@@ -300,7 +303,12 @@ class _Engine:
 
     def _build_hyperscan(self) -> None:
         assert _hs is not None
-        anchored: list[tuple[int, tuple[bytes, ...], int]] = []  # (rule, anchors, flags)
+        # Two anchor databases: the numeric rules' (anchors led by digit classes: cards, phones,
+        # addresses, ...) and the others' (led by literals: key prefixes, "@", titles, greetings).
+        # Hyperscan builds one set of engines per database and the two kinds slow each other down:
+        # on the stage table's batch one database of all anchors scans in ~14 µs per span, the two
+        # apart in ~10.5 (docs/pii.md, "Measured: two anchor databases").
+        groups: tuple[list[tuple[int, tuple[bytes, ...], int]], ...] = ([], [])
         words: dict[bytes, int] = {}
         for rid, rule in enumerate(self.rules):
             if rule.gazetteer:
@@ -321,25 +329,32 @@ class _Engine:
             anchors = rule.anchors
             if rule.left is not None:
                 anchors = tuple(b"(?:^|[^" + rule.left.encode() + b"])(?:" + a + b")" for a in anchors)
-            anchored.append((rid, anchors, rule_flags))
+            groups[1 if rule.needs_digit else 0].append((rid, anchors, rule_flags))
         if words:
             self.literal_rids = list(words.values())
             self.literal_db = _literal_database(tuple(words))
-        try:
-            self.db = _anchor_database(anchored)
-        except _hs.error:
-            # A rule Hyperscan cannot compile (e.g. a custom pattern with lookarounds) runs with
-            # `re` instead; found one by one only then, since each test compile costs.
-            ok = {rid for rid, anchors, f in anchored if all(_hs_compiles(a, f) for a in anchors)}
-            self.scan_rules = sorted([*self.scan_rules, *(rid for rid, _, _ in anchored if rid not in ok)])
-            self.db = _anchor_database([rule for rule in anchored if rule[0] in ok])
+        self.dbs = tuple(db for db in map(self._compiled, groups) if db is not None)
+        self.scan_rules.sort()
 
-    def _scratch(self) -> tuple[Any, Any]:
+    def _compiled(self, anchored: list[tuple[int, tuple[bytes, ...], int]]) -> Any:
+        """One database of these rules' anchors (None without any). A rule Hyperscan cannot
+        compile (e.g. a custom pattern with lookarounds) runs with `re` instead (`scan_rules`);
+        found one by one only then, since each test compile costs."""
+        assert _hs is not None
+        try:
+            return _anchor_database(anchored)
+        except _hs.error:
+            ok = {rid for rid, anchors, f in anchored if all(_hs_compiles(a, f) for a in anchors)}
+            self.scan_rules.extend(rid for rid, _, _ in anchored if rid not in ok)
+            return _anchor_database([rule for rule in anchored if rule[0] in ok])
+
+    def _scratch(self) -> tuple[tuple[Any, ...], Any]:
+        """Scratch of each anchor database, and of the literal one (None without it)."""
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             assert _hs is not None
             scratch = (
-                _hs.Scratch(self.db) if self.db is not None else None,
+                tuple(_hs.Scratch(db) for db in self.dbs),
                 _hs.Scratch(self.literal_db) if self.literal_db is not None else None,
             )
             self._local.scratch = scratch
@@ -350,14 +365,13 @@ class _Engine:
         original = text
         text = _plain(text)
         found: list[tuple[int, int, int]] = []
-        if self.db is not None or self.literal_db is not None:
+        if self.dbs or self.literal_db is not None:
             # One byte per character so Hyperscan offsets are `str` offsets: non-ASCII becomes '?',
             # which is a non-word character exactly as it is under re.ASCII.
             data = text.encode("ascii") if text.isascii() else text.encode("ascii", "replace")
             hits: list[tuple[int, int, int]] = []
-            scratch, literal_scratch = self._scratch()
-            if self.db is not None:
-                self.db.scan(data, match_event_handler=_on_match, context=hits, scratch=scratch)
+            scratches, literal_scratch = self._scratch()
+            self._scan_anchors(data, hits, scratches)
             # A name starts with a capital: all-lowercase text (ids, URLs, enums) skips the scan.
             if self.literal_db is not None and not text.islower():
                 literal_hits: list[tuple[int, int, int]] = []
@@ -381,7 +395,7 @@ class _Engine:
     def batchable(self) -> bool:
         """Whether `find_many` gives the same results as `find` per text: every rule is in the
         Hyperscan databases and none can match across the separator (custom patterns might)."""
-        return self.db is not None and not self.scan_rules
+        return bool(self.dbs) and not self.scan_rules
 
     def find_many(self, texts: list[str], allow: frozenset[str]) -> list[list[tuple[int, int, int]]]:
         """`find` of each text, with one scan per Hyperscan database over all of them.
@@ -394,7 +408,7 @@ class _Engine:
         -1 is the context character, as a start of 0 at `^` is), its space is the end character
         `find` appends for the literal scan, and reports ending past a text's end (an anchor
         ending in a space) are dropped, as a scan of the text alone cannot make them."""
-        assert self.db is not None
+        assert self.dbs
         # Texts without a report share one empty list (callers only read it).
         out: list[list[tuple[int, int, int]]] = [_NO_HITS] * len(texts)
         if not texts:
@@ -412,9 +426,9 @@ class _Engine:
         # the lengths plus a separator per text before it, computed in C (map, accumulate).
         separators = range(0, _SEP_LEN * len(texts) + 1, _SEP_LEN)
         bases = list(map(add, accumulate(map(len, texts), initial=0), separators))
-        scratch, literal_scratch = self._scratch()
+        scratches, literal_scratch = self._scratch()
         main_hits: list[tuple[int, int, int]] = []
-        self.db.scan(data, match_event_handler=_on_match, context=main_hits, scratch=scratch)
+        self._scan_anchors(data, main_hits, scratches)
         per_text: dict[int, list[tuple[int, int, int]]] = {}
         for rid, start, end in main_hits:
             i = bisect_right(bases, end - 1) - 1
@@ -451,6 +465,16 @@ class _Engine:
             if text is not original and (hidden := self._found_without_invisible(original, allow)):
                 out[i] = [*out[i], *hidden]
         return out
+
+    def _scan_anchors(
+        self, data: bytes, hits: list[tuple[int, int, int]], scratches: tuple[Any, ...]
+    ) -> None:
+        """Reports of every anchor database in `data`, in end order as one database gives them
+        (`_confirm` relies on it to skip a candidate inside the match just found)."""
+        for db, scratch in zip(self.dbs, scratches, strict=True):
+            db.scan(data, match_event_handler=_on_match, context=hits, scratch=scratch)
+        if len(self.dbs) > 1:
+            hits.sort(key=_END)
 
     def _found_without_invisible(self, text: str, allow: frozenset[str]) -> list[tuple[int, int, int]]:
         """Detections in `text` read with its invisible characters left out, as spans of `text`.
