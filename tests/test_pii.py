@@ -1112,3 +1112,50 @@ def test_a_log_event_name_sent_as_the_event_name_attribute_is_masked(masker: Pii
     )
     assert signup["PiiFound"] == {"EMAIL": 2}
     assert standard["LogAttributes"] == {"event.name": "gen_ai.user.message"} and standard["PiiFound"] == {}
+
+
+def _record_start_end(_id: int, start: int, end: int, _flags: int, out: object) -> None:
+    assert isinstance(out, list)
+    out.append((start, end))
+
+
+def test_the_english_address_anchor_starts_where_hyperscan_would_start_it() -> None:
+    """The English address anchor is scanned without start-of-match tracking (cheaper) and its
+    start found from the reported end in Python. That start must be the one Hyperscan's leftmost
+    tracking gives, on numbers longer than a house number, accented and '?' words, emoji and
+    addresses back to back, or a detection would be checked from the wrong place."""
+    import random
+
+    import hyperscan
+
+    from inferline.processors import pii_detectors
+
+    rule = pii_detectors.ADDRESS_RULES[0]
+    assert rule.locate is not None
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=list(rule.anchors), ids=[0], elements=1, flags=[hyperscan.HS_FLAG_SOM_LEFTMOST])
+    scratch = hyperscan.Scratch(db)
+    rng = random.Random(5)
+    words = ["Baker", "Main", "Élysée", "Königs", "O'Neil", "Anne-Marie", "X", "Ölberg", "Old", "?ark"]
+    types = pii_detectors.pii_names.EN_STREET_TYPES
+    fill = ["", "at ", "12", "1234567 ", "né ", "x", "Apt 4, ", "ab1", "ß", "🙂 ", "—"]
+    reports = 0
+    for _ in range(3000):
+        parts = [rng.choice(fill)]
+        for _ in range(rng.randint(1, 3)):
+            number = str(rng.randint(0, 10 ** rng.randint(1, 7))) + rng.choice(["", "B", ","])
+            street = " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
+            parts.append(f"{number} {street} {rng.choice(types)}{rng.choice([' ', '.', ',', 'x', ''])}")
+            parts.append(rng.choice(fill))
+        text = "".join(parts)
+        hits: list[tuple[int, int]] = []
+        db.scan(
+            text.encode("ascii", "replace"),
+            match_event_handler=_record_start_end,
+            context=hits,
+            scratch=scratch,
+        )
+        for start, end in hits:
+            assert rule.locate(text, end) == start, (text, start, end)
+        reports += len(hits)
+    assert reports > 2000  # the generated texts do hold addresses

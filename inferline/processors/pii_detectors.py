@@ -466,17 +466,37 @@ def _hs_words(words: tuple[str, ...]) -> bytes:
     return "|".join(re.escape(w.encode("ascii", "replace").decode()) for w in words).encode()
 
 
+# The English address anchor: house number, one to three capitalised words, a street type. `{x}`
+# is where a non-ASCII letter may stand: '?' in the bytes Hyperscan scans, the letter itself in
+# the text (a literal '?' matches in both).
+_EN_ANCHOR = (
+    r"[0-9]{{1,5}}[A-Za-z]?,? (?:[A-Z{x}][A-Za-z{x}'\-]* ){{1,3}}(?:"
+    + _hs_words(pii_names.EN_STREET_TYPES).decode()
+    + ")"
+)
+# The same anchor ending at a given offset, to find its start from the end Hyperscan reports
+# (`_en_address_start`): tracking the start of this anchor inside Hyperscan made the numeric
+# database's scan ~1 µs per span dearer (docs/pii.md, "two anchor databases").
+_EN_ANCHOR_AT_END = re.compile(_EN_ANCHOR.format(x="?\x80-\U0010ffff") + r"\Z")
+# Longest stretch searched back from the anchor's end for its number: three long street words.
+_EN_ANCHOR_REACH = 160
+
+
+def _en_address_start(text: str, end: int) -> int | None:
+    """Leftmost start of the English address anchor that ends at `end`, as Hyperscan's
+    start-of-match tracking would report it."""
+    m = _EN_ANCHOR_AT_END.search(text, end - _EN_ANCHOR_REACH if end > _EN_ANCHOR_REACH else 0, end)
+    return None if m is None else m.start()
+
+
 ADDRESS_RULES: tuple[Rule, ...] = (
     Rule(
         "ADDRESS",
-        (
-            rb"[0-9]{1,5}[A-Za-z]?,? (?:[A-Z?][A-Za-z?'\-]* ){1,3}(?:"
-            + _hs_words(pii_names.EN_STREET_TYPES)
-            + rb")\b",
-        ),
+        ((_EN_ANCHOR.format(x="?") + r"\b").encode(),),
         pii_names.EN_ADDRESS,
         pii_names.check_en_address,
         needs_digit=True,
+        locate=_en_address_start,
     ),
     Rule(
         "ADDRESS",
