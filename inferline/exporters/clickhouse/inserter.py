@@ -121,10 +121,7 @@ class Inserter:
                 "WHERE NOT has({stored:Array(String)}, "
                 "concat(toString(inference_id), '/', toString(version)))",
                 parameters={"stored": sorted(already_stored)},
-                settings={
-                    "insert_deduplication_token": token,
-                    "deduplicate_blocks_in_dependent_materialized_views": 1,
-                },
+                settings=_flush_insert_settings(token),
             )
         written = _observe_staged_insert(LLM_INFERENCES, summary, rows, started)
         log.info("inference rows already stored were left out", rows=rows, new_rows=written)
@@ -170,11 +167,7 @@ class Inserter:
                     [c.name for c in table.insert_columns],
                     insert_block=data,
                     fmt="Native",
-                    # A replayed block is dropped, and so is what it would add to the rollup.
-                    settings={
-                        "insert_deduplication_token": token,
-                        "deduplicate_blocks_in_dependent_materialized_views": 1,
-                    },
+                    settings=_flush_insert_settings(token),
                 )
                 metrics.observe_insert(table.name, rows, time.perf_counter() - started)
                 return
@@ -186,6 +179,22 @@ class Inserter:
                     "insert failed, retrying", table=table.name, attempt=attempt + 1, error=error_summary(e)
                 )
                 time.sleep(self._backoff_s * (2**attempt))
+
+
+def _flush_insert_settings(token: str) -> dict[str, object]:
+    """Settings of a flush's inserts. The token: a replayed block is dropped, and so is what it
+    would add to the rollups. `optimize_on_insert` off: ClickHouse would otherwise run each
+    block through its table's merge (collapsing rows with the same sorting key, as a
+    ReplacingMergeTree merge does) before writing it: ~40% of the insert's CPU on the pipeline's
+    rows (docs/performance.md, "2026-12-07, evening"), for copies that are rare within one flush
+    (a sender's retry landing in the same flush, an inference's content row beside its span's).
+    Every read of these tables is `FINAL`, which collapses copies within a part as it does
+    across parts, and background merges collapse them on disk."""
+    return {
+        "insert_deduplication_token": token,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+        "optimize_on_insert": 0,
+    }
 
 
 def _observe_staged_insert(table: Table, summary: object, rows: int, started: float) -> int | None:
