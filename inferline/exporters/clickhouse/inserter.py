@@ -137,7 +137,10 @@ class Inserter:
         self._client.command(f"CREATE TABLE {staging} AS `{self._database}`.`{table.name}` ENGINE = Memory")
         try:
             self._client.raw_insert(
-                staging, [c.name for c in table.insert_columns], insert_block=b"".join(blocks), fmt="Native"
+                staging,
+                [c.name for c in table.insert_columns],
+                insert_block=(block for block in blocks),
+                fmt="Native",
             )
             yield staging
         finally:
@@ -158,14 +161,15 @@ class Inserter:
         return self._identities[table.name]
 
     def _insert_table(self, table: Table, blocks: list[bytes], rows: int, token: str) -> None:
-        data = blocks[0] if len(blocks) == 1 else b"".join(blocks)
         for attempt in range(self._retries + 1):
             started = time.perf_counter()
             try:
                 self._client.raw_insert(
                     f"`{self._database}`.`{table.name}`",
                     [c.name for c in table.insert_columns],
-                    insert_block=data,
+                    # The blocks one after another (Native blocks concatenate into one stream):
+                    # joined, they were a second copy of the table's whole flush in memory.
+                    insert_block=(block for block in blocks),
                     fmt="Native",
                     settings=_flush_insert_settings(token),
                 )
