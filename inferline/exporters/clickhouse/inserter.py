@@ -192,8 +192,9 @@ def _flush_insert_settings(token: str) -> dict[str, object]:
     ReplacingMergeTree merge does) before writing it: ~40% of the insert's CPU on the pipeline's
     rows (docs/performance.md, "2026-12-07, evening"), for copies that are rare within one flush
     (a sender's retry landing in the same flush, an inference's content row beside its span's).
-    Every read of these tables is `FINAL`, which collapses copies within a part as it does
-    across parts, and background merges collapse them on disk."""
+    The reads a copy could change are `FINAL`, which collapses copies within a part as it does
+    across parts (the others group by inference id), and background merges collapse them on
+    disk."""
     return {
         "insert_deduplication_token": token,
         "deduplicate_blocks_in_dependent_materialized_views": 1,
