@@ -14,6 +14,7 @@ from inferline.exporters.clickhouse.inserter import Inserter
 from inferline.processors.otel_rows import trace_row
 from inferline.service.processing import native_blocks
 from inferline.storage import queries
+from inferline.storage.rollups import ROLLUPS, ROLLUPS_9
 from tests.genai_examples import _CHAT_ATTRIBUTES, chat_inference_rows, flat_span
 
 pytestmark = pytest.mark.integration
@@ -51,9 +52,11 @@ def test_copies_in_one_flush_are_answered_once_with_the_latest_version(store: Cl
         queries.TRACE_SPANS, parameters={**params, "trace": span.trace_id, "limit": 10}
     ).result_rows
     assert len(spans) == 1
-    # The minute rollup counts calls, not rows: a call's versions are one call (as before: the
-    # views always saw the block as inserted).
+    # The rollups count calls, not rows: a call's versions are one call (as before: the views
+    # always saw the block as inserted).
     assert _count(store, "SELECT sum(calls) FROM llm_inferences_by_minute") == 2
+    for rollup in (*ROLLUPS, *ROLLUPS_9):
+        assert _count(store, f"SELECT sum(requests) FROM `{rollup.table}`") == 2, rollup.table
 
     # The table's merges collapse the copies on disk.
     store.command("OPTIMIZE TABLE llm_inferences FINAL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -1159,3 +1160,35 @@ def test_the_english_address_anchor_starts_where_hyperscan_would_start_it() -> N
             assert rule.locate(text, end) == start, (text, start, end)
         reports += len(hits)
     assert reports > 2000  # the generated texts do hold addresses
+
+
+class _OneAnchorDatabase(pii_module._Engine):
+    """The same rules with every anchor in one Hyperscan database, as before the numeric rules'
+    anchors got a database of their own."""
+
+    def _compiled(self, anchored: list[tuple[int, tuple[bytes, ...], int]]) -> Any:
+        held = getattr(self, "_held", None)
+        if held is None:  # the first group: kept for the second
+            self._held = anchored
+            return None
+        return super()._compiled([*held, *anchored])
+
+
+def test_two_anchor_databases_find_what_one_database_found(masker: PiiMasker) -> None:
+    """The anchors are scanned in two databases and their reports merged by end offset; the
+    detections must be those of one database over every anchor, text by text and in a batch, on
+    the labeled corpus and on its texts run together (reports of both databases interleaved)."""
+    two = masker._engine
+    one = _OneAnchorDatabase(two.rules)
+    assert len(two.dbs) == 2 and len(one.dbs) == 1
+    texts = []
+    for name in ("pii_corpus.tsv", "pii_unseen.tsv"):
+        lines = (Path(__file__).parent / "data" / name).read_text().splitlines()
+        texts += [line.split("\t")[3].replace("\\n", "\n") for line in lines if not line.startswith("#")]
+    texts += [" ".join(texts[i : i + 12]) for i in range(0, len(texts), 12)]
+    found = 0
+    for text in texts:
+        assert two.find(text, frozenset()) == one.find(text, frozenset()), text
+        found += len(one.find(text, frozenset()))
+    assert two.find_many(texts, frozenset()) == one.find_many(texts, frozenset())
+    assert found > 1000  # the corpus holds PII: the comparison is not of empty lists
