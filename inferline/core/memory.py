@@ -79,6 +79,22 @@ def freeze_survivors(full_every_s: float = _FULL_COLLECTION_EVERY_S) -> None:
 
 
 @contextlib.contextmanager
+def collections_paused() -> Iterator[None]:
+    """Work that makes many short-lived objects and no cycles (encoding a table's rows) runs
+    without automatic collections; unlike `collector_deferred`, nothing is frozen or collected
+    after it. For a serving process: the periodic collection of everything that
+    `freeze_survivors` makes walks its whole heap with the GIL held, 100-330 ms that every
+    request in flight waits (docs/performance.md, "2026-12-07, night")."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
 def collector_deferred(
     full_every_s: float = _FULL_COLLECTION_EVERY_S, collect_young: bool = True
 ) -> Iterator[None]:

@@ -13,7 +13,7 @@ from clickhouse_connect.driver.client import Client
 
 from inferline.core import metrics
 from inferline.core.logging import error_summary
-from inferline.core.memory import collector_deferred
+from inferline.core.memory import collections_paused
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.native import column_list, encode_block
 from inferline.storage.rollups import recount_statements
@@ -229,7 +229,9 @@ def _blocks_by_table(batch: Batch) -> Iterator[tuple[Table, list[bytes], int]]:
             # Without automatic collections: encoding makes a tuple per row and per column, and
             # the young collections walked them (and the rows) again and again, ~20% of the Kafka
             # writer's encoding (rows encoded in the workers are encoded there, under the same rule).
-            with collector_deferred():
+            # Nothing frozen or collected after: embedded mode's serving process encodes its
+            # ledger rows here, and a collection of everything stops its senders' requests.
+            with collections_paused():
                 blocks.append(encode_block(table, rows))
         count = len(rows)
         for name, n, block in batch.encoded:
