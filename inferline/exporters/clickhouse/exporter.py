@@ -303,9 +303,9 @@ class ClickHouseExporter:
             if n:
                 self._delay.observe(time.monotonic() - started)
             self.healthy = True
-            metrics.observe_inferences(batch.inferences)
-            metrics.observe_inferences(batch.observed)
-            metrics.observe_ledger(batch.ledger)
+            # In the exporter's thread: ~1.6 µs per row, tens of ms for a flush under load, which
+            # on the event loop every request in flight would wait for.
+            await loop.run_in_executor(self._io, _observe_stored, batch)
             try:
                 await self._on_stored(ranges)
             except Exception as e:  # stored but not committed: a replay drops it by its token
@@ -414,3 +414,10 @@ class ClickHouseExporter:
         if self._task:
             await self._task
         self._io.shutdown(wait=True)
+
+
+def _observe_stored(batch: Batch) -> None:
+    """The metrics of a stored flush's rows."""
+    metrics.observe_inferences(batch.inferences)
+    metrics.observe_inferences(batch.observed)
+    metrics.observe_ledger(batch.ledger)
