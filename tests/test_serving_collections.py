@@ -34,14 +34,14 @@ store = connect("chdb://{tmp_path / "clickhouse"}")
 migrate(store)
 memory.settle_after_start()
 memory._last_full_collection = float("-inf")  # as a minute after the start: one would be due
-frozen = gc.get_freeze_count()
-generations = set()
-gc.callbacks.append(lambda phase, info: phase == "start" and generations.add(info["generation"]))
 ledger = [
     dict(project_id="p", minute=int(time.time()) // 60 * 60 - 60 * i, signal="spans", outcome="accepted",
          reason="", source="otlp", records=1)
     for i in range(20_000)
 ]
+frozen = gc.get_freeze_count()
+generations = set()
+gc.callbacks.append(lambda phase, info: phase == "start" and generations.add(info["generation"]))
 Inserter(store).insert(Batch(ledger=ledger), "ledger-flush")
 print(max(generations, default=-1), frozen, gc.get_freeze_count(),
       int(str(store.command("SELECT sum(records) FROM ingest_ledger"))), int(gc.isenabled()))
