@@ -37,13 +37,17 @@ def test_a_flush_larger_than_one_query_can_name_still_finds_what_is_stored(store
 
 def test_an_id_that_is_not_a_uuid_cannot_change_the_look_up(store: Client) -> None:
     """The ids are written into the look-up's text: one that is not a UUID (a quote, SQL) is not
-    looked up at all, and the rows around it are still found."""
+    looked up at all, and the rows around it are still found, an id spelled in capitals too."""
     rows = chat_inference_rows(3, time.time_ns(), seed="q")
     Inserter(store).insert(Batch(inferences=[dict(rows[0])]), "stored")
     hostile = dict(rows[1], inference_id="00000000-0000-0000-0000-000000000000')) OR 1 = 1 --")
     spelled = dict(rows[0], inference_id=rows[0]["inference_id"].upper())
-    stored = NewInferences(store, "default").stored_keys([hostile, dict(rows[0]), spelled, dict(rows[2])])
-    assert stored == {f"{rows[0]['inference_id']}/{rows[0]['version']}"}
+    kept, left_out = NewInferences(store, "default").filter_new(
+        Batch(inferences=[hostile, dict(rows[0]), spelled, dict(rows[2])])
+    )
+    assert [r["inference_id"] for r in kept.inferences] == [hostile["inference_id"], rows[2]["inference_id"]]
+    version = rows[0]["version"]
+    assert sorted(left_out) == sorted(f"{r['inference_id']}/{version}" for r in (rows[0], spelled))
 
 
 class _Recording(NewInferences):

@@ -80,13 +80,18 @@ class NewInferences:
         version 1)."""
         starts: dict[str, int] = {}  # inference id -> its start time (ns)
         wanted: dict[str, set[int]] = {}  # inference id -> the versions asked about
+        # Rows' other spellings of an id (capitals, braces): their keys are their own spelling.
+        spellings: dict[str, set[str]] = {}
         for row in rows:
             try:
-                inference_id = _canonical_uuid(row.get("inference_id"))
+                raw = row.get("inference_id")
+                inference_id = _canonical_uuid(raw)
                 starts[inference_id] = int(row["start_time"])
                 wanted.setdefault(inference_id, set()).add(int(row["version"]))
             except (ValueError, TypeError, KeyError):
                 continue  # such a row is refused before it gets here; nothing to look up
+            if raw is not inference_id:
+                spellings.setdefault(inference_id, set()).add(str(raw))
         # In chunks: the ids are written into the query, and a query past `max_query_size` is a
         # syntax error (a large flush retried it forever: acknowledged, never stored). By start
         # time, so each chunk reads a narrow range of the table's daily partitions. The ids are one
@@ -105,10 +110,11 @@ class NewInferences:
             ).result_rows
             for inference_id, version in found:
                 asked = wanted[inference_id]  # toString(UUID) spells it as str(uuid.UUID) does
-                if version in asked:
-                    stored.add(f"{inference_id}/{version}")
-                if 1 in asked:
-                    stored.add(f"{inference_id}/1")
+                for spelled in (inference_id, *spellings.get(inference_id, ())):
+                    if version in asked:
+                        stored.add(f"{spelled}/{version}")
+                    if 1 in asked:
+                        stored.add(f"{spelled}/1")
         return stored
 
 
