@@ -107,16 +107,13 @@ def collector_deferred(
     `collect_young=False` leaves that collection out, for work that makes no cycles (rows decoded
     from JSON): many small units would pay a collection each for nothing; a cycle made after all
     is found by the next full collection."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collect_young:
-            gc.collect(0)
-        freeze_survivors(full_every_s)
-        if enabled:
-            gc.enable()
+    with collections_paused():
+        try:
+            yield
+        finally:
+            if collect_young:
+                gc.collect(0)
+            freeze_survivors(full_every_s)
 
 
 def observe_collector_pauses() -> None:
