@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     st.time(
         "json_decode",
-        "OTLP/JSON decode (orjson + descriptor walk)",
+        "OTLP/JSON decode (orjson, walk to protobuf bytes, parse)",
         lambda: [decode_json(b, ExportTraceServiceRequest) for b, _, _ in js],
         nj,
     )

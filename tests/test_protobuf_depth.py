@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import threading
 
+import orjson
 import pytest
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from inferline.otlp import protobuf
-from inferline.otlp.json_codec import decode_json
+from inferline.otlp.json_codec import encode_json
 from inferline.otlp.protobuf import MAX_VALUE_DEPTH, TooDeep, parse
 from tests.otlp_helpers import nested_request, nested_span
 
@@ -20,9 +21,9 @@ pytestmark = pytest.mark.unit
 
 
 def _encoded(depth: int, kind: str = "kvlist") -> bytes:
-    return decode_json(
-        nested_request(nested_span(depth, kind, "ab" * 8)), ExportTraceServiceRequest
-    ).SerializeToString()
+    return encode_json(
+        orjson.loads(nested_request(nested_span(depth, kind, "ab" * 8))), ExportTraceServiceRequest
+    )
 
 
 def _varint(n: int) -> bytes:

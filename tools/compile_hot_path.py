@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUP = "inferline.hot_path"
 HOT_PATH = (
     "inferline/otlp/flatten.py",
+    "inferline/otlp/json_codec.py",
     "inferline/otlp/wire.py",
     "inferline/otlp/wire_format.py",
     "inferline/otlp/wire_split.py",

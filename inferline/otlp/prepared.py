@@ -2,9 +2,10 @@
 (`shard`) and serialised per partition, with what its sender is to be told.
 
 The local log exporter prepares every request it receives this way. An OTLP/JSON request is
-prepared by the worker process that decodes it, which holds the decoded message anyway: the
-receiving process then appends the parts as they are, instead of parsing the request again to
-check, split and re-serialise it (~5-6 µs of the main process per GenAI span).
+prepared by the worker process that decodes it into protobuf bytes (`json_codec`), from those
+bytes as a protobuf request is: the receiving process then appends the parts as they are, instead
+of parsing the request again to check, split and re-serialise it (~5-6 µs of the main process per
+GenAI span).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from inferline.core.errors import Overloaded, Unavailable
 from inferline.core.memory import collector_deferred, release_free_heap, settle_after_start
 from inferline.core.records import SourceEntry
 from inferline.otlp.json_codec import decoded_as_protobuf, read_back_json
-from inferline.otlp.prepared import Prepared, prepare
+from inferline.otlp.prepared import Prepared, prepare_received
 from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import TimeWindow
 from inferline.processors.chain import ProcessorChain
@@ -302,8 +302,10 @@ def _decode_json_in_decoder(body: bytes, request_type: type[Message]) -> bytes:
 def _prepare_json_in_decoder(
     body: bytes, request_type: type[Message], partitions: int, window: TimeWindow | None
 ) -> Prepared:
-    # `read_back_json`'s message is the one the log's readers will parse (the depth check).
-    return prepare(read_back_json(body, request_type)[1], partitions, window)
+    # `read_back_json`'s bytes are what the log's readers will parse (its message: the depth
+    # check); split from those bytes as a protobuf request is (`prepare_received`).
+    encoded, message = read_back_json(body, request_type)
+    return prepare_received(encoded, message, partitions, window)
 
 
 def _ready() -> bool:
