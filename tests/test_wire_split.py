@@ -8,6 +8,7 @@ import random
 import secrets
 from typing import Any
 
+import orjson
 import pytest
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -20,6 +21,7 @@ from inferline.core.records import SPANS
 from inferline.exporters.kafka.raw import RawMessage, RawSplit, split_received, split_request
 from inferline.otlp import prepared, validate, wire, wire_split
 from inferline.otlp.flatten import flatten_logs, flatten_spans
+from inferline.otlp.json_codec import encode_json
 from inferline.otlp.prepared import prepare, prepare_received
 from inferline.otlp.protobuf import parse
 from inferline.otlp.validate import TimeWindow
@@ -246,3 +248,27 @@ def test_a_request_whose_part_exceeds_the_message_size_is_left_to_the_upb_split(
     assert (
         _same_as_split_request(body, ExportTraceServiceRequest, [0, 1], None, max_bytes=len(body)) is not None
     )
+
+
+def test_otlp_json_written_by_the_json_codec_splits_from_its_bytes_as_from_its_parse() -> None:
+    """OTLP/JSON reaches the log and Kafka as the bytes `json_codec` writes: they take the splitter's
+    path (no `NotPlain`), fields set to their defaults included (SDKs' JSON writes `"kind": 0`,
+    empty trace states, zero counts), with the parts and rejections of `prepare`."""
+    template = build_template("genai", "http-json", 200, random.Random(9), secrets.token_bytes(8))
+    traces, logs = template.stamp(1 << 16, now_ns=NOW)
+    assert logs is not None
+    defaults = orjson.loads(traces)
+    for resource in defaults["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            for span in scope["spans"]:
+                span.update(kind=0, traceState="", flags=0, droppedAttributesCount=0, droppedEventsCount=0)
+    bodies = [
+        (ExportTraceServiceRequest, encode_json(orjson.loads(traces), ExportTraceServiceRequest)),
+        (ExportTraceServiceRequest, encode_json(defaults, ExportTraceServiceRequest)),
+        (ExportLogsServiceRequest, encode_json(orjson.loads(logs), ExportLogsServiceRequest)),
+    ]
+    for cls, body in bodies:
+        for window in WINDOWS:
+            got = _same_as_prepare(body, cls, 2, window)
+            assert got.parts or window is not None  # (a window may refuse every record)
+            assert _same_as_split_request(body, cls, [0, 1, 2], window) is not None

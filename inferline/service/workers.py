@@ -190,10 +190,12 @@ class WorkerProcesses(Generic[Output]):
             self._replace(k, executor)
             raise WorkerDied(f"worker {k} died") from None
 
-    async def decode_json(self, body: bytes, request_type: type[Message]) -> Message:
+    async def decode_json(self, body: bytes, request_type: type[Message]) -> tuple[bytes, Message]:
         """OTLP/JSON decoded in a decoder process: the receiving process only parses the protobuf
-        that comes back, a small fraction of the work."""
-        return parse(await self._on_next(_decode_json_in_decoder, body, request_type), request_type)
+        that comes back, a small fraction of the work (the bytes and their message, as
+        `read_back_json` gives them)."""
+        encoded = await self._on_next(_decode_json_in_decoder, body, request_type)
+        return encoded, parse(encoded, request_type)
 
     async def prepare_json(
         self, body: bytes, request_type: type[Message], partitions: int, window: TimeWindow | None

@@ -95,12 +95,13 @@ def _refused(e: Retryable, as_json: bool) -> Response:
     )
 
 
-# OTLP/JSON → protobuf message; CPU-heavy, so the embedded service runs it in a worker process.
-JsonDecoder = Callable[[bytes, type[Message]], Awaitable[Message]]
+# OTLP/JSON → its protobuf bytes and their message (`read_back_json`); CPU-heavy, so the embedded
+# service runs it in a decoder process.
+JsonDecoder = Callable[[bytes, type[Message]], Awaitable[tuple[bytes, Message]]]
 
 
-async def decode_json_here(body: bytes, request_type: type[Message]) -> Message:
-    return read_back_json(body, request_type)[1]
+async def decode_json_here(body: bytes, request_type: type[Message]) -> tuple[bytes, Message]:
+    return read_back_json(body, request_type)
 
 
 class JsonIntake(Protocol):
@@ -218,12 +219,15 @@ def otlp_http_app(
                     take(len(body) - held)
                 message: Any = None  # the request's message, unless prepared elsewhere
                 prepared: Prepared | None = None
+                # The protobuf bytes `message` was parsed from: the sink may prepare from them.
+                received: bytes | None = None
                 if as_json and json_intake is not None:
                     prepared = await json_intake.prepare(body, request_type)
                 elif as_json:
-                    message = await json_decoder(body, request_type)
+                    received, message = await json_decoder(body, request_type)
                 else:
                     message = decode_protobuf(body, request_type)
+                    received = body
             except BodyTooLarge as e:
                 return _error(413, code_pb2.RESOURCE_EXHAUSTED, str(e), as_json), 0, 0
             except BodyStalled as e:
@@ -235,7 +239,6 @@ def otlp_http_app(
                 return _error(415, code_pb2.INVALID_ARGUMENT, str(e), as_json), 0, 0
             except (OtlpDecodeError, ValueError) as e:
                 return _error(400, code_pb2.INVALID_ARGUMENT, f"malformed OTLP payload: {e}", as_json), 0, 0
-            received = None if as_json else body  # protobuf: the bytes the sink may prepare from
             del body
             records = prepared.records if prepared is not None else count_records(message)
             admission.take_rate(project_id, signal, records)
