@@ -262,7 +262,7 @@ def test_otlp_json_written_by_the_json_codec_splits_from_its_bytes_as_from_its_p
         for scope in resource["scopeSpans"]:
             for span in scope["spans"]:
                 span.update(kind=0, traceState="", flags=0, droppedAttributesCount=0, droppedEventsCount=0)
-    bodies = [
+    bodies: list[tuple[Any, bytes]] = [
         (ExportTraceServiceRequest, encode_json(orjson.loads(traces), ExportTraceServiceRequest)),
         (ExportTraceServiceRequest, encode_json(defaults, ExportTraceServiceRequest)),
         (ExportLogsServiceRequest, encode_json(orjson.loads(logs), ExportLogsServiceRequest)),
