@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -252,3 +252,51 @@ def test_encoding_without_the_read_back_keeps_what_protobuf_would_refuse() -> No
         parse(encoded, ExportTraceServiceRequest)
     with pytest.raises(OtlpDecodeError, match="nested too deeply"):
         read_back_json(body, ExportTraceServiceRequest)
+
+
+def _scalars_type() -> type[Message]:
+    """A message with the scalar encodings OTLP's traces and logs do not use (zigzag, float,
+    signed fixed) and repeated scalars, built for this test."""
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="inferline_json_wire_test.proto", package="inferline.test", syntax="proto3"
+    )
+    message = proto.message_type.add(name="Scalars")
+    for number, (name, kind) in enumerate(
+        [
+            ("small_signed", field.TYPE_SINT32),
+            ("big_signed", field.TYPE_SINT64),
+            ("ratio", field.TYPE_FLOAT),
+            ("fixed_signed", field.TYPE_SFIXED32),
+            ("fixed_signed64", field.TYPE_SFIXED64),
+            ("unsigned64", field.TYPE_UINT64),
+            ("counts", field.TYPE_INT32),
+            ("bounds", field.TYPE_DOUBLE),
+        ],
+        1,
+    ):
+        label = field.LABEL_REPEATED if name in ("counts", "bounds") else field.LABEL_OPTIONAL
+        message.field.add(name=name, number=number, type=kind, label=label)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("inferline.test.Scalars"))
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        {"smallSigned": -5, "bigSigned": "-3", "ratio": 0.1, "fixedSigned": -1, "fixedSigned64": "-7"},
+        {
+            "small_signed": -(2**31),
+            "bigSigned": str(-(2**63)),
+            "ratio": -3.5,
+            "fixedSigned": 2**31 - 1,
+            "fixedSigned64": -(2**63),
+            "unsigned64": str(2**64 - 1),
+        },
+        {"smallSigned": 2**31 - 1, "bigSigned": 2**63 - 1, "counts": [1, -2, 300], "bounds": [0.5, -1e300]},
+    ],
+)
+def test_every_scalar_encoding_reads_back_as_protobufs_json_parser_reads_it(tree: dict[str, Any]) -> None:
+    scalars = _scalars_type()
+    assert scalars.FromString(encode_json(tree, scalars)) == json_format.ParseDict(tree, scalars())

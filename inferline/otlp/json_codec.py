@@ -160,19 +160,19 @@ class _Field:
         self.tag: bytes = _tag(f.number, _WIRE_TYPES[self.encoding])
 
 
-_PLANS: dict[str, dict[str, _Field]] = {}
+_PLANS: dict[Any, dict[str, _Field]] = {}  # by message descriptor
 
 
 def _plan(descriptor: Descriptor) -> dict[str, _Field]:
     """A message's fields by both their JSON names (lowerCamelCase and snake_case)."""
-    plan = _PLANS.get(descriptor.full_name)
+    plan = _PLANS.get(descriptor)
     if plan is None:
         plan = {}
         for f in descriptor.fields:
             field = _Field(f)
             plan[f.json_name] = field
             plan[f.name] = field
-        _PLANS[descriptor.full_name] = plan
+        _PLANS[descriptor] = plan
     return plan
 
 
@@ -182,7 +182,7 @@ def _plan(descriptor: Descriptor) -> dict[str, _Field]:
 
 
 def _sub_plan(field: _Field) -> dict[str, _Field]:
-    # Kept on the field: a descriptor's name is a call into upb, and messages nest (AnyValue).
+    # Kept on the field: an attribute read rather than a look-up for every nested message.
     plan = field.plan
     if plan is None:
         plan = field.plan = _plan(field.sub)
