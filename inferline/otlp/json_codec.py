@@ -132,8 +132,8 @@ class _Field:
         self.name: str = f.name
         self.number: int = f.number
         self.repeated: bool = f.is_repeated
-        self.sub: Any = None  # a message field's Descriptor, an enum field's EnumDescriptor
-        self.range: tuple[int, int, str] | None = None  # an integer field's
+        self.sub: Any = None  # a message field's Descriptor
+        self.rule: Any = None  # what `_scalar` checks a value by: an integer's range, an enum's type
         self.plan: dict[str, _Field] | None = None  # a message field's, once first needed
         is_message = f.type == FieldDescriptor.TYPE_MESSAGE
         if is_message and f.message_type.full_name == _KEY_VALUE and f.is_repeated:
@@ -146,14 +146,14 @@ class _Field:
             self.kind = _HEX if f.name in _HEX_FIELDS else _BYTES
         elif f.type in _INT_RANGES:
             self.kind = _INT
-            self.range = _INT_RANGES[f.type]
+            self.rule = _INT_RANGES[f.type]
         elif f.type in _FLOAT_TYPES:
             self.kind = _FLOAT
         elif f.type == FieldDescriptor.TYPE_BOOL:
             self.kind = _BOOL
         elif f.type == FieldDescriptor.TYPE_ENUM:
             self.kind = _ENUM
-            self.sub = f.enum_type
+            self.rule = f.enum_type
         else:
             self.kind = _STRING
         self.encoding: int = _ENCODINGS.get(f.type, _VARINT)
@@ -285,10 +285,10 @@ def _scalar_field(parts: list[bytes], field: _Field, value: Any) -> int:
         return _bytes_field(parts, field.tag, value.encode())
     if kind == _HEX and type(value) is str:  # ids: every span has two or three
         return _bytes_field(parts, field.tag, _hex_id(value))
-    value = _scalar(value, kind, field.sub if kind == _ENUM else field.range, "")
+    value = _scalar(value, kind, field.rule, "")
     encoding = field.encoding
-    if encoding == _LENGTH:
-        return _bytes_field(parts, field.tag, value.encode() if isinstance(value, str) else value)
+    if encoding == _LENGTH:  # base64 bytes (strings and ids were written above)
+        return _bytes_field(parts, field.tag, value)
     data: bytes
     if encoding == _VARINT:
         data = _varint(int(value))
@@ -369,7 +369,7 @@ def _any_value(parts: list[bytes], value: dict[str, Any]) -> int:
     return 0  # an empty AnyValue is legal
 
 
-def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
+def _scalar(value: Any, kind: int, rule: Any, path: str) -> Any:
     if kind == _STRING:
         if not isinstance(value, str):
             raise OtlpDecodeError(f"{path}: expected a string, got {type(value).__name__}")
@@ -390,8 +390,8 @@ def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
             raise OtlpDecodeError(f"{path}: expected an integer, got {type(value).__name__}")
         if not _INT_MIN <= number <= _UINT64_MAX:
             raise OtlpDecodeError(f"{path}: {number} does not fit in 64 bits")
-        if sub is not None and not sub[0] <= number <= sub[1]:
-            raise OtlpDecodeError(f"{path}: {number} is out of range for {sub[2]}")
+        if rule is not None and not rule[0] <= number <= rule[1]:
+            raise OtlpDecodeError(f"{path}: {number} is out of range for {rule[2]}")
         return number
     if kind == _HEX:
         if not isinstance(value, str):
@@ -410,13 +410,13 @@ def _scalar(value: Any, kind: int, sub: Any, path: str) -> Any:
     if kind == _ENUM:
         if isinstance(value, int) and not isinstance(value, bool):
             if not _INT32[0] <= value <= _INT32[1]:  # enums are int32
-                raise OtlpDecodeError(f"{path}: {value} is out of range for {sub.name}")
+                raise OtlpDecodeError(f"{path}: {value} is out of range for {rule.name}")
             return value
         if isinstance(value, str):
-            named = sub.values_by_name.get(value)
+            named = rule.values_by_name.get(value)
             if named is not None:
                 return named.number
-        raise OtlpDecodeError(f"{path}: {value!r} is not a valid {sub.name}")
+        raise OtlpDecodeError(f"{path}: {value!r} is not a valid {rule.name}")
     if kind == _BYTES:
         if not isinstance(value, str):
             raise OtlpDecodeError(f"{path}: expected base64 bytes")
@@ -451,7 +451,7 @@ def _locate(obj: Any, descriptor: Descriptor, path: str) -> None:
         field = plan.get(key)
         if field is None or value is None:
             continue
-        kind, sub = field.kind, field.sub if field.kind == _ENUM else field.range
+        kind = field.kind
         where = f"{path}.{key}" if path else key
         if field.repeated:
             if not isinstance(value, list):
@@ -460,11 +460,11 @@ def _locate(obj: Any, descriptor: Descriptor, path: str) -> None:
                 if kind in (_MESSAGE, _KEY_VALUES):
                     _locate(v, field.sub, f"{where}[{i}]")
                 else:
-                    _scalar(v, kind, sub, f"{where}[{i}]")
+                    _scalar(v, kind, field.rule, f"{where}[{i}]")
         elif kind == _MESSAGE:
             _locate(value, field.sub, where)
         else:
-            _scalar(value, kind, sub, where)
+            _scalar(value, kind, field.rule, where)
 
 
 def encode_json(tree: Any, message_type: type[Message]) -> bytes:
