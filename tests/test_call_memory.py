@@ -140,3 +140,27 @@ def test_a_backlog_does_not_make_the_normaliser_forget_what_it_was_sent_lately()
     assert n.normalise([_llm(CALL, "", "ChatCompletion", 100, 20, 9)], [], 2_000_015.0) == []
     assert n.repeats == 1
     assert n.calls_remembered_since() == 2_000_015.0 - 30
+
+
+def test_a_normaliser_told_what_the_store_holds_vouches_from_its_first_record() -> None:
+    """At its start the embedded service reads the newest stored call's start: a new normaliser
+    then reaches back a join window at once (a call that started before the normaliser itself
+    made no row if the store holds nothing as new), instead of vouching only for calls that
+    started after it. Told after its first call, it ignores it: a call it forgot early may be
+    stored."""
+    wall = [1_000_000.0]
+    told = GenAINormaliser(join_window_s=30.0, wall_clock=lambda: wall[0])
+    told.assume_calls_remembered_since(990_000.0)  # the store's newest call is hours older
+    assert told.calls_remembered_since() == 1_000_000.0 - 30
+
+    untold = GenAINormaliser(join_window_s=30.0, wall_clock=lambda: wall[0])
+    assert untold.calls_remembered_since() == 1_000_000.0
+
+    newer = GenAINormaliser(join_window_s=30.0, wall_clock=lambda: wall[0])
+    newer.assume_calls_remembered_since(1_000_050.0)  # a sender's clock ahead: never later than before
+    assert newer.calls_remembered_since() == 1_000_000.0
+
+    late = GenAINormaliser(join_window_s=30.0, wall_clock=lambda: wall[0])
+    assert len(late.normalise([_llm(CALL, "", "ChatCompletion", 100, 20, 7)], [], 1_000_000.0)) == 1
+    late.assume_calls_remembered_since(990_000.0)
+    assert late.calls_remembered_since() == 1_000_000.0

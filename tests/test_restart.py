@@ -3,14 +3,15 @@ flushes what was accepted."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import make_service
+from tests.conftest import Service, make_service
 from tests.otlp_helpers import GENAI_ATTRIBUTES, json_span, traces_json
-from tests.prom_helpers import metrics_text
+from tests.prom_helpers import metrics_text, scrape, value
 
 pytestmark = pytest.mark.e2e
 
@@ -87,3 +88,45 @@ def test_a_configuration_mistake_stops_the_start_with_the_reason(tmp_path: Path)
     assert out.returncode == 2
     assert "unknown processor 'sentiments'" in out.stderr and "Traceback" not in out.stderr
     assert not service.data_dir.exists()  # nothing was created
+
+
+def _lookups(service: Service) -> tuple[float, float, float]:
+    """The running service's inference rows vouched for, looked up and found stored before insert."""
+    samples = scrape(service.api_url)
+    return tuple(  # type: ignore[return-value]
+        value(samples, "inferline_stored_row_lookups_total", outcome=o)
+        for o in ("vouched", "looked_up", "found")
+    )
+
+
+@pytest.mark.parametrize("workers", ["0", "2"], ids=["in-thread", "worker-processes"])
+def test_a_fresh_store_looks_nothing_up_and_a_restarted_one_finds_a_retry(
+    tmp_path: Path, workers: str
+) -> None:
+    """A model call that started before the service was up is new to an empty store: its row
+    skips the look-up of stored rows (a query per flush). After a restart, a sender's retry of a
+    stored call (same span, same start) is looked up and found, and the rollups count the call
+    once; a call that started after every stored one is vouched for again."""
+    service = make_service(tmp_path, INFERLINE_WORKERS=workers)
+    service.start()
+    headers = {"authorization": f"Bearer {service.key}", "content-type": "application/json"}
+    call = traces_json([json_span(GENAI_ATTRIBUTES, name="first", start_ns=time.time_ns() - 8 * 10**9)])
+    assert httpx.post(f"{service.http_url}/v1/traces", content=call, headers=headers).status_code == 200
+    service.settle()
+    assert _lookups(service) == (1, 0, 0)
+    assert service.stop() == 0
+
+    service.start()
+    try:
+        headers["authorization"] = f"Bearer {service.key}"
+        assert httpx.post(f"{service.http_url}/v1/traces", content=call, headers=headers).status_code == 200
+        service.settle()
+        assert _lookups(service) == (0, 1, 1)
+        assert service.sql("SELECT sum(calls) FROM llm_inferences_by_minute") == "1\n"
+        later = traces_json([json_span(GENAI_ATTRIBUTES, name="later")])
+        assert httpx.post(f"{service.http_url}/v1/traces", content=later, headers=headers).status_code == 200
+        service.settle()
+        assert _lookups(service) == (1, 1, 1)
+        assert service.sql("SELECT sum(calls) FROM llm_inferences_by_minute") == "2\n"
+    finally:
+        assert service.stop() == 0

@@ -13,7 +13,11 @@ from prometheus_client import REGISTRY
 
 from inferline.core.records import Batch, Row
 from inferline.exporters.clickhouse.inserter import Inserter
-from inferline.exporters.clickhouse.new_inferences import NewInferences
+from inferline.exporters.clickhouse.new_inferences import (
+    NewInferences,
+    calls_remembered_since_store,
+    certainly_new,
+)
 from inferline.service.processing import native_blocks
 from inferline.storage.rollups import ROLLUPS, ROLLUPS_9
 from tests.genai_examples import chat_inference_rows
@@ -131,3 +135,15 @@ def test_versions_a_call_was_counted_at_are_found_whatever_version_the_table_kep
     )
     assert left_out == [f"{first['inference_id']}/1"]
     assert [(r["inference_id"], r["version"]) for r in kept.inferences] == [(second["inference_id"], 2)]
+
+
+def test_a_new_normaliser_vouches_only_for_calls_newer_than_every_stored_one(store: Client) -> None:
+    """What the embedded service tells its normalisers at start (`calls_remembered_since_store`):
+    on an empty store every call is new; once a call is stored, a retry of it (same start, to the
+    nanosecond) is looked up, and a call that started two seconds later is not."""
+    assert calls_remembered_since_store(store, "default") < 0  # nothing stored: any start is later
+    (stored,) = chat_inference_rows(1, time.time_ns() - 7 * 10**9 + 123_456_789, seed="stored")
+    Inserter(store).insert(Batch(inferences=[dict(stored)]), "stored")
+    since = calls_remembered_since_store(store, "default")
+    retry, later = dict(stored), dict(stored, start_time=stored["start_time"] + 2 * 10**9)
+    assert (certainly_new(retry, since), certainly_new(later, since)) == (False, True)

@@ -239,6 +239,14 @@ class GenAINormaliser:
         may be a sender's retry of a request received longer ago than the join window."""
         return self._calls.complete_after(self._received)
 
+    def assume_calls_remembered_since(self, since: float) -> None:
+        """Before the first record: `calls_remembered_since` may reach back to `since`, because
+        whoever read the store (the embedded service, at its start) found no stored call that
+        started later (`exporters/clickhouse/new_inferences.py`, `calls_remembered_since_store`).
+        Without it a new normaliser vouches only for calls that started after itself, and its
+        first window's rows are all looked up. Ignored after the first call."""
+        self._calls.assume_complete_after(since)
+
     def forget_calls(self, origins: set[Any]) -> None:
         """Forgets the model calls of these records (a failed entry: a retry of its calls in
         another entry is not a retry of anything stored)."""

@@ -26,7 +26,7 @@ from inferline.core.consumer import Sink
 from inferline.core.memory import observe_collector_pauses, settle_after_start
 from inferline.core.records import Batch
 from inferline.exporters.clickhouse.inserter import Inserter
-from inferline.exporters.clickhouse.new_inferences import NewInferences
+from inferline.exporters.clickhouse.new_inferences import NewInferences, calls_remembered_since_store
 from inferline.otlp.validate import TimeWindow
 from inferline.processors.chain import ProcessorChain
 from inferline.processors.mask_request import MaskingSink
@@ -180,12 +180,15 @@ async def run_embedded(settings: Settings, stop: asyncio.Event | None = None) ->
     write_client = connect(url, database)
     migrate(write_client, database, settings.retention_days)
     apply_configured_retention(write_client, settings)  # per-table TTLs, docs/schema.md#retention
+    # Before anything of ours is inserted: calls that started after every stored one need no look-up.
+    remembered_since = calls_remembered_since_store(write_client, database)
     keys = ApiKeys(connect(url, database), database)
     first_key = ensure_default_key(keys, settings.data_dir)
     if first_key:
         print_first_key(first_key, settings)
 
     await starting
+    await processing.assume_calls_remembered_since(remembered_since)
     engine = EmbeddedEngine(
         settings.data_dir,
         processing,

@@ -103,6 +103,14 @@ class InThread(Generic[Output]):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, forget_partitions, self._chain, partitions)
 
+    async def assume_calls_remembered_since(self, since: float) -> None:
+        """Before the first entry: the normaliser's memory is complete from `since` (read from the
+        store). Not kept across `restart`: a fresh chain vouches from its own start again."""
+        normaliser = self._chain.normaliser
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, normaliser.assume_calls_remembered_since, since
+        )
+
     async def restart(self) -> None:
         """Forget the join's memory (the log is replayed from the committed positions)."""
         self._chain = await asyncio.get_running_loop().run_in_executor(self._executor, self._chain.fresh)
@@ -163,6 +171,14 @@ class WorkerProcesses(Generic[Output]):
 
     async def _workers_ready(self) -> None:
         await asyncio.gather(*(asyncio.wrap_future(e.submit(_ready)) for e in self._executors))
+
+    async def assume_calls_remembered_since(self, since: float) -> None:
+        """Before the first entry: every worker's normaliser is complete from `since` (read from
+        the store). Workers started later (`restart`, a replacement) vouch from their own start:
+        the store may by then hold rows of calls their predecessors made."""
+        await asyncio.gather(
+            *(asyncio.wrap_future(e.submit(_assume_in_worker, since)) for e in self._executors)
+        )
 
     async def process(self, worker: int, entries: list[SourceEntry]) -> Processed[Output]:
         processed, counted = await self._submit(worker, _process_in_worker, entries)
@@ -324,6 +340,11 @@ def _process_in_worker(entries: list[SourceEntry]) -> tuple[Processed[Any], list
     after = _counter_values()
     counted = [(i, labels, v - before.get((i, labels), 0.0)) for (i, labels), v in after.items()]
     return processed, [c for c in counted if c[2]]
+
+
+def _assume_in_worker(since: float) -> None:
+    assert _chain is not None
+    _chain.normaliser.assume_calls_remembered_since(since)
 
 
 def _expire_in_worker() -> Held:

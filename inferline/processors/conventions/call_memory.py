@@ -42,6 +42,7 @@ class CallMemory:
         # Every call remembered after this moment is still here until its deadline: what was
         # remembered before it may be gone early (the memory was full, or is new since `now`).
         self._complete_after = now
+        self._remembered_any = False
         self._calls: OrderedDict[JoinKey, _Call] = OrderedDict()
         self._children: dict[JoinKey, list[Tokens]] = {}  # parent -> its remembered calls' tokens
 
@@ -63,6 +64,7 @@ class CallMemory:
 
     def remember(self, key: JoinKey, parent: JoinKey, origin: Any, tokens: Tokens, now: float) -> None:
         calls = self._calls
+        self._remembered_any = True
         if key in calls:
             self._forget(key)
         # Built without the NamedTuple's Python `__new__` (one per model call, on the hot path).
@@ -74,6 +76,14 @@ class CallMemory:
         """Forgets the calls that came in these records (rare: a failed entry)."""
         for key in [k for k, call in self._calls.items() if call.origin in origins]:
             self._forget(key)
+
+    def assume_complete_after(self, since: float) -> None:
+        """Every call that made a row before this memory was new started no later than `since`
+        (read from the store when it holds nothing newer): the memory is complete from `since`
+        rather than from its start. Ignored once a call was remembered (one it forgot early must
+        not be vouched for)."""
+        if not self._remembered_any:
+            self._complete_after = min(self._complete_after, since)
 
     def complete_after(self, now: float) -> float:
         """The moment from which every call that made a row is remembered, at the memory's time
