@@ -320,26 +320,25 @@ def _normalise_by_example(st: Stages) -> None:
 
 def _receive_stages(st: Stages, proto: list[tuple[bytes, bytes | None, int]], n: int) -> None:
     """The embedded service's main process per request, before and after the workers: parse,
-    check and split by trace id; append to the local log (fsynced), read back and pickled for a
-    worker. With the chDB insert, this is the main-process budget of issue #12 (≤ 30 µs/span);
-    HTTP/gRPC handling and ClickHouse's merges come on top."""
+    check and split by trace id, as the receivers do (the upb parse, then the compiled splitter
+    reading the received bytes: `prepare_received`); append to the local log (fsynced), read back
+    and pickled for a worker. With the chDB insert, this is the main-process budget of issue #12
+    (≤ 30 µs/span); HTTP/gRPC handling and ClickHouse's merges come on top."""
     import asyncio
     import pickle
 
     from inferline.bus.local_log import Append, LocalLog
     from inferline.core.records import SPANS
-    from inferline.otlp.protobuf import parse
-    from inferline.otlp.shard import shard_spans
-    from inferline.otlp.validate import TimeWindow, remove_invalid
+    from inferline.otlp.prepared import prepare_received
+    from inferline.otlp.validate import TimeWindow
 
     window, workers = TimeWindow(spans_days=180, logs_days=180), 2
 
     def receive() -> list[tuple[int, bytes]]:
         parts = []
         for body, _, _ in proto:
-            request = parse(body, ExportTraceServiceRequest)
-            remove_invalid(request, window)
-            parts += [(k, part.SerializeToString()) for k, part in shard_spans(request, workers).items()]
+            request = decode_protobuf(body, ExportTraceServiceRequest)
+            parts += list(prepare_received(body, request, workers, window).parts.items())
         return parts
 
     st.time("receive", "receive: parse, check, split by trace (main)", receive, n)
