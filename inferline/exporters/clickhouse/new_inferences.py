@@ -22,11 +22,11 @@ normaliser's memory is empty: it vouches only for calls that started after itsel
 more. The embedded service reads the newest stored call's start before its first insert
 (`calls_remembered_since_store`), so a call that started later, and within the window, is vouched
 for from the first flush on (on a fresh store, the whole first window's rows were looked up
-before: 80% of the bench's maximum-load phase). A Kafka processor says the same on each enriched
-inference message (header
-`inferline-calls-remembered-since`, no earlier than its last partition assignment: the previous
-owner's calls are not in its memory), dropped when it sends a message again after a failed
-acknowledgement; the writer marks the rows it vouches for as the embedded main process does.
+before: 67-86% of the bench's maximum-load phase). A Kafka processor says the same on each
+enriched inference message (header `inferline-calls-remembered-since`, no earlier than its last
+partition assignment: the previous owner's calls are not in its memory), dropped when it sends a
+message again after a failed acknowledgement; the writer marks the rows it vouches for as the
+embedded main process does.
 """
 
 from __future__ import annotations
