@@ -111,10 +111,12 @@ def test_a_fresh_store_looks_nothing_up_and_a_restarted_one_finds_a_retry(
     service.start()
     headers = {"authorization": f"Bearer {service.key}", "content-type": "application/json"}
     call = traces_json([json_span(GENAI_ATTRIBUTES, name="first", start_ns=time.time_ns() - 8 * 10**9)])
-    assert httpx.post(f"{service.http_url}/v1/traces", content=call, headers=headers).status_code == 200
-    service.settle()
-    assert _lookups(service) == (1, 0, 0)
-    assert service.stop() == 0
+    try:
+        assert httpx.post(f"{service.http_url}/v1/traces", content=call, headers=headers).status_code == 200
+        service.settle()
+        assert _lookups(service) == (1, 0, 0)
+    finally:
+        assert service.stop() == 0
 
     service.start()
     try:
